@@ -1,0 +1,30 @@
+"""`manage.py check` warnings for what composing needs on this machine."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Warning, register
+
+from compositions import engine
+
+
+@register()
+def composing_tools_check(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """One warning per missing tool (FluidSynth, ffmpeg, SoundFont) and for a missing model file."""
+    from ml.render import check_tools
+
+    warnings: list[CheckMessage] = [
+        Warning(problem, id="compositions.W001") for problem in check_tools(settings.SOUNDFONT_PATH or None)
+    ]
+    model_path = engine.active_model_path()
+    if not model_path.is_file():
+        warnings.append(
+            Warning(
+                f"The music model file {model_path} is missing.",
+                hint="Train one (make train) or set MUSIC_MODEL_PATH.",
+                id="compositions.W002",
+            )
+        )
+    return warnings

@@ -1,0 +1,128 @@
+"""Compositions, the models that write them, and the data sets the models learn from."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+
+class Composition(models.Model):
+    """One generated piece: its request, its progress while the worker runs, and its files."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Queued"
+        GENERATING = "generating", "Generating"
+        RENDERING = "rendering", "Rendering"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    class Visibility(models.TextChoices):
+        PRIVATE = "private", "Private"
+        UNLISTED = "unlisted", "Unlisted"
+        PUBLIC = "public", "Public"
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="compositions")
+    # Variations requested together share a batch and are generated in one call.
+    batch_id = models.UUIDField(default=uuid.uuid4, db_index=True, editable=False)
+    variation_index = models.PositiveSmallIntegerField(default=0)
+
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
+    progress = models.PositiveSmallIntegerField(default=0)  # percent, 0..100
+    status_message = models.CharField(max_length=200, blank=True)
+    error = models.CharField(max_length=300, blank=True)  # shown to the user
+    error_detail = models.TextField(blank=True)  # for the admin: the underlying exception
+
+    # The request, as validated by ml.generate.GenerationRequest.
+    style = models.CharField(max_length=64)
+    seconds = models.FloatField()
+    tempo_bpm = models.FloatField(null=True, blank=True)  # None: the style's default tempo
+    key = models.CharField(max_length=8, default="any")
+    mode = models.CharField(max_length=8, default="major")
+    temperature = models.FloatField(default=1.0)
+    timing_temperature = models.FloatField(default=1.0)
+    top_k = models.PositiveIntegerField(default=0)
+    top_p = models.FloatField(default=1.0)
+    seed = models.BigIntegerField(null=True, blank=True)
+    dynamics = models.CharField(max_length=16, default="medium")
+    instrument = models.PositiveSmallIntegerField(default=0)  # General MIDI program
+    variations = models.PositiveSmallIntegerField(default=1)
+    primer_file = models.FileField(upload_to="primers/", blank=True)
+
+    # The result.
+    model_name = models.CharField(max_length=200, blank=True)
+    midi_file = models.FileField(upload_to="midi/", blank=True)
+    mp3_file = models.FileField(upload_to="mp3/", blank=True)
+    duration_seconds = models.FloatField(null=True, blank=True)  # measured from the rendered audio
+    notes_json = models.JSONField(default=list, blank=True)  # [[pitch, start_s, duration_s, velocity], ...]
+    primer_end = models.FloatField(null=True, blank=True)  # seconds where the generated part begins
+
+    visibility = models.CharField(max_length=16, choices=Visibility.choices, default=Visibility.PRIVATE)
+    share_token = models.CharField(max_length=64, unique=True, null=True, blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.style} {self.seconds:g}s ({self.get_status_display()})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (self.Status.DONE, self.Status.FAILED)
+
+
+class MusicModel(models.Model):
+    """A trained network on disk; the active one serves new compositions."""
+
+    name = models.CharField(max_length=200, unique=True)
+    path = models.CharField(max_length=500, help_text="Path of the .keras file on the worker machine.")
+    styles = models.JSONField(default=list, blank=True)
+    is_active = models.BooleanField(default=False)
+    metrics = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_active"], condition=models.Q(is_active=True), name="one_active_music_model"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class TrainingDataset(models.Model):
+    """A source of MIDI files to train on."""
+
+    class Source(models.TextChoices):
+        CORPUS = "corpus", "Bundled corpus"
+        MAESTRO = "maestro", "MAESTRO"
+        FOLDER = "folder", "Folder of MIDI files"
+
+    class Status(models.TextChoices):
+        IDLE = "idle", "Not trained"
+        QUEUED = "queued", "Queued"
+        TRAINING = "training", "Training"
+        TRAINED = "trained", "Trained"
+        FAILED = "failed", "Failed"
+
+    name = models.CharField(max_length=200, unique=True)
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.FOLDER)
+    path = models.CharField(max_length=500, blank=True)
+    style = models.CharField(max_length=64)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.IDLE)
+    report = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name

@@ -1,0 +1,19 @@
+"""Pages under /compositions/."""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from compositions import views
+
+app_name = "compositions"
+
+urlpatterns = [
+    path("", views.composition_list, name="list"),
+    path("new/", views.composition_new, name="new"),
+    path("<uuid:public_id>/", views.composition_detail, name="detail"),
+    path("<uuid:public_id>/status.json", views.composition_status, name="status"),
+    path("<uuid:public_id>/retry/", views.composition_retry, name="retry"),
+    path("<uuid:public_id>/audio.mp3", views.composition_mp3, name="mp3"),
+    path("<uuid:public_id>/score.mid", views.composition_midi, name="midi"),
+]

@@ -1,0 +1,119 @@
+"""HTML pages. Thin: validate with a form, call a service or a selector, render."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.contrib import messages
+from django.contrib.auth import login
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import UserCreationForm
+from django.db.models.fields.files import FieldFile
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from compositions import selectors, services
+from compositions.forms import INSTRUMENT_CHOICES, CompositionForm
+from compositions.models import Composition
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    recent = selectors.composition_list_for_user(user=request.user)[:6] if request.user.is_authenticated else []
+    return render(request, "compositions/home.html", {"recent": recent})
+
+
+@require_http_methods(["GET", "POST"])
+def signup(request: HttpRequest) -> HttpResponse:
+    form = UserCreationForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = form.save()
+        login(request, user)
+        messages.success(request, f"Welcome, {user.username}! Compose your first piece.")
+        return redirect("compositions:new")
+    return render(request, "registration/signup.html", {"form": form})
+
+
+@login_required
+@require_GET
+def composition_list(request: HttpRequest) -> HttpResponse:
+    compositions = selectors.composition_list_for_user(user=request.user)
+    return render(request, "compositions/list.html", {"compositions": compositions})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def composition_new(request: HttpRequest) -> HttpResponse:
+    form = CompositionForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        compositions = services.composition_request(
+            user=request.user, request=form.generation_request, primer_midi=form.primer_midi
+        )
+        return redirect("compositions:detail", public_id=compositions[0].public_id)
+    status = 400 if request.method == "POST" else 200
+    return render(request, "compositions/new.html", {"form": form}, status=status)
+
+
+@login_required
+@require_GET
+def composition_detail(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+    composition = selectors.composition_get_for_user(user=request.user, public_id=public_id)
+    context = {
+        "composition": composition,
+        "batch": selectors.composition_batch(composition=composition),
+        "status": selectors.composition_status(composition=composition),
+        "instrument_name": dict(INSTRUMENT_CHOICES).get(composition.instrument, ""),
+    }
+    return render(request, "compositions/detail.html", context)
+
+
+@login_required
+@require_GET
+def composition_status(request: HttpRequest, public_id: uuid.UUID) -> JsonResponse:
+    composition = selectors.composition_get_for_user(user=request.user, public_id=public_id)
+    return JsonResponse(selectors.composition_status(composition=composition))
+
+
+@login_required
+@require_POST
+def composition_retry(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+    composition = selectors.composition_get_for_user(user=request.user, public_id=public_id)
+    try:
+        services.composition_retry(composition=composition)
+    except ValueError as exc:
+        messages.error(request, str(exc))
+    return redirect("compositions:detail", public_id=composition.public_id)
+
+
+def _file_response(request: HttpRequest, file: FieldFile, *, filename: str, content_type: str) -> FileResponse:
+    if not file:
+        raise Http404("This file is not ready.")
+    # ?download=1 saves the file; without it the browser plays it inline (<audio src>).
+    return FileResponse(
+        file.open("rb"),
+        as_attachment=request.GET.get("download") == "1",
+        filename=filename,
+        content_type=content_type,
+    )
+
+
+def _download_name(composition: Composition, extension: str) -> str:
+    return f"{composition.style}-{composition.public_id.hex[:8]}.{extension}"
+
+
+@login_required
+@require_GET
+def composition_mp3(request: HttpRequest, public_id: uuid.UUID) -> FileResponse:
+    composition = selectors.composition_get_for_user(user=request.user, public_id=public_id)
+    return _file_response(
+        request, composition.mp3_file, filename=_download_name(composition, "mp3"), content_type="audio/mpeg"
+    )
+
+
+@login_required
+@require_GET
+def composition_midi(request: HttpRequest, public_id: uuid.UUID) -> FileResponse:
+    composition = selectors.composition_get_for_user(user=request.user, public_id=public_id)
+    return _file_response(
+        request, composition.midi_file, filename=_download_name(composition, "mid"), content_type="audio/midi"
+    )

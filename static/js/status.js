@@ -1,0 +1,43 @@
+// Polls the composition's status while the worker runs; reloads the page when it is finished.
+(function () {
+  "use strict";
+  var panel = document.getElementById("status");
+  if (!panel) return;
+  var text = document.getElementById("status-text");
+  var bar = document.getElementById("progress-bar");
+  var url = panel.dataset.statusUrl;
+  var POLL_MS = 700;
+
+  function label(data) {
+    if (data.status === "pending") return "Queued";
+    if (data.status === "generating") return "Generating " + data.progress + "%";
+    if (data.status === "rendering") return "Rendering";
+    if (data.status === "failed") return "Failed: " + (data.error || "unknown reason");
+    return "Done";
+  }
+
+  function poll() {
+    fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (response) {
+        if (!response.ok) throw new Error("status " + response.status);
+        return response.json();
+      })
+      .then(function (data) {
+        text.textContent = label(data);
+        bar.style.width = data.progress + "%";
+        bar.parentElement.setAttribute("aria-valuenow", data.progress);
+        if (data.status === "done" || data.status === "failed") {
+          // The server renders the player (or the retry button) for finished pieces.
+          window.location.reload();
+        } else {
+          window.setTimeout(poll, POLL_MS);
+        }
+      })
+      .catch(function () {
+        // A dropped request is not fatal: try again a little later.
+        window.setTimeout(poll, POLL_MS * 4);
+      });
+  }
+
+  window.setTimeout(poll, POLL_MS);
+})();
