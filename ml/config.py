@@ -1,0 +1,125 @@
+"""The one config object shared by the model builder, the data pipeline and the generator."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+# Step and duration are predicted as classes over musical durations in quarter-note beats. The grid
+# holds every common note value (sixteenths, triplets, dotted values) so that quantized scores are
+# represented exactly and sampled rhythms stay on the grid; performances snap to the nearest value.
+TIME_GRID_BEATS: tuple[float, ...] = (
+    0.0, 1 / 16, 1 / 12, 1 / 8, 1 / 6, 3 / 16, 1 / 4, 1 / 3, 3 / 8, 5 / 12, 1 / 2, 7 / 12, 2 / 3, 3 / 4,
+    5 / 6, 7 / 8, 1.0, 7 / 6, 5 / 4, 4 / 3, 3 / 2, 5 / 3, 7 / 4, 2.0, 9 / 4, 7 / 3, 5 / 2, 8 / 3, 11 / 4,
+    3.0, 10 / 3, 7 / 2, 4.0, 9 / 2, 5.0, 6.0, 7.0, 8.0, 10.0, 12.0, 16.0,
+)
+PITCHES = 128
+PAD_PITCH = PITCHES  # input-only token for window positions before the piece starts
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Sizes, loss weights and vocabularies of a note model.
+
+    Attributes:
+        styles: Style names; the model is conditioned on their index.
+        default_tempos: Typical tempo (BPM) of each style, used when the user gives none.
+        window: Number of previous notes the model sees.
+        pitch_embedding: Width of the pitch embedding.
+        time_embedding: Width of the step and duration embeddings.
+        style_embedding: Width of the style embedding.
+        lstm_units: Units per direction of each bidirectional LSTM layer.
+        lstm_layers: Number of stacked bidirectional LSTM layers.
+        dropout: Dropout between layers during training.
+        loss_weights: Weight of each head in the combined loss.
+        time_grid: Step/duration classes in beats.
+        learning_rate: Adam learning rate.
+        batch_size: Training batch size.
+        transpose_range: Training pieces are transposed by a random shift in [-r, r] semitones.
+    """
+
+    styles: tuple[str, ...]
+    default_tempos: tuple[float, ...] = ()
+    window: int = 32
+    pitch_embedding: int = 48
+    time_embedding: int = 16
+    style_embedding: int = 8
+    lstm_units: int = 128
+    lstm_layers: int = 3
+    dropout: float = 0.2
+    loss_weights: dict[str, float] = field(
+        default_factory=lambda: {"pitch": 1.0, "step": 0.5, "duration": 0.5, "velocity": 1.0})
+    time_grid: tuple[float, ...] = TIME_GRID_BEATS
+    learning_rate: float = 2e-3
+    batch_size: int = 256
+    transpose_range: int = 5
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "styles", tuple(self.styles))
+        object.__setattr__(self, "time_grid", tuple(float(t) for t in self.time_grid))
+        tempos = tuple(float(t) for t in self.default_tempos) or (100.0,) * len(self.styles)
+        object.__setattr__(self, "default_tempos", tempos)
+        if not self.styles or any(not isinstance(s, str) or not s for s in self.styles):
+            raise ValueError("A model needs at least one style, and every style needs a name.")
+        if len(set(self.styles)) != len(self.styles):
+            raise ValueError("Style names must be unique.")
+        if len(tempos) != len(self.styles) or any(not 20 <= t <= 300 for t in tempos):
+            raise ValueError("Give one default tempo between 20 and 300 BPM per style.")
+        for name in ("window", "pitch_embedding", "time_embedding", "style_embedding", "lstm_units",
+                     "lstm_layers", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive whole number, not {value!r}.")
+        if not 0 <= self.dropout < 1:
+            raise ValueError("dropout must be in [0, 1).")
+        if set(self.loss_weights) != {"pitch", "step", "duration", "velocity"}:
+            raise ValueError("loss_weights needs exactly pitch, step, duration and velocity.")
+        if any(not math.isfinite(w) or w < 0 for w in self.loss_weights.values()):
+            raise ValueError("Loss weights must be finite and not negative.")
+        grid = np.array(self.time_grid)
+        if len(grid) < 2 or grid[0] != 0 or np.any(np.diff(grid) <= 0):
+            raise ValueError("time_grid must start at 0 and increase.")
+        if not 0 <= self.transpose_range <= 12:
+            raise ValueError("transpose_range must be between 0 and 12 semitones.")
+
+    @property
+    def time_classes(self) -> int:
+        return len(self.time_grid)
+
+    @property
+    def pad_time(self) -> int:
+        """Input-only time class for window positions before the piece starts."""
+        return len(self.time_grid)
+
+    def style_index(self, style: str) -> int:
+        try:
+            return self.styles.index(style)
+        except ValueError:
+            raise ValueError(f"Unknown style {style!r}: choose one of {', '.join(self.styles)}.") from None
+
+    def default_tempo(self, style: str) -> float:
+        return self.default_tempos[self.style_index(style)]
+
+    def quantize_beats(self, beats: np.ndarray) -> np.ndarray:
+        """Index of the nearest grid value, measured in log space so that short values keep detail."""
+        grid = np.log(np.array(self.time_grid) + 1 / 48)
+        values = np.log(np.clip(np.asarray(beats, dtype=np.float64), 0, None) + 1 / 48)
+        mid = (grid[1:] + grid[:-1]) / 2
+        return np.searchsorted(mid, values).astype(np.int32)
+
+    def beats_of(self, classes: np.ndarray) -> np.ndarray:
+        return np.array(self.time_grid, dtype=np.float32)[np.asarray(classes)]
+
+    def to_dict(self) -> dict[str, object]:
+        data = asdict(self)
+        data["styles"] = list(self.styles)
+        data["default_tempos"] = list(self.default_tempos)
+        data["time_grid"] = list(self.time_grid)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> ModelConfig:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)  # type: ignore[arg-type]

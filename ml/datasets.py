@@ -1,0 +1,427 @@
+"""Datasets: the music21 corpus grouped into styles, a MAESTRO download, or any folder of MIDI files.
+
+Every source becomes a `NoteDataset`: the notes of all pieces concatenated into flat numpy
+arrays, with per-piece metadata and a deterministic train/validation/test split by piece.
+Datasets are cached as `.npz` files (no pickles) keyed by the source and the extractor version.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ml.notes import MidiError, NoteSequence, estimate_key, notes_from_midi
+
+# Bump when feature extraction changes, so stale caches are not reused.
+EXTRACTOR_VERSION = 3
+SPLITS = ("train", "validation", "test")
+MAX_PIECE_NOTES = 20000
+MAX_PIECE_SECONDS = 3600.0
+CORPUS_VELOCITY = 80  # scores carry no performed dynamics: mezzo-forte
+
+# Style -> (corpus folders, file suffixes, typical tempo in BPM). Scores without a metronome mark
+# get the style's tempo, so that their seconds sound like the music.
+CORPUS_STYLES: dict[str, tuple[tuple[str, ...], tuple[str, ...], float]] = {
+    "chorale": (("bach",), (".mxl", ".xml", ".krn"), 72.0),
+    "renaissance": (("palestrina", "josquin", "monteverdi", "lusitano", "ciconia", "luca"),
+                    (".krn", ".abc", ".mxl", ".xml"), 80.0),
+    "string-quartet": (("haydn", "mozart/k80", "mozart/k155", "mozart/k156", "mozart/k458",
+                        "beethoven/opus18no1", "beethoven/opus18no3.mxl", "beethoven/opus18no4.mxl",
+                        "beethoven/opus18no5.mxl", "beethoven/opus59no1", "beethoven/opus59no2",
+                        "beethoven/opus59no3", "beethoven/opus74.mxl", "beethoven/opus132.mxl"),
+                       (".mxl", ".krn", ".xml"), 112.0),
+    "fiddle": (("oneills1850", "ryansMammoth", "nottingham-dataset"), (".abc",), 112.0),
+    "folk": (("essenFolksong",), (".abc",), 96.0),
+}
+
+
+@dataclass
+class ImportReport:
+    """What an import kept and what it skipped, with the reason for each skip."""
+
+    imported: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    examples: dict[str, str] = field(default_factory=dict)
+
+    def skip(self, reason: str, name: str) -> None:
+        self.skipped[reason] += 1
+        self.examples.setdefault(reason, name)
+
+    def summary(self) -> str:
+        if not self.skipped:
+            return f"{self.imported} pieces imported, none skipped."
+        parts = ", ".join(f"{n} {reason}" for reason, n in self.skipped.most_common())
+        return f"{self.imported} pieces imported, {sum(self.skipped.values())} skipped: {parts}."
+
+    def to_dict(self) -> dict[str, object]:
+        return {"imported": self.imported, "skipped": dict(self.skipped), "examples": self.examples}
+
+
+@dataclass
+class NoteDataset:
+    """Flat note arrays for many pieces, plus per-piece metadata."""
+
+    styles: list[str]
+    pitch: np.ndarray
+    step: np.ndarray
+    duration: np.ndarray
+    velocity: np.ndarray
+    step_beats: np.ndarray
+    duration_beats: np.ndarray
+    offsets: np.ndarray  # int64 [pieces + 1]
+    piece_style: np.ndarray
+    piece_split: np.ndarray  # index into SPLITS
+    piece_name: np.ndarray
+    piece_tempo: np.ndarray
+    piece_key: np.ndarray  # tonic pitch class, 0..11
+    piece_mode: np.ndarray  # 0 major, 1 minor
+    piece_time_signature: np.ndarray  # [pieces, 2]
+
+    @property
+    def pieces(self) -> int:
+        return len(self.piece_name)
+
+    def indices(self, split: str | None = None, style: str | None = None) -> np.ndarray:
+        mask = np.ones(self.pieces, dtype=bool)
+        if split is not None:
+            mask &= self.piece_split == SPLITS.index(split)
+        if style is not None:
+            mask &= self.piece_style == self.styles.index(style)
+        return np.flatnonzero(mask)
+
+    def piece(self, i: int) -> NoteSequence:
+        a, b = self.offsets[i], self.offsets[i + 1]
+        num, den = (int(x) for x in self.piece_time_signature[i])
+        seq = NoteSequence(pitch=self.pitch[a:b], step=self.step[a:b], duration=self.duration[a:b],
+                           velocity=self.velocity[a:b], tempo_bpm=float(self.piece_tempo[i]),
+                           time_signature=(num, den))
+        return seq
+
+    def piece_slice(self, i: int) -> slice:
+        return slice(int(self.offsets[i]), int(self.offsets[i + 1]))
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {name: getattr(self, name) for name in self.__dataclass_fields__ if name != "styles"}
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez_compressed(tmp, styles=np.array(self.styles), **arrays)
+        tmp.replace(path)  # atomic: a crash mid-write never leaves a half cache behind
+
+    @classmethod
+    def load(cls, path: Path) -> NoteDataset:
+        with np.load(path, allow_pickle=False) as data:
+            fields = {name: data[name] for name in cls.__dataclass_fields__ if name != "styles"}
+            return cls(styles=[str(s) for s in data["styles"]], **fields)
+
+    @classmethod
+    def from_pieces(cls, styles: list[str], pieces: Iterable[tuple[str, str, NoteSequence, int]]
+                    ) -> NoteDataset:
+        """Build from (name, style, notes, split index) tuples."""
+        cols: dict[str, list[np.ndarray]] = {k: [] for k in
+                                             ("pitch", "step", "duration", "velocity", "step_beats",
+                                              "duration_beats")}
+        meta: dict[str, list[object]] = {k: [] for k in ("style", "split", "name", "tempo", "key", "mode", "ts")}
+        offsets = [0]
+        for name, style, seq, split in pieces:
+            step_beats, duration_beats = seq.to_beats()
+            for key, values in (("pitch", seq.pitch), ("step", seq.step), ("duration", seq.duration),
+                                ("velocity", seq.velocity), ("step_beats", step_beats),
+                                ("duration_beats", duration_beats)):
+                cols[key].append(values)
+            tonic, mode = estimate_key(seq)
+            offsets.append(offsets[-1] + len(seq))
+            meta["style"].append(styles.index(style))
+            meta["split"].append(split)
+            meta["name"].append(name)
+            meta["tempo"].append(seq.tempo_bpm)
+            meta["key"].append(tonic)
+            meta["mode"].append(0 if mode == "major" else 1)
+            meta["ts"].append(seq.time_signature)
+
+        def cat(key: str, dtype: type) -> np.ndarray:
+            return np.concatenate(cols[key]).astype(dtype) if cols[key] else np.zeros(0, dtype)
+
+        return cls(
+            styles=list(styles), pitch=cat("pitch", np.int16), step=cat("step", np.float32),
+            duration=cat("duration", np.float32), velocity=cat("velocity", np.int16),
+            step_beats=cat("step_beats", np.float32), duration_beats=cat("duration_beats", np.float32),
+            offsets=np.array(offsets, dtype=np.int64), piece_style=np.array(meta["style"], dtype=np.int16),
+            piece_split=np.array(meta["split"], dtype=np.int8), piece_name=np.array(meta["name"], dtype=str),
+            piece_tempo=np.array(meta["tempo"], dtype=np.float32), piece_key=np.array(meta["key"], dtype=np.int8),
+            piece_mode=np.array(meta["mode"], dtype=np.int8),
+            piece_time_signature=np.array(meta["ts"], dtype=np.int16).reshape(-1, 2),
+        )
+
+    @classmethod
+    def merge(cls, datasets: list[NoteDataset]) -> NoteDataset:
+        styles = sorted({s for d in datasets for s in d.styles})
+        pieces = ((str(d.piece_name[i]), d.styles[d.piece_style[i]], d.piece(i), int(d.piece_split[i]))
+                  for d in datasets for i in range(d.pieces))
+        merged = cls.from_pieces(styles, pieces)
+        # from_pieces recomputes beats from seconds at one tempo; keep the exact beats of the sources.
+        merged.step_beats = np.concatenate([d.step_beats for d in datasets])
+        merged.duration_beats = np.concatenate([d.duration_beats for d in datasets])
+        return merged
+
+
+def split_of(name: str, fractions: tuple[float, float] = (0.8, 0.1)) -> int:
+    """Deterministic split by piece name: the same piece always lands in the same split."""
+    u = int(hashlib.sha1(name.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    return 0 if u < fractions[0] else (1 if u < fractions[0] + fractions[1] else 2)
+
+
+def check_piece(seq: NoteSequence) -> str | None:
+    """Why a piece cannot be used, or None."""
+    if len(seq) == 0:
+        return "empty"
+    if len(seq) > MAX_PIECE_NOTES or seq.end_time > MAX_PIECE_SECONDS:
+        return "too long"
+    if len(seq) < 8:
+        return "too short"
+    return None
+
+
+# -- MIDI folders and MAESTRO -------------------------------------------------------------------
+
+def _load_midi_job(path: str) -> tuple[str, NoteSequence | None, str | None]:
+    try:
+        seq = notes_from_midi(path)
+    except MidiError as exc:
+        message = str(exc)
+        reason = ("drums only" if "drums" in message else "empty" if "no notes" in message
+                  else "not MIDI" if "not a MIDI" in message else "too long" if "larger" in message
+                  else "corrupt")
+        return path, None, reason
+    return path, seq, check_piece(seq)
+
+
+def _collect(jobs: list[tuple[str, str, int]], styles: list[str], workers: int,
+             progress: Callable[[int, int], None] | None) -> tuple[NoteDataset, ImportReport]:
+    """Load (path, style, split) MIDI jobs in parallel."""
+    report = ImportReport()
+    kept: list[tuple[str, str, NoteSequence, int]] = []
+    by_path = {path: (style, split) for path, style, split in jobs}
+    for done, (path, seq, reason) in enumerate(_parallel_map(_load_midi_job, list(by_path), workers), 1):
+        if progress:
+            progress(done, len(jobs))
+        if reason or seq is None:
+            report.skip(reason or "corrupt", path)
+            continue
+        style, split = by_path[path]
+        kept.append((path, style, seq, split))
+        report.imported += 1
+    kept.sort(key=lambda piece: piece[0])
+    return NoteDataset.from_pieces(styles, kept), report
+
+
+def import_midi_folder(folder: Path, style: str, *, workers: int = 2,
+                       progress: Callable[[int, int], None] | None = None) -> tuple[NoteDataset, ImportReport]:
+    """Every file under `folder`, one style, split deterministically by relative path.
+
+    Files whose suffix is not .mid/.midi are counted as "not MIDI".
+    """
+    if not folder.is_dir():
+        raise ValueError(f"{folder} is not a folder.")
+    jobs, report_extra = [], ImportReport()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        if path.suffix.lower() not in (".mid", ".midi"):
+            report_extra.skip("not MIDI", str(path))
+            continue
+        jobs.append((str(path), style, split_of(str(path.relative_to(folder)))))
+    dataset, report = _collect(jobs, [style], workers, progress)
+    report.skipped.update(report_extra.skipped)
+    for reason, name in report_extra.examples.items():
+        report.examples.setdefault(reason, name)
+    return dataset, report
+
+
+def import_maestro(root: Path, *, workers: int = 2, limit: int | None = None,
+                   progress: Callable[[int, int], None] | None = None) -> tuple[NoteDataset, ImportReport]:
+    """A MAESTRO download: `maestro-v*.csv` with `split` and `midi_filename` columns, style "piano".
+
+    MAESTRO's own train/validation/test split is kept.
+    """
+    csvs = sorted(root.glob("maestro-v*.csv"))
+    if not csvs:
+        raise ValueError(f"No maestro-v*.csv in {root}: is this a MAESTRO download?")
+    with csvs[-1].open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    if rows and not {"split", "midi_filename"} <= set(rows[0]):
+        raise ValueError(f"{csvs[-1].name} has no split and midi_filename columns.")
+    jobs, missing = [], ImportReport()
+    for row in rows[:limit]:
+        split = row["split"].strip().lower()
+        if split not in SPLITS:
+            missing.skip("unknown split", row["midi_filename"])
+            continue
+        path = root / row["midi_filename"]
+        if not path.is_file():
+            missing.skip("missing file", row["midi_filename"])
+            continue
+        jobs.append((str(path), "piano", SPLITS.index(split)))
+    dataset, report = _collect(jobs, ["piano"], workers, progress)
+    report.skipped.update(missing.skipped)
+    return dataset, report
+
+
+# -- the music21 corpus -------------------------------------------------------------------------
+
+def corpus_root() -> Path:
+    from music21 import corpus  # heavy import, only where the corpus is read
+
+    return Path(corpus.__file__).parent
+
+
+def corpus_jobs(styles: Iterable[str] | None = None, max_pieces_per_style: int | None = None
+                ) -> list[tuple[str, int | None, str]]:
+    """(path, tune number or None, style) for every corpus piece of the given styles.
+
+    ABC files hold many tunes; each tune is its own piece. With a cap, pieces are chosen by a
+    hash of their name, so the choice is deterministic and spread across collections.
+    """
+    root = corpus_root()
+    jobs: list[tuple[str, int | None, str]] = []
+    for style in styles or CORPUS_STYLES:
+        if style not in CORPUS_STYLES:
+            raise ValueError(f"Unknown corpus style {style!r}: choose from {', '.join(CORPUS_STYLES)}.")
+        folders, suffixes, _ = CORPUS_STYLES[style]
+        found: list[tuple[str, int | None, str]] = []
+        for folder in folders:
+            base = root / folder
+            paths = [base] if base.is_file() else sorted(base.rglob("*"))
+            for path in paths:
+                if path.suffix not in suffixes or (style == "chorale" and not _is_bach_chorale(path)):
+                    continue
+                if path.suffix == ".abc":
+                    numbers = re.findall(r"^X:\s*(\d+)", path.read_text(errors="replace"), re.M)
+                    found += [(str(path), int(n), style) for n in dict.fromkeys(numbers)]
+                else:
+                    found.append((str(path), None, style))
+        if max_pieces_per_style and len(found) > max_pieces_per_style:
+            found.sort(key=lambda job: hashlib.sha1(f"{job[0]}#{job[1]}".encode()).hexdigest())
+            found = sorted(found[:max_pieces_per_style])
+        jobs += found
+    return jobs
+
+
+def _is_bach_chorale(path: Path) -> bool:
+    # The bach folder also holds a few non-chorale works (inventions, the Art of Fugue, ...).
+    return path.name.startswith("bwv") and "bwv1080" not in path.name and path.suffix != ".rntxt"
+
+
+def _load_corpus_job(job: tuple[str, int | None, str]) -> tuple[str, NoteSequence | None, str | None]:
+    path, number, style = job
+    name = f"{Path(path).relative_to(corpus_root())}" + (f"#{number}" if number is not None else "")
+    try:
+        seq = score_to_notes(path, number, CORPUS_STYLES[style][2])
+    except Exception as exc:  # music21's parsers raise anything; one bad score must not stop an import
+        return name, None, f"corrupt ({type(exc).__name__})"
+    return name, seq, check_piece(seq)
+
+
+def score_to_notes(path: str, number: int | None, default_tempo: float) -> NoteSequence:
+    """Parse a score with music21 and flatten every part into one note sequence."""
+    from music21 import converter, tempo
+
+    score = converter.parse(path, number=number) if number is not None else converter.parse(path)
+    if hasattr(score, "scores") and not hasattr(score, "parts"):  # an Opus
+        score = score.scores[0]
+    score = score.stripTies()
+    flat = score.flatten()
+    marks = [(float(m.offset), float(m.getQuarterBPM())) for m in flat.getElementsByClass(tempo.MetronomeMark)
+             if m.getQuarterBPM()]
+    if not marks or marks[0][0] > 0:
+        marks.insert(0, (0.0, default_tempo))
+    signatures = [(float(ts.offset), ts.numerator, ts.denominator)
+                  for ts in flat.getElementsByClass("TimeSignature")] or [(0.0, 4, 4)]
+    # ABC pickups come out as a short first signature (1/16, 1/8): the piece's metre is the most
+    # common one.
+    primary = Counter((n, d) for _, n, d in signatures).most_common(1)[0][0]
+    if len(signatures) > 1 and signatures[0][1] == 1:
+        signatures = [(0.0, *primary)] + signatures[1:]
+    onsets, pitches, lengths = [], [], []
+    for element in flat.notes:
+        length = float(element.quarterLength)
+        if length <= 0:  # grace notes have no length of their own
+            continue
+        for p in getattr(element, "pitches", ()):
+            onsets.append(float(element.offset))
+            pitches.append(int(p.midi))
+            lengths.append(length)
+    if not onsets:
+        return NoteSequence(pitch=[], step=[], duration=[], velocity=[])
+    onsets_q, lengths_q = np.array(onsets), np.array(lengths)
+    mark_q = np.array([q for q, _ in marks])
+    bpm = np.array([b for _, b in marks])
+    # Seconds at each mark, then linear within a tempo segment.
+    mark_s = np.concatenate([[0.0], np.cumsum(np.diff(mark_q) * 60.0 / bpm[:-1])])
+
+    def to_seconds(q: np.ndarray) -> np.ndarray:
+        i = np.clip(np.searchsorted(mark_q, q, side="right") - 1, 0, len(mark_q) - 1)
+        return mark_s[i] + (q - mark_q[i]) * 60.0 / bpm[i]
+
+    start_s = to_seconds(onsets_q)
+    seq = NoteSequence.from_notes(
+        start=start_s, pitch=np.array(pitches), duration=to_seconds(onsets_q + lengths_q) - start_s,
+        velocity=np.full(len(pitches), CORPUS_VELOCITY), tempo_bpm=marks[0][1],
+        tempo_changes=[(float(s), float(b)) for s, b in zip(mark_s, bpm)],
+        time_signature=primary,
+        time_signatures=[(float(to_seconds(np.array([q]))[0]), n, d) for q, n, d in signatures],
+    )
+    # Remove exact duplicates (unisons between voices sound as one note on a piano).
+    keep = np.ones(len(seq), dtype=bool)
+    keep[1:] = ~((seq.step[1:] == 0) & (np.diff(seq.pitch) == 0))
+    if not keep.all():
+        seq = NoteSequence.from_notes(seq.start[keep], seq.pitch[keep], seq.duration[keep],
+                                      seq.velocity[keep], **seq.meta())
+    return seq
+
+
+def load_corpus(*, styles: Iterable[str] | None = None, max_pieces_per_style: int | None = None,
+                workers: int = 2, progress: Callable[[int, int], None] | None = None
+                ) -> tuple[NoteDataset, ImportReport]:
+    """Parse the music21 corpus into a dataset, in parallel."""
+    jobs = corpus_jobs(styles, max_pieces_per_style)
+    style_list = list(dict.fromkeys(style for _, _, style in jobs))
+    report = ImportReport()
+    kept: list[tuple[str, str, NoteSequence, int]] = []
+    for done, (job, (name, seq, reason)) in enumerate(zip(jobs, _parallel_map(_load_corpus_job, jobs, workers)), 1):
+        if progress:
+            progress(done, len(jobs))
+        if reason or seq is None:
+            report.skip(reason or "corrupt", name)
+            continue
+        kept.append((name, job[2], seq, split_of(name)))
+        report.imported += 1
+    return NoteDataset.from_pieces(style_list, kept), report
+
+
+def corpus_cache_path(cache_dir: Path, styles: Iterable[str] | None, max_pieces_per_style: int | None) -> Path:
+    key = f"corpus|{sorted(styles or CORPUS_STYLES)}|{max_pieces_per_style}|v{EXTRACTOR_VERSION}"
+    return cache_dir / f"corpus-{hashlib.sha1(key.encode()).hexdigest()[:12]}.npz"
+
+
+def cached(path: Path, build: Callable[[], tuple[NoteDataset, ImportReport]]
+           ) -> tuple[NoteDataset, ImportReport | None]:
+    """Load a dataset cache, or build and save it. The report is None on a cache hit."""
+    if path.exists():
+        return NoteDataset.load(path), None
+    dataset, report = build()
+    dataset.save(path)
+    return dataset, report
+
+
+def _parallel_map(fn: Callable, items: list, workers: int) -> Iterator:
+    if workers <= 1 or len(items) < 4:
+        yield from map(fn, items)
+        return
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        yield from pool.map(fn, items, chunksize=max(1, min(16, len(items) // (workers * 8))))

@@ -1,0 +1,262 @@
+"""Note sequences: the one note format every source is converted to, and MIDI in and out.
+
+A piece is a list of notes sorted by onset, then pitch. Each note has a pitch, a step (seconds
+since the previous onset, 0 inside a chord), a duration in seconds and a velocity. The tempo map
+and time signatures travel with the notes so that seconds can be turned back into beats.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pretty_midi
+
+PITCH_CLASS_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+_KEY_SPELLINGS = {
+    "C": 0, "B#": 0, "C#": 1, "DB": 1, "D": 2, "D#": 3, "EB": 3, "E": 4, "FB": 4, "E#": 5, "F": 5,
+    "F#": 6, "GB": 6, "G": 7, "G#": 8, "AB": 8, "A": 9, "A#": 10, "BB": 10, "B": 11, "CB": 11,
+}
+SCALES: dict[str, tuple[int, ...]] = {
+    "major": (0, 2, 4, 5, 7, 9, 11),
+    # Harmonic and melodic minor both raise the 7th (and the melodic the 6th); allowing both
+    # raised degrees keeps leading tones, which minor-key music in the corpus is full of.
+    "minor": (0, 2, 3, 5, 7, 8, 9, 10, 11),
+    "dorian": (0, 2, 3, 5, 7, 9, 10),
+    "mixolydian": (0, 2, 4, 5, 7, 9, 10),
+}
+MODES = tuple(SCALES)
+
+# Krumhansl-Kessler key profiles (Krumhansl 1990), the standard template for key finding.
+_MAJOR_PROFILE = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
+_MINOR_PROFILE = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+
+MAX_MIDI_BYTES = 4 * 1024 * 1024
+
+
+class MidiError(ValueError):
+    """A MIDI file that cannot be read or holds no usable notes."""
+
+
+@dataclass
+class NoteSequence:
+    """Notes of one piece, sorted by (onset, pitch).
+
+    Attributes:
+        pitch: MIDI pitches, int16.
+        step: Seconds since the previous onset (the first note's value is its onset), float32.
+        duration: Seconds, float32.
+        velocity: MIDI velocities 1..127, int16.
+        tempo_bpm: The primary tempo in quarter notes per minute.
+        time_signature: The primary time signature.
+        program: General MIDI program used when written out.
+        tempo_changes: (time in seconds, bpm) pairs, the first at 0.
+        time_signatures: (time in seconds, numerator, denominator) triples.
+    """
+
+    pitch: np.ndarray
+    step: np.ndarray
+    duration: np.ndarray
+    velocity: np.ndarray
+    tempo_bpm: float = 120.0
+    time_signature: tuple[int, int] = (4, 4)
+    program: int = 0
+    tempo_changes: list[tuple[float, float]] = field(default_factory=list)
+    time_signatures: list[tuple[float, int, int]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.pitch = np.asarray(self.pitch, dtype=np.int16)
+        self.step = np.asarray(self.step, dtype=np.float32)
+        self.duration = np.asarray(self.duration, dtype=np.float32)
+        self.velocity = np.asarray(self.velocity, dtype=np.int16)
+        n = len(self.pitch)
+        if not (len(self.step) == len(self.duration) == len(self.velocity) == n):
+            raise ValueError("pitch, step, duration and velocity must have the same length")
+        if not self.tempo_changes:
+            self.tempo_changes = [(0.0, float(self.tempo_bpm))]
+        if not self.time_signatures:
+            self.time_signatures = [(0.0, *self.time_signature)]
+
+    def __len__(self) -> int:
+        return len(self.pitch)
+
+    @property
+    def start(self) -> np.ndarray:
+        """Onset of every note in seconds."""
+        return np.cumsum(self.step, dtype=np.float64)
+
+    @property
+    def end_time(self) -> float:
+        if not len(self):
+            return 0.0
+        return float(np.max(self.start + self.duration))
+
+    @classmethod
+    def from_notes(cls, start: np.ndarray, pitch: np.ndarray, duration: np.ndarray,
+                   velocity: np.ndarray, **meta: object) -> NoteSequence:
+        """Build a sequence from absolute onsets, sorting by (onset, pitch)."""
+        start = np.asarray(start, dtype=np.float64)
+        pitch = np.asarray(pitch)
+        order = np.lexsort((pitch, start))
+        start = start[order]
+        step = np.diff(start, prepend=0.0)
+        # Onsets that differ by float noise belong to one chord: a step of 0 is the convention.
+        step[np.abs(step) < 1e-4] = 0.0
+        return cls(pitch=pitch[order], step=step, duration=np.asarray(duration)[order],
+                   velocity=np.asarray(velocity)[order], **meta)  # type: ignore[arg-type]
+
+    def slice(self, begin: int, end: int) -> NoteSequence:
+        """Notes begin..end-1, re-timed so that the first onset keeps its absolute time."""
+        start = self.start[begin:end]
+        return NoteSequence.from_notes(start, self.pitch[begin:end], self.duration[begin:end],
+                                       self.velocity[begin:end], **self.meta())
+
+    def meta(self) -> dict[str, object]:
+        return {
+            "tempo_bpm": self.tempo_bpm, "time_signature": self.time_signature, "program": self.program,
+            "tempo_changes": list(self.tempo_changes), "time_signatures": list(self.time_signatures),
+        }
+
+    def seconds_to_beats(self, seconds: np.ndarray) -> np.ndarray:
+        """Convert absolute times in seconds to quarter-note beats through the tempo map."""
+        seconds = np.asarray(seconds, dtype=np.float64)
+        times = np.array([t for t, _ in self.tempo_changes], dtype=np.float64)
+        bpms = np.array([b for _, b in self.tempo_changes], dtype=np.float64)
+        beats_at = np.concatenate([[0.0], np.cumsum(np.diff(times) * bpms[:-1] / 60.0)])
+        idx = np.clip(np.searchsorted(times, seconds, side="right") - 1, 0, len(times) - 1)
+        return beats_at[idx] + (seconds - times[idx]) * bpms[idx] / 60.0
+
+    def to_beats(self) -> tuple[np.ndarray, np.ndarray]:
+        """Step and duration in quarter-note beats, following tempo changes."""
+        start = self.start
+        onset_beats = self.seconds_to_beats(start)
+        end_beats = self.seconds_to_beats(start + self.duration)
+        step_beats = np.diff(onset_beats, prepend=0.0)
+        step_beats[self.step == 0] = 0.0
+        return step_beats.astype(np.float32), (end_beats - onset_beats).astype(np.float32)
+
+
+def notes_from_midi(source: str | Path | bytes | pretty_midi.PrettyMIDI) -> NoteSequence:
+    """Read every pitched (non-drum) note of a MIDI file into one sequence.
+
+    Raises:
+        MidiError: the file is not MIDI, is corrupt, or holds no pitched notes.
+    """
+    pm = source if isinstance(source, pretty_midi.PrettyMIDI) else _read_midi(source)
+    instruments = [inst for inst in pm.instruments if not inst.is_drum and inst.notes]
+    if not instruments:
+        if any(inst.is_drum and inst.notes for inst in pm.instruments):
+            raise MidiError("The MIDI file holds only drums.")
+        raise MidiError("The MIDI file holds no notes.")
+    notes = [n for inst in instruments for n in inst.notes if n.end > n.start]
+    if not notes:
+        raise MidiError("The MIDI file holds no notes.")
+    tempo_times, tempi = pm.get_tempo_changes()
+    tempo_changes = [(float(t), float(b)) for t, b in zip(tempo_times, tempi)] or [(0.0, 120.0)]
+    signatures = [(float(ts.time), int(ts.numerator), int(ts.denominator))
+                  for ts in pm.time_signature_changes] or [(0.0, 4, 4)]
+    program = max(instruments, key=lambda inst: len(inst.notes)).program
+    return NoteSequence.from_notes(
+        start=np.array([n.start for n in notes]),
+        pitch=np.array([n.pitch for n in notes]),
+        duration=np.array([n.end - n.start for n in notes]),
+        velocity=np.array([max(1, n.velocity) for n in notes]),
+        tempo_bpm=tempo_changes[0][1], time_signature=signatures[0][1:], program=program,
+        tempo_changes=tempo_changes, time_signatures=signatures,
+    )
+
+
+def _read_midi(source: str | Path | bytes) -> pretty_midi.PrettyMIDI:
+    data = source if isinstance(source, bytes) else Path(source).read_bytes()
+    if len(data) > MAX_MIDI_BYTES:
+        raise MidiError(f"The MIDI file is larger than {MAX_MIDI_BYTES // (1024 * 1024)} MB.")
+    if not data.startswith(b"MThd"):
+        raise MidiError("This is not a MIDI file.")
+    try:
+        return pretty_midi.PrettyMIDI(io.BytesIO(data))
+    except Exception as exc:  # mido and pretty_midi raise many types on corrupt data
+        raise MidiError(f"The MIDI file is corrupt ({type(exc).__name__}).") from exc
+
+
+def notes_to_midi(seq: NoteSequence) -> pretty_midi.PrettyMIDI:
+    """Write the notes to one instrument, with tempo and time-signature meta events."""
+    pm = pretty_midi.PrettyMIDI(initial_tempo=float(seq.tempo_bpm))
+    for time, numerator, denominator in seq.time_signatures:
+        pm.time_signature_changes.append(pretty_midi.TimeSignature(numerator, denominator, time))
+    inst = pretty_midi.Instrument(program=int(seq.program))
+    for onset, pitch, duration, velocity in zip(seq.start, seq.pitch, seq.duration, seq.velocity):
+        inst.notes.append(pretty_midi.Note(velocity=int(velocity), pitch=int(pitch),
+                                           start=float(onset), end=float(onset + duration)))
+    pm.instruments.append(inst)
+    return pm
+
+
+def write_midi(seq: NoteSequence, path: Path) -> None:
+    notes_to_midi(seq).write(str(path))
+
+
+def parse_key(name: str) -> int:
+    """Pitch class of a key name such as "C", "F#" or "Bb"."""
+    key = name.strip().upper()
+    if len(key) == 2 and key[1] == "B":
+        key = key[0] + "B"
+    if key not in _KEY_SPELLINGS:
+        raise ValueError(f"Unknown key {name!r}: use C, C#, Db, D, ... B.")
+    return _KEY_SPELLINGS[key]
+
+
+def scale_pitch_classes(tonic: int, mode: str) -> frozenset[int]:
+    if mode not in SCALES:
+        raise ValueError(f"Unknown mode {mode!r}: use one of {', '.join(MODES)}.")
+    return frozenset((tonic + i) % 12 for i in SCALES[mode])
+
+
+def pitch_class_histogram(pitch: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    return np.bincount(np.asarray(pitch) % 12, weights=weights, minlength=12).astype(np.float64)
+
+
+def estimate_key(seq: NoteSequence) -> tuple[int, str]:
+    """Krumhansl-Schmuckler key estimate from the duration-weighted pitch-class histogram."""
+    return estimate_key_from_histogram(pitch_class_histogram(seq.pitch, seq.duration + 1e-3))
+
+
+def estimate_key_from_histogram(histogram: np.ndarray) -> tuple[int, str]:
+    best = (-2.0, 0, "major")
+    for mode, profile in (("major", _MAJOR_PROFILE), ("minor", _MINOR_PROFILE)):
+        for tonic in range(12):
+            r = np.corrcoef(histogram, np.roll(profile, tonic))[0, 1] if histogram.any() else 0.0
+            if r > best[0]:
+                best = (float(r), tonic, mode)
+    return best[1], best[2]
+
+
+def chord_labels(seq: NoteSequence) -> list[str | None]:
+    """Name the chord sounding at each note's onset (None where fewer than three pitch classes sound).
+
+    Every note that is still held at an onset counts, so suspensions and held basses are part of
+    the chord, as a listener hears it.
+    """
+    start = seq.start
+    end = start + seq.duration
+    labels: list[str | None] = []
+    for onset in start:
+        sounding = (start <= onset + 1e-6) & (end > onset + 1e-6)
+        pitches = seq.pitch[sounding]
+        labels.append(chord_name(tuple(sorted(set(int(p) % 12 for p in pitches))), int(pitches.min()) % 12)
+                      if len(pitches) else None)
+    return labels
+
+
+@lru_cache(maxsize=8192)
+def chord_name(pitch_classes: tuple[int, ...], bass: int) -> str | None:
+    """music21's name for a pitch-class set, e.g. "D minor triad"; cached, since sets repeat."""
+    if len(pitch_classes) < 3:
+        return None
+    from music21 import chord  # music21 is heavy to import; only harmony analysis needs it
+
+    c = chord.Chord([60 + pc for pc in pitch_classes])
+    root = c.root().name.replace("-", "b")
+    return f"{root} {c.commonName}"

@@ -1,0 +1,383 @@
+"""Training: windows of notes from a `NoteDataset`, fed to Keras `fit`.
+
+Command line (thin; `manage.py train` calls the same `main`):
+
+    python -m ml.train --corpus --max-pieces-per-style 600 --out ml/pretrained/default.keras
+    python -m ml.train --dataset data/cache/foo.npz --epochs 30 --out run/model.keras --resume
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from ml.config import PAD_PITCH, ModelConfig
+from ml.datasets import CORPUS_STYLES, NoteDataset, cached, corpus_cache_path, load_corpus
+from ml.model import build_model, compile_model, save_model
+
+PRIMERS_PER_STYLE = 12
+
+
+@dataclass
+class Examples:
+    """Every note of some pieces as a prediction target, with what is needed to build its window.
+
+    Time values are already classes of the config's grid; velocity is scaled to 0..1.
+    """
+
+    pitch: np.ndarray  # int32 [notes] (flat, all pieces of the dataset)
+    step: np.ndarray
+    duration: np.ndarray
+    velocity: np.ndarray
+    targets: np.ndarray  # int64 [examples]: flat index of the note to predict
+    first: np.ndarray  # int64 [examples]: flat index of the first note of its piece
+    style: np.ndarray  # int32 [examples]
+    piece: np.ndarray  # int32 [examples]: piece index in the dataset
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+
+def make_examples(dataset: NoteDataset, config: ModelConfig, split: str | None = None,
+                  pieces: np.ndarray | None = None) -> Examples:
+    """Targets for every note of the chosen pieces (all pieces of `split` by default)."""
+    chosen = dataset.indices(split) if pieces is None else np.asarray(pieces)
+    style_map = np.array([config.style_index(s) if s in config.styles else -1 for s in dataset.styles])
+    targets, first, style, piece = [], [], [], []
+    for i in chosen:
+        a, b = int(dataset.offsets[i]), int(dataset.offsets[i + 1])
+        if b <= a or style_map[dataset.piece_style[i]] < 0:
+            continue
+        targets.append(np.arange(a, b))
+        first.append(np.full(b - a, a))
+        style.append(np.full(b - a, style_map[dataset.piece_style[i]]))
+        piece.append(np.full(b - a, i))
+
+    def cat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
+        return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
+
+    return Examples(
+        pitch=dataset.pitch.astype(np.int32), step=config.quantize_beats(dataset.step_beats),
+        duration=config.quantize_beats(dataset.duration_beats),
+        velocity=(dataset.velocity / 127.0).astype(np.float32),
+        targets=cat(targets, np.int64), first=cat(first, np.int64), style=cat(style, np.int32),
+        piece=cat(piece, np.int32),
+    )
+
+
+def batch_arrays(ex: Examples, rows: np.ndarray, config: ModelConfig,
+                 rng: np.random.Generator | None = None) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Inputs and targets for the examples `rows`; with `rng`, transpose each example at random."""
+    target = ex.targets[rows]
+    idx = target[:, None] - config.window + np.arange(config.window)[None, :]
+    pad = idx < ex.first[rows][:, None]
+    idx = np.where(pad, 0, idx)
+    pitch = ex.pitch[idx]
+    next_pitch = ex.pitch[target]
+    if rng is not None and config.transpose_range:
+        shift = rng.integers(-config.transpose_range, config.transpose_range + 1, size=len(rows))
+        lo = np.where(pad, 127, pitch).min(axis=1)
+        hi = np.where(pad, 0, pitch).max(axis=1)
+        lo, hi = np.minimum(lo, next_pitch), np.maximum(hi, next_pitch)
+        shift = np.where((lo + shift >= 0) & (hi + shift <= 127), shift, 0)
+        pitch = pitch + shift[:, None]
+        next_pitch = next_pitch + shift
+    inputs = {
+        "pitch": np.where(pad, PAD_PITCH, pitch).astype(np.int32),
+        "step": np.where(pad, config.pad_time, ex.step[idx]).astype(np.int32),
+        "duration": np.where(pad, config.pad_time, ex.duration[idx]).astype(np.int32),
+        "velocity": np.where(pad, 0.0, ex.velocity[idx]).astype(np.float32),
+        "style": ex.style[rows],
+        "next_step": ex.step[target].astype(np.int32),
+    }
+    outputs = {
+        "pitch": next_pitch.astype(np.int32),
+        "step": ex.step[target].astype(np.int32),
+        "duration": ex.duration[target].astype(np.int32),
+        "velocity": ex.velocity[target][:, None],
+    }
+    return inputs, outputs
+
+
+class WindowBatches(keras.utils.PyDataset):
+    """Shuffled, augmented batches for training, or ordered, plain batches for evaluation."""
+
+    def __init__(self, examples: Examples, config: ModelConfig, *, train: bool, seed: int = 0,
+                 steps: int | None = None) -> None:
+        super().__init__()
+        self.ex, self.config, self.train, self.seed = examples, config, train, seed
+        self.epoch = 0
+        self.steps = steps
+        self._order = self._shuffle()
+
+    def _shuffle(self) -> np.ndarray:
+        if not self.train:
+            return np.arange(len(self.ex))
+        return np.random.default_rng((self.seed, self.epoch)).permutation(len(self.ex))
+
+    def __len__(self) -> int:
+        full = math.ceil(len(self.ex) / self.config.batch_size)
+        return min(full, self.steps) if self.steps else full
+
+    def __getitem__(self, i: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        rows = self._order[i * self.config.batch_size:(i + 1) * self.config.batch_size]
+        rng = np.random.default_rng((self.seed, self.epoch, i)) if self.train else None
+        return batch_arrays(self.ex, rows, self.config, rng)
+
+    def on_epoch_end(self) -> None:
+        self.epoch += 1
+        self._order = self._shuffle()
+
+
+def as_tf_dataset(batches: WindowBatches) -> Any:
+    """Wrap batches in tf.data with prefetching when TensorFlow is the backend; else return them."""
+    if keras.backend.backend() != "tensorflow":
+        return batches
+    import tensorflow as tf
+
+    c = batches.config
+    w = c.window
+    spec_in = {
+        "pitch": tf.TensorSpec((None, w), tf.int32), "step": tf.TensorSpec((None, w), tf.int32),
+        "duration": tf.TensorSpec((None, w), tf.int32), "velocity": tf.TensorSpec((None, w), tf.float32),
+        "style": tf.TensorSpec((None,), tf.int32), "next_step": tf.TensorSpec((None,), tf.int32),
+    }
+    spec_out = {
+        "pitch": tf.TensorSpec((None,), tf.int32), "step": tf.TensorSpec((None,), tf.int32),
+        "duration": tf.TensorSpec((None,), tf.int32), "velocity": tf.TensorSpec((None, 1), tf.float32),
+    }
+
+    def generate() -> Iterator[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]:
+        while True:  # endless; fit() bounds each epoch with steps_per_epoch = len(batches)
+            for i in range(len(batches)):
+                yield batches[i]
+            batches.on_epoch_end()
+
+    return tf.data.Dataset.from_generator(generate, output_signature=(spec_in, spec_out)).prefetch(4)
+
+
+def primers_from(dataset: NoteDataset, config: ModelConfig, split: str = "test") -> dict[str, list[dict[str, Any]]]:
+    """Openings of held-out pieces per style, stored inside the model for the default primer."""
+    primers: dict[str, list[dict[str, Any]]] = {}
+    for style in config.styles:
+        if style not in dataset.styles:
+            continue
+        candidates = dataset.indices(split, style)
+        if not len(candidates):
+            candidates = dataset.indices("validation", style)
+        chosen = []
+        for i in candidates[:PRIMERS_PER_STYLE]:
+            s = dataset.piece_slice(int(i))
+            n = min(config.window, s.stop - s.start)
+            chosen.append({
+                "name": str(dataset.piece_name[i]),
+                "pitch": dataset.pitch[s][:n].tolist(),
+                "step": config.quantize_beats(dataset.step_beats[s][:n]).tolist(),
+                "duration": config.quantize_beats(dataset.duration_beats[s][:n]).tolist(),
+                "velocity": dataset.velocity[s][:n].tolist(),
+                "key": int(dataset.piece_key[i]), "mode": "major" if dataset.piece_mode[i] == 0 else "minor",
+            })
+        primers[style] = chosen
+    return primers
+
+
+class _JsonHistory(keras.callbacks.Callback):
+    """Writes the metrics of every epoch as JSON, so a run can be watched and resumed."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+        self.history: list[dict[str, float]] = json.loads(path.read_text()) if path.exists() else []
+        self._start = time.time()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        row = {"epoch": epoch + 1, "seconds": round(time.time() - self._start, 1)}
+        row.update({k: float(v) for k, v in (logs or {}).items()})
+        self.history = [h for h in self.history if h["epoch"] != epoch + 1] + [row]
+        self.path.write_text(json.dumps(self.history, indent=1))
+
+
+@dataclass
+class TrainResult:
+    model_path: Path
+    history: list[dict[str, float]]
+    seconds: float
+
+
+def train(dataset: NoteDataset, config: ModelConfig, out: Path, *, epochs: int = 30, patience: int = 4,
+          steps_per_epoch: int | None = None, resume: bool = False, seed: int = 0, verbose: int = 1) -> TrainResult:
+    """Train a model, validating every epoch and keeping the best weights.
+
+    Writes `out` (the best model), `<out>.history.json`, `<out>.loss.png` and, while running, a
+    backup folder that `resume=True` continues from.
+    """
+    keras.utils.set_random_seed(seed)
+    started = time.time()
+    train_ex = make_examples(dataset, config, "train")
+    valid_ex = make_examples(dataset, config, "validation")
+    if not len(train_ex):
+        raise ValueError("The dataset has no training pieces for the model's styles.")
+    if not len(valid_ex):  # tiny datasets: validate on training pieces rather than not at all
+        valid_ex = train_ex
+    model = build_model(config, extra={"primers": primers_from(dataset, config)})
+    compile_model(model)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    history_path = out.with_suffix(".history.json")
+    if not resume and history_path.exists():
+        history_path.unlink()
+    backup = out.with_suffix(".backup")
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(backup), delete_checkpoint=True),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(1, patience // 2)),
+        _JsonHistory(history_path),
+    ]
+    if not resume and backup.exists():
+        import shutil
+
+        shutil.rmtree(backup)
+    train_batches = WindowBatches(train_ex, config, train=True, seed=seed, steps=steps_per_epoch)
+    valid_batches = WindowBatches(valid_ex, config, train=False)
+    model.fit(
+        as_tf_dataset(train_batches), validation_data=as_tf_dataset(valid_batches),
+        steps_per_epoch=len(train_batches), validation_steps=len(valid_batches),
+        epochs=epochs, callbacks=callbacks, verbose=verbose,
+    )
+    history = callbacks[-1].history  # type: ignore[attr-defined]
+    best = min(history, key=lambda h: h.get("val_loss", math.inf)) if history else {}
+    model.extra = {**model.extra, "training": {
+        "epochs_run": len(history), "best_epoch": best.get("epoch"), "best_val_loss": best.get("val_loss"),
+        "train_pieces": int(len(dataset.indices("train"))), "train_notes": int(len(train_ex)),
+        "seconds": round(time.time() - started, 1), "backend": keras.backend.backend(),
+    }}
+    save_model(model, out)
+    plot_history(history, out.with_suffix(".loss.png"))
+    return TrainResult(model_path=out, history=history, seconds=time.time() - started)
+
+
+def plot_history(history: list[dict[str, float]], path: Path) -> None:
+    if not history:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    heads = ("loss", "pitch_loss", "step_loss", "duration_loss")
+    fig, axes = plt.subplots(1, len(heads), figsize=(4 * len(heads), 3.2))
+    for ax, key in zip(axes, heads):
+        ax.plot(epochs, [h.get(key, np.nan) for h in history], label="train")
+        ax.plot(epochs, [h.get(f"val_{key}", np.nan) for h in history], label="validation")
+        ax.set_title(key)
+        ax.set_xlabel("epoch")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def tiny_dataset(styles: tuple[str, ...] = ("alpha", "beta"), pieces_per_style: int = 6, notes: int = 48,
+                 seed: int = 0) -> NoteDataset:
+    """Scale fragments in two styles: enough structure to learn from in seconds, for tests."""
+    from ml.datasets import split_of
+    from ml.notes import NoteSequence
+
+    rng = np.random.default_rng(seed)
+    pieces = []
+    for s, style in enumerate(styles):
+        for k in range(pieces_per_style):
+            scale = np.array([0, 2, 4, 5, 7, 9, 11, 12]) + 60 + (k % 3) - s * 12
+            pitch = np.array([scale[(i * (1 + s)) % len(scale)] for i in range(notes)])
+            step = np.full(notes, 0.5 if s == 0 else 0.25)
+            step[0] = 0
+            seq = NoteSequence(pitch=pitch, step=step, duration=step.copy() + (step == 0) * 0.5,
+                               velocity=rng.integers(60, 90, notes), tempo_bpm=120.0)
+            name = f"{style}-{k}"
+            split = [0, 0, 0, 0, 1, 2][k % 6]
+            pieces.append((name, style, seq, split))
+    return NoteDataset.from_pieces(list(styles), pieces)
+
+
+def tiny_config(dataset: NoteDataset) -> ModelConfig:
+    return ModelConfig(styles=tuple(dataset.styles), default_tempos=(120.0,) * len(dataset.styles),
+                       window=8, pitch_embedding=8, time_embedding=4, style_embedding=2, lstm_units=8,
+                       batch_size=32, dropout=0.0, transpose_range=2, learning_rate=1e-2)
+
+
+def train_tiny_model(out_dir: Path, epochs: int = 2) -> Path:
+    """A tiny model of the real architecture, trained in seconds, for tests."""
+    dataset = tiny_dataset()
+    result = train(dataset, tiny_config(dataset), Path(out_dir) / "tiny.keras", epochs=epochs, verbose=0)
+    return result.model_path
+
+
+def default_config(styles: list[str]) -> ModelConfig:
+    tempos = tuple(CORPUS_STYLES[s][2] if s in CORPUS_STYLES else 100.0 for s in styles)
+    return ModelConfig(styles=tuple(styles), default_tempos=tempos)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Train the note model.")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--corpus", action="store_true", help="the music21 corpus, grouped into styles")
+    source.add_argument("--dataset", type=Path, action="append", help="a dataset .npz (repeatable)")
+    parser.add_argument("--styles", nargs="*", help="corpus styles (default: all)")
+    parser.add_argument("--max-pieces-per-style", type=int, default=600)
+    parser.add_argument("--cache-dir", type=Path, default=Path("data/cache"))
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--patience", type=int, default=4)
+    parser.add_argument("--steps-per-epoch", type=int)
+    parser.add_argument("--config", type=str, help="JSON overrides for the model config")
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    if args.corpus:
+        from tqdm import tqdm
+
+        bar = tqdm(desc="parsing corpus", unit="piece")
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+        path = corpus_cache_path(args.cache_dir, args.styles, args.max_pieces_per_style)
+        dataset, report = cached(path, lambda: load_corpus(styles=args.styles, workers=args.workers,
+                                                           max_pieces_per_style=args.max_pieces_per_style,
+                                                           progress=progress))
+        bar.close()
+        print(report.summary() if report else f"Using cached corpus {path}")
+    else:
+        parts = [NoteDataset.load(p) for p in args.dataset]
+        dataset = parts[0] if len(parts) == 1 else NoteDataset.merge(parts)
+    config = default_config(dataset.styles)
+    if args.config:
+        try:
+            overrides = json.loads(args.config)
+            config = replace(config, **overrides)
+        except (ValueError, TypeError) as exc:
+            print(f"Bad --config: {exc}", file=sys.stderr)
+            return 2
+    print(f"{dataset.pieces} pieces, {len(dataset.pitch)} notes, styles: {', '.join(dataset.styles)}")
+    result = train(dataset, config, args.out, epochs=args.epochs, patience=args.patience,
+                   steps_per_epoch=args.steps_per_epoch, resume=args.resume, seed=args.seed)
+    print(f"Saved {result.model_path} after {result.seconds:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
