@@ -1,0 +1,67 @@
+# Everyday commands. `make run` is all a new checkout needs.
+#
+# Steps that are slow the first time are remembered: the virtual environment is
+# keyed on a hash of requirements.txt (a stamp file in .venv), and system
+# packages are only installed when dpkg says they are missing.
+
+PYTHON ?= python3
+PY := .venv/bin/python
+ADDRESS ?= 127.0.0.1:8000
+PYTEST_ARGS ?=
+SYSTEM_PACKAGES := libfluidsynth3 fluidsynth ffmpeg fluid-soundfont-gm chromium
+
+REQUIREMENTS_HASH := $(shell sha256sum requirements.txt 2>/dev/null | cut -c1-16)
+VENV_STAMP := .venv/.requirements-$(REQUIREMENTS_HASH)
+
+.DEFAULT_GOAL := help
+.PHONY: help run install system venv migrate check test bench evaluate train
+
+help:
+	@echo "make run       install what is missing, migrate, start the site on http://$(ADDRESS)/ and one worker"
+	@echo "make install   system packages and the virtual environment"
+	@echo "make venv      only the virtual environment (.venv, from requirements.txt)"
+	@echo "make test      run the test suite (PYTEST_ARGS='-k render' to select)"
+	@echo "make check     Django system checks, including the rendering tools"
+	@echo "make bench     generation and rendering benchmarks -> bench/results.json"
+	@echo "make evaluate  model evaluation -> reports/"
+	@echo "make train     train the model (manage.py train)"
+
+run: install migrate
+	@ADDRESS=$(ADDRESS) .ci/serve $(PY)
+
+install: system venv
+	@# One line about what rendering still lacks (e.g. apt failed without sudo).
+	@$(PY) -c "from ml.render import check_tools; p = check_tools(None); print('Warning: audio rendering will fail: ' + '; '.join(p)) if p else None"
+
+# Installing system packages needs root or sudo; without them `run` goes on and
+# `install` reports what is missing.
+system:
+	@.ci/system-packages $(SYSTEM_PACKAGES) || echo "Warning: could not install system packages; see above."
+
+venv: $(VENV_STAMP)
+
+$(VENV_STAMP): requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv .venv || { \
+		echo "Creating .venv failed; on Debian install python3-venv:"; \
+		.ci/system-packages python3-venv && $(PYTHON) -m venv .venv; }
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
+	@rm -f .venv/.requirements-*
+	@touch $@
+
+migrate: venv
+	$(PY) manage.py migrate --noinput
+
+check: venv
+	$(PY) manage.py check
+
+test: venv
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: venv
+	$(PY) -m ml.bench
+
+evaluate: venv
+	$(PY) -m ml.evaluate --out reports/
+
+train: venv
+	$(PY) manage.py train
