@@ -1,0 +1,610 @@
+"""Evaluation of a note model against baselines: next-note scores and an MGEval comparison.
+
+Command line (thin; the Makefile and `manage.py evaluate` call the same `main`):
+
+    python -m ml.evaluate --model ml/pretrained/default.keras --dataset data/cache/corpus-XXXX.npz \\
+        --out reports/ --pieces-per-style 100 --seconds 30
+
+(`--model` defaults to ml/pretrained/default.keras and `--dataset` to the newest
+data/cache/corpus-*.npz.)
+Writes `evaluation.json`, `evaluation.md` and PNG plots to the output folder.
+
+Fairness: the model and every baseline score exactly the same notes, every note of every test
+piece of a style the model knows, each from the piece's first note. The model's pitch is scored
+as it factorises the next note, p(step) p(pitch | step), with the true step fed to the decoder
+(teacher forcing, as in training); the pitch baselines do not see the step, so the comparable
+number is the joint cross-entropy of (step, pitch): the model's step plus pitch CE against each
+pitch baseline's CE plus the CE of training step-class frequencies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, TypedDict
+
+import numpy as np
+
+from ml.baselines import (PITCH_BASELINES, ClassFrequencies, ConstantBaseline, MarkovPitch, PitchBaseline,
+                          fit_pitch_baseline)
+from ml.datasets import NoteDataset
+from ml.mgeval import FEATURES, PieceFeatures, compare_sets, crop, piece_features, summarize
+from ml.notes import PITCH_CLASS_NAMES, NoteSequence
+
+DEFAULT_MODEL = Path("ml/pretrained/default.keras")
+EVAL_BATCH_SIZE = 1024
+MIN_SET_SIZE = 2  # intra-set distances need a pair
+
+# (style, count, seed) -> pieces. The default draws them from ml.generate.Generator.
+PieceSampler = Callable[[str, int, int], list[NoteSequence]]
+Log = Callable[[str], None]
+
+
+class Scores(TypedDict, total=False):
+    """Next-note scores of one predictor on one group of notes (absent: not applicable)."""
+
+    notes: int
+    pitch_ce: float  # nats/note
+    pitch_top1: float
+    step_ce: float
+    joint_ce: float  # step CE + pitch CE
+    step_mae_s: float
+    duration_mae_s: float
+    velocity_mae: float  # MIDI velocity units
+
+
+@dataclass
+class NotePredictions:
+    """Per-note predictions of one predictor, aligned with the scored notes (NaN: none)."""
+
+    pitch_log_prob: np.ndarray
+    pitch_top1: np.ndarray  # predicted pitch
+    step_log_prob: np.ndarray
+    step_s: np.ndarray
+    duration_s: np.ndarray
+    velocity: np.ndarray
+
+    @classmethod
+    def empty(cls, n: int) -> NotePredictions:
+        nan = np.full(n, np.nan)
+        return cls(nan.copy(), np.full(n, -1), nan.copy(), nan.copy(), nan.copy(), nan.copy())
+
+
+@dataclass
+class TestNotes:
+    """The notes every predictor is scored on, with their true values."""
+
+    index: np.ndarray  # flat note index into the dataset
+    piece: np.ndarray  # piece index of each note
+    style: np.ndarray  # dataset style index of each note
+    pitch: np.ndarray
+    step_class: np.ndarray
+    step_s: np.ndarray
+    duration_s: np.ndarray
+    velocity: np.ndarray
+    seconds_per_beat: np.ndarray  # from the piece's tempo
+
+
+# -- next-note scores ---------------------------------------------------------------------------
+
+def model_predictions(model: Any, dataset: NoteDataset, split: str = "test",
+                      log: Log | None = None) -> tuple[TestNotes, NotePredictions]:
+    """Run the model over every note of `split` (teacher forcing) and collect its predictions."""
+    from ml.train import WindowBatches, make_examples
+
+    config = replace(model.config, batch_size=EVAL_BATCH_SIZE)
+    examples = make_examples(dataset, config, split)
+    notes = _test_notes(dataset, examples.targets, examples.piece, examples.step)
+    preds = NotePredictions.empty(len(notes.index))
+    batches = WindowBatches(examples, config, train=False)
+    grid = np.array(config.time_grid)
+    for b in range(len(batches)):
+        inputs, targets = batches[b]
+        out = {k: np.asarray(v) for k, v in model.predict_on_batch(inputs).items()}
+        rows = slice(b * config.batch_size, b * config.batch_size + len(targets["pitch"]))
+        pitch_lp = _log_softmax(out["pitch"])
+        step_lp = _log_softmax(out["step"])
+        preds.pitch_log_prob[rows] = pitch_lp[np.arange(len(pitch_lp)), targets["pitch"]]
+        preds.pitch_top1[rows] = np.argmax(pitch_lp, axis=1)
+        preds.step_log_prob[rows] = step_lp[np.arange(len(step_lp)), targets["step"]]
+        spb = notes.seconds_per_beat[rows]
+        preds.step_s[rows] = grid[_median_class(step_lp)] * spb
+        preds.duration_s[rows] = grid[_median_class(_log_softmax(out["duration"]))] * spb
+        preds.velocity[rows] = np.asarray(out["velocity"]).reshape(-1) * 127.0
+        if log and (b + 1) % 20 == 0:
+            log(f"model: {b + 1}/{len(batches)} batches")
+    return notes, preds
+
+
+def _test_notes(dataset: NoteDataset, index: np.ndarray, piece: np.ndarray, step_classes: np.ndarray) -> TestNotes:
+    return TestNotes(
+        index=index, piece=piece, style=dataset.piece_style[piece].astype(np.int64),
+        pitch=dataset.pitch[index].astype(np.int64), step_class=step_classes[index].astype(np.int64),
+        step_s=dataset.step[index].astype(np.float64), duration_s=dataset.duration[index].astype(np.float64),
+        velocity=dataset.velocity[index].astype(np.float64),
+        seconds_per_beat=60.0 / dataset.piece_tempo[piece].astype(np.float64),
+    )
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    logits = np.asarray(logits, dtype=np.float64)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def _median_class(log_probs: np.ndarray) -> np.ndarray:
+    """The class where the cumulative predicted probability first reaches one half."""
+    cdf = np.cumsum(np.exp(log_probs), axis=1)
+    return np.minimum((cdf < 0.5 * cdf[:, -1:]).sum(axis=1), log_probs.shape[1] - 1)
+
+
+@dataclass
+class StyleBaselines:
+    """Every baseline of one style, fitted on that style's training pieces."""
+
+    pitch: dict[str, PitchBaseline]
+    step_classes: ClassFrequencies
+    duration_classes: ClassFrequencies
+    timing: dict[str, dict[str, ConstantBaseline]]  # statistic -> {"step", "duration", "velocity"}
+    # ("step" and "duration" in beats, so that they follow each piece's tempo like the model's)
+
+
+def fit_baselines(dataset: NoteDataset, style: str, time_classes: Callable[[np.ndarray], np.ndarray],
+                  n_classes: int) -> StyleBaselines:
+    """Fit every baseline on the style's training pieces, tuning alphas on its validation pieces."""
+    train = [dataset.piece_slice(int(i)) for i in dataset.indices("train", style)]
+    valid = [dataset.piece_slice(int(i)) for i in dataset.indices("validation", style)]
+    if not train:
+        raise ValueError(f"The dataset has no training pieces of style {style!r} to fit baselines on.")
+    train_pitch = [dataset.pitch[s].astype(np.int64) for s in train]
+    valid_pitch = [dataset.pitch[s].astype(np.int64) for s in valid]
+    flat = np.concatenate([np.arange(s.start, s.stop) for s in train])
+    step_beats, duration_beats = dataset.step_beats[flat], dataset.duration_beats[flat]
+    return StyleBaselines(
+        pitch={name: fit_pitch_baseline(name, train_pitch, valid_pitch) for name in PITCH_BASELINES},
+        step_classes=ClassFrequencies(n_classes).fit(time_classes(step_beats)),
+        duration_classes=ClassFrequencies(n_classes).fit(time_classes(duration_beats)),
+        timing={stat: {"step": ConstantBaseline(stat).fit(step_beats),
+                       "duration": ConstantBaseline(stat).fit(duration_beats),
+                       "velocity": ConstantBaseline(stat).fit(dataset.velocity[flat])}
+                for stat in ("mean", "median")},
+    )
+
+
+def baseline_predictions(dataset: NoteDataset, notes: TestNotes, baselines: dict[str, StyleBaselines]
+                         ) -> dict[str, NotePredictions]:
+    """Predictions of every baseline for exactly the notes in `notes`."""
+    names = list(PITCH_BASELINES) + ["mean", "median"]
+    preds = {name: NotePredictions.empty(len(notes.index)) for name in names}
+    for piece in np.unique(notes.piece):
+        rows = np.flatnonzero(notes.piece == piece)
+        style = dataset.styles[int(dataset.piece_style[piece])]
+        fitted = baselines[style]
+        # Rows of one piece are its notes in order, from the first: score the piece as a whole.
+        pitches = notes.pitch[rows]
+        step_lp = fitted.step_classes.log_prob(notes.step_class[rows])
+        for name in PITCH_BASELINES:
+            log_probs, best = fitted.pitch[name].score_and_predict([pitches])
+            preds[name].pitch_log_prob[rows] = log_probs
+            preds[name].pitch_top1[rows] = best
+            preds[name].step_log_prob[rows] = step_lp
+        for stat in ("mean", "median"):
+            timing = fitted.timing[stat]
+            spb = notes.seconds_per_beat[rows]
+            preds[stat].step_s[rows] = timing["step"].value * spb
+            preds[stat].duration_s[rows] = timing["duration"].value * spb
+            preds[stat].velocity[rows] = timing["velocity"].value
+    return preds
+
+
+def scores(notes: TestNotes, preds: NotePredictions, rows: np.ndarray) -> Scores:
+    """Scores of one predictor on the notes `rows`."""
+    out: Scores = {"notes": int(len(rows))}
+    if not len(rows):
+        return out
+    if np.isfinite(preds.pitch_log_prob[rows]).all():
+        out["pitch_ce"] = float(-preds.pitch_log_prob[rows].mean())
+        out["pitch_top1"] = float(np.mean(preds.pitch_top1[rows] == notes.pitch[rows]))
+    if np.isfinite(preds.step_log_prob[rows]).all():
+        out["step_ce"] = float(-preds.step_log_prob[rows].mean())
+        if "pitch_ce" in out:
+            out["joint_ce"] = out["pitch_ce"] + out["step_ce"]
+    for key, predicted, true in (("step_mae_s", preds.step_s, notes.step_s),
+                                 ("duration_mae_s", preds.duration_s, notes.duration_s),
+                                 ("velocity_mae", preds.velocity, notes.velocity)):
+        if np.isfinite(predicted[rows]).all():
+            out[key] = float(np.mean(np.abs(predicted[rows] - true[rows])))  # type: ignore[literal-required]
+    return out
+
+
+def next_note_report(dataset: NoteDataset, notes: TestNotes, predictors: dict[str, NotePredictions]
+                     ) -> dict[str, Any]:
+    """Scores of every predictor, overall and per style."""
+    groups = {"overall": np.arange(len(notes.index))}
+    for s, style in enumerate(dataset.styles):
+        rows = np.flatnonzero(notes.style == s)
+        if len(rows):
+            groups[style] = rows
+    return {group: {name: scores(notes, preds, rows) for name, preds in predictors.items()}
+            for group, rows in groups.items()}
+
+
+# -- MGEval comparison ---------------------------------------------------------------------------
+
+def generator_sampler(model_path: Path, seconds: float) -> PieceSampler:
+    """Pieces from the lead's `ml.generate.Generator`, in batches of four variations."""
+    from ml.generate import GenerationRequest, Generator
+
+    generator = Generator(model_path)
+
+    def sample(style: str, count: int, seed: int) -> list[NoteSequence]:
+        pieces: list[NoteSequence] = []
+        while len(pieces) < count:
+            variations = min(4, count - len(pieces))
+            request = GenerationRequest(style=style, seconds=seconds, seed=(seed + len(pieces)) % 2**32,
+                                        variations=variations)
+            for piece in generator.generate(request):
+                # Only the model's own notes count: a primer's notes are someone else's music.
+                seq = piece.notes
+                if piece.primer_length:
+                    seq = NoteSequence(pitch=seq.pitch[piece.primer_length:], step=seq.step[piece.primer_length:],
+                                       duration=seq.duration[piece.primer_length:],
+                                       velocity=seq.velocity[piece.primer_length:], **seq.meta())  # type: ignore[arg-type]
+                pieces.append(seq)
+        return pieces
+
+    return sample
+
+
+def markov_sampler(markov: dict[str, MarkovPitch], baselines: dict[str, StyleBaselines],
+                   time_grid: Sequence[float], tempos: dict[str, float], seconds: float) -> PieceSampler:
+    """Pieces from a style's Markov chain, timed by its training step and duration frequencies.
+
+    Steps and durations are drawn independently from the style's training class frequencies. A
+    constant median step would be 0 in chordal styles (most notes of a chorale start with a
+    chord), which is no piece at all.
+    """
+    grid = np.array(time_grid, dtype=np.float64)
+
+    def sample(style: str, count: int, seed: int) -> list[NoteSequence]:
+        rng = np.random.default_rng(seed)
+        fitted = baselines[style]
+        spb = 60.0 / tempos[style]
+        mean_step = max(float(fitted.step_classes.distribution() @ grid) * spb, 1e-3)
+        steps: list[np.ndarray] = []
+        for _ in range(count):
+            n = int(seconds / mean_step * 1.5) + 16
+            s = grid[fitted.step_classes.sample(rng, n)] * spb
+            while s[1:].sum() < seconds and len(s) < 20000:
+                s = np.concatenate([s, grid[fitted.step_classes.sample(rng, n)] * spb])
+            s[0] = 0.0
+            keep = max(1, int(np.searchsorted(np.cumsum(s), seconds, side="left")))
+            steps.append(s[:keep])
+        longest = max(len(s) for s in steps)
+        pitches = markov[style].sample_batch(rng, longest, count)
+        velocity = int(round(fitted.timing["median"]["velocity"].value))
+        pieces = []
+        for k, s in enumerate(steps):
+            duration = np.maximum(grid[fitted.duration_classes.sample(rng, len(s))], grid[1]) * spb
+            pieces.append(NoteSequence(pitch=pitches[k, :len(s)], step=s, duration=duration,
+                                       velocity=np.full(len(s), max(1, velocity)), tempo_bpm=tempos[style]))
+        return pieces
+
+    return sample
+
+
+def mgeval_report(dataset: NoteDataset, styles: Sequence[str], samplers: dict[str, PieceSampler],
+                  pieces_per_style: int, seconds: float, seed: int, log: Log | None = None) -> dict[str, Any]:
+    """Compare each sampler's pieces with the held-out test pieces of every style."""
+    per_style: dict[str, Any] = {}
+    for s, style in enumerate(styles):
+        held_idx = dataset.indices("test", style)
+        if len(held_idx) < MIN_SET_SIZE:
+            held_idx = np.concatenate([held_idx, dataset.indices("validation", style)])
+        if len(held_idx) < MIN_SET_SIZE:
+            per_style[style] = {"skipped": "fewer than two held-out pieces"}
+            continue
+        # Features depend on length (pitch count, range): compare equally long stretches of music.
+        held = [crop(dataset.piece(int(i)), seconds) for i in held_idx]
+        sets: dict[str, list[NoteSequence]] = {"held_out": held}
+        for name, sampler in samplers.items():
+            started = time.time()
+            sets[name] = [p for p in sampler(style, pieces_per_style, seed * 7919 + s * 1000) if len(p)]
+            if log:
+                log(f"{style}: {len(sets[name])} {name} pieces in {time.time() - started:.0f} s")
+        features = {name: [piece_features(p) for p in pieces] for name, pieces in sets.items()}
+        entry: dict[str, Any] = {"sets": {name: asdict(summarize(features[name], [len(p) for p in sets[name]]))
+                                          for name in sets}}
+        for name in samplers:
+            if len(features[name]) < MIN_SET_SIZE:
+                entry[name] = {"skipped": "fewer than two generated pieces"}
+                continue
+            entry[name] = {f: asdict(c) for f, c in compare_sets(features[name], features["held_out"]).items()}
+        per_style[style] = entry
+
+    mean: dict[str, dict[str, dict[str, float]]] = {}
+    for name in samplers:
+        mean[name] = {}
+        for feature in FEATURES:
+            values = [e[name][feature] for e in per_style.values() if feature in e.get(name, {})]
+            if values:
+                mean[name][feature] = {"overlap": float(np.mean([v["overlap"] for v in values])),
+                                       "kl": float(np.mean([v["kl"] for v in values]))}
+    report: dict[str, Any] = {"seconds": seconds, "pieces_per_style": pieces_per_style, "features": list(FEATURES),
+                              "per_style": per_style, "mean": mean}
+    if {"model", "markov"} <= set(mean):
+        shared = [f for f in FEATURES if f in mean["model"] and f in mean["markov"]]
+        report["model_overlap_at_least_markov"] = sum(
+            mean["model"][f]["overlap"] >= mean["markov"][f]["overlap"] for f in shared)
+        report["features_compared"] = len(shared)
+    return report
+
+
+# -- the whole evaluation ----------------------------------------------------------------------
+
+def evaluate(model_path: Path, dataset: NoteDataset | Path, out_dir: Path, pieces_per_style: int = 100,
+             seconds: float = 30.0, seed: int = 0, *, sampler: PieceSampler | None = None,
+             log: Log | None = None) -> dict[str, Any]:
+    """Score a model and its baselines on the test split, compare generated pieces, write a report.
+
+    Args:
+        model_path: A `.keras` note model.
+        dataset: The dataset (or its `.npz`) the model was trained on; its test split is scored.
+        out_dir: Receives evaluation.json, evaluation.md and PNG plots.
+        pieces_per_style: Pieces generated per style by the model and by the Markov baseline.
+        seconds: Length of every generated piece; held-out pieces are cropped to it.
+        seed: Seed of every random choice, so that a report can be reproduced.
+        sampler: Where the model's pieces come from; default `ml.generate.Generator`.
+        log: Receives progress lines.
+
+    Returns:
+        The report, as written to evaluation.json.
+    """
+    from ml.model import load_model
+
+    started = time.time()
+    say = log or (lambda message: None)
+    if not isinstance(dataset, NoteDataset):
+        dataset = NoteDataset.load(Path(dataset))
+    if pieces_per_style < MIN_SET_SIZE:
+        raise ValueError(f"pieces_per_style must be at least {MIN_SET_SIZE}.")
+    model = load_model(Path(model_path))
+    config = model.config
+    styles = [s for s in dataset.styles if s in config.styles]
+    if not styles:
+        raise ValueError("The model knows none of the dataset's styles.")
+
+    say("scoring the model on the test split")
+    notes, model_preds = model_predictions(model, dataset, "test", say)
+    if not len(notes.index):
+        raise ValueError("The dataset has no test pieces in the model's styles.")
+    say("fitting baselines")
+    baselines = {style: fit_baselines(dataset, style, config.quantize_beats, config.time_classes) for style in styles}
+    predictors = {"model": model_preds, **baseline_predictions(dataset, notes, baselines)}
+    next_note = next_note_report(dataset, notes, predictors)
+    markov_names = [n for n in PITCH_BASELINES if n.startswith("markov-")]
+    best_markov = min(markov_names, key=lambda n: next_note["overall"][n]["pitch_ce"])
+
+    say(f"generating {pieces_per_style} pieces per style with the model and with {best_markov}")
+    tempos = {style: config.default_tempo(style) for style in styles}
+    markov = {style: baselines[style].pitch[best_markov] for style in styles}
+    samplers = {
+        "model": sampler or generator_sampler(Path(model_path), seconds),
+        "markov": markov_sampler(markov, baselines, config.time_grid, tempos, seconds),  # type: ignore[arg-type]
+    }
+    mgeval = mgeval_report(dataset, styles, samplers, pieces_per_style, seconds, seed, say)
+
+    report: dict[str, Any] = {
+        "model": {"path": str(model_path), "styles": list(config.styles), "window": config.window,
+                  "training": model.extra.get("training", {})},
+        "dataset": {"test_pieces": int(len(np.unique(notes.piece))), "test_notes": int(len(notes.index)),
+                    "styles": styles},
+        "next_note": next_note,
+        "baselines": {
+            "best_markov": best_markov,
+            "alphas": {style: {name: getattr(b.pitch[name], "alpha", None) for name in PITCH_BASELINES}
+                       for style, b in baselines.items()},
+            "fitting": "per style, on its training pieces; alphas tuned on its validation pieces",
+        },
+        "mgeval": mgeval,
+        "seed": seed,
+        "seconds_taken": round(time.time() - started, 1),
+    }
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report["plots"] = write_plots(report, out_dir)
+    (out_dir / "evaluation.json").write_text(json.dumps(_jsonable(report), indent=1))
+    (out_dir / "evaluation.md").write_text(markdown(report))
+    say(f"wrote {out_dir / 'evaluation.md'} in {time.time() - started:.0f} s")
+    return report
+
+
+def _jsonable(value: Any) -> Any:
+    """NaN and infinity become null: JSON has no such numbers."""
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+# -- report writing ----------------------------------------------------------------------------
+
+_NEXT_NOTE_COLUMNS = (("notes", "notes", "{:d}"), ("pitch_ce", "pitch CE", "{:.3f}"),
+                      ("pitch_top1", "pitch top-1", "{:.1%}"), ("step_ce", "step CE", "{:.3f}"),
+                      ("joint_ce", "step+pitch CE", "{:.3f}"), ("step_mae_s", "step MAE (s)", "{:.3f}"),
+                      ("duration_mae_s", "duration MAE (s)", "{:.3f}"), ("velocity_mae", "velocity MAE", "{:.1f}"))
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _cell(scores_: dict[str, Any], key: str, fmt: str) -> str:
+    value = scores_.get(key)
+    return "—" if value is None else fmt.format(value)
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The report as Markdown tables."""
+    nn = report["next_note"]
+    ds = report["dataset"]
+    parts = [
+        "# Model evaluation",
+        "",
+        f"Model `{report['model']['path']}`; {ds['test_notes']} notes of {ds['test_pieces']} held-out test "
+        f"pieces ({', '.join(ds['styles'])}). Cross-entropies in nats per note; lower is better.",
+        "",
+        "The model's pitch CE is conditioned on the true step (its factorisation p(step) p(pitch | step), "
+        "teacher-forced as in training); the pitch baselines ignore timing. Compare *step+pitch CE*: "
+        "for baselines it adds the CE of the style's training step-class frequencies. Baselines are "
+        "fitted per style; Markov chains use interpolated Witten-Bell smoothing. Timing MAEs of the "
+        "*mean*/*median* rows predict the style's training mean/median in beats, at the piece's tempo.",
+        "",
+        "## Next-note scores, all test notes",
+        "",
+    ]
+    header = ["predictor"] + [title for _, title, _ in _NEXT_NOTE_COLUMNS]
+
+    def rows_of(group: dict[str, Any]) -> list[list[str]]:
+        return [[name] + [_cell(s, key, fmt) for key, _, fmt in _NEXT_NOTE_COLUMNS] for name, s in group.items()]
+
+    parts += [_table(header, rows_of(nn["overall"])), ""]
+    for style, group in nn.items():
+        if style != "overall":
+            parts += [f"### {style}", "", _table(header, rows_of(group)), ""]
+
+    mg = report["mgeval"]
+    best = report["baselines"]["best_markov"]
+    parts += [
+        "## MGEval comparison with held-out pieces",
+        "",
+        f"{mg['pieces_per_style']} pieces of {mg['seconds']:.0f} s per style from the model and from "
+        f"the {best} baseline (lowest test pitch CE), each against the style's held-out test pieces "
+        "cropped to the same length (Yang & Lerch 2018). OA: overlap of the held-out intra-set and the "
+        "inter-set distance densities (higher is better); KL: KL(intra held-out || inter) in nats "
+        "(lower is better). Averaged over styles.",
+        "",
+    ]
+    mean = mg["mean"]
+    if {"model", "markov"} <= set(mean):
+        rows = [[f, _cell(mean["model"].get(f, {}), "overlap", "{:.3f}"), _cell(mean["markov"].get(f, {}), "overlap", "{:.3f}"),
+                 _cell(mean["model"].get(f, {}), "kl", "{:.3f}"), _cell(mean["markov"].get(f, {}), "kl", "{:.3f}")]
+                for f in mg["features"]]
+        parts += [_table(["feature", "model OA", f"{best} OA", "model KL", f"{best} KL"], rows), "",
+                  f"Model OA ≥ {best} OA on **{mg.get('model_overlap_at_least_markov', 0)} of "
+                  f"{mg.get('features_compared', 0)}** features.", ""]
+    parts += ["## Per-piece measures", "",
+              "Loop rate: share of pieces `ml.mgeval.find_degenerate_loop` flags (a pitch 6 times in a row, a figure "
+              "of 2 pitches 4 times or of 3-4 pitches 3 times, 12 notes on one onset, or a step over 8 beats). "
+              "Scale consistency: largest share of notes in one major or harmonic-minor scale. Entropy: of the "
+              "pitch-class histogram, in bits.", ""]
+    rows = []
+    for style, entry in mg["per_style"].items():
+        for name, summary in entry.get("sets", {}).items():
+            rows.append([style, name.replace("_", "-"), str(summary["pieces"]), f"{summary['notes_mean']:.0f}",
+                         f"{summary['loop_rate']:.1%}", f"{summary['scale_consistency']:.3f}",
+                         f"{summary['pitch_class_entropy']:.2f}"])
+    parts += [_table(["style", "set", "pieces", "notes/piece", "loop rate", "scale consistency", "PC entropy"], rows), ""]
+    for style, entry in mg["per_style"].items():
+        if "model" in entry and "markov" in entry and "skipped" not in entry["model"]:
+            rows = [[f, f"{entry['model'][f]['overlap']:.3f}", f"{entry['markov'][f]['overlap']:.3f}",
+                     f"{entry['model'][f]['kl']:.3f}", f"{entry['markov'][f]['kl']:.3f}"] for f in mg["features"]]
+            parts += [f"### {style}", "", _table(["feature", "model OA", f"{best} OA", "model KL", f"{best} KL"], rows), ""]
+    if report.get("plots"):
+        parts += ["## Plots", ""] + [f"![{name}]({name})" for name in report["plots"]] + [""]
+    return "\n".join(parts)
+
+
+def write_plots(report: dict[str, Any], out_dir: Path) -> list[str]:
+    """Pitch-class histograms per style and OA per feature; returns the file names."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    mg = report["mgeval"]
+    styles = [s for s, e in mg["per_style"].items() if "sets" in e]
+    if styles:
+        fig, axes = plt.subplots(1, len(styles), figsize=(4 * len(styles), 3.2), squeeze=False)
+        for ax, style in zip(axes[0], styles):
+            sets = mg["per_style"][style]["sets"]
+            width = 0.8 / len(sets)
+            for k, (name, summary) in enumerate(sets.items()):
+                ax.bar(np.arange(12) + (k - (len(sets) - 1) / 2) * width, summary["pitch_class_histogram"],
+                       width=width, label=name.replace("_", "-"))
+            ax.set_xticks(range(12), PITCH_CLASS_NAMES, fontsize=7)
+            ax.set_title(style)
+        axes[0][0].set_ylabel("share of notes")
+        axes[0][0].legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out_dir / "pitch_class_histograms.png", dpi=90)
+        plt.close(fig)
+        written.append("pitch_class_histograms.png")
+    mean = mg["mean"]
+    if mean:
+        fig, ax = plt.subplots(figsize=(8, 3.4))
+        width = 0.8 / len(mean)
+        for k, (name, by_feature) in enumerate(mean.items()):
+            ax.bar(np.arange(len(mg["features"])) + (k - (len(mean) - 1) / 2) * width,
+                   [by_feature.get(f, {}).get("overlap", 0.0) for f in mg["features"]], width=width, label=name)
+        ax.set_xticks(range(len(mg["features"])), [f.replace("_", " ") for f in mg["features"]],
+                      rotation=25, ha="right", fontsize=7)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("overlap area (higher: closer to held-out)")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out_dir / "overlap_by_feature.png", dpi=90)
+        plt.close(fig)
+        written.append("overlap_by_feature.png")
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Evaluate a note model against baselines.")
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help=f"a .keras note model ({DEFAULT_MODEL})")
+    parser.add_argument("--dataset", type=Path, help="the dataset .npz the model was trained on "
+                        "(default: the newest data/cache/corpus-*.npz)")
+    parser.add_argument("--out", type=Path, default=Path("reports"))
+    parser.add_argument("--pieces-per-style", type=int, default=100)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    started = time.time()
+    if args.dataset is None:
+        found = sorted(Path("data/cache").glob("corpus-*.npz"), key=lambda p: p.stat().st_mtime)
+        if not found:
+            print("No --dataset given and no data/cache/corpus-*.npz to default to.", file=sys.stderr)
+            return 2
+        args.dataset = found[-1]
+
+    def log(message: str) -> None:
+        print(f"[{time.time() - started:6.0f} s] {message}", flush=True)
+
+    try:
+        report = evaluate(args.model, args.dataset, args.out, args.pieces_per_style, args.seconds, args.seed, log=log)
+    except (ValueError, OSError) as exc:
+        print(f"Evaluation failed: {exc}", file=sys.stderr)
+        return 2
+    overall = report["next_note"]["overall"]
+    for name in ("model", report["baselines"]["best_markov"]):
+        s = overall[name]
+        print(f"{name}: pitch CE {s.get('pitch_ce', math.nan):.3f}, step+pitch CE {s.get('joint_ce', math.nan):.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
