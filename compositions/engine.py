@@ -108,7 +108,10 @@ _renderers: dict[Path, Renderer] = {}
 
 
 def get_generator(model_path: Path | None = None) -> Generator:
-    """The loaded generator for `model_path`, created once per process (and again if the file changes)."""
+    """The generator for `model_path`, created once per process (again if the file changes).
+
+    Creating it is cheap; the weights load on first use (`compose`), after the worker forked.
+    """
     path = model_path or active_model_path()
     if not path.is_file():
         raise CompositionFailed("The music model file is missing", str(path))
@@ -116,10 +119,7 @@ def get_generator(model_path: Path | None = None) -> Generator:
     if cache_key not in _generators:
         from ml.generate import Generator
 
-        generator = Generator(path)
-        with failure_reason("The model file is broken"):
-            generator.load()
-        _generators[cache_key] = generator
+        _generators[cache_key] = Generator(path)
     return _generators[cache_key]
 
 
@@ -134,11 +134,7 @@ def get_renderer() -> Renderer:
 
 
 def available_styles() -> list[str]:
-    """Styles the active model can write, cheaply when the MusicModel row lists them.
-
-    TODO(lead): without a row this loads the model (and TensorFlow) in the web process;
-    a cheap `ml.model.read_model_info(path)` would avoid that.
-    """
+    """Styles the active model can write: from its MusicModel row, else from its archive (no weights)."""
     try:
         row_styles = MusicModel.objects.filter(is_active=True).values_list("styles", flat=True).first()
     except DatabaseError:
@@ -146,19 +142,25 @@ def available_styles() -> list[str]:
     if row_styles:
         return list(row_styles)
     try:
-        return list(get_generator().styles)
-    except CompositionFailed:
+        return get_generator().styles
+    except (CompositionFailed, ValueError):  # no model file, or one ml cannot read
+        logger.warning("No styles: the music model is missing or broken", exc_info=True)
         return []
 
 
-def build_request(params: CompositionParams, *, primer: NoteSequence | None = None) -> GenerationRequest:
-    """Validate `params` into a GenerationRequest; ValueError carries a user-readable message."""
+def request_from_params(params: CompositionParams, *, primer: NoteSequence | None = None) -> GenerationRequest:
+    """A GenerationRequest from stored or submitted parameters; ValueError says what is wrong."""
     from ml.generate import GenerationRequest
 
-    request = GenerationRequest(**params, primer=primer)
+    return GenerationRequest(**params, primer=primer)
+
+
+def build_request(params: CompositionParams, *, primer: NoteSequence | None = None) -> GenerationRequest:
+    """Validate user input into a GenerationRequest for the active model; ValueError says what is wrong."""
+    request = request_from_params(params, primer=primer)
     styles = available_styles()
     if request.style not in styles:
-        raise ValueError(f"Unknown style {request.style!r}; choose one of: {', '.join(styles) or 'none'}")
+        raise ValueError(f"Unknown style {request.style!r}; choose one of: {', '.join(styles) or 'none'}.")
     return request
 
 
@@ -180,6 +182,8 @@ class Composed:
 def compose(request: GenerationRequest, progress: Callable[[float], None] | None = None) -> Composed:
     """Generate every variation of `request` in one call; `progress` gets fractions 0..1."""
     generator = get_generator()
+    with failure_reason("The model file is broken"):
+        generator.load()
     try:
         generator.validate(request)
     except ValueError as exc:

@@ -83,7 +83,8 @@ def _generate_rows(rows: list[Composition]) -> None:
     params = {field: getattr(first, field) for field in REQUEST_FIELDS}
     params["variations"] = len(rows)  # after a partial failure, only the missing ones
     try:
-        request = engine.build_request(params, primer=primer)
+        # The model checks the style itself when it loads (compose), with a clearer error.
+        request = engine.request_from_params(params, primer=primer)
     except ValueError as exc:
         raise CompositionFailed(f"The request is not valid: {exc}") from exc
 
@@ -103,6 +104,7 @@ def _generate_rows(rows: list[Composition]) -> None:
                 row.midi_file.save(midi_path.name, File(midi), save=False)
                 row.mp3_file.save(mp3_path.name, File(mp3), save=False)
         row.model_name = composed.model_name
+        row.seed = piece.seed  # reproduces this variation on its own
         row.duration_seconds = duration
         row.notes_json = engine.notes_payload(piece.notes)
         row.primer_end = piece.primer_end if piece.primer_length else None
@@ -119,12 +121,12 @@ def _fail(ids: list[int], reason: str, detail: str) -> None:
 
 
 def model_train(dataset_ids: list[int], out_path: str) -> None:
-    """Train a model on the data sets `dataset_ids`, save it at `out_path` and register it."""
+    """Train a model on the data sets `dataset_ids`, save it at `out_path` and register it (inactive)."""
     datasets = TrainingDataset.objects.filter(id__in=dataset_ids)
     datasets.update(status=TrainingDataset.Status.TRAINING)
     try:
         result = training.run_training(dataset_ids, Path(out_path))
-    except Exception as exc:
+    except Exception as exc:  # the worker must survive a failed training run
         logger.exception("Training on data sets %s failed", dataset_ids)
         datasets.update(status=TrainingDataset.Status.FAILED, report={"error": f"{type(exc).__name__}: {exc}"})
         return
@@ -132,4 +134,5 @@ def model_train(dataset_ids: list[int], out_path: str) -> None:
         name=Path(out_path).stem,
         defaults={"path": str(out_path), "styles": result.styles, "metrics": result.metrics},
     )
-    datasets.update(status=TrainingDataset.Status.TRAINED, report=result.metrics)
+    for dataset_id, report in result.reports.items():
+        TrainingDataset.objects.filter(id=dataset_id).update(status=TrainingDataset.Status.TRAINED, report=report)

@@ -1,11 +1,15 @@
-"""Training a model from the admin: the one place that calls ml.train for the site."""
+"""Training a model from the admin: the one place the site calls ml.datasets and ml.train."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from compositions.models import TrainingDataset
+
+if TYPE_CHECKING:
+    from ml.datasets import ImportReport, NoteDataset
 
 
 @dataclass
@@ -14,16 +18,36 @@ class TrainingResult:
 
     styles: list[str]
     metrics: dict[str, object] = field(default_factory=dict)
+    reports: dict[int, dict[str, object]] = field(default_factory=dict)  # import report per data set id
+
+
+def load_dataset(dataset: TrainingDataset) -> tuple[NoteDataset, ImportReport]:
+    """Import the notes of one TrainingDataset row from its source."""
+    from ml import datasets
+
+    if dataset.source == TrainingDataset.Source.CORPUS:
+        return datasets.load_corpus(styles=[dataset.style])
+    if dataset.source == TrainingDataset.Source.MAESTRO:
+        return datasets.import_maestro(Path(dataset.path))
+    return datasets.import_midi_folder(Path(dataset.path), dataset.style)
 
 
 def run_training(dataset_ids: list[int], out_path: Path) -> TrainingResult:
     """Train one model on the data sets `dataset_ids` and save it at `out_path`."""
-    from ml import train
+    from ml.datasets import NoteDataset
+    from ml.model import read_model_info
+    from ml.train import default_config, train
 
-    datasets = list(TrainingDataset.objects.filter(id__in=dataset_ids))
-    if not datasets:
+    rows = list(TrainingDataset.objects.filter(id__in=dataset_ids))
+    if not rows:
         raise ValueError("None of the selected data sets exists any more.")
-    # TODO(lead): adapt this call once ml.train.train_model's signature is final.
-    sources = [{"source": d.source, "path": d.path, "style": d.style} for d in datasets]
-    result = train.train_model(sources=sources, out_path=out_path)
-    return TrainingResult(styles=list(result.styles), metrics=dict(result.metrics))
+    parts, reports = [], {}
+    for row in rows:
+        notes, report = load_dataset(row)
+        parts.append(notes)
+        reports[row.id] = report.to_dict()
+    merged = parts[0] if len(parts) == 1 else NoteDataset.merge(parts)
+    config = default_config(merged.styles)
+    train(merged, config, out_path, verbose=0)
+    metrics = read_model_info(out_path)["extra"].get("training", {})
+    return TrainingResult(styles=list(config.styles), metrics=dict(metrics), reports=reports)

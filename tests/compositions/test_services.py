@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+
+from compositions import engine, services
+from compositions.models import Composition
+from tests.conftest import midi_bytes
+
+
+@pytest.fixture
+def queued(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
+    """Record queued tasks instead of running them."""
+    calls: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(services, "async_task", lambda func, *args, **kwargs: calls.append((func, *args)))
+    return calls
+
+
+def test_request_saves_one_pending_row_per_variation_sharing_a_batch(
+    user: User, style: str, queued: list, django_capture_on_commit_callbacks: Callable
+) -> None:
+    request = engine.build_request({"style": style, "seconds": 5, "variations": 3, "seed": 7})
+    with django_capture_on_commit_callbacks(execute=True):
+        rows = services.composition_request(user=user, request=request)
+
+    assert [row.variation_index for row in rows] == [0, 1, 2]
+    assert {row.batch_id for row in rows} == {rows[0].batch_id}
+    assert all(row.status == Composition.Status.PENDING and row.seed == 7 for row in rows)
+    # The whole batch is written by one task, queued for the first row.
+    assert queued == [("compositions.tasks.composition_generate", rows[0].id)]
+
+
+def test_request_queues_nothing_until_the_transaction_commits(
+    user: User, style: str, queued: list, django_capture_on_commit_callbacks: Callable
+) -> None:
+    request = engine.build_request({"style": style, "seconds": 5})
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        services.composition_request(user=user, request=request)
+    assert queued == []
+    assert len(callbacks) == 1
+
+
+def test_request_stores_the_primer_once_for_the_batch(user: User, style: str, queued: list) -> None:
+    data = midi_bytes([60, 62, 64, 65])
+    request = engine.build_request({"style": style, "seconds": 5, "variations": 2})
+    rows = services.composition_request(user=user, request=request, primer_midi=data)
+    assert rows[0].primer_file.name == rows[1].primer_file.name
+    with rows[0].primer_file.open("rb") as f:
+        assert f.read() == data
+
+
+def test_retry_requeues_the_failed_rows_of_the_batch(
+    user: User, composition_factory: Callable, queued: list, django_capture_on_commit_callbacks: Callable
+) -> None:
+    failed = composition_factory(user, status=Composition.Status.FAILED, error="MP3 encoding failed", progress=90)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.composition_retry(composition=failed)
+    failed.refresh_from_db()
+    assert (failed.status, failed.error, failed.progress) == (Composition.Status.PENDING, "", 0)
+    assert queued == [("compositions.tasks.composition_generate", failed.id)]
+
+
+def test_retry_refuses_a_composition_that_did_not_fail(
+    user: User, composition_factory: Callable, queued: list
+) -> None:
+    done = composition_factory(user, status=Composition.Status.DONE)
+    with pytest.raises(ValueError):
+        services.composition_retry(composition=done)
+    assert queued == []
+
+
+def test_build_request_rejects_an_unknown_style(db: None) -> None:
+    with pytest.raises(ValueError, match="Unknown style"):
+        engine.build_request({"style": "polka-metal", "seconds": 5})

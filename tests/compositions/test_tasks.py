@@ -1,0 +1,175 @@
+"""The generation task end to end: the tiny model, real FluidSynth, real ffmpeg, django-q2 in sync mode."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from pydub import AudioSegment
+
+from compositions import engine, services, tasks
+from compositions.models import Composition
+from ml.generate import Generator
+from ml.notes import notes_from_midi
+from ml.render import RELEASE_TAIL_SECONDS
+from tests.conftest import midi_bytes
+
+
+@pytest.fixture
+def request_piece(user: User, style: str, django_capture_on_commit_callbacks: Callable) -> Callable[..., list[Composition]]:
+    """Request a piece the way the site does; Q_SYNC runs the task before this returns."""
+
+    def request(primer_midi: bytes | None = None, **params: Any) -> list[Composition]:
+        generation_request = engine.build_request({"style": style, "seconds": 5, "seed": 1, **params})
+        with django_capture_on_commit_callbacks(execute=True):
+            rows = services.composition_request(user=user, request=generation_request, primer_midi=primer_midi)
+        for row in rows:
+            row.refresh_from_db()
+        return rows
+
+    return request
+
+
+@pytest.fixture
+def generate_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count Generator.generate calls (by number of variations) without changing what they do."""
+    calls: list[int] = []
+    original = Generator.generate
+
+    def spy(self: Generator, request: Any, progress: Any = None) -> Any:
+        calls.append(request.variations)
+        return original(self, request, progress)
+
+    monkeypatch.setattr(Generator, "generate", spy)
+    return calls
+
+
+def test_a_five_second_piece_is_composed_rendered_and_stored(request_piece: Callable) -> None:
+    [piece] = request_piece()
+
+    assert (piece.status, piece.progress, piece.error) == (Composition.Status.DONE, 100, "")
+    assert piece.model_name == "tiny"
+    midi = notes_from_midi(Path(piece.midi_file.path))
+    assert midi.end_time == pytest.approx(5, abs=1)
+    # The MP3 is the music plus the renderer's release tail, where the last notes die away.
+    audio = AudioSegment.from_file(piece.mp3_file.path, format="mp3")
+    assert audio.duration_seconds == pytest.approx(midi.end_time + RELEASE_TAIL_SECONDS, abs=0.2)
+    assert piece.duration_seconds == pytest.approx(audio.duration_seconds, abs=0.2)
+    assert len(midi) == len(piece.notes_json) > 0
+    pitch, start, duration, velocity = piece.notes_json[0]
+    assert 0 <= pitch <= 127 and start >= 0 and duration > 0 and 1 <= velocity <= 127
+    assert piece.primer_end is None
+
+
+def test_variations_are_written_by_one_generate_call(request_piece: Callable, generate_calls: list[int]) -> None:
+    rows = request_piece(variations=2)
+
+    assert generate_calls == [2]
+    assert [row.status for row in rows] == [Composition.Status.DONE] * 2
+    assert rows[0].mp3_file.name != rows[1].mp3_file.name
+    assert rows[0].seed != rows[1].seed  # each row keeps the seed that reproduces it
+
+
+def test_running_the_task_again_changes_nothing(request_piece: Callable, generate_calls: list[int]) -> None:
+    [piece] = request_piece()
+    tasks.composition_generate(piece.id)
+    after = Composition.objects.get(id=piece.id)
+
+    assert generate_calls == [1]
+    assert (after.mp3_file.name, after.updated_at) == (piece.mp3_file.name, piece.updated_at)
+
+
+def test_a_continued_midi_file_keeps_its_notes_and_marks_where_the_model_begins(request_piece: Callable) -> None:
+    primer = [60, 62, 64, 65, 67, 69, 71, 72]
+    [piece] = request_piece(primer_midi=midi_bytes(primer, step=0.25))
+
+    assert piece.status == Composition.Status.DONE
+    assert piece.primer_end == pytest.approx(2.0, abs=0.3)
+    assert [row[0] for row in piece.notes_json[: len(primer)]] == primer
+
+
+def test_missing_soundfont_fails_with_a_reason_and_the_worker_carries_on(
+    request_piece: Callable, settings: Any, tmp_path: Path
+) -> None:
+    settings.SOUNDFONT_PATH = str(tmp_path / "missing.sf2")
+    [failed] = request_piece()
+    assert (failed.status, failed.error) == (Composition.Status.FAILED, "The SoundFont file is missing")
+
+    settings.SOUNDFONT_PATH = ""
+    [fine] = request_piece()
+    assert fine.status == Composition.Status.DONE
+
+
+def test_failed_piece_can_be_tried_again(
+    request_piece: Callable, settings: Any, tmp_path: Path, django_capture_on_commit_callbacks: Callable
+) -> None:
+    settings.SOUNDFONT_PATH = str(tmp_path / "missing.sf2")
+    [failed] = request_piece()
+    settings.SOUNDFONT_PATH = ""
+    with django_capture_on_commit_callbacks(execute=True):
+        services.composition_retry(composition=failed)
+    failed.refresh_from_db()
+    assert (failed.status, failed.error) == (Composition.Status.DONE, "")
+
+
+def test_mp3_encoding_failure_is_reported(request_piece: Callable, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ml.render
+
+    def broken_encoder(*args: Any, **kwargs: Any) -> None:
+        raise ml.render.RenderError("ffmpeg exited with status 1")
+
+    monkeypatch.setattr(ml.render, "encode_mp3", broken_encoder)
+    [piece] = request_piece()
+    assert (piece.status, piece.error) == (Composition.Status.FAILED, "MP3 encoding failed")
+    assert "ffmpeg exited" in piece.error_detail
+
+
+@pytest.mark.parametrize(
+    ("model_file", "reason"),
+    [(b"this is not a keras archive", "The model file is broken"), (None, "The music model file is missing")],
+    ids=["broken", "missing"],
+)
+def test_a_broken_or_missing_model_file_is_reported(
+    user: User, composition_factory: Callable, settings: Any, tmp_path: Path, model_file: bytes | None, reason: str
+) -> None:
+    path = tmp_path / "model.keras"
+    if model_file is not None:
+        path.write_bytes(model_file)
+    settings.MUSIC_MODEL_PATH = path
+    piece = composition_factory(user)
+
+    tasks.composition_generate(piece.id)
+
+    piece.refresh_from_db()
+    assert (piece.status, piece.error) == (Composition.Status.FAILED, reason)
+
+
+def test_an_unexpected_error_fails_the_piece_without_escaping(
+    user: User, composition_factory: Callable, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def explode(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(engine, "compose", explode)
+    piece = composition_factory(user)
+
+    tasks.composition_generate(piece.id)
+
+    piece.refresh_from_db()
+    assert (piece.status, piece.error) == (Composition.Status.FAILED, "Something went wrong while composing")
+    assert piece.error_detail == "RuntimeError: boom"
+
+
+def test_progress_is_written_in_steps_of_five_percent(
+    user: User, composition_factory: Callable, django_assert_max_num_queries: Callable
+) -> None:
+    piece = composition_factory(user)
+    writer = tasks.ProgressWriter([piece.id])
+    with django_assert_max_num_queries(tasks.GENERATION_SHARE // tasks.PROGRESS_STEP):
+        for i in range(101):
+            writer(i / 100)
+    piece.refresh_from_db()
+    assert (piece.progress, piece.status_message) == (90, "Generating 90%")
