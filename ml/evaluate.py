@@ -5,9 +5,8 @@ Command line (thin; the Makefile and `manage.py evaluate` call the same `main`):
     python -m ml.evaluate --model ml/pretrained/default.keras --dataset data/cache/corpus-XXXX.npz \\
         --out reports/ --pieces-per-style 100 --seconds 30
 
-(`--model` defaults to ml/pretrained/default.keras and `--dataset` to the newest
-data/cache/corpus-*.npz.)
-Writes `evaluation.json`, `evaluation.md` and PNG plots to the output folder.
+`--model` defaults to ml/pretrained/default.keras and `--dataset` to the newest
+data/cache/corpus-*.npz. Writes `evaluation.json`, `evaluation.md` and PNG plots to `--out`.
 
 Fairness: the model and every baseline score exactly the same notes, every note of every test
 piece of a style the model knows, each from the piece's first note. The model's pitch is scored
@@ -31,10 +30,9 @@ from typing import Any, TypedDict
 
 import numpy as np
 
-from ml.baselines import (PITCH_BASELINES, ClassFrequencies, ConstantBaseline, MarkovPitch, PitchBaseline,
-                          fit_pitch_baseline)
+from ml.baselines import PITCH_BASELINES, ClassFrequencies, ConstantBaseline, PitchBaseline, fit_pitch_baseline
 from ml.datasets import NoteDataset
-from ml.mgeval import FEATURES, PieceFeatures, compare_sets, crop, piece_features, summarize
+from ml.mgeval import FEATURES, compare_sets, crop, piece_features, summarize
 from ml.notes import PITCH_CLASS_NAMES, NoteSequence
 
 DEFAULT_MODEL = Path("ml/pretrained/default.keras")
@@ -193,7 +191,9 @@ def baseline_predictions(dataset: NoteDataset, notes: TestNotes, baselines: dict
             log_probs, best = fitted.pitch[name].score_and_predict([pitches])
             preds[name].pitch_log_prob[rows] = log_probs
             preds[name].pitch_top1[rows] = best
-            preds[name].step_log_prob[rows] = step_lp
+            # The uniform row is the know-nothing reference for timing too.
+            preds[name].step_log_prob[rows] = (step_lp if name != "uniform"
+                                               else -np.log(fitted.step_classes.classes))
         for stat in ("mean", "median"):
             timing = fitted.timing[stat]
             spb = notes.seconds_per_beat[rows]
@@ -253,22 +253,25 @@ def generator_sampler(model_path: Path, seconds: float) -> PieceSampler:
                 # Only the model's own notes count: a primer's notes are someone else's music.
                 seq = piece.notes
                 if piece.primer_length:
-                    seq = NoteSequence(pitch=seq.pitch[piece.primer_length:], step=seq.step[piece.primer_length:],
-                                       duration=seq.duration[piece.primer_length:],
-                                       velocity=seq.velocity[piece.primer_length:], **seq.meta())  # type: ignore[arg-type]
+                    own = slice(piece.primer_length, None)
+                    seq = NoteSequence(pitch=seq.pitch[own], step=seq.step[own], duration=seq.duration[own],
+                                       velocity=seq.velocity[own], **seq.meta())  # type: ignore[arg-type]
                 pieces.append(seq)
         return pieces
 
     return sample
 
 
-def markov_sampler(markov: dict[str, MarkovPitch], baselines: dict[str, StyleBaselines],
-                   time_grid: Sequence[float], tempos: dict[str, float], seconds: float) -> PieceSampler:
+def markov_sampler(markov: dict[str, PitchBaseline], baselines: dict[str, StyleBaselines],
+                   time_grid: Sequence[float], tempos: dict[str, float], seconds: float,
+                   primers: dict[str, list[np.ndarray]] | None = None) -> PieceSampler:
     """Pieces from a style's Markov chain, timed by its training step and duration frequencies.
 
     Steps and durations are drawn independently from the style's training class frequencies. A
     constant median step would be 0 in chordal styles (most notes of a chorale start with a
-    chord), which is no piece at all.
+    chord), which is no piece at all. Each piece continues a primer drawn at random from the
+    style's `primers` (the openings the generator starts from, so that both samplers see the
+    same contexts); the primer's notes are not part of the piece.
     """
     grid = np.array(time_grid, dtype=np.float64)
 
@@ -287,7 +290,9 @@ def markov_sampler(markov: dict[str, MarkovPitch], baselines: dict[str, StyleBas
             keep = max(1, int(np.searchsorted(np.cumsum(s), seconds, side="left")))
             steps.append(s[:keep])
         longest = max(len(s) for s in steps)
-        pitches = markov[style].sample_batch(rng, longest, count)
+        options = (primers or {}).get(style) or []
+        chosen = [options[int(rng.integers(len(options)))] for _ in range(count)] if options else None
+        pitches = markov[style].sample_batch(rng, longest, count, chosen)
         velocity = int(round(fitted.timing["median"]["velocity"].value))
         pieces = []
         for k, s in enumerate(steps):
@@ -394,9 +399,11 @@ def evaluate(model_path: Path, dataset: NoteDataset | Path, out_dir: Path, piece
     say(f"generating {pieces_per_style} pieces per style with the model and with {best_markov}")
     tempos = {style: config.default_tempo(style) for style in styles}
     markov = {style: baselines[style].pitch[best_markov] for style in styles}
+    primers = {style: [np.asarray(p["pitch"], dtype=np.int64) for p in options if p.get("pitch")]
+               for style, options in model.extra.get("primers", {}).items()}
     samplers = {
         "model": sampler or generator_sampler(Path(model_path), seconds),
-        "markov": markov_sampler(markov, baselines, config.time_grid, tempos, seconds),  # type: ignore[arg-type]
+        "markov": markov_sampler(markov, baselines, config.time_grid, tempos, seconds, primers),
     }
     mgeval = mgeval_report(dataset, styles, samplers, pieces_per_style, seconds, seed, say)
 
@@ -457,6 +464,12 @@ def _cell(scores_: dict[str, Any], key: str, fmt: str) -> str:
     return "—" if value is None else fmt.format(value)
 
 
+def _overlap_rows(model: dict[str, Any], markov: dict[str, Any], features: Sequence[str]) -> list[list[str]]:
+    """Feature | model OA | Markov OA | model KL | Markov KL."""
+    return [[f] + [_cell(side.get(f, {}), key, "{:.3f}") for key in ("overlap", "kl") for side in (model, markov)]
+            for f in features]
+
+
 def markdown(report: dict[str, Any]) -> str:
     """The report as Markdown tables."""
     nn = report["next_note"]
@@ -469,7 +482,8 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "The model's pitch CE is conditioned on the true step (its factorisation p(step) p(pitch | step), "
         "teacher-forced as in training); the pitch baselines ignore timing. Compare *step+pitch CE*: "
-        "for baselines it adds the CE of the style's training step-class frequencies. Baselines are "
+        "for baselines it adds the CE of the style's training step-class frequencies (uniform: of uniform "
+        "step classes). Baselines are "
         "fitted per style; Markov chains use interpolated Witten-Bell smoothing. Timing MAEs of the "
         "*mean*/*median* rows predict the style's training mean/median in beats, at the piece's tempo.",
         "",
@@ -492,17 +506,16 @@ def markdown(report: dict[str, Any]) -> str:
         "## MGEval comparison with held-out pieces",
         "",
         f"{mg['pieces_per_style']} pieces of {mg['seconds']:.0f} s per style from the model and from "
-        f"the {best} baseline (lowest test pitch CE), each against the style's held-out test pieces "
-        "cropped to the same length (Yang & Lerch 2018). OA: overlap of the held-out intra-set and the "
-        "inter-set distance densities (higher is better); KL: KL(intra held-out || inter) in nats "
-        "(lower is better). Averaged over styles.",
+        f"the {best} baseline (lowest test pitch CE; it continues the same stored openings the generator "
+        "starts from, and times notes by the style's training step and duration frequencies), each "
+        "against the style's held-out test pieces cropped to the same length (Yang & Lerch 2018). "
+        "OA: overlap of the held-out intra-set and the inter-set distance densities (higher is better); "
+        "KL: KL(intra held-out || inter) in nats (lower is better). Averaged over styles.",
         "",
     ]
     mean = mg["mean"]
     if {"model", "markov"} <= set(mean):
-        rows = [[f, _cell(mean["model"].get(f, {}), "overlap", "{:.3f}"), _cell(mean["markov"].get(f, {}), "overlap", "{:.3f}"),
-                 _cell(mean["model"].get(f, {}), "kl", "{:.3f}"), _cell(mean["markov"].get(f, {}), "kl", "{:.3f}")]
-                for f in mg["features"]]
+        rows = _overlap_rows(mean["model"], mean["markov"], mg["features"])
         parts += [_table(["feature", "model OA", f"{best} OA", "model KL", f"{best} KL"], rows), "",
                   f"Model OA ≥ {best} OA on **{mg.get('model_overlap_at_least_markov', 0)} of "
                   f"{mg.get('features_compared', 0)}** features.", ""]
@@ -517,12 +530,13 @@ def markdown(report: dict[str, Any]) -> str:
             rows.append([style, name.replace("_", "-"), str(summary["pieces"]), f"{summary['notes_mean']:.0f}",
                          f"{summary['loop_rate']:.1%}", f"{summary['scale_consistency']:.3f}",
                          f"{summary['pitch_class_entropy']:.2f}"])
-    parts += [_table(["style", "set", "pieces", "notes/piece", "loop rate", "scale consistency", "PC entropy"], rows), ""]
+    header = ["style", "set", "pieces", "notes/piece", "loop rate", "scale consistency", "PC entropy"]
+    parts += [_table(header, rows), ""]
     for style, entry in mg["per_style"].items():
         if "model" in entry and "markov" in entry and "skipped" not in entry["model"]:
-            rows = [[f, f"{entry['model'][f]['overlap']:.3f}", f"{entry['markov'][f]['overlap']:.3f}",
-                     f"{entry['model'][f]['kl']:.3f}", f"{entry['markov'][f]['kl']:.3f}"] for f in mg["features"]]
-            parts += [f"### {style}", "", _table(["feature", "model OA", f"{best} OA", "model KL", f"{best} KL"], rows), ""]
+            rows = _overlap_rows(entry["model"], entry["markov"], mg["features"])
+            parts += [f"### {style}", "", _table(["feature", "model OA", f"{best} OA", "model KL", f"{best} KL"], rows),
+                      ""]
     if report.get("plots"):
         parts += ["## Plots", ""] + [f"![{name}]({name})" for name in report["plots"]] + [""]
     return "\n".join(parts)
