@@ -166,7 +166,7 @@ def as_tf_dataset(batches: WindowBatches) -> Any:
     return tf.data.Dataset.from_generator(generate, output_signature=(spec_in, spec_out)).prefetch(4)
 
 
-def primers_from(dataset: NoteDataset, config: ModelConfig, split: str = "test") -> dict[str, list[dict[str, Any]]]:
+def primers_from(dataset: NoteDataset, config: ModelConfig, split: str = "validation") -> dict[str, list[dict[str, Any]]]:
     """Openings of held-out pieces per style, stored inside the model for the default primer."""
     primers: dict[str, list[dict[str, Any]]] = {}
     for style in config.styles:
@@ -174,7 +174,7 @@ def primers_from(dataset: NoteDataset, config: ModelConfig, split: str = "test")
             continue
         candidates = dataset.indices(split, style)
         if not len(candidates):
-            candidates = dataset.indices("validation", style)
+            candidates = dataset.indices("train", style)
         chosen = []
         for i in candidates[:PRIMERS_PER_STYLE]:
             s = dataset.piece_slice(int(i))
@@ -189,6 +189,18 @@ def primers_from(dataset: NoteDataset, config: ModelConfig, split: str = "test")
             })
         primers[style] = chosen
     return primers
+
+
+def style_stats(dataset: NoteDataset) -> dict[str, dict[str, float]]:
+    """Per-style rates that generation uses to tell whether a requested length is reachable."""
+    stats = {}
+    for style in dataset.styles:
+        rows = np.concatenate([np.arange(dataset.offsets[i], dataset.offsets[i + 1])
+                               for i in dataset.indices("train", style)] or [np.zeros(0, np.int64)])
+        beats = float(dataset.step_beats[rows].sum())
+        stats[style] = {"notes_per_beat": round(len(rows) / beats, 3) if beats > 0 else 4.0,
+                        "median_step_beats": float(np.median(dataset.step_beats[rows])) if len(rows) else 0.5}
+    return stats
 
 
 class _JsonHistory(keras.callbacks.Callback):
@@ -214,8 +226,21 @@ class TrainResult:
     seconds: float
 
 
+class _TimeLimit(keras.callbacks.Callback):
+    """Stops after the epoch that passes the time budget (the best weights are still restored)."""
+
+    def __init__(self, minutes: float) -> None:
+        super().__init__()
+        self.deadline = time.time() + minutes * 60
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        if time.time() > self.deadline:
+            self.model.stop_training = True
+
+
 def train(dataset: NoteDataset, config: ModelConfig, out: Path, *, epochs: int = 30, patience: int = 4,
-          steps_per_epoch: int | None = None, resume: bool = False, seed: int = 0, verbose: int = 1) -> TrainResult:
+          steps_per_epoch: int | None = None, resume: bool = False, seed: int = 0, verbose: int = 1,
+          max_minutes: float | None = None) -> TrainResult:
     """Train a model, validating every epoch and keeping the best weights.
 
     Writes `out` (the best model), `<out>.history.json`, `<out>.loss.png` and, while running, a
@@ -229,19 +254,22 @@ def train(dataset: NoteDataset, config: ModelConfig, out: Path, *, epochs: int =
         raise ValueError("The dataset has no training pieces for the model's styles.")
     if not len(valid_ex):  # tiny datasets: validate on training pieces rather than not at all
         valid_ex = train_ex
-    model = build_model(config, extra={"primers": primers_from(dataset, config)})
+    model = build_model(config, extra={"primers": primers_from(dataset, config), "stats": style_stats(dataset)})
     compile_model(model)
     out.parent.mkdir(parents=True, exist_ok=True)
     history_path = out.with_suffix(".history.json")
     if not resume and history_path.exists():
         history_path.unlink()
     backup = out.with_suffix(".backup")
+    recorder = _JsonHistory(history_path)
     callbacks = [
         keras.callbacks.BackupAndRestore(str(backup), delete_checkpoint=True),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True),
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(1, patience // 2)),
-        _JsonHistory(history_path),
+        recorder,
     ]
+    if max_minutes:
+        callbacks.insert(0, _TimeLimit(max_minutes))
     if not resume and backup.exists():
         import shutil
 
@@ -253,7 +281,7 @@ def train(dataset: NoteDataset, config: ModelConfig, out: Path, *, epochs: int =
         steps_per_epoch=len(train_batches), validation_steps=len(valid_batches),
         epochs=epochs, callbacks=callbacks, verbose=verbose,
     )
-    history = callbacks[-1].history  # type: ignore[attr-defined]
+    history = recorder.history
     best = min(history, key=lambda h: h.get("val_loss", math.inf)) if history else {}
     model.extra = {**model.extra, "training": {
         "epochs_run": len(history), "best_epoch": best.get("epoch"), "best_val_loss": best.get("val_loss"),
@@ -266,9 +294,12 @@ def train(dataset: NoteDataset, config: ModelConfig, out: Path, *, epochs: int =
 
 
 def plot_history(history: list[dict[str, float]], path: Path) -> None:
+    try:
+        import matplotlib
+    except ImportError:  # a bare training machine; the JSON history is the record
+        return
     if not history:
         return
-    import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -341,6 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps-per-epoch", type=int)
     parser.add_argument("--config", type=str, help="JSON overrides for the model config")
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--max-minutes", type=float, help="stop after the epoch that passes this budget")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -374,7 +406,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     print(f"{dataset.pieces} pieces, {len(dataset.pitch)} notes, styles: {', '.join(dataset.styles)}")
     result = train(dataset, config, args.out, epochs=args.epochs, patience=args.patience,
-                   steps_per_epoch=args.steps_per_epoch, resume=args.resume, seed=args.seed)
+                   steps_per_epoch=args.steps_per_epoch, resume=args.resume, seed=args.seed,
+                   max_minutes=args.max_minutes)
     print(f"Saved {result.model_path} after {result.seconds:.0f} s")
     return 0
 
