@@ -69,6 +69,7 @@ class CompositionForm(forms.Form):
         self.fields["style"].choices = [(style, style.replace("_", " ").title()) for style in engine.available_styles()]
         self.generation_request = None
         self.primer_midi: bytes | None = None
+        self.primer_notes = None
 
     def basic_fields(self) -> list[forms.BoundField]:
         return [self[name] for name in self.fields if name not in self.ADVANCED_FIELDS]

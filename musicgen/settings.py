@@ -139,7 +139,6 @@ STORAGES = {
 # ownership, never under MEDIA_URL.
 MEDIA_ROOT = Path(envstr("MEDIA_ROOT", str(BASE_DIR / "media")))
 MEDIA_URL = "media/"
-FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 
 # Empty means "let ml.render.find_soundfont() pick the system General MIDI SoundFont".
 SOUNDFONT_PATH = envstr("SOUNDFONT_PATH", "")

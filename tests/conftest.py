@@ -35,6 +35,16 @@ def isolated_site(settings: Any, tmp_path: Path, tiny_model_path: Path) -> None:
 
 
 @pytest.fixture
+def queued_tasks(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
+    """Record the tasks services queue, instead of running them."""
+    from compositions import services
+
+    calls: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(services, "async_task", lambda func, *args, **kwargs: calls.append((func, *args)))
+    return calls
+
+
+@pytest.fixture
 def style(tiny_model_path: Path) -> str:
     """A style the tiny model knows."""
     from ml.model import read_model_info

@@ -8,15 +8,7 @@ from django.contrib.auth.models import User
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from compositions import services
 from compositions.models import Composition
-
-
-@pytest.fixture
-def queued(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
-    calls: list[tuple[Any, ...]] = []
-    monkeypatch.setattr(services, "async_task", lambda func, *args, **kwargs: calls.append((func, *args)))
-    return calls
 
 
 @pytest.fixture
@@ -26,7 +18,7 @@ def api(user: User) -> APIClient:
     return client
 
 
-def test_create_answers_202_with_a_status_url(api: APIClient, user: User, style: str, queued: list) -> None:
+def test_create_answers_202_with_a_status_url(api: APIClient, user: User, style: str, queued_tasks: list) -> None:
     response = api.post("/api/compositions/", {"style": style, "seconds": 5, "variations": 2}, format="json")
     assert response.status_code == 202
     first = Composition.objects.filter(user=user).order_by("variation_index").first()
@@ -48,7 +40,7 @@ def test_create_answers_202_with_a_status_url(api: APIClient, user: User, style:
     ids=["no-style", "unknown-style", "non-numeric", "too-long", "tempo", "temperature", "mode"],
 )
 def test_create_answers_400_for_bad_input(
-    api: APIClient, user: User, style: str, queued: list, payload: dict[str, Any]
+    api: APIClient, user: User, style: str, queued_tasks: list, payload: dict[str, Any]
 ) -> None:
     payload = {k: (style if v == "{style}" else v) for k, v in payload.items()}
     response = api.post("/api/compositions/", payload, format="json")

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
@@ -11,16 +10,8 @@ from compositions.models import Composition
 from tests.conftest import midi_bytes
 
 
-@pytest.fixture
-def queued(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
-    """Record queued tasks instead of running them."""
-    calls: list[tuple[Any, ...]] = []
-    monkeypatch.setattr(services, "async_task", lambda func, *args, **kwargs: calls.append((func, *args)))
-    return calls
-
-
 def test_request_saves_one_pending_row_per_variation_sharing_a_batch(
-    user: User, style: str, queued: list, django_capture_on_commit_callbacks: Callable
+    user: User, style: str, queued_tasks: list, django_capture_on_commit_callbacks: Callable
 ) -> None:
     request = engine.build_request({"style": style, "seconds": 5, "variations": 3, "seed": 7})
     with django_capture_on_commit_callbacks(execute=True):
@@ -30,20 +21,20 @@ def test_request_saves_one_pending_row_per_variation_sharing_a_batch(
     assert {row.batch_id for row in rows} == {rows[0].batch_id}
     assert all(row.status == Composition.Status.PENDING and row.seed == 7 for row in rows)
     # The whole batch is written by one task, queued for the first row.
-    assert queued == [("compositions.tasks.composition_generate", rows[0].id)]
+    assert queued_tasks == [("compositions.tasks.composition_generate", rows[0].id)]
 
 
 def test_request_queues_nothing_until_the_transaction_commits(
-    user: User, style: str, queued: list, django_capture_on_commit_callbacks: Callable
+    user: User, style: str, queued_tasks: list, django_capture_on_commit_callbacks: Callable
 ) -> None:
     request = engine.build_request({"style": style, "seconds": 5})
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         services.composition_request(user=user, request=request)
-    assert queued == []
+    assert queued_tasks == []
     assert len(callbacks) == 1
 
 
-def test_request_stores_the_primer_once_for_the_batch(user: User, style: str, queued: list) -> None:
+def test_request_stores_the_primer_once_for_the_batch(user: User, style: str, queued_tasks: list) -> None:
     data = midi_bytes([60, 62, 64, 65])
     request = engine.build_request({"style": style, "seconds": 5, "variations": 2})
     rows = services.composition_request(user=user, request=request, primer_midi=data)
@@ -53,23 +44,23 @@ def test_request_stores_the_primer_once_for_the_batch(user: User, style: str, qu
 
 
 def test_retry_requeues_the_failed_rows_of_the_batch(
-    user: User, composition_factory: Callable, queued: list, django_capture_on_commit_callbacks: Callable
+    user: User, composition_factory: Callable, queued_tasks: list, django_capture_on_commit_callbacks: Callable
 ) -> None:
     failed = composition_factory(user, status=Composition.Status.FAILED, error="MP3 encoding failed", progress=90)
     with django_capture_on_commit_callbacks(execute=True):
         services.composition_retry(composition=failed)
     failed.refresh_from_db()
     assert (failed.status, failed.error, failed.progress) == (Composition.Status.PENDING, "", 0)
-    assert queued == [("compositions.tasks.composition_generate", failed.id)]
+    assert queued_tasks == [("compositions.tasks.composition_generate", failed.id)]
 
 
 def test_retry_refuses_a_composition_that_did_not_fail(
-    user: User, composition_factory: Callable, queued: list
+    user: User, composition_factory: Callable, queued_tasks: list
 ) -> None:
     done = composition_factory(user, status=Composition.Status.DONE)
     with pytest.raises(ValueError):
         services.composition_retry(composition=done)
-    assert queued == []
+    assert queued_tasks == []
 
 
 def test_build_request_rejects_an_unknown_style(db: None) -> None:

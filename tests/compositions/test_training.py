@@ -2,9 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
@@ -13,16 +11,14 @@ from compositions.models import MusicModel, TrainingDataset
 
 
 def test_training_queues_a_task_for_the_selected_datasets(
-    db: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Callable
+    db: None, tmp_path: Path, queued_tasks: list, django_capture_on_commit_callbacks: Callable
 ) -> None:
-    calls: list[tuple[Any, ...]] = []
-    monkeypatch.setattr(services, "async_task", lambda func, *args, **kwargs: calls.append((func, *args)))
     dataset = TrainingDataset.objects.create(name="folk", source="folder", path=str(tmp_path), style="folk")
     with django_capture_on_commit_callbacks(execute=True):
         services.training_request(datasets=[dataset], out_path=tmp_path / "m.keras")
     dataset.refresh_from_db()
     assert dataset.status == TrainingDataset.Status.QUEUED
-    assert calls == [("compositions.tasks.model_train", [dataset.id], str(tmp_path / "m.keras"))]
+    assert queued_tasks == [("compositions.tasks.model_train", [dataset.id], str(tmp_path / "m.keras"))]
 
 
 def test_failed_training_marks_the_datasets_failed_without_raising(db: None, tmp_path: Path) -> None:

@@ -8,16 +8,8 @@ from django.contrib.auth.models import User
 from django.core.files.base import ContentFile
 from django.test import Client
 
-from compositions import services
 from compositions.models import Composition
 from tests.conftest import PASSWORD, midi_bytes
-
-
-@pytest.fixture
-def queued(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
-    calls: list[tuple[Any, ...]] = []
-    monkeypatch.setattr(services, "async_task", lambda func, *args, **kwargs: calls.append((func, *args)))
-    return calls
 
 
 @pytest.fixture
@@ -87,7 +79,7 @@ def test_compose_form_lists_the_models_styles(user_client: Client, style: str) -
 
 
 def test_valid_request_saves_a_pending_piece_and_redirects_to_it(
-    user_client: Client, user: User, style: str, queued: list
+    user_client: Client, user: User, style: str, queued_tasks: list
 ) -> None:
     response = user_client.post("/compositions/new/", form_data(style, variations="2"))
     rows = list(Composition.objects.filter(user=user).order_by("variation_index"))
@@ -116,7 +108,7 @@ def test_valid_request_saves_a_pending_piece_and_redirects_to_it(
     ],
 )
 def test_bad_input_shows_a_form_error_and_saves_nothing(
-    user_client: Client, user: User, style: str, queued: list, field: str, value: str
+    user_client: Client, user: User, style: str, queued_tasks: list, field: str, value: str
 ) -> None:
     response = user_client.post("/compositions/new/", form_data(style, **{field: value}))
     assert response.status_code == 400
@@ -125,21 +117,21 @@ def test_bad_input_shows_a_form_error_and_saves_nothing(
     assert not Composition.objects.filter(user=user).exists()
 
 
-def test_a_file_that_is_not_midi_is_rejected(user_client: Client, style: str, queued: list) -> None:
+def test_a_file_that_is_not_midi_is_rejected(user_client: Client, style: str, queued_tasks: list) -> None:
     upload = ContentFile(b"not a midi file", name="song.mid")
     response = user_client.post("/compositions/new/", {**form_data(style), "primer": upload})
     assert response.status_code == 400
     assert "primer" in response.context["form"].errors
 
 
-def test_a_midi_file_over_2_mb_is_rejected(user_client: Client, style: str, queued: list) -> None:
+def test_a_midi_file_over_2_mb_is_rejected(user_client: Client, style: str, queued_tasks: list) -> None:
     upload = ContentFile(b"MThd" + b"\0" * (2 * 1024 * 1024), name="big.mid")
     response = user_client.post("/compositions/new/", {**form_data(style), "primer": upload})
     assert response.status_code == 400
     assert "2 MB" in str(response.context["form"].errors["primer"])
 
 
-def test_an_empty_midi_file_is_rejected(user_client: Client, style: str, queued: list) -> None:
+def test_an_empty_midi_file_is_rejected(user_client: Client, style: str, queued_tasks: list) -> None:
     upload = ContentFile(midi_bytes([]), name="empty.mid")
     response = user_client.post("/compositions/new/", {**form_data(style), "primer": upload})
     assert response.status_code == 400
@@ -217,16 +209,16 @@ def test_another_users_composition_and_files_are_404(
 
 
 def test_another_user_cannot_retry_my_composition(
-    client_for: Callable, user: User, other_user: User, composition_factory: Callable, queued: list
+    client_for: Callable, user: User, other_user: User, composition_factory: Callable, queued_tasks: list
 ) -> None:
     failed = composition_factory(user, status=Composition.Status.FAILED)
     response = client_for(other_user).post(f"/compositions/{failed.public_id}/retry/")
     assert response.status_code == 404
-    assert queued == []
+    assert queued_tasks == []
 
 
 def test_retry_queues_a_failed_piece_again(
-    user_client: Client, user: User, composition_factory: Callable, queued: list,
+    user_client: Client, user: User, composition_factory: Callable, queued_tasks: list,
     django_capture_on_commit_callbacks: Callable,
 ) -> None:
     failed = composition_factory(user, status=Composition.Status.FAILED, error="MP3 encoding failed")
@@ -235,7 +227,7 @@ def test_retry_queues_a_failed_piece_again(
     assert response.status_code == 302
     failed.refresh_from_db()
     assert failed.status == Composition.Status.PENDING
-    assert queued == [("compositions.tasks.composition_generate", failed.id)]
+    assert queued_tasks == [("compositions.tasks.composition_generate", failed.id)]
 
 
 def test_media_files_are_not_exposed_under_media_url(user_client: Client, done_composition: Composition) -> None:
