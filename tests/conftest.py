@@ -25,9 +25,12 @@ def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return train_tiny_model(tmp_path_factory.mktemp("tiny-model"))
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture
 def isolated_site(settings: Any, tmp_path: Path, tiny_model_path: Path) -> None:
-    """Every test writes media to its own folder, runs tasks inline and composes with the tiny model."""
+    """Site tests write media to their own folder, run tasks inline and compose with the tiny model.
+
+    Autoused by the conftest of each site test package (not by tests/ml, which needs no Django).
+    """
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.Q_SYNC = True
     settings.MUSIC_MODEL_PATH = tiny_model_path
