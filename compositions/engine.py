@@ -103,7 +103,7 @@ def soundfont_path() -> Path:
         return find_soundfont(settings.SOUNDFONT_PATH or None)
 
 
-_generators: dict[tuple[Path, float], Generator] = {}
+_generators: dict[Path, tuple[float, Generator]] = {}  # path -> (file mtime, generator)
 _renderers: dict[Path, Renderer] = {}
 
 
@@ -115,12 +115,13 @@ def get_generator(model_path: Path | None = None) -> Generator:
     path = model_path or active_model_path()
     if not path.is_file():
         raise CompositionFailed("The music model file is missing", str(path))
-    cache_key = (path, path.stat().st_mtime)
-    if cache_key not in _generators:
+    mtime = path.stat().st_mtime
+    cached = _generators.get(path)
+    if cached is None or cached[0] != mtime:  # a retrained file replaces the old weights in memory
         from ml.generate import Generator
 
-        _generators[cache_key] = Generator(path)
-    return _generators[cache_key]
+        _generators[path] = (mtime, Generator(path))
+    return _generators[path][1]
 
 
 def get_renderer() -> Renderer:
