@@ -42,11 +42,11 @@ class ModelConfig:
 
     styles: tuple[str, ...]
     default_tempos: tuple[float, ...] = ()
-    window: int = 32
+    window: int = 24
     pitch_embedding: int = 48
     time_embedding: int = 16
     style_embedding: int = 8
-    lstm_units: int = 128
+    lstm_units: int = 96
     lstm_layers: int = 3
     dropout: float = 0.2
     loss_weights: dict[str, float] = field(

@@ -334,28 +334,43 @@ def score_to_notes(path: str, number: int | None, default_tempo: float) -> NoteS
     score = converter.parse(path, number=number) if number is not None else converter.parse(path)
     if hasattr(score, "scores") and not hasattr(score, "parts"):  # an Opus
         score = score.scores[0]
-    score = score.stripTies()
-    flat = score.flatten()
-    marks = [(float(m.offset), float(m.getQuarterBPM())) for m in flat.getElementsByClass(tempo.MetronomeMark)
+    parts = list(getattr(score, "parts", [])) or [score]
+    first = parts[0].flatten()
+    marks = [(float(m.offset), float(m.getQuarterBPM())) for m in first.getElementsByClass(tempo.MetronomeMark)
              if m.getQuarterBPM()]
     if not marks or marks[0][0] > 0:
         marks.insert(0, (0.0, default_tempo))
     signatures = [(float(ts.offset), ts.numerator, ts.denominator)
-                  for ts in flat.getElementsByClass("TimeSignature")] or [(0.0, 4, 4)]
+                  for ts in first.getElementsByClass("TimeSignature")] or [(0.0, 4, 4)]
     # ABC pickups come out as a short first signature (1/16, 1/8): the piece's metre is the most
     # common one.
     primary = Counter((n, d) for _, n, d in signatures).most_common(1)[0][0]
     if len(signatures) > 1 and signatures[0][1] == 1:
         signatures = [(0.0, *primary)] + signatures[1:]
-    onsets, pitches, lengths = [], [], []
-    for element in flat.notes:
-        length = float(element.quarterLength)
-        if length <= 0:  # grace notes have no length of their own
-            continue
-        for p in getattr(element, "pitches", ()):
-            onsets.append(float(element.offset))
-            pitches.append(int(p.midi))
-            lengths.append(length)
+    onsets: list[float] = []
+    pitches: list[int] = []
+    lengths: list[float] = []
+    for part in parts:
+        # Tied notes are merged by hand: music21's stripTies is quadratic and takes minutes on a
+        # long quartet movement.
+        open_ties: dict[int, int] = {}
+        for element in part.flatten().notes:
+            length = float(element.quarterLength)
+            if length <= 0:  # grace notes have no length of their own
+                continue
+            for note in getattr(element, "notes", None) or [element]:
+                midi = int(note.pitch.midi)
+                tie = note.tie.type if note.tie is not None else None
+                if tie in ("stop", "continue") and midi in open_ties:
+                    lengths[open_ties[midi]] += length
+                    if tie == "stop":
+                        del open_ties[midi]
+                    continue
+                onsets.append(float(element.offset))
+                pitches.append(midi)
+                lengths.append(length)
+                if tie == "start":
+                    open_ties[midi] = len(lengths) - 1
     if not onsets:
         return NoteSequence(pitch=[], step=[], duration=[], velocity=[])
     onsets_q, lengths_q = np.array(onsets), np.array(lengths)
@@ -404,9 +419,28 @@ def load_corpus(*, styles: Iterable[str] | None = None, max_pieces_per_style: in
     return NoteDataset.from_pieces(style_list, kept), report
 
 
-def corpus_cache_path(cache_dir: Path, styles: Iterable[str] | None, max_pieces_per_style: int | None) -> Path:
-    key = f"corpus|{sorted(styles or CORPUS_STYLES)}|{max_pieces_per_style}|v{EXTRACTOR_VERSION}"
-    return cache_dir / f"corpus-{hashlib.sha1(key.encode()).hexdigest()[:12]}.npz"
+def corpus_cache_path(cache_dir: Path, style: str, max_pieces_per_style: int | None) -> Path:
+    key = f"corpus|{style}|{max_pieces_per_style}|v{EXTRACTOR_VERSION}"
+    return cache_dir / f"corpus-{style}-{hashlib.sha1(key.encode()).hexdigest()[:10]}.npz"
+
+
+def load_corpus_cached(cache_dir: Path, *, styles: Iterable[str] | None = None,
+                       max_pieces_per_style: int | None = None, workers: int = 2,
+                       progress: Callable[[str, int, int], None] | None = None
+                       ) -> tuple[NoteDataset, dict[str, ImportReport | None]]:
+    """The corpus, one cache file per style, so that adding a style never re-parses the others."""
+    parts, reports = [], {}
+    for style in styles or CORPUS_STYLES:
+        path = corpus_cache_path(cache_dir, style, max_pieces_per_style)
+
+        def build(style: str = style) -> tuple[NoteDataset, ImportReport]:
+            report_progress = (lambda done, total: progress(style, done, total)) if progress else None
+            return load_corpus(styles=[style], max_pieces_per_style=max_pieces_per_style, workers=workers,
+                               progress=report_progress)
+
+        dataset, reports[style] = cached(path, build)
+        parts.append(dataset)
+    return (parts[0] if len(parts) == 1 else NoteDataset.merge(parts)), reports
 
 
 def cached(path: Path, build: Callable[[], tuple[NoteDataset, ImportReport]]

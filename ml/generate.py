@@ -371,10 +371,12 @@ class _Batch:
         primer = self.primers[v]
         onsets = np.array(self.onsets[v]) + (self.start_beats[v] if primer.output is not None else 0.0)
         durations = np.array(self.durations[v])
-        if r.seconds is not None:
-            # End cleanly: every note is released by the requested length.
+        if r.seconds is not None and len(onsets):
+            # End cleanly on the requested length: every note is released by then, and the last
+            # chord is held to it, as a final chord is.
             end = self.start_beats[v] + self.target_beats
             durations = np.minimum(durations, end - onsets)
+            durations[onsets == onsets.max()] = end - onsets.max()
         velocity = apply_dynamics(np.array(self.velocities[v]) * 127.0, onsets - onsets.min() if len(onsets) else onsets,
                                   r.dynamics)
         primer_length, primer_end = 0, 0.0

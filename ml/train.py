@@ -22,7 +22,7 @@ import keras
 import numpy as np
 
 from ml.config import PAD_PITCH, ModelConfig
-from ml.datasets import CORPUS_STYLES, NoteDataset, cached, corpus_cache_path, load_corpus
+from ml.datasets import CORPUS_STYLES, NoteDataset, load_corpus_cached
 from ml.model import build_model, compile_model, save_model
 
 PRIMERS_PER_STYLE = 12
@@ -279,7 +279,7 @@ def train(dataset: NoteDataset, config: ModelConfig, out: Path, *, epochs: int =
     model.fit(
         as_tf_dataset(train_batches), validation_data=as_tf_dataset(valid_batches),
         steps_per_epoch=len(train_batches), validation_steps=len(valid_batches),
-        epochs=epochs, callbacks=callbacks, verbose=verbose,
+        epochs=epochs, callbacks=callbacks, verbose=verbose, shuffle=False,  # WindowBatches shuffles
     )
     history = recorder.history
     best = min(history, key=lambda h: h.get("val_loss", math.inf)) if history else {}
@@ -358,6 +358,27 @@ def default_config(styles: list[str]) -> ModelConfig:
     return ModelConfig(styles=tuple(styles), default_tempos=tempos)
 
 
+def corpus_dataset(cache_dir: Path, styles: list[str] | None, max_pieces_per_style: int | None,
+                   workers: int = 2) -> NoteDataset:
+    """The corpus dataset, parsed once with a progress bar per style and cached."""
+    from tqdm import tqdm
+
+    bars: dict[str, tqdm] = {}
+
+    def progress(style: str, done: int, total: int) -> None:
+        bar = bars.setdefault(style, tqdm(desc=f"parsing {style}", total=total, unit="piece"))
+        bar.n = done
+        bar.refresh()
+
+    dataset, reports = load_corpus_cached(cache_dir, styles=styles, max_pieces_per_style=max_pieces_per_style,
+                                          workers=workers, progress=progress)
+    for bar in bars.values():
+        bar.close()
+    for style, report in reports.items():
+        print(f"{style}: " + (report.summary() if report else "cached"))
+    return dataset
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Train the note model.")
     source = parser.add_mutually_exclusive_group(required=True)
@@ -373,26 +394,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=str, help="JSON overrides for the model config")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--max-minutes", type=float, help="stop after the epoch that passes this budget")
+    parser.add_argument("--verbose", type=int, default=1, help="Keras verbosity: 1 progress bar, 2 a line per epoch")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
     if args.corpus:
-        from tqdm import tqdm
-
-        bar = tqdm(desc="parsing corpus", unit="piece")
-
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.n = done
-            bar.refresh()
-
-        path = corpus_cache_path(args.cache_dir, args.styles, args.max_pieces_per_style)
-        dataset, report = cached(path, lambda: load_corpus(styles=args.styles, workers=args.workers,
-                                                           max_pieces_per_style=args.max_pieces_per_style,
-                                                           progress=progress))
-        bar.close()
-        print(report.summary() if report else f"Using cached corpus {path}")
+        dataset = corpus_dataset(args.cache_dir, args.styles, args.max_pieces_per_style, args.workers)
     else:
         parts = [NoteDataset.load(p) for p in args.dataset]
         dataset = parts[0] if len(parts) == 1 else NoteDataset.merge(parts)
@@ -407,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{dataset.pieces} pieces, {len(dataset.pitch)} notes, styles: {', '.join(dataset.styles)}")
     result = train(dataset, config, args.out, epochs=args.epochs, patience=args.patience,
                    steps_per_epoch=args.steps_per_epoch, resume=args.resume, seed=args.seed,
-                   max_minutes=args.max_minutes)
+                   max_minutes=args.max_minutes, verbose=args.verbose)
     print(f"Saved {result.model_path} after {result.seconds:.0f} s")
     return 0
 

@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ml.config import ModelConfig
+from ml.model import build_model, compile_model, load_model, read_model_info, save_model
+from ml.train import WindowBatches, batch_arrays, make_examples, tiny_config, tiny_dataset, train
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"styles": ()}, "at least one style"),
+    ({"styles": ("a", "a")}, "unique"),
+    ({"window": 0}, "window must be a positive"),
+    ({"dropout": 1.5}, "dropout"),
+    ({"loss_weights": {"pitch": 1.0}}, "loss_weights"),
+    ({"default_tempos": (500.0,)}, "tempo"),
+    ({"time_grid": (0.5, 0.25)}, "time_grid"),
+])
+def test_config_rejects_bad_values_with_a_readable_message(overrides: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ModelConfig(**{"styles": ("a",), **overrides})
+
+
+def test_config_round_trips_through_a_dict() -> None:
+    config = ModelConfig(styles=("chorale", "folk"), default_tempos=(72.0, 96.0), window=16)
+    assert ModelConfig.from_dict(config.to_dict()) == config
+
+
+def test_time_quantization_keeps_grid_values_exact() -> None:
+    config = ModelConfig(styles=("a",))
+    values = np.array([0.0, 0.25, 1 / 3, 0.5, 1.0, 1.5, 4.0])
+    assert np.allclose(config.beats_of(config.quantize_beats(values)), values)
+    assert config.beats_of(config.quantize_beats(np.array([0.49, 100.0]))).tolist() == [0.5, 16.0]
+
+
+def test_windows_are_padded_at_piece_starts_and_never_cross_pieces() -> None:
+    dataset = tiny_dataset()
+    config = tiny_config(dataset)
+    examples = make_examples(dataset, config, "train")
+    first_of_second_piece = int(np.flatnonzero(examples.piece == examples.piece[-1])[0])
+    inputs, outputs = batch_arrays(examples, np.array([first_of_second_piece]), config)
+    assert (inputs["pitch"][0] == 128).all()  # nothing from the previous piece leaks in
+    assert outputs["pitch"][0] == dataset.pitch[examples.targets[first_of_second_piece]]
+
+
+def test_save_and_load_give_identical_predictions(tmp_path: Path) -> None:
+    dataset = tiny_dataset()
+    config = tiny_config(dataset)
+    model = build_model(config, extra={"note": "kept"})
+    inputs, _ = WindowBatches(make_examples(dataset, config, "validation"), config, train=False)[0]
+    before = model(inputs)
+    save_model(model, tmp_path / "m.keras")
+    loaded = load_model(tmp_path / "m.keras")
+    after = loaded(inputs)
+    for head in ("pitch", "step", "duration", "velocity"):
+        np.testing.assert_allclose(np.asarray(before[head]), np.asarray(after[head]), rtol=1e-6, atol=1e-6)
+    assert loaded.extra == {"note": "kept"}
+    assert read_model_info(tmp_path / "m.keras")["config"] == config
+
+
+def test_broken_model_file_raises_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "bad.keras").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(ValueError, match="broken"):
+        load_model(tmp_path / "bad.keras")
+    with pytest.raises(ValueError, match="does not exist"):
+        load_model(tmp_path / "missing.keras")
+
+
+def test_one_epoch_of_training_lowers_the_loss(tmp_path: Path) -> None:
+    dataset = tiny_dataset()
+    config = replace(tiny_config(dataset), learning_rate=2e-2)
+    examples = make_examples(dataset, config, "train")
+    batches = WindowBatches(examples, config, train=False)
+    untrained = build_model(config)
+    compile_model(untrained)
+    before = untrained.evaluate(batches, verbose=0, return_dict=True)["loss"]
+    result = train(dataset, config, tmp_path / "one.keras", epochs=1, verbose=0)
+    trained = load_model(result.model_path)
+    compile_model(trained)
+    after = trained.evaluate(batches, verbose=0, return_dict=True)["loss"]
+    assert after < before
+    assert (tmp_path / "one.history.json").exists() and (tmp_path / "one.loss.png").exists()
+    assert trained.extra["primers"]["alpha"] and trained.extra["stats"]["beta"]["notes_per_beat"] > 0

@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ml.notes import (MidiError, NoteSequence, chord_labels, estimate_key, notes_from_midi, notes_to_midi,
+                      parse_key, scale_pitch_classes)
+from tests.ml.conftest import write_midi
+
+
+def test_midi_notes_have_known_steps_durations_and_chord_steps_of_zero(tmp_path: Path) -> None:
+    # A C major chord at 0, then two melody notes half a second apart.
+    path = write_midi(tmp_path / "a.mid", [(60, 0.0, 1.0), (64, 0.0, 1.0), (67, 0.0, 1.0),
+                                           (72, 1.0, 1.25), (74, 1.5, 2.5)], tempo=90, time_signature=(3, 4))
+    seq = notes_from_midi(path)
+    assert seq.pitch.tolist() == [60, 64, 67, 72, 74]
+    np.testing.assert_allclose(seq.step, [0, 0, 0, 1.0, 0.5], atol=1e-3)
+    np.testing.assert_allclose(seq.duration, [1, 1, 1, 0.25, 1.0], atol=5e-3)  # tick rounding
+    assert seq.tempo_bpm == pytest.approx(90, rel=1e-4)
+    assert seq.time_signature == (3, 4)
+    step_beats, duration_beats = seq.to_beats()
+    # At 90 BPM one second is 1.5 beats.
+    np.testing.assert_allclose(step_beats, [0, 0, 0, 1.5, 0.75], atol=1e-3)
+    np.testing.assert_allclose(duration_beats, [1.5, 1.5, 1.5, 0.375, 1.5], atol=5e-3)
+
+
+def test_notes_survive_a_midi_round_trip_with_tempo_and_time_signature(tmp_path: Path) -> None:
+    seq = NoteSequence.from_notes(start=np.array([0.0, 0.5, 0.5, 1.25]), pitch=np.array([60, 67, 64, 62]),
+                                  duration=np.array([0.5, 0.5, 0.5, 0.75]), velocity=np.array([70, 80, 90, 100]),
+                                  tempo_bpm=100.0, time_signature=(6, 8), program=40)
+    path = tmp_path / "round.mid"
+    notes_to_midi(seq).write(str(path))
+    back = notes_from_midi(path)
+    assert back.pitch.tolist() == [60, 64, 67, 62]  # sorted by onset, then pitch
+    np.testing.assert_allclose(back.step, seq.step, atol=2e-3)
+    np.testing.assert_allclose(back.duration, seq.duration, atol=2e-3)
+    assert back.velocity.tolist() == [70, 90, 80, 100]
+    assert back.tempo_bpm == pytest.approx(100, abs=0.01)
+    assert back.time_signature == (6, 8)
+    assert back.program == 40
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"hello, not a midi file", "not a MIDI"),
+    (b"MThd\x00\x00\x00\x06\x00\x01\x00\x05\x01", "corrupt"),
+])
+def test_bad_midi_bytes_raise_a_clear_error(content: bytes, message: str) -> None:
+    with pytest.raises(MidiError, match=message):
+        notes_from_midi(content)
+
+
+def test_drums_only_and_empty_files_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(MidiError, match="only drums"):
+        notes_from_midi(write_midi(tmp_path / "d.mid", [(36, 0, 0.5)], drums=True))
+    with pytest.raises(MidiError, match="no notes"):
+        notes_from_midi(write_midi(tmp_path / "e.mid", []))
+
+
+def test_key_estimate_finds_g_major_and_a_minor() -> None:
+    g_major = [67, 69, 71, 72, 74, 76, 78, 79, 74, 71, 67]
+    seq = NoteSequence.from_notes(np.arange(len(g_major)) * 0.5, np.array(g_major), np.full(len(g_major), 0.5),
+                                  np.full(len(g_major), 80))
+    assert estimate_key(seq) == (7, "major")
+    a_minor = [57, 60, 64, 57, 59, 60, 62, 64, 65, 64, 62, 60, 59, 57, 56, 57]
+    seq = NoteSequence.from_notes(np.arange(len(a_minor)) * 0.5, np.array(a_minor), np.full(len(a_minor), 0.5),
+                                  np.full(len(a_minor), 80))
+    assert estimate_key(seq) == (9, "minor")
+
+
+def test_chord_labels_name_what_sounds_together() -> None:
+    seq = NoteSequence.from_notes(start=np.array([0, 0, 0, 1.0, 2.0, 2.0, 2.0]),
+                                  pitch=np.array([60, 64, 67, 72, 62, 65, 69]),
+                                  duration=np.array([1, 1, 1, 0.5, 1, 1, 1.0]), velocity=np.full(7, 80))
+    labels = chord_labels(seq)
+    assert labels[0] == "C major triad"
+    assert labels[3] is None  # a lone note is no chord
+    assert labels[4] == "D minor triad"
+
+
+def test_key_names_and_scales() -> None:
+    assert parse_key("Bb") == 10 and parse_key("f#") == 6 and parse_key("C") == 0
+    assert scale_pitch_classes(2, "major") == {2, 4, 6, 7, 9, 11, 1}
+    with pytest.raises(ValueError, match="Unknown key"):
+        parse_key("H")
