@@ -58,7 +58,7 @@ test: venv
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: venv
-	$(PY) -m ml.bench
+	$(PY) manage.py bench
 
 evaluate: venv
 	$(PY) -m ml.evaluate --out reports/

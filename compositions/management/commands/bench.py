@@ -1,0 +1,182 @@
+"""`manage.py bench`: the ml benchmarks plus the site's end-to-end time, written to bench/results.json."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError
+from django.test import override_settings
+
+from compositions import engine
+from compositions.models import Composition
+from compositions.services import composition_request
+
+SITE_TARGET_SECONDS = 3.0
+TASK_FUNC = "compositions.tasks.composition_generate"
+
+
+@dataclass
+class SiteSpeed:
+    """Service call to MP3 on disk, with the task run inline (django-q2 sync) on the configured DB."""
+
+    piece_seconds: float
+    style: str
+    model_path: str  # what the site composed with (the active MusicModel row wins over the setting)
+    database: str
+    warmup_seconds: float  # the first call: model load, XLA compilation, SoundFont load
+    seconds: list[float]
+    median_seconds: float
+    notes: list[int]
+
+
+class Command(BaseCommand):
+    help = "Benchmark generation, rendering and the site's compose path; write bench/results.json."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--quick", action="store_true", help="fewer notes and repetitions (smoke run)")
+        parser.add_argument("--out", type=Path, default=Path(settings.BASE_DIR) / "bench" / "results.json")
+        parser.add_argument("--model", type=Path,
+                            help="a .keras note model (default MUSIC_MODEL_PATH, else untrained weights)")
+        parser.add_argument("--style", help="style to compose in (default the model's first)")
+        parser.add_argument("--site-reps", type=int, help="timed service calls (default 5; --quick 2)")
+        parser.add_argument("--notes", type=int, help="notes per engine and naive run (default 200; --quick 48)")
+        parser.add_argument("--reps", type=int, help="repetitions of each ml measurement (default 5; --quick 2)")
+        parser.add_argument("--seconds", type=float, help="length of the rendered and composed piece (default 60)")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        from ml import bench
+
+        ml_options = bench.BenchOptions.quick() if options["quick"] else bench.BenchOptions()
+        chosen = {"notes": options["notes"], "reps": options["reps"], "render_seconds": options["seconds"]}
+        try:
+            ml_options = replace(ml_options, **{k: v for k, v in chosen.items() if v is not None})
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
+        site_reps = options["site_reps"] or (2 if options["quick"] else 5)
+        explicit = options["model"]
+        if explicit is None and Path(settings.MUSIC_MODEL_PATH).is_file():
+            explicit = Path(settings.MUSIC_MODEL_PATH)
+        with tempfile.TemporaryDirectory(prefix="musicgen-bench-") as scratch:
+            try:
+                path, untrained = bench.resolve_model(explicit, Path(scratch))
+                model, generator = bench.load_model_under_test(path, untrained)
+                if options["style"]:
+                    generator.config.style_index(options["style"])
+                    model.style = options["style"]
+            except ValueError as exc:
+                raise CommandError(str(exc)) from exc
+            self.stdout.write(f"Model {path}{' (untrained weights)' if untrained else ''}: window {model.window}, "
+                              f"{model.lstm_layers}x{model.lstm_units} BiLSTM, style {model.style}")
+            ml_results = bench.run_ml_benchmarks(generator, model, ml_options, progress=self.stdout.write)
+            del generator  # the site loads its own, as a worker would
+            self.stdout.write(f"Site: service call to MP3 ({ml_options.render_seconds:g}-s piece, {site_reps} reps)")
+            site = self._site_speed(path, model.style, ml_options.render_seconds, site_reps)
+
+        rows = bench.ml_rows(ml_results) + [
+            bench.Row("site warm-up call (load + compile)", f"{site.warmup_seconds:.2f} s"),
+            bench.Row(f"site: service call -> MP3 ({site.piece_seconds:g} s piece)", f"{site.median_seconds:.2f} s",
+                      f"<= {SITE_TARGET_SECONDS:g} s", site.median_seconds <= SITE_TARGET_SECONDS),
+        ]
+        report = {
+            "machine": self._machine(model),
+            "options": {**asdict(ml_options), "site_reps": site_reps, "quick": options["quick"]},
+            "targets": {"engine_speedup_min": 25.0, "site_seconds_max": SITE_TARGET_SECONDS},
+            "passed": {"engine_speedup": ml_results.engine.speedup >= 25.0,
+                       "site_seconds": site.median_seconds <= SITE_TARGET_SECONDS},
+            **ml_results.to_dict(),
+            "site": asdict(site),
+        }
+        out: Path = options["out"]
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2) + "\n")
+        self.stdout.write("")
+        self.stdout.write(bench.format_table(rows))
+        self.stdout.write(f"\nWrote {out}")
+
+    def _site_speed(self, model_path: Path, style: str, seconds: float, reps: int) -> SiteSpeed:
+        from ml.generate import GenerationRequest
+
+        media = Path(tempfile.mkdtemp(prefix="musicgen-bench-media-"))
+        username = f"bench-{uuid.uuid4().hex[:12]}"
+        started = datetime.datetime.now(datetime.timezone.utc)
+        user = None
+        # django-q2 logs every inline task at INFO; the bench prints its own progress.
+        q_logger = logging.getLogger("django-q")
+        q_level = q_logger.level
+        q_logger.setLevel(logging.WARNING)
+        try:
+            user = get_user_model().objects.create_user(username=username, password=None)
+            with override_settings(MEDIA_ROOT=media, Q_SYNC=True, MUSIC_MODEL_PATH=model_path):
+                used_model = str(engine.active_model_path())
+                times: list[float] = []
+                notes: list[int] = []
+                for rep in range(reps + 1):  # the first call is the warm-up
+                    request = GenerationRequest(style=style, seconds=seconds, seed=rep)
+                    start = time.perf_counter()
+                    rows = composition_request(user=user, request=request)
+                    rows[0].refresh_from_db()
+                    elapsed = time.perf_counter() - start
+                    row = rows[0]
+                    if row.status != Composition.Status.DONE or not Path(row.mp3_file.path).is_file():
+                        raise CommandError(f"The site did not finish a piece: {row.error} {row.error_detail}")
+                    times.append(elapsed)
+                    notes.append(len(row.notes_json))
+                    label = "warm-up" if rep == 0 else f"{rep}/{reps}"
+                    self.stdout.write(f"  service call {label}: {elapsed:.2f} s, {notes[-1]} notes")
+        except DatabaseError as exc:
+            raise CommandError(f"The database is not ready ({exc}); run `make migrate` first.") from exc
+        finally:
+            q_logger.setLevel(q_level)
+            self._clean_up(user, started)
+            shutil.rmtree(media, ignore_errors=True)
+        return SiteSpeed(piece_seconds=seconds, style=style, model_path=used_model,
+                         database=settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1],
+                         warmup_seconds=times[0], seconds=times[1:], median_seconds=statistics.median(times[1:]),
+                         notes=notes[1:])
+
+    def _clean_up(self, user: Any, started: datetime.datetime) -> None:
+        """Delete the user (its compositions cascade) and the task results django-q2 saved for them."""
+        if user is None:
+            return
+        from django_q.models import Task
+
+        ids = set(Composition.objects.filter(user=user).values_list("id", flat=True))
+        ours = [task.id for task in Task.objects.filter(func=TASK_FUNC, started__gte=started)
+                if task.args and task.args[0] in ids]
+        Task.objects.filter(id__in=ours).delete()
+        user.delete()
+
+    def _machine(self, model: Any) -> dict[str, Any]:
+        import keras
+        import tensorflow as tf
+
+        return {
+            "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "cpu_count": os.cpu_count(),
+            "load_average": list(os.getloadavg()),
+            "platform": platform.platform(),
+            "python": sys.version.split()[0],
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+            "model_path": str(model.path),
+            "untrained_weights": model.untrained,
+            "window": model.window,
+            "lstm_units": model.lstm_units,
+            "lstm_layers": model.lstm_layers,
+        }
