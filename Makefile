@@ -24,7 +24,7 @@ help:
 	@echo "make check     Django system checks, including the rendering tools"
 	@echo "make bench     generation and rendering benchmarks -> bench/results.json"
 	@echo "make evaluate  model evaluation -> reports/"
-	@echo "make train     train the model (manage.py train)"
+	@echo "make train     train a model on the corpus -> data/models/default.keras"
 
 run: install migrate
 	@ADDRESS=$(ADDRESS) .ci/serve $(PY)
@@ -60,8 +60,16 @@ test: venv
 bench: venv
 	$(PY) manage.py bench
 
-evaluate: venv
-	$(PY) -m ml.evaluate --out reports/
+# The corpus, parsed once (minutes) into per-style caches and one merged dataset file.
+CORPUS := data/corpus-1500.npz
+MODEL ?= ml/pretrained/default.keras
+PIECES_PER_STYLE ?= 100
 
-train: venv
-	$(PY) manage.py train
+$(CORPUS): | $(VENV_STAMP)
+	$(PY) manage.py import_dataset corpus --max-pieces-per-style 1500 --out $@
+
+evaluate: venv $(CORPUS)
+	$(PY) manage.py evaluate --model $(MODEL) --dataset $(CORPUS) --out reports/ --pieces-per-style $(PIECES_PER_STYLE) --seconds 30
+
+train: venv $(CORPUS)
+	$(PY) manage.py train --dataset $(CORPUS) --out data/models/default.keras --max-minutes 60

@@ -162,6 +162,11 @@ def build_request(params: CompositionParams, *, primer: NoteSequence | None = No
     styles = available_styles()
     if request.style not in styles:
         raise ValueError(f"Unknown style {request.style!r}; choose one of: {', '.join(styles) or 'none'}.")
+    try:
+        generator = get_generator()
+    except CompositionFailed:
+        return request  # no model file: the worker reports that, with its reason, on the piece
+    generator.validate(request)  # what only the model knows: a length it cannot reach
     return request
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import re
+import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -459,3 +460,63 @@ def _parallel_map(fn: Callable, items: list, workers: int) -> Iterator:
         return
     with ProcessPoolExecutor(max_workers=workers) as pool:
         yield from pool.map(fn, items, chunksize=max(1, min(16, len(items) // (workers * 8))))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Import a source into one dataset file: `python -m ml.datasets corpus|maestro|folder ... --out F.npz`."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Import music into a dataset (.npz) for training and evaluation.")
+    sub = parser.add_subparsers(dest="source", required=True)
+    corpus = sub.add_parser("corpus", help="the music21 corpus, grouped into styles")
+    corpus.add_argument("--styles", nargs="*", choices=list(CORPUS_STYLES))
+    corpus.add_argument("--max-pieces-per-style", type=int, default=1500)
+    corpus.add_argument("--cache-dir", type=Path, default=Path("data/cache"))
+    maestro = sub.add_parser("maestro", help="a MAESTRO download (maestro-v*.csv and its MIDI folders)")
+    maestro.add_argument("root", type=Path)
+    folder = sub.add_parser("folder", help="any folder of .mid/.midi files, as one style")
+    folder.add_argument("path", type=Path)
+    folder.add_argument("--style", required=True)
+    for p in (corpus, maestro, folder):
+        p.add_argument("--out", type=Path, required=True)
+        p.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args(argv)
+
+    from tqdm import tqdm
+
+    bar = tqdm(unit="file")
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        if args.source == "corpus":
+            from ml.train import corpus_dataset
+
+            dataset = corpus_dataset(args.cache_dir, args.styles, args.max_pieces_per_style, args.workers)
+            report = None
+        elif args.source == "maestro":
+            dataset, report = import_maestro(args.root, workers=args.workers, progress=progress)
+        else:
+            dataset, report = import_midi_folder(args.path, args.style, workers=args.workers, progress=progress)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        bar.close()
+    if report is not None:
+        print(report.summary())
+    if not dataset.pieces:
+        print("error: nothing to save: no usable piece was found.", file=sys.stderr)
+        return 2
+    dataset.save(args.out)
+    counts = {split: len(dataset.indices(split)) for split in SPLITS}
+    print(f"Saved {args.out}: {dataset.pieces} pieces ({counts}), {len(dataset.pitch)} notes, "
+          f"styles {', '.join(dataset.styles)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

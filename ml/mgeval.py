@@ -24,7 +24,7 @@ from ml.notes import NoteSequence
 # sixteenth; their dotted values; then half, quarter and eighth triplets.
 NOTE_LENGTH_BEATS: tuple[float, ...] = (4.0, 2.0, 1.0, 0.5, 0.25, 3.0, 1.5, 0.75, 0.375, 4 / 3, 2 / 3, 1 / 3)
 
-SCALAR_FEATURES = ("pitch_count", "pitch_range", "avg_pitch_interval", "avg_ioi")
+SCALAR_FEATURES = ("pitch_count", "note_count", "pitch_range", "avg_pitch_interval", "avg_ioi")
 HISTOGRAM_FEATURES = ("pitch_class_histogram", "pitch_class_transition_matrix", "note_length_histogram")
 FEATURES = SCALAR_FEATURES + HISTOGRAM_FEATURES
 
@@ -102,6 +102,7 @@ class PieceFeatures:
     """MGEval features of one piece, plus per-piece quality measures."""
 
     pitch_count: float  # distinct pitches used
+    note_count: float  # notes played (MGEval's total_used_note)
     pitch_range: float  # semitones between highest and lowest
     avg_pitch_interval: float  # mean |pitch difference| of consecutive notes, semitones
     avg_ioi: float  # mean inter-onset interval, seconds (chord notes count, as in MGEval)
@@ -136,6 +137,7 @@ def piece_features(seq: NoteSequence) -> PieceFeatures:
     nonzero = histogram[histogram > 0]
     return PieceFeatures(
         pitch_count=float(len(np.unique(pitch))),
+        note_count=float(len(pitch)),
         pitch_range=float(pitch.max() - pitch.min()),
         avg_pitch_interval=float(np.mean(np.abs(np.diff(pitch)))) if len(pitch) > 1 else 0.0,
         avg_ioi=float(np.mean(seq.step[1:])) if len(pitch) > 1 else 0.0,

@@ -23,7 +23,7 @@ import numpy as np
 
 from ml.config import PAD_PITCH, ModelConfig
 from ml.datasets import CORPUS_STYLES, NoteDataset, load_corpus_cached
-from ml.model import build_model, compile_model, save_model
+from ml.model import build_model, compile_model, load_model, save_model
 
 PRIMERS_PER_STYLE = 12
 
@@ -240,7 +240,7 @@ class _TimeLimit(keras.callbacks.Callback):
 
 def train(dataset: NoteDataset, config: ModelConfig, out: Path, *, epochs: int = 30, patience: int = 4,
           steps_per_epoch: int | None = None, resume: bool = False, seed: int = 0, verbose: int = 1,
-          max_minutes: float | None = None) -> TrainResult:
+          max_minutes: float | None = None, init: Path | None = None) -> TrainResult:
     """Train a model, validating every epoch and keeping the best weights.
 
     Writes `out` (the best model), `<out>.history.json`, `<out>.loss.png` and, while running, a
@@ -255,6 +255,12 @@ def train(dataset: NoteDataset, config: ModelConfig, out: Path, *, epochs: int =
     if not len(valid_ex):  # tiny datasets: validate on training pieces rather than not at all
         valid_ex = train_ex
     model = build_model(config, extra={"primers": primers_from(dataset, config), "stats": style_stats(dataset)})
+    if init is not None:
+        # Fine-tune a saved model: its weights, this run's data, primers and training settings.
+        start = load_model(init)
+        if start.config.styles != config.styles or start.config.window != config.window:
+            raise ValueError(f"{init} was trained with other styles or another window.")
+        model.set_weights(start.get_weights())
     compile_model(model)
     out.parent.mkdir(parents=True, exist_ok=True)
     history_path = out.with_suffix(".history.json")
@@ -393,6 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps-per-epoch", type=int)
     parser.add_argument("--config", type=str, help="JSON overrides for the model config")
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--init", type=Path, help="start from the weights of a saved model (fine-tuning)")
     parser.add_argument("--max-minutes", type=float, help="stop after the epoch that passes this budget")
     parser.add_argument("--verbose", type=int, default=1, help="Keras verbosity: 1 progress bar, 2 a line per epoch")
     parser.add_argument("--workers", type=int, default=2)
@@ -415,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{dataset.pieces} pieces, {len(dataset.pitch)} notes, styles: {', '.join(dataset.styles)}")
     result = train(dataset, config, args.out, epochs=args.epochs, patience=args.patience,
                    steps_per_epoch=args.steps_per_epoch, resume=args.resume, seed=args.seed,
-                   max_minutes=args.max_minutes, verbose=args.verbose)
+                   max_minutes=args.max_minutes, verbose=args.verbose, init=args.init)
     print(f"Saved {result.model_path} after {result.seconds:.0f} s")
     return 0
 
