@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ml.notes import MidiError, NoteSequence, estimate_key, notes_from_midi
+from ml.notes import MidiError, NoteSequence, chord_labels, estimate_key, notes_from_midi
 
 # Bump when feature extraction changes, so stale caches are not reused.
-EXTRACTOR_VERSION = 3
+EXTRACTOR_VERSION = 4
 SPLITS = ("train", "validation", "test")
 MAX_PIECE_NOTES = 20000
 MAX_PIECE_SECONDS = 3600.0
@@ -84,7 +84,13 @@ class NoteDataset:
     piece_tempo: np.ndarray
     piece_key: np.ndarray  # tonic pitch class, 0..11
     piece_mode: np.ndarray  # 0 major, 1 minor
-    piece_time_signature: np.ndarray  # [pieces, 2]
+    piece_time_signature: np.ndarray  # [pieces, 2], the primary one
+    tempo_offsets: np.ndarray  # int64 [pieces + 1] into tempo_changes
+    tempo_changes: np.ndarray  # float64 [changes, 2]: (seconds, BPM)
+    signature_offsets: np.ndarray  # int64 [pieces + 1] into time_signatures
+    time_signatures: np.ndarray  # float64 [changes, 3]: (seconds, numerator, denominator)
+    chord_vocab: np.ndarray  # str [labels]
+    note_chord: np.ndarray  # int16 [notes]: index into chord_vocab of the chord at the note's onset, -1 none
 
     @property
     def pieces(self) -> int:
@@ -101,10 +107,17 @@ class NoteDataset:
     def piece(self, i: int) -> NoteSequence:
         a, b = self.offsets[i], self.offsets[i + 1]
         num, den = (int(x) for x in self.piece_time_signature[i])
-        seq = NoteSequence(pitch=self.pitch[a:b], step=self.step[a:b], duration=self.duration[a:b],
-                           velocity=self.velocity[a:b], tempo_bpm=float(self.piece_tempo[i]),
-                           time_signature=(num, den))
-        return seq
+        tempos = self.tempo_changes[self.tempo_offsets[i]:self.tempo_offsets[i + 1]]
+        signatures = self.time_signatures[self.signature_offsets[i]:self.signature_offsets[i + 1]]
+        return NoteSequence(pitch=self.pitch[a:b], step=self.step[a:b], duration=self.duration[a:b],
+                            velocity=self.velocity[a:b], tempo_bpm=float(self.piece_tempo[i]),
+                            time_signature=(num, den),
+                            tempo_changes=[(float(t), float(bpm)) for t, bpm in tempos],
+                            time_signatures=[(float(t), int(n), int(d)) for t, n, d in signatures])
+
+    def chords(self, i: int) -> list[str | None]:
+        """The chord label at each note's onset in piece `i`."""
+        return [str(self.chord_vocab[c]) if c >= 0 else None for c in self.note_chord[self.piece_slice(i)]]
 
     def piece_slice(self, i: int) -> slice:
         return slice(int(self.offsets[i]), int(self.offsets[i + 1]))
@@ -128,17 +141,26 @@ class NoteDataset:
         """Build from (name, style, notes, split index) tuples."""
         cols: dict[str, list[np.ndarray]] = {k: [] for k in
                                              ("pitch", "step", "duration", "velocity", "step_beats",
-                                              "duration_beats")}
+                                              "duration_beats", "chord")}
         meta: dict[str, list[object]] = {k: [] for k in ("style", "split", "name", "tempo", "key", "mode", "ts")}
-        offsets = [0]
+        offsets, tempo_offsets, signature_offsets = [0], [0], [0]
+        tempo_changes: list[tuple[float, float]] = []
+        signatures: list[tuple[float, int, int]] = []
+        vocab: dict[str, int] = {}
         for name, style, seq, split in pieces:
             step_beats, duration_beats = seq.to_beats()
+            chords = np.array([-1 if c is None else vocab.setdefault(c, len(vocab)) for c in chord_labels(seq)],
+                              dtype=np.int16)
             for key, values in (("pitch", seq.pitch), ("step", seq.step), ("duration", seq.duration),
                                 ("velocity", seq.velocity), ("step_beats", step_beats),
-                                ("duration_beats", duration_beats)):
+                                ("duration_beats", duration_beats), ("chord", chords)):
                 cols[key].append(values)
             tonic, mode = estimate_key(seq)
             offsets.append(offsets[-1] + len(seq))
+            tempo_changes += seq.tempo_changes
+            tempo_offsets.append(len(tempo_changes))
+            signatures += seq.time_signatures
+            signature_offsets.append(len(signatures))
             meta["style"].append(styles.index(style))
             meta["split"].append(split)
             meta["name"].append(name)
@@ -159,6 +181,11 @@ class NoteDataset:
             piece_tempo=np.array(meta["tempo"], dtype=np.float32), piece_key=np.array(meta["key"], dtype=np.int8),
             piece_mode=np.array(meta["mode"], dtype=np.int8),
             piece_time_signature=np.array(meta["ts"], dtype=np.int16).reshape(-1, 2),
+            tempo_offsets=np.array(tempo_offsets, dtype=np.int64),
+            tempo_changes=np.array(tempo_changes, dtype=np.float64).reshape(-1, 2),
+            signature_offsets=np.array(signature_offsets, dtype=np.int64),
+            time_signatures=np.array(signatures, dtype=np.float64).reshape(-1, 3),
+            chord_vocab=np.array(list(vocab) or [""], dtype=str), note_chord=cat("chord", np.int16),
         )
 
     @classmethod
@@ -166,11 +193,7 @@ class NoteDataset:
         styles = sorted({s for d in datasets for s in d.styles})
         pieces = ((str(d.piece_name[i]), d.styles[d.piece_style[i]], d.piece(i), int(d.piece_split[i]))
                   for d in datasets for i in range(d.pieces))
-        merged = cls.from_pieces(styles, pieces)
-        # from_pieces recomputes beats from seconds at one tempo; keep the exact beats of the sources.
-        merged.step_beats = np.concatenate([d.step_beats for d in datasets])
-        merged.duration_beats = np.concatenate([d.duration_beats for d in datasets])
-        return merged
+        return cls.from_pieces(styles, pieces)
 
 
 def split_of(name: str, fractions: tuple[float, float] = (0.8, 0.1)) -> int:

@@ -241,12 +241,15 @@ def chord_labels(seq: NoteSequence) -> list[str | None]:
     """
     start = seq.start
     end = start + seq.duration
-    labels: list[str | None] = []
-    for onset in start:
+    labels: list[str | None] = [None] * len(seq)
+    onsets, first = np.unique(np.round(start, 6), return_index=True)
+    bounds = list(first) + [len(seq)]
+    for k, onset in enumerate(onsets):
         sounding = (start <= onset + 1e-6) & (end > onset + 1e-6)
         pitches = seq.pitch[sounding]
-        labels.append(chord_name(tuple(sorted(set(int(p) % 12 for p in pitches))), int(pitches.min()) % 12)
-                      if len(pitches) else None)
+        if len(pitches):
+            label = chord_name(tuple(sorted({int(p) % 12 for p in pitches})), int(pitches.min()) % 12)
+            labels[bounds[k]:bounds[k + 1]] = [label] * (bounds[k + 1] - bounds[k])
     return labels
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from ml.datasets import (SPLITS, NoteDataset, corpus_jobs, import_maestro, import_midi_folder, score_to_notes,
                          split_of)
+from ml.notes import NoteSequence
 from tests.ml.conftest import write_midi
 
 
@@ -89,3 +90,20 @@ def test_corpus_styles_find_pieces_and_a_chorale_parses_with_its_four_voices() -
     assert len(seq) > 50
     assert (seq.step == 0).mean() > 0.3  # four voices: most onsets are chords
     assert seq.tempo_bpm > 0
+
+
+def test_pieces_keep_tempo_changes_time_signatures_and_chord_labels() -> None:
+    # A C major chord for two seconds at 60 BPM, then a melody at 120 BPM in 3/4.
+    seq = NoteSequence.from_notes(start=np.array([0.0, 0.0, 0.0, 2.0, 2.5, 3.0]),
+                                  pitch=np.array([60, 64, 67, 72, 74, 76]),
+                                  duration=np.array([2.0, 2.0, 2.0, 0.5, 0.5, 0.5]), velocity=np.full(6, 80),
+                                  tempo_bpm=60.0, tempo_changes=[(0.0, 60.0), (2.0, 120.0)],
+                                  time_signatures=[(0.0, 4, 4), (2.0, 3, 4)])
+    dataset = NoteDataset.from_pieces(["test"], [("p", "test", seq, 0)])
+    piece = dataset.piece(0)
+    assert piece.tempo_changes == [(0.0, 60.0), (2.0, 120.0)]
+    assert piece.time_signatures == [(0.0, 4, 4), (2.0, 3, 4)]
+    # Two seconds at 60 BPM are two beats; then half a second at 120 BPM is one beat.
+    np.testing.assert_allclose(dataset.step_beats, [0, 0, 0, 2, 1, 1], atol=1e-6)
+    assert dataset.chords(0)[:3] == ["C major triad"] * 3
+    assert dataset.chords(0)[3] is None
