@@ -18,7 +18,7 @@ class CompositionAdmin(admin.ModelAdmin):
     list_filter = ("status", "style", "visibility")
     search_fields = ("public_id", "user__username", "error")
     readonly_fields = ("public_id", "batch_id", "created_at", "updated_at", "error_detail")
-    exclude = ("notes_json",)
+    exclude = ("notes_json", "chords_json")
 
 
 @admin.register(MusicModel)

@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 from django.urls import path
+from rest_framework.authtoken.views import obtain_auth_token
 
 from compositions import apis
 
 app_name = "api"
 
 urlpatterns = [
+    path("auth/token/", obtain_auth_token, name="token"),
     path("compositions/", apis.CompositionCreateApi.as_view(), name="composition-create"),
     path("compositions/<uuid:public_id>/", apis.CompositionStatusApi.as_view(), name="composition-status"),
+    path(
+        "compositions/<uuid:public_id>/audio.mp3",
+        apis.CompositionFileApi.as_view(kind="mp3"),
+        name="composition-mp3",
+    ),
+    path(
+        "compositions/<uuid:public_id>/score.mid",
+        apis.CompositionFileApi.as_view(kind="midi"),
+        name="composition-midi",
+    ),
 ]

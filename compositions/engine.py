@@ -8,6 +8,7 @@ lazily, once per process, and reused by every task that process runs.
 from __future__ import annotations
 
 import logging
+import re
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,10 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypedDict
 
+from django.core.files.uploadedfile import UploadedFile
+
 from django.conf import settings
 from django.db import DatabaseError
 
-from compositions.models import MusicModel
+from compositions.models import Composition, MusicModel
 
 if TYPE_CHECKING:
     from ml.generate import GeneratedPiece, GenerationRequest, Generator
@@ -31,9 +34,13 @@ logger = logging.getLogger(__name__)
 REQUEST_FIELDS = (
     "style",
     "seconds",
+    "notes",
     "tempo_bpm",
+    "time_signature",
     "key",
     "mode",
+    "pitch_low",
+    "pitch_high",
     "temperature",
     "timing_temperature",
     "top_k",
@@ -49,10 +56,14 @@ class CompositionParams(TypedDict, total=False):
     """What a user may ask for; GenerationRequest validates it."""
 
     style: str
-    seconds: float
+    seconds: float | None
+    notes: int | None
     tempo_bpm: float | None
+    time_signature: str  # "3/4"; GenerationRequest takes it as a (numerator, denominator) tuple
     key: str
     mode: str
+    pitch_low: int
+    pitch_high: int
     temperature: float
     timing_temperature: float
     top_k: int
@@ -61,6 +72,8 @@ class CompositionParams(TypedDict, total=False):
     dynamics: str
     instrument: int
     variations: int
+
+MAX_PRIMER_BYTES = 2 * 1024 * 1024
 
 
 class CompositionFailed(Exception):
@@ -134,40 +147,78 @@ def get_renderer() -> Renderer:
     return _renderers[path]
 
 
-def available_styles() -> list[str]:
-    """Styles the active model can write: from its MusicModel row, else from its archive (no weights)."""
+def model_styles() -> list[str]:
+    """Styles the active model can write: from its MusicModel row, else from its archive (no weights).
+
+    Raises CompositionFailed when there is no usable model to ask.
+    """
     try:
         row_styles = MusicModel.objects.filter(is_active=True).values_list("styles", flat=True).first()
     except DatabaseError:
         row_styles = None
     if row_styles:
         return list(row_styles)
+    generator = get_generator()
+    with failure_reason("The model file is broken"):
+        return generator.styles
+
+
+def available_styles() -> list[str]:
+    """model_styles(), or [] when there is no usable model (for choice lists)."""
     try:
-        return get_generator().styles
-    except (CompositionFailed, ValueError):  # no model file, or one ml cannot read
+        return model_styles()
+    except CompositionFailed:
         logger.warning("No styles: the music model is missing or broken", exc_info=True)
         return []
+
+
+def parse_time_signature(text: str) -> tuple[int, int]:
+    """(3, 4) from "3/4"; GenerationRequest checks which values are allowed."""
+    match = re.fullmatch(r"\s*(\d{1,2})\s*/\s*(\d{1,2})\s*", text)
+    if match is None:
+        raise ValueError(f"Time signature {text!r} is not like 4/4, 3/4 or 6/8.")
+    return int(match.group(1)), int(match.group(2))
 
 
 def request_from_params(params: CompositionParams, *, primer: NoteSequence | None = None) -> GenerationRequest:
     """A GenerationRequest from stored or submitted parameters; ValueError says what is wrong."""
     from ml.generate import GenerationRequest
 
-    return GenerationRequest(**params, primer=primer)
+    fields: dict[str, object] = dict(params)
+    if isinstance(fields.get("time_signature"), str):
+        fields["time_signature"] = parse_time_signature(str(fields["time_signature"]))
+    return GenerationRequest(**fields, primer=primer)  # type: ignore[arg-type]
 
 
 def build_request(params: CompositionParams, *, primer: NoteSequence | None = None) -> GenerationRequest:
-    """Validate user input into a GenerationRequest for the active model; ValueError says what is wrong."""
+    """Validate user input into a GenerationRequest for the active model.
+
+    ValueError says what is wrong with the input; CompositionFailed says that no model is there to ask.
+    """
     request = request_from_params(params, primer=primer)
-    styles = available_styles()
+    styles = model_styles()
     if request.style not in styles:
-        raise ValueError(f"Unknown style {request.style!r}; choose one of: {', '.join(styles) or 'none'}.")
+        raise ValueError(f"Unknown style {request.style!r}; choose one of: {', '.join(styles)}.")
     try:
         generator = get_generator()
     except CompositionFailed:
-        return request  # no model file: the worker reports that, with its reason, on the piece
+        # The row names the styles, but the file lives on the worker: the worker checks the rest.
+        return request
     generator.validate(request)  # what only the model knows: a length it cannot reach
     return request
+
+
+def stored_params(request: GenerationRequest) -> dict[str, object]:
+    """The request as Composition columns."""
+    params: dict[str, object] = {field: getattr(request, field) for field in REQUEST_FIELDS}
+    numerator, denominator = request.time_signature
+    params["time_signature"] = f"{numerator}/{denominator}"
+    return params
+
+
+def params_from_row(composition: Composition) -> CompositionParams:
+    """The parameters a Composition row was requested with, to request it again."""
+    return {field: getattr(composition, field) for field in REQUEST_FIELDS}  # type: ignore[return-value]
 
 
 def primer_from_midi(data: bytes) -> NoteSequence:
@@ -175,6 +226,14 @@ def primer_from_midi(data: bytes) -> NoteSequence:
     from ml.notes import notes_from_midi
 
     return notes_from_midi(data)
+
+
+def primer_from_upload(upload: UploadedFile) -> tuple[bytes, NoteSequence]:
+    """The bytes and notes of an uploaded MIDI file to continue; ValueError says what is wrong."""
+    if upload.size is not None and upload.size > MAX_PRIMER_BYTES:
+        raise ValueError("The MIDI file is larger than 2 MB.")
+    data = upload.read()
+    return data, primer_from_midi(data)
 
 
 @dataclass
@@ -185,11 +244,23 @@ class Composed:
     pieces: list[GeneratedPiece]
 
 
-def compose(request: GenerationRequest, progress: Callable[[float], None] | None = None) -> Composed:
-    """Generate every variation of `request` in one call; `progress` gets fractions 0..1."""
+def compose(
+    request: GenerationRequest,
+    progress: Callable[[float], None] | None = None,
+    stage: Callable[[str], None] | None = None,
+) -> Composed:
+    """Generate every variation of `request` in one call.
+
+    `progress` gets fractions 0..1; `stage` gets "Loading the model", then "Generating", because
+    the first load in a process takes seconds while the progress still reads 0.
+    """
     generator = get_generator()
+    if stage is not None:
+        stage("Loading the model")
     with failure_reason("The model file is broken"):
         generator.load()
+    if stage is not None:
+        stage("Generating")
     try:
         generator.validate(request)
     except ValueError as exc:
@@ -222,3 +293,16 @@ def notes_payload(notes: NoteSequence) -> list[list[float]]:
         [int(pitch), round(float(start), 3), round(float(duration), 3), int(velocity)]
         for pitch, start, duration, velocity in zip(notes.pitch, notes.start, notes.duration, notes.velocity)
     ]
+
+
+def chord_changes(notes: NoteSequence) -> list[list[float | str | None]]:
+    """[start_s, label] wherever the sounding chord changes; label None where no chord sounds."""
+    from ml.notes import chord_labels
+
+    changes: list[list[float | str | None]] = []
+    current: str | None = None
+    for start, label in zip(notes.start, chord_labels(notes)):
+        if label != current:
+            changes.append([round(float(start), 3), label])
+            current = label
+    return changes

@@ -8,13 +8,13 @@ import pretty_midi
 from django import forms
 
 from compositions import engine
-
-MAX_PRIMER_BYTES = 2 * 1024 * 1024
+from ml.notes import MODES
 
 KEY_CHOICES = [("any", "Any key")] + [
     (name, name) for name in ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 ]
-MODE_CHOICES = [("major", "Major"), ("minor", "Minor")]
+MODE_CHOICES = [(mode, mode.title()) for mode in MODES]
+TIME_SIGNATURE_CHOICES = [(sig, sig) for sig in ("4/4", "3/4", "2/4", "6/8", "3/8", "2/2", "5/4", "7/8")]
 DYNAMICS_CHOICES = [
     ("medium", "Medium"),
     ("soft", "Soft"),
@@ -25,17 +25,38 @@ DYNAMICS_CHOICES = [
 INSTRUMENT_CHOICES = [(program, pretty_midi.program_to_instrument_name(program)) for program in range(128)]
 
 
+def pitch_label(pitch: int) -> str:
+    """ "C4 (60)": the note name musicians read, and the MIDI number the API takes."""
+    return f"{pretty_midi.note_number_to_name(pitch)} ({pitch})"
+
+
+PITCH_CHOICES = [(pitch, pitch_label(pitch)) for pitch in range(128)]
+
+
 class CompositionForm(forms.Form):
     """What to compose. `generation_request` and `primer_midi` are set once the form is valid."""
 
     style = forms.ChoiceField(choices=())
-    seconds = forms.FloatField(label="Length (seconds)", initial=30, widget=forms.NumberInput(attrs={"step": "any"}))
+    seconds = forms.FloatField(
+        label="Length (seconds)",
+        initial=30,
+        required=False,
+        help_text="Or give the length in notes instead.",
+        widget=forms.NumberInput(attrs={"step": "any"}),
+    )
+    notes = forms.IntegerField(
+        label="Length (notes)",
+        required=False,
+        help_text="8 to 4000; leave the seconds empty.",
+        widget=forms.NumberInput(attrs={"placeholder": "instead of seconds"}),
+    )
     tempo_bpm = forms.FloatField(
         label="Tempo (BPM)",
         required=False,
         help_text="Leave empty for the style's usual tempo.",
         widget=forms.NumberInput(attrs={"step": "any", "placeholder": "style default"}),
     )
+    time_signature = forms.ChoiceField(choices=TIME_SIGNATURE_CHOICES, required=False, initial="4/4")
     key = forms.ChoiceField(choices=KEY_CHOICES, required=False, initial="any")
     mode = forms.ChoiceField(choices=MODE_CHOICES, required=False, initial="major")
     temperature = forms.FloatField(
@@ -46,6 +67,13 @@ class CompositionForm(forms.Form):
     )
     seed = forms.IntegerField(required=False, help_text="The same seed and settings give the same piece.")
     variations = forms.IntegerField(initial=1, required=False, help_text="1 to 4 pieces from one request.")
+    pitch_low = forms.TypedChoiceField(
+        choices=PITCH_CHOICES, coerce=int, required=False, initial=21, label="Lowest note"
+    )
+    pitch_high = forms.TypedChoiceField(
+        choices=PITCH_CHOICES, coerce=int, required=False, initial=108, label="Highest note",
+        help_text="At least an octave above the lowest note.",
+    )
     instrument = forms.TypedChoiceField(choices=INSTRUMENT_CHOICES, coerce=int, required=False, initial=0)
     dynamics = forms.ChoiceField(choices=DYNAMICS_CHOICES, required=False, initial="medium")
     timing_temperature = forms.FloatField(
@@ -62,11 +90,19 @@ class CompositionForm(forms.Form):
         widget=forms.ClearableFileInput(attrs={"accept": ".mid,.midi,audio/midi"}),
     )
 
-    ADVANCED_FIELDS = ("instrument", "dynamics", "timing_temperature", "top_k", "top_p", "primer")
+    ADVANCED_FIELDS = (
+        "pitch_low", "pitch_high", "instrument", "dynamics", "timing_temperature", "top_k", "top_p", "primer",
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["style"].choices = [(style, style.replace("_", " ").title()) for style in engine.available_styles()]
+        # Why composing is impossible right now (no model file), shown instead of "no such style".
+        self.model_problem = ""
+        try:
+            styles = engine.model_styles()
+        except engine.CompositionFailed as exc:
+            styles, self.model_problem = [], exc.reason
+        self.fields["style"].choices = [(style, style.replace("_", " ").title()) for style in styles]
         self.generation_request = None
         self.primer_midi: bytes | None = None
         self.primer_notes = None
@@ -81,19 +117,16 @@ class CompositionForm(forms.Form):
         upload = self.cleaned_data.get("primer")
         if not upload:
             return None
-        if upload.size > MAX_PRIMER_BYTES:
-            raise forms.ValidationError("The MIDI file is larger than 2 MB.")
-        data = upload.read()
         try:
-            self.primer_notes = engine.primer_from_midi(data)
+            data, self.primer_notes = engine.primer_from_upload(upload)
         except ValueError as exc:  # ml.notes.MidiError says what is wrong in plain words
             raise forms.ValidationError(str(exc)) from exc
         return data
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
-        if not self.fields["style"].choices:
-            raise forms.ValidationError("No music model is available right now; please try again later.")
+        if self.model_problem:
+            raise forms.ValidationError(f"{self.model_problem}; composing is not possible right now.")
         if self.errors:
             return cleaned
         # Empty optional fields fall back to GenerationRequest's defaults.
@@ -108,4 +141,6 @@ class CompositionForm(forms.Form):
             self.generation_request = engine.build_request(params, primer=primer)
         except ValueError as exc:
             raise forms.ValidationError(str(exc)) from exc
+        except engine.CompositionFailed as exc:
+            raise forms.ValidationError(exc.reason) from exc
         return cleaned

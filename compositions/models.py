@@ -37,10 +37,15 @@ class Composition(models.Model):
 
     # The request, as validated by ml.generate.GenerationRequest.
     style = models.CharField(max_length=64)
-    seconds = models.FloatField()
+    # Exactly one of seconds and notes is set: the length in time or in notes.
+    seconds = models.FloatField(null=True, blank=True)
+    notes = models.PositiveIntegerField(null=True, blank=True)
     tempo_bpm = models.FloatField(null=True, blank=True)  # None: the style's default tempo
+    time_signature = models.CharField(max_length=8, default="4/4")  # "numerator/denominator"
     key = models.CharField(max_length=8, default="any")
-    mode = models.CharField(max_length=8, default="major")
+    mode = models.CharField(max_length=16, default="major")
+    pitch_low = models.PositiveSmallIntegerField(default=21)  # MIDI note numbers, inclusive
+    pitch_high = models.PositiveSmallIntegerField(default=108)
     temperature = models.FloatField(default=1.0)
     timing_temperature = models.FloatField(default=1.0)
     top_k = models.PositiveIntegerField(default=0)
@@ -58,6 +63,8 @@ class Composition(models.Model):
     duration_seconds = models.FloatField(null=True, blank=True)  # measured from the rendered audio
     notes_json = models.JSONField(default=list, blank=True)  # [[pitch, start_s, duration_s, velocity], ...]
     primer_end = models.FloatField(null=True, blank=True)  # seconds where the generated part begins
+    # [[start_s, label], ...] at each chord change; label None where no chord sounds.
+    chords_json = models.JSONField(default=list, blank=True)
 
     visibility = models.CharField(max_length=16, choices=Visibility.choices, default=Visibility.PRIVATE)
     share_token = models.CharField(max_length=64, unique=True, null=True, blank=True)
@@ -69,7 +76,12 @@ class Composition(models.Model):
         ordering = ["-created_at", "-id"]
 
     def __str__(self) -> str:
-        return f"{self.style} {self.seconds:g}s ({self.get_status_display()})"
+        return f"{self.style} {self.length_label} ({self.get_status_display()})"
+
+    @property
+    def length_label(self) -> str:
+        """The requested length as the user gave it: "30 s" or "200 notes"."""
+        return f"{self.notes} notes" if self.notes is not None else f"{self.seconds or 0:g} s"
 
     @property
     def is_finished(self) -> bool:

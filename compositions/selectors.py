@@ -25,9 +25,41 @@ class CompositionStatus(TypedDict):
     midi_url: str | None
 
 
+class CompositionSettings(TypedDict):
+    """The parameters a composition was requested with (the seed: the one that reproduces it)."""
+
+    style: str
+    seconds: float | None
+    notes: int | None
+    tempo_bpm: float | None
+    time_signature: str
+    key: str
+    mode: str
+    pitch_low: int
+    pitch_high: int
+    temperature: float
+    timing_temperature: float
+    top_k: int
+    top_p: float
+    seed: int | None
+    dynamics: str
+    instrument: int
+    variations: int
+    continues_midi: bool
+
+
+class CompositionDetail(CompositionStatus):
+    """The API's view of one composition: its status, settings and, once done, its harmony."""
+
+    model_name: str
+    duration_seconds: float | None
+    settings: CompositionSettings
+    chords: list[list[float | str | None]]
+
+
 def composition_list_for_user(*, user: AbstractBaseUser) -> QuerySet[Composition]:
     """The user's compositions, newest first."""
-    return Composition.objects.filter(user=user).defer("notes_json")
+    return Composition.objects.filter(user=user).defer("notes_json", "chords_json")
 
 
 def composition_get_for_user(*, user: AbstractBaseUser, public_id: uuid.UUID | str) -> Composition:
@@ -45,15 +77,52 @@ def composition_batch(*, composition: Composition) -> QuerySet[Composition]:
     )
 
 
-def composition_status(*, composition: Composition) -> CompositionStatus:
-    """Where `composition` stands, with download URLs once it is done."""
+def composition_status(*, composition: Composition, for_api: bool = False) -> CompositionStatus:
+    """Where `composition` stands, with download URLs once it is done.
+
+    The API's file URLs accept token authentication; the pages' ones need a browser session.
+    """
     done = composition.status == Composition.Status.DONE
+    mp3_name, midi_name = ("api:composition-mp3", "api:composition-midi") if for_api else (
+        "compositions:mp3", "compositions:midi"
+    )
     return {
         "id": str(composition.public_id),
         "status": composition.status,
         "progress": composition.progress,
         "message": composition.status_message,
         "error": composition.error,
-        "mp3_url": reverse("compositions:mp3", args=[composition.public_id]) if done else None,
-        "midi_url": reverse("compositions:midi", args=[composition.public_id]) if done else None,
+        "mp3_url": reverse(mp3_name, args=[composition.public_id]) if done else None,
+        "midi_url": reverse(midi_name, args=[composition.public_id]) if done else None,
+    }
+
+
+def composition_detail(*, composition: Composition) -> CompositionDetail:
+    """The API's answer for one composition: status, API file URLs, settings and chords."""
+    settings: CompositionSettings = {
+        "style": composition.style,
+        "seconds": composition.seconds,
+        "notes": composition.notes,
+        "tempo_bpm": composition.tempo_bpm,
+        "time_signature": composition.time_signature,
+        "key": composition.key,
+        "mode": composition.mode,
+        "pitch_low": composition.pitch_low,
+        "pitch_high": composition.pitch_high,
+        "temperature": composition.temperature,
+        "timing_temperature": composition.timing_temperature,
+        "top_k": composition.top_k,
+        "top_p": composition.top_p,
+        "seed": composition.seed,
+        "dynamics": composition.dynamics,
+        "instrument": composition.instrument,
+        "variations": composition.variations,
+        "continues_midi": bool(composition.primer_file),
+    }
+    return {
+        **composition_status(composition=composition, for_api=True),
+        "model_name": composition.model_name,
+        "duration_seconds": composition.duration_seconds,
+        "settings": settings,
+        "chords": composition.chords_json,
     }

@@ -14,7 +14,7 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django_q.tasks import async_task
 
-from compositions.engine import REQUEST_FIELDS
+from compositions.engine import stored_params
 from compositions.models import Composition, MusicModel, TrainingDataset
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ def composition_request(
 ) -> list[Composition]:
     """Save one pending composition per variation, sharing a batch, and queue their generation."""
     batch_id = uuid.uuid4()
-    params = {field: getattr(request, field) for field in REQUEST_FIELDS}
+    params = stored_params(request)
     # The worker re-reads the primer from storage; the batch shares one copy.
     primer_name = default_storage.save(f"primers/{batch_id}.mid", ContentFile(primer_midi)) if primer_midi else ""
     compositions = [

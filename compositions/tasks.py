@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from django.core.files import File
 from django.db import transaction
 
 from compositions import engine, training
-from compositions.engine import REQUEST_FIELDS, CompositionFailed
+from compositions.engine import CompositionFailed
 from compositions.models import Composition, MusicModel, TrainingDataset
 
 logger = logging.getLogger(__name__)
@@ -35,6 +36,15 @@ class ProgressWriter:
             Composition.objects.filter(id__in=self.ids).update(
                 progress=percent, status_message=f"Generating {percent}%"
             )
+
+
+def _stage_writer(ids: list[int]) -> Callable[[str], None]:
+    """Stage callback for engine.compose: "Loading the model", then "Generating", on the rows."""
+
+    def stage(message: str) -> None:
+        Composition.objects.filter(id__in=ids).update(status_message=message)
+
+    return stage
 
 
 def _claim_batch(composition_id: int) -> list[Composition]:
@@ -80,7 +90,7 @@ def _generate_rows(rows: list[Composition]) -> None:
     if first.primer_file:
         with engine.failure_reason("The uploaded MIDI file could not be read"), first.primer_file.open("rb") as f:
             primer = engine.primer_from_midi(f.read())
-    params = {field: getattr(first, field) for field in REQUEST_FIELDS}
+    params = engine.params_from_row(first)
     params["variations"] = len(rows)  # after a partial failure, only the missing ones
     try:
         # The model checks the style itself when it loads (compose), with a clearer error.
@@ -88,7 +98,7 @@ def _generate_rows(rows: list[Composition]) -> None:
     except ValueError as exc:
         raise CompositionFailed(f"The request is not valid: {exc}") from exc
 
-    composed = engine.compose(request, progress=ProgressWriter(ids))
+    composed = engine.compose(request, progress=ProgressWriter(ids), stage=_stage_writer(ids))
     if len(composed.pieces) < len(rows):
         raise CompositionFailed("The model wrote fewer variations than asked for")
 
@@ -107,6 +117,7 @@ def _generate_rows(rows: list[Composition]) -> None:
         row.seed = piece.seed  # reproduces this variation on its own
         row.duration_seconds = duration
         row.notes_json = engine.notes_payload(piece.notes)
+        row.chords_json = engine.chord_changes(piece.notes)
         row.primer_end = piece.primer_end if piece.primer_length else None
         row.status = Composition.Status.DONE
         row.progress = 100

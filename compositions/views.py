@@ -8,14 +8,13 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import UserCreationForm
-from django.db.models.fields.files import FieldFile
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from compositions import selectors, services
-from compositions.forms import INSTRUMENT_CHOICES, CompositionForm
-from compositions.models import Composition
+from compositions.downloads import FileKind, composition_file_response
+from compositions.forms import INSTRUMENT_CHOICES, CompositionForm, pitch_label
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -63,6 +62,7 @@ def composition_detail(request: HttpRequest, public_id: uuid.UUID) -> HttpRespon
         "batch": selectors.composition_batch(composition=composition),
         "status": selectors.composition_status(composition=composition),
         "instrument_name": dict(INSTRUMENT_CHOICES).get(composition.instrument, ""),
+        "pitch_range": f"{pitch_label(composition.pitch_low)} to {pitch_label(composition.pitch_high)}",
     }
     return render(request, "compositions/detail.html", context)
 
@@ -85,35 +85,11 @@ def composition_retry(request: HttpRequest, public_id: uuid.UUID) -> HttpRespons
     return redirect("compositions:detail", public_id=composition.public_id)
 
 
-def _file_response(request: HttpRequest, file: FieldFile, *, filename: str, content_type: str) -> FileResponse:
-    if not file:
-        raise Http404("This file is not ready.")
+@login_required
+@require_GET
+def composition_file(request: HttpRequest, public_id: uuid.UUID, kind: FileKind) -> FileResponse:
+    composition = selectors.composition_get_for_user(user=request.user, public_id=public_id)
     # ?download=1 saves the file; without it the browser plays it inline (<audio src>).
-    return FileResponse(
-        file.open("rb"),
-        as_attachment=request.GET.get("download") == "1",
-        filename=filename,
-        content_type=content_type,
-    )
-
-
-def _download_name(composition: Composition, extension: str) -> str:
-    return f"{composition.style}-{composition.public_id.hex[:8]}.{extension}"
-
-
-@login_required
-@require_GET
-def composition_mp3(request: HttpRequest, public_id: uuid.UUID) -> FileResponse:
-    composition = selectors.composition_get_for_user(user=request.user, public_id=public_id)
-    return _file_response(
-        request, composition.mp3_file, filename=_download_name(composition, "mp3"), content_type="audio/mpeg"
-    )
-
-
-@login_required
-@require_GET
-def composition_midi(request: HttpRequest, public_id: uuid.UUID) -> FileResponse:
-    composition = selectors.composition_get_for_user(user=request.user, public_id=public_id)
-    return _file_response(
-        request, composition.midi_file, filename=_download_name(composition, "mid"), content_type="audio/midi"
+    return composition_file_response(
+        composition=composition, kind=kind, as_attachment=request.GET.get("download") == "1"
     )

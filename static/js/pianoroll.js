@@ -1,4 +1,5 @@
-// Draws the piece's notes ([pitch, start_s, duration_s, velocity]) on a <canvas>.
+// Draws the piece's notes ([pitch, start_s, duration_s, velocity]) on a <canvas>, and the
+// chord lane above it ([start_s, label] at each change) on the same time axis.
 // Notes before data-primer-end came from the user's MIDI file and get their own colour.
 (function () {
   "use strict";
@@ -16,6 +17,43 @@
     playhead: "#d33",
   };
   var audio = document.querySelector(".player audio");
+  var pieceEnd = notes.reduce(function (end, n) { return Math.max(end, n[1] + n[2]); }, 0);
+
+  // music21's chord names, shortened to lead-sheet symbols where there is a common one.
+  var SYMBOLS = {
+    "major triad": "", "minor triad": "m", "diminished triad": "dim", "augmented triad": "aug",
+    "dominant seventh chord": "7", "major seventh chord": "maj7", "minor seventh chord": "m7",
+    "half-diminished seventh chord": "m7\u266d5", "diminished seventh chord": "dim7",
+    "incomplete dominant-seventh chord": "7", "minor-augmented tetrachord": "m(maj7)",
+    "major-ninth chord": "maj9", "dominant-ninth": "9", "minor-ninth chord": "m9",
+  };
+
+  function chordSymbol(label) {
+    var space = label.indexOf(" ");
+    var root = label.slice(0, space), name = label.slice(space + 1);
+    return Object.prototype.hasOwnProperty.call(SYMBOLS, name) ? root + SYMBOLS[name] : label;
+  }
+
+  function drawChordLane() {
+    var lane = document.getElementById("chord-lane");
+    var data = document.getElementById("chord-lane-data");
+    if (!lane || !data || pieceEnd <= 0) return;
+    var changes = JSON.parse(data.textContent);
+    var span = Math.max(pieceEnd, 1);  // the piano roll's own time scale
+    changes.forEach(function (change, i) {
+      var label = change[1];
+      if (!label) return;  // no chord sounds here: leave a gap
+      var until = i + 1 < changes.length ? changes[i + 1][0] : pieceEnd;
+      var chord = document.createElement("span");
+      chord.className = "chord";
+      chord.setAttribute("role", "listitem");
+      chord.style.left = (100 * change[0] / span) + "%";
+      chord.style.width = (100 * Math.max(until - change[0], 0) / span) + "%";
+      chord.textContent = chordSymbol(label);
+      chord.title = label + " at " + change[0].toFixed(1) + " s";
+      lane.appendChild(chord);
+    });
+  }
 
   function draw() {
     var ratio = window.devicePixelRatio || 1;
@@ -66,6 +104,7 @@
     }
   }
 
+  drawChordLane();
   draw();
   window.addEventListener("resize", draw);
   if (audio) audio.addEventListener("timeupdate", draw);

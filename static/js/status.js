@@ -10,7 +10,8 @@
 
   function label(data) {
     if (data.status === "pending") return "Queued";
-    if (data.status === "generating") return "Generating " + data.progress + "%";
+    // The worker's own words: "Loading the model" before the first note, then "Generating n%".
+    if (data.status === "generating") return data.message || "Generating " + data.progress + "%";
     if (data.status === "rendering") return "Rendering";
     if (data.status === "failed") return "Failed: " + (data.error || "unknown reason");
     return "Done";

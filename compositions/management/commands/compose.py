@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -17,31 +18,62 @@ def _numbered(path: Path, index: int, count: int) -> Path:
     return path if count == 1 else path.with_name(f"{path.stem}-{index + 1}{path.suffix}")
 
 
+def _pitch(text: str) -> int:
+    """A MIDI note number ("60") or a note name ("C4", "F#3")."""
+    import pretty_midi
+
+    if text.strip().lstrip("-").isdigit():
+        return int(text)
+    try:
+        return int(pretty_midi.note_name_to_number(text.strip()))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a MIDI note number nor a note name like C4") from exc
+
+
 class Command(BaseCommand):
     help = "Compose a piece with the active model and write it as MP3 (and MIDI)."
 
     def add_arguments(self, parser: CommandParser) -> None:
+        # Ranges are GenerationRequest's to check, so the messages match the site and the API.
         parser.add_argument("--style", required=True)
-        parser.add_argument("--seconds", type=float, required=True)
+        parser.add_argument("--seconds", type=float, help="length in seconds, 5 to 600 (default 30)")
+        parser.add_argument("--notes", type=int, help="length in notes, 8 to 4000, instead of --seconds")
         parser.add_argument("--out", type=Path, required=True, help="MP3 file to write")
         parser.add_argument("--midi", type=Path, help="also keep the MIDI file here")
         parser.add_argument("--seed", type=int)
-        parser.add_argument("--tempo", type=float, dest="tempo_bpm", help="beats per minute")
+        parser.add_argument("--tempo", type=float, dest="tempo_bpm", help="beats per minute, 20 to 300")
+        parser.add_argument("--time-signature", dest="time_signature", help="e.g. 4/4, 3/4, 6/8")
         parser.add_argument("--key", help="any, C, C#, Db, ... B")
-        parser.add_argument("--mode", choices=["major", "minor"])
-        parser.add_argument("--temperature", type=float)
-        parser.add_argument("--variations", type=int)
+        parser.add_argument("--mode", help="major, minor, dorian or mixolydian")
+        parser.add_argument("--pitch-low", type=_pitch, dest="pitch_low", help="lowest note: 36 or C2")
+        parser.add_argument("--pitch-high", type=_pitch, dest="pitch_high", help="highest note: 84 or C6")
+        parser.add_argument("--temperature", type=float, help="pitch sampling, above 0, at most 3")
+        parser.add_argument("--timing-temperature", type=float, dest="timing_temperature",
+                            help="rhythm sampling, above 0, at most 3")
+        parser.add_argument("--top-k", type=int, dest="top_k", help="0 (off) to 128")
+        parser.add_argument("--top-p", type=float, dest="top_p", help="above 0, at most 1")
+        parser.add_argument("--dynamics", help="soft, medium, loud, crescendo or diminuendo")
+        parser.add_argument("--instrument", type=int, help="General MIDI program, 0 to 127")
+        parser.add_argument("--variations", type=int, help="1 to 4")
+        parser.add_argument("--continue", type=Path, dest="primer", metavar="FILE.mid",
+                            help="a MIDI file for the piece to continue")
 
     def handle(self, *args: Any, **options: Any) -> None:
         params = {name: options[name] for name in engine.REQUEST_FIELDS if options.get(name) is not None}
         try:
-            request = engine.build_request(params)
+            primer = None
+            if options["primer"] is not None:
+                try:
+                    primer = engine.primer_from_midi(options["primer"].read_bytes())
+                except OSError as exc:
+                    raise CommandError(f"Cannot read {options['primer']}: {exc.strerror}") from exc
+            request = engine.build_request(params, primer=primer)
             with tqdm(total=100, unit="%", desc="Generating") as bar:
 
                 def progress(fraction: float) -> None:
                     bar.update(max(0, round(fraction * 100) - bar.n))
 
-                composed = engine.compose(request, progress=progress)
+                composed = engine.compose(request, progress=progress, stage=bar.set_description)
             for index, piece in enumerate(composed.pieces):
                 mp3_path = _numbered(options["out"], index, len(composed.pieces))
                 with tempfile.TemporaryDirectory(prefix="musicgen-") as tmp:
