@@ -523,14 +523,16 @@ def markdown(report: dict[str, Any]) -> str:
               "Loop rate: share of pieces `ml.mgeval.find_degenerate_loop` flags (a pitch 6 times in a row, a figure "
               "of 2 pitches 4 times or of 3-4 pitches 3 times, 12 notes on one onset, or a step over 8 beats). "
               "Scale consistency: largest share of notes in one major or harmonic-minor scale. Entropy: of the "
-              "pitch-class histogram, in bits.", ""]
+              "pitch-class histogram, in bits. Common chords: of the onsets where three or more pitch classes "
+              "sound, the share that music21 names a triad or a seventh chord (the harmony measure).", ""]
     rows = []
     for style, entry in mg["per_style"].items():
         for name, summary in entry.get("sets", {}).items():
             rows.append([style, name.replace("_", "-"), str(summary["pieces"]), f"{summary['notes_mean']:.0f}",
                          f"{summary['loop_rate']:.1%}", f"{summary['scale_consistency']:.3f}",
-                         f"{summary['pitch_class_entropy']:.2f}"])
-    header = ["style", "set", "pieces", "notes/piece", "loop rate", "scale consistency", "PC entropy"]
+                         f"{summary['pitch_class_entropy']:.2f}", f"{summary.get('common_chord_share', 0):.1%}"])
+    header = ["style", "set", "pieces", "notes/piece", "loop rate", "scale consistency", "PC entropy",
+              "common chords"]
     parts += [_table(header, rows), ""]
     for style, entry in mg["per_style"].items():
         if "model" in entry and "markov" in entry and "skipped" not in entry["model"]:

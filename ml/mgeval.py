@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ml.notes import NoteSequence
+from ml.notes import NoteSequence, chord_labels
 
 # MGEval's twelve note-length classes, in quarter-note beats: whole, half, quarter, eighth,
 # sixteenth; their dotted values; then half, quarter and eighth triplets.
@@ -112,6 +112,8 @@ class PieceFeatures:
     scale_consistency: float  # largest fraction of notes inside one major or harmonic-minor scale
     pitch_class_entropy: float  # bits, of the pitch-class histogram
     loop: str | None  # find_degenerate_loop's reason
+    chord_onsets: int  # onsets where three or more pitch classes sound
+    common_chord_share: float  # of those, the share that are triads or seventh chords
 
     def vector(self, name: str) -> np.ndarray:
         return np.atleast_1d(np.asarray(getattr(self, name), dtype=np.float64)).ravel()
@@ -147,7 +149,24 @@ def piece_features(seq: NoteSequence) -> PieceFeatures:
         scale_consistency=float(np.max(_SCALE_MASKS @ histogram)),
         pitch_class_entropy=float(-np.sum(nonzero * np.log2(nonzero))),
         loop=find_degenerate_loop(pitch, step_beats),
+        **_harmony(seq),
     )
+
+
+# Chord qualities (music21's common names) that tonal harmony is made of; anything else is a
+# cluster or an incomplete sonority.
+COMMON_CHORDS = ("major triad", "minor triad", "diminished triad", "augmented triad", "dominant seventh chord",
+                 "minor seventh chord", "major seventh chord", "half-diminished seventh chord",
+                 "diminished seventh chord", "incomplete dominant-seventh chord")
+
+
+def _harmony(seq: NoteSequence) -> dict[str, float | int]:
+    """How much of what sounds together is a common chord: measured once per onset."""
+    labels = chord_labels(seq)
+    first_of_onset = np.flatnonzero(np.r_[True, seq.step[1:] > 0])
+    named = [labels[i] for i in first_of_onset if labels[i] is not None]
+    common = sum(any(label.endswith(" " + quality) for quality in COMMON_CHORDS) for label in named)
+    return {"chord_onsets": len(named), "common_chord_share": common / len(named) if named else 0.0}
 
 
 def crop(seq: NoteSequence, seconds: float) -> NoteSequence:
@@ -277,6 +296,7 @@ class SetSummary:
     loop_rate: float
     loop_examples: list[str]
     pitch_class_histogram: list[float]
+    common_chord_share: float  # over every chord onset of the set
 
 
 def summarize(features: Sequence[PieceFeatures], lengths: Sequence[int]) -> SetSummary:
@@ -290,4 +310,6 @@ def summarize(features: Sequence[PieceFeatures], lengths: Sequence[int]) -> SetS
         loop_examples=loops[:3],
         pitch_class_histogram=(np.mean([f.pitch_class_histogram for f in features], axis=0).tolist()
                                if features else [0.0] * 12),
+        common_chord_share=(sum(f.common_chord_share * f.chord_onsets for f in features)
+                            / max(1, sum(f.chord_onsets for f in features))),
     )

@@ -76,6 +76,9 @@ def test_pieces_of_the_same_kind_overlap_more_than_pieces_of_another() -> None:
     assert set(same) == set(FEATURES)
     for feature in FEATURES:
         assert same[feature].overlap > 0.6
+        if feature == "note_count":  # both sets have the same number of notes per piece by construction
+            assert same[feature].overlap >= other[feature].overlap
+            continue
         assert same[feature].overlap > other[feature].overlap
         assert same[feature].kl < other[feature].kl
 
@@ -143,3 +146,14 @@ def test_evaluate_writes_report_with_model_and_baselines(tiny_model_path: Path, 
     for plot in report["plots"]:
         assert (tmp_path / plot).stat().st_size > 0
     assert "pitch_class_histograms.png" in report["plots"]
+
+
+def test_harmony_measure_counts_common_chords_once_per_onset() -> None:
+    from ml.mgeval import piece_features
+
+    # C major triad, then a cluster C-C#-D, then a lone note.
+    seq = NoteSequence.from_notes(start=np.array([0, 0, 0, 1, 1, 1, 2.0]), pitch=np.array([60, 64, 67, 60, 61, 62, 65]),
+                                  duration=np.full(7, 1.0), velocity=np.full(7, 80))
+    features = piece_features(seq)
+    assert features.chord_onsets == 2
+    assert features.common_chord_share == 0.5
