@@ -166,8 +166,15 @@ def as_tf_dataset(batches: WindowBatches) -> Any:
     return tf.data.Dataset.from_generator(generate, output_signature=(spec_in, spec_out)).prefetch(4)
 
 
-def primers_from(dataset: NoteDataset, config: ModelConfig, split: str = "validation") -> dict[str, list[dict[str, Any]]]:
-    """Openings of held-out pieces per style, stored inside the model for the default primer."""
+def primers_from(dataset: NoteDataset, config: ModelConfig, split: str = "validation",
+                 seed: int = 0) -> dict[str, list[dict[str, Any]]]:
+    """Openings of held-out pieces per style, stored inside the model for the default primer.
+
+    Openings are drawn at random (not the first pieces in name order, which come from one
+    collection), and only from pieces whose note values are typical of the style: some Essen songs
+    are notated in half and whole notes, and an opening in those keeps a whole piece slow.
+    """
+    rng = np.random.default_rng(seed)
     primers: dict[str, list[dict[str, Any]]] = {}
     for style in config.styles:
         if style not in dataset.styles:
@@ -175,10 +182,13 @@ def primers_from(dataset: NoteDataset, config: ModelConfig, split: str = "valida
         candidates = dataset.indices(split, style)
         if not len(candidates):
             candidates = dataset.indices("train", style)
+        typical = _median_onset_step(dataset, dataset.indices("train", style)) or 0.5
         chosen = []
-        for i in candidates[:PRIMERS_PER_STYLE]:
+        for i in rng.permutation(candidates):
             s = dataset.piece_slice(int(i))
             n = min(config.window, s.stop - s.start)
+            if not 0.5 * typical <= _median_onset_step(dataset, [i], limit=n) <= 2 * typical:
+                continue
             chosen.append({
                 "name": str(dataset.piece_name[i]),
                 "pitch": dataset.pitch[s][:n].tolist(),
@@ -187,8 +197,18 @@ def primers_from(dataset: NoteDataset, config: ModelConfig, split: str = "valida
                 "velocity": dataset.velocity[s][:n].tolist(),
                 "key": int(dataset.piece_key[i]), "mode": "major" if dataset.piece_mode[i] == 0 else "minor",
             })
+            if len(chosen) == PRIMERS_PER_STYLE:
+                break
         primers[style] = chosen
     return primers
+
+
+def _median_onset_step(dataset: NoteDataset, pieces: Any, limit: int | None = None) -> float:
+    """Median beats between onsets (chord notes excluded) over the first `limit` notes of pieces."""
+    steps = [dataset.step_beats[dataset.piece_slice(int(i))][:limit] for i in pieces]
+    values = np.concatenate(steps) if steps else np.zeros(0)
+    values = values[values > 0]
+    return float(np.median(values)) if len(values) else 0.0
 
 
 def style_stats(dataset: NoteDataset) -> dict[str, dict[str, float]]:
@@ -400,6 +420,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=str, help="JSON overrides for the model config")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--init", type=Path, help="start from the weights of a saved model (fine-tuning)")
+    parser.add_argument("--primers-only", action="store_true",
+                        help="no training: copy --init to --out with openings and rates drawn again from the dataset")
     parser.add_argument("--max-minutes", type=float, help="stop after the epoch that passes this budget")
     parser.add_argument("--verbose", type=int, default=1, help="Keras verbosity: 1 progress bar, 2 a line per epoch")
     parser.add_argument("--workers", type=int, default=2)
@@ -420,6 +442,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"Bad --config: {exc}", file=sys.stderr)
             return 2
     print(f"{dataset.pieces} pieces, {len(dataset.pitch)} notes, styles: {', '.join(dataset.styles)}")
+    if args.primers_only:
+        if args.init is None:
+            print("--primers-only needs --init MODEL", file=sys.stderr)
+            return 2
+        model = load_model(args.init)
+        model.extra = {**model.extra, "primers": primers_from(dataset, model.config, seed=args.seed),
+                       "stats": style_stats(dataset)}
+        save_model(model, args.out)
+        print(f"Saved {args.out} with new openings")
+        return 0
     result = train(dataset, config, args.out, epochs=args.epochs, patience=args.patience,
                    steps_per_epoch=args.steps_per_epoch, resume=args.resume, seed=args.seed,
                    max_minutes=args.max_minutes, verbose=args.verbose, init=args.init)
