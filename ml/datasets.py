@@ -507,7 +507,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from tqdm import tqdm
 
-    bar = tqdm(unit="file")
+    bar = tqdm(unit="file", disable=args.source == "corpus")  # the corpus shows a bar per style
 
     def progress(done: int, total: int) -> None:
         bar.total = total
