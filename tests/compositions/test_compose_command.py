@@ -1,13 +1,16 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
 from pydub import AudioSegment
 
-from ml.notes import notes_from_midi
+from ml.notes import notes_from_midi, parse_key, scale_pitch_classes
 from ml.render import RELEASE_TAIL_SECONDS
+from tests.conftest import midi_bytes
 
 
 def test_compose_command_writes_an_mp3_and_a_midi_file(db: None, style: str, tmp_path: Path) -> None:
@@ -27,3 +30,75 @@ def test_compose_command_numbers_variations(db: None, style: str, tmp_path: Path
 def test_compose_command_explains_bad_input(db: None, style: str, tmp_path: Path) -> None:
     with pytest.raises(CommandError, match="between 5 and 600"):
         call_command("compose", "--style", style, "--seconds", "1", "--out", str(tmp_path / "p.mp3"))
+
+
+def test_compose_command_takes_every_control(db: None, style: str, tmp_path: Path) -> None:
+    midi = tmp_path / "piece.mid"
+    call_command(
+        "compose", "--style", style, "--notes", "40", "--tempo", "90", "--time-signature", "3/4",
+        "--key", "D", "--mode", "dorian", "--pitch-low", "C3", "--pitch-high", "72",
+        "--temperature", "0.9", "--timing-temperature", "0.8", "--top-k", "20", "--top-p", "0.9",
+        "--dynamics", "soft", "--instrument", "40", "--seed", "2",
+        "--out", str(tmp_path / "piece.mp3"), "--midi", str(midi),
+    )
+    music = notes_from_midi(midi)
+    assert len(music) == 40
+    assert (music.program, music.time_signature, round(music.tempo_bpm)) == (40, (3, 4), 90)
+    assert 48 <= music.pitch.min() and music.pitch.max() <= 72
+    assert set(int(p) % 12 for p in music.pitch) <= scale_pitch_classes(parse_key("D"), "dorian")
+
+
+def test_compose_command_continues_a_midi_file(db: None, style: str, tmp_path: Path) -> None:
+    primer, midi = tmp_path / "tune.mid", tmp_path / "piece.mid"
+    primer.write_bytes(midi_bytes([60, 62, 64, 65, 67, 69], step=0.25))
+    call_command(
+        "compose", "--style", style, "--seconds", "5", "--continue", str(primer),
+        "--out", str(tmp_path / "piece.mp3"), "--midi", str(midi), "--seed", "1",
+    )
+    assert notes_from_midi(midi).pitch[:6].tolist() == [60, 62, 64, 65, 67, 69]
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--key", "H"], "Unknown key 'H'"),
+        (["--mode", "lydian"], "Unknown mode 'lydian'"),
+        (["--instrument", "128"], "between 0 and 127"),
+        (["--temperature", "0"], "Temperature must be above 0"),
+        (["--top-p", "0"], "Top-p must be above 0 and at most 1"),
+        (["--top-p", "1.5"], "Top-p must be above 0 and at most 1"),
+        (["--variations", "5"], "Variations must be between 1 and 4"),
+        (["--seconds", "20", "--notes", "100"], "either in seconds or in notes, not both"),
+        (["--time-signature", "3:4"], "is not like 4/4"),
+        (["--pitch-low", "60", "--pitch-high", "64"], "at least an octave"),
+        (["--pitch-low", "Q9"], "neither a MIDI note number nor a note name"),
+        (["--continue", "/nonexistent/tune.mid"], "Cannot read /nonexistent/tune.mid"),
+    ],
+    ids=[
+        "key", "mode", "instrument-128", "temperature-0", "top-p-0", "top-p-1.5", "variations-5",
+        "seconds-and-notes", "time-signature", "narrow-range", "pitch-name", "missing-primer",
+    ],
+)
+def test_compose_command_explains_each_bad_control(
+    db: None, style: str, tmp_path: Path, flags: list[str], message: str
+) -> None:
+    with pytest.raises(CommandError, match=re.escape(message)):
+        call_command("compose", "--style", style, *flags, "--out", str(tmp_path / "p.mp3"))
+    assert not list(tmp_path.iterdir())
+
+
+def test_compose_command_explains_an_unreachable_length(db: None, busiest_style: str, tmp_path: Path) -> None:
+    with pytest.raises(CommandError, match="choose a shorter length or a slower tempo"):
+        call_command(
+            "compose", "--style", busiest_style, "--seconds", "600", "--tempo", "300",
+            "--out", str(tmp_path / "p.mp3"),
+        )
+
+
+def test_compose_command_says_when_the_model_file_is_missing(
+    db: None, style: str, settings: Any, tmp_path: Path
+) -> None:
+    settings.MUSIC_MODEL_PATH = tmp_path / "gone.keras"
+    with pytest.raises(CommandError, match="^The music model file is missing") as error:
+        call_command("compose", "--style", style, "--out", str(tmp_path / "p.mp3"))
+    assert "Unknown style" not in str(error.value)

@@ -64,6 +64,60 @@ def test_a_five_second_piece_is_composed_rendered_and_stored(request_piece: Call
     assert piece.primer_end is None
 
 
+def test_the_piece_keeps_its_chord_changes(request_piece: Callable) -> None:
+    [piece] = request_piece(seconds=20)
+
+    assert piece.chords_json, "20 s of the tiny model has chords"
+    assert piece.chords_json == engine.chord_changes(notes_from_midi(Path(piece.midi_file.path)))
+    starts = [start for start, _ in piece.chords_json]
+    assert starts == sorted(starts)
+    labels = [label for _, label in piece.chords_json]
+    assert all(a != b for a, b in zip(labels, labels[1:]))  # a change each time
+
+
+def test_the_row_says_loading_the_model_while_the_model_loads(
+    request_piece: Callable, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[str] = []
+    original = Generator.load
+
+    def spy(self: Generator) -> None:
+        seen.extend(Composition.objects.values_list("status_message", flat=True))
+        original(self)
+
+    monkeypatch.setattr(Generator, "load", spy)
+    [piece] = request_piece()
+    assert seen[0] == "Loading the model"  # generate() calls load() again later, a no-op
+    assert piece.status == Composition.Status.DONE
+
+
+def test_every_control_reaches_the_written_piece(request_piece: Callable) -> None:
+    [piece] = request_piece(
+        seconds=None, notes=30, time_signature="6/8", key="A", mode="minor", pitch_low=57, pitch_high=81,
+        instrument=24, dynamics="loud", top_k=10, top_p=0.9, timing_temperature=0.8,
+    )
+    music = notes_from_midi(Path(piece.midi_file.path))
+    assert (len(music), music.time_signature, music.program) == (30, (6, 8), 24)
+    assert 57 <= music.pitch.min() and music.pitch.max() <= 81
+
+
+def test_a_retry_reproduces_every_stored_control(
+    user: User, composition_factory: Callable, django_capture_on_commit_callbacks: Callable
+) -> None:
+    failed = composition_factory(
+        user, status=Composition.Status.FAILED, seconds=None, notes=24, time_signature="3/4", key="D",
+        mode="dorian", pitch_low=50, pitch_high=74, instrument=40, seed=8,
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        services.composition_retry(composition=failed)
+    failed.refresh_from_db()
+
+    assert failed.status == Composition.Status.DONE
+    music = notes_from_midi(Path(failed.midi_file.path))
+    assert (len(music), music.time_signature, music.program) == (24, (3, 4), 40)
+    assert 50 <= music.pitch.min() and music.pitch.max() <= 74
+
+
 def test_variations_are_written_by_one_generate_call(request_piece: Callable, generate_calls: list[int]) -> None:
     rows = request_piece(variations=2)
 

@@ -117,6 +117,114 @@ def test_bad_input_shows_a_form_error_and_saves_nothing(
     assert not Composition.objects.filter(user=user).exists()
 
 
+def test_compose_form_offers_every_control(user_client: Client) -> None:
+    form = user_client.get("/compositions/new/").context["form"]
+    html = user_client.get("/compositions/new/").content.decode()
+    assert set(form.fields) == {
+        "style", "seconds", "notes", "tempo_bpm", "time_signature", "key", "mode", "pitch_low", "pitch_high",
+        "temperature", "timing_temperature", "top_k", "top_p", "seed", "dynamics", "instrument", "variations",
+        "primer",
+    }
+    assert [value for value, _ in form.fields["mode"].choices] == ["major", "minor", "dorian", "mixolydian"]
+    assert [v for v, _ in form.fields["time_signature"].choices] == [
+        "4/4", "3/4", "2/4", "6/8", "3/8", "2/2", "5/4", "7/8"
+    ]
+    assert '<option value="60">C4 (60)</option>' in html
+    assert '<option value="21" selected>A0 (21)</option>' in html
+
+
+def test_every_control_is_stored_on_the_piece(
+    user_client: Client, user: User, style: str, queued_tasks: list
+) -> None:
+    response = user_client.post(
+        "/compositions/new/",
+        form_data(
+            style, seconds="", notes="64", tempo_bpm="90", time_signature="3/4", key="D", mode="dorian",
+            pitch_low="48", pitch_high="72", temperature="0.9", timing_temperature="1.2", top_k="12",
+            top_p="0.9", seed="5", dynamics="crescendo", instrument="40", variations="3",
+        ),
+    )
+    assert response.status_code == 302
+    rows = Composition.objects.filter(user=user).order_by("variation_index")
+    assert rows.count() == 3
+    stored = rows.values(
+        "seconds", "notes", "tempo_bpm", "time_signature", "key", "mode", "pitch_low", "pitch_high",
+        "temperature", "timing_temperature", "top_k", "top_p", "seed", "dynamics", "instrument", "variations",
+    ).first()
+    assert stored == {
+        "seconds": None, "notes": 64, "tempo_bpm": 90.0, "time_signature": "3/4", "key": "D", "mode": "dorian",
+        "pitch_low": 48, "pitch_high": 72, "temperature": 0.9, "timing_temperature": 1.2, "top_k": 12,
+        "top_p": 0.9, "seed": 5, "dynamics": "crescendo", "instrument": 40, "variations": 3,
+    }
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"key": "H"}, "Select a valid choice"),
+        ({"mode": "lydian"}, "Select a valid choice"),
+        ({"time_signature": "9/4"}, "Select a valid choice"),
+        ({"instrument": "128"}, "Select a valid choice"),
+        ({"pitch_low": "200"}, "Select a valid choice"),
+        ({"pitch_low": "60", "pitch_high": "66"}, "at least an octave"),
+        ({"temperature": "0"}, "Temperature must be above 0 and at most 3."),
+        ({"timing_temperature": "0"}, "Timing temperature must be above 0 and at most 3."),
+        ({"top_k": "500"}, "Top-k must be between 0 (off) and 128."),
+        ({"top_p": "0"}, "Top-p must be above 0 and at most 1."),
+        ({"top_p": "1.5"}, "Top-p must be above 0 and at most 1."),
+        ({"variations": "5"}, "Variations must be between 1 and 4."),
+        ({"notes": "4", "seconds": ""}, "Length must be between 8 and 4000 notes."),
+        ({"notes": "100", "seconds": "20"}, "either in seconds or in notes, not both"),
+        ({"dynamics": "shouty"}, "Select a valid choice"),
+    ],
+    ids=[
+        "unknown-key", "unknown-mode", "time-signature", "instrument-128", "pitch-out-of-range", "narrow-range",
+        "temperature-0", "timing-temperature-0", "top-k", "top-p-0", "top-p-1.5", "variations-5", "few-notes",
+        "seconds-and-notes", "dynamics",
+    ],
+)
+def test_each_bad_control_is_explained_on_the_form(
+    user_client: Client, user: User, style: str, queued_tasks: list, overrides: dict[str, str], message: str
+) -> None:
+    response = user_client.post("/compositions/new/", form_data(style, **overrides))
+    assert response.status_code == 400
+    assert message in " ".join(str(e) for errors in response.context["form"].errors.values() for e in errors)
+    assert not Composition.objects.filter(user=user).exists()
+
+
+def test_a_length_the_model_cannot_reach_is_explained(
+    user_client: Client, user: User, busiest_style: str, queued_tasks: list
+) -> None:
+    response = user_client.post("/compositions/new/", form_data(busiest_style, seconds="600", tempo_bpm="300"))
+    assert response.status_code == 400
+    assert "choose a shorter length or a slower tempo" in response.content.decode()
+    assert not Composition.objects.filter(user=user).exists()
+
+
+def test_a_missing_model_file_is_named_on_the_form(
+    user_client: Client, user: User, style: str, settings: Any, tmp_path: Any, queued_tasks: list
+) -> None:
+    settings.MUSIC_MODEL_PATH = tmp_path / "gone.keras"
+    page = user_client.get("/compositions/new/").content.decode()
+    assert "The music model file is missing" in page
+
+    response = user_client.post("/compositions/new/", form_data(style))
+    html = response.content.decode()
+    assert response.status_code == 400
+    assert "The music model file is missing" in html
+    assert "Unknown style" not in html
+    assert not Composition.objects.filter(user=user).exists()
+
+
+def test_a_midi_file_to_continue_is_kept_with_the_request(
+    user_client: Client, user: User, style: str, queued_tasks: list
+) -> None:
+    upload = ContentFile(midi_bytes([60, 62, 64, 65]), name="tune.mid")
+    response = user_client.post("/compositions/new/", {**form_data(style), "primer": upload})
+    assert response.status_code == 302
+    assert Composition.objects.get(user=user).primer_file.name.endswith(".mid")
+
+
 def test_a_file_that_is_not_midi_is_rejected(user_client: Client, style: str, queued_tasks: list) -> None:
     upload = ContentFile(b"not a midi file", name="song.mid")
     response = user_client.post("/compositions/new/", {**form_data(style), "primer": upload})
@@ -155,6 +263,29 @@ def test_detail_of_a_finished_piece_has_a_player_and_downloads(
     assert f'<audio controls preload="metadata" src="/compositions/{done_composition.public_id}/audio.mp3"' in html
     assert "Download MIDI" in html
     assert 'id="piano-roll-notes"' in html
+
+
+def test_detail_shows_every_setting_and_the_chord_lane(
+    user_client: Client, user: User, composition_factory: Callable
+) -> None:
+    piece = composition_factory(
+        user, status=Composition.Status.DONE, seconds=None, notes=64, time_signature="6/8", key="G",
+        mode="mixolydian", pitch_low=48, pitch_high=72, instrument=40, dynamics="soft",
+        notes_json=[[60, 0.0, 1.0, 80], [64, 0.0, 1.0, 80], [67, 0.0, 1.0, 80]],
+        chords_json=[[0.0, "C major triad"], [1.0, None]],
+    )
+    html = user_client.get(f"/compositions/{piece.public_id}/").content.decode()
+    for text in ("64 notes", "6/8", "G mixolydian", "C3 (48) to C5 (72)", "Violin", "soft"):
+        assert text in html
+    assert 'id="chord-lane"' in html
+    assert '[[0.0, "C major triad"], [1.0, null]]' in html
+
+
+def test_a_piece_still_loading_the_model_says_so(
+    user_client: Client, user: User, composition_factory: Callable
+) -> None:
+    piece = composition_factory(user, status=Composition.Status.GENERATING, status_message="Loading the model")
+    assert "Loading the model" in user_client.get(f"/compositions/{piece.public_id}/").content.decode()
 
 
 def test_detail_of_a_failed_piece_shows_the_reason_and_a_retry_button(
