@@ -30,3 +30,29 @@ def test_a_new_user_signs_up_composes_a_piece_and_hears_an_mp3(page: Any, live_s
     assert response.headers["content-type"] == "audio/mpeg"
     assert response.body()[:3] in (b"ID3", b"\xff\xfb", b"\xff\xf3")
     assert page.locator("#piano-roll").is_visible()
+
+
+def test_the_chord_lane_names_the_chords_above_the_piano_roll(
+    page: Any, live_server: Any, user_factory: Any, composition_factory: Any
+) -> None:
+    user = user_factory("harmonist")
+    piece = composition_factory(
+        user, status="done", progress=100,
+        notes_json=[[48, 0.0, 1.0, 80], [64, 0.0, 1.0, 80], [67, 0.0, 1.0, 80], [43, 1.0, 1.0, 80],
+                    [59, 1.0, 1.0, 80], [65, 1.0, 1.0, 80], [72, 2.0, 2.0, 80]],
+        chords_json=[[0.0, "C major triad"], [1.0, "G dominant seventh chord"], [2.0, None]],
+    )
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.fill("#id_username", "harmonist")
+    page.fill("#id_password", PASSWORD)
+    page.click("main button[type=submit]")
+    page.wait_for_url("**/compositions/")
+
+    page.goto(f"{live_server.url}/compositions/{piece.public_id}/")
+    chords = page.locator("#chord-lane .chord")
+    assert chords.all_inner_texts() == ["C", "G7"]
+    assert chords.nth(1).get_attribute("title") == "G dominant seventh chord at 1.0 s"
+    lane, roll = page.locator("#chord-lane").bounding_box(), page.locator("#piano-roll").bounding_box()
+    assert lane["y"] + lane["height"] <= roll["y"] + 1  # above the roll, on the same time axis
+    second = chords.nth(1).bounding_box()
+    assert second["x"] - roll["x"] == pytest.approx(roll["width"] / 4, abs=3)  # 1 s of a 4 s piece
