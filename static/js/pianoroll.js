@@ -24,14 +24,23 @@
     "major triad": "", "minor triad": "m", "diminished triad": "dim", "augmented triad": "aug",
     "dominant seventh chord": "7", "major seventh chord": "maj7", "minor seventh chord": "m7",
     "half-diminished seventh chord": "m7\u266d5", "diminished seventh chord": "dim7",
-    "incomplete dominant-seventh chord": "7", "minor-augmented tetrachord": "m(maj7)",
+    "minor-augmented tetrachord": "m(maj7)",
     "major-ninth chord": "maj9", "dominant-ninth": "9", "minor-ninth chord": "m9",
   };
 
+  // Lead-sheet symbol for a music21 name; null for sets with no common symbol (quartal, clusters).
   function chordSymbol(label) {
     var space = label.indexOf(" ");
     var root = label.slice(0, space), name = label.slice(space + 1);
-    return Object.prototype.hasOwnProperty.call(SYMBOLS, name) ? root + SYMBOLS[name] : label;
+    return Object.prototype.hasOwnProperty.call(SYMBOLS, name) ? root + SYMBOLS[name] : null;
+  }
+
+  // A label that does not fit its span is hidden (the span keeps its tooltip), not cut to "E…".
+  function fitLabels(lane) {
+    Array.prototype.forEach.call(lane.children, function (chord) {
+      chord.classList.remove("narrow");
+      if (chord.scrollWidth > chord.clientWidth + 1) chord.classList.add("narrow");
+    });
   }
 
   function drawChordLane() {
@@ -45,14 +54,18 @@
       if (!label) return;  // no chord sounds here: leave a gap
       var until = i + 1 < changes.length ? changes[i + 1][0] : pieceEnd;
       var chord = document.createElement("span");
-      chord.className = "chord";
+      var symbol = chordSymbol(label);
+      chord.className = symbol === null ? "chord other" : "chord";
       chord.setAttribute("role", "listitem");
       chord.style.left = (100 * change[0] / span) + "%";
       chord.style.width = (100 * Math.max(until - change[0], 0) / span) + "%";
-      chord.textContent = chordSymbol(label);
+      // Other sets show only their root, faded: they are mostly passing sonorities.
+      chord.textContent = symbol === null ? label.slice(0, label.indexOf(" ")) : symbol;
       chord.title = label + " at " + change[0].toFixed(1) + " s";
       lane.appendChild(chord);
     });
+    fitLabels(lane);
+    window.addEventListener("resize", function () { fitLabels(lane); });
   }
 
   function draw() {
