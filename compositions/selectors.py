@@ -10,6 +10,7 @@ from django.db.models import QuerySet
 from django.http import Http404
 from django.urls import reverse
 
+from compositions.engine import CompositionParams
 from compositions.models import Composition
 
 
@@ -25,26 +26,9 @@ class CompositionStatus(TypedDict):
     midi_url: str | None
 
 
-class CompositionSettings(TypedDict):
+class CompositionSettings(CompositionParams):
     """The parameters a composition was requested with (the seed: the one that reproduces it)."""
 
-    style: str
-    seconds: float | None
-    notes: int | None
-    tempo_bpm: float | None
-    time_signature: str
-    key: str
-    mode: str
-    pitch_low: int
-    pitch_high: int
-    temperature: float
-    timing_temperature: float
-    top_k: int
-    top_p: float
-    seed: int | None
-    dynamics: str
-    instrument: int
-    variations: int
     continues_midi: bool
 
 
