@@ -78,6 +78,8 @@ class Composition(models.Model):
     def __str__(self) -> str:
         return f"{self.style} {self.length_label} ({self.get_status_display()})"
 
+    ACTIVE_STATUSES = ("generating", "rendering")
+
     @property
     def length_label(self) -> str:
         """The requested length as the user gave it: "30 s" or "200 notes"."""

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta
 from typing import TypedDict
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
 from django.http import Http404
 from django.urls import reverse
+from django.utils import timezone
 
 from compositions.engine import CompositionParams
 from compositions.models import Composition
@@ -110,3 +113,16 @@ def composition_detail(*, composition: Composition) -> CompositionDetail:
         "settings": settings,
         "chords": composition.chords_json,
     }
+
+
+def stalled_before() -> datetime:
+    """Rows still generating or rendering that were last touched before this were abandoned.
+
+    A task cannot run longer than Q_TIMEOUT (django-q2 kills it), and a running task touches its
+    rows at least at every stage, so silence for that long means its worker died.
+    """
+    return timezone.now() - timedelta(seconds=settings.Q_TIMEOUT)
+
+
+def composition_is_stalled(*, composition: Composition) -> bool:
+    return composition.status in Composition.ACTIVE_STATUSES and composition.updated_at < stalled_before()

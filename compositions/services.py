@@ -12,9 +12,12 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
 from django_q.tasks import async_task
 
 from compositions.engine import stored_params
+from compositions import selectors
 from compositions.models import Composition, MusicModel, TrainingDataset
 
 if TYPE_CHECKING:
@@ -54,11 +57,13 @@ def composition_request(
 
 @transaction.atomic
 def composition_retry(*, composition: Composition) -> Composition:
-    """Queue a failed composition (and its failed batch mates) again."""
-    if composition.status != Composition.Status.FAILED:
-        raise ValueError("Only a failed composition can be tried again.")
-    Composition.objects.filter(batch_id=composition.batch_id, status=Composition.Status.FAILED).update(
-        status=Composition.Status.PENDING, progress=0, status_message="Queued", error="", error_detail=""
+    """Queue a failed or stalled composition (and its failed or stalled batch mates) again."""
+    stalled = Q(status__in=Composition.ACTIVE_STATUSES, updated_at__lt=selectors.stalled_before())
+    if not (composition.status == Composition.Status.FAILED or selectors.composition_is_stalled(composition=composition)):
+        raise ValueError("Only a failed or stalled composition can be tried again.")
+    Composition.objects.filter(Q(status=Composition.Status.FAILED) | stalled, batch_id=composition.batch_id).update(
+        status=Composition.Status.PENDING, progress=0, status_message="Queued", error="", error_detail="",
+        updated_at=timezone.now(),
     )
     composition.refresh_from_db()
     _queue_after_commit("compositions.tasks.composition_generate", composition.id)

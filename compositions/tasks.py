@@ -9,8 +9,10 @@ from pathlib import Path
 
 from django.core.files import File
 from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
 
-from compositions import engine, training
+from compositions import engine, selectors, training
 from compositions.engine import CompositionFailed
 from compositions.models import Composition, MusicModel, TrainingDataset
 
@@ -34,7 +36,7 @@ class ProgressWriter:
         if percent >= self.written + PROGRESS_STEP:
             self.written = percent
             Composition.objects.filter(id__in=self.ids).update(
-                progress=percent, status_message=f"Generating {percent}%"
+                progress=percent, status_message=f"Generating {percent}%", updated_at=timezone.now()
             )
 
 
@@ -42,7 +44,7 @@ def _stage_writer(ids: list[int]) -> Callable[[str], None]:
     """Stage callback for engine.compose: "Loading the model", then "Generating", on the rows."""
 
     def stage(message: str) -> None:
-        Composition.objects.filter(id__in=ids).update(status_message=message)
+        Composition.objects.filter(id__in=ids).update(status_message=message, updated_at=timezone.now())
 
     return stage
 
@@ -53,13 +55,15 @@ def _claim_batch(composition_id: int) -> list[Composition]:
         first = Composition.objects.select_for_update().filter(id=composition_id).first()
         if first is None:
             return []
+        # Pending rows, and rows a dead worker left half-done (django-q2 delivers the task again).
+        abandoned = Q(status__in=Composition.ACTIVE_STATUSES, updated_at__lt=selectors.stalled_before())
         rows = list(
             Composition.objects.select_for_update()
-            .filter(batch_id=first.batch_id, status=Composition.Status.PENDING)
+            .filter(Q(status=Composition.Status.PENDING) | abandoned, batch_id=first.batch_id)
             .order_by("variation_index")
         )
         Composition.objects.filter(id__in=[row.id for row in rows]).update(
-            status=Composition.Status.GENERATING, progress=0, status_message="Generating"
+            status=Composition.Status.GENERATING, progress=0, status_message="Generating", updated_at=timezone.now()
         )
     return rows
 
@@ -103,7 +107,8 @@ def _generate_rows(rows: list[Composition]) -> None:
         raise CompositionFailed("The model wrote fewer variations than asked for")
 
     Composition.objects.filter(id__in=ids).update(
-        status=Composition.Status.RENDERING, progress=GENERATION_SHARE, status_message="Rendering"
+        status=Composition.Status.RENDERING, progress=GENERATION_SHARE, status_message="Rendering",
+        updated_at=timezone.now(),
     )
     for row, piece in zip(rows, composed.pieces):
         with tempfile.TemporaryDirectory(prefix="musicgen-") as tmp:
@@ -127,7 +132,8 @@ def _generate_rows(rows: list[Composition]) -> None:
 
 def _fail(ids: list[int], reason: str, detail: str) -> None:
     Composition.objects.filter(id__in=ids).exclude(status=Composition.Status.DONE).update(
-        status=Composition.Status.FAILED, status_message="Failed", error=reason[:300], error_detail=detail
+        status=Composition.Status.FAILED, status_message="Failed", error=reason[:300], error_detail=detail,
+        updated_at=timezone.now(),
     )
 
 

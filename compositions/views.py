@@ -61,6 +61,7 @@ def composition_detail(request: HttpRequest, public_id: uuid.UUID) -> HttpRespon
         "composition": composition,
         "batch": selectors.composition_batch(composition=composition),
         "status": selectors.composition_status(composition=composition),
+        "stalled": selectors.composition_is_stalled(composition=composition),
         "instrument_name": dict(INSTRUMENT_CHOICES).get(composition.instrument, ""),
         "pitch_range": f"{pitch_label(composition.pitch_low)} to {pitch_label(composition.pitch_high)}",
     }
