@@ -306,3 +306,18 @@ def chord_changes(notes: NoteSequence) -> list[list[float | str | None]]:
             changes.append([round(float(start), 3), label])
             current = label
     return changes
+
+
+def warm_up(**_: object) -> None:
+    """Load and compile the active model in a freshly spawned worker (django-q2's post_spawn).
+
+    This runs after the fork, in the worker process that will use the model, before it takes its
+    first task; a missing or broken model is only logged here, and the task reports it properly.
+    """
+    # In sync mode django-q2 runs its worker loop inside the caller for every task: no worker to warm.
+    if not settings.Q_WARMUP or settings.Q_SYNC:
+        return
+    try:
+        get_generator().warm_up()
+    except Exception:  # the worker must start whatever the model's state
+        logger.warning("Could not warm up the music model", exc_info=True)

@@ -160,6 +160,12 @@ class Generator:
                 self._model = load_model(self.model_path)
                 self._config, self._extra = self._model.config, self._model.extra
 
+    def warm_up(self) -> None:
+        """Load the weights and compile the one-variation step, so that the first request is fast."""
+        self.load()
+        if 1 not in self._steps:
+            self.generate(GenerationRequest(style=self.styles[0], notes=8, seed=0))
+
     # -- requests ---------------------------------------------------------------------------------
     def validate(self, request: GenerationRequest) -> None:
         """Check what only the model knows: the style, and whether the length is reachable."""

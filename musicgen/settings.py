@@ -151,12 +151,16 @@ REDIS_URL = envstr("REDIS_URL", "")
 Q_SYNC = envbool("Q_SYNC", "false")
 # A 10-minute piece on a CPU takes a few minutes; django-q2 needs retry > timeout.
 Q_TIMEOUT = envint("Q_TIMEOUT", "1200")
+# Load and compile the model in every worker as it starts, so that no user waits for it.
+Q_WARMUP = envbool("Q_WARMUP", "true")
 Q_CLUSTER: dict[str, object] = {
     "name": "musicgen",
     "workers": envint("Q_WORKERS", "2"),
     "timeout": Q_TIMEOUT,
     "retry": Q_TIMEOUT + 300,
-    "max_attempts": 1,
+    # A second delivery, `retry` seconds later, finishes pieces whose worker died mid-job (the
+    # task claims rows left generating for longer than Q_TIMEOUT). Our task never raises.
+    "max_attempts": 2,
     "catch_up": False,
     "sync": Q_SYNC,
     "label": "Background tasks",
