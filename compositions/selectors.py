@@ -8,7 +8,7 @@ from typing import TypedDict
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import Http404
 from django.urls import reverse
 from django.utils import timezone
@@ -122,6 +122,11 @@ def stalled_before() -> datetime:
     rows at least at every stage, so silence for that long means its worker died.
     """
     return timezone.now() - timedelta(seconds=settings.Q_TIMEOUT)
+
+
+def stalled_filter() -> Q:
+    """Rows that a dead worker left half-done."""
+    return Q(status__in=Composition.ACTIVE_STATUSES, updated_at__lt=stalled_before())
 
 
 def composition_is_stalled(*, composition: Composition) -> bool:

@@ -58,10 +58,10 @@ def composition_request(
 @transaction.atomic
 def composition_retry(*, composition: Composition) -> Composition:
     """Queue a failed or stalled composition (and its failed or stalled batch mates) again."""
-    stalled = Q(status__in=Composition.ACTIVE_STATUSES, updated_at__lt=selectors.stalled_before())
     if not (composition.status == Composition.Status.FAILED or selectors.composition_is_stalled(composition=composition)):
         raise ValueError("Only a failed or stalled composition can be tried again.")
-    Composition.objects.filter(Q(status=Composition.Status.FAILED) | stalled, batch_id=composition.batch_id).update(
+    again = Q(status=Composition.Status.FAILED) | selectors.stalled_filter()
+    Composition.objects.filter(again, batch_id=composition.batch_id).update(
         status=Composition.Status.PENDING, progress=0, status_message="Queued", error="", error_detail="",
         updated_at=timezone.now(),
     )

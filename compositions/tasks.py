@@ -56,10 +56,9 @@ def _claim_batch(composition_id: int) -> list[Composition]:
         if first is None:
             return []
         # Pending rows, and rows a dead worker left half-done (django-q2 delivers the task again).
-        abandoned = Q(status__in=Composition.ACTIVE_STATUSES, updated_at__lt=selectors.stalled_before())
         rows = list(
             Composition.objects.select_for_update()
-            .filter(Q(status=Composition.Status.PENDING) | abandoned, batch_id=first.batch_id)
+            .filter(Q(status=Composition.Status.PENDING) | selectors.stalled_filter(), batch_id=first.batch_id)
             .order_by("variation_index")
         )
         Composition.objects.filter(id__in=[row.id for row in rows]).update(
