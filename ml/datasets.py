@@ -467,6 +467,28 @@ def load_corpus_cached(cache_dir: Path, *, styles: Iterable[str] | None = None,
     return (parts[0] if len(parts) == 1 else NoteDataset.merge(parts)), reports
 
 
+def corpus_dataset(cache_dir: Path, styles: list[str] | None, max_pieces_per_style: int | None,
+                   workers: int = 2) -> NoteDataset:
+    """The corpus dataset, parsed once with a progress bar per style and cached."""
+    from tqdm import tqdm
+
+    bars: dict[str, tqdm] = {}
+
+    def progress(style: str, done: int, total: int) -> None:
+        if style not in bars:
+            bars[style] = tqdm(desc=f"parsing {style}", total=total, unit="piece")
+        bars[style].n = done
+        bars[style].refresh()
+
+    dataset, reports = load_corpus_cached(cache_dir, styles=styles, max_pieces_per_style=max_pieces_per_style,
+                                          workers=workers, progress=progress)
+    for bar in bars.values():
+        bar.close()
+    for style, report in reports.items():
+        print(f"{style}: " + (report.summary() if report else "cached"))
+    return dataset
+
+
 def cached(path: Path, build: Callable[[], tuple[NoteDataset, ImportReport]]
            ) -> tuple[NoteDataset, ImportReport | None]:
     """Load a dataset cache, or build and save it. The report is None on a cache hit."""
@@ -516,8 +538,6 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.source == "corpus":
-            from ml.train import corpus_dataset
-
             dataset = corpus_dataset(args.cache_dir, args.styles, args.max_pieces_per_style, args.workers)
             report = None
         elif args.source == "maestro":

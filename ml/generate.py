@@ -319,12 +319,10 @@ class _Batch:
         for v in range(self.size):
             mask = np.ones(len(self.grid), dtype=bool)
             mask[self.max_step_class:] = False
-            if self.first and self.primers[v].output is None:
-                mask[0] = False  # an empty context cannot be inside a chord
             if len(self.chord[v]) >= MAX_CHORD_NOTES or (self.chord[v] and max(self.chord[v]) >= self.request.pitch_high):
                 mask[0] = False
-            if self.first and not self.pitches[v]:
-                mask[0] = False  # the continuation starts on a new onset
+            if self.first:
+                mask[0] = False  # the continuation starts on a new onset, never inside the primer's chord
             chosen[v] = _sample(logits[v], mask, self.request.timing_temperature, 0, 1.0, rngs[v])
         return chosen
 

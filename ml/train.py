@@ -22,7 +22,7 @@ import keras
 import numpy as np
 
 from ml.config import PAD_PITCH, ModelConfig
-from ml.datasets import CORPUS_STYLES, NoteDataset, load_corpus_cached
+from ml.datasets import CORPUS_STYLES, NoteDataset, corpus_dataset
 from ml.model import build_model, compile_model, load_model, save_model
 
 PRIMERS_PER_STYLE = 12
@@ -382,27 +382,6 @@ def train_tiny_model(out_dir: Path, epochs: int = 2) -> Path:
 def default_config(styles: list[str]) -> ModelConfig:
     tempos = tuple(CORPUS_STYLES[s][2] if s in CORPUS_STYLES else 100.0 for s in styles)
     return ModelConfig(styles=tuple(styles), default_tempos=tempos)
-
-
-def corpus_dataset(cache_dir: Path, styles: list[str] | None, max_pieces_per_style: int | None,
-                   workers: int = 2) -> NoteDataset:
-    """The corpus dataset, parsed once with a progress bar per style and cached."""
-    from tqdm import tqdm
-
-    bars: dict[str, tqdm] = {}
-
-    def progress(style: str, done: int, total: int) -> None:
-        bar = bars.setdefault(style, tqdm(desc=f"parsing {style}", total=total, unit="piece"))
-        bar.n = done
-        bar.refresh()
-
-    dataset, reports = load_corpus_cached(cache_dir, styles=styles, max_pieces_per_style=max_pieces_per_style,
-                                          workers=workers, progress=progress)
-    for bar in bars.values():
-        bar.close()
-    for style, report in reports.items():
-        print(f"{style}: " + (report.summary() if report else "cached"))
-    return dataset
 
 
 def main(argv: list[str] | None = None) -> int:
