@@ -30,8 +30,8 @@ run: install migrate
 	@ADDRESS=$(ADDRESS) .ci/serve $(PY)
 
 install: system venv
-	@# One line about what rendering still lacks (e.g. apt failed without sudo).
-	@$(PY) -c "from ml.render import check_tools; p = check_tools(None); print('Warning: audio rendering will fail: ' + '; '.join(p)) if p else None"
+	@# One line about what rendering still lacks (e.g. apt failed without sudo), SOUNDFONT_PATH included.
+	@$(PY) -c "import os; from ml.render import check_tools; p = check_tools(os.environ.get('SOUNDFONT_PATH') or None); print('Warning: audio rendering will fail: ' + '; '.join(p)) if p else None"
 
 # Installing system packages needs root or sudo; without them `run` goes on and
 # `install` reports what is missing.
@@ -50,6 +50,7 @@ $(VENV_STAMP): requirements.txt
 
 migrate: venv
 	$(PY) manage.py migrate --noinput
+	$(PY) manage.py createcachetable
 
 check: venv
 	$(PY) manage.py check

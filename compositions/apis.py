@@ -25,6 +25,11 @@ from compositions.downloads import FileKind, composition_file_response
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's handler, plus domain errors: bad input is the client's fault (400), no model is ours (503)."""
+    if isinstance(exc, services.QuotaExceeded):
+        return Response(
+            {"detail": exc.message}, status=status.HTTP_429_TOO_MANY_REQUESTS,
+            headers={"Retry-After": str(exc.retry_after)},
+        )
     if isinstance(exc, DjangoValidationError):
         return Response({"detail": exc.messages}, status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, ValueError):

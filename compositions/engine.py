@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import re
+import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,6 +27,7 @@ from compositions.models import Composition, MusicModel
 
 if TYPE_CHECKING:
     from ml.generate import GeneratedPiece, GenerationRequest, Generator
+    from ml.midi_check import MidiLimits
     from ml.notes import NoteSequence
     from ml.render import Renderer
 
@@ -72,8 +75,6 @@ class CompositionParams(TypedDict, total=False):
     dynamics: str
     instrument: int
     variations: int
-
-MAX_PRIMER_BYTES = 2 * 1024 * 1024
 
 
 class CompositionFailed(Exception):
@@ -145,6 +146,23 @@ def get_renderer() -> Renderer:
 
         _renderers[path] = Renderer(path)
     return _renderers[path]
+
+
+_TOOLS_CHECKED_FOR = 60.0  # seconds a tools check is trusted, so pages do not probe per request
+_tools_checked: tuple[float, str, list[str]] = (0.0, "", [])
+
+
+def rendering_problems() -> list[str]:
+    """What this machine lacks to render audio (FluidSynth, ffmpeg, the SoundFont), one line each."""
+    global _tools_checked
+    from ml.render import check_tools
+
+    checked_at, soundfont, problems = _tools_checked
+    now = time.monotonic()
+    if now - checked_at > _TOOLS_CHECKED_FOR or soundfont != settings.SOUNDFONT_PATH:
+        problems = check_tools(settings.SOUNDFONT_PATH or None)
+        _tools_checked = (now, settings.SOUNDFONT_PATH, problems)
+    return problems
 
 
 def model_styles() -> list[str]:
@@ -221,18 +239,30 @@ def params_from_row(composition: Composition) -> CompositionParams:
     return {field: getattr(composition, field) for field in REQUEST_FIELDS}  # type: ignore[return-value]
 
 
-def primer_from_midi(data: bytes) -> NoteSequence:
-    """Parse an uploaded MIDI file to continue; ml.notes.MidiError (a ValueError) when it has no notes."""
-    from ml.notes import notes_from_midi
+def midi_limits() -> MidiLimits:
+    """The caps an uploaded MIDI file is checked against (PRIMER_MAX_BYTES and ml's defaults)."""
+    from ml.midi_check import MidiLimits
 
-    return notes_from_midi(data)
+    return MidiLimits(max_bytes=settings.PRIMER_MAX_BYTES)
+
+
+def primer_from_midi(data: bytes) -> NoteSequence:
+    """Check and parse an untrusted MIDI file in a sandbox; ml.notes.MidiError (a ValueError) says why not."""
+    from ml.midi_check import parse_midi_isolated
+
+    notes, _ = parse_midi_isolated(data, midi_limits())
+    return notes
 
 
 def primer_from_upload(upload: UploadedFile) -> tuple[bytes, NoteSequence]:
-    """The bytes and notes of an uploaded MIDI file to continue; ValueError says what is wrong."""
-    if upload.size is not None and upload.size > MAX_PRIMER_BYTES:
-        raise ValueError("The MIDI file is larger than 2 MB.")
-    data = upload.read()
+    """The bytes and notes of an uploaded MIDI file to continue; ValueError says what is wrong.
+
+    The size is checked before the file is read, and the file is parsed away from this process.
+    """
+    limit = settings.PRIMER_MAX_BYTES
+    if upload.size is None or upload.size > limit:
+        raise ValueError(f"The MIDI file is larger than {limit / (1024 * 1024):g} MB.")
+    data = upload.read(limit + 1)
     return data, primer_from_midi(data)
 
 
@@ -270,11 +300,19 @@ def compose(
     return Composed(model_name=generator.name, pieces=pieces)
 
 
+AUDIO_FORMATS = (".mp3", ".wav")
+
+
 def render(notes: NoteSequence, *, midi_path: Path, mp3_path: Path) -> float:
-    """Write `notes` as MIDI and MP3; return the measured length of the audio in seconds."""
+    """Write `notes` as MIDI and audio; return the measured length of the audio in seconds.
+
+    The audio is MP3, or WAV when `mp3_path` ends in .wav (the compose command's choice).
+    """
     from ml.notes import notes_to_midi, write_midi
     from ml.render import encode_mp3
 
+    if mp3_path.suffix.lower() not in AUDIO_FORMATS:
+        raise ValueError(f"Audio files are written as {' or '.join(AUDIO_FORMATS)}, not {mp3_path.suffix or 'no suffix'}.")
     renderer = get_renderer()
     with failure_reason("The MIDI file could not be written"):
         write_midi(notes, midi_path)
@@ -282,8 +320,11 @@ def render(notes: NoteSequence, *, midi_path: Path, mp3_path: Path) -> float:
         wav_path = Path(tmp) / "piece.wav"
         with failure_reason("Audio rendering failed"):
             seconds = renderer.render_wav(notes_to_midi(notes), wav_path)
-        with failure_reason("MP3 encoding failed"):
-            encode_mp3(wav_path, mp3_path)
+        if mp3_path.suffix.lower() == ".wav":
+            shutil.move(wav_path, mp3_path)
+        else:
+            with failure_reason("MP3 encoding failed"):
+                encode_mp3(wav_path, mp3_path)
     return float(seconds)
 
 
@@ -309,13 +350,22 @@ def chord_changes(notes: NoteSequence) -> list[list[float | str | None]]:
 
 
 def warm_up(**_: object) -> None:
-    """Load and compile the active model in a freshly spawned worker (django-q2's post_spawn).
+    """Prepare a freshly spawned worker (django-q2's post_spawn): reconcile, then load the model.
 
     This runs after the fork, in the worker process that will use the model, before it takes its
-    first task; a missing or broken model is only logged here, and the task reports it properly.
+    first task. Reconciling here means that pieces a crashed cluster left behind are queued again
+    as soon as a worker is back. A missing or broken model is only logged; the task reports it.
     """
     # In sync mode django-q2 runs its worker loop inside the caller for every task: no worker to warm.
-    if not settings.Q_WARMUP or settings.Q_SYNC:
+    if settings.Q_SYNC:
+        return
+    from compositions.services import composition_reconcile
+
+    try:
+        composition_reconcile()
+    except DatabaseError:  # the schedule runs it again within a minute
+        logger.warning("Could not reconcile compositions at worker start", exc_info=True)
+    if not settings.Q_WARMUP:
         return
     try:
         get_generator().warm_up()

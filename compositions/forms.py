@@ -6,6 +6,7 @@ from typing import Any
 
 import pretty_midi
 from django import forms
+from django.conf import settings
 
 from compositions import engine
 from ml.notes import MODES
@@ -86,7 +87,7 @@ class CompositionForm(forms.Form):
     primer = forms.FileField(
         required=False,
         label="Continue a MIDI file",
-        help_text="Optional, up to 2 MB: the piece continues from its end.",
+        help_text="Optional: the piece continues from its end.",
         widget=forms.ClearableFileInput(attrs={"accept": ".mid,.midi,audio/midi"}),
     )
 
@@ -102,7 +103,12 @@ class CompositionForm(forms.Form):
             styles = engine.model_styles()
         except engine.CompositionFailed as exc:
             styles, self.model_problem = [], exc.reason
+        tools = engine.rendering_problems()
+        if tools and not self.model_problem:
+            self.model_problem = tools[0]
         self.fields["style"].choices = [(style, style.replace("_", " ").title()) for style in styles]
+        limit_mb = settings.PRIMER_MAX_BYTES / (1024 * 1024)
+        self.fields["primer"].help_text = f"Optional, up to {limit_mb:g} MB: the piece continues from its end."
         self.generation_request = None
         self.primer_midi: bytes | None = None
         self.primer_notes = None

@@ -17,6 +17,7 @@ class Composition(models.Model):
         RENDERING = "rendering", "Rendering"
         DONE = "done", "Done"
         FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
 
     class Visibility(models.TextChoices):
         PRIVATE = "private", "Private"
@@ -34,6 +35,12 @@ class Composition(models.Model):
     status_message = models.CharField(max_length=200, blank=True)
     error = models.CharField(max_length=300, blank=True)  # shown to the user
     error_detail = models.TextField(blank=True)  # for the admin: the underlying exception
+    # The task run that holds the row while it is generating or rendering. Every write of a run
+    # is guarded by it, so a run that was given up for dead can never overwrite its successor.
+    claim = models.UUIDField(null=True, blank=True, editable=False)
+    attempts = models.PositiveSmallIntegerField(default=0)  # runs that claimed the row
+    queue_count = models.PositiveSmallIntegerField(default=0)  # times a task was queued for it
+    queued_at = models.DateTimeField(null=True, blank=True)
 
     # The request, as validated by ml.generate.GenerationRequest.
     style = models.CharField(max_length=64)
@@ -79,15 +86,12 @@ class Composition(models.Model):
         return f"{self.style} {self.length_label} ({self.get_status_display()})"
 
     ACTIVE_STATUSES = ("generating", "rendering")
+    UNFINISHED_STATUSES = ("pending", "generating", "rendering")
 
     @property
     def length_label(self) -> str:
         """The requested length as the user gave it: "30 s" or "200 notes"."""
         return f"{self.notes} notes" if self.notes is not None else f"{self.seconds or 0:g} s"
-
-    @property
-    def is_finished(self) -> bool:
-        return self.status in (self.Status.DONE, self.Status.FAILED)
 
 
 class MusicModel(models.Model):

@@ -118,10 +118,10 @@ def composition_detail(*, composition: Composition) -> CompositionDetail:
 def stalled_before() -> datetime:
     """Rows still generating or rendering that were last touched before this were abandoned.
 
-    A task cannot run longer than Q_TIMEOUT (django-q2 kills it), and a running task touches its
-    rows at least at every stage, so silence for that long means its worker died.
+    A running task touches its rows every Q_HEARTBEAT_SECONDS (a thread beside the work), so
+    silence for Q_STALL_SECONDS means its worker died.
     """
-    return timezone.now() - timedelta(seconds=settings.Q_TIMEOUT)
+    return timezone.now() - timedelta(seconds=settings.Q_STALL_SECONDS)
 
 
 def stalled_filter() -> Q:
@@ -131,3 +131,30 @@ def stalled_filter() -> Q:
 
 def composition_is_stalled(*, composition: Composition) -> bool:
     return composition.status in Composition.ACTIVE_STATUSES and composition.updated_at < stalled_before()
+
+
+def queued_composition_ids() -> set[int]:
+    """Ids that the generation tasks still waiting in the broker (or, with the ORM broker, running) were given.
+
+    Redis hands a task out by removing it from its list, so there a running task is not seen;
+    it has claimed its rows by then, which is what the reconciler looks at first.
+    """
+    from django_q.brokers import get_broker
+    from django_q.signing import SignedPackage
+
+    broker = get_broker()
+    if settings.Q_CLUSTER.get("orm"):
+        from django_q.models import OrmQ
+
+        payloads = list(OrmQ.objects.filter(key=broker.list_key).values_list("payload", flat=True))
+    else:
+        payloads = broker.connection.lrange(broker.list_key, 0, -1)
+    ids: set[int] = set()
+    for payload in payloads:
+        try:
+            task = SignedPackage.loads(payload)
+        except Exception:  # a foreign or corrupt entry is not ours to judge
+            continue
+        if str(task.get("func")) == "compositions.tasks.composition_generate" and task.get("args"):
+            ids.add(int(task["args"][0]))
+    return ids

@@ -1,40 +1,109 @@
-"""Writes: every change to compositions and training data goes through here."""
+"""Writes: every change to compositions and training data goes through here.
+
+The generation task's own writes (claim, progress, finish, fail) are services too. Each one is a
+short transaction guarded by the status and by the run's claim token, so a row never moves
+backwards, a second delivery of a task changes nothing, and a run that was given up for dead
+cannot overwrite the run that replaced it.
+"""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from compositions.engine import stored_params
 from compositions import selectors
+from compositions.engine import stored_params
 from compositions.models import Composition, MusicModel, TrainingDataset
 
 if TYPE_CHECKING:
     from ml.generate import GenerationRequest
 
+logger = logging.getLogger(__name__)
 
-def _queue_after_commit(func: str, *args: object) -> None:
+GENERATE_TASK = "compositions.tasks.composition_generate"
+
+
+class QuotaExceeded(Exception):
+    """The user has asked for more than their quota allows; `retry_after` is in seconds."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+
+class NotAllowed(ValueError):
+    """The action does not apply to the piece in its current state (shown to the user as is)."""
+
+
+def _queue_after_commit(func: str, *args: object, **options: Any) -> None:
     """Queue `func(*args)` once the current transaction commits, so the worker sees the rows."""
     # Q_SYNC is read per call (not only from Q_CLUSTER) so tests can flip it with `settings`.
-    transaction.on_commit(lambda: async_task(func, *args, sync=settings.Q_SYNC))
+    transaction.on_commit(lambda: async_task(func, *args, sync=settings.Q_SYNC, **options))
+
+
+def _queue_batch(composition_id: int, batch_id: uuid.UUID) -> None:
+    """Record that a task is on its way for the batch's pending rows, and queue it after commit."""
+    Composition.objects.filter(batch_id=batch_id, status=Composition.Status.PENDING).update(
+        queued_at=timezone.now(), queue_count=F("queue_count") + 1
+    )
+    _queue_after_commit(GENERATE_TASK, composition_id)
+
+
+def _check_quota(user: AbstractBaseUser, wanted: int) -> None:
+    """Refuse `wanted` new pieces when they would pass the user's quotas.
+
+    The caller holds the write lock that serialises requests (the user's row on PostgreSQL,
+    the database on SQLite), so two requests cannot both pass on the last free slot.
+    """
+    now = timezone.now()
+    mine = Composition.objects.filter(user=user)
+    active = mine.filter(status__in=Composition.UNFINISHED_STATUSES).count()
+    if active + wanted > settings.QUOTA_ACTIVE_PIECES:
+        raise QuotaExceeded(
+            f"You already have {active} pieces queued or being written; the limit is "
+            f"{settings.QUOTA_ACTIVE_PIECES} at once. Wait for one to finish.",
+            retry_after=30,
+        )
+    since = now - timedelta(days=1)
+    recent = list(mine.filter(created_at__gte=since).order_by("created_at").values_list("created_at", flat=True))
+    if len(recent) + wanted > settings.QUOTA_PIECES_PER_DAY:
+        # The slot frees when the oldest piece of the last 24 hours leaves the window.
+        frees_at = recent[len(recent) + wanted - settings.QUOTA_PIECES_PER_DAY - 1] + timedelta(days=1)
+        raise QuotaExceeded(
+            f"You have composed {len(recent)} pieces in the last 24 hours; the limit is "
+            f"{settings.QUOTA_PIECES_PER_DAY}.",
+            retry_after=max(1, int((frees_at - now).total_seconds()) + 1),
+        )
 
 
 @transaction.atomic
 def composition_request(
     *, user: AbstractBaseUser, request: GenerationRequest, primer_midi: bytes | None = None
 ) -> list[Composition]:
-    """Save one pending composition per variation, sharing a batch, and queue their generation."""
+    """Save one pending composition per variation, sharing a batch, and queue their generation.
+
+    Raises:
+        QuotaExceeded: the user is over a quota; nothing is saved.
+    """
+    # Lock the user's row so that concurrent requests of one user are counted one after another.
+    get_user_model().objects.select_for_update().filter(pk=user.pk).first()
+    _check_quota(user, request.variations)
     batch_id = uuid.uuid4()
     params = stored_params(request)
     # The worker re-reads the primer from storage; the batch shares one copy.
@@ -51,23 +120,204 @@ def composition_request(
         for index in range(request.variations)
     ]
     # One task writes the whole batch: all variations come from a single generate() call.
-    _queue_after_commit("compositions.tasks.composition_generate", compositions[0].id)
+    _queue_batch(compositions[0].id, batch_id)
     return compositions
 
 
 @transaction.atomic
 def composition_retry(*, composition: Composition) -> Composition:
-    """Queue a failed or stalled composition (and its failed or stalled batch mates) again."""
-    if not (composition.status == Composition.Status.FAILED or selectors.composition_is_stalled(composition=composition)):
-        raise ValueError("Only a failed or stalled composition can be tried again.")
-    again = Q(status=Composition.Status.FAILED) | selectors.stalled_filter()
+    """Queue a failed, cancelled or stalled composition (and its failed or stalled batch mates) again."""
+    composition.refresh_from_db()
+    retryable = (Composition.Status.FAILED, Composition.Status.CANCELLED)
+    if not (composition.status in retryable or selectors.composition_is_stalled(composition=composition)):
+        raise NotAllowed("Only a failed, cancelled or stalled composition can be tried again.")
+    _check_quota(composition.user, 1)
+    again = Q(status=Composition.Status.FAILED) | selectors.stalled_filter() | Q(id=composition.id)
     Composition.objects.filter(again, batch_id=composition.batch_id).update(
         status=Composition.Status.PENDING, progress=0, status_message="Queued", error="", error_detail="",
-        updated_at=timezone.now(),
+        claim=None, attempts=0, queue_count=0, updated_at=timezone.now(),
+    )
+    _queue_batch(composition.id, composition.batch_id)
+    composition.refresh_from_db()
+    return composition
+
+
+@transaction.atomic
+def composition_cancel(*, composition: Composition) -> Composition:
+    """Stop a piece that is queued or being written; the worker drops it at its next progress write."""
+    updated = Composition.objects.filter(id=composition.id, status__in=Composition.UNFINISHED_STATUSES).update(
+        status=Composition.Status.CANCELLED, status_message="Cancelled", claim=None, updated_at=timezone.now()
     )
     composition.refresh_from_db()
-    _queue_after_commit("compositions.tasks.composition_generate", composition.id)
+    if not updated:
+        raise NotAllowed("Only a piece that is queued or being written can be cancelled.")
     return composition
+
+
+def composition_delete(*, composition: Composition) -> None:
+    """Delete a piece and its files. A run still writing it finds the row gone and cleans up after itself."""
+    with transaction.atomic():
+        files = [composition.midi_file.name, composition.mp3_file.name]
+        primer = composition.primer_file.name
+        composition.delete()
+        # The batch shares one primer: it goes with the last piece that continues it.
+        if primer and not Composition.objects.filter(primer_file=primer).exists():
+            files.append(primer)
+    for name in files:
+        if name:
+            default_storage.delete(name)
+
+
+# -- the generation task's writes ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The rows one run of the task holds, and the token that proves it."""
+
+    token: uuid.UUID
+    ids: list[int]
+
+    def rows(self) -> Any:
+        return Composition.objects.filter(id__in=self.ids, claim=self.token)
+
+
+def composition_claim(*, composition_id: int) -> Claim | None:
+    """Take the batch of `composition_id` for this run: its pending rows and those a dead run left.
+
+    Returns None when nothing is left to do (already done, cancelled, deleted, or taken by a live
+    run). Rows that have been started Q_MAX_ATTEMPTS times already are failed instead.
+    """
+    token = uuid.uuid4()
+    now = timezone.now()
+    with transaction.atomic():
+        first = Composition.objects.select_for_update().filter(id=composition_id).first()
+        if first is None:
+            return None
+        takeable = Composition.objects.select_for_update().filter(
+            Q(status=Composition.Status.PENDING) | selectors.stalled_filter(), batch_id=first.batch_id
+        )
+        worn_out = takeable.filter(attempts__gte=settings.Q_MAX_ATTEMPTS)
+        worn_out.update(
+            status=Composition.Status.FAILED, status_message="Failed", claim=None, updated_at=now,
+            error="The worker stopped while writing this piece, again and again. Try a shorter piece.",
+            error_detail=f"Claimed {settings.Q_MAX_ATTEMPTS} times without finishing.",
+        )
+        ids = list(takeable.order_by("variation_index").values_list("id", flat=True))
+        Composition.objects.filter(id__in=ids).update(
+            status=Composition.Status.GENERATING, progress=0, status_message="Starting", claim=token,
+            attempts=F("attempts") + 1, updated_at=now,
+        )
+    return Claim(token=token, ids=ids) if ids else None
+
+
+def composition_progress(*, claim: Claim, percent: int | None = None, message: str | None = None) -> int:
+    """Record progress or a stage on the rows `claim` still holds; returns how many it still holds.
+
+    With no percent and no message it only shows that the run is alive (the heartbeat).
+    """
+    fields: dict[str, Any] = {"updated_at": timezone.now()}
+    if percent is not None:
+        fields["progress"] = percent
+    if message is not None:
+        fields["status_message"] = message
+    return claim.rows().filter(status__in=Composition.ACTIVE_STATUSES).update(**fields)
+
+
+def composition_rendering(*, claim: Claim, percent: int) -> int:
+    """Move the held rows from generating to rendering; returns how many it still holds."""
+    return claim.rows().filter(status=Composition.Status.GENERATING).update(
+        status=Composition.Status.RENDERING, progress=percent, status_message="Rendering", updated_at=timezone.now()
+    )
+
+
+@dataclass
+class FinishedPiece:
+    """What a run stores for one finished row."""
+
+    composition_id: int
+    midi_name: str
+    mp3_name: str
+    fields: dict[str, Any]
+
+
+def composition_finish(*, claim: Claim, piece: FinishedPiece) -> bool:
+    """Mark one held row done with its stored files; False (and the files removed) if it was lost.
+
+    The files are saved before this is called, outside any transaction; when the row was
+    cancelled, deleted or handed to another run meanwhile, they belong to nobody and go.
+    """
+    updated = claim.rows().filter(id=piece.composition_id, status=Composition.Status.RENDERING).update(
+        status=Composition.Status.DONE, progress=100, status_message="Done", claim=None,
+        midi_file=piece.midi_name, mp3_file=piece.mp3_name, updated_at=timezone.now(), **piece.fields,
+    )
+    if not updated:
+        for name in (piece.midi_name, piece.mp3_name):
+            default_storage.delete(name)
+    return bool(updated)
+
+
+def composition_fail(*, claim: Claim, reason: str, detail: str) -> int:
+    """Fail the rows `claim` still holds, with a reason shown to the user and a detail for the admin."""
+    return claim.rows().filter(status__in=Composition.ACTIVE_STATUSES).update(
+        status=Composition.Status.FAILED, status_message="Failed", claim=None, error=reason[:300],
+        error_detail=detail, updated_at=timezone.now(),
+    )
+
+
+def composition_reconcile() -> dict[str, int]:
+    """Give every unfinished piece a task that will run it, or fail it with a reason.
+
+    Runs on the cluster's schedule and when a worker starts. Two kinds of row are found:
+    rows a dead worker left generating or rendering (silent for Q_STALL_SECONDS), and pending
+    rows whose task left the queue without claiming them (lost by the broker, or failed before
+    it could claim). Both are queued again; the task's claim makes a duplicate harmless.
+    """
+    now = timezone.now()
+    counts = {"stalled": 0, "orphaned": 0, "failed": 0}
+    with transaction.atomic():
+        stalled = list(Composition.objects.filter(selectors.stalled_filter()).values_list("id", "batch_id"))
+        Composition.objects.filter(id__in=[row_id for row_id, _ in stalled]).filter(selectors.stalled_filter()).update(
+            status=Composition.Status.PENDING, claim=None, status_message="Queued again: its worker stopped",
+            updated_at=now,
+        )
+        counts["stalled"] = len(stalled)
+
+    waiting = selectors.queued_composition_ids()
+    orphan_before = now - timedelta(seconds=settings.Q_ORPHAN_SECONDS)
+    lost = Composition.objects.filter(status=Composition.Status.PENDING).filter(
+        Q(queued_at__lt=orphan_before) | Q(queued_at__isnull=True, created_at__lt=orphan_before)
+    )
+    # A dead run's own queue entry may come back only after the broker's `retry`: queue anew now.
+    batches: dict[uuid.UUID, bool] = {batch_id: True for _, batch_id in stalled}
+    for batch_id in lost.values_list("batch_id", flat=True):
+        batches.setdefault(batch_id, False)
+    with transaction.atomic():
+        # Two queue entries per attempt are plenty: past that, something refuses to run it.
+        hopeless = Composition.objects.filter(
+            batch_id__in=batches, status=Composition.Status.PENDING, queue_count__gte=2 * settings.Q_MAX_ATTEMPTS
+        )
+        counts["failed"] = hopeless.update(
+            status=Composition.Status.FAILED, status_message="Failed", updated_at=now,
+            error="The workers could not start this piece. Try again in a little while.",
+            error_detail=f"Queued {2 * settings.Q_MAX_ATTEMPTS} times without a worker claiming it.",
+        )
+        for batch_id, was_stalled in batches.items():
+            ids = set(
+                Composition.objects.filter(batch_id=batch_id, status=Composition.Status.PENDING).values_list(
+                    "id", flat=True
+                )
+            )
+            if not ids or (not was_stalled and ids & waiting):
+                continue  # finished meanwhile, or its task is still in the queue
+            counts["orphaned"] += 0 if was_stalled else len(ids)
+            _queue_batch(min(ids), batch_id)
+    if any(counts.values()):
+        logger.warning("Reconciled compositions: %s", counts)
+    return counts
+
+
+# -- training and models ---------------------------------------------------------------------------
 
 
 @transaction.atomic
@@ -77,7 +327,8 @@ def training_request(*, datasets: Sequence[TrainingDataset], out_path: Path) -> 
         raise ValueError("Choose at least one data set to train on.")
     ids = [dataset.id for dataset in datasets]
     TrainingDataset.objects.filter(id__in=ids).update(status=TrainingDataset.Status.QUEUED)
-    _queue_after_commit("compositions.tasks.model_train", ids, str(out_path))
+    # Training has its own time limit, far longer than a piece's.
+    _queue_after_commit("compositions.tasks.model_train", ids, str(out_path), timeout=settings.TRAINING_TIMEOUT)
 
 
 @transaction.atomic

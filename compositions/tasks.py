@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Callable
+import threading
+import time
 from pathlib import Path
 
+from django.conf import settings
 from django.core.files import File
-from django.db import transaction
-from django.db.models import Q
-from django.utils import timezone
+from django.core.files.storage import default_storage
+from django.db import DatabaseError, connection
 
-from compositions import engine, selectors, training
+from compositions import engine, services, training
 from compositions.engine import CompositionFailed
-from compositions.models import Composition, MusicModel, TrainingDataset
+from compositions.models import MusicModel, TrainingDataset
 
 logger = logging.getLogger(__name__)
 
@@ -24,75 +25,107 @@ GENERATION_SHARE = 90
 PROGRESS_STEP = 5
 
 
-class ProgressWriter:
-    """Progress callback for ml.generate that writes throttled percentages to the rows."""
+class Cancelled(Exception):
+    """Every row of the run was cancelled, deleted or taken over: stop working on them."""
 
-    def __init__(self, ids: list[int]) -> None:
-        self.ids = ids
+
+class ProgressWriter:
+    """Progress callback for ml.generate that writes throttled percentages to the held rows."""
+
+    def __init__(self, claim: services.Claim) -> None:
+        self.claim = claim
         self.written = 0
 
     def __call__(self, fraction: float) -> None:
         percent = int(max(0.0, min(1.0, fraction)) * GENERATION_SHARE)
         if percent >= self.written + PROGRESS_STEP:
             self.written = percent
-            Composition.objects.filter(id__in=self.ids).update(
-                progress=percent, status_message=f"Generating {percent}%", updated_at=timezone.now()
-            )
+            if not services.composition_progress(claim=self.claim, percent=percent, message=f"Generating {percent}%"):
+                raise Cancelled
+
+    def stage(self, message: str) -> None:
+        """Stage callback for engine.compose: "Loading the model", then "Generating"."""
+        if not services.composition_progress(claim=self.claim, message=message):
+            raise Cancelled
 
 
-def _stage_writer(ids: list[int]) -> Callable[[str], None]:
-    """Stage callback for engine.compose: "Loading the model", then "Generating", on the rows."""
+class Heartbeat:
+    """Touches the held rows every Q_HEARTBEAT_SECONDS from a thread, while the run works.
 
-    def stage(message: str) -> None:
-        Composition.objects.filter(id__in=ids).update(status_message=message, updated_at=timezone.now())
+    Loading the model or rendering a long piece can be silent for a while; the beat is what tells
+    the reconciler that this worker is alive, so that it does not hand the rows to another one.
+    """
 
-    return stage
+    def __init__(self, claim: services.Claim) -> None:
+        self.claim = claim
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
 
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
 
-def _claim_batch(composition_id: int) -> list[Composition]:
-    """Mark the pending rows of the batch generating and return them; [] when nothing is left to do."""
-    with transaction.atomic():
-        first = Composition.objects.select_for_update().filter(id=composition_id).first()
-        if first is None:
-            return []
-        # Pending rows, and rows a dead worker left half-done (django-q2 delivers the task again).
-        rows = list(
-            Composition.objects.select_for_update()
-            .filter(Q(status=Composition.Status.PENDING) | selectors.stalled_filter(), batch_id=first.batch_id)
-            .order_by("variation_index")
-        )
-        Composition.objects.filter(id__in=[row.id for row in rows]).update(
-            status=Composition.Status.GENERATING, progress=0, status_message="Generating", updated_at=timezone.now()
-        )
-    return rows
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.wait(settings.Q_HEARTBEAT_SECONDS):
+                try:
+                    services.composition_progress(claim=self.claim)
+                except DatabaseError:  # a busy database: the next beat tries again
+                    logger.warning("Heartbeat for %s missed", self.claim.ids, exc_info=True)
+        finally:
+            connection.close()  # this thread's own connection
 
 
 def composition_generate(composition_id: int) -> None:
     """Write the batch of `composition_id`: generate, render MIDI and MP3, store the files.
 
-    Idempotent: rows already done (or taken by another run) are left alone. Every failure
-    ends as a failed row with a readable reason; the worker process carries on.
+    Idempotent: rows already done, cancelled or held by a live run are left alone. Every
+    failure of the work ends as a failed row with a readable reason, and the worker carries on.
+    A failure to claim (the database is unreachable) raises, so that django-q2 delivers the task
+    again; the reconciler covers what is left.
     """
-    rows = _claim_batch(composition_id)
-    if not rows:
+    claim = services.composition_claim(composition_id=composition_id)
+    if claim is None:
+        logger.info("Composition %s: nothing left to do", composition_id)
         return
-    ids = [row.id for row in rows]
+    started = time.monotonic()
+    logger.info("Composition batch %s started (rows %s)", composition_id, claim.ids)
     try:
-        _generate_rows(rows)
+        with Heartbeat(claim):
+            _generate_rows(claim)
+    except Cancelled:
+        logger.info("Composition batch %s stopped: cancelled or deleted", composition_id)
+        return
     except CompositionFailed as exc:
-        _fail(ids, exc.reason, exc.detail)
+        services.composition_fail(claim=claim, reason=exc.reason, detail=exc.detail)
+        logger.warning("Composition batch %s failed: %s (%s)", composition_id, exc.reason, exc.detail)
+        return
     except Exception as exc:  # the worker must survive anything ml/ throws
-        logger.exception("Composition batch %s failed", rows[0].batch_id)
-        _fail(ids, "Something went wrong while composing", f"{type(exc).__name__}: {exc}")
+        logger.exception("Composition batch %s failed", composition_id)
+        services.composition_fail(
+            claim=claim, reason="Something went wrong while composing", detail=f"{type(exc).__name__}: {exc}"
+        )
+        return
+    logger.info("Composition batch %s finished in %.1f s", composition_id, time.monotonic() - started)
 
 
-def _generate_rows(rows: list[Composition]) -> None:
+def _generate_rows(claim: services.Claim) -> None:
+    rows = list(claim.rows().order_by("variation_index"))
+    if not rows:
+        raise Cancelled
     first = rows[0]
-    ids = [row.id for row in rows]
     primer = None
     if first.primer_file:
-        with engine.failure_reason("The uploaded MIDI file could not be read"), first.primer_file.open("rb") as f:
-            primer = engine.primer_from_midi(f.read())
+        with first.primer_file.open("rb") as f:
+            data = f.read()
+        try:
+            primer = engine.primer_from_midi(data)
+        except ValueError as exc:  # MidiError: checked at upload, so only a changed file gets here
+            raise CompositionFailed(f"The uploaded MIDI file could not be read: {exc}") from exc
     params = engine.params_from_row(first)
     params["variations"] = len(rows)  # after a partial failure, only the missing ones
     try:
@@ -101,39 +134,43 @@ def _generate_rows(rows: list[Composition]) -> None:
     except ValueError as exc:
         raise CompositionFailed(f"The request is not valid: {exc}") from exc
 
-    composed = engine.compose(request, progress=ProgressWriter(ids), stage=_stage_writer(ids))
+    progress = ProgressWriter(claim)
+    composed = engine.compose(request, progress=progress, stage=progress.stage)
     if len(composed.pieces) < len(rows):
         raise CompositionFailed("The model wrote fewer variations than asked for")
 
-    Composition.objects.filter(id__in=ids).update(
-        status=Composition.Status.RENDERING, progress=GENERATION_SHARE, status_message="Rendering",
-        updated_at=timezone.now(),
-    )
+    if not services.composition_rendering(claim=claim, percent=GENERATION_SHARE):
+        raise Cancelled
     for row, piece in zip(rows, composed.pieces):
         with tempfile.TemporaryDirectory(prefix="musicgen-") as tmp:
             midi_path = Path(tmp) / f"{row.public_id}.mid"
             mp3_path = Path(tmp) / f"{row.public_id}.mp3"
             duration = engine.render(piece.notes, midi_path=midi_path, mp3_path=mp3_path)
+            # Saved outside any transaction: a write lock is never held while files are copied.
             with midi_path.open("rb") as midi, mp3_path.open("rb") as mp3:
-                row.midi_file.save(midi_path.name, File(midi), save=False)
-                row.mp3_file.save(mp3_path.name, File(mp3), save=False)
-        row.model_name = composed.model_name
-        row.seed = piece.seed  # reproduces this variation on its own
-        row.duration_seconds = duration
-        row.notes_json = engine.notes_payload(piece.notes)
-        row.chords_json = engine.chord_changes(piece.notes)
-        row.primer_end = piece.primer_end if piece.primer_length else None
-        row.status = Composition.Status.DONE
-        row.progress = 100
-        row.status_message = "Done"
-        row.save()
+                midi_name = default_storage.save(f"midi/{midi_path.name}", File(midi))
+                mp3_name = default_storage.save(f"mp3/{mp3_path.name}", File(mp3))
+        services.composition_finish(
+            claim=claim,
+            piece=services.FinishedPiece(
+                composition_id=row.id,
+                midi_name=midi_name,
+                mp3_name=mp3_name,
+                fields={
+                    "model_name": composed.model_name,
+                    "seed": piece.seed,  # reproduces this variation on its own
+                    "duration_seconds": duration,
+                    "notes_json": engine.notes_payload(piece.notes),
+                    "chords_json": engine.chord_changes(piece.notes),
+                    "primer_end": piece.primer_end if piece.primer_length else None,
+                },
+            ),
+        )
 
 
-def _fail(ids: list[int], reason: str, detail: str) -> None:
-    Composition.objects.filter(id__in=ids).exclude(status=Composition.Status.DONE).update(
-        status=Composition.Status.FAILED, status_message="Failed", error=reason[:300], error_detail=detail,
-        updated_at=timezone.now(),
-    )
+def composition_reconcile() -> dict[str, int]:
+    """Scheduled every minute: re-queue or fail pieces whose task is gone (see services)."""
+    return services.composition_reconcile()
 
 
 def model_train(dataset_ids: list[int], out_path: str) -> None:

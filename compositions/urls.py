@@ -14,6 +14,8 @@ urlpatterns = [
     path("<uuid:public_id>/", views.composition_detail, name="detail"),
     path("<uuid:public_id>/status.json", views.composition_status, name="status"),
     path("<uuid:public_id>/retry/", views.composition_retry, name="retry"),
+    path("<uuid:public_id>/cancel/", views.composition_cancel, name="cancel"),
+    path("<uuid:public_id>/delete/", views.composition_delete, name="delete"),
     path("<uuid:public_id>/audio.mp3", views.composition_file, {"kind": "mp3"}, name="mp3"),
     path("<uuid:public_id>/score.mid", views.composition_file, {"kind": "midi"}, name="midi"),
 ]

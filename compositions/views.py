@@ -44,12 +44,18 @@ def composition_list(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def composition_new(request: HttpRequest) -> HttpResponse:
     form = CompositionForm(request.POST or None, request.FILES or None)
-    if request.method == "POST" and form.is_valid():
-        compositions = services.composition_request(
-            user=request.user, request=form.generation_request, primer_midi=form.primer_midi
-        )
-        return redirect("compositions:detail", public_id=compositions[0].public_id)
     status = 400 if request.method == "POST" else 200
+    if request.method == "POST" and form.is_valid():
+        try:
+            compositions = services.composition_request(
+                user=request.user, request=form.generation_request, primer_midi=form.primer_midi
+            )
+        except services.QuotaExceeded as exc:
+            form.add_error(None, exc.message)
+            response = render(request, "compositions/new.html", {"form": form}, status=429)
+            response["Retry-After"] = str(exc.retry_after)
+            return response
+        return redirect("compositions:detail", public_id=compositions[0].public_id)
     return render(request, "compositions/new.html", {"form": form}, status=status)
 
 
@@ -81,9 +87,29 @@ def composition_retry(request: HttpRequest, public_id: uuid.UUID) -> HttpRespons
     composition = selectors.composition_get_for_user(user=request.user, public_id=public_id)
     try:
         services.composition_retry(composition=composition)
-    except ValueError as exc:
+    except (services.NotAllowed, services.QuotaExceeded) as exc:
         messages.error(request, str(exc))
     return redirect("compositions:detail", public_id=composition.public_id)
+
+
+@login_required
+@require_POST
+def composition_cancel(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+    composition = selectors.composition_get_for_user(user=request.user, public_id=public_id)
+    try:
+        services.composition_cancel(composition=composition)
+    except services.NotAllowed as exc:
+        messages.error(request, str(exc))
+    return redirect("compositions:detail", public_id=composition.public_id)
+
+
+@login_required
+@require_POST
+def composition_delete(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+    composition = selectors.composition_get_for_user(user=request.user, public_id=public_id)
+    services.composition_delete(composition=composition)
+    messages.success(request, "The piece and its files were deleted.")
+    return redirect("compositions:list")
 
 
 @login_required

@@ -105,6 +105,16 @@ DATABASES = {
         conn_max_age=envint("DB_CONN_MAX_AGE", "0"),
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The web server and each worker process write to one file. WAL lets readers go on while one
+    # writer commits; BEGIN IMMEDIATE takes the write lock when a transaction starts, so two
+    # writers queue on the busy timeout instead of deadlocking on a read lock that cannot be
+    # upgraded (which SQLite answers at once with "database is locked", ignoring the timeout).
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": envint("SQLITE_BUSY_TIMEOUT", "30"),
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -149,18 +159,32 @@ MUSIC_MODEL_PATH = Path(envstr("MUSIC_MODEL_PATH", str(BASE_DIR / "ml" / "pretra
 # tests can switch it with the `settings` fixture.
 REDIS_URL = envstr("REDIS_URL", "")
 Q_SYNC = envbool("Q_SYNC", "false")
-# A 10-minute piece on a CPU takes a few minutes; django-q2 needs retry > timeout.
+# The longest a generation task may run before django-q2 kills its worker (a 10-minute piece
+# on a CPU takes a few minutes).
 Q_TIMEOUT = envint("Q_TIMEOUT", "1200")
+# Training runs as its own task with its own, longer limit.
+TRAINING_TIMEOUT = envint("TRAINING_TIMEOUT", "14400")
+# A running task touches its rows at least this often; rows silent for Q_STALL_SECONDS belong
+# to a worker that died, and the reconciler gives them to another one.
+Q_HEARTBEAT_SECONDS = envint("Q_HEARTBEAT_SECONDS", "10")
+Q_STALL_SECONDS = envint("Q_STALL_SECONDS", "90")
+# A pending row whose task has left the queue for this long without claiming it is queued again.
+Q_ORPHAN_SECONDS = envint("Q_ORPHAN_SECONDS", "120")
+# How many times a piece is started (or queued again) before it is failed for good.
+Q_MAX_ATTEMPTS = envint("Q_MAX_ATTEMPTS", "3")
 # Load and compile the model in every worker as it starts, so that no user waits for it.
 Q_WARMUP = envbool("Q_WARMUP", "true")
+if Q_HEARTBEAT_SECONDS * 3 > Q_STALL_SECONDS:
+    raise ValueError("Q_STALL_SECONDS must be at least three heartbeats (Q_HEARTBEAT_SECONDS)")
 Q_CLUSTER: dict[str, object] = {
     "name": "musicgen",
     "workers": envint("Q_WORKERS", "2"),
     "timeout": Q_TIMEOUT,
-    "retry": Q_TIMEOUT + 300,
-    # A second delivery, `retry` seconds later, finishes pieces whose worker died mid-job (the
-    # task claims rows left generating for longer than Q_TIMEOUT). Our task never raises.
-    "max_attempts": 2,
+    # The ORM broker hands a task out again when it has not been acknowledged `retry` seconds
+    # after delivery: that must come after the longest job of either kind has been killed.
+    "retry": max(Q_TIMEOUT, TRAINING_TIMEOUT) + 300,
+    # A task that raised (it could not claim its rows) is delivered again, up to this often.
+    "max_attempts": Q_MAX_ATTEMPTS,
     "catch_up": False,
     "sync": Q_SYNC,
     "label": "Background tasks",
@@ -169,6 +193,25 @@ if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
 else:
     Q_CLUSTER["orm"] = "default"
+
+# Per-user limits, enforced in the database when a piece is requested.
+QUOTA_ACTIVE_PIECES = envint("QUOTA_ACTIVE_PIECES", "8")  # queued or being written at once
+QUOTA_PIECES_PER_DAY = envint("QUOTA_PIECES_PER_DAY", "200")  # in any 24 hours
+# Failed logins per user name and per address before a pause, and the pause in seconds.
+LOGIN_ATTEMPTS = envint("LOGIN_ATTEMPTS", "5")
+LOGIN_LOCKOUT_SECONDS = envint("LOGIN_LOCKOUT_SECONDS", "300")
+
+# Uploaded MIDI files are refused before any work is queued when they are bigger than this, or
+# claim more than these (checked from the file's own header and events, then parsed in a
+# subprocess with the time and memory limits below).
+PRIMER_MAX_BYTES = envint("PRIMER_MAX_BYTES", str(1024 * 1024))
+
+CACHES = {
+    # Shared by every process (login attempt counters): Redis when there is one, else the database.
+    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    if REDIS_URL
+    else {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "musicgen_cache"}
+}
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -191,9 +234,15 @@ if not DEBUG:
     CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
+# The worker's log is for operators: one line per job, not TensorFlow's C++ start-up chatter.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
+    # Per-job lines come from compositions.tasks; django-q2's own per-task lines repeat them.
+    "loggers": {"django-q": {"level": envstr("Q_LOG_LEVEL", "WARNING")}},
 }

@@ -14,6 +14,7 @@
     if (data.status === "generating") return data.message || "Generating " + data.progress + "%";
     if (data.status === "rendering") return "Rendering";
     if (data.status === "failed") return "Failed: " + (data.error || "unknown reason");
+    if (data.status === "cancelled") return "Cancelled";
     return "Done";
   }
 
@@ -27,7 +28,7 @@
         text.textContent = label(data);
         bar.style.width = data.progress + "%";
         bar.parentElement.setAttribute("aria-valuenow", data.progress);
-        if (data.status === "done" || data.status === "failed") {
+        if (data.status === "done" || data.status === "failed" || data.status === "cancelled") {
           // The server renders the player (or the retry button) for finished pieces.
           window.location.reload();
         } else {

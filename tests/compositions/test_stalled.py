@@ -26,7 +26,7 @@ def _age(composition: Composition, seconds: float) -> None:
 def test_task_delivered_again_finishes_a_piece_its_dead_worker_left_generating(
         user: User, composition_factory: Callable[..., Composition], settings: Any) -> None:
     piece = composition_factory(user, status=Composition.Status.GENERATING, progress=40)
-    _age(piece, settings.Q_TIMEOUT + 60)
+    _age(piece, settings.Q_STALL_SECONDS + 60)
     composition_generate(piece.id)
     piece.refresh_from_db()
     assert piece.status == Composition.Status.DONE and piece.mp3_file
@@ -47,9 +47,9 @@ def test_stalled_piece_offers_try_again_and_retry_requeues_it(
     piece = composition_factory(user, status=Composition.Status.RENDERING, progress=90)
     page = user_client.get(reverse("compositions:detail", args=[piece.public_id]))
     assert b"Try again" not in page.content
-    with pytest.raises(ValueError, match="failed or stalled"):
+    with pytest.raises(ValueError, match="failed, cancelled or stalled"):
         services.composition_retry(composition=piece)
-    _age(piece, settings.Q_TIMEOUT + 60)
+    _age(piece, settings.Q_STALL_SECONDS + 60)
     page = user_client.get(reverse("compositions:detail", args=[piece.public_id]))
     assert b"its worker went away" in page.content and b"Try again" in page.content
     services.composition_retry(composition=piece)

@@ -221,7 +221,9 @@ def test_progress_is_written_in_steps_of_five_percent(
     user: User, composition_factory: Callable, django_assert_max_num_queries: Callable
 ) -> None:
     piece = composition_factory(user)
-    writer = tasks.ProgressWriter([piece.id])
+    claim = services.composition_claim(composition_id=piece.id)
+    assert claim is not None
+    writer = tasks.ProgressWriter(claim)
     with django_assert_max_num_queries(tasks.GENERATION_SHARE // tasks.PROGRESS_STEP):
         for i in range(101):
             writer(i / 100)

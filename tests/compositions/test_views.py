@@ -232,11 +232,11 @@ def test_a_file_that_is_not_midi_is_rejected(user_client: Client, style: str, qu
     assert "primer" in response.context["form"].errors
 
 
-def test_a_midi_file_over_2_mb_is_rejected(user_client: Client, style: str, queued_tasks: list) -> None:
-    upload = ContentFile(b"MThd" + b"\0" * (2 * 1024 * 1024), name="big.mid")
+def test_a_midi_file_over_the_size_cap_is_rejected_before_it_is_read(user_client: Client, style: str, queued_tasks: list) -> None:
+    upload = ContentFile(b"MThd" + b"\0" * (1024 * 1024), name="big.mid")
     response = user_client.post("/compositions/new/", {**form_data(style), "primer": upload})
     assert response.status_code == 400
-    assert "2 MB" in str(response.context["form"].errors["primer"])
+    assert "larger than 1 MB" in str(response.context["form"].errors["primer"])
 
 
 def test_an_empty_midi_file_is_rejected(user_client: Client, style: str, queued_tasks: list) -> None:

@@ -38,7 +38,7 @@ class Command(BaseCommand):
         parser.add_argument("--style", required=True)
         parser.add_argument("--seconds", type=float, help="length in seconds, 5 to 600 (default 30)")
         parser.add_argument("--notes", type=int, help="length in notes, 8 to 4000, instead of --seconds")
-        parser.add_argument("--out", type=Path, required=True, help="MP3 file to write")
+        parser.add_argument("--out", type=Path, required=True, help="audio file to write: .mp3 or .wav")
         parser.add_argument("--midi", type=Path, help="also keep the MIDI file here")
         parser.add_argument("--seed", type=int)
         parser.add_argument("--tempo", type=float, dest="tempo_bpm", help="beats per minute, 20 to 300")
@@ -60,6 +60,8 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         params = {name: options[name] for name in engine.REQUEST_FIELDS if options.get(name) is not None}
+        if options["out"].suffix.lower() not in engine.AUDIO_FORMATS:
+            raise CommandError(f"--out must end in .mp3 or .wav, not {options['out'].name!r}.")
         try:
             primer = None
             if options["primer"] is not None:
