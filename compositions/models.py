@@ -38,6 +38,7 @@ class Composition(models.Model):
     # The task run that holds the row while it is generating or rendering. Every write of a run
     # is guarded by it, so a run that was given up for dead can never overwrite its successor.
     claim = models.UUIDField(null=True, blank=True, editable=False)
+    claimed_by = models.CharField(max_length=200, blank=True)  # "host:pid" of the worker that holds it
     attempts = models.PositiveSmallIntegerField(default=0)  # runs that claimed the row
     queue_count = models.PositiveSmallIntegerField(default=0)  # times a task was queued for it
     queued_at = models.DateTimeField(null=True, blank=True)

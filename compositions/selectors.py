@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import uuid
 from datetime import datetime, timedelta
 from typing import TypedDict
@@ -131,6 +133,35 @@ def stalled_filter() -> Q:
 
 def composition_is_stalled(*, composition: Composition) -> bool:
     return composition.status in Composition.ACTIVE_STATUSES and composition.updated_at < stalled_before()
+
+
+def this_worker() -> str:
+    """ "host:pid" of this process, as recorded on the rows it claims."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def claims_of_dead_local_workers() -> list[uuid.UUID]:
+    """Claims held by worker processes of this machine that no longer run.
+
+    A killed worker is found at once this way (the cluster spawns its replacement, which
+    reconciles), instead of after Q_STALL_SECONDS of silence. Other machines' workers are
+    judged by the heartbeat alone.
+    """
+    import psutil
+
+    prefix = f"{socket.gethostname()}:"
+    claims = []
+    for claim, owner in Composition.objects.filter(
+        status__in=Composition.ACTIVE_STATUSES, claimed_by__startswith=prefix
+    ).values_list("claim", "claimed_by"):
+        pid = int(owner.removeprefix(prefix))
+        try:
+            alive = psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            alive = False
+        if not alive and claim is not None:
+            claims.append(claim)
+    return claims
 
 
 def queued_composition_ids() -> set[int]:

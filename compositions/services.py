@@ -206,7 +206,7 @@ def composition_claim(*, composition_id: int) -> Claim | None:
         ids = list(takeable.order_by("variation_index").values_list("id", flat=True))
         Composition.objects.filter(id__in=ids).update(
             status=Composition.Status.GENERATING, progress=0, status_message="Starting", claim=token,
-            attempts=F("attempts") + 1, updated_at=now,
+            claimed_by=selectors.this_worker(), attempts=F("attempts") + 1, updated_at=now,
         )
     return Claim(token=token, ids=ids) if ids else None
 
@@ -276,10 +276,12 @@ def composition_reconcile() -> dict[str, int]:
     now = timezone.now()
     counts = {"stalled": 0, "orphaned": 0, "failed": 0}
     with transaction.atomic():
-        stalled = list(Composition.objects.filter(selectors.stalled_filter()).values_list("id", "batch_id"))
-        Composition.objects.filter(id__in=[row_id for row_id, _ in stalled]).filter(selectors.stalled_filter()).update(
-            status=Composition.Status.PENDING, claim=None, status_message="Queued again: its worker stopped",
-            updated_at=now,
+        # Silent for too long, or held by a worker process of this machine that is gone.
+        abandoned = selectors.stalled_filter() | Q(claim__in=selectors.claims_of_dead_local_workers())
+        stalled = list(Composition.objects.filter(abandoned).values_list("id", "batch_id"))
+        Composition.objects.filter(id__in=[row_id for row_id, _ in stalled]).update(
+            status=Composition.Status.PENDING, claim=None, claimed_by="",
+            status_message="Queued again: its worker stopped", updated_at=now,
         )
         counts["stalled"] = len(stalled)
 

@@ -1,0 +1,182 @@
+"""Real use of a whole site: concurrent users, uploads in a row, and workers that die.
+
+Each backend gets one site for the module: gunicorn in front, `qcluster` with two workers
+behind, on SQLite with the ORM broker (what `make run` starts) and on PostgreSQL with Redis.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import mido
+import pytest
+import requests
+
+from tests.live import LiveSite, form_post, live_site, postgres_and_redis_answer
+
+pytestmark = [pytest.mark.live]
+
+BACKENDS = [
+    pytest.param("sqlite", id="sqlite-orm"),
+    pytest.param(
+        "postgres", id="postgres-redis",
+        marks=pytest.mark.skipif(not postgres_and_redis_answer(), reason="PostgreSQL or Redis is not running"),
+    ),
+]
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, tiny_model_path: Path,
+         ) -> Iterator[LiveSite]:
+    with live_site(
+        tmp_path_factory.mktemp(f"live-{request.param}"), backend=request.param, model_path=tiny_model_path,
+        # Users here send more at once than the default quota allows; the quota has its own tests.
+        QUOTA_ACTIVE_PIECES="40", Q_HEARTBEAT_SECONDS="2", Q_STALL_SECONDS="8", Q_ORPHAN_SECONDS="20",
+    ) as live:
+        yield live
+
+
+@pytest.fixture(scope="module")
+def style(tiny_model_path: Path) -> str:
+    from ml.model import read_model_info
+
+    return str(read_model_info(tiny_model_path)["config"].styles[0])
+
+
+def _assert_done_once_with_files(site: LiveSite, rows: list[dict[str, Any]]) -> None:
+    problems = [(r["id"], r["status"], r["error"], r["error_detail"]) for r in rows if r["status"] != "done"]
+    assert not problems, f"{problems}\n{site.log('cluster')}"
+    assert all(row["attempts"] == 1 for row in rows), [row["attempts"] for row in rows]
+    for row in rows:
+        for name in (row["midi_file"], row["mp3_file"]):
+            assert (site.media / name).stat().st_size > 0
+
+
+def _mp3_files(site: LiveSite) -> set[str]:
+    folder = site.media / "mp3"
+    return {f"mp3/{path.name}" for path in folder.iterdir()} if folder.exists() else set()
+
+
+def test_twenty_requests_from_five_users_at_once_through_api_and_form_all_end_done_exactly_once(
+        site: LiveSite, style: str) -> None:
+    users = [f"crowd{i}" for i in range(5)]
+    site.add_users(users)
+    apis = {name: site.api(name) for name in users}
+    browsers = {name: site.browser(name) for name in users}
+
+    def send(index: int) -> int:
+        name = users[index % 5]
+        params = {"style": style, "seconds": 5, "seed": index}
+        if index % 2:
+            return apis[name].post(site.url + "/api/compositions/", json=params, timeout=60).status_code
+        return form_post(browsers[name], site.url + "/compositions/new/", params).status_code
+
+    before = _mp3_files(site)
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        answers = list(pool.map(send, range(20)))
+    assert sorted(answers) == [202] * 10 + [302] * 10
+
+    rows = site.wait_until_finished(20, timeout=300, usernames=users)
+    assert len(rows) == 20
+    _assert_done_once_with_files(site, rows)
+    # Exactly once: one MP3 per piece, none written twice under another name.
+    assert _mp3_files(site) - before == {row["mp3_file"] for row in rows}
+
+
+def _midi(kind: int) -> bytes:
+    """Ordinary MIDI files of the kinds people have: type 0 and 1, tempo changes, drums alongside."""
+    mid = mido.MidiFile(type=0 if kind % 4 == 0 else 1, ticks_per_beat=(96, 240, 480, 960)[kind % 4])
+    tempo = mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(90 + kind * 3), time=0)])
+    tune = mido.MidiTrack([mido.Message("program_change", program=kind % 8, time=0)])
+    drums = mido.MidiTrack()
+    beat = mid.ticks_per_beat
+    for i in range(12):
+        pitch = 60 + (i * 5 + kind) % 12
+        tune.append(mido.Message("note_on", note=pitch, velocity=70 + i, time=0 if i == 0 else 0))
+        tune.append(mido.Message("note_off", note=pitch, velocity=0, time=beat // 2))
+        drums.append(mido.Message("note_on", channel=9, note=36, velocity=90, time=0))
+        drums.append(mido.Message("note_on", channel=9, note=36, velocity=0, time=beat // 2))
+        if kind % 3 == 0 and i == 6:
+            tempo.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(70), time=beat * 6))
+    if mid.type == 0:
+        merged = mido.merge_tracks([tempo, tune] + ([drums] if kind % 2 else []))
+        mid.tracks.append(merged)
+    else:
+        mid.tracks.extend([tempo, tune] + ([drums] if kind % 2 else []))
+    buffer = io.BytesIO()
+    mid.save(file=buffer)  # mido writes running status where it can
+    return buffer.getvalue()
+
+
+def test_twenty_uploads_one_after_another_all_end_done_with_their_primer(site: LiveSite, style: str) -> None:
+    site.add_users(["uploader"])
+    api = site.api("uploader")
+    for kind in range(20):
+        response = api.post(
+            site.url + "/api/compositions/", data={"style": style, "seconds": 6, "seed": kind},
+            files={"primer": (f"tune{kind}.mid", _midi(kind), "audio/midi")}, timeout=60,
+        )
+        assert response.status_code == 202, (kind, response.text)
+    rows = site.wait_until_finished(20, timeout=300, usernames=["uploader"])
+    assert len(rows) == 20
+    _assert_done_once_with_files(site, rows)
+    assert all(row["primer_file"] for row in rows)
+
+
+def _wait_for(site: LiveSite, username: str, predicate: Any, timeout: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = site.compositions([username])
+        if rows and predicate(rows[-1]):
+            return rows[-1]
+        time.sleep(0.2)
+    raise AssertionError(f"timed out; rows: {site.compositions([username])}\n{site.log('cluster')}")
+
+
+def test_a_worker_killed_in_the_middle_of_a_piece_is_replaced_and_the_piece_ends_done_once(
+        site: LiveSite, style: str) -> None:
+    site.add_users(["victim"])
+    response = site.api("victim").post(
+        site.url + "/api/compositions/", json={"style": style, "notes": 4000, "seed": 7}, timeout=60
+    )
+    assert response.status_code == 202
+    row = _wait_for(site, "victim", lambda r: r["status"] == "generating" and r["progress"] >= 5)
+    pid = int(row["claimed_by"].rsplit(":", 1)[1])
+    before = _mp3_files(site)
+    os.kill(pid, signal.SIGKILL)
+
+    [row] = site.wait_until_finished(1, timeout=300, usernames=["victim"])
+    assert row["status"] == "done", (row, site.log("cluster"))
+    assert row["attempts"] == 2  # the killed run, and the one that finished it
+    assert int(row["claimed_by"].rsplit(":", 1)[1]) != pid
+    assert _mp3_files(site) - before == {row["mp3_file"]}
+
+
+def test_sigterm_lets_the_piece_in_flight_finish_before_the_cluster_stops(site: LiveSite, style: str) -> None:
+    site.add_users(["patient"])
+    response = site.api("patient").post(
+        site.url + "/api/compositions/", json={"style": style, "notes": 1500, "seed": 8}, timeout=60
+    )
+    assert response.status_code == 202
+    _wait_for(site, "patient", lambda r: r["status"] == "generating" and r["progress"] >= 5)
+    assert site.stop_cluster(signal.SIGTERM) == 0
+    [row] = site.compositions(["patient"])
+    assert (row["status"], row["attempts"]) == ("done", 1), site.log("cluster")
+    site.start_cluster()  # for the tests after this one
+
+
+def test_the_site_keeps_answering_while_the_workers_are_busy(site: LiveSite, style: str) -> None:
+    site.add_users(["reader"])
+    api = site.api("reader")
+    started = time.monotonic()
+    for _ in range(20):
+        assert api.get(site.url + "/api/schema/", timeout=30).status_code == 200
+    assert time.monotonic() - started < 60
+    assert requests.get(site.url + "/", timeout=30).status_code == 200
