@@ -9,7 +9,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from compositions import services
-from compositions.models import Composition, MusicModel, TrainingDataset
+from compositions.models import ApiToken, Composition, MusicModel, TrainingDataset
 
 
 @admin.register(Composition)
@@ -52,3 +52,13 @@ class TrainingDatasetAdmin(admin.ModelAdmin):
             self.message_user(request, str(exc), messages.ERROR)
             return
         self.message_user(request, f"Training queued; the model will be saved as {out_path.name}.")
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    list_display = ("user", "created")
+    search_fields = ("user__username",)
+    readonly_fields = ("key", "user", "password_fingerprint", "created")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # a token is made by signing in (POST /api/auth/token/), bound to the password

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from django.urls import path
-from rest_framework.authtoken.views import obtain_auth_token
-
 from compositions import apis
 
 app_name = "api"
 
 urlpatterns = [
-    path("auth/token/", obtain_auth_token, name="token"),
+    path("auth/token/", apis.TokenCreateApi.as_view(), name="token"),
     path("compositions/", apis.CompositionCreateApi.as_view(), name="composition-create"),
     path("compositions/<uuid:public_id>/", apis.CompositionStatusApi.as_view(), name="composition-status"),
     path(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from django.contrib.auth import authenticate
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import FileResponse
 from django.urls import reverse
@@ -20,6 +21,7 @@ from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from compositions import engine, selectors, services
+from compositions.auth import api_token_for, login_locked_for
 from compositions.downloads import FileKind, composition_file_response
 
 
@@ -37,6 +39,37 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, engine.CompositionFailed):
         return Response({"detail": exc.reason}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
     return drf_exception_handler(exc, context)
+
+
+class TokenCreateApi(APIView):
+    """Trade a user name and password for the user's API token (the same one until the password changes)."""
+
+    authentication_classes: list[type] = []
+    permission_classes: list[type] = []
+    parser_classes = [JSONParser, MultiPartParser, FormParser]
+
+    class InputSerializer(serializers.Serializer):
+        username = serializers.CharField(max_length=150)
+        password = serializers.CharField(max_length=4096, trim_whitespace=False, style={"input_type": "password"})
+
+    class OutputSerializer(serializers.Serializer):
+        token = serializers.CharField()
+
+    @extend_schema(request=InputSerializer, responses={200: OutputSerializer})
+    def post(self, request: Request) -> Response:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        username = serializer.validated_data["username"]
+        wait = login_locked_for(request._request, username)
+        if wait:
+            return Response(
+                {"detail": f"Too many failed sign-ins. Try again in {wait // 60 or 1} minutes."},
+                status=status.HTTP_429_TOO_MANY_REQUESTS, headers={"Retry-After": str(wait)},
+            )
+        user = authenticate(request._request, username=username, password=serializer.validated_data["password"])
+        if user is None or not user.is_active:
+            return Response({"detail": "Unable to sign in with these credentials."}, status=status.HTTP_400_BAD_REQUEST)
+        return Response(self.OutputSerializer({"token": api_token_for(user).key}).data)
 
 
 class CompositionStatusSerializer(serializers.Serializer):

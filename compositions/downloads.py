@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from django.http import FileResponse, Http404
+from urllib.parse import quote
+
+from django.conf import settings
+from django.http import FileResponse, Http404, HttpResponse
 
 from compositions.models import Composition
 
@@ -17,15 +20,28 @@ FILE_KINDS: dict[str, tuple[str, str, str]] = {
 }
 
 
-def composition_file_response(*, composition: Composition, kind: FileKind, as_attachment: bool) -> FileResponse:
-    """Stream one of `composition`'s files; Http404 until it exists. The caller checks ownership."""
+def composition_file_response(
+    *, composition: Composition, kind: FileKind, as_attachment: bool
+) -> FileResponse | HttpResponse:
+    """One of `composition`'s files as a response; Http404 until it exists. The caller checks permission.
+
+    With MEDIA_ACCEL_REDIRECT_PREFIX set, the web server in front sends the bytes (X-Accel-Redirect)
+    and this process only decides who may have them.
+    """
     field, content_type, extension = FILE_KINDS[kind]
     file = getattr(composition, field)
     if not file:
         raise Http404("This file is not ready.")
-    return FileResponse(
-        file.open("rb"),
-        as_attachment=as_attachment,
-        filename=f"{composition.style}-{composition.public_id.hex[:8]}.{extension}",
-        content_type=content_type,
-    )
+    filename = f"{composition.style}-{composition.public_id.hex[:8]}.{extension}"
+    response: FileResponse | HttpResponse
+    if settings.MEDIA_ACCEL_REDIRECT_PREFIX:
+        response = HttpResponse(content_type=content_type)
+        response["X-Accel-Redirect"] = settings.MEDIA_ACCEL_REDIRECT_PREFIX.rstrip("/") + "/" + quote(file.name)
+        disposition = "attachment" if as_attachment else "inline"
+        response["Content-Disposition"] = f'{disposition}; filename="{filename}"'
+    else:
+        response = FileResponse(file.open("rb"), as_attachment=as_attachment, filename=filename,
+                                content_type=content_type)
+    # Private files: no shared cache may keep them.
+    response["Cache-Control"] = "private, max-age=3600"
+    return response

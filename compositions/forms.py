@@ -7,8 +7,10 @@ from typing import Any
 import pretty_midi
 from django import forms
 from django.conf import settings
+from django.contrib.auth.forms import AuthenticationForm
 
 from compositions import engine
+from compositions.auth import login_locked_for
 from ml.notes import MODES
 
 KEY_CHOICES = [("any", "Any key")] + [
@@ -32,6 +34,16 @@ def pitch_label(pitch: int) -> str:
 
 
 PITCH_CHOICES = [(pitch, pitch_label(pitch)) for pitch in range(128)]
+
+
+class ThrottledAuthenticationForm(AuthenticationForm):
+    """The login form; after too many failures it says so instead of "wrong password"."""
+
+    def clean(self) -> dict[str, Any]:
+        wait = login_locked_for(self.request, self.data.get("username"))
+        if wait:
+            raise forms.ValidationError(f"Too many failed sign-ins. Try again in {wait // 60 or 1} minutes.")
+        return super().clean()
 
 
 class CompositionForm(forms.Form):

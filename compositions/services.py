@@ -319,6 +319,26 @@ def composition_reconcile() -> dict[str, int]:
     return counts
 
 
+# -- accounts --------------------------------------------------------------------------------------
+
+
+def user_logout_everywhere(*, user: AbstractBaseUser) -> int:
+    """End every session and API token of `user`; returns how many sessions ended."""
+    from django.contrib.sessions.models import Session
+
+    from compositions.models import ApiToken
+
+    ApiToken.objects.filter(user=user).delete()
+    # Sessions do not index their user: look inside the live ones (a scan of the session table).
+    mine = [
+        session.session_key
+        for session in Session.objects.filter(expire_date__gt=timezone.now()).iterator()
+        if session.get_decoded().get("_auth_user_id") == str(user.pk)
+    ]
+    Session.objects.filter(session_key__in=mine).delete()
+    return len(mine)
+
+
 # -- training and models ---------------------------------------------------------------------------
 
 

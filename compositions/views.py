@@ -5,7 +5,8 @@ from __future__ import annotations
 import uuid
 
 from django.contrib import messages
-from django.contrib.auth import login
+from django.contrib.auth import login, logout
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import UserCreationForm
 from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
@@ -14,7 +15,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from compositions import selectors, services
 from compositions.downloads import FileKind, composition_file_response
-from compositions.forms import INSTRUMENT_CHOICES, CompositionForm, pitch_label
+from compositions.forms import INSTRUMENT_CHOICES, CompositionForm, ThrottledAuthenticationForm, pitch_label
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -31,6 +32,21 @@ def signup(request: HttpRequest) -> HttpResponse:
         messages.success(request, f"Welcome, {user.username}! Compose your first piece.")
         return redirect("compositions:new")
     return render(request, "registration/signup.html", {"form": form})
+
+
+class LoginView(auth_views.LoginView):
+    """Django's login page with the throttle's own message when there were too many failures."""
+
+    form_class = ThrottledAuthenticationForm
+
+
+@login_required
+@require_POST
+def logout_everywhere(request: HttpRequest) -> HttpResponse:
+    services.user_logout_everywhere(user=request.user)
+    logout(request)
+    messages.success(request, "You are signed out on every device, and your API token no longer works.")
+    return redirect("login")
 
 
 @login_required

@@ -11,6 +11,8 @@ from compositions import views
 urlpatterns = [
     path("", views.home, name="home"),
     path("signup/", views.signup, name="signup"),
+    path("accounts/login/", views.LoginView.as_view(), name="login"),
+    path("accounts/logout-everywhere/", views.logout_everywhere, name="logout-everywhere"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("compositions/", include("compositions.urls")),
     path("api/", include("compositions.api_urls")),

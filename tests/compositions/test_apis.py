@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
-from rest_framework.authtoken.models import Token
+from compositions.auth import api_token_for
 from django.core.files.base import ContentFile
 from rest_framework.test import APIClient
 
@@ -16,7 +16,7 @@ from tests.conftest import PASSWORD, midi_bytes
 
 def token_client(user: User) -> APIClient:
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_token_for(user).key}")
     return client
 
 
