@@ -48,16 +48,16 @@ class TokenCreateApi(APIView):
     permission_classes: list[type] = []
     parser_classes = [JSONParser, MultiPartParser, FormParser]
 
-    class InputSerializer(serializers.Serializer):
+    class TokenInputSerializer(serializers.Serializer):
         username = serializers.CharField(max_length=150)
         password = serializers.CharField(max_length=4096, trim_whitespace=False, style={"input_type": "password"})
 
-    class OutputSerializer(serializers.Serializer):
+    class TokenOutputSerializer(serializers.Serializer):
         token = serializers.CharField()
 
-    @extend_schema(request=InputSerializer, responses={200: OutputSerializer})
+    @extend_schema(request=TokenInputSerializer, responses={200: TokenOutputSerializer})
     def post(self, request: Request) -> Response:
-        serializer = self.InputSerializer(data=request.data)
+        serializer = self.TokenInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         username = serializer.validated_data["username"]
         wait = login_locked_for(request._request, username)
@@ -69,7 +69,7 @@ class TokenCreateApi(APIView):
         user = authenticate(request._request, username=username, password=serializer.validated_data["password"])
         if user is None or not user.is_active:
             return Response({"detail": "Unable to sign in with these credentials."}, status=status.HTTP_400_BAD_REQUEST)
-        return Response(self.OutputSerializer({"token": api_token_for(user).key}).data)
+        return Response(self.TokenOutputSerializer({"token": api_token_for(user).key}).data)
 
 
 class CompositionStatusSerializer(serializers.Serializer):

@@ -244,7 +244,7 @@ if not DEBUG:
     SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", "true")
     SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", "31536000")
     SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", "true")
-    SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", "false")
+    SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", "true")
 
 # Stored files are readable by the service's group, never by everyone, never world-writable.
 FILE_UPLOAD_PERMISSIONS = 0o640

@@ -21,3 +21,18 @@ def test_check_warns_about_a_missing_model_file(db: None, settings: Any, tmp_pat
 
 def test_check_is_quiet_when_everything_is_there(db: None) -> None:
     assert composing_tools_check() == []
+
+
+def test_the_compose_form_says_composing_is_unavailable_without_the_soundfont(
+        db: None, settings: Any, tmp_path: Path, client: Any, django_user_model: Any) -> None:
+    from compositions.models import Composition
+
+    settings.SOUNDFONT_PATH = str(tmp_path / "gone.sf2")
+    client.force_login(django_user_model.objects.create_user("sf", password="x-Long-pass-1"))
+    page = client.get("/compositions/new/")
+    assert b"gone.sf2" in page.content and b"composing is not possible right now" in page.content
+    from ml.model import read_model_info
+
+    style = read_model_info(settings.MUSIC_MODEL_PATH)["config"].styles[0]
+    assert client.post("/compositions/new/", {"style": style, "seconds": 5}).status_code == 400
+    assert not Composition.objects.exists()

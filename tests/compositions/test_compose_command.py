@@ -102,3 +102,18 @@ def test_compose_command_says_when_the_model_file_is_missing(
     with pytest.raises(CommandError, match="^The music model file is missing") as error:
         call_command("compose", "--style", style, "--out", str(tmp_path / "p.mp3"))
     assert "Unknown style" not in str(error.value)
+
+
+def test_compose_command_writes_wav_when_asked_for_wav(db: None, style: str, tmp_path: Path) -> None:
+    out = tmp_path / "piece.wav"
+    call_command("compose", "--style", style, "--seconds", "5", "--out", str(out), "--seed", "3")
+    header = out.read_bytes()[:12]
+    assert header[:4] == b"RIFF" and header[8:12] == b"WAVE"
+
+
+@pytest.mark.parametrize("name", ["piece.ogg", "piece"])
+def test_compose_command_refuses_an_audio_format_it_cannot_write(
+        db: None, style: str, tmp_path: Path, name: str) -> None:
+    with pytest.raises(CommandError, match=r"\.mp3 or \.wav"):
+        call_command("compose", "--style", style, "--seconds", "5", "--out", str(tmp_path / name))
+    assert list(tmp_path.iterdir()) == []

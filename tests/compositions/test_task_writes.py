@@ -1,0 +1,269 @@
+"""The task's writes are guarded services: no row moves backwards, no run overwrites its successor,
+and the reconciler gives every unfinished piece a task or a reason."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings as django_settings
+from django.contrib.auth.models import User
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+from django_q.models import OrmQ
+
+from compositions import selectors, services, tasks
+from compositions.models import Composition
+
+
+def _age(composition: Composition, seconds: float, field: str = "updated_at") -> None:
+    Composition.objects.filter(id=composition.id).update(**{field: timezone.now() - timedelta(seconds=seconds)})
+    composition.refresh_from_db()
+
+
+def _media_files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+def test_the_cluster_settings_let_every_job_finish_before_it_is_delivered_again() -> None:
+    q = django_settings.Q_CLUSTER
+    assert q["retry"] > q["timeout"] == django_settings.Q_TIMEOUT
+    assert q["retry"] > django_settings.TRAINING_TIMEOUT > django_settings.Q_TIMEOUT
+    assert q["max_attempts"] == django_settings.Q_MAX_ATTEMPTS >= 2
+    assert django_settings.Q_STALL_SECONDS >= 3 * django_settings.Q_HEARTBEAT_SECONDS
+
+
+def test_training_is_queued_with_its_own_time_limit(db: None, monkeypatch: pytest.MonkeyPatch,
+                                                     django_capture_on_commit_callbacks: Callable) -> None:
+    from compositions.models import TrainingDataset
+
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(services, "async_task", lambda func, *args, **kwargs: calls.append({"func": func, **kwargs}))
+    dataset = TrainingDataset.objects.create(name="bach", style="chorale", source="corpus")
+    with django_capture_on_commit_callbacks(execute=True):
+        services.training_request(datasets=[dataset], out_path=Path("/tmp/x.keras"))
+    assert calls[0]["timeout"] == django_settings.TRAINING_TIMEOUT
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_second_delivery_of_a_finished_task_changes_nothing(
+        user: User, composition_factory: Callable[..., Composition], settings: Any) -> None:
+    piece = composition_factory(user)
+    tasks.composition_generate(piece.id)
+    piece.refresh_from_db()
+    files, finished_at = _media_files(Path(settings.MEDIA_ROOT)), piece.updated_at
+    assert piece.status == Composition.Status.DONE and piece.attempts == 1
+
+    tasks.composition_generate(piece.id)
+    piece.refresh_from_db()
+    assert (piece.status, piece.attempts, piece.updated_at) == (Composition.Status.DONE, 1, finished_at)
+    assert _media_files(Path(settings.MEDIA_ROOT)) == files
+
+
+def test_a_run_that_was_given_up_for_dead_cannot_write_over_its_successor(
+        user: User, composition_factory: Callable[..., Composition], settings: Any) -> None:
+    piece = composition_factory(user)
+    old = services.composition_claim(composition_id=piece.id)
+    assert old is not None
+    _age(piece, settings.Q_STALL_SECONDS + 5)
+    new = services.composition_claim(composition_id=piece.id)
+    assert new is not None and new.token != old.token
+
+    assert services.composition_progress(claim=old, percent=50) == 0
+    assert services.composition_rendering(claim=old, percent=90) == 0
+    assert services.composition_fail(claim=old, reason="late", detail="") == 0
+    stray = default_storage.save("mp3/stray.mp3", ContentFile(b"ID3"))
+    finished = services.composition_finish(claim=old, piece=services.FinishedPiece(piece.id, stray, stray, {}))
+    assert not finished and not default_storage.exists(stray)  # the dead run's files go
+    piece.refresh_from_db()
+    assert (piece.status, piece.claim, piece.attempts, piece.error) == (Composition.Status.GENERATING, new.token, 2, "")
+
+
+def test_a_done_piece_never_moves_back(user: User, composition_factory: Callable[..., Composition]) -> None:
+    piece = composition_factory(user)
+    claim = services.composition_claim(composition_id=piece.id)
+    assert claim is not None
+    Composition.objects.filter(id=piece.id).update(status=Composition.Status.DONE)
+    assert services.composition_progress(claim=claim, percent=10, message="Generating 10%") == 0
+    assert services.composition_rendering(claim=claim, percent=90) == 0
+    assert services.composition_claim(composition_id=piece.id) is None
+    piece.refresh_from_db()
+    assert piece.status == Composition.Status.DONE
+
+
+def test_a_piece_started_too_often_is_failed_with_a_reason(
+        user: User, composition_factory: Callable[..., Composition], settings: Any) -> None:
+    piece = composition_factory(user, status=Composition.Status.GENERATING, attempts=settings.Q_MAX_ATTEMPTS)
+    _age(piece, settings.Q_STALL_SECONDS + 5)
+    assert services.composition_claim(composition_id=piece.id) is None
+    piece.refresh_from_db()
+    assert piece.status == Composition.Status.FAILED and "again and again" in piece.error
+
+
+# -- the reconciler --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def orm_queue(settings: Any) -> None:
+    """Queue into the test database's ORM broker, as the default set-up does (no worker runs here)."""
+    settings.Q_SYNC = False
+
+
+def test_a_pending_piece_whose_task_vanished_is_queued_again_once(
+        orm_queue: None, user: User, composition_factory: Callable[..., Composition], settings: Any,
+        django_capture_on_commit_callbacks: Callable) -> None:
+    piece = composition_factory(user)
+    _age(piece, settings.Q_ORPHAN_SECONDS + 5, "created_at")
+    assert selectors.queued_composition_ids() == set()
+    with django_capture_on_commit_callbacks(execute=True):
+        counts = services.composition_reconcile()
+    assert counts["orphaned"] == 1
+    assert selectors.queued_composition_ids() == {piece.id}
+    piece.refresh_from_db()
+    assert piece.queue_count == 1 and piece.queued_at is not None
+
+    _age(piece, settings.Q_ORPHAN_SECONDS + 5, "queued_at")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.composition_reconcile()["orphaned"] == 0  # its task is in the queue: leave it
+    assert OrmQ.objects.count() == 1
+
+
+def test_a_pending_piece_that_no_task_will_start_is_failed_after_its_attempts(
+        orm_queue: None, user: User, composition_factory: Callable[..., Composition], settings: Any,
+        django_capture_on_commit_callbacks: Callable) -> None:
+    piece = composition_factory(user, queue_count=2 * settings.Q_MAX_ATTEMPTS)
+    _age(piece, settings.Q_ORPHAN_SECONDS + 5, "created_at")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.composition_reconcile()["failed"] == 1
+    piece.refresh_from_db()
+    assert piece.status == Composition.Status.FAILED and "could not start" in piece.error
+
+
+def test_a_piece_held_by_a_dead_worker_of_this_machine_is_queued_again_at_once(
+        orm_queue: None, user: User, composition_factory: Callable[..., Composition],
+        django_capture_on_commit_callbacks: Callable) -> None:
+    piece = composition_factory(user)
+    claim = services.composition_claim(composition_id=piece.id)
+    assert claim is not None
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    host = selectors.this_worker().rsplit(":", 1)[0]
+    Composition.objects.filter(id=piece.id).update(claimed_by=f"{host}:{dead.stdout.strip()}")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.composition_reconcile()["stalled"] == 1
+    piece.refresh_from_db()
+    assert piece.status == Composition.Status.PENDING and piece.claim is None
+    assert selectors.queued_composition_ids() == {piece.id}
+
+
+def test_a_piece_held_by_a_live_worker_is_left_alone(
+        orm_queue: None, user: User, composition_factory: Callable[..., Composition]) -> None:
+    piece = composition_factory(user)
+    assert services.composition_claim(composition_id=piece.id) is not None  # claimed by this process
+    assert services.composition_reconcile() == {"stalled": 0, "orphaned": 0, "failed": 0}
+
+
+def test_the_reconciler_is_on_the_cluster_schedule(db: None) -> None:
+    from django_q.models import Schedule
+
+    schedule = Schedule.objects.get(func="compositions.tasks.composition_reconcile")
+    assert (schedule.schedule_type, schedule.minutes, schedule.repeats) == (Schedule.MINUTES, 1, -1)
+
+
+# -- ways out: cancel, retry, delete ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", ["pending", "generating", "rendering"])
+def test_an_unfinished_piece_can_be_cancelled_and_its_run_stops(
+        status: str, user: User, user_client: Client, composition_factory: Callable[..., Composition]) -> None:
+    piece = composition_factory(user)
+    claim = services.composition_claim(composition_id=piece.id)
+    assert claim is not None
+    Composition.objects.filter(id=piece.id).update(status=status)
+    page = user_client.get(reverse("compositions:detail", args=[piece.public_id]))
+    assert b">Cancel<" in page.content
+    response = user_client.post(reverse("compositions:cancel", args=[piece.public_id]))
+    assert response.status_code == 302
+    piece.refresh_from_db()
+    assert piece.status == Composition.Status.CANCELLED
+    with pytest.raises(tasks.Cancelled):
+        tasks.ProgressWriter(claim)(0.5)
+
+
+def test_a_cancelled_piece_offers_try_again_and_is_queued(
+        user: User, user_client: Client, composition_factory: Callable[..., Composition], queued_tasks: list) -> None:
+    piece = composition_factory(user, status=Composition.Status.CANCELLED)
+    page = user_client.get(reverse("compositions:detail", args=[piece.public_id]))
+    assert b"Cancelled" in page.content and b"Try again" in page.content
+    user_client.post(reverse("compositions:retry", args=[piece.public_id]))
+    piece.refresh_from_db()
+    assert piece.status == Composition.Status.PENDING
+
+
+def test_a_finished_piece_cannot_be_cancelled(user: User, composition_factory: Callable[..., Composition]) -> None:
+    piece = composition_factory(user, status=Composition.Status.DONE)
+    with pytest.raises(services.NotAllowed, match="queued or being written"):
+        services.composition_cancel(composition=piece)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_delete_removes_the_piece_and_its_files(
+        user: User, user_client: Client, composition_factory: Callable[..., Composition], settings: Any) -> None:
+    piece = composition_factory(user)
+    tasks.composition_generate(piece.id)
+    piece.refresh_from_db()
+    assert _media_files(Path(settings.MEDIA_ROOT))
+    response = user_client.post(reverse("compositions:delete", args=[piece.public_id]))
+    assert response.status_code == 302
+    assert not Composition.objects.filter(id=piece.id).exists()
+    assert _media_files(Path(settings.MEDIA_ROOT)) == []
+
+
+def test_another_user_cannot_cancel_or_delete_my_piece(
+        user: User, other_user: User, client_for: Callable, composition_factory: Callable[..., Composition]) -> None:
+    piece = composition_factory(user)
+    intruder = client_for(other_user)
+    for action in ("cancel", "delete", "retry"):
+        assert intruder.post(reverse(f"compositions:{action}", args=[piece.public_id])).status_code == 404
+    piece.refresh_from_db()
+    assert piece.status == Composition.Status.PENDING
+
+
+# -- quotas ----------------------------------------------------------------------------------------
+
+
+def test_a_burst_past_the_quota_gets_429_with_retry_after_and_others_still_compose(
+        user: User, other_user: User, style: str, queued_tasks: list) -> None:
+    from tests.compositions.test_apis import token_client
+
+    mine, theirs = token_client(user), token_client(other_user)
+    answers = [mine.post("/api/compositions/", {"style": style, "seconds": 5}, format="json") for _ in range(100)]
+    codes = [answer.status_code for answer in answers]
+    assert codes.count(202) == django_settings.QUOTA_ACTIVE_PIECES
+    assert codes.count(429) == 100 - django_settings.QUOTA_ACTIVE_PIECES
+    refused = answers[-1]
+    assert int(refused["Retry-After"]) > 0 and "limit is" in refused.json()["detail"]
+    assert Composition.objects.filter(user=user).count() == django_settings.QUOTA_ACTIVE_PIECES
+    assert theirs.post("/api/compositions/", {"style": style, "seconds": 5}, format="json").status_code == 202
+
+
+def test_the_daily_quota_says_when_the_next_piece_is_allowed(
+        user: User, user_client: Client, style: str, settings: Any,
+        composition_factory: Callable[..., Composition], queued_tasks: list) -> None:
+    settings.QUOTA_PIECES_PER_DAY = 3
+    for hours_ago in (20, 10, 1):
+        piece = composition_factory(user, status=Composition.Status.DONE)
+        _age(piece, hours_ago * 3600, "created_at")
+    response = user_client.post("/compositions/new/", {"style": style, "seconds": 5})
+    assert response.status_code == 429
+    # The oldest of the three leaves the 24-hour window in 4 hours.
+    assert int(response["Retry-After"]) == pytest.approx(4 * 3600, abs=60)
+    assert b"in the last 24 hours" in response.content
+
