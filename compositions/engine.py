@@ -336,6 +336,21 @@ def notes_payload(notes: NoteSequence) -> list[list[float]]:
     ]
 
 
+def notes_from_payload(rows: list[list[float]], composition: Composition) -> NoteSequence:
+    """The notes stored for the piano roll, as a sequence to render again (verify_media's repair)."""
+    import numpy as np
+
+    from ml.notes import NoteSequence
+
+    table = np.asarray(rows, dtype=np.float64).reshape(-1, 4)
+    numerator, denominator = parse_time_signature(composition.time_signature)
+    return NoteSequence.from_notes(
+        start=table[:, 1], pitch=table[:, 0].astype(np.int16), duration=table[:, 2],
+        velocity=table[:, 3].astype(np.int16), tempo_bpm=composition.tempo_bpm or 120.0,
+        time_signature=(numerator, denominator), program=composition.instrument,
+    )
+
+
 def chord_changes(notes: NoteSequence) -> list[list[float | str | None]]:
     """[start_s, label] wherever the sounding chord changes; label None where no chord sounds."""
     from ml.notes import chord_labels

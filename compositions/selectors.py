@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TypedDict
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.files.storage import default_storage
 from django.db.models import Q, QuerySet
 from django.http import Http404
 from django.urls import reverse
@@ -189,3 +191,41 @@ def queued_composition_ids() -> set[int]:
         if str(task.get("func")) == "compositions.tasks.composition_generate" and task.get("args"):
             ids.add(int(task["args"][0]))
     return ids
+
+
+@dataclass
+class MediaReport:
+    """Rows whose files are gone, and files that no row names."""
+
+    missing: list[tuple[int, str]] = field(default_factory=list)  # (composition id, file name)
+    orphans: list[str] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not self.missing and not self.orphans
+
+
+MEDIA_FOLDERS = ("midi", "mp3", "primers")
+
+
+def media_report() -> MediaReport:
+    """Compare the stored files with the rows that name them."""
+    report = MediaReport()
+    named: set[str] = set()
+    for row_id, status, *names in Composition.objects.values_list("id", "status", "midi_file", "mp3_file",
+                                                                   "primer_file").iterator():
+        for name in names:
+            if not name:
+                continue
+            named.add(name)
+            if not default_storage.exists(name):
+                report.missing.append((row_id, name))
+        if status == Composition.Status.DONE:
+            report.missing.extend((row_id, f"(no {kind} file)") for kind, name in zip(("MIDI", "MP3"), names) if not name)
+    for folder in MEDIA_FOLDERS:
+        if not default_storage.exists(folder):
+            continue
+        for filename in default_storage.listdir(folder)[1]:
+            if f"{folder}/{filename}" not in named:
+                report.orphans.append(f"{folder}/{filename}")
+    return report

@@ -319,6 +319,67 @@ def composition_reconcile() -> dict[str, int]:
     return counts
 
 
+# -- media -----------------------------------------------------------------------------------------
+
+ORPHANS_FOLDER = "orphans"
+
+
+def media_repair(*, report: selectors.MediaReport) -> dict[str, int]:
+    """Mend what `report` found: render lost files again from the stored notes, or fail the piece
+    with a reason; move files that no row names to MEDIA_ROOT/orphans/ (nothing is deleted)."""
+    counts = {"rendered": 0, "failed": 0, "moved": 0}
+    lost: dict[int, set[str]] = {}
+    for row_id, name in report.missing:
+        lost.setdefault(row_id, set()).add(name)
+    for row_id in sorted(lost):
+        piece = Composition.objects.filter(id=row_id).first()
+        if piece is None:
+            continue
+        if piece.status == Composition.Status.DONE and piece.notes_json:
+            _render_again(piece)
+            counts["rendered"] += 1
+        else:
+            # The names of lost files go too, so the piece no longer points at nothing.
+            gone = {field: "" for field in ("midi_file", "mp3_file", "primer_file")
+                    if getattr(piece, field).name in lost[row_id]}
+            Composition.objects.filter(id=row_id).update(
+                status=Composition.Status.FAILED, status_message="Failed", claim=None, updated_at=timezone.now(),
+                error="The files of this piece were lost. Try again to write it anew.",
+                error_detail=f"verify_media: missing {', '.join(sorted(lost[row_id]))}", **gone,
+            )
+            counts["failed"] += 1
+    for name in report.orphans:
+        with default_storage.open(name, "rb") as source:
+            default_storage.save(f"{ORPHANS_FOLDER}/{name}", source)
+        default_storage.delete(name)
+        counts["moved"] += 1
+    return counts
+
+
+def _render_again(piece: Composition) -> None:
+    """Write a done piece's MIDI and MP3 again from its stored notes."""
+    import tempfile
+
+    from django.core.files import File
+
+    from compositions import engine
+
+    notes = engine.notes_from_payload(piece.notes_json, piece)
+    with tempfile.TemporaryDirectory(prefix="musicgen-") as tmp:
+        midi_path, mp3_path = Path(tmp) / f"{piece.public_id}.mid", Path(tmp) / f"{piece.public_id}.mp3"
+        duration = engine.render(notes, midi_path=midi_path, mp3_path=mp3_path)
+        with midi_path.open("rb") as midi, mp3_path.open("rb") as mp3:
+            midi_name = default_storage.save(f"midi/{midi_path.name}", File(midi))
+            mp3_name = default_storage.save(f"mp3/{mp3_path.name}", File(mp3))
+    old = [name for name in (piece.midi_file.name, piece.mp3_file.name) if name]
+    Composition.objects.filter(id=piece.id).update(
+        midi_file=midi_name, mp3_file=mp3_name, duration_seconds=duration, updated_at=timezone.now()
+    )
+    for name in old:
+        if name not in (midi_name, mp3_name) and default_storage.exists(name):
+            default_storage.delete(name)
+
+
 # -- accounts --------------------------------------------------------------------------------------
 
 

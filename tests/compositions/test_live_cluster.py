@@ -180,3 +180,62 @@ def test_the_site_keeps_answering_while_the_workers_are_busy(site: LiveSite, sty
         assert api.get(site.url + "/api/schema/", timeout=30).status_code == 200
     assert time.monotonic() - started < 60
     assert requests.get(site.url + "/", timeout=30).status_code == 200
+
+
+# The recipe in README.md ("Backups"), run as written there.
+BACKUP = {
+    "postgres": """
+        pg_dump --format=custom --file="$OUT/site.dump" "$DATABASE_URL"
+        tar -C "$MEDIA_ROOT" -czf "$OUT/media.tar.gz" .
+    """,
+    "sqlite": """
+        sqlite3 "${DATABASE_URL#sqlite:///}" ".backup '$OUT/site.sqlite3'"
+        tar -C "$MEDIA_ROOT" -czf "$OUT/media.tar.gz" .
+    """,
+}
+RESTORE = {
+    "postgres": """
+        psql "$ADMIN_URL" -c "CREATE DATABASE $NEW_DB"
+        pg_restore --no-owner --dbname="$NEW_DATABASE_URL" "$OUT/site.dump"
+        mkdir -p "$NEW_MEDIA_ROOT" && tar -C "$NEW_MEDIA_ROOT" -xzf "$OUT/media.tar.gz"
+    """,
+    "sqlite": """
+        cp "$OUT/site.sqlite3" "${NEW_DATABASE_URL#sqlite:///}"
+        mkdir -p "$NEW_MEDIA_ROOT" && tar -C "$NEW_MEDIA_ROOT" -xzf "$OUT/media.tar.gz"
+    """,
+}
+
+
+def test_a_backup_restores_into_a_fresh_database_and_the_pieces_play(
+        site: LiveSite, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import uuid
+
+    from pydub import AudioSegment
+
+    done = [row for row in site.compositions() if row["status"] == "done"]
+    assert len(done) >= 20
+    backend = "sqlite" if site.env["DATABASE_URL"].startswith("sqlite") else "postgres"
+    new_db = f"restored_{uuid.uuid4().hex[:8]}"
+    env = {
+        **site.env, "OUT": str(tmp_path), "NEW_DB": new_db, "NEW_MEDIA_ROOT": str(tmp_path / "media"),
+        "ADMIN_URL": site.env["DATABASE_URL"],
+        "NEW_DATABASE_URL": f"sqlite:///{tmp_path / 'restored.sqlite3'}" if backend == "sqlite"
+        else site.env["DATABASE_URL"].rsplit("/", 1)[0] + "/" + new_db,
+    }
+    for script in (BACKUP[backend], RESTORE[backend]):
+        result = subprocess.run(["bash", "-euc", script], env=env, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+    restored = {**env, "DATABASE_URL": env["NEW_DATABASE_URL"], "MEDIA_ROOT": env["NEW_MEDIA_ROOT"]}
+    try:
+        check = subprocess.run([sys.executable, "manage.py", "verify_media"], cwd=Path(__file__).parents[2],
+                               env=restored, capture_output=True, text=True, timeout=120)
+        assert check.returncode == 0 and "0 missing, 0 orphaned" in check.stdout, check.stdout + check.stderr
+        for row in done[:3]:
+            audio = AudioSegment.from_file(tmp_path / "media" / row["mp3_file"], format="mp3")
+            assert audio.duration_seconds > 4
+    finally:
+        if backend == "postgres":
+            subprocess.run(["psql", env["ADMIN_URL"], "-c", f'DROP DATABASE IF EXISTS "{new_db}" WITH (FORCE)'],
+                           capture_output=True, timeout=60)
