@@ -14,7 +14,7 @@ REQUIREMENTS_HASH := $(shell sha256sum requirements.txt 2>/dev/null | cut -c1-16
 VENV_STAMP := .venv/.requirements-$(REQUIREMENTS_HASH)
 
 .DEFAULT_GOAL := help
-.PHONY: help run install system venv migrate check test bench evaluate train
+.PHONY: help run install system venv migrate check test bench stress evaluate train
 
 help:
 	@echo "make run       install what is missing, migrate, start the site on http://$(ADDRESS)/ and one worker"
@@ -23,6 +23,7 @@ help:
 	@echo "make test      run the test suite (PYTEST_ARGS='-k render' to select)"
 	@echo "make check     Django system checks, including the rendering tools"
 	@echo "make bench     generation and rendering benchmarks -> bench/results.json"
+	@echo "make stress    100 requests from 10 users at once against a live site (STRESS_ARGS='--backend postgres')"
 	@echo "make evaluate  model evaluation -> reports/"
 	@echo "make train     train a model on the corpus -> data/models/default.keras"
 
@@ -60,6 +61,10 @@ test: venv
 
 bench: venv
 	$(PY) manage.py bench
+
+STRESS_ARGS ?=
+stress: venv
+	$(PY) -m tests.stress $(STRESS_ARGS)
 
 # The corpus, parsed once (minutes) into per-style caches and one merged dataset file.
 CORPUS := data/corpus-1500.npz
