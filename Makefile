@@ -14,13 +14,14 @@ REQUIREMENTS_HASH := $(shell sha256sum requirements.txt 2>/dev/null | cut -c1-16
 VENV_STAMP := .venv/.requirements-$(REQUIREMENTS_HASH)
 
 .DEFAULT_GOAL := help
-.PHONY: help run install system venv migrate check test bench stress evaluate train
+.PHONY: help run install system venv migrate check lint test bench stress evaluate train
 
 help:
 	@echo "make run       install what is missing, migrate, start the site on http://$(ADDRESS)/ and one worker"
 	@echo "make install   system packages and the virtual environment"
 	@echo "make venv      only the virtual environment (.venv, from requirements.txt)"
-	@echo "make test      run the test suite (PYTEST_ARGS='-k render' to select)"
+	@echo "make test      the linter, the type checker and the test suite (PYTEST_ARGS='-k render' to select)"
+	@echo "make lint      only ruff and mypy (configured in pyproject.toml)"
 	@echo "make check     Django system checks, including the rendering tools"
 	@echo "make bench     generation and rendering benchmarks -> bench/results.json"
 	@echo "make stress    100 requests from 10 users at once against a live site (STRESS_ARGS='--backend postgres')"
@@ -56,7 +57,11 @@ migrate: venv
 check: venv
 	$(PY) manage.py check
 
-test: venv
+lint: venv
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+
+test: lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: venv

@@ -14,7 +14,7 @@ from compositions.models import ApiToken, Composition, MusicModel, TrainingDatas
 
 @admin.register(Composition)
 class CompositionAdmin(admin.ModelAdmin):
-    list_display = ("public_id", "user", "style", "seconds", "status", "progress", "model_name", "created_at")
+    list_display = ("public_id", "user", "style", "length_label", "status", "progress", "model_name", "created_at")
     list_filter = ("status", "style", "visibility")
     search_fields = ("public_id", "user__username", "error")
     readonly_fields = ("public_id", "batch_id", "created_at", "updated_at", "error_detail")

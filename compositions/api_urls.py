@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.urls import path
+
 from compositions import apis
 
 app_name = "api"

@@ -6,7 +6,6 @@ import uuid
 from typing import Any
 
 from django.contrib.auth import authenticate
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import FileResponse
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
@@ -20,25 +19,73 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from compositions import engine, selectors, services
+from compositions import selectors, services
 from compositions.auth import api_token_for, login_locked_for
 from compositions.downloads import FileKind, composition_file_response
+from compositions.errors import ComposingUnavailable, NotAllowed, QuotaExceeded, RequestInvalid
+from ml.request import CONTROLS, Control, GenerationRequest
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """DRF's handler, plus domain errors: bad input is the client's fault (400), no model is ours (503)."""
-    if isinstance(exc, services.QuotaExceeded):
+    """DRF's handler, plus the domain errors, in one shape: {"detail": ..., "errors": {field: [...]}}.
+
+    Any other exception (a bug, a ValueError included) is left to DRF and Django: a 500 and a log
+    entry, never an internal message in a 400.
+    """
+    if isinstance(exc, RequestInvalid):
+        return Response({"detail": str(exc), "errors": exc.errors}, status=status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, QuotaExceeded):
         return Response(
             {"detail": exc.message}, status=status.HTTP_429_TOO_MANY_REQUESTS,
             headers={"Retry-After": str(exc.retry_after)},
         )
-    if isinstance(exc, DjangoValidationError):
-        return Response({"detail": exc.messages}, status=status.HTTP_400_BAD_REQUEST)
-    if isinstance(exc, ValueError):
-        return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
-    if isinstance(exc, engine.CompositionFailed):
+    if isinstance(exc, ComposingUnavailable):
         return Response({"detail": exc.reason}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+    if isinstance(exc, NotAllowed):
+        return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
     return drf_exception_handler(exc, context)
+
+
+def _control_field(name: str, control: Control, *, output: bool) -> serializers.Field:
+    """The schema of one control: its type, range and choices (enums), from ml.request."""
+    default: Any = GenerationRequest.__dataclass_fields__[name].default
+    common: dict[str, Any] = {"help_text": control.help}
+    if output:
+        common["allow_null"] = control.nullable
+    else:
+        common.update(required=name == "style", allow_null=control.nullable)
+    if control.kind == "choice" and name != "instrument":
+        return serializers.ChoiceField(choices=[value for value, _ in control.choices], **common)
+    if control.kind in ("style", "time_signature"):
+        if control.kind == "time_signature":
+            common["help_text"] += f' Default "{default[0]}/{default[1]}".'
+        return serializers.CharField(**common)
+    bounds: dict[str, Any] = {"max_value": control.maximum}
+    if control.minimum is not None and not control.above_minimum:
+        bounds["min_value"] = control.minimum
+    if control.kind == "float":
+        return serializers.FloatField(**common, **bounds)
+    if name == "instrument":
+        bounds = {"min_value": 0, "max_value": 127}
+    return serializers.IntegerField(**common, **bounds)
+
+
+# Built from the one definition of the controls; they document the API (the schema), while
+# services.composition_request checks what is sent.
+CompositionRequestSerializer = type("CompositionRequestSerializer", (serializers.Serializer,), {
+    **{name: _control_field(name, control, output=False) for name, control in CONTROLS.items()},
+    "primer": serializers.FileField(required=False, help_text="A MIDI file to continue (multipart only)"),
+})
+CompositionSettingsSerializer = type("CompositionSettingsSerializer", (serializers.Serializer,), {
+    **{name: _control_field(name, control, output=True) for name, control in CONTROLS.items()},
+    "continues_midi": serializers.BooleanField(),
+})
+
+
+class ErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    errors = serializers.DictField(child=serializers.ListField(child=serializers.CharField()), required=False,
+                                   help_text="Messages by field name; __all__ for the request as a whole")
 
 
 class TokenCreateApi(APIView):
@@ -82,27 +129,6 @@ class CompositionStatusSerializer(serializers.Serializer):
     midi_url = serializers.CharField(allow_null=True)
 
 
-class CompositionSettingsSerializer(serializers.Serializer):
-    style = serializers.CharField()
-    seconds = serializers.FloatField(allow_null=True)
-    notes = serializers.IntegerField(allow_null=True)
-    tempo_bpm = serializers.FloatField(allow_null=True)
-    time_signature = serializers.CharField()
-    key = serializers.CharField()
-    mode = serializers.CharField()
-    pitch_low = serializers.IntegerField()
-    pitch_high = serializers.IntegerField()
-    temperature = serializers.FloatField()
-    timing_temperature = serializers.FloatField()
-    top_k = serializers.IntegerField()
-    top_p = serializers.FloatField()
-    seed = serializers.IntegerField(allow_null=True)
-    dynamics = serializers.CharField()
-    instrument = serializers.IntegerField()
-    variations = serializers.IntegerField()
-    continues_midi = serializers.BooleanField()
-
-
 class CompositionDetailSerializer(CompositionStatusSerializer):
     model_name = serializers.CharField()
     duration_seconds = serializers.FloatField(allow_null=True)
@@ -116,41 +142,19 @@ class CompositionCreateApi(APIView):
     # JSON, or multipart when a MIDI file to continue comes along as `primer`.
     parser_classes = [JSONParser, MultiPartParser, FormParser]
 
-    class InputSerializer(serializers.Serializer):
-        # Types only; GenerationRequest checks ranges and its defaults fill omitted fields.
-        style = serializers.CharField(max_length=64)
-        seconds = serializers.FloatField(required=False, allow_null=True)
-        notes = serializers.IntegerField(required=False, allow_null=True)
-        tempo_bpm = serializers.FloatField(required=False, allow_null=True)
-        time_signature = serializers.CharField(required=False, max_length=8, help_text='e.g. "3/4" or "6/8"')
-        key = serializers.CharField(required=False, max_length=8)
-        mode = serializers.CharField(required=False, max_length=16)
-        pitch_low = serializers.IntegerField(required=False, help_text="MIDI note number, 60 = C4")
-        pitch_high = serializers.IntegerField(required=False, help_text="MIDI note number, 60 = C4")
-        temperature = serializers.FloatField(required=False)
-        timing_temperature = serializers.FloatField(required=False)
-        top_k = serializers.IntegerField(required=False)
-        top_p = serializers.FloatField(required=False)
-        seed = serializers.IntegerField(required=False, allow_null=True)
-        dynamics = serializers.CharField(required=False, max_length=16)
-        instrument = serializers.IntegerField(required=False)
-        variations = serializers.IntegerField(required=False)
-        primer = serializers.FileField(required=False, help_text="A MIDI file to continue (multipart only)")
-
     class OutputSerializer(serializers.Serializer):
         status_url = serializers.CharField()
         compositions = CompositionStatusSerializer(many=True)
 
-    @extend_schema(request=InputSerializer, responses={202: OutputSerializer})
+    @extend_schema(
+        request=CompositionRequestSerializer,
+        responses={202: OutputSerializer, 400: ErrorSerializer, 401: ErrorSerializer, 429: ErrorSerializer,
+                   503: ErrorSerializer},
+    )
     def post(self, request: Request) -> Response:
-        serializer = self.InputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        params = {name: value for name, value in serializer.validated_data.items() if value is not None}
-        upload = params.pop("primer", None)
-        primer_midi, primer = engine.primer_from_upload(upload) if upload else (None, None)
-        generation_request = engine.build_request(params, primer=primer)
+        params = {name: value for name, value in request.data.items() if name != "primer"}
         compositions = services.composition_request(
-            user=request.user, request=generation_request, primer_midi=primer_midi
+            user=request.user, params=params, primer=request.FILES.get("primer")
         )
         status_url = reverse("api:composition-status", args=[compositions[0].public_id])
         data = {

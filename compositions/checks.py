@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import CheckMessage, Warning, register
 
-from compositions import engine
+from compositions import runtime
 
 
 @register()
@@ -18,7 +18,7 @@ def composing_tools_check(app_configs: Any = None, **kwargs: Any) -> list[CheckM
     warnings: list[CheckMessage] = [
         Warning(problem, id="compositions.W001") for problem in check_tools(settings.SOUNDFONT_PATH or None)
     ]
-    model_path = engine.active_model_path()
+    model_path = runtime.active_model_path()
     if not model_path.is_file():
         warnings.append(
             Warning(

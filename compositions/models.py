@@ -43,25 +43,10 @@ class Composition(models.Model):
     queue_count = models.PositiveSmallIntegerField(default=0)  # times a task was queued for it
     queued_at = models.DateTimeField(null=True, blank=True)
 
-    # The request, as validated by ml.generate.GenerationRequest.
+    # The request, as ml.request.GenerationRequest.to_dict() writes it. The style is also a column,
+    # to filter on; `seed` is replaced by the seed that reproduces this variation once it is done.
     style = models.CharField(max_length=64)
-    # Exactly one of seconds and notes is set: the length in time or in notes.
-    seconds = models.FloatField(null=True, blank=True)
-    notes = models.PositiveIntegerField(null=True, blank=True)
-    tempo_bpm = models.FloatField(null=True, blank=True)  # None: the style's default tempo
-    time_signature = models.CharField(max_length=8, default="4/4")  # "numerator/denominator"
-    key = models.CharField(max_length=8, default="any")
-    mode = models.CharField(max_length=16, default="major")
-    pitch_low = models.PositiveSmallIntegerField(default=21)  # MIDI note numbers, inclusive
-    pitch_high = models.PositiveSmallIntegerField(default=108)
-    temperature = models.FloatField(default=1.0)
-    timing_temperature = models.FloatField(default=1.0)
-    top_k = models.PositiveIntegerField(default=0)
-    top_p = models.FloatField(default=1.0)
-    seed = models.BigIntegerField(null=True, blank=True)
-    dynamics = models.CharField(max_length=16, default="medium")
-    instrument = models.PositiveSmallIntegerField(default=0)  # General MIDI program
-    variations = models.PositiveSmallIntegerField(default=1)
+    params = models.JSONField(default=dict)
     primer_file = models.FileField(upload_to="primers/", blank=True)
 
     # The result.
@@ -92,7 +77,8 @@ class Composition(models.Model):
     @property
     def length_label(self) -> str:
         """The requested length as the user gave it: "30 s" or "200 notes"."""
-        return f"{self.notes} notes" if self.notes is not None else f"{self.seconds or 0:g} s"
+        notes, seconds = self.params.get("notes"), self.params.get("seconds")
+        return f"{notes} notes" if notes is not None else f"{seconds or 0:g} s"
 
 
 class MusicModel(models.Model):

@@ -7,7 +7,7 @@ import socket
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -17,7 +17,6 @@ from django.http import Http404
 from django.urls import reverse
 from django.utils import timezone
 
-from compositions.engine import CompositionParams
 from compositions.models import Composition
 
 
@@ -33,18 +32,16 @@ class CompositionStatus(TypedDict):
     midi_url: str | None
 
 
-class CompositionSettings(CompositionParams):
-    """The parameters a composition was requested with (the seed: the one that reproduces it)."""
-
-    continues_midi: bool
-
-
 class CompositionDetail(CompositionStatus):
-    """The API's view of one composition: its status, settings and, once done, its harmony."""
+    """The API's view of one composition: its status, settings and, once done, its harmony.
+
+    `settings` holds every control of ml.request.GenerationRequest (the seed: the one that
+    reproduces this variation), and `continues_midi`.
+    """
 
     model_name: str
     duration_seconds: float | None
-    settings: CompositionSettings
+    settings: dict[str, Any]
     chords: list[list[float | str | None]]
 
 
@@ -90,33 +87,32 @@ def composition_status(*, composition: Composition, for_api: bool = False) -> Co
 
 def composition_detail(*, composition: Composition) -> CompositionDetail:
     """The API's answer for one composition: status, API file URLs, settings and chords."""
-    settings: CompositionSettings = {
-        "style": composition.style,
-        "seconds": composition.seconds,
-        "notes": composition.notes,
-        "tempo_bpm": composition.tempo_bpm,
-        "time_signature": composition.time_signature,
-        "key": composition.key,
-        "mode": composition.mode,
-        "pitch_low": composition.pitch_low,
-        "pitch_high": composition.pitch_high,
-        "temperature": composition.temperature,
-        "timing_temperature": composition.timing_temperature,
-        "top_k": composition.top_k,
-        "top_p": composition.top_p,
-        "seed": composition.seed,
-        "dynamics": composition.dynamics,
-        "instrument": composition.instrument,
-        "variations": composition.variations,
-        "continues_midi": bool(composition.primer_file),
-    }
     return {
         **composition_status(composition=composition, for_api=True),
         "model_name": composition.model_name,
         "duration_seconds": composition.duration_seconds,
-        "settings": settings,
+        "settings": {**composition.params, "continues_midi": bool(composition.primer_file)},
         "chords": composition.chords_json,
     }
+
+
+def composition_settings_table(*, composition: Composition) -> list[tuple[str, str]]:
+    """(label, value) rows of the settings a piece was requested with, as its page lists them."""
+    from ml.request import CONTROLS
+
+    params = composition.params
+    rows = [("Length", composition.length_label)]
+    for name, control in CONTROLS.items():
+        if name in ("seconds", "notes") or name not in params:
+            continue
+        if name == "variations" and params[name] == 1:
+            continue
+        if name == "mode" and params.get("key") == "any":
+            continue  # the mode applies only with a key
+        rows.append((control.label, control.display(params[name])))
+    if composition.primer_file:
+        rows.append(("Continues", "your MIDI file"))
+    return rows
 
 
 def stalled_before() -> datetime:
@@ -221,7 +217,9 @@ def media_report() -> MediaReport:
             if not default_storage.exists(name):
                 report.missing.append((row_id, name))
         if status == Composition.Status.DONE:
-            report.missing.extend((row_id, f"(no {kind} file)") for kind, name in zip(("MIDI", "MP3"), names) if not name)
+            for kind, name in zip(("MIDI", "MP3"), names[:2]):
+                if not name:
+                    report.missing.append((row_id, f"(no {kind} file)"))
     for folder in MEDIA_FOLDERS:
         if not default_storage.exists(folder):
             continue

@@ -10,45 +10,30 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from compositions import selectors
-from compositions.engine import stored_params
+from compositions import runtime, selectors
+from compositions.errors import NotAllowed, QuotaExceeded
 from compositions.models import Composition, MusicModel, TrainingDataset
-
-if TYPE_CHECKING:
-    from ml.generate import GenerationRequest
 
 logger = logging.getLogger(__name__)
 
 GENERATE_TASK = "compositions.tasks.composition_generate"
-
-
-class QuotaExceeded(Exception):
-    """The user has asked for more than their quota allows; `retry_after` is in seconds."""
-
-    def __init__(self, message: str, retry_after: int) -> None:
-        super().__init__(message)
-        self.message = message
-        self.retry_after = retry_after
-
-
-class NotAllowed(ValueError):
-    """The action does not apply to the piece in its current state (shown to the user as is)."""
 
 
 def _queue_after_commit(func: str, *args: object, **options: Any) -> None:
@@ -92,20 +77,31 @@ def _check_quota(user: AbstractBaseUser, wanted: int) -> None:
         )
 
 
-@transaction.atomic
 def composition_request(
-    *, user: AbstractBaseUser, request: GenerationRequest, primer_midi: bytes | None = None
+    *, user: AbstractBaseUser, params: Mapping[str, Any], primer: UploadedFile | bytes | None = None
 ) -> list[Composition]:
-    """Save one pending composition per variation, sharing a batch, and queue their generation.
+    """Check a request to compose, then save one pending composition per variation and queue them.
+
+    `params` is what the user sent (form strings or JSON values); `primer` a MIDI file to continue.
 
     Raises:
-        QuotaExceeded: the user is over a quota; nothing is saved.
+        RequestInvalid: a field is bad; ComposingUnavailable: there is no model; QuotaExceeded: the
+            user is over a quota. Nothing is saved in any of these cases.
     """
+    primer_midi = runtime.read_upload(primer) if isinstance(primer, UploadedFile) else primer
+    # Checked before the transaction: the primer is parsed in a sandbox, which takes a moment.
+    request = runtime.validated_request(params, primer_midi=primer_midi)
+    return _composition_create(user=user, params=request.to_dict(), primer_midi=primer_midi)
+
+
+@transaction.atomic
+def _composition_create(
+    *, user: AbstractBaseUser, params: dict[str, Any], primer_midi: bytes | None
+) -> list[Composition]:
     # Lock the user's row so that concurrent requests of one user are counted one after another.
     get_user_model().objects.select_for_update().filter(pk=user.pk).first()
-    _check_quota(user, request.variations)
+    _check_quota(user, params["variations"])
     batch_id = uuid.uuid4()
-    params = stored_params(request)
     # The worker re-reads the primer from storage; the batch shares one copy.
     primer_name = default_storage.save(f"primers/{batch_id}.mid", ContentFile(primer_midi)) if primer_midi else ""
     compositions = [
@@ -115,9 +111,10 @@ def composition_request(
             variation_index=index,
             primer_file=primer_name,
             status_message="Queued",
-            **params,
+            style=params["style"],
+            params=params,
         )
-        for index in range(request.variations)
+        for index in range(params["variations"])
     ]
     # One task writes the whole batch: all variations come from a single generate() call.
     _queue_batch(compositions[0].id, batch_id)
@@ -362,12 +359,17 @@ def _render_again(piece: Composition) -> None:
 
     from django.core.files import File
 
-    from compositions import engine
+    from ml.pipeline import notes_from_piano_roll, render_piece
+    from ml.request import GenerationRequest
 
-    notes = engine.notes_from_payload(piece.notes_json, piece)
+    request = GenerationRequest.from_dict(piece.params)
+    notes = notes_from_piano_roll(
+        piece.notes_json, tempo_bpm=request.tempo_bpm or 120.0, time_signature=request.time_signature,
+        program=request.instrument,
+    )
     with tempfile.TemporaryDirectory(prefix="musicgen-") as tmp:
         midi_path, mp3_path = Path(tmp) / f"{piece.public_id}.mid", Path(tmp) / f"{piece.public_id}.mp3"
-        duration = engine.render(notes, midi_path=midi_path, mp3_path=mp3_path)
+        duration = render_piece(runtime.get_renderer(), notes, midi_path=midi_path, audio_path=mp3_path)
         with midi_path.open("rb") as midi, mp3_path.open("rb") as mp3:
             midi_name = default_storage.save(f"midi/{midi_path.name}", File(midi))
             mp3_name = default_storage.save(f"mp3/{mp3_path.name}", File(mp3))

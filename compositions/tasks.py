@@ -13,9 +13,10 @@ from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import DatabaseError, connection
 
-from compositions import engine, services, training
-from compositions.engine import CompositionFailed
+from compositions import runtime, services, training
+from compositions.errors import ComposingUnavailable
 from compositions.models import MusicModel, TrainingDataset
+from ml.pipeline import PipelineError
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ class ProgressWriter:
                 raise Cancelled
 
     def stage(self, message: str) -> None:
-        """Stage callback for engine.compose: "Loading the model", then "Generating"."""
+        """Stage callback for ml.pipeline.compose: "Loading the model", then "Generating"."""
         if not services.composition_progress(claim=self.claim, message=message):
             raise Cancelled
 
@@ -100,7 +101,7 @@ def composition_generate(composition_id: int) -> None:
     except Cancelled:
         logger.info("Composition batch %s stopped: cancelled or deleted", composition_id)
         return
-    except CompositionFailed as exc:
+    except (PipelineError, ComposingUnavailable) as exc:
         services.composition_fail(claim=claim, reason=exc.reason, detail=exc.detail)
         logger.warning("Composition batch %s failed: %s (%s)", composition_id, exc.reason, exc.detail)
         return
@@ -114,6 +115,10 @@ def composition_generate(composition_id: int) -> None:
 
 
 def _generate_rows(claim: services.Claim) -> None:
+    from ml.notes import MidiError
+    from ml.pipeline import chord_changes, compose, piano_roll, render_piece
+    from ml.request import GenerationRequest, RequestError
+
     rows = list(claim.rows().order_by("variation_index"))
     if not rows:
         raise Cancelled
@@ -123,29 +128,29 @@ def _generate_rows(claim: services.Claim) -> None:
         with first.primer_file.open("rb") as f:
             data = f.read()
         try:
-            primer = engine.primer_from_midi(data)
-        except ValueError as exc:  # MidiError: checked at upload, so only a changed file gets here
-            raise CompositionFailed(f"The uploaded MIDI file could not be read: {exc}") from exc
-    params = engine.params_from_row(first)
-    params["variations"] = len(rows)  # after a partial failure, only the missing ones
+            primer = runtime.primer_from_midi(data)
+        except MidiError as exc:  # checked at upload, so only a changed file gets here
+            raise PipelineError(f"The uploaded MIDI file could not be read: {exc}") from exc
     try:
-        # The model checks the style itself when it loads (compose), with a clearer error.
-        request = engine.request_from_params(params, primer=primer)
-    except ValueError as exc:
-        raise CompositionFailed(f"The request is not valid: {exc}") from exc
+        # After a partial failure, only the missing variations are written.
+        request = GenerationRequest.from_dict({**first.params, "variations": len(rows)}, primer=primer)
+    except RequestError as exc:
+        raise PipelineError(f"The request is not valid: {exc}") from exc
 
     progress = ProgressWriter(claim)
-    composed = engine.compose(request, progress=progress, stage=progress.stage)
-    if len(composed.pieces) < len(rows):
-        raise CompositionFailed("The model wrote fewer variations than asked for")
+    generator = runtime.get_generator()
+    pieces = compose(generator, request, progress=progress, stage=progress.stage)
+    if len(pieces) < len(rows):
+        raise PipelineError("The model wrote fewer variations than asked for")
 
     if not services.composition_rendering(claim=claim, percent=GENERATION_SHARE):
         raise Cancelled
-    for row, piece in zip(rows, composed.pieces):
+    renderer = runtime.get_renderer()
+    for row, piece in zip(rows, pieces):
         with tempfile.TemporaryDirectory(prefix="musicgen-") as tmp:
             midi_path = Path(tmp) / f"{row.public_id}.mid"
             mp3_path = Path(tmp) / f"{row.public_id}.mp3"
-            duration = engine.render(piece.notes, midi_path=midi_path, mp3_path=mp3_path)
+            duration = render_piece(renderer, piece.notes, midi_path=midi_path, audio_path=mp3_path)
             # Saved outside any transaction: a write lock is never held while files are copied.
             with midi_path.open("rb") as midi, mp3_path.open("rb") as mp3:
                 midi_name = default_storage.save(f"midi/{midi_path.name}", File(midi))
@@ -157,11 +162,12 @@ def _generate_rows(claim: services.Claim) -> None:
                 midi_name=midi_name,
                 mp3_name=mp3_name,
                 fields={
-                    "model_name": composed.model_name,
-                    "seed": piece.seed,  # reproduces this variation on its own
+                    "model_name": generator.name,
+                    # The seed that reproduces this variation on its own.
+                    "params": {**row.params, "seed": piece.seed},
                     "duration_seconds": duration,
-                    "notes_json": engine.notes_payload(piece.notes),
-                    "chords_json": engine.chord_changes(piece.notes),
+                    "notes_json": piano_roll(piece.notes),
+                    "chords_json": chord_changes(piece.notes),
                     "primer_end": piece.primer_end if piece.primer_length else None,
                 },
             ),

@@ -34,8 +34,8 @@ def load_dataset(dataset: TrainingDataset) -> tuple[NoteDataset, ImportReport]:
 
 def run_training(dataset_ids: list[int], out_path: Path) -> TrainingResult:
     """Train one model on the data sets `dataset_ids` and save it at `out_path`."""
+    from ml.config import read_model_info
     from ml.datasets import NoteDataset
-    from ml.model import read_model_info
     from ml.train import default_config, train
 
     rows = list(TrainingDataset.objects.filter(id__in=dataset_ids))

@@ -9,13 +9,15 @@ from django.contrib.auth import login, logout
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import UserCreationForm
+from django.core.exceptions import NON_FIELD_ERRORS
 from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from compositions import selectors, services
 from compositions.downloads import FileKind, composition_file_response
-from compositions.forms import INSTRUMENT_CHOICES, CompositionForm, ThrottledAuthenticationForm, pitch_label
+from compositions.errors import ComposingUnavailable, NotAllowed, QuotaExceeded, RequestInvalid
+from compositions.forms import CompositionForm, ThrottledAuthenticationForm
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -60,19 +62,24 @@ def composition_list(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def composition_new(request: HttpRequest) -> HttpResponse:
     form = CompositionForm(request.POST or None, request.FILES or None)
-    status = 400 if request.method == "POST" else 200
-    if request.method == "POST" and form.is_valid():
-        try:
-            compositions = services.composition_request(
-                user=request.user, request=form.generation_request, primer_midi=form.primer_midi
-            )
-        except services.QuotaExceeded as exc:
-            form.add_error(None, exc.message)
-            response = render(request, "compositions/new.html", {"form": form}, status=429)
-            response["Retry-After"] = str(exc.retry_after)
-            return response
-        return redirect("compositions:detail", public_id=compositions[0].public_id)
-    return render(request, "compositions/new.html", {"form": form}, status=status)
+    if request.method == "GET":
+        return render(request, "compositions/new.html", {"form": form})
+    try:
+        compositions = services.composition_request(
+            user=request.user, params=form.request_params(), primer=request.FILES.get("primer")
+        )
+    except RequestInvalid as exc:
+        form.show_errors(exc.errors)
+        return render(request, "compositions/new.html", {"form": form}, status=400)
+    except ComposingUnavailable as exc:
+        form.show_errors({NON_FIELD_ERRORS: [f"{exc.reason}; composing is not possible right now."]})
+        return render(request, "compositions/new.html", {"form": form}, status=503)
+    except QuotaExceeded as exc:
+        form.show_errors({NON_FIELD_ERRORS: [exc.message]})
+        response = render(request, "compositions/new.html", {"form": form}, status=429)
+        response["Retry-After"] = str(exc.retry_after)
+        return response
+    return redirect("compositions:detail", public_id=compositions[0].public_id)
 
 
 @login_required
@@ -84,8 +91,7 @@ def composition_detail(request: HttpRequest, public_id: uuid.UUID) -> HttpRespon
         "batch": selectors.composition_batch(composition=composition),
         "status": selectors.composition_status(composition=composition),
         "stalled": selectors.composition_is_stalled(composition=composition),
-        "instrument_name": dict(INSTRUMENT_CHOICES).get(composition.instrument, ""),
-        "pitch_range": f"{pitch_label(composition.pitch_low)} to {pitch_label(composition.pitch_high)}",
+        "settings_table": selectors.composition_settings_table(composition=composition),
     }
     return render(request, "compositions/detail.html", context)
 
@@ -103,7 +109,7 @@ def composition_retry(request: HttpRequest, public_id: uuid.UUID) -> HttpRespons
     composition = selectors.composition_get_for_user(user=request.user, public_id=public_id)
     try:
         services.composition_retry(composition=composition)
-    except (services.NotAllowed, services.QuotaExceeded) as exc:
+    except (NotAllowed, QuotaExceeded) as exc:
         messages.error(request, str(exc))
     return redirect("compositions:detail", public_id=composition.public_id)
 
@@ -114,7 +120,7 @@ def composition_cancel(request: HttpRequest, public_id: uuid.UUID) -> HttpRespon
     composition = selectors.composition_get_for_user(user=request.user, public_id=public_id)
     try:
         services.composition_cancel(composition=composition)
-    except services.NotAllowed as exc:
+    except NotAllowed as exc:
         messages.error(request, str(exc))
     return redirect("compositions:detail", public_id=composition.public_id)
 

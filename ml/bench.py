@@ -161,7 +161,7 @@ def load_model_under_test(path: Path, untrained: bool) -> tuple[ModelUnderTest, 
 
 def _request(style: str, *, notes: int | None = None, seconds: float | None = None, variations: int = 1,
              seed: int = 0) -> Any:
-    from ml.generate import GenerationRequest
+    from ml.request import GenerationRequest
 
     return GenerationRequest(style=style, notes=notes, seconds=seconds, variations=variations, seed=seed)
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import math
+import zipfile
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -123,3 +127,17 @@ class ModelConfig:
     def from_dict(cls, data: dict[str, object]) -> ModelConfig:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         return cls(**known)  # type: ignore[arg-type]
+
+
+def read_model_info(path: Path) -> dict[str, Any]:
+    """Config and extras of a saved `.keras` model, read from the archive's config.json.
+
+    This is the web processes' way to learn the styles, tempos and statistics of a model: it reads
+    a zip entry and parses JSON, and never imports Keras or builds the network.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))["config"]
+        return {"config": ModelConfig.from_dict(config["model_config"]), "extra": config.get("extra", {})}
+    except (OSError, KeyError, TypeError, ValueError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"The model file {Path(path).name} is broken or missing.") from exc

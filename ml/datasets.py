@@ -396,7 +396,8 @@ def score_to_notes(path: str, number: int | None, default_tempo: float) -> NoteS
                 if tie == "start":
                     open_ties[midi] = len(lengths) - 1
     if not onsets:
-        return NoteSequence(pitch=[], step=[], duration=[], velocity=[])
+        empty = np.zeros(0)
+        return NoteSequence(pitch=empty, step=empty, duration=empty, velocity=empty)
     onsets_q, lengths_q = np.array(onsets), np.array(lengths)
     mark_q = np.array([q for q, _ in marks])
     bpm = np.array([b for _, b in marks])

@@ -239,7 +239,8 @@ def next_note_report(dataset: NoteDataset, notes: TestNotes, predictors: dict[st
 
 def generator_sampler(model_path: Path, seconds: float) -> PieceSampler:
     """Pieces from the lead's `ml.generate.Generator`, in batches of four variations."""
-    from ml.generate import GenerationRequest, Generator
+    from ml.generate import Generator
+    from ml.request import GenerationRequest
 
     generator = Generator(model_path)
 

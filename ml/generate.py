@@ -17,95 +17,25 @@ import math
 import secrets
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ml.config import PAD_PITCH, ModelConfig
-from ml.notes import MODES, NoteSequence, parse_key, scale_pitch_classes
+from ml.config import PAD_PITCH, ModelConfig, read_model_info
+from ml.mgeval import FIGURE_REPEATS, MAX_SAME_PITCH
+from ml.notes import NoteSequence, parse_key, scale_pitch_classes
+from ml.request import GenerationRequest
 
-DYNAMICS = ("soft", "medium", "loud", "crescendo", "diminuendo")
 _DYNAMIC_LEVELS = {"soft": (50, 50), "medium": (80, 80), "loud": (108, 108),
                    "crescendo": (40, 112), "diminuendo": (112, 40)}
 MAX_NOTES_PER_VARIATION = 6000
 MAX_CHORD_NOTES = 6  # more simultaneous onsets than this is a stuck timing head, not music
 MAX_STEP_BEATS = 4.0
 MAX_DURATION_BEATS = 8.0
-# Figure length -> repeats in a row that count as a degenerate loop (same as the evaluation's).
-LOOP_REPEATS = {1: 6, 2: 4, 3: 3, 4: 3}
-
-
-class GenerationError(RuntimeError):
-    """Generation failed for a reason that is not the request's fault."""
-
-
-@dataclass(frozen=True)
-class GenerationRequest:
-    """What the user asked for. Validated when built; bad values raise ValueError."""
-
-    style: str
-    seconds: float | None = None  # default 30 s when no length is given
-    notes: int | None = None
-    tempo_bpm: float | None = None
-    time_signature: tuple[int, int] = (4, 4)
-    key: str = "any"
-    mode: str = "major"
-    pitch_low: int = 21
-    pitch_high: int = 108
-    temperature: float = 1.0
-    timing_temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    seed: int | None = None
-    dynamics: str = "medium"
-    instrument: int = 0
-    variations: int = 1
-    primer: NoteSequence | None = field(default=None, compare=False)
-
-    def __post_init__(self) -> None:
-        if self.seconds is None and self.notes is None:
-            object.__setattr__(self, "seconds", 30.0)
-        if self.seconds is not None and self.notes is not None:
-            raise ValueError("Give the length either in seconds or in notes, not both.")
-        if self.seconds is not None and not (_finite(self.seconds) and 5 <= self.seconds <= 600):
-            raise ValueError("Length must be between 5 and 600 seconds.")
-        if self.notes is not None and not (isinstance(self.notes, int) and 8 <= self.notes <= 4000):
-            raise ValueError("Length must be between 8 and 4000 notes.")
-        if self.tempo_bpm is not None and not (_finite(self.tempo_bpm) and 20 <= self.tempo_bpm <= 300):
-            raise ValueError("Tempo must be between 20 and 300 BPM.")
-        num, den = self.time_signature
-        if not (1 <= num <= 32 and den in (1, 2, 4, 8, 16, 32)):
-            raise ValueError("Time signature must be like 4/4, 3/4 or 6/8.")
-        if self.key != "any":
-            parse_key(self.key)
-        if self.mode not in MODES:
-            raise ValueError(f"Unknown mode {self.mode!r}: use one of {', '.join(MODES)}.")
-        if not (0 <= self.pitch_low < self.pitch_high <= 127) or self.pitch_high - self.pitch_low < 12:
-            raise ValueError("The pitch range must span at least an octave within 0..127.")
-        for name in ("temperature", "timing_temperature"):
-            value = getattr(self, name)
-            if not (_finite(value) and 0 < value <= 3):
-                raise ValueError(f"{name.replace('_', ' ').capitalize()} must be above 0 and at most 3.")
-        if not (isinstance(self.top_k, int) and 0 <= self.top_k <= 128):
-            raise ValueError("Top-k must be between 0 (off) and 128.")
-        if not (_finite(self.top_p) and 0 < self.top_p <= 1):
-            raise ValueError("Top-p must be above 0 and at most 1.")
-        if self.seed is not None and not (isinstance(self.seed, int) and 0 <= self.seed < 2**32):
-            raise ValueError("Seed must be a whole number between 0 and 4294967295.")
-        if self.dynamics not in DYNAMICS:
-            raise ValueError(f"Unknown dynamics {self.dynamics!r}: use one of {', '.join(DYNAMICS)}.")
-        if not (isinstance(self.instrument, int) and 0 <= self.instrument <= 127):
-            raise ValueError("Instrument must be a General MIDI program between 0 and 127.")
-        if not (isinstance(self.variations, int) and 1 <= self.variations <= 4):
-            raise ValueError("Variations must be between 1 and 4.")
-        if self.primer is not None and len(self.primer) == 0:
-            raise ValueError("The primer holds no notes.")
-
-
-def _finite(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+# Figure length -> repeats in a row that count as a degenerate loop: the evaluation's thresholds.
+LOOP_REPEATS = {1: MAX_SAME_PITCH, **FIGURE_REPEATS}
 
 
 @dataclass
@@ -130,8 +60,6 @@ class Generator:
     # -- metadata, cheap: read from the archive without TensorFlow --------------------------------
     def _info(self) -> None:
         if self._config is None:
-            from ml.model import read_model_info
-
             info = read_model_info(self.model_path)
             self._config, self._extra = info["config"], info["extra"]
 
@@ -319,7 +247,8 @@ class _Batch:
         for v in range(self.size):
             mask = np.ones(len(self.grid), dtype=bool)
             mask[self.max_step_class:] = False
-            if len(self.chord[v]) >= MAX_CHORD_NOTES or (self.chord[v] and max(self.chord[v]) >= self.request.pitch_high):
+            chord = self.chord[v]
+            if len(chord) >= MAX_CHORD_NOTES or (chord and max(chord) >= self.request.pitch_high):
                 mask[0] = False
             if self.first:
                 mask[0] = False  # the continuation starts on a new onset, never inside the primer's chord
@@ -381,8 +310,8 @@ class _Batch:
             end = self.start_beats[v] + self.target_beats
             durations = np.minimum(durations, end - onsets)
             durations[onsets == onsets.max()] = end - onsets.max()
-        velocity = apply_dynamics(np.array(self.velocities[v]) * 127.0, onsets - onsets.min() if len(onsets) else onsets,
-                                  r.dynamics)
+        relative = onsets - onsets.min() if len(onsets) else onsets
+        velocity = apply_dynamics(np.array(self.velocities[v]) * 127.0, relative, r.dynamics)
         primer_length, primer_end = 0, 0.0
         if primer.output is not None:
             p_onset, p_pitch, p_duration, p_velocity = primer.output

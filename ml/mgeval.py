@@ -7,14 +7,16 @@ Gaussian kernel density estimate. If generated pieces resemble held-out pieces, 
 distance distribution overlaps the held-out intra-set one: the overlap area (OA) is near 1 and
 the Kullback-Leibler divergence near 0.
 
-This module needs only numpy, so the generator can import `find_degenerate_loop` without loading
-TensorFlow.
+This module needs only numpy. The generator's loop guard (`ml.generate.loop_completions`) uses
+the same thresholds and bans the note that would complete a loop this detector counts, so the
+loop rate of guarded output is zero by construction: it says something only with the guard off.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypedDict
 
 import numpy as np
 
@@ -160,11 +162,16 @@ COMMON_CHORDS = ("major triad", "minor triad", "diminished triad", "augmented tr
                  "diminished seventh chord", "incomplete dominant-seventh chord")
 
 
-def _harmony(seq: NoteSequence) -> dict[str, float | int]:
+class _Harmony(TypedDict):
+    chord_onsets: int
+    common_chord_share: float
+
+
+def _harmony(seq: NoteSequence) -> _Harmony:
     """How much of what sounds together is a common chord: measured once per onset."""
     labels = chord_labels(seq)
     first_of_onset = np.flatnonzero(np.r_[True, seq.step[1:] > 0])
-    named = [labels[i] for i in first_of_onset if labels[i] is not None]
+    named = [label for label in (labels[i] for i in first_of_onset) if label is not None]
     common = sum(any(label.endswith(" " + quality) for quality in COMMON_CHORDS) for label in named)
     return {"chord_onsets": len(named), "common_chord_share": common / len(named) if named else 0.0}
 

@@ -11,8 +11,6 @@ on a GPU load unchanged under TensorFlow on the web workers.
 
 from __future__ import annotations
 
-import json
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -137,13 +135,3 @@ def save_model(model: NoteModel, path: Path) -> None:
     tmp = path.with_name(path.stem + ".tmp.keras")
     model.save(tmp)
     tmp.replace(path)  # never leave a half-written model where workers load from
-
-
-def read_model_info(path: Path) -> dict[str, Any]:
-    """Config and extras of a saved model, read from the archive without building it (cheap)."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            config = json.loads(archive.read("config.json"))["config"]
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
-        raise ValueError(f"The model file {Path(path).name} is broken or missing.") from exc
-    return {"config": ModelConfig.from_dict(config["model_config"]), "extra": config.get("extra", {})}

@@ -347,7 +347,6 @@ def plot_history(history: list[dict[str, float]], path: Path) -> None:
 def tiny_dataset(styles: tuple[str, ...] = ("alpha", "beta"), pieces_per_style: int = 6, notes: int = 48,
                  seed: int = 0) -> NoteDataset:
     """Scale fragments in two styles: enough structure to learn from in seconds, for tests."""
-    from ml.datasets import split_of
     from ml.notes import NoteSequence
 
     rng = np.random.default_rng(seed)

@@ -29,7 +29,8 @@ def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def isolated_site(settings: Any, tmp_path: Path, tiny_model_path: Path) -> None:
     """Site tests write media to their own folder, run tasks inline and compose with the tiny model.
 
-    Autoused by the conftest of each site test package (not by tests/ml, which needs no Django).
+    Autoused by the conftest of each site test package. tests/ml does not use it: the ml library
+    never imports Django (this conftest does, so pytest-django still sets Django up for them).
     """
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.Q_SYNC = True
@@ -50,7 +51,7 @@ def queued_tasks(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
 @pytest.fixture
 def style(tiny_model_path: Path) -> str:
     """A style the tiny model knows."""
-    from ml.model import read_model_info
+    from ml.config import read_model_info
 
     return read_model_info(tiny_model_path)["config"].styles[0]
 
@@ -95,8 +96,12 @@ def composition_factory(db: None, style: str) -> Callable[..., Composition]:
     """Composition rows in any state, without running the generator."""
 
     def make(user: User, **fields: Any) -> Composition:
-        defaults: dict[str, Any] = {"style": style, "seconds": 5.0}
-        return Composition.objects.create(user=user, **{**defaults, **fields})
+        """Request controls (style, seconds, key, ...) go into `params`; other fields are columns."""
+        from ml.request import CONTROLS, GenerationRequest
+
+        controls = {name: fields.pop(name) for name in list(fields) if name in CONTROLS}
+        params = GenerationRequest.from_dict({"style": style, "seconds": 5.0, **controls}).to_dict()
+        return Composition.objects.create(user=user, style=params["style"], params=params, **fields)
 
     return make
 

@@ -220,7 +220,7 @@ def live_site(tmp: Path, *, backend: str, model_path: Path, **settings: str) -> 
         "PYTHONUNBUFFERED": "1",
         **settings,
     }
-    drop: Callable[[], None] = lambda: None
+    cleanup: list[Callable[[], None]] = []  # a SQLite file goes with the temporary folder
     if backend == "sqlite":
         env["DATABASE_URL"] = f"sqlite:///{tmp / 'site.sqlite3'}"
     else:
@@ -240,6 +240,8 @@ def live_site(tmp: Path, *, backend: str, model_path: Path, **settings: str) -> 
             admin.close()
             redis.from_url(REDIS_URL).flushdb()
 
+        cleanup.append(drop)
+
     site = LiveSite(url=f"http://127.0.0.1:{_free_port()}", env=env, media=media, logs=logs)
     try:
         site.manage("migrate", "--noinput")
@@ -251,4 +253,5 @@ def live_site(tmp: Path, *, backend: str, model_path: Path, **settings: str) -> 
         for process in (site.web, site.cluster):
             if process is not None:
                 _kill_group(process)
-        drop()
+        for step in cleanup:
+            step()

@@ -45,7 +45,7 @@ def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
 
 @pytest.fixture(scope="module")
 def style(tiny_model_path: Path) -> str:
-    from ml.model import read_model_info
+    from ml.config import read_model_info
 
     return str(read_model_info(tiny_model_path)["config"].styles[0])
 
@@ -73,7 +73,7 @@ def test_twenty_requests_from_five_users_at_once_through_api_and_form_all_end_do
 
     def send(index: int) -> int:
         name = users[index % 5]
-        params = {"style": style, "seconds": 5, "seed": index}
+        params: dict[str, Any] = {"style": style, "seconds": 5, "seed": index}
         if index % 2:
             return apis[name].post(site.url + "/api/compositions/", json=params, timeout=60).status_code
         return form_post(browsers[name], site.url + "/compositions/new/", params).status_code

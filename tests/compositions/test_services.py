@@ -5,7 +5,8 @@ from collections.abc import Callable
 import pytest
 from django.contrib.auth.models import User
 
-from compositions import engine, services
+from compositions import services
+from compositions.errors import NotAllowed, RequestInvalid
 from compositions.models import Composition
 from tests.conftest import midi_bytes
 
@@ -13,13 +14,13 @@ from tests.conftest import midi_bytes
 def test_request_saves_one_pending_row_per_variation_sharing_a_batch(
     user: User, style: str, queued_tasks: list, django_capture_on_commit_callbacks: Callable
 ) -> None:
-    request = engine.build_request({"style": style, "seconds": 5, "variations": 3, "seed": 7})
+    params = {"style": style, "seconds": 5, "variations": 3, "seed": 7}
     with django_capture_on_commit_callbacks(execute=True):
-        rows = services.composition_request(user=user, request=request)
+        rows = services.composition_request(user=user, params=params)
 
     assert [row.variation_index for row in rows] == [0, 1, 2]
     assert {row.batch_id for row in rows} == {rows[0].batch_id}
-    assert all(row.status == Composition.Status.PENDING and row.seed == 7 for row in rows)
+    assert all(row.status == Composition.Status.PENDING and row.params["seed"] == 7 for row in rows)
     # The whole batch is written by one task, queued for the first row.
     assert queued_tasks == [("compositions.tasks.composition_generate", rows[0].id)]
 
@@ -27,17 +28,15 @@ def test_request_saves_one_pending_row_per_variation_sharing_a_batch(
 def test_request_queues_nothing_until_the_transaction_commits(
     user: User, style: str, queued_tasks: list, django_capture_on_commit_callbacks: Callable
 ) -> None:
-    request = engine.build_request({"style": style, "seconds": 5})
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        services.composition_request(user=user, request=request)
+        services.composition_request(user=user, params={"style": style, "seconds": 5})
     assert queued_tasks == []
     assert len(callbacks) == 1
 
 
 def test_request_stores_the_primer_once_for_the_batch(user: User, style: str, queued_tasks: list) -> None:
     data = midi_bytes([60, 62, 64, 65])
-    request = engine.build_request({"style": style, "seconds": 5, "variations": 2})
-    rows = services.composition_request(user=user, request=request, primer_midi=data)
+    rows = services.composition_request(user=user, params={"style": style, "seconds": 5, "variations": 2}, primer=data)
     assert rows[0].primer_file.name == rows[1].primer_file.name
     with rows[0].primer_file.open("rb") as f:
         assert f.read() == data
@@ -58,11 +57,13 @@ def test_retry_refuses_a_composition_that_did_not_fail(
     user: User, composition_factory: Callable, queued_tasks: list
 ) -> None:
     done = composition_factory(user, status=Composition.Status.DONE)
-    with pytest.raises(ValueError):
+    with pytest.raises(NotAllowed):
         services.composition_retry(composition=done)
     assert queued_tasks == []
 
 
-def test_build_request_rejects_an_unknown_style(db: None) -> None:
-    with pytest.raises(ValueError, match="Unknown style"):
-        engine.build_request({"style": "polka-metal", "seconds": 5})
+def test_request_rejects_an_unknown_style_on_its_field(user: User, queued_tasks: list) -> None:
+    with pytest.raises(RequestInvalid) as error:
+        services.composition_request(user=user, params={"style": "polka-metal", "seconds": 5})
+    assert list(error.value.errors) == ["style"] and "Unknown style" in error.value.errors["style"][0]
+    assert not Composition.objects.exists()

@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from compositions import services
+from compositions.errors import NotAllowed
 from compositions.models import Composition
 from compositions.tasks import composition_generate
 
@@ -47,7 +48,7 @@ def test_stalled_piece_offers_try_again_and_retry_requeues_it(
     piece = composition_factory(user, status=Composition.Status.RENDERING, progress=90)
     page = user_client.get(reverse("compositions:detail", args=[piece.public_id]))
     assert b"Try again" not in page.content
-    with pytest.raises(ValueError, match="failed, cancelled or stalled"):
+    with pytest.raises(NotAllowed, match="failed, cancelled or stalled"):
         services.composition_retry(composition=piece)
     _age(piece, settings.Q_STALL_SECONDS + 60)
     page = user_client.get(reverse("compositions:detail", args=[piece.public_id]))

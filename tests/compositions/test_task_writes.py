@@ -21,6 +21,7 @@ from django.utils import timezone
 from django_q.models import OrmQ
 
 from compositions import selectors, services, tasks
+from compositions.errors import NotAllowed
 from compositions.models import Composition
 
 
@@ -209,7 +210,7 @@ def test_a_cancelled_piece_offers_try_again_and_is_queued(
 
 def test_a_finished_piece_cannot_be_cancelled(user: User, composition_factory: Callable[..., Composition]) -> None:
     piece = composition_factory(user, status=Composition.Status.DONE)
-    with pytest.raises(services.NotAllowed, match="queued or being written"):
+    with pytest.raises(NotAllowed, match="queued or being written"):
         services.composition_cancel(composition=piece)
 
 

@@ -10,22 +10,27 @@ import pytest
 from django.contrib.auth.models import User
 from pydub import AudioSegment
 
-from compositions import engine, services, tasks
+from compositions import services, tasks
 from compositions.models import Composition
+from ml import pipeline
 from ml.generate import Generator
 from ml.notes import notes_from_midi
+from ml.pipeline import chord_changes
 from ml.render import RELEASE_TAIL_SECONDS
 from tests.conftest import midi_bytes
 
 
 @pytest.fixture
-def request_piece(user: User, style: str, django_capture_on_commit_callbacks: Callable) -> Callable[..., list[Composition]]:
+def request_piece(
+    user: User, style: str, django_capture_on_commit_callbacks: Callable
+) -> Callable[..., list[Composition]]:
     """Request a piece the way the site does; Q_SYNC runs the task before this returns."""
 
     def request(primer_midi: bytes | None = None, **params: Any) -> list[Composition]:
-        generation_request = engine.build_request({"style": style, "seconds": 5, "seed": 1, **params})
         with django_capture_on_commit_callbacks(execute=True):
-            rows = services.composition_request(user=user, request=generation_request, primer_midi=primer_midi)
+            rows = services.composition_request(
+                user=user, params={"style": style, "seconds": 5, "seed": 1, **params}, primer=primer_midi
+            )
         for row in rows:
             row.refresh_from_db()
         return rows
@@ -68,7 +73,7 @@ def test_the_piece_keeps_its_chord_changes(request_piece: Callable) -> None:
     [piece] = request_piece(seconds=20)
 
     assert piece.chords_json, "20 s of the tiny model has chords"
-    assert piece.chords_json == engine.chord_changes(notes_from_midi(Path(piece.midi_file.path)))
+    assert piece.chords_json == chord_changes(notes_from_midi(Path(piece.midi_file.path)))
     starts = [start for start, _ in piece.chords_json]
     assert starts == sorted(starts)
     labels = [label for _, label in piece.chords_json]
@@ -124,7 +129,7 @@ def test_variations_are_written_by_one_generate_call(request_piece: Callable, ge
     assert generate_calls == [2]
     assert [row.status for row in rows] == [Composition.Status.DONE] * 2
     assert rows[0].mp3_file.name != rows[1].mp3_file.name
-    assert rows[0].seed != rows[1].seed  # each row keeps the seed that reproduces it
+    assert rows[0].params["seed"] != rows[1].params["seed"]  # each row keeps the seed that reproduces it
 
 
 def test_running_the_task_again_changes_nothing(request_piece: Callable, generate_calls: list[int]) -> None:
@@ -145,11 +150,21 @@ def test_a_continued_midi_file_keeps_its_notes_and_marks_where_the_model_begins(
     assert [row[0] for row in piece.notes_json[: len(primer)]] == primer
 
 
-def test_missing_soundfont_fails_with_a_reason_and_the_worker_carries_on(
-    request_piece: Callable, settings: Any, tmp_path: Path
-) -> None:
+def _fails_on_a_worker_without_the_soundfont(
+    user: User, composition_factory: Callable, settings: Any, tmp_path: Path
+) -> Composition:
+    """A piece the web accepted, run by a worker whose SoundFont is gone (another host, a bad deploy)."""
+    piece = composition_factory(user)
     settings.SOUNDFONT_PATH = str(tmp_path / "missing.sf2")
-    [failed] = request_piece()
+    tasks.composition_generate(piece.id)
+    piece.refresh_from_db()
+    return piece
+
+
+def test_missing_soundfont_fails_with_a_reason_and_the_worker_carries_on(
+    request_piece: Callable, user: User, composition_factory: Callable, settings: Any, tmp_path: Path
+) -> None:
+    failed = _fails_on_a_worker_without_the_soundfont(user, composition_factory, settings, tmp_path)
     assert (failed.status, failed.error) == (Composition.Status.FAILED, "The SoundFont file is missing")
 
     settings.SOUNDFONT_PATH = ""
@@ -158,10 +173,11 @@ def test_missing_soundfont_fails_with_a_reason_and_the_worker_carries_on(
 
 
 def test_failed_piece_can_be_tried_again(
-    request_piece: Callable, settings: Any, tmp_path: Path, django_capture_on_commit_callbacks: Callable
+    user: User, composition_factory: Callable, settings: Any, tmp_path: Path,
+    django_capture_on_commit_callbacks: Callable,
 ) -> None:
-    settings.SOUNDFONT_PATH = str(tmp_path / "missing.sf2")
-    [failed] = request_piece()
+    failed = _fails_on_a_worker_without_the_soundfont(user, composition_factory, settings, tmp_path)
+    assert failed.status == Composition.Status.FAILED
     settings.SOUNDFONT_PATH = ""
     with django_capture_on_commit_callbacks(execute=True):
         services.composition_retry(composition=failed)
@@ -207,7 +223,7 @@ def test_an_unexpected_error_fails_the_piece_without_escaping(
     def explode(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(engine, "compose", explode)
+    monkeypatch.setattr(pipeline, "compose", explode)
     piece = composition_factory(user)
 
     tasks.composition_generate(piece.id)

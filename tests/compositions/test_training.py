@@ -30,7 +30,9 @@ def test_failed_training_marks_the_datasets_failed_without_raising(db: None, tmp
     assert not MusicModel.objects.exists()
 
 
-def test_an_active_music_model_decides_the_styles_offered(user: User, user_client: Client, tiny_model_path: Path) -> None:
+def test_an_active_music_model_decides_the_styles_offered(
+    user: User, user_client: Client, tiny_model_path: Path
+) -> None:
     old = MusicModel.objects.create(name="old", path="/nowhere.keras", styles=["waltz"], is_active=True)
     new = MusicModel.objects.create(name="tiny", path=str(tiny_model_path), styles=["alpha", "beta"])
     services.music_model_activate(music_model=new)

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pretty_midi
 import pytest
+
+if TYPE_CHECKING:
+    from ml.generate import Generator
 
 
 def write_midi(path: Path, notes: list[tuple[int, float, float]], *, tempo: float = 120.0,
@@ -21,7 +25,7 @@ def write_midi(path: Path, notes: list[tuple[int, float, float]], *, tempo: floa
 
 
 @pytest.fixture(scope="session")
-def generator(tiny_model_path: Path):  # noqa: ANN201 - ml.generate is imported lazily
+def generator(tiny_model_path: Path) -> Generator:
     from ml.generate import Generator
 
     return Generator(tiny_model_path)

@@ -7,8 +7,16 @@ import math
 import numpy as np
 import pytest
 
-from ml.baselines import (ClassFrequencies, ConstantBaseline, MarkovPitch, UniformPitch, UnigramPitch,
-                          cross_entropy, fit_pitch_baseline, tune_alpha)
+from ml.baselines import (
+    ClassFrequencies,
+    ConstantBaseline,
+    MarkovPitch,
+    UniformPitch,
+    UnigramPitch,
+    cross_entropy,
+    fit_pitch_baseline,
+    tune_alpha,
+)
 
 TOY = np.array([60, 62, 60, 62])
 

@@ -6,8 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ml.datasets import (SPLITS, NoteDataset, corpus_jobs, import_maestro, import_midi_folder, score_to_notes,
-                         split_of)
+from ml.datasets import SPLITS, NoteDataset, corpus_jobs, import_maestro, import_midi_folder, score_to_notes, split_of
 from ml.notes import NoteSequence
 from tests.ml.conftest import write_midi
 

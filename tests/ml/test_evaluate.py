@@ -9,15 +9,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ml.mgeval import (FEATURES, compare_sets, crop, find_degenerate_loop, overlap_and_kl, pairwise_distances,
-                       piece_features)
+from ml.mgeval import (
+    FEATURES,
+    compare_sets,
+    crop,
+    find_degenerate_loop,
+    overlap_and_kl,
+    pairwise_distances,
+    piece_features,
+)
 from ml.notes import NoteSequence
 
 
 def c_major_phrase() -> NoteSequence:
     # C4 E4 G4 C5 then a C-major chord (C4 E4 G4) at 2 s; 120 BPM, so 0.5 s is one beat.
-    return NoteSequence(pitch=[60, 64, 67, 72, 60, 64, 67], step=[0, 0.5, 0.5, 0.5, 0.5, 0, 0],
-                        duration=[0.5, 0.5, 0.5, 0.5, 2.0, 2.0, 2.0], velocity=[80] * 7, tempo_bpm=120.0)
+    return NoteSequence(pitch=np.array([60, 64, 67, 72, 60, 64, 67]), step=np.array([0, 0.5, 0.5, 0.5, 0.5, 0, 0]),
+                        duration=np.array([0.5, 0.5, 0.5, 0.5, 2.0, 2.0, 2.0]), velocity=np.full(7, 80),
+                        tempo_bpm=120.0)
 
 
 def test_features_of_a_hand_written_phrase() -> None:

@@ -5,8 +5,9 @@ import io
 import numpy as np
 import pytest
 
-from ml.generate import GenerationRequest, Generator, apply_dynamics, loop_completions
+from ml.generate import Generator, apply_dynamics, loop_completions
 from ml.notes import NoteSequence, notes_to_midi, scale_pitch_classes
+from ml.request import GenerationRequest
 
 
 def midi_bytes(seq: NoteSequence) -> bytes:
@@ -51,7 +52,8 @@ def test_length_in_notes_is_exact(generator: Generator) -> None:
 
 
 def test_continuation_keeps_the_primer_intact_and_records_the_boundary(generator: Generator) -> None:
-    primer = NoteSequence.from_notes(start=np.arange(10) * 0.5, pitch=np.array([60, 62, 64, 65, 67, 65, 64, 62, 60, 59]),
+    pitches = np.array([60, 62, 64, 65, 67, 65, 64, 62, 60, 59])
+    primer = NoteSequence.from_notes(start=np.arange(10) * 0.5, pitch=pitches,
                                      duration=np.full(10, 0.5), velocity=np.arange(60, 70), tempo_bpm=120.0)
     piece = generator.generate(GenerationRequest(style="alpha", seconds=6, primer=primer, seed=5))[0]
     seq = piece.notes

@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ml.config import ModelConfig
-from ml.model import build_model, compile_model, load_model, read_model_info, save_model
+from ml.config import ModelConfig, read_model_info
+from ml.model import build_model, compile_model, load_model, save_model
 from ml.train import WindowBatches, batch_arrays, make_examples, tiny_config, tiny_dataset, train
 
 

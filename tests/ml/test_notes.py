@@ -5,8 +5,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ml.notes import (MidiError, NoteSequence, chord_labels, estimate_key, notes_from_midi, notes_to_midi,
-                      parse_key, scale_pitch_classes)
+from ml.notes import (
+    MidiError,
+    NoteSequence,
+    chord_labels,
+    estimate_key,
+    notes_from_midi,
+    notes_to_midi,
+    parse_key,
+    scale_pitch_classes,
+)
 from tests.ml.conftest import write_midi
 
 

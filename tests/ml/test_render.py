@@ -14,8 +14,8 @@ import pytest
 
 from ml.render import (
     RELEASE_TAIL_SECONDS,
-    RenderError,
     Renderer,
+    RenderError,
     check_tools,
     encode_mp3,
     find_soundfont,
@@ -167,7 +167,8 @@ def test_encode_mp3_failure_raises_and_leaves_no_files(
 ) -> None:
     from pydub import AudioSegment
 
-    script = fake_converter(tmp_path / "bin", 'for last; do :; done; echo half > "$last"; echo "codec exploded" >&2; exit 1')
+    body = 'for last; do :; done; echo half > "$last"; echo "codec exploded" >&2; exit 1'
+    script = fake_converter(tmp_path / "bin", body)
     monkeypatch.setattr(AudioSegment, "converter", str(script))
     with pytest.raises(RenderError, match="MP3 encoding failed: codec exploded"):
         encode_mp3(wav_file, tmp_path / "piece.mp3")

@@ -23,7 +23,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 from django.test import override_settings
 
-from compositions import engine
+from compositions import runtime
 from compositions.models import Composition
 from compositions.services import composition_request
 
@@ -110,11 +110,9 @@ class Command(BaseCommand):
         self.stdout.write(f"\nWrote {out}")
 
     def _site_speed(self, model_path: Path, style: str, seconds: float, reps: int) -> SiteSpeed:
-        from ml.generate import GenerationRequest
-
         media = Path(tempfile.mkdtemp(prefix="musicgen-bench-media-"))
         username = f"bench-{uuid.uuid4().hex[:12]}"
-        started = datetime.datetime.now(datetime.timezone.utc)
+        started = datetime.datetime.now(datetime.UTC)
         user = None
         # django-q2 logs every inline task at INFO; the bench prints its own progress.
         q_logger = logging.getLogger("django-q")
@@ -123,13 +121,12 @@ class Command(BaseCommand):
         try:
             user = get_user_model().objects.create_user(username=username, password=None)
             with override_settings(MEDIA_ROOT=media, Q_SYNC=True, MUSIC_MODEL_PATH=model_path):
-                used_model = str(engine.active_model_path())
+                used_model = str(runtime.active_model_path())
                 times: list[float] = []
                 notes: list[int] = []
                 for rep in range(reps + 1):  # the first call is the warm-up
-                    request = GenerationRequest(style=style, seconds=seconds, seed=rep)
                     start = time.perf_counter()
-                    rows = composition_request(user=user, request=request)
+                    rows = composition_request(user=user, params={"style": style, "seconds": seconds, "seed": rep})
                     rows[0].refresh_from_db()
                     elapsed = time.perf_counter() - start
                     row = rows[0]

@@ -1,4 +1,4 @@
-"""`manage.py import_dataset`: Import the music21 corpus, a MAESTRO download or a folder of MIDI files into a dataset file."""
+"""`manage.py import_dataset`: the music21 corpus, a MAESTRO download or a MIDI folder, into a dataset file."""
 
 from __future__ import annotations
 

@@ -1,0 +1,213 @@
+"""Per-process state: the generator and renderer caches, request validation against the model, warm-up.
+
+Web processes only read a model's metadata (styles, tempos, statistics) from the `.keras`
+archive, which needs no TensorFlow. Worker processes load the weights on first use, or as they
+are spawned (`warm_up`), after django-q2 forked them: TensorFlow must not be imported before.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.core.exceptions import NON_FIELD_ERRORS
+from django.core.files.uploadedfile import UploadedFile
+from django.db import DatabaseError
+
+from compositions.errors import ComposingUnavailable, RequestInvalid
+from compositions.models import MusicModel
+
+if TYPE_CHECKING:
+    from ml.generate import Generator
+    from ml.midi_check import MidiLimits
+    from ml.notes import NoteSequence
+    from ml.render import Renderer
+    from ml.request import GenerationRequest
+
+logger = logging.getLogger(__name__)
+
+
+def active_model_path() -> Path:
+    """The .keras file new compositions use: the active MusicModel row, else MUSIC_MODEL_PATH."""
+    try:
+        active = MusicModel.objects.filter(is_active=True).values_list("path", flat=True).first()
+    except DatabaseError:  # before the first migrate (e.g. during `manage.py check`)
+        active = None
+    return Path(active) if active else Path(settings.MUSIC_MODEL_PATH)
+
+
+_generators: dict[Path, tuple[float, Generator]] = {}  # path -> (file mtime, generator)
+_renderers: dict[Path, Renderer] = {}
+
+
+def get_generator(model_path: Path | None = None) -> Generator:
+    """The generator for `model_path`, created once per process (again if the file changes).
+
+    Creating it reads no weights; they load on first use, after the worker forked.
+    """
+    path = model_path or active_model_path()
+    if not path.is_file():
+        raise ComposingUnavailable("The music model file is missing", str(path))
+    mtime = path.stat().st_mtime
+    cached = _generators.get(path)
+    if cached is None or cached[0] != mtime:  # a retrained file replaces the old weights in memory
+        from ml.generate import Generator
+
+        _generators[path] = (mtime, Generator(path))
+    return _generators[path][1]
+
+
+def get_renderer() -> Renderer:
+    """The FluidSynth renderer for the configured SoundFont, created once per process."""
+    from ml.pipeline import PipelineError
+    from ml.render import Renderer, RenderError, find_soundfont
+
+    try:
+        path = find_soundfont(settings.SOUNDFONT_PATH or None)
+    except RenderError as exc:
+        raise PipelineError("The SoundFont file is missing", str(exc)) from exc
+    if path not in _renderers:
+        _renderers[path] = Renderer(path)
+    return _renderers[path]
+
+
+def model_styles() -> list[str]:
+    """Styles the active model can write: from its MusicModel row, else from its archive (no weights)."""
+    try:
+        row_styles = MusicModel.objects.filter(is_active=True).values_list("styles", flat=True).first()
+    except DatabaseError:
+        row_styles = None
+    if row_styles:
+        return list(row_styles)
+    generator = get_generator()
+    try:
+        return generator.styles
+    except ValueError as exc:
+        raise ComposingUnavailable("The model file is broken", str(exc)) from exc
+
+
+_TOOLS_CHECKED_FOR = 60.0  # seconds a tools check is trusted, so pages do not probe per request
+_tools_checked: tuple[float, str, list[str]] = (0.0, "", [])
+
+
+def rendering_problems() -> list[str]:
+    """What this machine lacks to render audio (FluidSynth, ffmpeg, the SoundFont), one line each."""
+    global _tools_checked
+    from ml.render import check_tools
+
+    checked_at, soundfont, problems = _tools_checked
+    now = time.monotonic()
+    if now - checked_at > _TOOLS_CHECKED_FOR or soundfont != settings.SOUNDFONT_PATH:
+        problems = check_tools(settings.SOUNDFONT_PATH or None)
+        _tools_checked = (now, settings.SOUNDFONT_PATH, problems)
+    return problems
+
+
+def composing_problem() -> str:
+    """Why composing is impossible on this machine right now, or "" (the form shows it)."""
+    try:
+        model_styles()
+    except ComposingUnavailable as exc:
+        return exc.reason
+    problems = rendering_problems()
+    return problems[0] if problems else ""
+
+
+# -- requests --------------------------------------------------------------------------------------
+
+
+def midi_limits() -> MidiLimits:
+    """The caps an uploaded MIDI file is checked against (PRIMER_MAX_BYTES and ml's defaults)."""
+    from ml.midi_check import MidiLimits
+
+    return MidiLimits(max_bytes=settings.PRIMER_MAX_BYTES)
+
+
+def primer_from_midi(data: bytes) -> NoteSequence:
+    """Check and parse an untrusted MIDI file in a sandbox; ml.notes.MidiError (a ValueError) says why not."""
+    from ml.midi_check import parse_midi_isolated
+
+    notes, _ = parse_midi_isolated(data, midi_limits())
+    return notes
+
+
+def read_upload(upload: UploadedFile | None) -> bytes | None:
+    """The bytes of an uploaded MIDI file, refused by its size before it is read."""
+    if upload is None:
+        return None
+    limit = settings.PRIMER_MAX_BYTES
+    if upload.size is None or upload.size > limit:
+        raise RequestInvalid.of("primer", f"The MIDI file is larger than {limit / (1024 * 1024):g} MB.")
+    return upload.read(limit + 1)
+
+
+def validated_request(params: Mapping[str, Any], *, primer_midi: bytes | None = None) -> GenerationRequest:
+    """The one check of a request to compose, for every front end.
+
+    Raises:
+        RequestInvalid: with every bad field named (the primer's problems under "primer").
+        ComposingUnavailable: there is no model to ask.
+    """
+    from ml.notes import MidiError
+    from ml.request import GenerationRequest, RequestError
+
+    errors: dict[str, list[str]] = {}
+    primer = None
+    if primer_midi is not None:
+        try:
+            primer = primer_from_midi(primer_midi)
+        except MidiError as exc:
+            errors["primer"] = [str(exc)]
+    try:
+        request = GenerationRequest.from_dict(params, primer=primer)
+    except RequestError as exc:
+        raise RequestInvalid({**errors, **exc.errors}) from exc
+    if errors:
+        raise RequestInvalid(errors)
+    styles = model_styles()
+    problems = rendering_problems()
+    if problems:
+        raise ComposingUnavailable(problems[0])
+    if request.style not in styles:
+        raise RequestInvalid.of("style", f"Unknown style {request.style!r}; choose one of: {', '.join(styles)}.")
+    try:
+        generator = get_generator()
+    except ComposingUnavailable:
+        return request  # the active row names the styles, but the file lives on the workers
+    try:
+        generator.validate(request)  # what only the model knows: a length it cannot reach
+    except ValueError as exc:
+        field = "primer" if "MIDI file" in str(exc) else ("seconds" if request.seconds is not None else None)
+        raise RequestInvalid({field or NON_FIELD_ERRORS: [str(exc)]}) from exc
+    return request
+
+
+# -- worker start ----------------------------------------------------------------------------------
+
+
+def warm_up(**_: object) -> None:
+    """Prepare a freshly spawned worker (django-q2's post_spawn): reconcile, then load the model.
+
+    This runs after the fork, in the worker process that will use the model, before it takes its
+    first task. Reconciling here means that pieces a crashed cluster left behind are queued again
+    as soon as a worker is back. A missing or broken model is only logged; the task reports it.
+    """
+    # In sync mode django-q2 runs its worker loop inside the caller for every task: no worker to warm.
+    if settings.Q_SYNC:
+        return
+    from compositions.services import composition_reconcile
+
+    try:
+        composition_reconcile()
+    except DatabaseError:  # the schedule runs it again within a minute
+        logger.warning("Could not reconcile compositions at worker start", exc_info=True)
+    if not settings.Q_WARMUP:
+        return
+    try:
+        get_generator().warm_up()
+    except Exception:  # the worker must start whatever the model's state
+        logger.warning("Could not warm up the music model", exc_info=True)

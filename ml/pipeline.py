@@ -1,0 +1,126 @@
+"""From a request to finished pieces: the notes, the MIDI file and the audio, with no Django.
+
+The site's worker, the `compose` command and `verify_media`'s repair all go through here:
+
+    pieces = compose(generator, request, progress=..., stage=...)
+    seconds = render_piece(renderer, piece.notes, midi_path=..., audio_path=...)
+
+Failures that a user should hear about raise `PipelineError` with a reason in plain words (and
+the technical detail for the logs); anything else is a bug and propagates as it is.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ml.notes import NoteSequence, chord_labels, notes_to_midi, write_midi
+
+if TYPE_CHECKING:
+    from ml.generate import GeneratedPiece, Generator
+    from ml.render import Renderer
+    from ml.request import GenerationRequest
+
+AUDIO_FORMATS = (".mp3", ".wav")
+
+
+class PipelineError(Exception):
+    """A piece cannot be finished; `reason` is meant for the user, `detail` for the logs."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.detail = detail
+
+
+@contextmanager
+def failure_reason(reason: str) -> Iterator[None]:
+    """Turn any exception inside the block into PipelineError(reason), keeping the detail."""
+    try:
+        yield
+    except PipelineError:
+        raise
+    except Exception as exc:
+        raise PipelineError(reason, f"{type(exc).__name__}: {exc}") from exc
+
+
+def compose(
+    generator: Generator,
+    request: GenerationRequest,
+    progress: Callable[[float], None] | None = None,
+    stage: Callable[[str], None] | None = None,
+) -> list[GeneratedPiece]:
+    """Generate every variation of `request` in one batch.
+
+    `progress` gets fractions 0..1; `stage` gets "Loading the model", then "Generating", because
+    the first load in a process takes seconds while the progress still reads 0.
+    """
+    if stage is not None:
+        stage("Loading the model")
+    with failure_reason("The model file is broken"):
+        generator.load()
+    if stage is not None:
+        stage("Generating")
+    try:
+        generator.validate(request)
+    except ValueError as exc:
+        raise PipelineError(f"The request is not valid: {exc}") from exc
+    with failure_reason("The model could not write this piece"):
+        return generator.generate(request, progress=progress)
+
+
+def render_piece(renderer: Renderer, notes: NoteSequence, *, midi_path: Path, audio_path: Path) -> float:
+    """Write `notes` as MIDI and as audio (MP3, or WAV for a .wav path); return the audio's length in seconds."""
+    from ml.render import encode_mp3
+
+    suffix = audio_path.suffix.lower()
+    if suffix not in AUDIO_FORMATS:
+        raise ValueError(f"Audio files are written as {' or '.join(AUDIO_FORMATS)}, not {suffix or 'no suffix'}.")
+    with failure_reason("The MIDI file could not be written"):
+        write_midi(notes, midi_path)
+    with tempfile.TemporaryDirectory(prefix="musicgen-") as tmp:
+        wav_path = Path(tmp) / "piece.wav"
+        with failure_reason("Audio rendering failed"):
+            seconds = renderer.render_wav(notes_to_midi(notes), wav_path)
+        if suffix == ".wav":
+            shutil.move(wav_path, audio_path)
+        else:
+            with failure_reason("MP3 encoding failed"):
+                encode_mp3(wav_path, audio_path)
+    return float(seconds)
+
+
+def piano_roll(notes: NoteSequence) -> list[list[float]]:
+    """Notes as [pitch, start_s, duration_s, velocity] rows, as the piano roll draws them."""
+    return [
+        [int(pitch), round(float(start), 3), round(float(duration), 3), int(velocity)]
+        for pitch, start, duration, velocity in zip(notes.pitch, notes.start, notes.duration, notes.velocity)
+    ]
+
+
+def notes_from_piano_roll(rows: list[list[float]], *, tempo_bpm: float, time_signature: tuple[int, int],
+                          program: int) -> NoteSequence:
+    """The notes of `piano_roll` rows again, to render a piece anew."""
+    table = np.asarray(rows, dtype=np.float64).reshape(-1, 4)
+    return NoteSequence.from_notes(
+        start=table[:, 1], pitch=table[:, 0].astype(np.int16), duration=table[:, 2],
+        velocity=table[:, 3].astype(np.int16), tempo_bpm=tempo_bpm, time_signature=time_signature,
+        program=program,
+    )
+
+
+def chord_changes(notes: NoteSequence) -> list[list[float | str | None]]:
+    """[start_s, label] wherever the sounding chord changes; label None where no chord sounds."""
+    changes: list[list[float | str | None]] = []
+    current: str | None = None
+    for start, label in zip(notes.start, chord_labels(notes)):
+        if label != current:
+            changes.append([round(float(start), 3), label])
+            current = label
+    return changes

@@ -1,0 +1,284 @@
+"""What a user may ask the generator for: the one definition of every control.
+
+`GenerationRequest` lists the controls once, each with its type, range, default, label and help
+text (a `Control` in the field's metadata). The site builds its form, its API serializers, the
+`compose` command's arguments and the settings table from `CONTROLS`; `from_dict` is the one
+place where input from any of them is checked, and it reports every bad field by name.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
+
+import pretty_midi
+
+from ml.notes import MODES, PITCH_CLASS_NAMES, NoteSequence, parse_key
+
+DYNAMICS = ("soft", "medium", "loud", "crescendo", "diminuendo")
+TIME_SIGNATURES = ("4/4", "3/4", "2/4", "6/8", "3/8", "2/2", "5/4", "7/8")
+KEYS = ("any", *PITCH_CLASS_NAMES)
+DENOMINATORS = (1, 2, 4, 8, 16, 32)
+
+Kind = Literal["int", "float", "choice", "style", "time_signature", "pitch"]
+
+
+@dataclass(frozen=True)
+class Control:
+    """How one request field is presented and checked.
+
+    Attributes:
+        kind: "int", "float", "choice" (one of `choices`), "style" (one of the model's styles),
+            "time_signature" ("3/4"), or "pitch" (a MIDI note number, or a name such as "C4").
+        label: The field's name for people.
+        help: One line of help.
+        minimum, maximum: The allowed range of a number (inclusive, unless `above_minimum`).
+        choices: (value, label) pairs for "choice" (and the usual values of "time_signature").
+        nullable: None is a value ("style default", "random").
+        advanced: Shown under "More options" on the form.
+        cli: The command-line option, when it is not --<name with dashes>.
+    """
+
+    kind: Kind
+    label: str
+    help: str = ""
+    minimum: float | None = None
+    maximum: float | None = None
+    above_minimum: bool = False
+    choices: tuple[tuple[str, str], ...] = ()
+    nullable: bool = False
+    advanced: bool = False
+    cli: str = ""
+    unit: str = ""  # "seconds": shown after the label on forms, and after the range in messages
+
+    none_label: str = "default"
+
+    def range_text(self) -> str:
+        low, high = _number(self.minimum), _number(self.maximum)
+        return f"above {low} and at most {high}" if self.above_minimum else f"between {low} and {high}"
+
+    def display(self, value: Any) -> str:
+        """The value as the settings table shows it."""
+        if value is None:
+            return self.none_label
+        if self.kind == "pitch":
+            return f"{pretty_midi.note_number_to_name(int(value))} ({int(value)})"
+        if self.choices and self.kind == "choice":
+            return dict(self.choices).get(str(value), str(value))
+        if isinstance(value, float):
+            return f"{value:g}"
+        return str(value)
+
+
+def _number(value: float | None) -> str:
+    return str(int(value)) if value is not None and float(value).is_integer() else f"{value:g}"
+
+
+class RequestError(ValueError):
+    """Some fields of a request are not valid; `errors` maps each field to its messages."""
+
+    def __init__(self, errors: dict[str, list[str]]) -> None:
+        super().__init__(" ".join(message for messages in errors.values() for message in messages))
+        self.errors = errors
+
+
+def _control(default: Any, **spec: Any) -> Any:
+    return field(default=default, metadata={"control": Control(**spec)})
+
+
+INSTRUMENTS = tuple((str(p), pretty_midi.program_to_instrument_name(p)) for p in range(128))
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """What the user asked for. Validated when built; bad values raise RequestError (a ValueError)."""
+
+    style: str = _control("", kind="style", label="Style", help="The kind of music to write.")
+    seconds: float | None = _control(
+        None, kind="float", label="Length", minimum=5, maximum=600, nullable=True, unit="seconds",
+        help="5 to 600 seconds; or give the length in notes instead.")
+    notes: int | None = _control(
+        None, kind="int", label="Length", minimum=8, maximum=4000, nullable=True, unit="notes",
+        help="8 to 4000 notes, instead of seconds.")
+    tempo_bpm: float | None = _control(
+        None, kind="float", label="Tempo", minimum=20, maximum=300, nullable=True, cli="--tempo", unit="BPM",
+        none_label="style default",
+        help="20 to 300 beats per minute; empty for the style's usual tempo.")
+    time_signature: tuple[int, int] = _control(
+        (4, 4), kind="time_signature", label="Time signature", choices=tuple((t, t) for t in TIME_SIGNATURES),
+        help="Beats per bar over the beat's note value, such as 3/4 or 6/8.")
+    key: str = _control(
+        "any", kind="choice", label="Key", choices=tuple((k, "Any key" if k == "any" else k) for k in KEYS),
+        help="Every note is in the scale of this key and mode.")
+    mode: str = _control(
+        "major", kind="choice", label="Mode", choices=tuple((m, m.title()) for m in MODES),
+        help="Applies only with a key.")
+    temperature: float = _control(
+        1.0, kind="float", label="Temperature", minimum=0, maximum=3, above_minimum=True,
+        help="Pitch sampling: higher is more adventurous; up to 3.")
+    seed: int | None = _control(
+        None, kind="int", label="Seed", minimum=0, maximum=2**32 - 1, nullable=True, none_label="random",
+        help="The same seed and settings give the same piece.")
+    variations: int = _control(1, kind="int", label="Variations", minimum=1, maximum=4,
+                               help="1 to 4 pieces from one request.")
+    pitch_low: int = _control(21, kind="pitch", label="Lowest note", minimum=0, maximum=127, advanced=True,
+                              help="A MIDI note number or a name: 36 or C2.")
+    pitch_high: int = _control(108, kind="pitch", label="Highest note", minimum=0, maximum=127, advanced=True,
+                               help="At least an octave above the lowest note.")
+    instrument: int = _control(0, kind="choice", label="Instrument", choices=INSTRUMENTS, advanced=True,
+                               help="General MIDI program, 0 to 127.")
+    dynamics: str = _control(
+        "medium", kind="choice", label="Dynamics", advanced=True,
+        choices=(("medium", "Medium"), ("soft", "Soft"), ("loud", "Loud"),
+                 ("crescendo", "Crescendo (getting louder)"), ("diminuendo", "Diminuendo (getting softer)")))
+    timing_temperature: float = _control(
+        1.0, kind="float", label="Rhythm temperature", minimum=0, maximum=3, above_minimum=True, advanced=True,
+        help="Step and duration sampling; up to 3.")
+    top_k: int = _control(0, kind="int", label="Top-k", minimum=0, maximum=128, advanced=True,
+                          help="Sample among the k likeliest pitches; 0 turns it off.")
+    top_p: float = _control(1.0, kind="float", label="Top-p", minimum=0, maximum=1, above_minimum=True,
+                            advanced=True, help="Sample among the likeliest pitches that make up this share.")
+    primer: NoteSequence | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.key, str):  # Db and C# are one key: keep one spelling
+            try:
+                object.__setattr__(self, "key", "any" if self.key.lower() == "any" else
+                                   PITCH_CLASS_NAMES[parse_key(self.key)])
+            except ValueError:
+                pass  # reported below
+        errors: dict[str, list[str]] = {}
+        for name, control in CONTROLS.items():
+            message = _check(name, control, getattr(self, name))
+            if message:
+                errors.setdefault(name, []).append(message)
+        if not errors:
+            if self.seconds is None and self.notes is None:
+                object.__setattr__(self, "seconds", 30.0)
+            if self.seconds is not None and self.notes is not None:
+                errors["notes"] = ["Give the length either in seconds or in notes, not both."]
+            if self.pitch_high - self.pitch_low < 12:
+                errors["pitch_high"] = ["The pitch range must span at least an octave within 0..127."]
+            if self.primer is not None and len(self.primer) == 0:
+                errors["primer"] = ["The primer holds no notes."]
+        if errors:
+            raise RequestError(errors)
+
+    @property
+    def time_signature_text(self) -> str:
+        return f"{self.time_signature[0]}/{self.time_signature[1]}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every control, as JSON values (the time signature as "3/4"); the primer is not included."""
+        data = {name: getattr(self, name) for name in CONTROLS}
+        data["time_signature"] = self.time_signature_text
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, primer: NoteSequence | None = None) -> GenerationRequest:
+        """Build a request from user input: strings from a form or a command line, or JSON values.
+
+        Missing, empty and None values take the defaults. Raises RequestError naming each bad field,
+        unknown fields included.
+        """
+        errors: dict[str, list[str]] = {}
+        values: dict[str, Any] = {}
+        for name, raw in data.items():
+            control = CONTROLS.get(name)
+            if control is None:
+                errors.setdefault(name, []).append(f"There is no setting called {name!r}.")
+                continue
+            if raw is None or (isinstance(raw, str) and not raw.strip()):
+                if control.nullable:
+                    values[name] = None
+                continue
+            try:
+                values[name] = _coerce(control, raw)
+            except ValueError as exc:
+                errors.setdefault(name, []).append(str(exc))
+        try:
+            request = cls(**values, primer=primer)
+        except RequestError as exc:  # the values that could be read may break a range too
+            for name, messages in exc.errors.items():
+                errors.setdefault(name, messages)
+        if errors:
+            raise RequestError(errors)
+        return request
+
+
+CONTROLS: dict[str, Control] = {
+    f.name: f.metadata["control"] for f in fields(GenerationRequest) if "control" in f.metadata
+}
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check(name: str, control: Control, value: Any) -> str:
+    """Why `value` is not allowed for `control`, or "" when it is."""
+    if value is None:
+        return "" if control.nullable else f"{control.label} is required."
+    if control.kind == "style":
+        return "" if isinstance(value, str) and value else "Choose a style."
+    if control.kind == "time_signature":
+        numerator, denominator = value if isinstance(value, tuple) and len(value) == 2 else (0, 0)
+        if not (isinstance(numerator, int) and 1 <= numerator <= 32 and denominator in DENOMINATORS):
+            return "Time signature must be like 4/4, 3/4 or 6/8."
+        return ""
+    if control.kind == "choice":
+        allowed = [v for v, _ in control.choices]
+        if str(value) not in allowed or (name == "instrument" and not isinstance(value, int)):
+            if name == "instrument":
+                return "Instrument must be a General MIDI program between 0 and 127."
+            return f"Unknown {control.label.lower()} {value!r}: use one of {', '.join(allowed)}."
+        return ""
+    whole = control.kind in ("int", "pitch")
+    if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)):
+        return f"{control.label} must be {'a whole number' if whole else 'a number'}."
+    assert control.minimum is not None and control.maximum is not None
+    low_ok = value > control.minimum if control.above_minimum else value >= control.minimum
+    if not (_finite(value) and low_ok and value <= control.maximum):  # NaN and infinity are out of range
+        unit = f" {control.unit}" if control.unit else ""
+        return f"{control.label} must be {control.range_text()}{unit}."
+    return ""
+
+
+def _coerce(control: Control, raw: Any) -> Any:
+    """Turn a form string or a JSON value into the control's type; ValueError says why not."""
+    text = raw.strip() if isinstance(raw, str) else raw
+    if control.kind == "time_signature":
+        if isinstance(text, (list, tuple)) and len(text) == 2:
+            return int(text[0]), int(text[1])
+        match = re.fullmatch(r"(\d{1,2})\s*/\s*(\d{1,2})", str(text))
+        if match is None:
+            raise ValueError(f"Time signature {raw!r} is not like 4/4, 3/4 or 6/8.")
+        return int(match.group(1)), int(match.group(2))
+    if control.kind == "pitch" and isinstance(text, str) and not text.lstrip("-").isdigit():
+        try:
+            return int(pretty_midi.note_name_to_number(text))
+        except ValueError:
+            raise ValueError(f"{raw!r} is neither a MIDI note number nor a note name like C4.") from None
+    if control.kind in ("int", "pitch") or (control.kind == "choice" and control.choices[0][0].isdigit()):
+        if isinstance(text, bool):
+            raise ValueError(f"{control.label} must be a whole number.")
+        if isinstance(text, float) and text.is_integer():
+            return int(text)
+        if isinstance(text, int):
+            return text
+        if isinstance(text, str) and re.fullmatch(r"-?\d+", text):
+            return int(text)
+        raise ValueError(f"{control.label} must be a whole number.")
+    if control.kind == "float":
+        if isinstance(text, bool):
+            raise ValueError(f"{control.label} must be a number.")
+        try:
+            return float(text)
+        except (TypeError, ValueError):
+            raise ValueError(f"{control.label} must be a number.") from None
+    if not isinstance(text, str):
+        raise ValueError(f"{control.label} must be text.")
+    return text
