@@ -32,6 +32,9 @@ import numpy as np
 
 from ml.baselines import PITCH_BASELINES, ClassFrequencies, ConstantBaseline, PitchBaseline, fit_pitch_baseline
 from ml.datasets import NoteDataset
+from ml.form_metrics import DEFINITIONS as FORM_DEFINITIONS
+from ml.form_metrics import downbeat_alignment, form_scores
+from ml.form_metrics import summarise as summarise_form
 from ml.mgeval import FEATURES, compare_sets, crop, piece_features, summarize
 from ml.notes import PITCH_CLASS_NAMES, NoteSequence
 
@@ -237,12 +240,12 @@ def next_note_report(dataset: NoteDataset, notes: TestNotes, predictors: dict[st
 
 # -- MGEval comparison ---------------------------------------------------------------------------
 
-def generator_sampler(model_path: Path, seconds: float) -> PieceSampler:
-    """Pieces from the lead's `ml.generate.Generator`, in batches of four variations."""
+def generator_sampler(model_path: Path, seconds: float, *, loop_guard: bool = True) -> PieceSampler:
+    """Pieces from `ml.generate.Generator`, in batches of four variations (with or without its loop guard)."""
     from ml.generate import Generator
     from ml.request import GenerationRequest
 
-    generator = Generator(model_path)
+    generator = Generator(model_path, loop_guard=loop_guard)
 
     def sample(style: str, count: int, seed: int) -> list[NoteSequence]:
         pieces: list[NoteSequence] = []
@@ -327,6 +330,8 @@ def mgeval_report(dataset: NoteDataset, styles: Sequence[str], samplers: dict[st
         features = {name: [piece_features(p) for p in pieces] for name, pieces in sets.items()}
         entry: dict[str, Any] = {"sets": {name: asdict(summarize(features[name], [len(p) for p in sets[name]]))
                                           for name in sets}}
+        # What a listener hears of form, for the same pieces and the same cropped real ones.
+        entry["form"] = {name: summarise_form([form_scores(p) for p in pieces]) for name, pieces in sets.items()}
         for name in samplers:
             if len(features[name]) < MIN_SET_SIZE:
                 entry[name] = {"skipped": "fewer than two generated pieces"}
@@ -350,6 +355,57 @@ def mgeval_report(dataset: NoteDataset, styles: Sequence[str], samplers: dict[st
             mean["model"][f]["overlap"] >= mean["markov"][f]["overlap"] for f in shared)
         report["features_compared"] = len(shared)
     return report
+
+
+def requests_report(model_path: Path, styles: Sequence[str], pieces_per_style: int, seconds: float,
+                    seed: int, log: Log | None = None) -> dict[str, Any]:
+    """Whether the model does what a request asks: the key it was given, and 3/4 or 6/8 over 4/4.
+
+    Every style gets `pieces_per_style` pieces in keys drawn at random (tonic and mode), and the
+    same seeds in 4/4, 3/4 and 6/8; a metre is followed when the bars of its own length carry
+    their accent on the first beat more often than bars of the other length do.
+    """
+    from ml.generate import Generator
+    from ml.request import GenerationRequest
+
+    generator = Generator(model_path)
+    names = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+    per_style: dict[str, Any] = {}
+    for s, style in enumerate(styles):
+        rng = np.random.default_rng(seed * 104729 + s)
+        hits = 0
+        for k in range(pieces_per_style):
+            tonic, mode = int(rng.integers(12)), ("major", "minor")[int(rng.integers(2))]
+            request = GenerationRequest(style=style, seconds=seconds, key=names[tonic], mode=mode,
+                                        seed=(seed + k) % 2**32)
+            piece = generator.generate(request)[0]
+            own = piece.notes.slice(piece.primer_length, len(piece.notes)) if piece.primer_length else piece.notes
+            hits += form_scores(own).key == (tonic, mode)
+        metre: dict[str, Any] = {}
+        notes_by_metre: dict[str, list[tuple[int, ...]]] = {}
+        for signature, bar in (("4/4", 4.0), ("3/4", 3.0), ("6/8", 3.0)):
+            numerator, denominator = (int(x) for x in signature.split("/"))
+            own_bar, other_bar = [], []
+            notes_by_metre[signature] = []
+            for k in range(pieces_per_style):
+                request = GenerationRequest(style=style, seconds=seconds, time_signature=(numerator, denominator),
+                                            seed=(seed + k) % 2**32)
+                notes = generator.generate(request)[0].notes
+                notes_by_metre[signature].append(tuple(int(p) for p in notes.pitch))
+                own_bar.append(downbeat_alignment(notes, bar))
+                other_bar.append(downbeat_alignment(notes, 3.0 if bar == 4.0 else 4.0))
+            mean_own = float(np.mean([v for v in own_bar if v is not None] or [0.0]))
+            mean_other = float(np.mean([v for v in other_bar if v is not None] or [0.0]))
+            metre[signature] = {"downbeat_alignment": mean_own, "in_the_other_metre": mean_other,
+                                "follows": mean_own > mean_other}
+        metre["same_notes_as_4/4"] = {
+            signature: float(np.mean([a == b for a, b in zip(notes_by_metre[signature], notes_by_metre["4/4"])]))
+            for signature in ("3/4", "6/8")
+        }
+        per_style[style] = {"requested_key": hits / pieces_per_style, "metre": metre}
+        if log:
+            log(f"{style}: requested key honoured in {hits}/{pieces_per_style}")
+    return {"pieces_per_style": pieces_per_style, "seconds": seconds, "per_style": per_style}
 
 
 # -- the whole evaluation ----------------------------------------------------------------------
@@ -406,7 +462,13 @@ def evaluate(model_path: Path, dataset: NoteDataset | Path, out_dir: Path, piece
         "model": sampler or generator_sampler(Path(model_path), seconds),
         "markov": markov_sampler(markov, baselines, config.time_grid, tempos, seconds, primers),
     }
+    if sampler is None:
+        # The guard bans what the loop detector counts: with it on, a loop rate of 0 says nothing.
+        samplers["model_unguarded"] = generator_sampler(Path(model_path), seconds, loop_guard=False)
     mgeval = mgeval_report(dataset, styles, samplers, pieces_per_style, seconds, seed, say)
+    say("checking that requests for a key or a metre are honoured")
+    requests = requests_report(Path(model_path), styles, max(MIN_SET_SIZE, pieces_per_style // 4), seconds, seed, say) \
+        if sampler is None else {"skipped": "a custom sampler takes no requests"}
 
     report: dict[str, Any] = {
         "model": {"path": str(model_path), "styles": list(config.styles), "window": config.window,
@@ -421,6 +483,8 @@ def evaluate(model_path: Path, dataset: NoteDataset | Path, out_dir: Path, piece
             "fitting": "per style, on its training pieces; alphas tuned on its validation pieces",
         },
         "mgeval": mgeval,
+        "requests": requests,
+        "form_definitions": FORM_DEFINITIONS,
         "seed": seed,
         "seconds_taken": round(time.time() - started, 1),
     }
@@ -540,9 +604,53 @@ def markdown(report: dict[str, Any]) -> str:
             rows = _overlap_rows(entry["model"], entry["markov"], mg["features"])
             parts += [f"### {style}", "", _table(["feature", "model OA", f"{best} OA", "model KL", f"{best} KL"], rows),
                       ""]
+    parts += _form_section(report)
     if report.get("plots"):
         parts += ["## Plots", ""] + [f"![{name}]({name})" for name in report["plots"]] + [""]
     return "\n".join(parts)
+
+
+def _percent(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.0%}"
+
+
+def _form_section(report: dict[str, Any]) -> list[str]:
+    """Form as a listener hears it: each set beside the held-out pieces cropped to the same length."""
+    parts = ["## Form: key, metre, repetition, endings, voices", "",
+             "Every measure beside real held-out pieces of the style, cropped to the same length.", ""]
+    parts += [f"- **{name.replace('_', ' ')}**: {text}" for name, text in report.get("form_definitions", {}).items()]
+    parts += [""]
+    header = ["style", "set", "key stability", "tonic ending", "cadence", "downbeat", "off grid", "motifs recur",
+              "parallels /100"]
+    rows = []
+    for style, entry in report["mgeval"]["per_style"].items():
+        for name, form in entry.get("form", {}).items():
+            parallels = form.get("parallels_per_100")
+            rows.append([style, name.replace("_", "-"), _percent(form.get("key_stability")),
+                         _percent(form.get("tonic_ending")), _percent(form.get("cadence")),
+                         _percent(form.get("downbeat_alignment")), _percent(form.get("off_grid_onsets")),
+                         _percent(form.get("motif_recurrence")), "n/a" if parallels is None else f"{parallels:.1f}"])
+    parts += [_table(header, rows), ""]
+    requests = report.get("requests", {})
+    if "per_style" in requests:
+        parts += ["### Requests", "",
+                  f"{requests['pieces_per_style']} pieces per style and request. *Requested key*: share whose "
+                  "key estimate is the key and mode asked for. *Downbeat in 3/4, 6/8*: downbeat alignment "
+                  "measured in bars of 3 beats (in bars of 4 beats in brackets); *same notes*: share of "
+                  "pieces whose pitches equal the 4/4 piece of the same seed.", ""]
+        rows = []
+        for style, entry in requests["per_style"].items():
+            metre = entry["metre"]
+
+            def both(signature: str, metre: dict[str, Any] = metre) -> str:
+                result = metre[signature]
+                return f"{_percent(result['downbeat_alignment'])} ({_percent(result['in_the_other_metre'])})"
+
+            rows.append([style, _percent(entry["requested_key"]), both("4/4"), both("3/4"), both("6/8"),
+                         _percent(metre["same_notes_as_4/4"]["3/4"])])
+        parts += [_table(["style", "requested key", "downbeat 4/4 (in 3)", "3/4 (in 4)", "6/8 (in 4)",
+                          "3/4 same notes as 4/4"], rows), ""]
+    return parts
 
 
 def write_plots(report: dict[str, Any], out_dir: Path) -> list[str]:

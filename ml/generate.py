@@ -49,8 +49,10 @@ class GeneratedPiece:
 class Generator:
     """Loads a model lazily and generates pieces. One per worker process; thread-safe."""
 
-    def __init__(self, model_path: Path) -> None:
+    def __init__(self, model_path: Path, *, loop_guard: bool = True) -> None:
+        """`loop_guard=False` lets the model loop: the evaluation measures how often it would."""
         self.model_path = Path(model_path)
+        self.loop_guard = loop_guard
         self._model: Any = None
         self._config: ModelConfig | None = None
         self._extra: dict[str, Any] = {}
@@ -129,7 +131,7 @@ class Generator:
         rngs = [np.random.default_rng(s) for s in seeds]
         tempo = self._tempo(request)
         primers = [self._primer(request, rng, config) for rng in rngs]
-        batch = _Batch(request, config, tempo, primers)
+        batch = _Batch(request, config, tempo, primers, loop_guard=self.loop_guard)
         with self._lock:  # one request at a time per process: the window variables are shared
             steps = self._steps.get(len(seeds))
             if steps is None:
@@ -193,8 +195,10 @@ class _Primer:
 class _Batch:
     """Sampling state of every variation: the notes so far, the masks, and when to stop."""
 
-    def __init__(self, request: GenerationRequest, config: ModelConfig, tempo: float, primers: list[_Primer]) -> None:
+    def __init__(self, request: GenerationRequest, config: ModelConfig, tempo: float, primers: list[_Primer],
+                 *, loop_guard: bool = True) -> None:
         self.request, self.config, self.tempo, self.primers = request, config, tempo, primers
+        self.loop_guard = loop_guard
         self.size = len(primers)
         self.grid = np.array(config.time_grid, dtype=np.float64)
         beats_per_second = tempo / 60.0
@@ -266,7 +270,7 @@ class _Batch:
             if in_chord:
                 # Chord notes are stored low to high, so the next one lies above the last.
                 allowed[:max(self.chord[v]) + 1] = False
-            for p in loop_completions(self.history[v]):
+            for p in loop_completions(self.history[v]) if self.loop_guard else ():
                 allowed[p] = False
             if not allowed.any():  # nothing fits above the chord: fall back to the scale alone
                 allowed = self.allowed_pitch.copy()

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -128,3 +129,24 @@ def test_unknown_style_and_unreachable_length_are_rejected_before_generating(gen
         generator.validate(GenerationRequest(style="polka"))
     with pytest.raises(ValueError, match="more than"):
         generator.validate(GenerationRequest(style="beta", seconds=600, tempo_bpm=300))
+
+
+def test_the_loop_guard_can_be_switched_off_for_the_evaluation(
+    tiny_model_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ml.generate
+
+    calls: list[int] = []
+    original = ml.generate.loop_completions
+
+    def spy(history: list[int]) -> set[int]:
+        calls.append(len(history))
+        return original(history)
+
+    monkeypatch.setattr(ml.generate, "loop_completions", spy)
+    request = GenerationRequest(style="alpha", notes=16, seed=3)
+    ml.generate.Generator(tiny_model_path).generate(request)
+    assert calls  # on by default: every pitch is checked
+    calls.clear()
+    ml.generate.Generator(tiny_model_path, loop_guard=False).generate(request)
+    assert calls == []
