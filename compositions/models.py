@@ -7,6 +7,12 @@ import uuid
 from django.conf import settings
 from django.db import models
 
+# Two words from the piece's id make titles that tell pieces apart and are easy to say.
+_TITLE_WORDS = ("Amber", "Silver", "Quiet", "Bright", "Velvet", "Morning", "Autumn", "Hidden", "Golden", "Misty",
+                "Scarlet", "Winter", "Gentle", "Wild", "Lunar", "Copper", "Early", "Distant", "Hollow", "Blue")
+_TITLE_NOUNS = ("Heron", "Harbour", "Lantern", "Meadow", "River", "Sparrow", "Orchard", "Canyon", "Willow",
+                "Comet", "Island", "Ember", "Garden", "Echo", "Valley", "Falcon", "Tide", "Cedar", "Fable", "Bell")
+
 
 class Composition(models.Model):
     """One generated piece: its request, its progress while the worker runs, and its files."""
@@ -59,8 +65,16 @@ class Composition(models.Model):
     # [[start_s, label], ...] at each chord change; label None where no chord sounds.
     chords_json = models.JSONField(default=list, blank=True)
 
+    # What the gallery shows: the user's title (blank: `default_title`), and the key the piece is in.
+    title = models.CharField(max_length=120, blank=True)
+    detected_key = models.CharField(max_length=16, blank=True)  # "D minor", estimated from the notes
+    is_favourite = models.BooleanField(default=False)
+    play_count = models.PositiveIntegerField(default=0)
+
     visibility = models.CharField(max_length=16, choices=Visibility.choices, default=Visibility.PRIVATE)
+    # Unlisted pieces are reached by /s/<share_token>/: 32 random bytes, replaced to revoke a link.
     share_token = models.CharField(max_length=64, unique=True, null=True, blank=True)
+    hidden = models.BooleanField(default=False, help_text="Hidden by a moderator: shown to nobody but its owner.")
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -73,6 +87,21 @@ class Composition(models.Model):
 
     ACTIVE_STATUSES = ("generating", "rendering")
     UNFINISHED_STATUSES = ("pending", "generating", "rendering")
+
+    @property
+    def default_title(self) -> str:
+        """ "Chorale in D minor · Amber Heron": style, key and two words drawn from the piece's id."""
+        key = self.detected_key or (
+            f"{self.params['key']} {self.params.get('mode', 'major')}" if self.params.get("key", "any") != "any" else ""
+        )
+        words = _TITLE_WORDS[self.public_id.int % len(_TITLE_WORDS)], _TITLE_NOUNS[self.public_id.int // 7 % len(
+            _TITLE_NOUNS)]
+        style = self.style.replace("-", " ").replace("_", " ").capitalize()
+        return f"{style}{' in ' + key if key else ''} · {words[0]} {words[1]}"
+
+    @property
+    def display_title(self) -> str:
+        return self.title or self.default_title
 
     @property
     def length_label(self) -> str:

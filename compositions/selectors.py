@@ -45,14 +45,60 @@ class CompositionDetail(CompositionStatus):
     chords: list[list[float | str | None]]
 
 
-def composition_list_for_user(*, user: AbstractBaseUser) -> QuerySet[Composition]:
-    """The user's compositions, newest first."""
-    return Composition.objects.filter(user=user).defer("notes_json", "chords_json")
+def composition_list_for_user(
+    *, user: AbstractBaseUser, style: str = "", status: str = "", query: str = "", favourites: bool = False
+) -> QuerySet[Composition]:
+    """The user's compositions, newest first, filtered as the gallery's controls ask."""
+    pieces = Composition.objects.filter(user=user).defer("notes_json", "chords_json")
+    if style:
+        pieces = pieces.filter(style=style)
+    if status:
+        pieces = pieces.filter(status=status)
+    if query:
+        pieces = pieces.filter(Q(title__icontains=query) | Q(style__icontains=query) | Q(detected_key__icontains=query))
+    if favourites:
+        pieces = pieces.filter(is_favourite=True)
+    return pieces
+
+
+def composition_public_list(*, order: str = "newest") -> QuerySet[Composition]:
+    """Finished public pieces that no moderator hid: newest first, or most played."""
+    pieces = Composition.objects.filter(
+        visibility=Composition.Visibility.PUBLIC, hidden=False, status=Composition.Status.DONE
+    ).defer("notes_json", "chords_json").select_related("user")
+    return pieces.order_by("-play_count", "-created_at") if order == "popular" else pieces
 
 
 def composition_get_for_user(*, user: AbstractBaseUser, public_id: uuid.UUID | str) -> Composition:
     """The user's composition `public_id`; Http404 for anyone else's, so its existence stays hidden."""
     composition = Composition.objects.filter(user=user, public_id=public_id).first()
+    if composition is None:
+        raise Http404("No such composition.")
+    return composition
+
+
+def composition_get_for_viewer(*, user: AbstractBaseUser | None, public_id: uuid.UUID | str) -> Composition:
+    """The composition if `user` may see it: their own, or a public one no moderator hid; else Http404."""
+    composition = Composition.objects.filter(public_id=public_id).first()
+    if composition is None or not composition_visible_to(composition=composition, user=user):
+        raise Http404("No such composition.")
+    return composition
+
+
+def composition_visible_to(*, composition: Composition, user: AbstractBaseUser | None) -> bool:
+    if user is not None and user.is_authenticated and composition.user_id == user.pk:
+        return True
+    return composition.visibility == Composition.Visibility.PUBLIC and not composition.hidden
+
+
+def composition_get_by_share_token(*, token: str) -> Composition:
+    """The piece a share link names: unlisted or public, not hidden; Http404 once the link is revoked."""
+    composition = None
+    if token:
+        composition = Composition.objects.filter(
+            share_token=token, hidden=False,
+            visibility__in=(Composition.Visibility.UNLISTED, Composition.Visibility.PUBLIC),
+        ).first()
     if composition is None:
         raise Http404("No such composition.")
     return composition

@@ -9,6 +9,7 @@ cannot overwrite the run that replaced it.
 from __future__ import annotations
 
 import logging
+import secrets
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from django.utils import timezone
 from django_q.tasks import async_task
 
 from compositions import runtime, selectors
-from compositions.errors import NotAllowed, QuotaExceeded
+from compositions.errors import NotAllowed, QuotaExceeded, RequestInvalid
 from compositions.models import Composition, MusicModel, TrainingDataset
 
 logger = logging.getLogger(__name__)
@@ -163,6 +164,78 @@ def composition_delete(*, composition: Composition) -> None:
     for name in files:
         if name:
             default_storage.delete(name)
+
+
+# -- the gallery and sharing ------------------------------------------------------------------------
+
+
+def composition_update(*, composition: Composition, title: str | None = None,
+                       is_favourite: bool | None = None) -> Composition:
+    """Rename a piece (an empty title goes back to the generated one) or mark it a favourite."""
+    fields: dict[str, Any] = {}
+    if title is not None:
+        title = " ".join(title.split())
+        if len(title) > 120:
+            raise RequestInvalid.of("title", "A title has at most 120 characters.")
+        fields["title"] = title
+    if is_favourite is not None:
+        fields["is_favourite"] = bool(is_favourite)
+    if fields:
+        Composition.objects.filter(id=composition.id).update(**fields)
+        composition.refresh_from_db()
+    return composition
+
+
+def composition_share(*, composition: Composition, visibility: str, new_link: bool = False) -> Composition:
+    """Make a piece private, unlisted (reached by its link) or public (listed in the gallery).
+
+    An unlisted or public piece has a link token of 256 random bits; `new_link` replaces it, which
+    kills the old link at once. Making a piece private kills its link too.
+    """
+    if visibility not in Composition.Visibility.values:
+        raise RequestInvalid.of("visibility", f"Visibility must be one of {', '.join(Composition.Visibility.values)}.")
+    token = composition.share_token
+    if visibility == Composition.Visibility.PRIVATE:
+        token = None
+    elif token is None or new_link:
+        token = secrets.token_urlsafe(32)
+    Composition.objects.filter(id=composition.id).update(visibility=visibility, share_token=token)
+    composition.refresh_from_db()
+    return composition
+
+
+PLAY_WINDOW_SECONDS = 3600
+
+
+def composition_play(*, composition: Composition, listener: str) -> bool:
+    """Count a play: once per listener (user id or address) per piece per hour. True when counted."""
+    from django.core.cache import cache
+
+    window = int(timezone.now().timestamp()) // PLAY_WINDOW_SECONDS
+    if not cache.add(f"play:{composition.id}:{listener}:{window}", 1, timeout=PLAY_WINDOW_SECONDS):
+        return False
+    Composition.objects.filter(id=composition.id).update(play_count=F("play_count") + 1)
+    return True
+
+
+def composition_again(*, composition: Composition, user: AbstractBaseUser) -> list[Composition]:
+    """The same settings with a new random seed (and the same MIDI file to continue, if any)."""
+    params = {**composition.params, "seed": None, "variations": 1}
+    primer = None
+    if composition.primer_file:
+        with composition.primer_file.open("rb") as f:
+            primer = f.read()
+    return composition_request(user=user, params=params, primer=primer)
+
+
+def composition_continue(*, composition: Composition, user: AbstractBaseUser) -> list[Composition]:
+    """A new piece that continues this one: its MIDI file becomes the primer."""
+    if composition.status != Composition.Status.DONE or not composition.midi_file:
+        raise NotAllowed("Only a finished piece can be continued.")
+    with composition.midi_file.open("rb") as f:
+        primer = f.read()
+    params = {**composition.params, "seed": None, "variations": 1}
+    return composition_request(user=user, params=params, primer=primer)
 
 
 # -- the generation task's writes ------------------------------------------------------------------

@@ -115,7 +115,7 @@ def composition_generate(composition_id: int) -> None:
 
 
 def _generate_rows(claim: services.Claim) -> None:
-    from ml.notes import MidiError
+    from ml.notes import PITCH_CLASS_NAMES, MidiError, estimate_key
     from ml.pipeline import chord_changes, compose, piano_roll, render_piece
     from ml.request import GenerationRequest, RequestError
 
@@ -155,6 +155,7 @@ def _generate_rows(claim: services.Claim) -> None:
             with midi_path.open("rb") as midi, mp3_path.open("rb") as mp3:
                 midi_name = default_storage.save(f"midi/{midi_path.name}", File(midi))
                 mp3_name = default_storage.save(f"mp3/{mp3_path.name}", File(mp3))
+        tonic, mode = estimate_key(piece.notes)
         services.composition_finish(
             claim=claim,
             piece=services.FinishedPiece(
@@ -169,6 +170,7 @@ def _generate_rows(claim: services.Claim) -> None:
                     "notes_json": piano_roll(piece.notes),
                     "chords_json": chord_changes(piece.notes),
                     "primer_end": piece.primer_end if piece.primer_length else None,
+                    "detected_key": f"{PITCH_CLASS_NAMES[tonic]} {mode}",
                 },
             ),
         )

@@ -16,6 +16,10 @@ urlpatterns = [
     path("<uuid:public_id>/retry/", views.composition_retry, name="retry"),
     path("<uuid:public_id>/cancel/", views.composition_cancel, name="cancel"),
     path("<uuid:public_id>/delete/", views.composition_delete, name="delete"),
+    path("<uuid:public_id>/edit/", views.composition_edit, name="edit"),
+    path("<uuid:public_id>/share/", views.composition_share, name="share"),
+    path("<uuid:public_id>/again/", views.composition_again, name="again"),
+    path("<uuid:public_id>/play/", views.composition_play, name="play"),
     path("<uuid:public_id>/audio.mp3", views.composition_file, {"kind": "mp3"}, name="mp3"),
     path("<uuid:public_id>/score.mid", views.composition_file, {"kind": "midi"}, name="midi"),
 ]

@@ -10,19 +10,34 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import UserCreationForm
 from django.core.exceptions import NON_FIELD_ERRORS
+from django.core.paginator import Paginator
 from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from compositions import selectors, services
 from compositions.downloads import FileKind, composition_file_response
 from compositions.errors import ComposingUnavailable, NotAllowed, QuotaExceeded, RequestInvalid
 from compositions.forms import CompositionForm, ThrottledAuthenticationForm
+from compositions.models import Composition
 
 
 def home(request: HttpRequest) -> HttpResponse:
     recent = selectors.composition_list_for_user(user=request.user)[:6] if request.user.is_authenticated else []
-    return render(request, "compositions/home.html", {"recent": recent})
+    # A visitor hears what the site makes before signing up.
+    public = selectors.composition_public_list(order="popular")[:3]
+    return render(request, "compositions/home.html", {"recent": recent, "public": public})
+
+
+PAGE_SIZE = 24
+
+
+@require_GET
+def gallery(request: HttpRequest) -> HttpResponse:
+    order = "popular" if request.GET.get("order") == "popular" else "newest"
+    page = Paginator(selectors.composition_public_list(order=order), PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(request, "compositions/gallery.html", {"page": page, "order": order})
 
 
 @require_http_methods(["GET", "POST"])
@@ -54,16 +69,39 @@ def logout_everywhere(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def composition_list(request: HttpRequest) -> HttpResponse:
-    compositions = selectors.composition_list_for_user(user=request.user)
-    return render(request, "compositions/list.html", {"compositions": compositions})
+    filters = {
+        "style": request.GET.get("style", ""), "status": request.GET.get("status", ""),
+        "query": request.GET.get("q", "").strip(), "favourites": request.GET.get("favourites") == "1",
+    }
+    pieces = selectors.composition_list_for_user(user=request.user, **filters)
+    page = Paginator(pieces, PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {
+        "page": page, "compositions": page.object_list, "filters": filters,
+        "styles": sorted(set(selectors.composition_list_for_user(user=request.user).values_list("style", flat=True))),
+        "statuses": Composition.Status.choices,
+        "query_string": _without_page(request),
+    }
+    return render(request, "compositions/list.html", context)
+
+
+def _without_page(request: HttpRequest) -> str:
+    query = request.GET.copy()
+    query.pop("page", None)
+    return query.urlencode()
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
 def composition_new(request: HttpRequest) -> HttpResponse:
-    form = CompositionForm(request.POST or None, request.FILES or None)
     if request.method == "GET":
+        # "Edit these settings": the form filled in from one of the user's pieces.
+        source = request.GET.get("from")
+        initial = {}
+        if source:
+            initial = dict(selectors.composition_get_for_user(user=request.user, public_id=source).params)
+        form = CompositionForm(initial=initial)
         return render(request, "compositions/new.html", {"form": form})
+    form = CompositionForm(request.POST, request.FILES or None)
     try:
         compositions = services.composition_request(
             user=request.user, params=form.request_params(), primer=request.FILES.get("primer")
@@ -82,18 +120,107 @@ def composition_new(request: HttpRequest) -> HttpResponse:
     return redirect("compositions:detail", public_id=compositions[0].public_id)
 
 
-@login_required
 @require_GET
 def composition_detail(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
-    composition = selectors.composition_get_for_user(user=request.user, public_id=public_id)
+    """The owner's page of a piece; anyone else sees a public piece's shared view (or 404)."""
+    composition = selectors.composition_get_for_viewer(user=request.user, public_id=public_id)
+    if composition.user_id != request.user.pk:
+        return _shared_page(request, composition)
     context = {
         "composition": composition,
         "batch": selectors.composition_batch(composition=composition),
         "status": selectors.composition_status(composition=composition),
         "stalled": selectors.composition_is_stalled(composition=composition),
         "settings_table": selectors.composition_settings_table(composition=composition),
+        "share_url": request.build_absolute_uri(reverse("shared", args=[composition.share_token]))
+        if composition.share_token else "",
+        "visibilities": Composition.Visibility.choices,
     }
     return render(request, "compositions/detail.html", context)
+
+
+def _shared_page(request: HttpRequest, composition: Composition, token: str = "") -> HttpResponse:
+    """Player, piano roll and settings, without the owner's private data (no name, no actions)."""
+    if token:
+        files = {kind: reverse(f"shared-{kind}", args=[token]) for kind in ("mp3", "midi")}
+        play_url = reverse("shared-play", args=[token])
+    else:
+        files = {kind: reverse(f"compositions:{kind}", args=[composition.public_id]) for kind in ("mp3", "midi")}
+        play_url = reverse("compositions:play", args=[composition.public_id])
+    context = {
+        "composition": composition, "files": files, "play_url": play_url,
+        "settings_table": selectors.composition_settings_table(composition=composition),
+        "page_url": request.build_absolute_uri(),
+        "audio_url": request.build_absolute_uri(files["mp3"]),
+    }
+    return render(request, "compositions/shared.html", context)
+
+
+@require_GET
+def shared(request: HttpRequest, token: str) -> HttpResponse:
+    return _shared_page(request, selectors.composition_get_by_share_token(token=token), token)
+
+
+@require_GET
+def shared_file(request: HttpRequest, token: str, kind: FileKind) -> FileResponse | HttpResponse:
+    composition = selectors.composition_get_by_share_token(token=token)
+    return composition_file_response(composition=composition, kind=kind,
+                                     as_attachment=request.GET.get("download") == "1")
+
+
+def _listener(request: HttpRequest) -> str:
+    return f"user:{request.user.pk}" if request.user.is_authenticated else f"addr:{request.META.get('REMOTE_ADDR', '')}"
+
+
+@require_POST
+def shared_play(request: HttpRequest, token: str) -> JsonResponse:
+    composition = selectors.composition_get_by_share_token(token=token)
+    return JsonResponse({"counted": services.composition_play(composition=composition, listener=_listener(request))})
+
+
+@require_POST
+def composition_play(request: HttpRequest, public_id: uuid.UUID) -> JsonResponse:
+    composition = selectors.composition_get_for_viewer(user=request.user, public_id=public_id)
+    return JsonResponse({"counted": services.composition_play(composition=composition, listener=_listener(request))})
+
+
+@login_required
+@require_POST
+def composition_edit(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+    composition = selectors.composition_get_for_user(user=request.user, public_id=public_id)
+    try:
+        services.composition_update(
+            composition=composition, title=request.POST.get("title"),
+            is_favourite={"1": True, "0": False}.get(request.POST.get("favourite", "")),
+        )
+    except RequestInvalid as exc:
+        messages.error(request, str(exc))
+    return redirect("compositions:detail", public_id=composition.public_id)
+
+
+@login_required
+@require_POST
+def composition_share(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+    composition = selectors.composition_get_for_user(user=request.user, public_id=public_id)
+    try:
+        services.composition_share(composition=composition, visibility=request.POST.get("visibility", ""),
+                                   new_link=request.POST.get("new_link") == "1")
+    except RequestInvalid as exc:
+        messages.error(request, str(exc))
+    return redirect("compositions:detail", public_id=composition.public_id)
+
+
+@login_required
+@require_POST
+def composition_again(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+    composition = selectors.composition_get_for_user(user=request.user, public_id=public_id)
+    action = services.composition_continue if request.POST.get("continue") == "1" else services.composition_again
+    try:
+        [first, *_] = action(composition=composition, user=request.user)
+    except (RequestInvalid, ComposingUnavailable, QuotaExceeded, NotAllowed) as exc:
+        messages.error(request, str(exc))
+        return redirect("compositions:detail", public_id=composition.public_id)
+    return redirect("compositions:detail", public_id=first.public_id)
 
 
 @login_required
@@ -134,10 +261,9 @@ def composition_delete(request: HttpRequest, public_id: uuid.UUID) -> HttpRespon
     return redirect("compositions:list")
 
 
-@login_required
 @require_GET
-def composition_file(request: HttpRequest, public_id: uuid.UUID, kind: FileKind) -> FileResponse:
-    composition = selectors.composition_get_for_user(user=request.user, public_id=public_id)
+def composition_file(request: HttpRequest, public_id: uuid.UUID, kind: FileKind) -> FileResponse | HttpResponse:
+    composition = selectors.composition_get_for_viewer(user=request.user, public_id=public_id)
     # ?download=1 saves the file; without it the browser plays it inline (<audio src>).
     return composition_file_response(
         composition=composition, kind=kind, as_attachment=request.GET.get("download") == "1"
