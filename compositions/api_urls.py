@@ -1,4 +1,4 @@
-"""JSON API under /api/."""
+"""JSON API. Served under /api/v1/; the unversioned /api/ paths are aliases of the same views."""
 
 from __future__ import annotations
 
@@ -9,9 +9,13 @@ from compositions import apis
 app_name = "api"
 
 urlpatterns = [
+    path("auth/register/", apis.RegisterApi.as_view(), name="register"),
     path("auth/token/", apis.TokenCreateApi.as_view(), name="token"),
-    path("compositions/", apis.CompositionCreateApi.as_view(), name="composition-create"),
-    path("compositions/<uuid:public_id>/", apis.CompositionStatusApi.as_view(), name="composition-status"),
+    path("styles/", apis.StylesApi.as_view(), name="styles"),
+    path("compositions/", apis.CompositionListApi.as_view(), name="composition-create"),
+    path("compositions/<uuid:public_id>/", apis.CompositionDetailApi.as_view(), name="composition-status"),
+    path("compositions/<uuid:public_id>/retry/", apis.CompositionRetryApi.as_view(), name="composition-retry"),
+    path("compositions/<uuid:public_id>/share/", apis.CompositionShareApi.as_view(), name="composition-share"),
     path(
         "compositions/<uuid:public_id>/audio.mp3",
         apis.CompositionFileApi.as_view(kind="mp3"),

@@ -6,23 +6,27 @@ import uuid
 from typing import Any
 
 from django.contrib.auth import authenticate
-from django.http import FileResponse
+from django.contrib.auth.forms import UserCreationForm
+from django.http import FileResponse, Http404, HttpResponse
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.permissions import AllowAny
 from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from compositions import selectors, services
-from compositions.auth import api_token_for, login_locked_for
+from compositions import runtime, selectors, services
+from compositions.auth import TokenAuthentication, api_token_for, login_locked_for
 from compositions.downloads import FileKind, composition_file_response
 from compositions.errors import ComposingUnavailable, NotAllowed, QuotaExceeded, RequestInvalid
+from compositions.models import ApiToken, Composition
 from ml.request import CONTROLS, Control, GenerationRequest
 
 
@@ -91,7 +95,6 @@ class ErrorSerializer(serializers.Serializer):
 class TokenCreateApi(APIView):
     """Trade a user name and password for the user's API token (the same one until the password changes)."""
 
-    authentication_classes: list[type] = []
     permission_classes: list[type] = []
     parser_classes = [JSONParser, MultiPartParser, FormParser]
 
@@ -118,6 +121,20 @@ class TokenCreateApi(APIView):
             return Response({"detail": "Unable to sign in with these credentials."}, status=status.HTTP_400_BAD_REQUEST)
         return Response(self.TokenOutputSerializer({"token": api_token_for(user).key}).data)
 
+    @extend_schema(request=None, responses={204: None, 401: ErrorSerializer})
+    def delete(self, request: Request) -> Response:
+        """Revoke the caller's token (signing in again makes a new one)."""
+        if not request.user or not request.user.is_authenticated:
+            return Response({"detail": "Authentication credentials were not provided."},
+                            status=status.HTTP_401_UNAUTHORIZED)
+        ApiToken.objects.filter(user=request.user).delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    def get_authenticators(self) -> list[Any]:
+        # Signing in needs no credentials; revoking takes the token being revoked.
+        request = getattr(self, "request", None)
+        return [TokenAuthentication()] if request is not None and request.method == "DELETE" else []
+
 
 class CompositionStatusSerializer(serializers.Serializer):
     id = serializers.UUIDField()
@@ -142,13 +159,13 @@ class CompositionCreateApi(APIView):
     # JSON, or multipart when a MIDI file to continue comes along as `primer`.
     parser_classes = [JSONParser, MultiPartParser, FormParser]
 
-    class OutputSerializer(serializers.Serializer):
+    class CreatedSerializer(serializers.Serializer):
         status_url = serializers.CharField()
         compositions = CompositionStatusSerializer(many=True)
 
     @extend_schema(
         request=CompositionRequestSerializer,
-        responses={202: OutputSerializer, 400: ErrorSerializer, 401: ErrorSerializer, 429: ErrorSerializer,
+        responses={202: CreatedSerializer, 400: ErrorSerializer, 401: ErrorSerializer, 429: ErrorSerializer,
                    503: ErrorSerializer},
     )
     def post(self, request: Request) -> Response:
@@ -162,15 +179,180 @@ class CompositionCreateApi(APIView):
             "compositions": [selectors.composition_status(composition=c, for_api=True) for c in compositions],
         }
         return Response(
-            self.OutputSerializer(data).data, status=status.HTTP_202_ACCEPTED, headers={"Location": status_url}
+            self.CreatedSerializer(data).data, status=status.HTTP_202_ACCEPTED, headers={"Location": status_url}
         )
 
 
-class CompositionStatusApi(APIView):
-    @extend_schema(responses=CompositionDetailSerializer)
+class CompositionListItemSerializer(CompositionStatusSerializer):
+    title = serializers.CharField()
+    style = serializers.CharField()
+    detected_key = serializers.CharField(help_text='The key the piece is in, e.g. "D minor" (empty until done)')
+    duration_seconds = serializers.FloatField(allow_null=True)
+    is_favourite = serializers.BooleanField()
+    visibility = serializers.ChoiceField(choices=Composition.Visibility.values)
+    play_count = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    mine = serializers.BooleanField()
+
+
+def _list_item(composition: Composition, user: Any) -> dict[str, Any]:
+    mine = bool(user.is_authenticated and composition.user_id == user.pk)
+    return {
+        **selectors.composition_status(composition=composition, for_api=True),
+        "title": composition.display_title, "style": composition.style, "detected_key": composition.detected_key,
+        "duration_seconds": composition.duration_seconds, "is_favourite": composition.is_favourite and mine,
+        "visibility": composition.visibility, "play_count": composition.play_count,
+        "created_at": composition.created_at, "mine": mine,
+    }
+
+
+class CompositionCursor(CursorPagination):
+    page_size = 20
+    ordering = ("-created_at", "-id")
+
+
+class CompositionListApi(CompositionCreateApi):
+    """GET the caller's pieces (scope=mine), their favourites, or the public gallery; POST a new request."""
+
+    def get_permissions(self) -> list[Any]:
+        if self.request.method == "GET" and self.request.query_params.get("scope") == "public":
+            return [AllowAny()]
+        return super().get_permissions()
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("scope", enum=["mine", "public", "favourites"], default="mine"),
+            OpenApiParameter("style", str), OpenApiParameter("status", enum=Composition.Status.values),
+            OpenApiParameter("q", str, description="Search in titles, styles and keys"),
+        ],
+        responses={200: CompositionListItemSerializer(many=True), 401: ErrorSerializer},
+    )
+    def get(self, request: Request) -> Response:
+        scope = request.query_params.get("scope", "mine")
+        if scope not in ("mine", "public", "favourites"):
+            raise RequestInvalid.of("scope", "scope must be mine, public or favourites.")
+        if scope == "public":
+            pieces = selectors.composition_public_list()
+        else:
+            pieces = selectors.composition_list_for_user(
+                user=request.user, style=request.query_params.get("style", ""),
+                status=request.query_params.get("status", ""), query=request.query_params.get("q", ""),
+                favourites=scope == "favourites",
+            )
+        paginator = CompositionCursor()
+        page = paginator.paginate_queryset(pieces, request, view=self) or []
+        data = CompositionListItemSerializer([_list_item(c, request.user) for c in page], many=True).data
+        return paginator.get_paginated_response(data)
+
+
+class CompositionDetailApi(APIView):
+    """One piece: read it (yours, or a public one), rename or favourite it, or delete it (yours)."""
+
+    parser_classes = [JSONParser, FormParser, MultiPartParser]
+
+    class PatchSerializer(serializers.Serializer):
+        title = serializers.CharField(required=False, allow_blank=True, max_length=120)
+        is_favourite = serializers.BooleanField(required=False)
+
+    def get_permissions(self) -> list[Any]:
+        return [AllowAny()] if self.request.method == "GET" else super().get_permissions()
+
+    @extend_schema(responses={200: CompositionDetailSerializer, 404: ErrorSerializer})
     def get(self, request: Request, public_id: uuid.UUID) -> Response:
-        composition = selectors.composition_get_for_user(user=request.user, public_id=public_id)
+        composition = selectors.composition_get_for_viewer(user=request.user, public_id=public_id)
         return Response(CompositionDetailSerializer(selectors.composition_detail(composition=composition)).data)
+
+    @extend_schema(request=PatchSerializer, responses={200: CompositionDetailSerializer, 400: ErrorSerializer,
+                                                       401: ErrorSerializer, 404: ErrorSerializer})
+    def patch(self, request: Request, public_id: uuid.UUID) -> Response:
+        composition = selectors.composition_get_for_user(user=request.user, public_id=public_id)
+        serializer = self.PatchSerializer(data=request.data)
+        if not serializer.is_valid():
+            raise RequestInvalid({k: [str(m) for m in v] for k, v in serializer.errors.items()})
+        composition = services.composition_update(composition=composition, **serializer.validated_data)
+        return Response(CompositionDetailSerializer(selectors.composition_detail(composition=composition)).data)
+
+    @extend_schema(responses={204: None, 401: ErrorSerializer, 404: ErrorSerializer})
+    def delete(self, request: Request, public_id: uuid.UUID) -> Response:
+        composition = selectors.composition_get_for_user(user=request.user, public_id=public_id)
+        services.composition_delete(composition=composition)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class CompositionRetryApi(APIView):
+    @extend_schema(request=None, responses={202: CompositionStatusSerializer, 401: ErrorSerializer,
+                                            404: ErrorSerializer, 409: ErrorSerializer, 429: ErrorSerializer})
+    def post(self, request: Request, public_id: uuid.UUID) -> Response:
+        composition = selectors.composition_get_for_user(user=request.user, public_id=public_id)
+        composition = services.composition_retry(composition=composition)
+        return Response(selectors.composition_status(composition=composition, for_api=True),
+                        status=status.HTTP_202_ACCEPTED)
+
+
+class CompositionShareApi(APIView):
+    class ShareInputSerializer(serializers.Serializer):
+        visibility = serializers.ChoiceField(choices=Composition.Visibility.values)
+        new_link = serializers.BooleanField(required=False, default=False,
+                                            help_text="Revoke the current link and make a new one")
+
+    class ShareOutputSerializer(serializers.Serializer):
+        visibility = serializers.ChoiceField(choices=Composition.Visibility.values)
+        share_url = serializers.CharField(allow_null=True)
+
+    @extend_schema(request=ShareInputSerializer, responses={200: ShareOutputSerializer, 400: ErrorSerializer,
+                                                       401: ErrorSerializer, 404: ErrorSerializer})
+    def post(self, request: Request, public_id: uuid.UUID) -> Response:
+        composition = selectors.composition_get_for_user(user=request.user, public_id=public_id)
+        serializer = self.ShareInputSerializer(data=request.data)
+        if not serializer.is_valid():
+            raise RequestInvalid({k: [str(m) for m in v] for k, v in serializer.errors.items()})
+        composition = services.composition_share(composition=composition, **serializer.validated_data)
+        url = request.build_absolute_uri(reverse("shared", args=[composition.share_token])) \
+            if composition.share_token else None
+        return Response({"visibility": composition.visibility, "share_url": url})
+
+
+class StylesApi(APIView):
+    """The active model's styles and every control's type, range and default: an app builds its form from this."""
+
+    permission_classes = [AllowAny]
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, 503: ErrorSerializer})
+    def get(self, request: Request) -> Response:
+        generator = runtime.get_generator()
+        styles = [{"name": style, "default_tempo": generator.default_tempo(style)} for style in runtime.model_styles()]
+        controls = {}
+        for name, control in CONTROLS.items():
+            default: Any = GenerationRequest.__dataclass_fields__[name].default
+            controls[name] = {
+                "kind": control.kind, "label": control.label, "help": control.help, "nullable": control.nullable,
+                "default": f"{default[0]}/{default[1]}" if control.kind == "time_signature" else default,
+                "minimum": control.minimum, "maximum": control.maximum, "above_minimum": control.above_minimum,
+                "choices": [{"value": value, "label": label} for value, label in control.choices] or None,
+            }
+        return Response({"styles": styles, "controls": controls})
+
+
+class RegisterApi(APIView):
+    authentication_classes: list[type] = []
+    permission_classes = [AllowAny]
+
+    class RegisterInputSerializer(serializers.Serializer):
+        username = serializers.CharField(max_length=150)
+        password = serializers.CharField(max_length=4096, trim_whitespace=False)
+
+    @extend_schema(request=RegisterInputSerializer, responses={201: TokenCreateApi.TokenOutputSerializer,
+                                                       400: ErrorSerializer})
+    def post(self, request: Request) -> Response:
+        form = UserCreationForm({"username": request.data.get("username", ""),
+                                 "password1": request.data.get("password", ""),
+                                 "password2": request.data.get("password", "")})
+        if not form.is_valid():
+            errors = {("password" if k.startswith("password") else k): [str(m) for m in v]
+                      for k, v in form.errors.items()}
+            raise RequestInvalid(errors)
+        user = form.save()
+        return Response({"token": api_token_for(user).key}, status=status.HTTP_201_CREATED)
 
 
 class _AnyMediaType(BaseContentNegotiation):
@@ -186,12 +368,38 @@ class _AnyMediaType(BaseContentNegotiation):
 
 
 class CompositionFileApi(APIView):
-    """GET one of the caller's files (token or session auth): audio/mpeg or audio/midi, as an attachment."""
+    """GET a piece's file (yours, a public one, or with its share token): audio/mpeg or audio/midi.
+
+    409 while it is being written (with the status and progress), 410 once it failed, 404 when it
+    does not exist or is not yours to hear.
+    """
 
     content_negotiation_class = _AnyMediaType
+    permission_classes = [AllowAny]
     kind: FileKind = "mp3"
 
-    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
-    def get(self, request: Request, public_id: uuid.UUID) -> FileResponse:
-        composition = selectors.composition_get_for_user(user=request.user, public_id=public_id)
+    @extend_schema(
+        parameters=[OpenApiParameter("share_token", str, description="The token of an unlisted piece's link")],
+        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, 404: ErrorSerializer,
+                   409: ErrorSerializer, 410: ErrorSerializer},
+    )
+    def get(self, request: Request, public_id: uuid.UUID) -> FileResponse | HttpResponse | Response:
+        token = request.query_params.get("share_token", "")
+        if token:
+            composition = selectors.composition_get_by_share_token(token=token)
+            if str(composition.public_id) != str(public_id):
+                raise Http404("No such composition.")
+        else:
+            composition = selectors.composition_get_for_viewer(user=request.user, public_id=public_id)
+        if composition.status == Composition.Status.FAILED:
+            return Response({"detail": f"This piece failed: {composition.error}", "status": composition.status},
+                            status=status.HTTP_410_GONE)
+        if composition.status != Composition.Status.DONE:
+            return Response({"detail": "This piece is not ready yet.", "status": composition.status,
+                             "progress": composition.progress}, status=status.HTTP_409_CONFLICT)
         return composition_file_response(composition=composition, kind=self.kind, as_attachment=True)
+
+
+def schema_v1_only(endpoints: list[tuple[str, str, str, Any]]) -> list[tuple[str, str, str, Any]]:
+    """drf-spectacular hook: document /api/v1/ once; the unversioned /api/ paths are aliases."""
+    return [endpoint for endpoint in endpoints if endpoint[0].startswith("/api/v1/")]

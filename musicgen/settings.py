@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_q",
     "compositions",
 ]
@@ -228,6 +229,12 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Compose music with a neural network.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "PREPROCESSING_HOOKS": ["compositions.apis.schema_v1_only"],
+    # Swagger UI from the drf-spectacular-sidecar package: nothing is fetched from a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # Pages are never framed by other sites, browsers never guess content types (the audio and MIDI

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from compositions import views
 
@@ -20,7 +20,10 @@ urlpatterns = [
     path("s/<str:token>/audio.mp3", views.shared_file, {"kind": "mp3"}, name="shared-mp3"),
     path("s/<str:token>/score.mid", views.shared_file, {"kind": "midi"}, name="shared-midi"),
     path("s/<str:token>/play/", views.shared_play, name="shared-play"),
-    path("api/", include("compositions.api_urls")),
+    path("api/v1/", include("compositions.api_urls", namespace="api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    # The first API had no version in its paths; they stay, as aliases of /api/v1/.
+    path("api/", include("compositions.api_urls", namespace="api-unversioned")),
     path("admin/", admin.site.urls),
 ]

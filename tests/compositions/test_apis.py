@@ -40,7 +40,7 @@ def test_create_answers_202_with_a_status_url(api: APIClient, user: User, style:
     response = api.post("/api/compositions/", {"style": style, "seconds": 5, "variations": 2}, format="json")
     assert response.status_code == 202
     first = Composition.objects.filter(user=user).order_by("variation_index").first()
-    assert response["Location"] == response.data["status_url"] == f"/api/compositions/{first.public_id}/"
+    assert response["Location"] == response.data["status_url"] == f"/api/v1/compositions/{first.public_id}/"
     assert [c["status"] for c in response.data["compositions"]] == ["pending", "pending"]
 
 
@@ -195,7 +195,7 @@ def test_token_flow_obtain_create_poll_and_download(
 
     status = api.get(created["Location"]).json()
     assert status["status"] == "done"
-    assert status["mp3_url"] == f"/api/compositions/{status['id']}/audio.mp3"
+    assert status["mp3_url"] == f"/api/v1/compositions/{status['id']}/audio.mp3"
     mp3 = api.get(status["mp3_url"], HTTP_ACCEPT="audio/mpeg")
     assert mp3.status_code == 200
     assert mp3["Content-Type"] == "audio/mpeg"
@@ -219,18 +219,27 @@ def test_another_users_token_gets_404_for_my_piece_and_files(
     assert response.status_code == 404
 
 
-def test_files_need_authentication(db: None, done_composition: Composition) -> None:
-    assert APIClient().get(f"/api/compositions/{done_composition.public_id}/audio.mp3").status_code == 401
+def test_files_of_a_private_piece_are_404_without_its_owner(db: None, done_composition: Composition) -> None:
+    assert APIClient().get(f"/api/v1/compositions/{done_composition.public_id}/audio.mp3").status_code == 404
 
 
-def test_files_of_an_unfinished_piece_are_404(api: APIClient, user: User, composition_factory: Callable) -> None:
-    pending = composition_factory(user)
-    assert api.get(f"/api/compositions/{pending.public_id}/audio.mp3").status_code == 404
+def test_files_of_an_unfinished_piece_are_409_with_the_progress(
+        api: APIClient, user: User, composition_factory: Callable) -> None:
+    pending = composition_factory(user, status=Composition.Status.GENERATING, progress=40)
+    response = api.get(f"/api/v1/compositions/{pending.public_id}/audio.mp3")
+    assert response.status_code == 409 and response.json()["progress"] == 40
+
+
+def test_files_of_a_failed_piece_are_410_with_the_reason(
+        api: APIClient, user: User, composition_factory: Callable) -> None:
+    failed = composition_factory(user, status=Composition.Status.FAILED, error="MP3 encoding failed")
+    response = api.get(f"/api/v1/compositions/{failed.public_id}/score.mid")
+    assert response.status_code == 410 and "MP3 encoding failed" in response.json()["detail"]
 
 
 def test_detail_has_settings_chords_and_api_file_urls(api: APIClient, done_composition: Composition) -> None:
     data = api.get(f"/api/compositions/{done_composition.public_id}/").json()
-    assert data["midi_url"] == f"/api/compositions/{done_composition.public_id}/score.mid"
+    assert data["midi_url"] == f"/api/v1/compositions/{done_composition.public_id}/score.mid"
     assert data["chords"] == [[0.0, "C major triad"], [2.5, None]]
     assert data["settings"]["time_signature"] == "4/4"
     assert (data["settings"]["pitch_low"], data["settings"]["pitch_high"]) == (21, 108)
