@@ -12,6 +12,7 @@ urlpatterns = [
     path("auth/register/", apis.RegisterApi.as_view(), name="register"),
     path("auth/token/", apis.TokenCreateApi.as_view(), name="token"),
     path("styles/", apis.StylesApi.as_view(), name="styles"),
+    path("primers/", apis.PrimerCreateApi.as_view(), name="primers"),
     path("compositions/", apis.CompositionListApi.as_view(), name="composition-create"),
     path("compositions/<uuid:public_id>/", apis.CompositionDetailApi.as_view(), name="composition-status"),
     path("compositions/<uuid:public_id>/retry/", apis.CompositionRetryApi.as_view(), name="composition-retry"),

@@ -19,6 +19,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -79,6 +80,7 @@ def _control_field(name: str, control: Control, *, output: bool) -> serializers.
 CompositionRequestSerializer = type("CompositionRequestSerializer", (serializers.Serializer,), {
     **{name: _control_field(name, control, output=False) for name, control in CONTROLS.items()},
     "primer": serializers.FileField(required=False, help_text="A MIDI file to continue (multipart only)"),
+    "primer_id": serializers.UUIDField(required=False, help_text="Or the id of a file sent to primers/ before"),
 })
 CompositionSettingsSerializer = type("CompositionSettingsSerializer", (serializers.Serializer,), {
     **{name: _control_field(name, control, output=True) for name, control in CONTROLS.items()},
@@ -92,11 +94,20 @@ class ErrorSerializer(serializers.Serializer):
                                    help_text="Messages by field name; __all__ for the request as a whole")
 
 
+class _ThrottledPost(ScopedRateThrottle):
+    """The scope's rate applies to writes only: reading a list or a piece is cheap."""
+
+    def allow_request(self, request: Request, view: Any) -> bool:
+        return request.method != "POST" or super().allow_request(request, view)
+
+
 class TokenCreateApi(APIView):
     """Trade a user name and password for the user's API token (the same one until the password changes)."""
 
     permission_classes: list[type] = []
     parser_classes = [JSONParser, MultiPartParser, FormParser]
+    throttle_classes = [_ThrottledPost]
+    throttle_scope = "sign_in"
 
     class TokenInputSerializer(serializers.Serializer):
         username = serializers.CharField(max_length=150)
@@ -158,6 +169,8 @@ class CompositionDetailSerializer(CompositionStatusSerializer):
 class CompositionCreateApi(APIView):
     # JSON, or multipart when a MIDI file to continue comes along as `primer`.
     parser_classes = [JSONParser, MultiPartParser, FormParser]
+    throttle_classes = [_ThrottledPost]
+    throttle_scope = "compose"
 
     class CreatedSerializer(serializers.Serializer):
         status_url = serializers.CharField()
@@ -169,10 +182,11 @@ class CompositionCreateApi(APIView):
                    503: ErrorSerializer},
     )
     def post(self, request: Request) -> Response:
-        params = {name: value for name, value in request.data.items() if name != "primer"}
-        compositions = services.composition_request(
-            user=request.user, params=params, primer=request.FILES.get("primer")
-        )
+        params = {name: value for name, value in request.data.items() if name not in ("primer", "primer_id")}
+        primer: Any = request.FILES.get("primer")
+        if request.data.get("primer_id"):
+            primer = services.primer_bytes(user=request.user, primer_id=str(request.data["primer_id"]))
+        compositions = services.composition_request(user=request.user, params=params, primer=primer)
         status_url = reverse("api:composition-status", args=[compositions[0].public_id])
         data = {
             "status_url": status_url,
@@ -336,6 +350,8 @@ class StylesApi(APIView):
 class RegisterApi(APIView):
     authentication_classes: list[type] = []
     permission_classes = [AllowAny]
+    throttle_classes = [_ThrottledPost]
+    throttle_scope = "register"
 
     class RegisterInputSerializer(serializers.Serializer):
         username = serializers.CharField(max_length=150)
@@ -353,6 +369,28 @@ class RegisterApi(APIView):
             raise RequestInvalid(errors)
         user = form.save()
         return Response({"token": api_token_for(user).key}, status=status.HTTP_201_CREATED)
+
+
+class PrimerCreateApi(APIView):
+    """Upload a MIDI file to continue later (`primer_id` in a composition request)."""
+
+    parser_classes = [MultiPartParser]
+    throttle_classes = [_ThrottledPost]
+    throttle_scope = "upload"
+
+    class PrimerSerializer(serializers.Serializer):
+        id = serializers.UUIDField(source="public_id")
+        notes = serializers.IntegerField()
+        seconds = serializers.FloatField()
+
+    @extend_schema(
+        request={"multipart/form-data": {"type": "object", "properties": {"file": {"type": "string",
+                                                                                  "format": "binary"}}}},
+        responses={201: PrimerSerializer, 400: ErrorSerializer, 401: ErrorSerializer},
+    )
+    def post(self, request: Request) -> Response:
+        primer = services.primer_upload(user=request.user, upload=request.FILES.get("file"))
+        return Response(self.PrimerSerializer(primer).data, status=status.HTTP_201_CREATED)
 
 
 class _AnyMediaType(BaseContentNegotiation):

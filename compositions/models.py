@@ -175,3 +175,17 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"API token of {self.user}"
+
+
+class Primer(models.Model):
+    """A MIDI file a user uploaded to continue, checked when it arrived, to name in later requests."""
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="primers")
+    file = models.FileField(upload_to="primers/")
+    notes = models.PositiveIntegerField()
+    seconds = models.FloatField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"Primer {self.public_id} of {self.user}"

@@ -30,7 +30,7 @@ from django_q.tasks import async_task
 
 from compositions import runtime, selectors
 from compositions.errors import NotAllowed, QuotaExceeded, RequestInvalid
-from compositions.models import Composition, MusicModel, TrainingDataset
+from compositions.models import Composition, MusicModel, Primer, TrainingDataset
 
 logger = logging.getLogger(__name__)
 
@@ -164,6 +164,41 @@ def composition_delete(*, composition: Composition) -> None:
     for name in files:
         if name:
             default_storage.delete(name)
+
+
+def primer_upload(*, user: AbstractBaseUser, upload: UploadedFile | None) -> Primer:
+    """Check an uploaded MIDI file (size first, then parsed in the sandbox) and keep it for later requests."""
+    if upload is None:
+        raise RequestInvalid.of("file", "Attach a MIDI file as `file`.")
+    data = runtime.read_upload(upload)
+    assert data is not None
+    from ml.notes import MidiError
+
+    try:
+        notes = runtime.primer_from_midi(data)
+    except MidiError as exc:
+        raise RequestInvalid.of("file", str(exc)) from exc
+    primer = Primer(user=user, notes=len(notes), seconds=round(notes.end_time, 3))
+    primer.file.save(f"{primer.public_id}.mid", ContentFile(data), save=False)
+    primer.save()
+    return primer
+
+
+def primer_bytes(*, user: AbstractBaseUser, primer_id: str) -> bytes:
+    """The bytes of one of the user's uploaded primers; RequestInvalid when there is no such primer."""
+    primer = Primer.objects.filter(user=user, public_id=primer_id).first() if _is_uuid(primer_id) else None
+    if primer is None:
+        raise RequestInvalid.of("primer_id", "There is no such primer of yours.")
+    with primer.file.open("rb") as f:
+        return f.read()
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(str(text))
+    except ValueError:
+        return False
+    return True
 
 
 # -- the gallery and sharing ------------------------------------------------------------------------

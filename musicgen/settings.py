@@ -223,6 +223,14 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "compositions.apis.exception_handler",
+    # Expensive endpoints have their own rates (per user, or per address when signed out), on top
+    # of the per-user quotas; the counters live in the shared cache.
+    "DEFAULT_THROTTLE_RATES": {
+        "compose": envstr("THROTTLE_COMPOSE", "120/minute"),
+        "upload": envstr("THROTTLE_UPLOAD", "60/hour"),
+        "register": envstr("THROTTLE_REGISTER", "20/hour"),
+        "sign_in": envstr("THROTTLE_SIGN_IN", "30/minute"),
+    },
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "musicgen API",

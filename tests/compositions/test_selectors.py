@@ -42,5 +42,5 @@ def test_status_has_download_urls_only_when_done(user: User, composition_factory
 def test_api_status_points_at_the_token_friendly_file_urls(user: User, composition_factory: Callable) -> None:
     done = composition_factory(user, status=Composition.Status.DONE, progress=100)
     status = selectors.composition_status(composition=done, for_api=True)
-    assert status["mp3_url"] == f"/api/compositions/{done.public_id}/audio.mp3"
-    assert status["midi_url"] == f"/api/compositions/{done.public_id}/score.mid"
+    assert status["mp3_url"] == f"/api/v1/compositions/{done.public_id}/audio.mp3"
+    assert status["midi_url"] == f"/api/v1/compositions/{done.public_id}/score.mid"

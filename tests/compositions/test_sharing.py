@@ -251,3 +251,22 @@ def test_the_unversioned_paths_are_aliases_and_the_schema_documents_v1(user: Use
     create = schema["paths"]["/api/v1/compositions/"]["post"]["responses"]
     assert {"202", "400", "401", "429", "503"} <= set(create)
     assert APIClient().get("/api/docs/").status_code == 200
+
+
+def test_a_primer_uploaded_once_is_continued_by_id_and_only_by_its_owner(
+        user: User, other_user: User, style: str, queued_tasks: list) -> None:
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {api_token_for(user).key}")
+    sent = api.post("/api/v1/primers/", {"file": SimpleUploadedFile("t.mid", midi_bytes([60, 62, 64, 65]))},
+                    format="multipart")
+    assert sent.status_code == 201 and sent.json()["notes"] == 4
+    refused = api.post("/api/v1/primers/", {"file": SimpleUploadedFile("t.mid", b"<html>")}, format="multipart")
+    assert refused.status_code == 400 and "not a MIDI file" in refused.json()["errors"]["file"][0]
+    made = api.post("/api/v1/compositions/", {"style": style, "primer_id": sent.json()["id"]}, format="json")
+    assert made.status_code == 202 and Composition.objects.get().primer_file
+    thief = APIClient()
+    thief.credentials(HTTP_AUTHORIZATION=f"Token {api_token_for(other_user).key}")
+    stolen = thief.post("/api/v1/compositions/", {"style": style, "primer_id": sent.json()["id"]}, format="json")
+    assert stolen.status_code == 400 and "primer_id" in stolen.json()["errors"]
