@@ -19,12 +19,12 @@ urlpatterns = [
     path("compositions/<uuid:public_id>/share/", apis.CompositionShareApi.as_view(), name="composition-share"),
     path(
         "compositions/<uuid:public_id>/audio.mp3",
-        apis.CompositionFileApi.as_view(kind="mp3"),
+        apis.CompositionMp3Api.as_view(),
         name="composition-mp3",
     ),
     path(
         "compositions/<uuid:public_id>/score.mid",
-        apis.CompositionFileApi.as_view(kind="midi"),
+        apis.CompositionMidiApi.as_view(),
         name="composition-midi",
     ),
 ]

@@ -7,11 +7,14 @@ from typing import Any
 
 from django.contrib.auth import authenticate
 from django.contrib.auth.forms import UserCreationForm
+from django.core.exceptions import NON_FIELD_ERRORS
 from django.http import FileResponse, Http404, HttpResponse
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
+from rest_framework.exceptions import NotAuthenticated
+from rest_framework.exceptions import ValidationError as DrfValidationError
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
@@ -19,7 +22,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.throttling import ScopedRateThrottle, SimpleRateThrottle
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -37,6 +40,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     Any other exception (a bug, a ValueError included) is left to DRF and Django: a 500 and a log
     entry, never an internal message in a 400.
     """
+    if isinstance(exc, DrfValidationError):  # a serializer's field errors, in the same shape as ours
+        detail = exc.detail if isinstance(exc.detail, dict) else {NON_FIELD_ERRORS: exc.detail}
+        exc = RequestInvalid({str(k): [str(m) for m in (v if isinstance(v, list) else [v])] for k, v in detail.items()})
     if isinstance(exc, RequestInvalid):
         return Response({"detail": str(exc), "errors": exc.errors}, status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, QuotaExceeded):
@@ -101,13 +107,25 @@ class _ThrottledPost(ScopedRateThrottle):
         return request.method != "POST" or super().allow_request(request, view)
 
 
+class _PerAddressThrottle(SimpleRateThrottle):
+    """Sign-in attempts per client address: it never looks at the (maybe stale) credentials."""
+
+    scope = "sign_in"
+
+    def get_cache_key(self, request: Request, view: Any) -> str:
+        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+    def allow_request(self, request: Request, view: Any) -> bool:
+        return request.method != "POST" or super().allow_request(request, view)
+
+
 class TokenCreateApi(APIView):
     """Trade a user name and password for the user's API token (the same one until the password changes)."""
 
+    authentication_classes = [TokenAuthentication]
     permission_classes: list[type] = []
     parser_classes = [JSONParser, MultiPartParser, FormParser]
-    throttle_classes = [_ThrottledPost]
-    throttle_scope = "sign_in"
+    throttle_classes = [_PerAddressThrottle]
 
     class TokenInputSerializer(serializers.Serializer):
         username = serializers.CharField(max_length=150)
@@ -116,7 +134,13 @@ class TokenCreateApi(APIView):
     class TokenOutputSerializer(serializers.Serializer):
         token = serializers.CharField()
 
-    @extend_schema(request=TokenInputSerializer, responses={200: TokenOutputSerializer})
+    def perform_authentication(self, request: Request) -> None:
+        # Signing in ignores whatever token the client still sends; revoking needs the token.
+        if request.method == "DELETE":
+            request.user  # noqa: B018 - authenticates, or raises 401
+
+    @extend_schema(request=TokenInputSerializer, auth=[],
+                   responses={200: TokenOutputSerializer, 400: ErrorSerializer, 429: ErrorSerializer})
     def post(self, request: Request) -> Response:
         serializer = self.TokenInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -135,16 +159,12 @@ class TokenCreateApi(APIView):
     @extend_schema(request=None, responses={204: None, 401: ErrorSerializer})
     def delete(self, request: Request) -> Response:
         """Revoke the caller's token (signing in again makes a new one)."""
-        if not request.user or not request.user.is_authenticated:
-            return Response({"detail": "Authentication credentials were not provided."},
-                            status=status.HTTP_401_UNAUTHORIZED)
+        if not request.user.is_authenticated:
+            raise NotAuthenticated
         ApiToken.objects.filter(user=request.user).delete()
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    def get_authenticators(self) -> list[Any]:
-        # Signing in needs no credentials; revoking takes the token being revoked.
-        request = getattr(self, "request", None)
-        return [TokenAuthentication()] if request is not None and request.method == "DELETE" else []
+
 
 
 class CompositionStatusSerializer(serializers.Serializer):
@@ -220,6 +240,12 @@ def _list_item(composition: Composition, user: Any) -> dict[str, Any]:
     }
 
 
+class CompositionPageSerializer(serializers.Serializer):
+    next = serializers.CharField(allow_null=True, help_text="The next page's URL, or null on the last page")
+    previous = serializers.CharField(allow_null=True)
+    results = CompositionListItemSerializer(many=True)
+
+
 class CompositionCursor(CursorPagination):
     page_size = 20
     ordering = ("-created_at", "-id")
@@ -234,12 +260,13 @@ class CompositionListApi(CompositionCreateApi):
         return super().get_permissions()
 
     @extend_schema(
+        operation_id="compositions_list",
         parameters=[
             OpenApiParameter("scope", enum=["mine", "public", "favourites"], default="mine"),
             OpenApiParameter("style", str), OpenApiParameter("status", enum=Composition.Status.values),
             OpenApiParameter("q", str, description="Search in titles, styles and keys"),
         ],
-        responses={200: CompositionListItemSerializer(many=True), 401: ErrorSerializer},
+        responses={200: CompositionPageSerializer, 400: ErrorSerializer, 401: ErrorSerializer},
     )
     def get(self, request: Request) -> Response:
         scope = request.query_params.get("scope", "mine")
@@ -416,11 +443,6 @@ class CompositionFileApi(APIView):
     permission_classes = [AllowAny]
     kind: FileKind = "mp3"
 
-    @extend_schema(
-        parameters=[OpenApiParameter("share_token", str, description="The token of an unlisted piece's link")],
-        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, 404: ErrorSerializer,
-                   409: ErrorSerializer, 410: ErrorSerializer},
-    )
     def get(self, request: Request, public_id: uuid.UUID) -> FileResponse | HttpResponse | Response:
         token = request.query_params.get("share_token", "")
         if token:
@@ -436,6 +458,20 @@ class CompositionFileApi(APIView):
             return Response({"detail": "This piece is not ready yet.", "status": composition.status,
                              "progress": composition.progress}, status=status.HTTP_409_CONFLICT)
         return composition_file_response(composition=composition, kind=self.kind, as_attachment=True)
+
+
+FILE_ERRORS = {404: ErrorSerializer, 409: ErrorSerializer, 410: ErrorSerializer}
+SHARE_TOKEN = OpenApiParameter("share_token", str, description="The token of an unlisted piece's link")
+
+
+@extend_schema(parameters=[SHARE_TOKEN], responses={(200, "audio/mpeg"): OpenApiTypes.BINARY, **FILE_ERRORS})
+class CompositionMp3Api(CompositionFileApi):
+    kind: FileKind = "mp3"
+
+
+@extend_schema(parameters=[SHARE_TOKEN], responses={(200, "audio/midi"): OpenApiTypes.BINARY, **FILE_ERRORS})
+class CompositionMidiApi(CompositionFileApi):
+    kind: FileKind = "midi"
 
 
 def schema_v1_only(endpoints: list[tuple[str, str, str, Any]]) -> list[tuple[str, str, str, Any]]:

@@ -268,3 +268,10 @@ def composition_file(request: HttpRequest, public_id: uuid.UUID, kind: FileKind)
     return composition_file_response(
         composition=composition, kind=kind, as_attachment=request.GET.get("download") == "1"
     )
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """404 as JSON under /api/ (one error shape for apps), the site's page elsewhere."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Not found."}, status=404)
+    return render(request, "404.html", status=404)

@@ -27,3 +27,5 @@ urlpatterns = [
     path("api/", include("compositions.api_urls", namespace="api-unversioned")),
     path("admin/", admin.site.urls),
 ]
+
+handler404 = "compositions.views.not_found"
