@@ -2,29 +2,120 @@
 
 from __future__ import annotations
 
+import tempfile
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.models import User
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
 from compositions import services
 from compositions.models import ApiToken, Composition, MusicModel, TrainingDataset
+from ml.config import read_model_info
 
 
 @admin.register(Composition)
 class CompositionAdmin(admin.ModelAdmin):
-    list_display = ("public_id", "user", "style", "length_label", "status", "progress", "model_name", "created_at")
-    list_filter = ("status", "style", "visibility")
-    search_fields = ("public_id", "user__username", "error")
-    readonly_fields = ("public_id", "batch_id", "created_at", "updated_at", "error_detail")
+    list_display = ("display_title", "user", "style", "length_label", "status", "visibility", "hidden", "play_count",
+                    "created_at")
+    list_filter = ("status", "style", "visibility", "hidden")
+    search_fields = ("public_id", "title", "user__username", "error")
+    readonly_fields = ("public_id", "batch_id", "created_at", "updated_at", "error_detail", "claim", "claimed_by",
+                       "attempts", "queue_count", "queued_at", "share_token", "params")
     exclude = ("notes_json", "chords_json")
+    actions = ["hide", "unhide"]
+
+    @admin.action(description="Hide the selected pieces from everyone but their owners (moderation)")
+    def hide(self, request: HttpRequest, queryset: QuerySet[Composition]) -> None:
+        self.message_user(request, f"{queryset.update(hidden=True)} pieces hidden.")
+
+    @admin.action(description="Show the selected pieces again")
+    def unhide(self, request: HttpRequest, queryset: QuerySet[Composition]) -> None:
+        self.message_user(request, f"{queryset.update(hidden=False)} pieces shown again.")
+
+
+class UsageUserAdmin(UserAdmin):
+    """Users, with their use of the quotas."""
+
+    list_display = (*UserAdmin.list_display, "active_pieces", "pieces_today")
+
+    @admin.display(description="Active / quota")
+    def active_pieces(self, user: User) -> str:
+        active = Composition.objects.filter(user=user, status__in=Composition.UNFINISHED_STATUSES).count()
+        return f"{active} / {settings.QUOTA_ACTIVE_PIECES}"
+
+    @admin.display(description="Last 24 h / quota")
+    def pieces_today(self, user: User) -> str:
+        today = Composition.objects.filter(user=user, created_at__gte=timezone.now() - timedelta(days=1)).count()
+        return f"{today} / {settings.QUOTA_PIECES_PER_DAY}"
+
+
+admin.site.unregister(User)
+admin.site.register(User, UsageUserAdmin)
+
+
+MAX_MODEL_BYTES = 200 * 1024 * 1024
+
+
+class MusicModelForm(forms.ModelForm):
+    """A model is added by uploading its .keras file, checked before it is kept (or by naming a path)."""
+
+    upload = forms.FileField(required=False, help_text="A .keras file written by `make train` (at most 200 MB).")
+    path = forms.CharField(required=False, max_length=500,
+                           help_text="Or the path of a .keras file on the worker machines.")
+
+    class Meta:
+        model = MusicModel
+        fields = ("name", "path", "upload")
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        upload = cleaned.get("upload")
+        if upload is not None:
+            if upload.size > MAX_MODEL_BYTES:
+                raise forms.ValidationError("The model file is larger than 200 MB.")
+            folder = Path(settings.MUSIC_MODEL_PATH).parent
+            target = folder / f"uploaded-{uuid.uuid4().hex[:8]}.keras"
+            with tempfile.NamedTemporaryFile(suffix=".keras", dir=folder, delete=False) as tmp:
+                for chunk in upload.chunks():
+                    tmp.write(chunk)
+            try:
+                info = read_model_info(Path(tmp.name))
+            except ValueError as exc:
+                Path(tmp.name).unlink()
+                raise forms.ValidationError(f"This is not a music model: {exc}") from exc
+            Path(tmp.name).replace(target)
+            cleaned["path"] = str(target)
+            self.instance.styles = list(info["config"].styles)
+            self.instance.metrics = dict(info["extra"].get("training", {}))
+        elif not cleaned.get("path"):
+            raise forms.ValidationError("Upload a .keras file or give its path on the workers.")
+        return cleaned
 
 
 @admin.register(MusicModel)
 class MusicModelAdmin(admin.ModelAdmin):
-    list_display = ("name", "path", "is_active", "created_at")
+    form = MusicModelForm
+    list_display = ("name", "is_active", "style_list", "best_validation_loss", "created_at")
+    readonly_fields = ("styles", "metrics")
     actions = ["activate"]
+
+    @admin.display(description="Styles")
+    def style_list(self, music_model: MusicModel) -> str:
+        return ", ".join(music_model.styles)
+
+    @admin.display(description="Best validation loss")
+    def best_validation_loss(self, music_model: MusicModel) -> str:
+        value = music_model.metrics.get("best_val_loss") if isinstance(music_model.metrics, dict) else None
+        return f"{value:.3f}" if isinstance(value, (int, float)) else "—"
 
     @admin.action(description="Use the selected model for new compositions")
     def activate(self, request: HttpRequest, queryset: QuerySet[MusicModel]) -> None:

@@ -152,6 +152,7 @@ class TrainingDataset(models.Model):
     path = models.CharField(max_length=500, blank=True)
     style = models.CharField(max_length=64)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.IDLE)
+    status_changed_at = models.DateTimeField(null=True, blank=True)  # when a training run last touched it
     report = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -379,7 +379,7 @@ def composition_reconcile() -> dict[str, int]:
     it could claim). Both are queued again; the task's claim makes a duplicate harmless.
     """
     now = timezone.now()
-    counts = {"stalled": 0, "orphaned": 0, "failed": 0}
+    counts = {"stalled": 0, "orphaned": 0, "failed": 0, "training_failed": 0}
     with transaction.atomic():
         # Silent for too long, or held by a worker process of this machine that is gone.
         abandoned = selectors.stalled_filter() | Q(claim__in=selectors.claims_of_dead_local_workers())
@@ -419,9 +419,23 @@ def composition_reconcile() -> dict[str, int]:
                 continue  # finished meanwhile, or its task is still in the queue
             counts["orphaned"] += 0 if was_stalled else len(ids)
             _queue_batch(min(ids), batch_id)
+    counts["training_failed"] = training_reconcile()
     if any(counts.values()):
         logger.warning("Reconciled compositions: %s", counts)
     return counts
+
+
+def training_reconcile() -> int:
+    """Fail data sets a training run left queued or training past its time limit (its worker died)."""
+    gone_before = timezone.now() - timedelta(seconds=settings.Q_CLUSTER["retry"])
+    return TrainingDataset.objects.filter(
+        status__in=(TrainingDataset.Status.QUEUED, TrainingDataset.Status.TRAINING),
+        status_changed_at__lt=gone_before,
+    ).update(
+        status=TrainingDataset.Status.FAILED, status_changed_at=timezone.now(),
+        report={"error": "The training run stopped before it finished: its worker was killed or ran past "
+                         "TRAINING_TIMEOUT. Start it again from the admin."},
+    )
 
 
 # -- media -----------------------------------------------------------------------------------------
@@ -519,7 +533,8 @@ def training_request(*, datasets: Sequence[TrainingDataset], out_path: Path) -> 
     if not datasets:
         raise ValueError("Choose at least one data set to train on.")
     ids = [dataset.id for dataset in datasets]
-    TrainingDataset.objects.filter(id__in=ids).update(status=TrainingDataset.Status.QUEUED)
+    TrainingDataset.objects.filter(id__in=ids).update(status=TrainingDataset.Status.QUEUED,
+                                                       status_changed_at=timezone.now())
     # Training has its own time limit, far longer than a piece's.
     _queue_after_commit("compositions.tasks.model_train", ids, str(out_path), timeout=settings.TRAINING_TIMEOUT)
 

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import DatabaseError, connection
+from django.utils import timezone
 
 from compositions import runtime, services, training
 from compositions.errors import ComposingUnavailable
@@ -184,7 +185,7 @@ def composition_reconcile() -> dict[str, int]:
 def model_train(dataset_ids: list[int], out_path: str) -> None:
     """Train a model on the data sets `dataset_ids`, save it at `out_path` and register it (inactive)."""
     datasets = TrainingDataset.objects.filter(id__in=dataset_ids)
-    datasets.update(status=TrainingDataset.Status.TRAINING)
+    datasets.update(status=TrainingDataset.Status.TRAINING, status_changed_at=timezone.now())
     try:
         result = training.run_training(dataset_ids, Path(out_path))
     except Exception as exc:  # the worker must survive a failed training run

@@ -168,7 +168,7 @@ def test_a_piece_held_by_a_live_worker_is_left_alone(
         orm_queue: None, user: User, composition_factory: Callable[..., Composition]) -> None:
     piece = composition_factory(user)
     assert services.composition_claim(composition_id=piece.id) is not None  # claimed by this process
-    assert services.composition_reconcile() == {"stalled": 0, "orphaned": 0, "failed": 0}
+    assert services.composition_reconcile() == {"stalled": 0, "orphaned": 0, "failed": 0, "training_failed": 0}
 
 
 def test_the_reconciler_is_on_the_cluster_schedule(db: None) -> None:

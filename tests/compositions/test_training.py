@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from django.contrib.auth.models import User
 from django.test import Client
@@ -41,3 +42,38 @@ def test_an_active_music_model_decides_the_styles_offered(
     assert not old.is_active
     html = user_client.get("/compositions/new/").content.decode()
     assert 'value="alpha"' in html and 'value="waltz"' not in html
+
+
+def test_a_killed_training_run_leaves_its_data_sets_failed_with_a_reason(db: None, settings: Any) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from compositions.services import composition_reconcile
+
+    long_ago = timezone.now() - timedelta(seconds=settings.Q_CLUSTER["retry"] + 60)
+    stuck = TrainingDataset.objects.create(name="stuck", style="chorale", status=TrainingDataset.Status.TRAINING,
+                                           status_changed_at=long_ago)
+    fresh = TrainingDataset.objects.create(name="fresh", style="chorale", status=TrainingDataset.Status.TRAINING,
+                                           status_changed_at=timezone.now())
+    assert composition_reconcile()["training_failed"] == 1
+    stuck.refresh_from_db()
+    fresh.refresh_from_db()
+    assert stuck.status == TrainingDataset.Status.FAILED and "stopped before it finished" in stuck.report["error"]
+    assert fresh.status == TrainingDataset.Status.TRAINING
+
+
+def test_an_uploaded_model_is_checked_before_it_is_kept(
+        admin_client: Any, tiny_model_path: Path, settings: Any, tmp_path: Path) -> None:
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    settings.MUSIC_MODEL_PATH = tmp_path / "default.keras"
+    bad = admin_client.post("/admin/compositions/musicmodel/add/",
+                            {"name": "junk", "path": "", "upload": SimpleUploadedFile("junk.keras", b"PK nonsense")})
+    assert bad.status_code == 200 and b"This is not a music model" in bad.content
+    good = admin_client.post("/admin/compositions/musicmodel/add/", {
+        "name": "tiny-upload", "path": "", "upload": SimpleUploadedFile("tiny.keras", tiny_model_path.read_bytes())})
+    assert good.status_code == 302
+    model = MusicModel.objects.get(name="tiny-upload")
+    assert Path(model.path).is_file() and model.styles == ["alpha", "beta"]
+    assert list(tmp_path.glob("*.keras")) == [Path(model.path)]  # the junk left nothing behind
