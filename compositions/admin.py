@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from compositions import services
 from compositions.models import ApiToken, Composition, MusicModel, TrainingDataset
+from ml.archives import ArchiveError, extract_midi_zip
 from ml.config import read_model_info
 
 
@@ -126,8 +127,46 @@ class MusicModelAdmin(admin.ModelAdmin):
         self.message_user(request, f"{music_model} now writes new compositions.")
 
 
+MAX_ZIP_BYTES = 500 * 1024 * 1024
+
+
+class TrainingDatasetForm(forms.ModelForm):
+    """A data set is the bundled corpus, a MAESTRO or MIDI folder on the server, or an uploaded zip of MIDI files."""
+
+    upload = forms.FileField(required=False, help_text="A zip of .mid files (at most 500 MB); it becomes a folder.")
+    path = forms.CharField(required=False, max_length=500, help_text="A MAESTRO or MIDI folder on the worker machines.")
+
+    class Meta:
+        model = TrainingDataset
+        fields = ("name", "source", "style", "path", "upload")
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        upload = cleaned.get("upload")
+        if upload is not None:
+            if upload.size > MAX_ZIP_BYTES:
+                raise forms.ValidationError("The zip is larger than 500 MB.")
+            target = Path(settings.MEDIA_ROOT) / "datasets" / uuid.uuid4().hex
+            with tempfile.NamedTemporaryFile(suffix=".zip") as tmp:
+                for chunk in upload.chunks():
+                    tmp.write(chunk)
+                tmp.flush()
+                try:
+                    report = extract_midi_zip(Path(tmp.name), target)
+                except ArchiveError as exc:
+                    raise forms.ValidationError(str(exc)) from exc
+            if not report.extracted:
+                raise forms.ValidationError(f"The zip holds no usable MIDI file ({dict(report.skipped)}).")
+            cleaned["path"], cleaned["source"] = str(target), TrainingDataset.Source.FOLDER
+            self.instance.report = {"upload": report.to_dict()}
+        elif cleaned.get("source") != TrainingDataset.Source.CORPUS and not cleaned.get("path"):
+            raise forms.ValidationError("Give the folder's path, or upload a zip of MIDI files.")
+        return cleaned
+
+
 @admin.register(TrainingDataset)
 class TrainingDatasetAdmin(admin.ModelAdmin):
+    form = TrainingDatasetForm
     list_display = ("name", "source", "style", "status", "created_at")
     list_filter = ("source", "status")
     readonly_fields = ("status", "report")

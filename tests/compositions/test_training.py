@@ -77,3 +77,29 @@ def test_an_uploaded_model_is_checked_before_it_is_kept(
     model = MusicModel.objects.get(name="tiny-upload")
     assert Path(model.path).is_file() and model.styles == ["alpha", "beta"]
     assert list(tmp_path.glob("*.keras")) == [Path(model.path)]  # the junk left nothing behind
+
+
+def test_an_uploaded_zip_of_midi_files_becomes_a_data_set_folder(admin_client: Any, tmp_path: Path) -> None:
+    import io
+    import zipfile
+
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from tests.conftest import midi_bytes
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as bundle:
+        bundle.writestr("a.mid", midi_bytes([60, 62, 64, 65, 67, 69, 71, 72]))
+        bundle.writestr("../evil.mid", midi_bytes([60, 62]))
+        bundle.writestr("notes.txt", b"hi")
+    response = admin_client.post("/admin/compositions/trainingdataset/add/", {
+        "name": "mine", "source": "folder", "style": "reels", "path": "",
+        "upload": SimpleUploadedFile("set.zip", buffer.getvalue())})
+    assert response.status_code == 302
+    dataset = TrainingDataset.objects.get(name="mine")
+    assert [p.suffix for p in Path(dataset.path).iterdir()] == [".mid"]
+    assert dataset.report["upload"]["skipped"] == {"path outside the archive": 1, "not a MIDI file": 1}
+    refused = admin_client.post("/admin/compositions/trainingdataset/add/", {
+        "name": "junk", "source": "folder", "style": "reels", "path": "",
+        "upload": SimpleUploadedFile("junk.zip", b"<html>")})
+    assert b"This is not a zip file." in refused.content
