@@ -144,13 +144,19 @@ def test_evaluate_writes_report_with_model_and_baselines(tiny_model_path: Path, 
             "velocity_mae"} <= set(overall["model"])
     assert set(data["next_note"]) == {"overall", "alpha", "beta"}
     mgeval = data["mgeval"]
-    assert set(mgeval["mean"]) == {"model", "markov"}
+    assert set(mgeval["mean"]) == {"model", "markov", "model_unguarded"}  # the loop guard off, too
     assert set(mgeval["mean"]["model"]) == set(FEATURES)
     assert 0 <= mgeval["model_overlap_at_least_markov"] <= len(FEATURES)
     for style in ("alpha", "beta"):
-        assert set(mgeval["per_style"][style]["sets"]) == {"held_out", "model", "markov"}
+        assert set(mgeval["per_style"][style]["sets"]) == {"held_out", "model", "markov", "model_unguarded"}
+        form = mgeval["per_style"][style]["form"]
+        assert set(form) == {"held_out", "model", "markov", "model_unguarded"}
+        assert 0 <= form["held_out"]["key_stability"] <= 1
+        metre = data["requests"]["per_style"][style]["metre"]
+        assert set(metre) == {"4/4", "3/4", "6/8", "same_notes_as_4/4"}
     markdown = (tmp_path / "evaluation.md").read_text()
     assert "Next-note scores" in markdown and "MGEval" in markdown and "loop rate" in markdown
+    assert "## Form: key, metre, repetition, endings, voices" in markdown and "requested key" in markdown
     for plot in report["plots"]:
         assert (tmp_path / plot).stat().st_size > 0
     assert "pitch_class_histograms.png" in report["plots"]
