@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth import login, logout
@@ -132,6 +133,7 @@ def composition_detail(request: HttpRequest, public_id: uuid.UUID) -> HttpRespon
         "status": selectors.composition_status(composition=composition),
         "stalled": selectors.composition_is_stalled(composition=composition),
         "settings_table": selectors.composition_settings_table(composition=composition),
+        **_listen_urls(composition),
         "share_url": request.build_absolute_uri(reverse("shared", args=[composition.share_token]))
         if composition.share_token else "",
         "visibilities": Composition.Visibility.choices,
@@ -139,19 +141,23 @@ def composition_detail(request: HttpRequest, public_id: uuid.UUID) -> HttpRespon
     return render(request, "compositions/detail.html", context)
 
 
-def _shared_page(request: HttpRequest, composition: Composition, token: str = "") -> HttpResponse:
-    """Player, piano roll and settings, without the owner's private data (no name, no actions)."""
+def _listen_urls(composition: Composition, token: str = "") -> dict[str, Any]:
+    """The file and play-count URLs of the player: by the piece's id, or by its share link's token."""
     if token:
         files = {kind: reverse(f"shared-{kind}", args=[token]) for kind in ("mp3", "midi")}
-        play_url = reverse("shared-play", args=[token])
-    else:
-        files = {kind: reverse(f"compositions:{kind}", args=[composition.public_id]) for kind in ("mp3", "midi")}
-        play_url = reverse("compositions:play", args=[composition.public_id])
+        return {"files": files, "play_url": reverse("shared-play", args=[token])}
+    files = {kind: reverse(f"compositions:{kind}", args=[composition.public_id]) for kind in ("mp3", "midi")}
+    return {"files": files, "play_url": reverse("compositions:play", args=[composition.public_id])}
+
+
+def _shared_page(request: HttpRequest, composition: Composition, token: str = "") -> HttpResponse:
+    """Player, piano roll and settings, without the owner's private data (no name, no actions)."""
+    urls = _listen_urls(composition, token)
     context = {
-        "composition": composition, "files": files, "play_url": play_url,
+        "composition": composition, **urls,
         "settings_table": selectors.composition_settings_table(composition=composition),
         "page_url": request.build_absolute_uri(),
-        "audio_url": request.build_absolute_uri(files["mp3"]),
+        "audio_url": request.build_absolute_uri(urls["files"]["mp3"]),
     }
     return render(request, "compositions/shared.html", context)
 

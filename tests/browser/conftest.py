@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -50,3 +51,15 @@ def page(browser: object) -> Iterator[object]:
     page.set_default_timeout(60_000)
     yield page
     context.close()
+
+
+def sign_up(page: Any, base_url: str, username: str) -> None:
+    """Create an account through the sign-up page; it lands on the compose form."""
+    from tests.conftest import PASSWORD
+
+    page.goto(f"{base_url}/signup/")
+    page.fill("#id_username", username)
+    page.fill("#id_password1", PASSWORD)
+    page.fill("#id_password2", PASSWORD)
+    page.click("main button[type=submit]")
+    page.wait_for_url("**/compositions/new/")

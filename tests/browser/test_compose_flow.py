@@ -4,18 +4,14 @@ from typing import Any
 
 import pytest
 
+from tests.browser.conftest import sign_up
 from tests.conftest import PASSWORD
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 def test_a_new_user_signs_up_composes_a_piece_and_hears_an_mp3(page: Any, live_server: Any, style: str) -> None:
-    page.goto(f"{live_server.url}/signup/")
-    page.fill("#id_username", "listener")
-    page.fill("#id_password1", PASSWORD)
-    page.fill("#id_password2", PASSWORD)
-    page.click("main button[type=submit]")
-    page.wait_for_url("**/compositions/new/")
+    sign_up(page, live_server.url, "listener")
 
     page.select_option("#id_style", style)
     page.fill("#id_seconds", "5")

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import PASSWORD
+from tests.browser.conftest import sign_up
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 SCREENSHOTS = os.environ.get("SCREENSHOT_DIR")
@@ -26,12 +26,7 @@ def _shot(page: Any, name: str) -> None:
 
 def test_compose_rename_favourite_share_listen_revoke_and_delete(
         page: Any, browser: Any, live_server: Any, style: str) -> None:
-    page.goto(f"{live_server.url}/signup/")
-    page.fill("#id_username", "walker")
-    page.fill("#id_password1", PASSWORD)
-    page.fill("#id_password2", PASSWORD)
-    page.click("main button[type=submit]")
-    page.wait_for_url("**/compositions/new/")
+    sign_up(page, live_server.url, "walker")
     page.select_option("#id_style", style)
     page.fill("#id_seconds", "5")
     page.click("main button[type=submit]")
