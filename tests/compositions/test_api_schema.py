@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import schemathesis
 from django.contrib.auth.models import User
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import ignored_auth
 
@@ -18,10 +21,18 @@ EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "8"))
 
 
 @pytest.fixture
-def api_schema(db: None) -> Any:
+def api_schema(db: None) -> Iterator[Any]:
     from musicgen.wsgi import application
 
-    return schemathesis.from_wsgi("/api/schema/?format=json", application)
+    # Calling the WSGI app directly sends request_finished, which closes the database connection
+    # (and with it the test's transaction on PostgreSQL); Django's test client holds it the same way.
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        yield schemathesis.from_wsgi("/api/schema/?format=json", application)
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
 
 
 schema = schemathesis.from_pytest_fixture("api_schema")
