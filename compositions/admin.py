@@ -15,9 +15,11 @@ from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.models import User
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import format_html_join
 
-from compositions import services
+from compositions import selectors, services
 from compositions.models import ApiToken, Composition, MusicModel, TrainingDataset
 from ml.archives import ArchiveError, extract_midi_zip
 from ml.config import read_model_info
@@ -106,8 +108,19 @@ class MusicModelForm(forms.ModelForm):
 class MusicModelAdmin(admin.ModelAdmin):
     form = MusicModelForm
     list_display = ("name", "is_active", "style_list", "best_validation_loss", "created_at")
-    readonly_fields = ("styles", "metrics")
+    readonly_fields = ("styles", "metrics", "samples")
     actions = ["activate"]
+
+    @admin.display(description="Pieces it wrote (listen)")
+    def samples(self, music_model: MusicModel) -> str:
+        # Public pieces only: a model's samples never expose someone's private work.
+        pieces = selectors.composition_public_list().filter(model_name=Path(music_model.path).stem)[:3]
+        if not pieces:
+            return "No piece yet."
+        return format_html_join(
+            "", '<p>{}<br><audio controls preload="none" src="{}"></audio></p>',
+            ((piece.display_title, reverse("compositions:mp3", args=[piece.public_id])) for piece in pieces),
+        )
 
     @admin.display(description="Styles")
     def style_list(self, music_model: MusicModel) -> str:
@@ -167,10 +180,18 @@ class TrainingDatasetForm(forms.ModelForm):
 @admin.register(TrainingDataset)
 class TrainingDatasetAdmin(admin.ModelAdmin):
     form = TrainingDatasetForm
-    list_display = ("name", "source", "style", "status", "created_at")
+    list_display = ("name", "source", "style", "status", "progress", "created_at")
     list_filter = ("source", "status")
     readonly_fields = ("status", "report")
     actions = ["train"]
+
+    @admin.display(description="Progress")
+    def progress(self, dataset: TrainingDataset) -> str:
+        step = dataset.report.get("progress") if isinstance(dataset.report, dict) else None
+        if dataset.status != TrainingDataset.Status.TRAINING or not step:
+            return "—"
+        loss = f", validation loss {step['val_loss']:.3f}" if step.get("val_loss") is not None else ""
+        return f"epoch {step['epoch']} of at most {step['epochs']}{loss}"
 
     @admin.action(description="Train a new model on the selected data sets")
     def train(self, request: HttpRequest, queryset: QuerySet[TrainingDataset]) -> None:

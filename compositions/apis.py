@@ -477,3 +477,21 @@ class CompositionMidiApi(CompositionFileApi):
 def schema_v1_only(endpoints: list[tuple[str, str, str, Any]]) -> list[tuple[str, str, str, Any]]:
     """drf-spectacular hook: document /api/v1/ once; the unversioned /api/ paths are aliases."""
     return [endpoint for endpoint in endpoints if endpoint[0].startswith("/api/v1/")]
+
+
+def schema_enums(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
+    """drf-spectacular hook: the styles of the active model and every time signature as enums."""
+    from ml.request import DENOMINATORS
+
+    try:
+        styles = runtime.model_styles()
+    except ComposingUnavailable:
+        styles = []
+    signatures = [f"{n}/{d}" for d in DENOMINATORS for n in range(1, 33)]
+    for name in ("CompositionRequest", "CompositionSettings"):
+        properties = result.get("components", {}).get("schemas", {}).get(name, {}).get("properties", {})
+        if styles and "style" in properties:
+            properties["style"]["enum"] = styles
+        if "time_signature" in properties:
+            properties["time_signature"]["enum"] = signatures
+    return result

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from django.utils import timezone
+
 from compositions.models import TrainingDataset
 
 if TYPE_CHECKING:
@@ -48,6 +50,13 @@ def run_training(dataset_ids: list[int], out_path: Path) -> TrainingResult:
         reports[row.id] = report.to_dict()
     merged = parts[0] if len(parts) == 1 else NoteDataset.merge(parts)
     config = default_config(merged.styles)
-    train(merged, config, out_path, verbose=0)
+
+    def progress(epoch: int, epochs: int, logs: dict[str, float]) -> None:
+        TrainingDataset.objects.filter(id__in=dataset_ids).update(
+            status_changed_at=timezone.now(),
+            report={"progress": {"epoch": epoch, "epochs": epochs, "val_loss": logs.get("val_loss")}},
+        )
+
+    train(merged, config, out_path, verbose=0, on_epoch=progress)
     metrics = read_model_info(out_path)["extra"].get("training", {})
     return TrainingResult(styles=list(config.styles), metrics=dict(metrics), reports=reports)

@@ -13,7 +13,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -260,8 +260,11 @@ class _TimeLimit(keras.callbacks.Callback):
 
 def train(dataset: NoteDataset, config: ModelConfig, out: Path, *, epochs: int = 30, patience: int = 4,
           steps_per_epoch: int | None = None, resume: bool = False, seed: int = 0, verbose: int = 1,
-          max_minutes: float | None = None, init: Path | None = None) -> TrainResult:
+          max_minutes: float | None = None, init: Path | None = None,
+          on_epoch: Callable[[int, int, dict[str, float]], None] | None = None) -> TrainResult:
     """Train a model, validating every epoch and keeping the best weights.
+
+    `on_epoch(epoch, epochs, logs)` is called after every epoch (the admin shows it as progress).
 
     Writes `out` (the best model), `<out>.history.json`, `<out>.loss.png` and, while running, a
     backup folder that `resume=True` continues from.
@@ -296,6 +299,10 @@ def train(dataset: NoteDataset, config: ModelConfig, out: Path, *, epochs: int =
     ]
     if max_minutes:
         callbacks.insert(0, _TimeLimit(max_minutes))
+    if on_epoch is not None:
+        callbacks.append(keras.callbacks.LambdaCallback(
+            on_epoch_end=lambda epoch, logs: on_epoch(epoch + 1, epochs, {k: float(v) for k, v in (logs or {}).items()})
+        ))
     if not resume and backup.exists():
         import shutil
 

@@ -250,6 +250,9 @@ def test_the_unversioned_paths_are_aliases_and_the_schema_documents_v1(user: Use
     assert all(path.startswith("/api/v1/") for path in schema["paths"])
     create = schema["paths"]["/api/v1/compositions/"]["post"]["responses"]
     assert {"202", "400", "401", "429", "503"} <= set(create)
+    request = schema["components"]["schemas"]["CompositionRequest"]["properties"]
+    assert request["style"]["enum"] == ["alpha", "beta"] and "3/4" in request["time_signature"]["enum"]
+    assert schema["components"]["schemas"]["ModeEnum"]["enum"] == ["major", "minor", "dorian", "mixolydian"]
     assert APIClient().get("/api/docs/").status_code == 200
 
 

@@ -103,3 +103,44 @@ def test_an_uploaded_zip_of_midi_files_becomes_a_data_set_folder(admin_client: A
         "name": "junk", "source": "folder", "style": "reels", "path": "",
         "upload": SimpleUploadedFile("junk.zip", b"<html>")})
     assert b"This is not a zip file." in refused.content
+
+
+def test_training_reports_its_progress_per_epoch_to_the_data_sets(
+        db: None, tmp_path: Path, monkeypatch: Any, admin_client: Any) -> None:
+    from compositions import training
+
+    dataset = TrainingDataset.objects.create(name="tiny", style="alpha", status=TrainingDataset.Status.TRAINING)
+    seen: list[dict[str, Any]] = []
+
+    def fake_train(merged: Any, config: Any, out: Path, *, verbose: int, on_epoch: Any) -> None:
+        on_epoch(2, 30, {"val_loss": 1.5})
+        seen.append(TrainingDataset.objects.get(id=dataset.id).report)
+        raise RuntimeError("stop here")
+
+    from ml.train import tiny_dataset
+
+    monkeypatch.setattr(training, "load_dataset", lambda row: (tiny_dataset(), type("R", (), {"to_dict": dict})()))
+    monkeypatch.setattr("ml.train.train", fake_train)
+    tasks.model_train([dataset.id], str(tmp_path / "m.keras"))
+    assert seen == [{"progress": {"epoch": 2, "epochs": 30, "val_loss": 1.5}}]
+    dataset.refresh_from_db()
+    assert dataset.status == TrainingDataset.Status.FAILED  # and the failure is recorded, not lost
+
+
+def test_the_admin_shows_training_progress_and_a_models_public_samples(
+        admin_client: Any, user: User, composition_factory: Callable, tiny_model_path: Path) -> None:
+    from django.core.files.base import ContentFile
+
+    from compositions import services
+
+    TrainingDataset.objects.create(name="busy", style="alpha", status=TrainingDataset.Status.TRAINING,
+                                   report={"progress": {"epoch": 3, "epochs": 30, "val_loss": 2.25}})
+    assert b"epoch 3 of at most 30, validation loss 2.250" in admin_client.get(
+        "/admin/compositions/trainingdataset/").content
+    model = MusicModel.objects.create(name="tiny", path=str(tiny_model_path), styles=["alpha", "beta"])
+    shared, private = (composition_factory(user, status="done", model_name="tiny", title=t) for t in ("Shown", "Mine"))
+    for piece in (shared, private):
+        piece.mp3_file.save("s.mp3", ContentFile(b"ID3"), save=True)
+    services.composition_share(composition=shared, visibility="public")
+    page = admin_client.get(f"/admin/compositions/musicmodel/{model.id}/change/").content.decode()
+    assert "Shown" in page and f"/compositions/{shared.public_id}/audio.mp3" in page and "Mine" not in page
