@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib import messages
@@ -190,30 +191,30 @@ def composition_play(request: HttpRequest, public_id: uuid.UUID) -> JsonResponse
     return JsonResponse({"counted": services.composition_play(composition=composition, listener=_listener(request))})
 
 
+def _on_own_piece(request: HttpRequest, public_id: uuid.UUID, action: Callable[[Composition], object]) -> HttpResponse:
+    """Run a service on one of the user's pieces; a refusal is shown as a message. Back to the piece."""
+    composition = selectors.composition_get_for_user(user=request.user, public_id=public_id)
+    try:
+        action(composition)
+    except (RequestInvalid, NotAllowed, QuotaExceeded) as exc:
+        messages.error(request, str(exc))
+    return redirect("compositions:detail", public_id=composition.public_id)
+
+
 @login_required
 @require_POST
 def composition_edit(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
-    composition = selectors.composition_get_for_user(user=request.user, public_id=public_id)
-    try:
-        services.composition_update(
-            composition=composition, title=request.POST.get("title"),
-            is_favourite={"1": True, "0": False}.get(request.POST.get("favourite", "")),
-        )
-    except RequestInvalid as exc:
-        messages.error(request, str(exc))
-    return redirect("compositions:detail", public_id=composition.public_id)
+    favourite = {"1": True, "0": False}.get(request.POST.get("favourite", ""))
+    return _on_own_piece(request, public_id, lambda piece: services.composition_update(
+        composition=piece, title=request.POST.get("title"), is_favourite=favourite))
 
 
 @login_required
 @require_POST
 def composition_share(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
-    composition = selectors.composition_get_for_user(user=request.user, public_id=public_id)
-    try:
-        services.composition_share(composition=composition, visibility=request.POST.get("visibility", ""),
-                                   new_link=request.POST.get("new_link") == "1")
-    except RequestInvalid as exc:
-        messages.error(request, str(exc))
-    return redirect("compositions:detail", public_id=composition.public_id)
+    return _on_own_piece(request, public_id, lambda piece: services.composition_share(
+        composition=piece, visibility=request.POST.get("visibility", ""),
+        new_link=request.POST.get("new_link") == "1"))
 
 
 @login_required
@@ -239,23 +240,13 @@ def composition_status(request: HttpRequest, public_id: uuid.UUID) -> JsonRespon
 @login_required
 @require_POST
 def composition_retry(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
-    composition = selectors.composition_get_for_user(user=request.user, public_id=public_id)
-    try:
-        services.composition_retry(composition=composition)
-    except (NotAllowed, QuotaExceeded) as exc:
-        messages.error(request, str(exc))
-    return redirect("compositions:detail", public_id=composition.public_id)
+    return _on_own_piece(request, public_id, lambda piece: services.composition_retry(composition=piece))
 
 
 @login_required
 @require_POST
 def composition_cancel(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
-    composition = selectors.composition_get_for_user(user=request.user, public_id=public_id)
-    try:
-        services.composition_cancel(composition=composition)
-    except NotAllowed as exc:
-        messages.error(request, str(exc))
-    return redirect("compositions:detail", public_id=composition.public_id)
+    return _on_own_piece(request, public_id, lambda piece: services.composition_cancel(composition=piece))
 
 
 @login_required
