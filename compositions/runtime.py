@@ -203,7 +203,7 @@ def warm_up(**_: object) -> None:
 
     try:
         composition_reconcile()
-    except DatabaseError:  # the schedule runs it again within a minute
+    except Exception:  # the worker must start anyway; the schedule runs it again within a minute
         logger.warning("Could not reconcile compositions at worker start", exc_info=True)
     if not settings.Q_WARMUP:
         return
