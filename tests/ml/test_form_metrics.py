@@ -90,3 +90,9 @@ def test_summary_rates_and_every_measure_is_defined() -> None:
     summary = summarise(scores, requested=(0, "major"))
     assert summary["requested_key"] == 1.0 and summary["pieces"] == 2
     assert set(DEFINITIONS) <= set(summary) | {"requested_key"}
+
+
+def test_a_pickup_does_not_hide_the_downbeats() -> None:
+    # One quarter-note pickup, then waltz bars: the bar lines fall a beat after the first note.
+    pickup = [(0.0, 55, 1.0)] + [(t + 1.0, p, d) for t, p, d in waltz()]
+    assert downbeat_alignment(piece(pickup, (3, 4))) == 1.0
