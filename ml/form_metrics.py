@@ -140,6 +140,9 @@ def downbeat_alignment(seq: NoteSequence, bar_beats: float | None = None) -> flo
 
 
 def _aligned_share(onset: np.ndarray, duration: np.ndarray, bar: float) -> float | None:
+    # Onsets come back from seconds (float32) with noise: a note on beat 1 can read 3.99999 of the
+    # bar before. Snap them to a 1/48-beat grid first.
+    onset = np.round(np.asarray(onset, dtype=np.float64) * 48) / 48
     weights: dict[int, dict[float, float]] = {}
     for at, length in zip(onset, duration):
         index = int(np.floor(at / bar + 1e-9))

@@ -96,3 +96,8 @@ def test_a_pickup_does_not_hide_the_downbeats() -> None:
     # One quarter-note pickup, then waltz bars: the bar lines fall a beat after the first note.
     pickup = [(0.0, 55, 1.0)] + [(t + 1.0, p, d) for t, p, d in waltz()]
     assert downbeat_alignment(piece(pickup, (3, 4))) == 1.0
+
+
+def test_float_noise_in_onsets_does_not_move_a_note_into_the_previous_bar() -> None:
+    noisy = [(t - 1e-4 if t % 3 == 0 and t else t, p, d) for t, p, d in waltz()]
+    assert downbeat_alignment(piece(noisy, (3, 4))) == 1.0
