@@ -31,7 +31,7 @@ from compositions.auth import TokenAuthentication, api_token_for, login_locked_f
 from compositions.downloads import FileKind, composition_file_response
 from compositions.errors import ComposingUnavailable, NotAllowed, QuotaExceeded, RequestInvalid
 from compositions.models import ApiToken, Composition
-from ml.request import CONTROLS, Control, GenerationRequest
+from ml.request import CONTROLS, DEFAULTS, Control
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
@@ -59,7 +59,6 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
 
 def _control_field(name: str, control: Control, *, output: bool) -> serializers.Field:
     """The schema of one control: its type, range and choices (enums), from ml.request."""
-    default: Any = GenerationRequest.__dataclass_fields__[name].default
     common: dict[str, Any] = {"help_text": control.help}
     if output:
         common["allow_null"] = control.nullable
@@ -69,7 +68,7 @@ def _control_field(name: str, control: Control, *, output: bool) -> serializers.
         return serializers.ChoiceField(choices=[value for value, _ in control.choices], **common)
     if control.kind in ("style", "time_signature"):
         if control.kind == "time_signature":
-            common["help_text"] += f' Default "{default[0]}/{default[1]}".'
+            common["help_text"] += f' Default "{DEFAULTS[name]}".'
         return serializers.CharField(**common)
     bounds: dict[str, Any] = {"max_value": control.maximum}
     if control.minimum is not None and not control.above_minimum:
@@ -308,8 +307,7 @@ class CompositionDetailApi(APIView):
     def patch(self, request: Request, public_id: uuid.UUID) -> Response:
         composition = selectors.composition_get_for_user(user=request.user, public_id=public_id)
         serializer = self.PatchSerializer(data=request.data)
-        if not serializer.is_valid():
-            raise RequestInvalid({k: [str(m) for m in v] for k, v in serializer.errors.items()})
+        serializer.is_valid(raise_exception=True)  # the exception handler gives it the one error shape
         composition = services.composition_update(composition=composition, **serializer.validated_data)
         return Response(CompositionDetailSerializer(selectors.composition_detail(composition=composition)).data)
 
@@ -345,8 +343,7 @@ class CompositionShareApi(APIView):
     def post(self, request: Request, public_id: uuid.UUID) -> Response:
         composition = selectors.composition_get_for_user(user=request.user, public_id=public_id)
         serializer = self.ShareInputSerializer(data=request.data)
-        if not serializer.is_valid():
-            raise RequestInvalid({k: [str(m) for m in v] for k, v in serializer.errors.items()})
+        serializer.is_valid(raise_exception=True)  # the exception handler gives it the one error shape
         composition = services.composition_share(composition=composition, **serializer.validated_data)
         url = request.build_absolute_uri(reverse("shared", args=[composition.share_token])) \
             if composition.share_token else None
@@ -364,10 +361,9 @@ class StylesApi(APIView):
         styles = [{"name": style, "default_tempo": generator.default_tempo(style)} for style in runtime.model_styles()]
         controls = {}
         for name, control in CONTROLS.items():
-            default: Any = GenerationRequest.__dataclass_fields__[name].default
             controls[name] = {
                 "kind": control.kind, "label": control.label, "help": control.help, "nullable": control.nullable,
-                "default": f"{default[0]}/{default[1]}" if control.kind == "time_signature" else default,
+                "default": DEFAULTS[name],
                 "minimum": control.minimum, "maximum": control.maximum, "above_minimum": control.above_minimum,
                 "choices": [{"value": value, "label": label} for value, label in control.choices] or None,
             }

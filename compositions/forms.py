@@ -14,7 +14,7 @@ from django.forms.utils import ErrorDict
 
 from compositions import runtime
 from compositions.auth import login_locked_for
-from ml.request import CONTROLS, Control, GenerationRequest
+from ml.request import CONTROLS, DEFAULTS, Control
 
 PITCH_CHOICES = [(str(p), f"{pretty_midi.note_number_to_name(p)} ({p})") for p in range(128)]
 # Shown in the empty form where the request's default is "none given".
@@ -33,10 +33,7 @@ class ThrottledAuthenticationForm(AuthenticationForm):
 
 def _field(name: str, control: Control) -> forms.Field:
     """A form field that shows `control`; values arrive as strings and the service checks them."""
-    default = GenerationRequest.__dataclass_fields__[name].default
-    initial = SUGGESTED.get(name, default)
-    if control.kind == "time_signature" and isinstance(initial, tuple):
-        initial = f"{initial[0]}/{initial[1]}"
+    initial = SUGGESTED.get(name, DEFAULTS[name])
     label = f"{control.label} ({control.unit})" if control.unit else control.label
     common: dict[str, Any] = {"label": label, "help_text": control.help, "required": False, "initial": initial}
     if control.kind == "style":
@@ -73,11 +70,7 @@ class CompositionForm(forms.Form):
             widget=forms.ClearableFileInput(attrs={"accept": ".mid,.midi,audio/midi"}),
         )
         # Why composing is impossible right now (no model file, no SoundFont), shown above the form.
-        self.model_problem = runtime.composing_problem()
-        try:
-            styles = runtime.model_styles()
-        except Exception:  # the problem above says why
-            styles = []
+        styles, self.model_problem = runtime.composing_state()
         self.fields["style"].choices = [(style, style.replace("_", " ").title()) for style in styles]
 
     def basic_fields(self) -> list[forms.BoundField]:

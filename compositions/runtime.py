@@ -107,14 +107,14 @@ def rendering_problems() -> list[str]:
     return problems
 
 
-def composing_problem() -> str:
-    """Why composing is impossible on this machine right now, or "" (the form shows it)."""
+def composing_state() -> tuple[list[str], str]:
+    """The styles to offer, and why composing is impossible on this machine right now ("" when it is not)."""
     try:
-        model_styles()
+        styles = model_styles()
     except ComposingUnavailable as exc:
-        return exc.reason
+        return [], exc.reason
     problems = rendering_problems()
-    return problems[0] if problems else ""
+    return styles, problems[0] if problems else ""
 
 
 # -- requests --------------------------------------------------------------------------------------

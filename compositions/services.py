@@ -255,12 +255,11 @@ def composition_play(*, composition: Composition, listener: str) -> bool:
 
 def composition_again(*, composition: Composition, user: AbstractBaseUser) -> list[Composition]:
     """The same settings with a new random seed (and the same MIDI file to continue, if any)."""
-    params = {**composition.params, "seed": None, "variations": 1}
     primer = None
     if composition.primer_file:
         with composition.primer_file.open("rb") as f:
             primer = f.read()
-    return composition_request(user=user, params=params, primer=primer)
+    return _compose_like(composition, user=user, primer=primer)
 
 
 def composition_continue(*, composition: Composition, user: AbstractBaseUser) -> list[Composition]:
@@ -269,8 +268,13 @@ def composition_continue(*, composition: Composition, user: AbstractBaseUser) ->
         raise NotAllowed("Only a finished piece can be continued.")
     with composition.midi_file.open("rb") as f:
         primer = f.read()
-    params = {**composition.params, "seed": None, "variations": 1}
-    return composition_request(user=user, params=params, primer=primer)
+    return _compose_like(composition, user=user, primer=primer)
+
+
+def _compose_like(composition: Composition, *, user: AbstractBaseUser, primer: bytes | None) -> list[Composition]:
+    """One new piece with `composition`'s settings and a fresh random seed."""
+    return composition_request(user=user, params={**composition.params, "seed": None, "variations": 1},
+                               primer=primer)
 
 
 # -- the generation task's writes ------------------------------------------------------------------

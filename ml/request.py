@@ -212,6 +212,11 @@ class GenerationRequest:
 CONTROLS: dict[str, Control] = {
     f.name: f.metadata["control"] for f in fields(GenerationRequest) if "control" in f.metadata
 }
+# Each control's default as JSON writes it (the time signature as "4/4"), for forms and API clients.
+DEFAULTS: dict[str, Any] = {
+    f.name: f"{f.default[0]}/{f.default[1]}" if isinstance(f.default, tuple) else f.default
+    for f in fields(GenerationRequest) if f.name in CONTROLS
+}
 
 
 def _finite(value: object) -> bool:
