@@ -394,7 +394,6 @@ def composition_reconcile() -> dict[str, int]:
         )
         counts["stalled"] = len(stalled)
 
-    waiting = selectors.queued_composition_ids()
     orphan_before = now - timedelta(seconds=settings.Q_ORPHAN_SECONDS)
     lost = Composition.objects.filter(status=Composition.Status.PENDING).filter(
         Q(queued_at__lt=orphan_before) | Q(queued_at__isnull=True, created_at__lt=orphan_before)
@@ -403,6 +402,8 @@ def composition_reconcile() -> dict[str, int]:
     batches: dict[uuid.UUID, bool] = {batch_id: True for _, batch_id in stalled}
     for batch_id in lost.values_list("batch_id", flat=True):
         batches.setdefault(batch_id, False)
+    # Reading the broker's queue decodes every entry: only when some pending row may be orphaned.
+    waiting = selectors.queued_composition_ids() if not all(batches.values()) else set()
     with transaction.atomic():
         # Two queue entries per attempt are plenty: past that, something refuses to run it.
         hopeless = Composition.objects.filter(
