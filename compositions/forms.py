@@ -39,7 +39,11 @@ def _field(name: str, control: Control) -> forms.Field:
     if control.kind == "style":
         return forms.ChoiceField(choices=(), **{**common, "required": True})
     if control.kind in ("choice", "time_signature"):
-        return forms.ChoiceField(choices=control.choices, **common)
+        choices = control.choices
+        if control.nullable:  # a control whose default depends on the style
+            choices = (("", control.none_label.capitalize()), *choices)
+            common["initial"] = "" if initial is None else initial
+        return forms.ChoiceField(choices=choices, **common)
     if control.kind == "pitch":
         return forms.ChoiceField(choices=PITCH_CHOICES, **common)
     attrs: dict[str, Any] = {"step": "any" if control.kind == "float" else "1"}

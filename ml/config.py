@@ -21,6 +21,32 @@ TIME_GRID_BEATS: tuple[float, ...] = (
 )
 PITCHES = 128
 PAD_PITCH = PITCHES  # input-only token for window positions before the piece starts
+# Where a note falls in its bar, in classes of 1/12 beat: sixteenths and triplets are exact.
+POSITION_RESOLUTION = 12
+# Beats until the next cadence (a chorale's fermata, the end of a piece), in half beats; the last
+# class is "8 beats or more away".
+CADENCE_CLASSES = 17
+METRES = ("4/4", "3/4", "2/4", "6/8", "3/8", "2/2", "3/2", "other")
+MODE_NAMES = ("major", "minor")
+
+
+def key_shift(tonic: int) -> int:
+    """Semitones from the key-relative space (tonic on C) up to `tonic`, the nearer way: -5..6."""
+    tonic = int(tonic) % 12
+    return tonic if tonic <= 6 else tonic - 12
+
+
+def metre_class(time_signature: tuple[int, int]) -> int:
+    text = f"{int(time_signature[0])}/{int(time_signature[1])}"
+    return METRES.index(text) if text in METRES else METRES.index("other")
+
+
+def cadence_class(beats_to_cadence: np.ndarray | float) -> np.ndarray:
+    """Class of the beats left until the next cadence (negative or unknown: far)."""
+    value = np.asarray(beats_to_cadence, dtype=np.float64)
+    far = CADENCE_CLASSES - 1
+    classes = np.clip(np.round(np.nan_to_num(value, nan=far, posinf=far) * 2), 0, far)
+    return np.where(value < 0, far, classes).astype(np.int32)
 
 
 @dataclass(frozen=True)
@@ -41,7 +67,14 @@ class ModelConfig:
         time_grid: Step/duration classes in beats.
         learning_rate: Adam learning rate.
         batch_size: Training batch size.
-        transpose_range: Training pieces are transposed by a random shift in [-r, r] semitones.
+        transpose_range: Training pieces are transposed by a random shift in [-r, r] semitones
+            (absolute pitch models only; a key-relative model has every piece on C already).
+        key_relative: Pitches are learnt relative to the piece's tonic (moved to C), with the mode
+            as an input; generation moves the result to the requested key.
+        positions: Bar-position classes (1/12 beat each): bars up to positions/12 beats.
+        position_embedding, cadence_embedding, metre_embedding, mode_embedding: Widths of the
+            embeddings of the note's place in the bar, the beats to the next cadence, the time
+            signature and the mode.
     """
 
     styles: tuple[str, ...]
@@ -59,6 +92,12 @@ class ModelConfig:
     learning_rate: float = 2e-3
     batch_size: int = 256
     transpose_range: int = 5
+    key_relative: bool = True
+    positions: int = 96
+    position_embedding: int = 12
+    cadence_embedding: int = 8
+    metre_embedding: int = 4
+    mode_embedding: int = 2
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "styles", tuple(self.styles))
@@ -72,7 +111,8 @@ class ModelConfig:
         if len(tempos) != len(self.styles) or any(not 20 <= t <= 300 for t in tempos):
             raise ValueError("Give one default tempo between 20 and 300 BPM per style.")
         for name in ("window", "pitch_embedding", "time_embedding", "style_embedding", "lstm_units",
-                     "lstm_layers", "batch_size"):
+                     "lstm_layers", "batch_size", "positions", "position_embedding", "cadence_embedding",
+                     "metre_embedding", "mode_embedding"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive whole number, not {value!r}.")
@@ -96,6 +136,14 @@ class ModelConfig:
     def pad_time(self) -> int:
         """Input-only time class for window positions before the piece starts."""
         return len(self.time_grid)
+
+    def position_class(self, beats_in_bar: np.ndarray | float) -> np.ndarray:
+        value = np.asarray(beats_in_bar, dtype=np.float64) * POSITION_RESOLUTION
+        return np.clip(np.round(value), 0, self.positions - 1).astype(np.int32)
+
+    @property
+    def pad_position(self) -> int:
+        return self.positions
 
     def style_index(self, style: str) -> int:
         try:

@@ -22,7 +22,7 @@ import numpy as np
 from ml.notes import MidiError, NoteSequence, chord_labels, estimate_key, notes_from_midi
 
 # Bump when feature extraction changes, so stale caches are not reused.
-EXTRACTOR_VERSION = 4
+EXTRACTOR_VERSION = 5
 SPLITS = ("train", "validation", "test")
 MAX_PIECE_NOTES = 20000
 MAX_PIECE_SECONDS = 3600.0
@@ -89,6 +89,9 @@ class NoteDataset:
     tempo_changes: np.ndarray  # float64 [changes, 2]: (seconds, BPM)
     signature_offsets: np.ndarray  # int64 [pieces + 1] into time_signatures
     time_signatures: np.ndarray  # float64 [changes, 3]: (seconds, numerator, denominator)
+    piece_bar_phase: np.ndarray  # float32 [pieces]: where time 0 falls in its bar, in beats
+    phrase_offsets: np.ndarray  # int64 [pieces + 1] into phrase_ends
+    phrase_ends: np.ndarray  # float64 [ends]: onsets (seconds) of phrase-closing notes (fermatas)
     chord_vocab: np.ndarray  # str [labels]
     note_chord: np.ndarray  # int16 [notes]: index into chord_vocab of the chord at the note's onset, -1 none
 
@@ -109,11 +112,13 @@ class NoteDataset:
         num, den = (int(x) for x in self.piece_time_signature[i])
         tempos = self.tempo_changes[self.tempo_offsets[i]:self.tempo_offsets[i + 1]]
         signatures = self.time_signatures[self.signature_offsets[i]:self.signature_offsets[i + 1]]
+        ends = self.phrase_ends[self.phrase_offsets[i]:self.phrase_offsets[i + 1]]
         return NoteSequence(pitch=self.pitch[a:b], step=self.step[a:b], duration=self.duration[a:b],
                             velocity=self.velocity[a:b], tempo_bpm=float(self.piece_tempo[i]),
                             time_signature=(num, den),
                             tempo_changes=[(float(t), float(bpm)) for t, bpm in tempos],
-                            time_signatures=[(float(t), int(n), int(d)) for t, n, d in signatures])
+                            time_signatures=[(float(t), int(n), int(d)) for t, n, d in signatures],
+                            bar_phase=float(self.piece_bar_phase[i]), phrase_ends=[float(t) for t in ends])
 
     def chords(self, i: int) -> list[str | None]:
         """The chord label at each note's onset in piece `i`."""
@@ -142,8 +147,10 @@ class NoteDataset:
         cols: dict[str, list[np.ndarray]] = {k: [] for k in
                                              ("pitch", "step", "duration", "velocity", "step_beats",
                                               "duration_beats", "chord")}
-        meta: dict[str, list[object]] = {k: [] for k in ("style", "split", "name", "tempo", "key", "mode", "ts")}
-        offsets, tempo_offsets, signature_offsets = [0], [0], [0]
+        meta: dict[str, list[object]] = {k: [] for k in ("style", "split", "name", "tempo", "key", "mode", "ts",
+                                                          "phase")}
+        offsets, tempo_offsets, signature_offsets, phrase_offsets = [0], [0], [0], [0]
+        phrase_ends: list[float] = []
         tempo_changes: list[tuple[float, float]] = []
         signatures: list[tuple[float, int, int]] = []
         vocab: dict[str, int] = {}
@@ -161,6 +168,9 @@ class NoteDataset:
             tempo_offsets.append(len(tempo_changes))
             signatures += seq.time_signatures
             signature_offsets.append(len(signatures))
+            phrase_ends += seq.phrase_ends
+            phrase_offsets.append(len(phrase_ends))
+            meta["phase"].append(seq.bar_phase)
             meta["style"].append(styles.index(style))
             meta["split"].append(split)
             meta["name"].append(name)
@@ -185,6 +195,9 @@ class NoteDataset:
             tempo_changes=np.array(tempo_changes, dtype=np.float64).reshape(-1, 2),
             signature_offsets=np.array(signature_offsets, dtype=np.int64),
             time_signatures=np.array(signatures, dtype=np.float64).reshape(-1, 3),
+            piece_bar_phase=np.array(meta["phase"], dtype=np.float32),
+            phrase_offsets=np.array(phrase_offsets, dtype=np.int64),
+            phrase_ends=np.array(phrase_ends, dtype=np.float64),
             chord_vocab=np.array(list(vocab) or [""], dtype=str), note_chord=cat("chord", np.int16),
         )
 
@@ -336,9 +349,14 @@ def corpus_jobs(styles: Iterable[str] | None = None, max_pieces_per_style: int |
     return jobs
 
 
+# Works in the bach folder that are not four-part chorales: the Art of Fugue, the C major prelude
+# of the Well-Tempered Clavier.
+_NOT_CHORALES = ("bwv1080", "bwv846")
+
+
 def _is_bach_chorale(path: Path) -> bool:
-    # The bach folder also holds a few non-chorale works (inventions, the Art of Fugue, ...).
-    return path.name.startswith("bwv") and "bwv1080" not in path.name and path.suffix != ".rntxt"
+    return (path.name.startswith("bwv") and not any(path.name.startswith(w) for w in _NOT_CHORALES)
+            and path.suffix != ".rntxt")
 
 
 def _load_corpus_job(job: tuple[str, int | None, str]) -> tuple[str, NoteSequence | None, str | None]:
@@ -371,9 +389,11 @@ def score_to_notes(path: str, number: int | None, default_tempo: float) -> NoteS
     primary = Counter((n, d) for _, n, d in signatures).most_common(1)[0][0]
     if len(signatures) > 1 and signatures[0][1] == 1:
         signatures = [(0.0, *primary)] + signatures[1:]
+    bar_phase = _pickup_phase(parts[0], signatures[0][1] * 4.0 / signatures[0][2])
     onsets: list[float] = []
     pitches: list[int] = []
     lengths: list[float] = []
+    fermatas: set[float] = set()
     for part in parts:
         # Tied notes are merged by hand: music21's stripTies is quadratic and takes minutes on a
         # long quartet movement.
@@ -382,6 +402,8 @@ def score_to_notes(path: str, number: int | None, default_tempo: float) -> NoteS
             length = float(element.quarterLength)
             if length <= 0:  # grace notes have no length of their own
                 continue
+            if any(type(e).__name__ == "Fermata" for e in element.expressions):
+                fermatas.add(round(float(element.offset), 4))
             for note in getattr(element, "notes", None) or [element]:
                 midi = int(note.pitch.midi)
                 tie = note.tie.type if note.tie is not None else None
@@ -415,6 +437,7 @@ def score_to_notes(path: str, number: int | None, default_tempo: float) -> NoteS
         tempo_changes=[(float(s), float(b)) for s, b in zip(mark_s, bpm)],
         time_signature=primary,
         time_signatures=[(float(to_seconds(np.array([q]))[0]), n, d) for q, n, d in signatures],
+        bar_phase=bar_phase, phrase_ends=[float(t) for t in to_seconds(np.array(sorted(fermatas)))],
     )
     # Remove exact duplicates (unisons between voices sound as one note on a piano).
     keep = np.ones(len(seq), dtype=bool)
@@ -423,6 +446,90 @@ def score_to_notes(path: str, number: int | None, default_tempo: float) -> NoteS
         seq = NoteSequence.from_notes(seq.start[keep], seq.pitch[keep], seq.duration[keep],
                                       seq.velocity[keep], **seq.meta())
     return seq
+
+
+def _pickup_phase(part: object, bar_beats: float) -> float:
+    """Beats of the bar before the score's first note: a pickup bar is shorter than the metre's bar."""
+    measures = list(part.getElementsByClass("Measure"))  # type: ignore[attr-defined]
+    if not measures or bar_beats <= 0:
+        return 0.0
+    first = measures[0]
+    padding = float(getattr(first, "paddingLeft", 0.0) or 0.0)
+    if padding > 0:
+        return padding % bar_beats
+    length = float(first.duration.quarterLength)
+    if len(measures) > 1 and 0 < length < bar_beats - 1e-6:
+        return bar_beats - length
+    return 0.0
+
+
+SHINGLE = 12  # consecutive intervals of a line that make one fingerprint
+COMMON_SHINGLE = 50  # a fingerprint in more pieces than this (scales, repeated notes) says nothing
+SAME_MELODY = 0.5  # share of the shorter line's fingerprints: the same tune (or a reharmonisation)
+SAME_PIECE = 0.9  # and of both lines, top and bass, both ways: the same music stored twice
+SAME_PASSAGE = 64  # fingerprints in common: a long passage shared (a movement stored in two editions)
+
+
+def _line_fingerprints(seq: NoteSequence) -> tuple[set[int], set[int]]:
+    """Hashes of every run of SHINGLE intervals in the top line and in the bass line.
+
+    Intervals, not pitches: a transposed copy is the same music.
+    """
+    start = np.round(seq.start, 4)
+    times, first = np.unique(start, return_index=True)
+    bounds = list(first) + [len(seq)]
+    top = np.array([seq.pitch[a:b].max() for a, b in zip(bounds, bounds[1:])], dtype=np.int64)
+    bass = np.array([seq.pitch[a:b].min() for a, b in zip(bounds, bounds[1:])], dtype=np.int64)
+
+    def shingles(line: np.ndarray) -> set[int]:
+        steps = np.diff(line)
+        return {hash(tuple(steps[i:i + SHINGLE])) for i in range(len(steps) - SHINGLE + 1)}
+
+    return shingles(top), shingles(bass)
+
+
+def content_groups(names: list[str], seqs: list[NoteSequence]) -> tuple[list[int], list[bool]]:
+    """(group of each piece, whether it repeats an earlier piece), by musical content.
+
+    Pieces whose top lines share at least SAME_MELODY of their fingerprints, or SAME_PASSAGE of them
+    (a long passage), are one group (the same tune in two collections, a chorale melody harmonised
+    twice, a movement in two editions), so a group is never split
+    across train and test. A piece whose top and bass lines both match an earlier one's almost
+    entirely (a .krn and an .mxl of one chorale) is a duplicate and is dropped.
+    """
+    prints = [_line_fingerprints(seq) for seq in seqs]
+    index: dict[int, list[int]] = {}
+    for i, (top, _) in enumerate(prints):
+        for h in top:
+            index.setdefault(h, []).append(i)
+    parent = list(range(len(seqs)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    duplicate = [False] * len(seqs)
+    order = sorted(range(len(seqs)), key=lambda i: names[i])
+    for i in order:
+        top, bass = prints[i]
+        shared: Counter[int] = Counter()
+        for h in top:
+            holders = index[h]
+            if len(holders) <= COMMON_SHINGLE:
+                shared.update(j for j in holders if j != i)
+        for j, count in shared.items():
+            other_top, other_bass = prints[j]
+            if count < SAME_MELODY * max(1, min(len(top), len(other_top))) and count < SAME_PASSAGE:
+                continue
+            parent[find(i)] = find(j)
+            same_top = count >= SAME_PIECE * max(len(top), len(other_top))
+            bass_shared = len(bass & other_bass)
+            same_bass = bass_shared >= SAME_PIECE * max(1, len(bass), len(other_bass))
+            if same_top and same_bass and names[j] < names[i] and not duplicate[j]:
+                duplicate[i] = True
+    return [find(i) for i in range(len(seqs))], duplicate
 
 
 def load_corpus(*, styles: Iterable[str] | None = None, max_pieces_per_style: int | None = None,
@@ -442,6 +549,28 @@ def load_corpus(*, styles: Iterable[str] | None = None, max_pieces_per_style: in
         kept.append((name, job[2], seq, split_of(name)))
         report.imported += 1
     return NoteDataset.from_pieces(style_list, kept), report
+
+
+def deduplicate(dataset: NoteDataset, report: ImportReport | None = None) -> NoteDataset:
+    """Drop duplicated music and split by content group (see `content_groups`), per style."""
+    names = [str(n) for n in dataset.piece_name]
+    keep: list[tuple[str, str, NoteSequence, int]] = []
+    for s, style in enumerate(dataset.styles):
+        idx = [int(i) for i in np.flatnonzero(dataset.piece_style == s)]
+        seqs = [dataset.piece(i) for i in idx]
+        groups, duplicate = content_groups([names[i] for i in idx], seqs)
+        first_name: dict[int, str] = {}
+        for name, group in sorted(zip([names[i] for i in idx], groups)):
+            first_name.setdefault(group, name)
+        for i, seq, group, dup in zip(idx, seqs, groups, duplicate):
+            if dup:
+                if report is not None:
+                    report.skip("duplicate", names[i])
+                    report.imported -= 1
+                continue
+            keep.append((names[i], style, seq, split_of(first_name[group])))  # a group shares one split
+    keep.sort(key=lambda piece: piece[0])
+    return NoteDataset.from_pieces(list(dataset.styles), keep)
 
 
 def corpus_cache_path(cache_dir: Path, style: str, max_pieces_per_style: int | None) -> Path:
@@ -464,7 +593,7 @@ def load_corpus_cached(cache_dir: Path, *, styles: Iterable[str] | None = None,
                                progress=report_progress)
 
         dataset, reports[style] = cached(path, build)
-        parts.append(dataset)
+        parts.append(deduplicate(dataset, reports[style]))
     return (parts[0] if len(parts) == 1 else NoteDataset.merge(parts)), reports
 
 

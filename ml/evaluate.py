@@ -36,6 +36,8 @@ from ml.form_metrics import DEFINITIONS as FORM_DEFINITIONS
 from ml.form_metrics import downbeat_alignment, form_scores
 from ml.form_metrics import summarise as summarise_form
 from ml.mgeval import FEATURES, compare_sets, crop, piece_features, summarize
+from ml.config import key_shift
+from ml.joint_markov import JointMarkov
 from ml.notes import PITCH_CLASS_NAMES, NoteSequence
 
 DEFAULT_MODEL = Path("ml/pretrained/default.keras")
@@ -105,6 +107,7 @@ def model_predictions(model: Any, dataset: NoteDataset, split: str = "test",
     preds = NotePredictions.empty(len(notes.index))
     batches = WindowBatches(examples, config, train=False)
     grid = np.array(config.time_grid)
+    shifts = np.array([key_shift(int(k)) if config.key_relative else 0 for k in dataset.piece_key])
     for b in range(len(batches)):
         inputs, targets = batches[b]
         out = {k: np.asarray(v) for k, v in model.predict_on_batch(inputs).items()}
@@ -112,7 +115,8 @@ def model_predictions(model: Any, dataset: NoteDataset, split: str = "test",
         pitch_lp = _log_softmax(out["pitch"])
         step_lp = _log_softmax(out["step"])
         preds.pitch_log_prob[rows] = pitch_lp[np.arange(len(pitch_lp)), targets["pitch"]]
-        preds.pitch_top1[rows] = np.argmax(pitch_lp, axis=1)
+        # A key-relative model predicts pitches on C: move its guess into the piece's key.
+        preds.pitch_top1[rows] = np.argmax(pitch_lp, axis=1) + shifts[examples.piece[rows]]
         preds.step_log_prob[rows] = step_lp[np.arange(len(step_lp)), targets["step"]]
         spb = notes.seconds_per_beat[rows]
         preds.step_s[rows] = grid[_median_class(step_lp)] * spb
@@ -206,6 +210,56 @@ def baseline_predictions(dataset: NoteDataset, notes: TestNotes, baselines: dict
     return preds
 
 
+def fit_chains(dataset: NoteDataset, config: Any, styles: Sequence[str]) -> dict[str, JointMarkov]:
+    """The fair baseline: one joint-token chain per style, on the model's own key-relative inputs."""
+    from ml.train import make_examples
+
+    chains = {}
+    for style in styles:
+        examples = make_examples(dataset, config, pieces=dataset.indices("train", style))
+        chains[style] = JointMarkov(config.time_classes).fit(_chain_pieces(examples))
+    return chains
+
+
+def _chain_pieces(examples: Any) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    pieces = []
+    for piece in np.unique(examples.piece):
+        rows = examples.targets[examples.piece == piece]
+        pieces.append((examples.step[rows], examples.pitch[rows], examples.duration[rows], examples.position[rows]))
+    return pieces
+
+
+def chain_predictions(dataset: NoteDataset, config: Any, chains: dict[str, JointMarkov], notes: TestNotes
+                      ) -> NotePredictions:
+    """The chains' scores for exactly the notes in `notes`: log p(step) and log p(pitch | step), so
+    that both the pitch CE given the true step and the joint step+pitch CE are like for like."""
+    from ml.train import make_examples
+
+    preds = NotePredictions.empty(len(notes.index))
+    examples = make_examples(dataset, config, "test")
+    row_of = {int(flat): k for k, flat in enumerate(notes.index)}
+    for piece in np.unique(examples.piece):
+        style = dataset.styles[int(dataset.piece_style[piece])]
+        chain = chains.get(style)
+        if chain is None:
+            continue
+        flat = examples.targets[examples.piece == piece]
+        shift = key_shift(int(dataset.piece_key[piece])) if config.key_relative else 0
+        t1 = t2 = -1
+        last_position = -1
+        for i in flat:
+            s, p, d = int(examples.step[i]), int(examples.pitch[i]), int(examples.duration[i])
+            step_lp = chain.step_log_probs(last_position, t1, t2)
+            joint = chain.step_pitch_prob(last_position, t1, t2, s, p)
+            k = row_of[int(i)]
+            preds.step_log_prob[k] = step_lp[s]
+            preds.pitch_log_prob[k] = math.log(joint) - step_lp[s]
+            pitch_lp, _ = chain.given_step(last_position, t1, t2, s)
+            preds.pitch_top1[k] = int(np.argmax(pitch_lp)) + shift
+            t2, t1, last_position = t1, chain.token(s, p, d), int(examples.position[i])
+    return preds
+
+
 def scores(notes: TestNotes, preds: NotePredictions, rows: np.ndarray) -> Scores:
     """Scores of one predictor on the notes `rows`."""
     out: Scores = {"notes": int(len(rows))}
@@ -240,12 +294,14 @@ def next_note_report(dataset: NoteDataset, notes: TestNotes, predictors: dict[st
 
 # -- MGEval comparison ---------------------------------------------------------------------------
 
-def generator_sampler(model_path: Path, seconds: float, *, loop_guard: bool = True) -> PieceSampler:
-    """Pieces from `ml.generate.Generator`, in batches of four variations (with or without its loop guard)."""
+def generator_sampler(model_path: Path, seconds: float, *, guards: bool = True,
+                      chains: dict[str, JointMarkov] | None = None) -> PieceSampler:
+    """Pieces from `ml.generate.Generator`, in batches of four variations, with its guards on or all off
+    (loop, cadence, voice leading); with `chains`, the fair Markov baseline writes through the same sampler."""
     from ml.generate import Generator
     from ml.request import GenerationRequest
 
-    generator = Generator(model_path, loop_guard=loop_guard)
+    generator = Generator(model_path, loop_guard=guards, cadence_guard=guards, voice_guard=guards, chains=chains)
 
     def sample(style: str, count: int, seed: int) -> list[NoteSequence]:
         pieces: list[NoteSequence] = []
@@ -266,46 +322,34 @@ def generator_sampler(model_path: Path, seconds: float, *, loop_guard: bool = Tr
     return sample
 
 
-def markov_sampler(markov: dict[str, PitchBaseline], baselines: dict[str, StyleBaselines],
-                   time_grid: Sequence[float], tempos: dict[str, float], seconds: float,
-                   primers: dict[str, list[np.ndarray]] | None = None) -> PieceSampler:
-    """Pieces from a style's Markov chain, timed by its training step and duration frequencies.
+RUN_LENGTHS = (4, 6, 8, 10, 12, 16, 20, 24, 32, 48, 64, 96, 128)
 
-    Steps and durations are drawn independently from the style's training class frequencies. A
-    constant median step would be 0 in chordal styles (most notes of a chorale start with a
-    chord), which is no piece at all. Each piece continues a primer drawn at random from the
-    style's `primers` (the openings the generator starts from, so that both samplers see the
-    same contexts); the primer's notes are not part of the piece.
-    """
-    grid = np.array(time_grid, dtype=np.float64)
 
-    def sample(style: str, count: int, seed: int) -> list[NoteSequence]:
-        rng = np.random.default_rng(seed)
-        fitted = baselines[style]
-        spb = 60.0 / tempos[style]
-        mean_step = max(float(fitted.step_classes.distribution() @ grid) * spb, 1e-3)
-        steps: list[np.ndarray] = []
-        for _ in range(count):
-            n = int(seconds / mean_step * 1.5) + 16
-            s = grid[fitted.step_classes.sample(rng, n)] * spb
-            while s[1:].sum() < seconds and len(s) < 20000:
-                s = np.concatenate([s, grid[fitted.step_classes.sample(rng, n)] * spb])
-            s[0] = 0.0
-            keep = max(1, int(np.searchsorted(np.cumsum(s), seconds, side="left")))
-            steps.append(s[:keep])
-        longest = max(len(s) for s in steps)
-        options = (primers or {}).get(style) or []
-        chosen = [options[int(rng.integers(len(options)))] for _ in range(count)] if options else None
-        pitches = markov[style].sample_batch(rng, longest, count, chosen)
-        velocity = int(round(fitted.timing["median"]["velocity"].value))
-        pieces = []
-        for k, s in enumerate(steps):
-            duration = np.maximum(grid[fitted.duration_classes.sample(rng, len(s))], grid[1]) * spb
-            pieces.append(NoteSequence(pitch=pitches[k, :len(s)], step=s, duration=duration,
-                                       velocity=np.full(len(s), max(1, velocity)), tempo_bpm=tempos[style]))
-        return pieces
+def _top_line_tokens(seq: NoteSequence) -> list[tuple[int, int]]:
+    """The top line as (interval, length in 1/12 beats) pairs: a melody, whatever its key."""
+    from ml.form_metrics import _top_line
 
-    return sample
+    top, lengths = _top_line(seq)
+    quantised = np.round(lengths * 12).astype(int)
+    return list(zip(np.diff(top).tolist(), quantised[1:].tolist()))
+
+
+def longest_shared_runs(pieces: Sequence[NoteSequence], training: Sequence[NoteSequence]) -> list[int]:
+    """For each piece, the longest run of top-line notes (from RUN_LENGTHS) found in some training piece."""
+    lines = [_top_line_tokens(p) for p in pieces]
+    train_lines = [_top_line_tokens(p) for p in training]
+    best = [0] * len(lines)
+    for length in RUN_LENGTHS:
+        candidates = [k for k, line in enumerate(lines) if best[k] == RUN_LENGTHS[max(0, RUN_LENGTHS.index(length) - 1)]
+                      or length == RUN_LENGTHS[0]]
+        if not candidates:
+            break
+        seen = {hash(tuple(line[i:i + length])) for line in train_lines for i in range(len(line) - length + 1)}
+        for k in candidates:
+            line = lines[k]
+            if any(hash(tuple(line[i:i + length])) in seen for i in range(len(line) - length + 1)):
+                best[k] = length
+    return best
 
 
 def mgeval_report(dataset: NoteDataset, styles: Sequence[str], samplers: dict[str, PieceSampler],
@@ -332,6 +376,13 @@ def mgeval_report(dataset: NoteDataset, styles: Sequence[str], samplers: dict[st
                                           for name in sets}}
         # What a listener hears of form, for the same pieces and the same cropped real ones.
         entry["form"] = {name: summarise_form([form_scores(p) for p in pieces]) for name, pieces in sets.items()}
+        # Memorisation: how long a stretch of melody each set shares with some training piece.
+        training = [dataset.piece(int(i)) for i in dataset.indices("train", style)]
+        entry["shared_with_training"] = {}
+        for name, pieces in sets.items():
+            runs = longest_shared_runs(pieces, training)
+            entry["shared_with_training"][name] = {"median": float(np.median(runs)), "p90": float(np.percentile(runs, 90)),
+                                                   "max": int(max(runs))}
         for name in samplers:
             if len(features[name]) < MIN_SET_SIZE:
                 entry[name] = {"skipped": "fewer than two generated pieces"}
@@ -448,23 +499,23 @@ def evaluate(model_path: Path, dataset: NoteDataset | Path, out_dir: Path, piece
         raise ValueError("The dataset has no test pieces in the model's styles.")
     say("fitting baselines")
     baselines = {style: fit_baselines(dataset, style, config.quantize_beats, config.time_classes) for style in styles}
-    predictors = {"model": model_preds, **baseline_predictions(dataset, notes, baselines)}
+    say("fitting the joint-token Markov chains and scoring them")
+    chains = fit_chains(dataset, config, styles)
+    predictors = {"model": model_preds, "joint-markov": chain_predictions(dataset, config, chains, notes),
+                  **baseline_predictions(dataset, notes, baselines)}
     next_note = next_note_report(dataset, notes, predictors)
     markov_names = [n for n in PITCH_BASELINES if n.startswith("markov-")]
     best_markov = min(markov_names, key=lambda n: next_note["overall"][n]["pitch_ce"])
 
-    say(f"generating {pieces_per_style} pieces per style with the model and with {best_markov}")
-    tempos = {style: config.default_tempo(style) for style in styles}
-    markov = {style: baselines[style].pitch[best_markov] for style in styles}
-    primers = {style: [np.asarray(p["pitch"], dtype=np.int64) for p in options if p.get("pitch")]
-               for style, options in model.extra.get("primers", {}).items()}
+    say(f"generating {pieces_per_style} pieces per style with the model and with the joint-token chain")
     samplers = {
         "model": sampler or generator_sampler(Path(model_path), seconds),
-        "markov": markov_sampler(markov, baselines, config.time_grid, tempos, seconds, primers),
+        # The fair baseline: the same plan, masks, guards and lengths, with the chain choosing the notes.
+        "markov": generator_sampler(Path(model_path), seconds, chains=chains),
     }
     if sampler is None:
-        # The guard bans what the loop detector counts: with it on, a loop rate of 0 says nothing.
-        samplers["model_unguarded"] = generator_sampler(Path(model_path), seconds, loop_guard=False)
+        # The guards ban what the loop, cadence and parallel counts count: report them off too.
+        samplers["model_unguarded"] = generator_sampler(Path(model_path), seconds, guards=False)
     mgeval = mgeval_report(dataset, styles, samplers, pieces_per_style, seconds, seed, say)
     say("checking that requests for a key or a metre are honoured")
     requests = requests_report(Path(model_path), styles, max(MIN_SET_SIZE, pieces_per_style // 4), seconds, seed, say) \
@@ -566,13 +617,14 @@ def markdown(report: dict[str, Any]) -> str:
             parts += [f"### {style}", "", _table(header, rows_of(group)), ""]
 
     mg = report["mgeval"]
-    best = report["baselines"]["best_markov"]
+    best = "joint-markov"
     parts += [
         "## MGEval comparison with held-out pieces",
         "",
         f"{mg['pieces_per_style']} pieces of {mg['seconds']:.0f} s per style from the model and from "
-        f"the {best} baseline (lowest test pitch CE; it continues the same stored openings the generator "
-        "starts from, and times notes by the style's training step and duration frequencies), each "
+        "the joint-token Markov chain (the fair baseline: whole notes as tokens, key-relative, with the bar "
+        "position; it writes through the generator's own sampler, so it gets the same form plan and "
+        "repeats, key mask, range, cadence and voice guards and lengths), each "
         "against the style's held-out test pieces cropped to the same length (Yang & Lerch 2018). "
         "OA: overlap of the held-out intra-set and the inter-set distance densities (higher is better); "
         "KL: KL(intra held-out || inter) in nats (lower is better). Averaged over styles.",
@@ -631,6 +683,29 @@ def _form_section(report: dict[str, Any]) -> list[str]:
                          _percent(form.get("downbeat_alignment")), _percent(form.get("off_grid_onsets")),
                          _percent(form.get("motif_recurrence")), "n/a" if parallels is None else f"{parallels:.1f}"])
     parts += [_table(header, rows), ""]
+    parts += ["### Memorisation", "",
+              "The longest run of top-line notes (intervals and lengths, so in any key) that a piece shares with "
+              "some training piece of its style, in notes (runs tried: " + ", ".join(map(str, RUN_LENGTHS)) + "). "
+              "Held-out pieces share this much with the training pieces by chance (stock figures, scales).", ""]
+    rows = []
+    for style, entry in report["mgeval"]["per_style"].items():
+        for name, shared in entry.get("shared_with_training", {}).items():
+            rows.append([style, name.replace("_", "-"), f"{shared['median']:.0f}", f"{shared['p90']:.0f}",
+                         str(shared["max"])])
+    parts += [_table(["style", "set", "median", "90th percentile", "longest"], rows), ""]
+    nn = report["next_note"]
+    parts += ["### Next-note cross-entropy against the fair chain", "",
+              "Step+pitch CE in nats per note (the model's p(step) p(pitch | step) against the chain's joint "
+              "p(step, pitch)), and pitch CE with both given the true step.", ""]
+    rows = []
+    for group, by_name in nn.items():
+        model, chain = by_name.get("model", {}), by_name.get("joint-markov", {})
+        if "joint_ce" in model and "joint_ce" in chain:
+            rows.append([group, f"{model['joint_ce']:.3f}", f"{chain['joint_ce']:.3f}",
+                         f"{1 - model['joint_ce'] / chain['joint_ce']:.0%}", f"{model['pitch_ce']:.3f}",
+                         f"{chain['pitch_ce']:.3f}", f"{1 - model['pitch_ce'] / chain['pitch_ce']:.0%}"])
+    parts += [_table(["notes", "model step+pitch", "chain step+pitch", "model lower by", "model pitch | step",
+                      "chain pitch | step", "model lower by"], rows), ""]
     requests = report.get("requests", {})
     if "per_style" in requests:
         parts += ["### Requests", "",
@@ -725,7 +800,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Evaluation failed: {exc}", file=sys.stderr)
         return 2
     overall = report["next_note"]["overall"]
-    for name in ("model", report["baselines"]["best_markov"]):
+    for name in ("model", "joint-markov"):
         s = overall[name]
         print(f"{name}: pitch CE {s.get('pitch_ce', math.nan):.3f}, step+pitch CE {s.get('joint_ce', math.nan):.3f}")
     return 0

@@ -27,8 +27,9 @@ DEFINITIONS = {
                      "away from it (relative major/minor counts as the same key).",
     "requested_key": "Share of pieces whose whole-piece key estimate is the key and mode that was asked for.",
     "tonic_ending": "Share of pieces whose last sounding bass note is the tonic of the piece's key.",
-    "cadence": "Share of pieces whose last two bass notes at chord changes fall a fifth or rise a fourth "
-               "onto the tonic (V-I).",
+    "cadence": "Share of pieces that close V-I: where the final onset is a chord, its bass is the tonic and "
+               "the bass before it the dominant; in a single line, the last note is the tonic and the one before "
+               "it a tone of the dominant chord (scale degrees 5, 7 or 2).",
     "downbeat_alignment": "Share of bars whose heaviest onset (notes starting there, weighted by duration) "
                           "is on the bar's first beat, with the bar lines placed where that share is highest.",
     "off_grid_onsets": "Share of onsets on neither the sixteenth nor the eighth-triplet grid.",
@@ -105,14 +106,19 @@ def _bass_line(seq: NoteSequence) -> list[int]:
 
 
 def ending(seq: NoteSequence, key: tuple[int, str]) -> tuple[bool, bool]:
-    """(the last bass note is the tonic, the last two bass notes make V-I)."""
+    """(the last bass note is the tonic, the piece closes V-I)."""
     bass = _bass_line(seq)
     if not bass:
         return False, False
     tonic = key[0]
     tonic_end = bass[-1] % 12 == tonic
-    cadence = tonic_end and len(bass) >= 2 and bass[-2] % 12 == (tonic + 7) % 12
-    return tonic_end, cadence
+    if len(bass) < 2 or not tonic_end:
+        return tonic_end, False
+    onset, _ = _onsets(seq)
+    last = np.round(onset, 4) == np.round(onset.max(), 4)
+    if last.sum() >= 2:  # a final chord: V-I in the bass
+        return True, bass[-2] % 12 == (tonic + 7) % 12
+    return True, (bass[-2] - tonic) % 12 in (7, 11, 2)
 
 
 def _bar_length(seq: NoteSequence) -> float:

@@ -17,15 +17,25 @@ import math
 import secrets
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ml.config import PAD_PITCH, ModelConfig, read_model_info
+from ml.config import (
+    CADENCE_CLASSES,
+    MODE_NAMES,
+    PAD_PITCH,
+    ModelConfig,
+    cadence_class,
+    key_shift,
+    metre_class,
+    read_model_info,
+)
+from ml.form import FormPlan, plan_form, style_form
 from ml.mgeval import FIGURE_REPEATS, MAX_SAME_PITCH
-from ml.notes import NoteSequence, parse_key, scale_pitch_classes
+from ml.notes import NoteSequence, estimate_key, parse_key, scale_pitch_classes
 from ml.request import GenerationRequest
 
 _DYNAMIC_LEVELS = {"soft": (50, 50), "medium": (80, 80), "loud": (108, 108),
@@ -34,6 +44,10 @@ MAX_NOTES_PER_VARIATION = 6000
 MAX_CHORD_NOTES = 6  # more simultaneous onsets than this is a stuck timing head, not music
 MAX_STEP_BEATS = 4.0
 MAX_DURATION_BEATS = 8.0
+# Chorale voices from the bass up (MIDI pitches), a little wider than Bach's own ranges.
+VOICE_RANGES: dict[str, tuple[tuple[int, int], ...]] = {
+    "chorale": ((36, 64), (48, 69), (53, 76), (59, 81)),
+}
 # Figure length -> repeats in a row that count as a degenerate loop: the evaluation's thresholds.
 LOOP_REPEATS = {1: MAX_SAME_PITCH, **FIGURE_REPEATS}
 
@@ -44,15 +58,38 @@ class GeneratedPiece:
     primer_length: int  # index of the first generated note
     primer_end: float  # seconds where the continuation starts
     seed: int  # the seed that reproduces this piece (its variation's own stream)
+    plan: FormPlan | None = None  # the form the continuation follows
+    plan_start: float = 0.0  # seconds where the plan's first bar starts
+    key: tuple[int, str] = (0, "major")  # the key it was written in (tonic pitch class, mode)
+
+    def form(self) -> dict[str, Any] | None:
+        """The plan with each phrase's start and end in seconds, as the site shows it."""
+        if self.plan is None:
+            return None
+        spb = 60.0 / self.notes.tempo_bpm
+        data = self.plan.to_dict()
+        for phrase in data["phrases"]:  # type: ignore[union-attr]
+            phrase["start_s"] = round(self.plan_start + float(phrase["start"]) * spb, 3)
+            phrase["end_s"] = round(self.plan_start + float(phrase["end"]) * spb, 3)
+        return data
 
 
 class Generator:
     """Loads a model lazily and generates pieces. One per worker process; thread-safe."""
 
-    def __init__(self, model_path: Path, *, loop_guard: bool = True) -> None:
-        """`loop_guard=False` lets the model loop: the evaluation measures how often it would."""
+    def __init__(self, model_path: Path, *, loop_guard: bool = True, cadence_guard: bool = True,
+                 voice_guard: bool = True, chains: dict[str, Any] | None = None) -> None:
+        """The guards can be switched off so that the evaluation measures what the model does alone:
+        `loop_guard` bans the note that would complete a degenerate loop, `cadence_guard` makes the
+        last phrase close V-I on the tonic, `voice_guard` bans parallel fifths and octaves between
+        the voices of consecutive chords and keeps chorale voices in their ranges. With `chains`
+        (style -> ml.joint_markov.JointMarkov) the chain writes instead of the network, through
+        the same sampler: the evaluation's fair baseline."""
         self.model_path = Path(model_path)
         self.loop_guard = loop_guard
+        self.cadence_guard = cadence_guard
+        self.voice_guard = voice_guard
+        self.chains = chains
         self._model: Any = None
         self._config: ModelConfig | None = None
         self._extra: dict[str, Any] = {}
@@ -82,7 +119,14 @@ class Generator:
     def default_tempo(self, style: str) -> float:
         return self.config.default_tempo(style)
 
+    def _stats(self, style: str) -> dict[str, Any]:
+        self._info()
+        stats: dict[str, Any] = self._extra.get("stats", {}).get(style, {})
+        return stats
+
     def load(self) -> None:
+        if self.chains is not None:
+            return
         with self._lock:
             if self._model is None:
                 from ml.model import load_model
@@ -103,7 +147,7 @@ class Generator:
         config.style_index(request.style)
         tempo = self._tempo(request)
         if request.seconds is not None:
-            per_beat = self._extra.get("stats", {}).get(request.style, {}).get("notes_per_beat", 4.0)
+            per_beat = self._stats(request.style).get("notes_per_beat", 4.0)
             expected = request.seconds * tempo / 60.0 * per_beat
             if expected > MAX_NOTES_PER_VARIATION:
                 raise ValueError(
@@ -120,6 +164,21 @@ class Generator:
             return float(np.clip(request.primer.tempo_bpm, 20, 300))
         return self.default_tempo(request.style)
 
+    def plan(self, request: GenerationRequest) -> FormPlan:
+        """The form of the piece: the request's (or the style's) phrases over whole bars."""
+        numerator, denominator = request.time_signature
+        bar_beats = numerator * 4.0 / denominator
+        stats = self._stats(request.style)
+        if request.seconds is not None:
+            beats = request.seconds * self._tempo(request) / 60.0
+        else:
+            beats = float(request.notes or 8) / max(0.25, float(stats.get("notes_per_beat", 2.0)))
+        form, phrase_bars = style_form(request.style)
+        every = float(stats.get("phrase_marks", 0.0)) >= 0.5  # trained with marked phrase ends
+        return plan_form(request.form or form, phrase_bars=request.phrase_bars or phrase_bars,
+                         total_bars=max(1, round(beats / bar_beats)), bar_beats=bar_beats,
+                         cadences="every" if every else "sections")
+
     def generate(self, request: GenerationRequest, progress: Callable[[float], None] | None = None
                  ) -> list[GeneratedPiece]:
         """Generate `request.variations` pieces in one batch."""
@@ -130,18 +189,30 @@ class Generator:
         seeds = [(base_seed + v) % 2**32 for v in range(request.variations)]
         rngs = [np.random.default_rng(s) for s in seeds]
         tempo = self._tempo(request)
-        primers = [self._primer(request, rng, config) for rng in rngs]
-        batch = _Batch(request, config, tempo, primers, loop_guard=self.loop_guard)
+        plan = self.plan(request)
+        lines = [self._line(request, rng, config, plan) for rng in rngs]
+        stats = self._stats(request.style)
+        batch = _Batch(request, config, tempo, plan, lines,
+                       polyphonic=float(stats.get("notes_per_onset", 1.0)) >= 1.5,
+                       voice_ranges=VOICE_RANGES.get(request.style) if self.voice_guard else None,
+                       loop_guard=self.loop_guard, cadence_guard=self.cadence_guard,
+                       voice_guard=self.voice_guard)
         with self._lock:  # one request at a time per process: the window variables are shared
-            steps = self._steps.get(len(seeds))
-            if steps is None:
+            steps: Any = self._steps.get(len(seeds))
+            if self.chains is not None:
+                from ml.joint_markov import ChainSteps
+
+                steps = ChainSteps(self.chains[request.style], len(seeds))
+            elif steps is None:
                 steps = self._steps[len(seeds)] = _CompiledSteps(self._model, len(seeds))
-            steps.reset(batch.window_arrays(), config.style_index(request.style))
+            steps.reset(batch.window_arrays(), {
+                "style": config.style_index(request.style), "metre": metre_class(request.time_signature),
+                "mode": np.array([line.mode_index for line in lines], np.int32)})
             step_logits = steps.encode(None)
             reported = -1.0
             while not batch.done:
-                step = batch.sample_steps(step_logits, rngs)
-                pitch_logits, duration_logits, velocity = steps.decode(step)
+                step, position, cadence = batch.sample_steps(step_logits, rngs)
+                pitch_logits, duration_logits, velocity = steps.decode(step, position, cadence)
                 note = batch.sample_notes(step, pitch_logits, duration_logits, velocity, rngs)
                 if progress is not None and batch.progress - reported >= 0.02:
                     reported = batch.progress
@@ -153,84 +224,134 @@ class Generator:
             progress(1.0)
         return [batch.piece(v, seeds[v]) for v in range(len(seeds))]
 
-    def _primer(self, request: GenerationRequest, rng: np.random.Generator, config: ModelConfig) -> _Primer:
-        if request.primer is not None:
-            return _Primer.from_notes(request.primer, config)
-        options = self._extra.get("primers", {}).get(request.style) or []
-        if not options:  # a model without stored openings starts from an empty window
-            return _Primer(np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.int32),
-                           np.zeros(0, np.float32), output=None)
-        chosen = options[int(rng.integers(len(options)))]
-        pitch = np.array(chosen["pitch"], dtype=np.int32)
+    def _line(self, request: GenerationRequest, rng: np.random.Generator, config: ModelConfig,
+              plan: FormPlan) -> _Line:
+        """One variation's key, and its primer moved into the key-relative space."""
         if request.key != "any":
-            # Move the opening into the requested key, by the smallest shift, so the model's
-            # context already agrees with the scale mask.
-            shift = (parse_key(request.key) - int(chosen["key"])) % 12
-            shift = shift - 12 if shift > 6 else shift
-            pitch = np.clip(pitch + shift, 0, 127)
-        return _Primer(pitch, np.array(chosen["step"], np.int32), np.array(chosen["duration"], np.int32),
-                       np.array(chosen["velocity"], np.float32) / 127.0, output=None)
+            tonic, mode = parse_key(request.key), request.mode
+        elif request.primer is not None:
+            tonic, mode = estimate_key(request.primer)
+        else:
+            tonic, mode = self._style_key(request.style, rng)
+        model_mode = "minor" if mode in ("minor", "dorian") else "major"
+        shift = key_shift(tonic) if config.key_relative else 0
+        primer = None
+        if request.primer is not None:
+            move = 0
+            if request.key != "any":  # the primer is moved into the requested key, the nearer way
+                move = key_shift((tonic - estimate_key(request.primer)[0]) % 12)
+            primer = _Primer.from_notes(request.primer, config, plan, move=move, shift=shift)
+        return _Line(tonic=tonic, mode=mode, shift=shift, mode_index=MODE_NAMES.index(model_mode), primer=primer)
+
+    def _style_key(self, style: str, rng: np.random.Generator) -> tuple[int, str]:
+        """A key drawn from the keys of the style's training pieces."""
+        keys = self._stats(style).get("keys") or {"0:major": 1}
+        names = list(keys)
+        weights = np.array([float(keys[k]) for k in names])
+        tonic, mode = names[int(rng.choice(len(names), p=weights / weights.sum()))].split(":")
+        return int(tonic), mode
 
 
 @dataclass
 class _Primer:
-    """A window's worth of context, and (for an uploaded primer) the notes to keep in the output."""
+    """An uploaded piece to continue: its notes as window inputs, and as notes to keep in the output."""
 
-    pitch: np.ndarray
+    pitch: np.ndarray  # key-relative
     step: np.ndarray
     duration: np.ndarray
     velocity: np.ndarray  # 0..1
-    output: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None  # beats-based notes to keep
+    position: np.ndarray
+    cadence: np.ndarray
+    output: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # onset beats, pitch, duration beats, velocity
+    plan_start: float  # beats: the bar line after its last onset, where the plan starts
 
     @classmethod
-    def from_notes(cls, seq: NoteSequence, config: ModelConfig) -> _Primer:
+    def from_notes(cls, seq: NoteSequence, config: ModelConfig, plan: FormPlan, *, move: int, shift: int) -> _Primer:
         step_beats, duration_beats = seq.to_beats()
-        onset_beats = np.cumsum(step_beats.astype(np.float64))
-        return cls(pitch=seq.pitch.astype(np.int32), step=config.quantize_beats(step_beats),
-                   duration=config.quantize_beats(duration_beats),
-                   velocity=(seq.velocity / 127.0).astype(np.float32),
-                   output=(onset_beats, seq.pitch.copy(), duration_beats.astype(np.float64), seq.velocity.copy()))
+        onset = np.round(np.cumsum(step_beats.astype(np.float64)) * 48) / 48
+        bar = plan.bar_beats
+        plan_start = (math.floor(onset[-1] / bar + 1e-9) + 1) * bar
+        pitch = np.clip(seq.pitch.astype(np.int64) + move, 0, 127)
+        cadence_at = plan.next_cadence(0.0)
+        to_cadence = (cadence_at if cadence_at is not None else math.inf) + plan_start - onset
+        return cls(pitch=np.clip(pitch - shift, 0, 127).astype(np.int32), step=config.quantize_beats(step_beats),
+                   duration=config.quantize_beats(duration_beats), velocity=(seq.velocity / 127.0).astype(np.float32),
+                   position=config.position_class(np.mod(onset - plan_start, bar)), cadence=cadence_class(to_cadence),
+                   output=(onset, pitch, duration_beats.astype(np.float64), seq.velocity.copy()), plan_start=plan_start)
+
+
+@dataclass
+class _Line:
+    """One variation: its key, and the notes written so far (onsets in beats from the plan's start)."""
+
+    tonic: int
+    mode: str
+    shift: int  # semitones from the key-relative space to the piece's key
+    mode_index: int
+    primer: _Primer | None
+    onsets: list[float] = field(default_factory=list)
+    pitches: list[int] = field(default_factory=list)  # key-relative
+    durations: list[float] = field(default_factory=list)
+    velocities: list[float] = field(default_factory=list)
+    queue: list[tuple[float, int, float, float]] = field(default_factory=list)  # notes of a repeat, to copy
+    forced: tuple[float, int, float, float] | None = None  # the copied note this step writes
+    chord: list[int] = field(default_factory=list)  # pitches at the current onset
+    previous_chord: list[int] = field(default_factory=list)
+    position: float = -math.inf  # beats: onset of the last note
+    not_before: float = -math.inf  # beats: no free onset before this (the end of a copied passage)
+    boundary: int = 0  # index of the next hard boundary
+    arrived: bool = False  # the final cadence has sounded: only its chord may follow
+    finished: bool = False
+    history: list[int] = field(default_factory=list)
 
 
 class _Batch:
-    """Sampling state of every variation: the notes so far, the masks, and when to stop."""
+    """Sampling state of every variation: the plan, the notes so far, the masks, and when to stop.
 
-    def __init__(self, request: GenerationRequest, config: ModelConfig, tempo: float, primers: list[_Primer],
-                 *, loop_guard: bool = True) -> None:
-        self.request, self.config, self.tempo, self.primers = request, config, tempo, primers
-        self.loop_guard = loop_guard
-        self.size = len(primers)
+    The plan's hard boundaries are where a repeat starts (the phrase's notes are copied from its
+    model, and fed to the network so that its context follows) and the final cadence (the last
+    phrase arrives on the downbeat of the last bar, on the tonic, and holds). In between, steps are
+    sampled so that no onset overshoots the next boundary.
+    """
+
+    def __init__(self, request: GenerationRequest, config: ModelConfig, tempo: float, plan: FormPlan,
+                 lines: list[_Line], *, polyphonic: bool, voice_ranges: tuple[tuple[int, int], ...] | None,
+                 loop_guard: bool = True, cadence_guard: bool = True, voice_guard: bool = True) -> None:
+        self.request, self.config, self.tempo, self.plan, self.lines = request, config, tempo, plan, lines
+        self.polyphonic, self.voice_ranges = polyphonic, voice_ranges
+        self.loop_guard, self.cadence_guard, self.voice_guard = loop_guard, cadence_guard, voice_guard
+        self.size = len(lines)
         self.grid = np.array(config.time_grid, dtype=np.float64)
-        beats_per_second = tempo / 60.0
-        self.target_beats = request.seconds * beats_per_second if request.seconds is not None else math.inf
         self.target_notes = request.notes if request.notes is not None else MAX_NOTES_PER_VARIATION
-        self.start_beats = np.array([p.output[0][-1] if p.output is not None else 0.0 for p in primers])
-        self.onsets: list[list[float]] = [[] for _ in primers]
-        self.pitches: list[list[int]] = [[] for _ in primers]
-        self.durations: list[list[float]] = [[] for _ in primers]
-        self.velocities: list[list[float]] = [[] for _ in primers]
-        self.history: list[list[int]] = [list(p.pitch[-16:]) for p in primers]
-        self.chord: list[list[int]] = [[] for _ in primers]  # pitches at the current onset
-        self.position = np.zeros(self.size)  # beats since the continuation started
-        self.finished = np.zeros(self.size, dtype=bool)
-        self.first = True
-        allowed = np.zeros(128, dtype=bool)
-        allowed[request.pitch_low:request.pitch_high + 1] = True
-        if request.key != "any":
-            scale = scale_pitch_classes(parse_key(request.key), request.mode)
-            allowed &= np.isin(np.arange(128) % 12, list(scale))
-        self.allowed_pitch = allowed
+        last = plan.phrases[-1]
+        self.boundaries: list[tuple[float, str, int]] = [
+            (p.start, "copy", i) for i, p in enumerate(plan.phrases) if p.copy_of is not None]
+        self.boundaries.append((last.cadence_at, "final", len(plan.phrases) - 1))
         self.max_step_class = int(np.searchsorted(self.grid, MAX_STEP_BEATS, side="right"))
         self.max_duration_class = int(np.searchsorted(self.grid, MAX_DURATION_BEATS, side="right"))
+        self.actual_step = np.zeros(self.size)
+        self.allowed: list[np.ndarray] = []
+        for line in lines:
+            allowed = np.zeros(128, dtype=bool)
+            low, high = request.pitch_low - line.shift, request.pitch_high - line.shift
+            allowed[max(0, low):max(0, min(127, high) + 1)] = True
+            if request.key != "any":
+                allowed &= np.isin(np.arange(128) % 12, list(scale_pitch_classes(0, line.mode)))
+            self.allowed.append(allowed)
+            line.history = list(line.primer.pitch[-16:]) if line.primer is not None else []
 
     def window_arrays(self) -> dict[str, np.ndarray]:
         w = self.config.window
+        c = self.config
         out = {"pitch": np.full((self.size, w), PAD_PITCH, np.int32),
-               "step": np.full((self.size, w), self.config.pad_time, np.int32),
-               "duration": np.full((self.size, w), self.config.pad_time, np.int32),
-               "velocity": np.zeros((self.size, w), np.float32)}
-        for v, p in enumerate(self.primers):
-            n = min(w, len(p.pitch))
+               "step": np.full((self.size, w), c.pad_time, np.int32),
+               "duration": np.full((self.size, w), c.pad_time, np.int32),
+               "velocity": np.zeros((self.size, w), np.float32),
+               "position": np.full((self.size, w), c.pad_position, np.int32),
+               "cadence": np.full((self.size, w), CADENCE_CLASSES, np.int32)}
+        for v, line in enumerate(self.lines):
+            p = line.primer
+            n = min(w, len(p.pitch)) if p is not None else 0
             if n:
                 for key in out:
                     out[key][v, w - n:] = getattr(p, key)[-n:]
@@ -238,102 +359,227 @@ class _Batch:
 
     @property
     def done(self) -> bool:
-        return bool(self.finished.all())
+        return all(line.finished for line in self.lines)
 
     @property
     def progress(self) -> float:
-        if self.request.notes is not None:
-            return float(min(len(p) for p in self.pitches)) / self.target_notes
-        return float(np.min(np.minimum(self.position / self.target_beats, 1.0)))
+        return float(min(max(line.position, 0.0) for line in self.lines)) / max(self.plan.beats, 1e-9)
 
-    def sample_steps(self, logits: np.ndarray, rngs: list[np.random.Generator]) -> np.ndarray:
+    def _features(self, onset: float) -> tuple[int, int]:
+        """Bar-position class and beats-to-cadence class of an onset (beats from the plan's start)."""
+        cadence_at = self.plan.next_cadence(onset)
+        position = int(self.config.position_class(onset % self.plan.bar_beats))
+        return position, int(cadence_class(cadence_at - onset if cadence_at is not None else math.inf))
+
+    def sample_steps(self, logits: np.ndarray, rngs: list[np.random.Generator]
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         chosen = np.zeros(self.size, dtype=np.int32)
-        for v in range(self.size):
-            mask = np.ones(len(self.grid), dtype=bool)
-            mask[self.max_step_class:] = False
-            chord = self.chord[v]
-            if len(chord) >= MAX_CHORD_NOTES or (chord and max(chord) >= self.request.pitch_high):
-                mask[0] = False
-            if self.first:
-                mask[0] = False  # the continuation starts on a new onset, never inside the primer's chord
-            chosen[v] = _sample(logits[v], mask, self.request.timing_temperature, 0, 1.0, rngs[v])
-        return chosen
+        positions = np.zeros(self.size, dtype=np.int32)
+        cadences = np.zeros(self.size, dtype=np.int32)
+        for v, line in enumerate(self.lines):
+            onset = self._next_onset(v, line, logits[v], rngs[v])
+            if line.finished:
+                continue
+            previous = line.position if line.onsets else (
+                line.primer.output[0][-1] - line.primer.plan_start if line.primer is not None else onset)
+            self.actual_step[v] = onset - previous
+            chosen[v] = int(self.config.quantize_beats(np.array([onset - previous]))[0])
+            positions[v], cadences[v] = self._features(onset)
+        return chosen, positions, cadences
+
+    def _next_onset(self, v: int, line: _Line, logits: np.ndarray, rng: np.random.Generator) -> float:
+        """Where variation v's next note starts; sets `forced` for a copied note, `finished` at the end."""
+        line.forced = None
+        if line.finished:
+            return line.position
+        if line.queue:
+            line.forced = line.queue.pop(0)
+            return line.forced[0]
+        if not line.onsets:  # the first note opens the plan's first bar
+            return self._arrive(line, 0.0) if self.boundaries[line.boundary][0] <= 0 else 0.0
+        chord_full = len(line.chord) >= MAX_CHORD_NOTES or (line.chord and max(line.chord) + line.shift >= self.request.pitch_high)
+        mask = np.ones(len(self.grid), dtype=bool)
+        mask[self.max_step_class:] = False
+        if line.arrived:  # after the final chord's first note only its other notes may come
+            if chord_full:
+                line.finished = True
+                return line.position
+            c = _sample(logits, mask, self.request.timing_temperature, 0, 1.0, rng)
+            if c != 0:
+                line.finished = True
+            return line.position
+        boundary = self.boundaries[line.boundary][0]
+        copying_left_off = line.not_before > line.position + 1e-9
+        if chord_full or copying_left_off:  # no note joins a full chord, or a copied one
+            mask[0] = False
+        # The model's step is sampled as it is; a step past the next boundary lands on it (a phrase
+        # that is about to repeat, or the final cadence), one that falls short of where a copied
+        # passage left off is moved there.
+        c = _sample(logits, mask, self.request.timing_temperature, 0, 1.0, rng)
+        onset = line.position + self.grid[c]
+        if c != 0 and copying_left_off and onset < line.not_before:
+            onset = line.not_before
+        if onset >= boundary - 1e-6:
+            return self._arrive(line, boundary)
+        return onset
+
+    def _arrive(self, line: _Line, beat: float) -> float:
+        """Reach a hard boundary: start copying a repeat, or sound the final cadence."""
+        _, kind, index = self.boundaries[line.boundary]
+        line.boundary += 1
+        if kind == "final":
+            line.arrived = True
+            return beat
+        phrase = self.plan.phrases[index]
+        source = self.plan.phrases[phrase.copy_of] if phrase.copy_of is not None else phrase
+        offset = phrase.start - source.start
+        line.queue = [(onset + offset, pitch, min(duration, phrase.start + phrase.copy_until - onset - offset)
+                       if phrase.final else duration, velocity)
+                      for onset, pitch, duration, velocity in zip(line.onsets, line.pitches, line.durations,
+                                                                  line.velocities)
+                      if source.start - 1e-9 <= onset < source.start + phrase.copy_until - 1e-9]
+        line.not_before = phrase.start + phrase.copy_until
+        if not line.queue:  # the model phrase holds no onsets (a long tie): write this one anew
+            return beat
+        line.forced = line.queue.pop(0)
+        return line.forced[0]
 
     def sample_notes(self, step: np.ndarray, pitch_logits: np.ndarray, duration_logits: np.ndarray,
                      velocity: np.ndarray, rngs: list[np.random.Generator]) -> dict[str, np.ndarray]:
         r = self.request
         note = {"pitch": np.zeros(self.size, np.int32), "step": step.astype(np.int32),
-                "duration": np.zeros(self.size, np.int32), "velocity": np.zeros(self.size, np.float32)}
-        for v in range(self.size):
-            in_chord = step[v] == 0 and bool(self.chord[v])
-            allowed = self.allowed_pitch.copy()
-            if in_chord:
-                # Chord notes are stored low to high, so the next one lies above the last.
-                allowed[:max(self.chord[v]) + 1] = False
-            for p in loop_completions(self.history[v]) if self.loop_guard else ():
-                allowed[p] = False
-            if not allowed.any():  # nothing fits above the chord: fall back to the scale alone
-                allowed = self.allowed_pitch.copy()
-            pitch = _sample(pitch_logits[v], allowed, r.temperature, r.top_k, r.top_p, rngs[v])
-            dmask = np.ones(len(self.grid), dtype=bool)
-            dmask[0] = False
-            dmask[self.max_duration_class:] = False
-            duration = _sample(duration_logits[v], dmask, r.timing_temperature, 0, 1.0, rngs[v])
-            note["pitch"][v], note["duration"][v] = pitch, duration
-            note["velocity"][v] = float(np.clip(velocity[v].reshape(-1)[0], 0.0, 1.0))
-            self._append(v, int(step[v]), pitch, int(duration), float(note["velocity"][v]))
-        self.first = False
+                "duration": np.zeros(self.size, np.int32), "velocity": np.zeros(self.size, np.float32),
+                "position": np.zeros(self.size, np.int32), "cadence": np.zeros(self.size, np.int32)}
+        for v, line in enumerate(self.lines):
+            if line.finished:
+                continue
+            onset = line.position + self.actual_step[v] if line.onsets else self.actual_step[v] + (
+                line.primer.output[0][-1] - line.primer.plan_start if line.primer is not None else 0.0)
+            if line.forced is not None:
+                onset, pitch, duration_beats, vel = line.forced
+                duration = int(self.config.quantize_beats(np.array([duration_beats]))[0])
+            else:
+                in_chord = bool(line.chord) and abs(onset - line.position) < 1e-9 and bool(line.onsets)
+                allowed = self._pitch_mask(line, onset, in_chord)
+                pitch = _sample(pitch_logits[v], allowed, r.temperature, r.top_k, r.top_p, rngs[v])
+                dmask = np.ones(len(self.grid), dtype=bool)
+                dmask[0] = False
+                dmask[self.max_duration_class:] = False
+                duration = _sample(duration_logits[v], dmask, r.timing_temperature, 0, 1.0, rngs[v])
+                duration_beats = float(self.grid[duration])
+                vel = float(np.clip(velocity[v].reshape(-1)[0], 0.0, 1.0))
+            note["pitch"][v], note["duration"][v], note["velocity"][v] = pitch, duration, vel
+            note["position"][v], note["cadence"][v] = self._features(onset)
+            self._append(line, onset, int(pitch), duration_beats, vel)
         return note
 
-    def _append(self, v: int, step: int, pitch: int, duration: int, velocity: float) -> None:
-        if self.finished[v]:
-            return
-        onset = self.position[v] + (self.grid[step] if self.pitches[v] or self.primers[v].output is not None else 0.0)
-        if onset >= self.target_beats or len(self.pitches[v]) >= self.target_notes:
-            self.finished[v] = True
-            return
-        self.position[v] = onset
-        self.chord[v] = self.chord[v] + [pitch] if step == 0 and self.pitches[v] else [pitch]
-        self.onsets[v].append(onset)
-        self.pitches[v].append(pitch)
-        self.durations[v].append(self.grid[duration])
-        self.velocities[v].append(velocity)
-        self.history[v] = (self.history[v] + [pitch])[-16:]
-        if len(self.pitches[v]) >= self.target_notes:
-            self.finished[v] = True
+    def _pitch_mask(self, line: _Line, onset: float, in_chord: bool) -> np.ndarray:
+        """Which key-relative pitches the next note may have."""
+        allowed = self.allowed[self.lines.index(line)].copy()
+        if in_chord:
+            allowed[:max(line.chord) + 1] = False  # chord notes are stored low to high
+        voice = len(line.chord) if in_chord else 0
+        if self.cadence_guard:
+            final_at = self.plan.phrases[-1].cadence_at
+            if line.arrived:  # the final chord: the tonic in the bass, then the tonic triad
+                third = 3 if line.mode in ("minor", "dorian") else 4
+                allowed &= np.isin(np.arange(128) % 12, [0] if voice == 0 else [0, third, 7])
+            elif final_at - min(2.0, self.plan.bar_beats) <= onset < final_at:
+                # The dominant before it: V in the bass of a chorale, a tone of V in a melody.
+                pcs = [7] if (self.polyphonic and voice == 0) else [2, 5, 7, 11]
+                allowed &= np.isin(np.arange(128) % 12, pcs)
+        if self.voice_guard and in_chord and self.polyphonic:
+            allowed &= _no_parallels(line.previous_chord, line.chord, voice)
+            if self.voice_ranges is not None and voice < len(self.voice_ranges):
+                low, high = self.voice_ranges[voice]
+                band = np.zeros(128, dtype=bool)
+                band[max(0, low - line.shift):max(0, high - line.shift + 1)] = True
+                allowed &= band
+        elif self.voice_guard and self.polyphonic and self.voice_ranges is not None:
+            low, high = self.voice_ranges[0]
+            band = np.zeros(128, dtype=bool)
+            band[max(0, low - line.shift):max(0, high - line.shift + 1)] = True
+            allowed &= band
+        if self.loop_guard and not line.arrived:
+            for p in loop_completions(line.history):
+                allowed[p] = False
+        if not allowed.any():  # the constraints leave nothing: fall back to the key and range alone
+            allowed = self.allowed[self.lines.index(line)].copy()
+            if in_chord and allowed[max(line.chord) + 1:].any():
+                allowed[:max(line.chord) + 1] = False
+        return allowed
+
+    def _append(self, line: _Line, onset: float, pitch: int, duration: float, velocity: float) -> None:
+        new_onset = not line.onsets or onset > line.position + 1e-9
+        if new_onset:
+            line.previous_chord = line.chord
+            line.chord = [pitch]
+        else:
+            line.chord = line.chord + [pitch]
+        line.position = onset
+        line.onsets.append(onset)
+        line.pitches.append(pitch)
+        line.durations.append(duration)
+        line.velocities.append(velocity)
+        line.history = (line.history + [pitch])[-16:]
+        if len(line.pitches) >= MAX_NOTES_PER_VARIATION:
+            line.finished = True
 
     def piece(self, v: int, seed: int) -> GeneratedPiece:
         r = self.request
+        line = self.lines[v]
         spb = 60.0 / self.tempo
-        primer = self.primers[v]
-        onsets = np.array(self.onsets[v]) + (self.start_beats[v] if primer.output is not None else 0.0)
-        durations = np.array(self.durations[v])
-        if r.seconds is not None and len(onsets):
-            # End cleanly on the requested length: every note is released by then, and the last
-            # chord is held to it, as a final chord is.
-            end = self.start_beats[v] + self.target_beats
+        primer = line.primer
+        offset = primer.plan_start if primer is not None else 0.0
+        onsets = np.array(line.onsets) + offset
+        durations = np.array(line.durations)
+        end = offset + self.plan.beats
+        if len(onsets):
+            # Every note is released by the end of the last bar, and the final chord is held to it.
             durations = np.minimum(durations, end - onsets)
-            durations[onsets == onsets.max()] = end - onsets.max()
+            durations[onsets >= onsets.max() - 1e-9] = end - onsets.max()
         relative = onsets - onsets.min() if len(onsets) else onsets
-        velocity = apply_dynamics(np.array(self.velocities[v]) * 127.0, relative, r.dynamics)
+        velocity = apply_dynamics(np.array(line.velocities) * 127.0, relative, r.dynamics)
+        pitches = np.clip(np.array(line.pitches, dtype=np.int64) + line.shift, 0, 127)
         primer_length, primer_end = 0, 0.0
-        if primer.output is not None:
+        if primer is not None:
             p_onset, p_pitch, p_duration, p_velocity = primer.output
             primer_length = len(p_pitch)
-            primer_end = float(onsets[0] * spb) if len(onsets) else float(p_onset[-1] * spb)
+            primer_end = float(offset * spb)
             onsets = np.concatenate([p_onset, onsets])
-            durations = np.concatenate([p_duration, durations])
+            durations = np.concatenate([np.minimum(p_duration, offset - p_onset + 4.0), durations])
             velocity = np.concatenate([p_velocity.astype(np.float64), velocity])
-            pitches = np.concatenate([p_pitch.astype(np.int64), np.array(self.pitches[v], dtype=np.int64)])
-        else:
-            pitches = np.array(self.pitches[v], dtype=np.int64)
+            pitches = np.concatenate([p_pitch.astype(np.int64), pitches])
         start = onsets * spb
         order = np.lexsort((pitches, start))
         seq = NoteSequence(
             pitch=pitches[order], step=np.diff(start[order], prepend=0.0), duration=durations[order] * spb,
             velocity=np.clip(np.round(velocity[order]), 1, 127), tempo_bpm=self.tempo,
             time_signature=r.time_signature, program=r.instrument)
-        return GeneratedPiece(notes=seq, primer_length=primer_length, primer_end=primer_end, seed=seed)
+        return GeneratedPiece(notes=seq, primer_length=primer_length, primer_end=primer_end, seed=seed,
+                              plan=self.plan, plan_start=offset * spb, key=(line.tonic, line.mode))
+
+
+def _no_parallels(before: list[int], chord: list[int], voice: int) -> np.ndarray:
+    """Pitches for voice `voice` of `chord` that make no parallel fifth or octave with a lower voice.
+
+    Voices are numbered from the bass, in both chords; a pair moves in parallels when both voices
+    move the same way and keep a perfect fifth or octave (or its compound) between them.
+    """
+    allowed = np.ones(128, dtype=bool)
+    if voice >= len(before):
+        return allowed
+    candidates = np.arange(128)
+    old_upper = before[voice]
+    for low in range(min(voice, len(before))):
+        old_low, new_low = before[low], chord[low]
+        interval = old_upper - old_low
+        if interval <= 0 or interval % 12 not in (0, 7) or new_low == old_low:
+            continue
+        same_way = np.sign(candidates - old_upper) == np.sign(new_low - old_low)
+        parallel = ((candidates - new_low) % 12 == interval % 12) & (candidates > new_low) & same_way
+        allowed &= ~parallel
+    return allowed
 
 
 def apply_dynamics(velocity: np.ndarray, onset_beats: np.ndarray, dynamics: str) -> np.ndarray:
@@ -398,22 +644,23 @@ class _CompiledSteps:
     def __init__(self, model: Any, batch: int) -> None:
         import keras
 
+        from ml.model import WINDOW_INPUTS
+
         self.model = model
         self.config: ModelConfig = model.config
         self.batch = batch
+        self.window_inputs = WINDOW_INPUTS
         self.tf = keras.backend.backend() == "tensorflow"
         w = self.config.window
         if self.tf:
             import tensorflow as tf
 
-            self.vars = {
-                "pitch": tf.Variable(tf.zeros((batch, w), tf.int32)),
-                "step": tf.Variable(tf.zeros((batch, w), tf.int32)),
-                "duration": tf.Variable(tf.zeros((batch, w), tf.int32)),
-                "velocity": tf.Variable(tf.zeros((batch, w), tf.float32)),
-                "style": tf.Variable(tf.zeros((batch,), tf.int32)),
-            }
-            context_size = 2 * self.config.lstm_units + self.config.style_embedding
+            self.vars = {key: tf.Variable(tf.zeros((batch, w), tf.float32 if key == "velocity" else tf.int32))
+                         for key in WINDOW_INPUTS}
+            for key in ("style", "metre", "mode"):
+                self.vars[key] = tf.Variable(tf.zeros((batch,), tf.int32))
+            c = self.config
+            context_size = 2 * c.lstm_units + c.style_embedding + c.metre_embedding + c.mode_embedding
             self.context = tf.Variable(tf.zeros((batch, context_size), tf.float32))
             self._encode = tf.function(self._encode_graph, jit_compile=True)
             self._encode_push = tf.function(self._encode_push_graph, jit_compile=True)
@@ -422,14 +669,14 @@ class _CompiledSteps:
             self.arrays: dict[str, np.ndarray] = {}
             self.context_np: Any = None
 
-    def reset(self, window: dict[str, np.ndarray], style: int) -> None:
-        styles = np.full((self.batch,), style, np.int32)
+    def reset(self, window: dict[str, np.ndarray], piece: dict[str, Any]) -> None:
+        per_piece = {key: np.broadcast_to(np.asarray(value, np.int32), (self.batch,)).copy()
+                     for key, value in piece.items()}
         if self.tf:
-            for key, value in window.items():
+            for key, value in {**window, **per_piece}.items():
                 self.vars[key].assign(value)
-            self.vars["style"].assign(styles)
         else:
-            self.arrays = {**{k: v.copy() for k, v in window.items()}, "style": styles}
+            self.arrays = {**{k: v.copy() for k, v in window.items()}, **per_piece}
 
     # graph bodies
     def _encode_graph(self) -> Any:
@@ -437,33 +684,35 @@ class _CompiledSteps:
         self.context.assign(context)
         return step_logits
 
-    def _encode_push_graph(self, pitch: Any, step: Any, duration: Any, velocity: Any) -> Any:
+    def _encode_push_graph(self, note: dict[str, Any]) -> Any:
         import tensorflow as tf
 
-        for key, value in (("pitch", pitch), ("step", step), ("duration", duration), ("velocity", velocity)):
+        for key in self.window_inputs:
             var = self.vars[key]
-            var.assign(tf.concat([var[:, 1:], tf.expand_dims(value, 1)], axis=1))
+            var.assign(tf.concat([var[:, 1:], tf.expand_dims(note[key], 1)], axis=1))
         return self._encode_graph()
 
-    def _decode_graph(self, step: Any) -> Any:
-        return self.model.decode(self.context, step)
+    def _decode_graph(self, step: Any, position: Any, cadence: Any) -> Any:
+        return self.model.decode(self.context, step, position, cadence)
 
     # host API
     def encode(self, note: dict[str, np.ndarray] | None) -> np.ndarray:
         if self.tf:
             if note is None:
                 return self._encode().numpy()
-            return self._encode_push(note["pitch"], note["step"], note["duration"], note["velocity"]).numpy()
+            return self._encode_push({key: note[key] for key in self.window_inputs}).numpy()
         if note is not None:
-            for key in ("pitch", "step", "duration", "velocity"):
+            for key in self.window_inputs:
                 self.arrays[key] = np.concatenate([self.arrays[key][:, 1:], note[key][:, None]], axis=1)
         context, step_logits = self.model.encode(self.arrays)
         self.context_np = context
         return np.asarray(step_logits)
 
-    def decode(self, step: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def decode(self, step: np.ndarray, position: np.ndarray, cadence: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        args = (step.astype(np.int32), position.astype(np.int32), cadence.astype(np.int32))
         if self.tf:
-            pitch, duration, velocity = self._decode(step.astype(np.int32))
+            pitch, duration, velocity = self._decode(*args)
         else:
-            pitch, duration, velocity = self.model.decode(self.context_np, step.astype(np.int32))
+            pitch, duration, velocity = self.model.decode(self.context_np, *args)
         return np.asarray(pitch), np.asarray(duration), np.asarray(velocity)

@@ -1,5 +1,11 @@
 """The note model: a 3-layer bidirectional LSTM over the previous notes, conditioned on style.
 
+Each note in the window carries, beside its pitch, step, duration and velocity, where it falls
+in its bar and how many beats remain to the next cadence; the whole window carries the style,
+the time signature and the mode. Pitches are relative to the piece's tonic (on C), so the key is
+something the model knows, not something a mask hints at. The decoder also gets the place in
+the bar and the beats to the cadence of the note it predicts, which the chosen step fixes.
+
 It predicts the next note in two stages. The encoder reads the window and predicts the step
 (time since the previous onset). The decoder then predicts pitch, duration and velocity given
 that step: a note inside a chord (step 0) and a note on a new beat have very different pitches.
@@ -18,9 +24,10 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from ml.config import PAD_PITCH, PITCHES, ModelConfig
+from ml.config import CADENCE_CLASSES, METRES, MODE_NAMES, PAD_PITCH, PITCHES, ModelConfig
 
-INPUT_NAMES = ("pitch", "step", "duration", "velocity", "style", "next_step")
+WINDOW_INPUTS = ("pitch", "step", "duration", "velocity", "position", "cadence")
+INPUT_NAMES = (*WINDOW_INPUTS, "style", "metre", "mode", "next_step", "next_position", "next_cadence")
 OUTPUT_NAMES = ("pitch", "step", "duration", "velocity")
 
 
@@ -38,6 +45,10 @@ class NoteModel(keras.Model):
         self.duration_embed = layers.Embedding(c.time_classes + 1, c.time_embedding, name="duration_embed")
         self.style_embed = layers.Embedding(len(c.styles), c.style_embedding, name="style_embed")
         self.next_step_embed = layers.Embedding(c.time_classes, c.time_embedding, name="next_step_embed")
+        self.position_embed = layers.Embedding(c.positions + 1, c.position_embedding, name="position_embed")
+        self.cadence_embed = layers.Embedding(CADENCE_CLASSES + 1, c.cadence_embedding, name="cadence_embed")
+        self.metre_embed = layers.Embedding(len(METRES), c.metre_embedding, name="metre_embed")
+        self.mode_embed = layers.Embedding(len(MODE_NAMES), c.mode_embedding, name="mode_embed")
         self.project = layers.Dense(c.lstm_units, activation="tanh", name="project")
         self.lstms = [
             layers.Bidirectional(
@@ -56,29 +67,36 @@ class NoteModel(keras.Model):
 
     def encode(self, inputs: dict[str, Any], training: bool = False) -> tuple[Any, Any]:
         """Window -> (context vector, step logits)."""
-        style = self.style_embed(inputs["style"])
+        piece = ops.concatenate([self.style_embed(inputs["style"]), self.metre_embed(inputs["metre"]),
+                                 self.mode_embed(inputs["mode"])], axis=-1)
         window = ops.shape(inputs["pitch"])[1]
         x = ops.concatenate([
             self.pitch_embed(inputs["pitch"]),
             self.step_embed(inputs["step"]),
             self.duration_embed(inputs["duration"]),
             ops.expand_dims(ops.cast(inputs["velocity"], "float32"), -1),
-            ops.repeat(ops.expand_dims(style, 1), window, axis=1),
+            self.position_embed(inputs["position"]),
+            self.cadence_embed(inputs["cadence"]),
+            ops.repeat(ops.expand_dims(piece, 1), window, axis=1),
         ], axis=-1)
         x = self.project(x)
         for lstm, dropout in zip(self.lstms, self.dropouts):
             x = dropout(lstm(x, training=training), training=training)
-        context = ops.concatenate([x, style], axis=-1)
+        context = ops.concatenate([x, piece], axis=-1)
         return context, self.step_head(context)
 
-    def decode(self, context: Any, next_step: Any) -> tuple[Any, Any, Any]:
-        """Context and the chosen step class -> (pitch logits, duration logits, velocity 0..1)."""
-        h = self.decoder_hidden(ops.concatenate([context, self.next_step_embed(next_step)], axis=-1))
+    def decode(self, context: Any, next_step: Any, next_position: Any, next_cadence: Any) -> tuple[Any, Any, Any]:
+        """Context and the chosen step (with the place in the bar and the beats to the cadence that
+        it gives) -> (pitch logits, duration logits, velocity 0..1)."""
+        h = self.decoder_hidden(ops.concatenate([
+            context, self.next_step_embed(next_step), self.position_embed(next_position),
+            self.cadence_embed(next_cadence)], axis=-1))
         return self.pitch_head(h), self.duration_head(h), self.velocity_head(h)
 
     def call(self, inputs: dict[str, Any], training: bool = False) -> dict[str, Any]:
         context, step_logits = self.encode(inputs, training=training)
-        pitch_logits, duration_logits, velocity = self.decode(context, inputs["next_step"])
+        pitch_logits, duration_logits, velocity = self.decode(
+            context, inputs["next_step"], inputs["next_position"], inputs["next_cadence"])
         return {"pitch": pitch_logits, "step": step_logits, "duration": duration_logits, "velocity": velocity}
 
     def get_config(self) -> dict[str, Any]:
@@ -92,13 +110,103 @@ def dummy_inputs(config: ModelConfig, batch: int) -> dict[str, np.ndarray]:
         "step": np.full((batch, w), config.pad_time, dtype="int32"),
         "duration": np.full((batch, w), config.pad_time, dtype="int32"),
         "velocity": np.zeros((batch, w), dtype="float32"),
+        "position": np.full((batch, w), config.pad_position, dtype="int32"),
+        "cadence": np.full((batch, w), CADENCE_CLASSES, dtype="int32"),
         "style": np.zeros((batch,), dtype="int32"),
+        "metre": np.zeros((batch,), dtype="int32"),
+        "mode": np.zeros((batch,), dtype="int32"),
         "next_step": np.zeros((batch,), dtype="int32"),
+        "next_position": np.zeros((batch,), dtype="int32"),
+        "next_cadence": np.zeros((batch,), dtype="int32"),
     }
 
 
 def build_model(config: ModelConfig, extra: dict[str, Any] | None = None) -> NoteModel:
     return NoteModel(config.to_dict(), extra=extra, name="note_model")
+
+
+def warm_start(model: NoteModel, source: NoteModel) -> list[str]:
+    """Copy the weights of every layer of `source` whose name and shapes match; returns their names.
+
+    A model with new inputs keeps the recurrent layers, embeddings and heads of an earlier one, so
+    it starts from what that one learnt instead of from nothing.
+    """
+    copied = []
+    theirs = {layer.name: layer for layer in source.layers}
+    for layer in model.layers:
+        other = theirs.get(layer.name)
+        if other is None:
+            continue
+        mine, given = layer.get_weights(), other.get_weights()
+        if mine and len(mine) == len(given) and all(a.shape == b.shape for a, b in zip(mine, given)):
+            layer.set_weights(given)
+            copied.append(layer.name)
+    return copied
+
+
+def warm_start_from_v1(model: NoteModel, path: Path) -> list[str]:
+    """Start from a model of the first architecture (no bar position, cadence, metre or mode inputs).
+
+    Its LSTMs, embeddings and heads are copied as they are; the projection and the decoder keep
+    their weights for the inputs both models have and start the new inputs from their own
+    initialisation. Returns the names of the layers that were (partly) copied.
+    """
+    import io
+    import json
+    import zipfile
+
+    import h5py
+
+    with zipfile.ZipFile(path) as archive, h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r") as f:
+        def read(name: str) -> list[np.ndarray]:
+            group = f[name]["vars"] if "vars" in f[name] else f[name]
+            return [np.asarray(group[str(i)]) for i in range(len(group))]
+
+        def bilstm(name: str) -> list[np.ndarray]:
+            return [np.asarray(f[f"layers/{name}/{side}/cell/vars/{i}"]) for side in ("forward_layer", "backward_layer")
+                    for i in range(3)]
+
+        c = model.config
+        copied = []
+        # Styles are matched by name: a new dataset may list them in another order.
+        old_styles = json.loads(archive.read("config.json"))["config"]["model_config"]["styles"]
+        old_style_rows = read("layers/embedding_3")[0]
+        style_rows = np.array(model.style_embed.get_weights()[0])
+        for i, style in enumerate(c.styles):
+            if style in old_styles:
+                style_rows[i] = old_style_rows[old_styles.index(style)]
+        for layer, weights in (
+            (model.pitch_embed, read("layers/embedding")), (model.step_embed, read("layers/embedding_1")),
+            (model.duration_embed, read("duration_embed")), (model.style_embed, [style_rows]),
+            (model.next_step_embed, read("layers/embedding_4")), (model.pitch_head, read("layers/dense_3")),
+            (model.duration_head, read("duration_head")), (model.velocity_head, read("layers/dense_5")),
+            *[(lstm, bilstm("bidirectional" + (f"_{i}" if i else ""))) for i, lstm in enumerate(model.lstms)],
+        ):
+            if all(a.shape == b.shape for a, b in zip(layer.get_weights(), weights)):
+                layer.set_weights(weights)
+                copied.append(layer.name)
+        notes = c.pitch_embedding + 2 * c.time_embedding + 1  # pitch, step, duration, velocity
+        context = 2 * c.lstm_units
+        for layer, old, rows in (
+            # (new layer, old weights, [(old rows, new first row)])
+            (model.project, read("layers/dense"),
+             [(slice(0, notes), 0), (slice(notes, notes + c.style_embedding),
+                                     notes + c.position_embedding + c.cadence_embedding)]),
+            (model.step_head, read("layers/dense_1"), [(slice(0, context + c.style_embedding), 0)]),
+            (model.decoder_hidden, read("decoder_hidden"),
+             [(slice(0, context + c.style_embedding), 0),
+              (slice(context + c.style_embedding, context + c.style_embedding + c.time_embedding),
+               context + c.style_embedding + c.metre_embedding + c.mode_embedding)]),
+        ):
+            kernel, bias = (np.array(w) for w in layer.get_weights())
+            if old[0].shape[1] != kernel.shape[1]:
+                continue
+            for source, first in rows:
+                block = old[0][source]
+                kernel[first:first + len(block)] = block
+            layer.set_weights([kernel, old[1]])
+            copied.append(layer.name)
+    return copied
 
 
 def compile_model(model: NoteModel) -> None:

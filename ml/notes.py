@@ -55,6 +55,9 @@ class NoteSequence:
         program: General MIDI program used when written out.
         tempo_changes: (time in seconds, bpm) pairs, the first at 0.
         time_signatures: (time in seconds, numerator, denominator) triples.
+        bar_phase: Where time 0 falls in its bar, in quarter-note beats (0: the piece starts on a
+            downbeat; 3 in 4/4: it opens with a one-beat pickup).
+        phrase_ends: Onsets (seconds) of the notes that close a phrase (a fermata in a chorale).
     """
 
     pitch: np.ndarray
@@ -66,6 +69,8 @@ class NoteSequence:
     program: int = 0
     tempo_changes: list[tuple[float, float]] = field(default_factory=list)
     time_signatures: list[tuple[float, int, int]] = field(default_factory=list)
+    bar_phase: float = 0.0
+    phrase_ends: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.pitch = np.asarray(self.pitch, dtype=np.int16)
@@ -118,6 +123,7 @@ class NoteSequence:
         return {
             "tempo_bpm": self.tempo_bpm, "time_signature": self.time_signature, "program": self.program,
             "tempo_changes": list(self.tempo_changes), "time_signatures": list(self.time_signatures),
+            "bar_phase": self.bar_phase, "phrase_ends": list(self.phrase_ends),
         }
 
     def seconds_to_beats(self, seconds: np.ndarray) -> np.ndarray:
@@ -128,6 +134,33 @@ class NoteSequence:
         beats_at = np.concatenate([[0.0], np.cumsum(np.diff(times) * bpms[:-1] / 60.0)])
         idx = np.clip(np.searchsorted(times, seconds, side="right") - 1, 0, len(times) - 1)
         return beats_at[idx] + (seconds - times[idx]) * bpms[idx] / 60.0
+
+    def bar_positions(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(beats since the bar's downbeat, bar index, bar length in beats) at every note's onset.
+
+        Bars follow the time signatures; the first bar starts `bar_phase` beats before time 0 and
+        each later signature starts a new bar.
+        """
+        onset = np.round(self.seconds_to_beats(self.start) * 48) / 48  # float noise off the grid
+        position = np.zeros(len(self), np.float64)
+        bar = np.zeros(len(self), np.int64)
+        length = np.zeros(len(self), np.float64)
+        starts = [(float(self.seconds_to_beats(np.array([t]))[0]), n * 4.0 / d) for t, n, d in self.time_signatures]
+        starts = [(round(b * 48) / 48, max(bar_len, 0.25)) for b, bar_len in starts] or [(0.0, 4.0)]
+        starts[0] = (0.0, starts[0][1])
+        bars_before = 0
+        for k, (begin, bar_len) in enumerate(starts):
+            end = starts[k + 1][0] if k + 1 < len(starts) else np.inf
+            inside = (onset >= begin) & (onset < end)
+            phase = self.bar_phase if k == 0 else 0.0
+            since = onset[inside] - begin + phase
+            index = np.floor(since / bar_len + 1e-9)
+            position[inside] = since - index * bar_len
+            bar[inside] = bars_before + index.astype(np.int64)
+            length[inside] = bar_len
+            if np.isfinite(end):
+                bars_before += int(np.ceil((end - begin + phase) / bar_len - 1e-9))
+        return position, bar, length
 
     def to_beats(self) -> tuple[np.ndarray, np.ndarray]:
         """Step and duration in quarter-note beats, following tempo changes."""

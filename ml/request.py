@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import pretty_midi
 
+from ml.form import FORM_LABELS, FORMS, check_form
 from ml.notes import MODES, PITCH_CLASS_NAMES, NoteSequence, parse_key
 
 DYNAMICS = ("soft", "medium", "loud", "crescendo", "diminuendo")
@@ -116,6 +117,13 @@ class GenerationRequest:
     mode: str = _control(
         "major", kind="choice", label="Mode", choices=tuple((m, m.title()) for m in MODES),
         help="Applies only with a key.")
+    form: str | None = _control(
+        None, kind="choice", label="Form", choices=tuple((f, FORM_LABELS[f]) for f in FORMS), nullable=True,
+        none_label="style default",
+        help="The plan of phrases: a repeated letter is the same music again; the last phrase closes on the tonic.")
+    phrase_bars: int | None = _control(
+        None, kind="int", label="Phrase length", minimum=1, maximum=16, nullable=True, unit="bars",
+        none_label="style default", advanced=True, help="Bars per phrase of the form, 1 to 16.")
     temperature: float = _control(
         1.0, kind="float", label="Temperature", minimum=0, maximum=3, above_minimum=True,
         help="Pitch sampling: higher is more adventurous; up to 3.")
@@ -148,6 +156,11 @@ class GenerationRequest:
             try:
                 object.__setattr__(self, "key", "any" if self.key.lower() == "any" else
                                    PITCH_CLASS_NAMES[parse_key(self.key)])
+            except ValueError:
+                pass  # reported below
+        if isinstance(self.form, str):  # "aabb" and "AABB" are one form
+            try:
+                object.__setattr__(self, "form", check_form(self.form))
             except ValueError:
                 pass  # reported below
         errors: dict[str, list[str]] = {}

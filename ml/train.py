@@ -13,6 +13,7 @@ import json
 import math
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -21,9 +22,10 @@ from typing import Any
 import keras
 import numpy as np
 
-from ml.config import PAD_PITCH, ModelConfig
+from ml.config import CADENCE_CLASSES, PAD_PITCH, PITCHES, ModelConfig, cadence_class, key_shift, metre_class
 from ml.datasets import CORPUS_STYLES, NoteDataset, corpus_dataset
-from ml.model import build_model, compile_model, load_model, save_model
+from ml.model import INPUT_NAMES, WINDOW_INPUTS, build_model, compile_model, load_model, save_model, warm_start, warm_start_from_v1
+from ml.notes import NoteSequence
 
 PRIMERS_PER_STYLE = 12
 
@@ -32,17 +34,22 @@ PRIMERS_PER_STYLE = 12
 class Examples:
     """Every note of some pieces as a prediction target, with what is needed to build its window.
 
-    Time values are already classes of the config's grid; velocity is scaled to 0..1.
+    Time values are already classes of the config's grid; velocity is scaled to 0..1. Pitches are
+    relative to each piece's tonic when the config is key-relative.
     """
 
     pitch: np.ndarray  # int32 [notes] (flat, all pieces of the dataset)
     step: np.ndarray
     duration: np.ndarray
     velocity: np.ndarray
+    position: np.ndarray  # int32 [notes]: bar-position class of the note's onset
+    cadence: np.ndarray  # int32 [notes]: class of the beats to the next cadence
     targets: np.ndarray  # int64 [examples]: flat index of the note to predict
     first: np.ndarray  # int64 [examples]: flat index of the first note of its piece
     style: np.ndarray  # int32 [examples]
     piece: np.ndarray  # int32 [examples]: piece index in the dataset
+    metre: np.ndarray  # int32 [examples]
+    mode: np.ndarray  # int32 [examples]
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -53,26 +60,48 @@ def make_examples(dataset: NoteDataset, config: ModelConfig, split: str | None =
     """Targets for every note of the chosen pieces (all pieces of `split` by default)."""
     chosen = dataset.indices(split) if pieces is None else np.asarray(pieces)
     style_map = np.array([config.style_index(s) if s in config.styles else -1 for s in dataset.styles])
-    targets, first, style, piece = [], [], [], []
+    targets, first, style, piece, metre, mode = [], [], [], [], [], []
+    pitch = dataset.pitch.astype(np.int32)
+    position = np.full(len(pitch), config.pad_position, np.int32)
+    cadence = np.full(len(pitch), CADENCE_CLASSES - 1, np.int32)
     for i in chosen:
         a, b = int(dataset.offsets[i]), int(dataset.offsets[i + 1])
         if b <= a or style_map[dataset.piece_style[i]] < 0:
             continue
+        features = piece_features(dataset.piece(int(i)), config, tonic=int(dataset.piece_key[i]))
+        pitch[a:b], position[a:b], cadence[a:b] = features["pitch"], features["position"], features["cadence"]
         targets.append(np.arange(a, b))
         first.append(np.full(b - a, a))
         style.append(np.full(b - a, style_map[dataset.piece_style[i]]))
         piece.append(np.full(b - a, i))
+        metre.append(np.full(b - a, metre_class(tuple(dataset.piece_time_signature[i]))))
+        mode.append(np.full(b - a, int(dataset.piece_mode[i])))
 
     def cat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
         return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
 
     return Examples(
-        pitch=dataset.pitch.astype(np.int32), step=config.quantize_beats(dataset.step_beats),
+        pitch=pitch, step=config.quantize_beats(dataset.step_beats),
         duration=config.quantize_beats(dataset.duration_beats),
-        velocity=(dataset.velocity / 127.0).astype(np.float32),
+        velocity=(dataset.velocity / 127.0).astype(np.float32), position=position, cadence=cadence,
         targets=cat(targets, np.int64), first=cat(first, np.int64), style=cat(style, np.int32),
-        piece=cat(piece, np.int32),
+        piece=cat(piece, np.int32), metre=cat(metre, np.int32), mode=cat(mode, np.int32),
     )
+
+
+def piece_features(seq: NoteSequence, config: ModelConfig, tonic: int) -> dict[str, np.ndarray]:
+    """The model's per-note inputs for a piece: (key-relative) pitch, bar position, beats to cadence.
+
+    A piece's cadences are its phrase ends (fermatas) and its last onset.
+    """
+    onset = np.round(seq.seconds_to_beats(seq.start) * 48) / 48
+    in_bar, _, _ = seq.bar_positions()
+    ends = [float(b) for b in seq.seconds_to_beats(np.array(seq.phrase_ends, dtype=np.float64))] if seq.phrase_ends else []
+    ends = np.array(sorted({round(e * 48) / 48 for e in ends} | {float(onset.max())}))
+    upcoming = ends[np.clip(np.searchsorted(ends, onset - 1e-6), 0, len(ends) - 1)]
+    shift = key_shift(tonic) if config.key_relative else 0
+    pitch = np.clip(seq.pitch.astype(np.int32) - shift, 0, PITCHES - 1)
+    return {"pitch": pitch, "position": config.position_class(in_bar), "cadence": cadence_class(upcoming - onset)}
 
 
 def batch_arrays(ex: Examples, rows: np.ndarray, config: ModelConfig,
@@ -84,7 +113,7 @@ def batch_arrays(ex: Examples, rows: np.ndarray, config: ModelConfig,
     idx = np.where(pad, 0, idx)
     pitch = ex.pitch[idx]
     next_pitch = ex.pitch[target]
-    if rng is not None and config.transpose_range:
+    if rng is not None and config.transpose_range and not config.key_relative:
         shift = rng.integers(-config.transpose_range, config.transpose_range + 1, size=len(rows))
         lo = np.where(pad, 127, pitch).min(axis=1)
         hi = np.where(pad, 0, pitch).max(axis=1)
@@ -97,8 +126,14 @@ def batch_arrays(ex: Examples, rows: np.ndarray, config: ModelConfig,
         "step": np.where(pad, config.pad_time, ex.step[idx]).astype(np.int32),
         "duration": np.where(pad, config.pad_time, ex.duration[idx]).astype(np.int32),
         "velocity": np.where(pad, 0.0, ex.velocity[idx]).astype(np.float32),
+        "position": np.where(pad, config.pad_position, ex.position[idx]).astype(np.int32),
+        "cadence": np.where(pad, CADENCE_CLASSES, ex.cadence[idx]).astype(np.int32),
         "style": ex.style[rows],
+        "metre": ex.metre[rows],
+        "mode": ex.mode[rows],
         "next_step": ex.step[target].astype(np.int32),
+        "next_position": ex.position[target].astype(np.int32),
+        "next_cadence": ex.cadence[target].astype(np.int32),
     }
     outputs = {
         "pitch": next_pitch.astype(np.int32),
@@ -147,11 +182,8 @@ def as_tf_dataset(batches: WindowBatches) -> Any:
 
     c = batches.config
     w = c.window
-    spec_in = {
-        "pitch": tf.TensorSpec((None, w), tf.int32), "step": tf.TensorSpec((None, w), tf.int32),
-        "duration": tf.TensorSpec((None, w), tf.int32), "velocity": tf.TensorSpec((None, w), tf.float32),
-        "style": tf.TensorSpec((None,), tf.int32), "next_step": tf.TensorSpec((None,), tf.int32),
-    }
+    spec_in = {name: tf.TensorSpec((None, w) if name in WINDOW_INPUTS else (None,),
+                                   tf.float32 if name == "velocity" else tf.int32) for name in INPUT_NAMES}
     spec_out = {
         "pitch": tf.TensorSpec((None,), tf.int32), "step": tf.TensorSpec((None,), tf.int32),
         "duration": tf.TensorSpec((None,), tf.int32), "velocity": tf.TensorSpec((None, 1), tf.float32),
@@ -218,8 +250,16 @@ def style_stats(dataset: NoteDataset) -> dict[str, dict[str, float]]:
         rows = np.concatenate([np.arange(dataset.offsets[i], dataset.offsets[i + 1])
                                for i in dataset.indices("train", style)] or [np.zeros(0, np.int64)])
         beats = float(dataset.step_beats[rows].sum())
+        pieces = dataset.indices("train", style)
+        keys = Counter(f"{int(dataset.piece_key[i])}:{'minor' if dataset.piece_mode[i] else 'major'}" for i in pieces)
+        onsets = int((dataset.step_beats[rows] > 0).sum()) + len(pieces)
         stats[style] = {"notes_per_beat": round(len(rows) / beats, 3) if beats > 0 else 4.0,
-                        "median_step_beats": float(np.median(dataset.step_beats[rows])) if len(rows) else 0.5}
+                        "median_step_beats": float(np.median(dataset.step_beats[rows])) if len(rows) else 0.5,
+                        "notes_per_onset": round(len(rows) / max(1, onsets), 3),
+                        # Share of pieces with marked phrase ends (fermatas): their phrases all cadence.
+                        "phrase_marks": round(float(np.mean([dataset.phrase_offsets[i + 1] > dataset.phrase_offsets[i]
+                                                             for i in pieces])) if len(pieces) else 0.0, 3),
+                        "keys": dict(keys.most_common())}
     return stats
 
 
@@ -260,7 +300,7 @@ class _TimeLimit(keras.callbacks.Callback):
 
 def train(dataset: NoteDataset, config: ModelConfig, out: Path, *, epochs: int = 30, patience: int = 4,
           steps_per_epoch: int | None = None, resume: bool = False, seed: int = 0, verbose: int = 1,
-          max_minutes: float | None = None, init: Path | None = None,
+          max_minutes: float | None = None, init: Path | None = None, warm: Path | None = None,
           on_epoch: Callable[[int, int, dict[str, float]], None] | None = None) -> TrainResult:
     """Train a model, validating every epoch and keeping the best weights.
 
@@ -284,6 +324,14 @@ def train(dataset: NoteDataset, config: ModelConfig, out: Path, *, epochs: int =
         if start.config.styles != config.styles or start.config.window != config.window:
             raise ValueError(f"{init} was trained with other styles or another window.")
         model.set_weights(start.get_weights())
+    elif warm is not None:
+        # Start from every layer of an earlier model that still fits (its LSTMs, embeddings, heads).
+        try:
+            copied = warm_start(model, load_model(warm))
+        except ValueError:  # a model of the first architecture, which this code no longer builds
+            copied = warm_start_from_v1(model, warm)
+        if verbose:
+            print(f"Warm start from {warm}: {', '.join(copied) or 'no layer fits'}")
     compile_model(model)
     out.parent.mkdir(parents=True, exist_ok=True)
     history_path = out.with_suffix(".history.json")
@@ -405,6 +453,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=str, help="JSON overrides for the model config")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--init", type=Path, help="start from the weights of a saved model (fine-tuning)")
+    parser.add_argument("--warm-start", type=Path,
+                        help="start from the layers of a saved model that still fit this config (its LSTMs)")
     parser.add_argument("--primers-only", action="store_true",
                         help="no training: copy --init to --out with openings and rates drawn again from the dataset")
     parser.add_argument("--max-minutes", type=float, help="stop after the epoch that passes this budget")
@@ -439,7 +489,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     result = train(dataset, config, args.out, epochs=args.epochs, patience=args.patience,
                    steps_per_epoch=args.steps_per_epoch, resume=args.resume, seed=args.seed,
-                   max_minutes=args.max_minutes, verbose=args.verbose, init=args.init)
+                   max_minutes=args.max_minutes, verbose=args.verbose, init=args.init, warm=args.warm_start)
     print(f"Saved {result.model_path} after {result.seconds:.0f} s")
     return 0
 
