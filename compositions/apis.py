@@ -176,6 +176,24 @@ class CompositionStatusSerializer(serializers.Serializer):
     midi_url = serializers.CharField(allow_null=True)
 
 
+class PhraseSerializer(serializers.Serializer):
+    letter = serializers.CharField(help_text="Phrases with one letter are the same music")
+    start_s = serializers.FloatField()
+    end_s = serializers.FloatField()
+    first_bar = serializers.IntegerField()
+    last_bar = serializers.IntegerField()
+    repeat_of = serializers.IntegerField(allow_null=True, help_text="Index of the phrase this one repeats")
+    varied = serializers.BooleanField(help_text="A repeat with an ending of its own")
+    cadence = serializers.BooleanField(help_text="The phrase closes on a cadence")
+
+
+class FormSerializer(serializers.Serializer):
+    form = serializers.CharField(required=False, help_text='The plan, e.g. "AABB", or "through"')
+    bars = serializers.IntegerField(required=False)
+    key = serializers.CharField(required=False, help_text='The key it was written in, e.g. "D minor"')
+    phrases = PhraseSerializer(many=True, required=False)
+
+
 class CompositionDetailSerializer(CompositionStatusSerializer):
     model_name = serializers.CharField()
     duration_seconds = serializers.FloatField(allow_null=True)
@@ -183,6 +201,7 @@ class CompositionDetailSerializer(CompositionStatusSerializer):
     chords = serializers.ListField(
         child=serializers.ListField(), help_text="[start_seconds, chord name or null] at each chord change"
     )
+    form = FormSerializer(help_text="The form the piece was written to, and its key; empty until it is done")
 
 
 class CompositionCreateApi(APIView):

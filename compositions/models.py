@@ -64,6 +64,9 @@ class Composition(models.Model):
     primer_end = models.FloatField(null=True, blank=True)  # seconds where the generated part begins
     # [[start_s, label], ...] at each chord change; label None where no chord sounds.
     chords_json = models.JSONField(default=list, blank=True)
+    # The form the piece was written to: {"form", "bars", "key", "phrases": [{"letter", "start_s",
+    # "end_s", "first_bar", "last_bar", "repeat_of", "varied", "cadence"}, ...]}; {} before it is done.
+    form_json = models.JSONField(default=dict, blank=True)
 
     # What the gallery shows: the user's title (blank: `default_title`), and the key the piece is in.
     title = models.CharField(max_length=120, blank=True)

@@ -43,13 +43,14 @@ class CompositionDetail(CompositionStatus):
     duration_seconds: float | None
     settings: dict[str, Any]
     chords: list[list[float | str | None]]
+    form: dict[str, Any]
 
 
 def composition_list_for_user(
     *, user: AbstractBaseUser, style: str = "", status: str = "", query: str = "", favourites: bool = False
 ) -> QuerySet[Composition]:
     """The user's compositions, newest first, filtered as the gallery's controls ask."""
-    pieces = Composition.objects.filter(user=user).defer("notes_json", "chords_json")
+    pieces = Composition.objects.filter(user=user).defer("notes_json", "chords_json", "form_json")
     if style:
         pieces = pieces.filter(style=style)
     if status:
@@ -65,7 +66,7 @@ def composition_public_list(*, order: str = "newest") -> QuerySet[Composition]:
     """Finished public pieces that no moderator hid: newest first, or most played."""
     pieces = Composition.objects.filter(
         visibility=Composition.Visibility.PUBLIC, hidden=False, status=Composition.Status.DONE
-    ).defer("notes_json", "chords_json").select_related("user")
+    ).defer("notes_json", "chords_json", "form_json").select_related("user")
     return pieces.order_by("-play_count", "-created_at") if order == "popular" else pieces
 
 
@@ -139,6 +140,7 @@ def composition_detail(*, composition: Composition) -> CompositionDetail:
         "duration_seconds": composition.duration_seconds,
         "settings": {**composition.params, "continues_midi": bool(composition.primer_file)},
         "chords": composition.chords_json,
+        "form": composition.form_json,
     }
 
 

@@ -117,7 +117,7 @@ def composition_generate(composition_id: int) -> None:
 
 def _generate_rows(claim: services.Claim) -> None:
     from ml.notes import PITCH_CLASS_NAMES, MidiError, estimate_key
-    from ml.pipeline import chord_changes, compose, piano_roll, render_piece
+    from ml.pipeline import chord_changes, compose, piano_roll, piece_form, render_piece
     from ml.request import GenerationRequest, RequestError
 
     rows = list(claim.rows().order_by("variation_index"))
@@ -170,6 +170,7 @@ def _generate_rows(claim: services.Claim) -> None:
                     "duration_seconds": duration,
                     "notes_json": piano_roll(piece.notes),
                     "chords_json": chord_changes(piece.notes),
+                    "form_json": piece_form(piece),
                     "primer_end": piece.primer_end if piece.primer_length else None,
                     "detected_key": f"{PITCH_CLASS_NAMES[tonic]} {mode}",
                 },

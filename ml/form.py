@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import asdict, dataclass
+from typing import Any
 
 THROUGH = "through"
 FORMS = (THROUGH, "AABB", "AABA", "ABAC", "AB", "ABA", "AAB", "ABAB", "AA")
@@ -30,7 +31,7 @@ FORM_LABELS = {
 STYLE_FORMS: dict[str, tuple[str, int]] = {
     "chorale": ("AAB", 2),
     "fiddle": ("AABB", 4),
-    "folk": ("AABA", 2),
+    "folk": ("AABA", 4),
     "renaissance": (THROUGH, 4),
     "string-quartet": ("ABA", 4),
 }
@@ -98,7 +99,7 @@ class FormPlan:
                 return phrase.cadence_at
         return None
 
-    def to_dict(self) -> dict[str, object]:
+    def to_dict(self) -> dict[str, Any]:
         """The plan as the site stores and shows it: the letters with each phrase's bars."""
         return {
             "form": self.form, "bars": self.bars, "bar_beats": self.bar_beats,

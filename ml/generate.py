@@ -68,7 +68,7 @@ class GeneratedPiece:
             return None
         spb = 60.0 / self.notes.tempo_bpm
         data = self.plan.to_dict()
-        for phrase in data["phrases"]:  # type: ignore[union-attr]
+        for phrase in data["phrases"]:
             phrase["start_s"] = round(self.plan_start + float(phrase["start"]) * spb, 3)
             phrase["end_s"] = round(self.plan_start + float(phrase["end"]) * spb, 3)
         return data
@@ -397,7 +397,8 @@ class _Batch:
             return line.forced[0]
         if not line.onsets:  # the first note opens the plan's first bar
             return self._arrive(line, 0.0) if self.boundaries[line.boundary][0] <= 0 else 0.0
-        chord_full = len(line.chord) >= MAX_CHORD_NOTES or (line.chord and max(line.chord) + line.shift >= self.request.pitch_high)
+        chord_full = len(line.chord) >= MAX_CHORD_NOTES or bool(
+            line.chord and max(line.chord) + line.shift >= self.request.pitch_high)
         mask = np.ones(len(self.grid), dtype=bool)
         mask[self.max_step_class:] = False
         if line.arrived:  # after the final chord's first note only its other notes may come

@@ -119,36 +119,36 @@ class JointMarkov:
             base *= keep
         return tokens, probs, base
 
-    def _unigram_arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        if not hasattr(self, "_uni"):
-            self._uni = (np.fromiter(self.unigram.keys(), np.int64, len(self.unigram)),
-                         np.fromiter(self.unigram.values(), np.float64, len(self.unigram)))
-        return self._uni
+    def _unigram_tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The add-alpha unigram as p(step) [T], p(step, pitch) [T, 128] and p(step, duration) [T, T]."""
+        if not hasattr(self, "_tables"):
+            t = self.time_classes
+            denominator = self.total + self.alpha * self.vocabulary
+            joint = np.full((t, PITCHES, t), self.alpha / denominator)
+            tokens = np.fromiter(self.unigram.keys(), np.int64, len(self.unigram))
+            counts = np.fromiter(self.unigram.values(), np.float64, len(self.unigram))
+            s, p, d = self.split(tokens)
+            np.add.at(joint, (s, p, d), counts / denominator)
+            self._tables = (joint.sum(axis=(1, 2)), joint.sum(axis=2), joint.sum(axis=1))
+        return self._tables
 
     def step_log_probs(self, position: int, t1: int, t2: int) -> np.ndarray:
         tokens, probs, base = self.distribution(position, t1, t2)
-        out = np.zeros(self.time_classes)
+        out = base * self._unigram_tables()[0]
         np.add.at(out, self.split(tokens)[0], probs)
-        uni_tokens, uni_counts = self._unigram_arrays()
-        denominator = self.total + self.alpha * self.vocabulary
-        uni = np.full(self.time_classes, self.alpha * PITCHES * self.time_classes / denominator)
-        np.add.at(uni, self.split(uni_tokens)[0], uni_counts / denominator)
-        return np.log(out + base * uni + 1e-300)
+        return np.log(out + 1e-300)
 
     def given_step(self, position: int, t1: int, t2: int, step: int) -> tuple[np.ndarray, np.ndarray]:
-        """Log-probabilities of the pitch and of the duration, given the step."""
+        """Log-probabilities (unnormalised: p(step, x)) of the pitch and of the duration, given the step."""
         tokens, probs, base = self.distribution(position, t1, t2)
-        uni_tokens, uni_counts = self._unigram_arrays()
-        denominator = self.total + self.alpha * self.vocabulary
-        tokens = np.concatenate([tokens, uni_tokens])
-        probs = np.concatenate([probs, base * uni_counts / denominator])
+        _, uni_pitch, uni_duration = self._unigram_tables()
+        pitch = base * uni_pitch[step]
+        duration = base * uni_duration[step]
         s, p, d = self.split(tokens)
         here = s == step
-        pitch = np.full(PITCHES, base * self.alpha * self.time_classes / denominator)
-        duration = np.full(self.time_classes, base * self.alpha * PITCHES / denominator)
         np.add.at(pitch, p[here], probs[here])
         np.add.at(duration, d[here], probs[here])
-        return np.log(pitch), np.log(duration)
+        return np.log(pitch + 1e-300), np.log(duration + 1e-300)
 
 
 class ChainSteps:

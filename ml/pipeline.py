@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -113,6 +113,15 @@ def notes_from_piano_roll(rows: list[list[float]], *, tempo_bpm: float, time_sig
         velocity=table[:, 3].astype(np.int16), tempo_bpm=tempo_bpm, time_signature=time_signature,
         program=program,
     )
+
+
+def piece_form(piece: GeneratedPiece) -> dict[str, Any]:
+    """The form a piece was written to, with phrase times in seconds and the key it was written in."""
+    from ml.notes import PITCH_CLASS_NAMES
+
+    form = piece.form() or {}
+    tonic, mode = piece.key
+    return {**form, "key": f"{PITCH_CLASS_NAMES[tonic]} {mode}"}
 
 
 def chord_changes(notes: NoteSequence) -> list[list[float | str | None]]:

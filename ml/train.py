@@ -24,10 +24,17 @@ import numpy as np
 
 from ml.config import CADENCE_CLASSES, PAD_PITCH, PITCHES, ModelConfig, cadence_class, key_shift, metre_class
 from ml.datasets import CORPUS_STYLES, NoteDataset, corpus_dataset
-from ml.model import INPUT_NAMES, WINDOW_INPUTS, build_model, compile_model, load_model, save_model, warm_start, warm_start_from_v1
+from ml.model import (
+    INPUT_NAMES,
+    WINDOW_INPUTS,
+    build_model,
+    compile_model,
+    load_model,
+    save_model,
+    warm_start,
+    warm_start_from_v1,
+)
 from ml.notes import NoteSequence
-
-PRIMERS_PER_STYLE = 12
 
 
 @dataclass
@@ -96,8 +103,8 @@ def piece_features(seq: NoteSequence, config: ModelConfig, tonic: int) -> dict[s
     """
     onset = np.round(seq.seconds_to_beats(seq.start) * 48) / 48
     in_bar, _, _ = seq.bar_positions()
-    ends = [float(b) for b in seq.seconds_to_beats(np.array(seq.phrase_ends, dtype=np.float64))] if seq.phrase_ends else []
-    ends = np.array(sorted({round(e * 48) / 48 for e in ends} | {float(onset.max())}))
+    marked = seq.seconds_to_beats(np.array(seq.phrase_ends, dtype=np.float64)) if seq.phrase_ends else np.zeros(0)
+    ends = np.array(sorted({round(float(e) * 48) / 48 for e in marked} | {float(onset.max())}))
     upcoming = ends[np.clip(np.searchsorted(ends, onset - 1e-6), 0, len(ends) - 1)]
     shift = key_shift(tonic) if config.key_relative else 0
     pitch = np.clip(seq.pitch.astype(np.int32) - shift, 0, PITCHES - 1)
@@ -198,52 +205,7 @@ def as_tf_dataset(batches: WindowBatches) -> Any:
     return tf.data.Dataset.from_generator(generate, output_signature=(spec_in, spec_out)).prefetch(4)
 
 
-def primers_from(dataset: NoteDataset, config: ModelConfig, split: str = "validation",
-                 seed: int = 0) -> dict[str, list[dict[str, Any]]]:
-    """Openings of held-out pieces per style, stored inside the model for the default primer.
-
-    Openings are drawn at random (not the first pieces in name order, which come from one
-    collection), and only from pieces whose note values are typical of the style: some Essen songs
-    are notated in half and whole notes, and an opening in those keeps a whole piece slow.
-    """
-    rng = np.random.default_rng(seed)
-    primers: dict[str, list[dict[str, Any]]] = {}
-    for style in config.styles:
-        if style not in dataset.styles:
-            continue
-        candidates = dataset.indices(split, style)
-        if not len(candidates):
-            candidates = dataset.indices("train", style)
-        typical = _median_onset_step(dataset, dataset.indices("train", style)) or 0.5
-        chosen = []
-        for i in rng.permutation(candidates):
-            s = dataset.piece_slice(int(i))
-            n = min(config.window, s.stop - s.start)
-            if not 0.5 * typical <= _median_onset_step(dataset, [i], limit=n) <= 2 * typical:
-                continue
-            chosen.append({
-                "name": str(dataset.piece_name[i]),
-                "pitch": dataset.pitch[s][:n].tolist(),
-                "step": config.quantize_beats(dataset.step_beats[s][:n]).tolist(),
-                "duration": config.quantize_beats(dataset.duration_beats[s][:n]).tolist(),
-                "velocity": dataset.velocity[s][:n].tolist(),
-                "key": int(dataset.piece_key[i]), "mode": "major" if dataset.piece_mode[i] == 0 else "minor",
-            })
-            if len(chosen) == PRIMERS_PER_STYLE:
-                break
-        primers[style] = chosen
-    return primers
-
-
-def _median_onset_step(dataset: NoteDataset, pieces: Any, limit: int | None = None) -> float:
-    """Median beats between onsets (chord notes excluded) over the first `limit` notes of pieces."""
-    steps = [dataset.step_beats[dataset.piece_slice(int(i))][:limit] for i in pieces]
-    values = np.concatenate(steps) if steps else np.zeros(0)
-    values = values[values > 0]
-    return float(np.median(values)) if len(values) else 0.0
-
-
-def style_stats(dataset: NoteDataset) -> dict[str, dict[str, float]]:
+def style_stats(dataset: NoteDataset) -> dict[str, dict[str, Any]]:
     """Per-style rates that generation uses to tell whether a requested length is reachable."""
     stats = {}
     for style in dataset.styles:
@@ -317,7 +279,7 @@ def train(dataset: NoteDataset, config: ModelConfig, out: Path, *, epochs: int =
         raise ValueError("The dataset has no training pieces for the model's styles.")
     if not len(valid_ex):  # tiny datasets: validate on training pieces rather than not at all
         valid_ex = train_ex
-    model = build_model(config, extra={"primers": primers_from(dataset, config), "stats": style_stats(dataset)})
+    model = build_model(config, extra={"stats": style_stats(dataset)})
     if init is not None:
         # Fine-tune a saved model: its weights, this run's data, primers and training settings.
         start = load_model(init)
@@ -455,8 +417,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--init", type=Path, help="start from the weights of a saved model (fine-tuning)")
     parser.add_argument("--warm-start", type=Path,
                         help="start from the layers of a saved model that still fit this config (its LSTMs)")
-    parser.add_argument("--primers-only", action="store_true",
-                        help="no training: copy --init to --out with openings and rates drawn again from the dataset")
+    parser.add_argument("--stats-only", action="store_true",
+                        help="no training: copy --init to --out with its style statistics computed again")
     parser.add_argument("--max-minutes", type=float, help="stop after the epoch that passes this budget")
     parser.add_argument("--verbose", type=int, default=1, help="Keras verbosity: 1 progress bar, 2 a line per epoch")
     parser.add_argument("--workers", type=int, default=2)
@@ -477,15 +439,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"Bad --config: {exc}", file=sys.stderr)
             return 2
     print(f"{dataset.pieces} pieces, {len(dataset.pitch)} notes, styles: {', '.join(dataset.styles)}")
-    if args.primers_only:
+    if args.stats_only:
         if args.init is None:
-            print("--primers-only needs --init MODEL", file=sys.stderr)
+            print("--stats-only needs --init MODEL", file=sys.stderr)
             return 2
         model = load_model(args.init)
-        model.extra = {**model.extra, "primers": primers_from(dataset, model.config, seed=args.seed),
-                       "stats": style_stats(dataset)}
+        model.extra = {key: value for key, value in model.extra.items() if key != "primers"}
+        model.extra["stats"] = style_stats(dataset)
         save_model(model, args.out)
-        print(f"Saved {args.out} with new openings")
+        print(f"Saved {args.out} with new style statistics")
         return 0
     result = train(dataset, config, args.out, epochs=args.epochs, patience=args.patience,
                    steps_per_epoch=args.steps_per_epoch, resume=args.resume, seed=args.seed,

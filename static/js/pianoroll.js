@@ -68,6 +68,28 @@
     window.addEventListener("resize", function () { fitLabels(lane); });
   }
 
+  // The form: one block per phrase, its letter and bars, over the same time axis; a repeat has
+  // the colour of the phrase it repeats.
+  function drawFormLane() {
+    var lane = document.getElementById("form-lane");
+    var data = document.getElementById("form-lane-data");
+    if (!lane || !data || pieceEnd <= 0) return;
+    var span = Math.max(pieceEnd, 1);
+    JSON.parse(data.textContent).forEach(function (phrase) {
+      var block = document.createElement("span");
+      var hue = (phrase.letter.charCodeAt(0) - 65) % 6;
+      block.className = "phrase letter-" + hue + (phrase.repeat_of !== null ? " repeat" : "");
+      block.setAttribute("role", "listitem");
+      block.style.left = (100 * phrase.start_s / span) + "%";
+      block.style.width = (100 * Math.max(phrase.end_s - phrase.start_s, 0) / span) + "%";
+      block.textContent = phrase.letter + (phrase.varied ? "\u2032" : "");
+      block.title = "Phrase " + phrase.letter + ", bars " + phrase.first_bar + "\u2013" + phrase.last_bar +
+        (phrase.repeat_of !== null ? (phrase.varied ? " (a repeat with its own ending)" : " (a repeat)") : "") +
+        (phrase.cadence ? ", closing on a cadence" : "");
+      lane.appendChild(block);
+    });
+  }
+
   function draw() {
     var ratio = window.devicePixelRatio || 1;
     var width = canvas.clientWidth;
@@ -117,6 +139,7 @@
     }
   }
 
+  drawFormLane();
   drawChordLane();
   draw();
   window.addEventListener("resize", draw);

@@ -37,6 +37,11 @@ def test_the_chord_lane_names_the_chords_above_the_piano_roll(
         notes_json=[[48, 0.0, 1.0, 80], [64, 0.0, 1.0, 80], [67, 0.0, 1.0, 80], [43, 1.0, 1.0, 80],
                     [59, 1.0, 1.0, 80], [65, 1.0, 1.0, 80], [72, 2.0, 2.0, 80]],
         chords_json=[[0.0, "C major triad"], [1.0, "G dominant seventh chord"], [2.0, None]],
+        form_json={"form": "AB", "bars": 2, "key": "C major", "phrases": [
+            {"letter": "A", "start_s": 0.0, "end_s": 2.0, "first_bar": 1, "last_bar": 1, "repeat_of": None,
+             "varied": False, "cadence": True},
+            {"letter": "B", "start_s": 2.0, "end_s": 4.0, "first_bar": 2, "last_bar": 2, "repeat_of": None,
+             "varied": False, "cadence": True}]},
     )
     page.goto(f"{live_server.url}/accounts/login/")
     page.fill("#id_username", "harmonist")
@@ -52,3 +57,9 @@ def test_the_chord_lane_names_the_chords_above_the_piano_roll(
     assert lane["y"] + lane["height"] <= roll["y"] + 1  # above the roll, on the same time axis
     second = chords.nth(1).bounding_box()
     assert second["x"] - roll["x"] == pytest.approx(roll["width"] / 4, abs=3)  # 1 s of a 4 s piece
+    # The form lane: the phrase letters over the roll, B starting halfway through the 4 s piece.
+    phrases = page.locator("#form-lane .phrase")
+    assert phrases.all_inner_texts() == ["A", "B"]
+    assert phrases.nth(1).bounding_box()["x"] - roll["x"] == pytest.approx(roll["width"] / 2, abs=3)
+    assert "bars 2\u20132" in phrases.nth(1).get_attribute("title")
+    assert "form AB, 2 bars" in page.locator("main").inner_text()

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.test import Client
 from pydub import AudioSegment
 
 from compositions import services, tasks
@@ -78,6 +79,23 @@ def test_the_piece_keeps_its_chord_changes(request_piece: Callable) -> None:
     assert starts == sorted(starts)
     labels = [label for _, label in piece.chords_json]
     assert all(a != b for a, b in zip(labels, labels[1:]))  # a change each time
+
+
+def test_the_piece_keeps_the_form_it_was_written_to_and_its_key(request_piece: Callable) -> None:
+    [piece] = request_piece(seconds=16, form="AABB", phrase_bars=2, key="D", mode="minor")
+
+    form = piece.form_json
+    assert form["form"] == "AABB" and form["key"] == "D minor"
+    assert [p["letter"] for p in form["phrases"]] == ["A", "A", "B", "B"]
+    assert [p["repeat_of"] for p in form["phrases"]] == [None, 0, None, 2]
+    # The phrases tile the piece, whose MIDI ends where the last phrase does.
+    ends = [p["end_s"] for p in form["phrases"]]
+    assert [p["start_s"] for p in form["phrases"][1:]] == ends[:-1]
+    assert notes_from_midi(Path(piece.midi_file.path)).end_time == pytest.approx(ends[-1], abs=1e-3)
+    detail = Client()
+    detail.force_login(piece.user)
+    data = detail.get(f"/api/v1/compositions/{piece.public_id}/").json()
+    assert data["form"]["form"] == "AABB" and data["form"]["phrases"][1]["repeat_of"] == 0
 
 
 def test_the_row_says_loading_the_model_while_the_model_loads(

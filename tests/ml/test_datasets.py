@@ -106,3 +106,56 @@ def test_pieces_keep_tempo_changes_time_signatures_and_chord_labels() -> None:
     np.testing.assert_allclose(dataset.step_beats, [0, 0, 0, 2, 1, 1], atol=1e-6)
     assert dataset.chords(0)[:3] == ["C major triad"] * 3
     assert dataset.chords(0)[3] is None
+
+
+def _melody(seed: int, n: int = 60) -> np.ndarray:
+    return 60 + np.random.default_rng(seed).integers(-7, 8, n)
+
+
+def _piece(top: np.ndarray, bass: np.ndarray | None = None) -> NoteSequence:
+    onsets = np.arange(len(top), dtype=float) * 0.5
+    if bass is None:
+        return NoteSequence.from_notes(onsets, top, np.full(len(top), 0.5), np.full(len(top), 80))
+    return NoteSequence.from_notes(np.concatenate([onsets, onsets]), np.concatenate([top, bass]),
+                                   np.full(2 * len(top), 0.5), np.full(2 * len(top), 80))
+
+
+def test_content_groups_drop_copies_and_keep_reharmonisations_in_one_split() -> None:
+    from ml.datasets import content_groups
+
+    tune = _melody(1)
+    pieces = {
+        "a-tune.krn": _piece(tune, tune - 24),
+        "b-same-tune.mxl": _piece(tune + 2, tune - 22),  # the same music, transposed: a copy
+        "c-reharmonised": _piece(tune, _melody(7) - 24),  # the melody again, another bass
+        "d-other-tune": _piece(_melody(2), _melody(3) - 24),
+    }
+    names = list(pieces)
+    groups, duplicate = content_groups(names, list(pieces.values()))
+    assert duplicate == [False, True, False, False]
+    assert groups[0] == groups[1] == groups[2] != groups[3]
+
+
+def test_a_long_shared_passage_puts_two_pieces_in_one_group() -> None:
+    from ml.datasets import content_groups
+
+    passage = _melody(4, 90)
+    first = _piece(np.concatenate([_melody(5, 400), passage]))
+    second = _piece(np.concatenate([passage, _melody(6, 400)]))
+    groups, duplicate = content_groups(["first", "second"], [first, second])
+    assert groups[0] == groups[1] and duplicate == [False, False]
+
+
+def test_a_pickup_bar_puts_the_first_notes_late_in_the_bar(tmp_path: Path) -> None:
+    score = tmp_path / "pickup.abc"
+    score.write_text("X:1\nT:Pickup\nM:3/4\nL:1/4\nK:C\nG|c d e|f2 e|d3|]\n")
+    seq = score_to_notes(str(score), 1, default_tempo=90.0)
+    assert seq.bar_phase == pytest.approx(2.0)
+    position, bar, length = seq.bar_positions()
+    assert position[:4].tolist() == [2.0, 0.0, 1.0, 2.0]
+    assert bar[:2].tolist() == [0, 1] and set(length.tolist()) == {3.0}
+
+
+def test_the_well_tempered_prelude_is_not_a_chorale() -> None:
+    names = [Path(path).name for path, _, _ in corpus_jobs(["chorale"])]
+    assert names and not any(name.startswith(("bwv846", "bwv1080")) for name in names)

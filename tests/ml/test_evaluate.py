@@ -136,7 +136,11 @@ def test_evaluate_writes_report_with_model_and_baselines(tiny_model_path: Path, 
 
     data = json.loads((tmp_path / "evaluation.json").read_text())
     overall = data["next_note"]["overall"]
-    assert {"model", "uniform", "unigram", "markov-1", "markov-2", "markov-3", "mean", "median"} <= set(overall)
+    assert {"model", "joint-markov", "uniform", "unigram", "markov-1", "markov-2", "markov-3", "mean",
+            "median"} <= set(overall)
+    # The fair chain is scored like the model: step CE plus pitch CE given the true step.
+    assert overall["joint-markov"]["joint_ce"] == pytest.approx(
+        overall["joint-markov"]["step_ce"] + overall["joint-markov"]["pitch_ce"])
     # Everyone is scored on the same notes.
     assert len({s["notes"] for s in overall.values()}) == 1
     assert overall["uniform"]["pitch_ce"] == pytest.approx(np.log(128))
@@ -152,11 +156,15 @@ def test_evaluate_writes_report_with_model_and_baselines(tiny_model_path: Path, 
         form = mgeval["per_style"][style]["form"]
         assert set(form) == {"held_out", "model", "markov", "model_unguarded"}
         assert 0 <= form["held_out"]["key_stability"] <= 1
+        shared = mgeval["per_style"][style]["shared_with_training"]
+        assert set(shared) == {"held_out", "model", "markov", "model_unguarded"}
+        assert all(0 <= v["median"] <= v["max"] for v in shared.values())
         metre = data["requests"]["per_style"][style]["metre"]
         assert set(metre) == {"4/4", "3/4", "6/8", "same_notes_as_4/4"}
     markdown = (tmp_path / "evaluation.md").read_text()
     assert "Next-note scores" in markdown and "MGEval" in markdown and "loop rate" in markdown
     assert "## Form: key, metre, repetition, endings, voices" in markdown and "requested key" in markdown
+    assert "### Memorisation" in markdown and "against the fair chain" in markdown
     for plot in report["plots"]:
         assert (tmp_path / plot).stat().st_size > 0
     assert "pitch_class_histograms.png" in report["plots"]

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from compositions import runtime
 from compositions.errors import ComposingUnavailable, RequestInvalid
-from ml.pipeline import AUDIO_FORMATS, PipelineError, compose, render_piece
+from ml.pipeline import AUDIO_FORMATS, PipelineError, compose, piece_form, render_piece
 from ml.request import CONTROLS
 
 
@@ -68,7 +68,12 @@ class Command(BaseCommand):
                     midi_path = _numbered(options["midi"], index, len(pieces)) if options["midi"] \
                         else Path(tmp) / "piece.mid"
                     seconds = render_piece(renderer, piece.notes, midi_path=midi_path, audio_path=audio_path)
-                self.stdout.write(f"Wrote {audio_path} ({seconds:.1f} s, {len(piece.notes)} notes)")
+                form = piece_form(piece)
+                phrases = " ".join(f"{p['letter']}{chr(8242) if p['varied'] else ''}({p['first_bar']}-{p['last_bar']})"
+                                   for p in form.get("phrases", []))
+                self.stdout.write(f"Wrote {audio_path} ({seconds:.1f} s, {len(piece.notes)} notes): "
+                                  f"{form.get('bars', 0)} bars of {request.time_signature_text} in {form['key']}, "
+                                  f"form {form.get('form', '?')}: {phrases}")
         except RequestInvalid as exc:
             raise CommandError(" ".join(f"{_label(field)}{message}" for field, messages in exc.errors.items()
                                         for message in messages)) from exc
