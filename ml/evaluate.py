@@ -34,7 +34,7 @@ from ml.baselines import PITCH_BASELINES, ClassFrequencies, ConstantBaseline, Pi
 from ml.config import key_shift
 from ml.datasets import NoteDataset
 from ml.form_metrics import DEFINITIONS as FORM_DEFINITIONS
-from ml.form_metrics import downbeat_alignment, ending, form_scores
+from ml.form_metrics import downbeat_accent, downbeat_alignment, ending, form_scores
 from ml.form_metrics import summarise as summarise_form
 from ml.joint_markov import JointMarkov
 from ml.mgeval import FEATURES, compare_sets, crop, piece_features, summarize
@@ -297,11 +297,12 @@ def next_note_report(dataset: NoteDataset, notes: TestNotes, predictors: dict[st
 def generator_sampler(model_path: Path, seconds: float, *, guards: bool = True,
                       chains: dict[str, JointMarkov] | None = None) -> PieceSampler:
     """Pieces from `ml.generate.Generator`, in batches of four variations, with its guards on or all off
-    (loop, cadence, voice leading); with `chains`, the fair Markov baseline writes through the same sampler."""
+    (loop, cadence, voice leading, metre); with `chains`, the fair Markov baseline writes through the same sampler."""
     from ml.generate import Generator
     from ml.request import GenerationRequest
 
-    generator = Generator(model_path, loop_guard=guards, cadence_guard=guards, voice_guard=guards, chains=chains)
+    generator = Generator(model_path, loop_guard=guards, cadence_guard=guards, voice_guard=guards,
+                          metre_guard=guards, chains=chains)
 
     def sample(style: str, count: int, seed: int) -> list[NoteSequence]:
         pieces: list[NoteSequence] = []
@@ -436,18 +437,22 @@ def requests_report(model_path: Path, styles: Sequence[str], pieces_per_style: i
         notes_by_metre: dict[str, list[tuple[int, ...]]] = {}
         for signature, bar in (("4/4", 4.0), ("3/4", 3.0), ("6/8", 3.0)):
             numerator, denominator = (int(x) for x in signature.split("/"))
-            own_bar, other_bar = [], []
+            own_bar, other_bar, aligned = [], [], []
             notes_by_metre[signature] = []
             for k in range(pieces_per_style):
                 request = GenerationRequest(style=style, seconds=seconds, time_signature=(numerator, denominator),
                                             seed=(seed + k) % 2**32)
                 notes = generator.generate(request)[0].notes
                 notes_by_metre[signature].append(tuple(int(p) for p in notes.pitch))
-                own_bar.append(downbeat_alignment(notes, bar))
-                other_bar.append(downbeat_alignment(notes, 3.0 if bar == 4.0 else 4.0))
+                aligned.append(downbeat_alignment(notes, bar))
+                own_bar.append(downbeat_accent(notes, bar))
+                other_bar.append(downbeat_accent(notes, 3.0 if bar == 4.0 else 4.0))
             mean_own = float(np.mean([v for v in own_bar if v is not None] or [0.0]))
             mean_other = float(np.mean([v for v in other_bar if v is not None] or [0.0]))
-            metre[signature] = {"downbeat_alignment": mean_own, "in_the_other_metre": mean_other,
+            # A metre is followed when its bars carry their accent on beat 1 more often than bars of
+            # the other length would.
+            metre[signature] = {"downbeat_alignment": float(np.mean([v for v in aligned if v is not None] or [0.0])),
+                                "downbeat_accent": mean_own, "in_the_other_metre": mean_other,
                                 "follows": mean_own > mean_other}
         metre["same_notes_as_4/4"] = {
             signature: float(np.mean([a == b for a, b in zip(notes_by_metre[signature], notes_by_metre["4/4"])]))
@@ -731,15 +736,16 @@ def _form_section(report: dict[str, Any]) -> list[str]:
              "Every measure beside real held-out pieces of the style, cropped to the same length.", ""]
     parts += [f"- **{name.replace('_', ' ')}**: {text}" for name, text in report.get("form_definitions", {}).items()]
     parts += [""]
-    header = ["style", "set", "key stability", "tonic ending", "cadence", "downbeat", "off grid", "motifs recur",
-              "parallels /100"]
+    header = ["style", "set", "key stability", "tonic ending", "cadence", "downbeat", "accent", "off grid",
+              "motifs recur", "parallels /100"]
     rows = []
     for style, entry in report["mgeval"]["per_style"].items():
         for name, form in entry.get("form", {}).items():
             parallels = form.get("parallels_per_100")
             rows.append([style, name.replace("_", "-"), _percent(form.get("key_stability")),
                          _percent(form.get("tonic_ending")), _percent(form.get("cadence")),
-                         _percent(form.get("downbeat_alignment")), _percent(form.get("off_grid_onsets")),
+                         _percent(form.get("downbeat_alignment")), _percent(form.get("downbeat_accent")),
+                         _percent(form.get("off_grid_onsets")),
                          _percent(form.get("motif_recurrence")), "n/a" if parallels is None else f"{parallels:.1f}"])
     parts += [_table(header, rows), ""]
     parts += ["### Memorisation", "",
@@ -769,23 +775,25 @@ def _form_section(report: dict[str, Any]) -> list[str]:
     if "per_style" in requests:
         parts += ["### Requests", "",
                   f"{requests['pieces_per_style']} pieces per style and request. *Requested key*: share whose "
-                  "key estimate is the key and mode asked for. *Downbeat in 3/4, 6/8*: downbeat alignment "
-                  "measured in bars of 3 beats (in bars of 4 beats in brackets); *same notes*: share of "
-                  "pieces whose pitches equal the 4/4 piece of the same seed.", ""]
+                  "key estimate is the key and mode asked for. *4/4, 3/4, 6/8*: downbeat alignment in bars of "
+                  "the metre's own length; then the downbeat accent in them, and in brackets in bars of the "
+                  "other length (4 beats for 3/4 and 6/8, 3 for 4/4): a metre is followed when the first is "
+                  "higher. *Same notes*: share of pieces whose pitches equal the 4/4 piece of the same seed.", ""]
         rows = []
         for style, entry in requests["per_style"].items():
             metre = entry["metre"]
 
             def both(signature: str, metre: dict[str, Any] = metre) -> str:
                 result = metre[signature]
-                return f"{_percent(result['downbeat_alignment'])} ({_percent(result['in_the_other_metre'])})"
+                return (f"{_percent(result['downbeat_alignment'])}; {_percent(result['downbeat_accent'])} "
+                        f"({_percent(result['in_the_other_metre'])})")
 
             combined = entry.get("aabb_d_minor_6_8", {})
             rows.append([style, _percent(entry["requested_key"]), both("4/4"), both("3/4"), both("6/8"),
                          _percent(metre["same_notes_as_4/4"]["3/4"]),
                          " / ".join(_percent(combined.get(k)) for k in
                                     ("key", "tonic_ending", "whole_bars_within_a_bar", "downbeat_alignment"))])
-        parts += [_table(["style", "requested key", "downbeat 4/4 (in 3)", "3/4 (in 4)", "6/8 (in 4)",
+        parts += [_table(["style", "requested key", "4/4: aligned; accent (in 3)", "3/4 (in 4)", "6/8 (in 4)",
                           "3/4 same notes as 4/4", "AABB in D minor, 6/8: key / tonic end / whole bars / downbeat"],
                          rows), ""]
     return parts

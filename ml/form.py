@@ -170,8 +170,9 @@ def plan_form(form: str, *, phrase_bars: int, total_bars: int, bar_beats: float,
             source_beats = phrases[source].end - phrases[source].start
             copy_until = min(source_beats, end - start)
             if final:
-                # The last phrase must close on the tonic: copy all but its last bar, write the ending.
-                copy_until = min(copy_until, (bars - 1) * bar_beats)
+                # The last phrase must close V-I: copy all but its last two bars (the dominant and
+                # the tonic), and write that ending anew.
+                copy_until = min(copy_until, (bars - 2) * bar_beats)
             if copy_until <= 0:
                 source, copy_until = None, 0.0
         else:

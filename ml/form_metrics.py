@@ -26,12 +26,15 @@ DEFINITIONS = {
     "key_stability": "Share of 8-beat windows whose Krumhansl-Schmuckler key is the piece's key or a fifth "
                      "away from it (relative major/minor counts as the same key).",
     "requested_key": "Share of pieces whose whole-piece key estimate is the key and mode that was asked for.",
-    "tonic_ending": "Share of pieces whose last sounding bass note is the tonic of the piece's key.",
+    "tonic_ending": "Share of pieces whose bass (the lowest sounding note) at the last onset is the tonic of "
+                    "the piece's key.",
     "cadence": "Share of pieces that close V-I: where the final onset is a chord, its bass is the tonic and "
-               "the bass before it the dominant; in a single line, the last note is the tonic and the one before "
-               "it a tone of the dominant chord (scale degrees 5, 7 or 2).",
-    "downbeat_alignment": "Share of bars whose heaviest onset (notes starting there, weighted by duration) "
-                          "is on the bar's first beat, with the bar lines placed where that share is highest.",
+               "the bass at the onset before it the dominant; in a single line, the last note is the tonic and "
+               "the one before it a tone of the dominant chord (scale degrees 5, 7 or 2).",
+    "downbeat_alignment": "Share of bars with a note starting on their first beat, the bar lines where the "
+                          "score puts them (its pickup included; a generated piece starts on a bar line).",
+    "downbeat_accent": "Share of bars whose heaviest onset (notes starting there, weighted by duration) is on "
+                       "their first beat, the bar lines as for downbeat alignment.",
     "off_grid_onsets": "Share of onsets on neither the sixteenth nor the eighth-triplet grid.",
     "motif_recurrence": "Share of 4-note top-line motifs (intervals and durations) that come back later "
                         "in the piece, not overlapping themselves.",
@@ -49,6 +52,7 @@ class FormScores:
     tonic_ending: bool
     cadence: bool
     downbeat_alignment: float | None
+    downbeat_accent: float | None
     off_grid_onsets: float
     motif_recurrence: float | None
     parallels_per_100: float | None
@@ -92,16 +96,15 @@ def key_stability(seq: NoteSequence, key: tuple[int, str]) -> float | None:
 
 
 def _bass_line(seq: NoteSequence) -> list[int]:
-    """The lowest pitch at each onset, in order (one value per chord change or melody note)."""
-    onset, _ = _onsets(seq)
-    order = np.lexsort((seq.pitch, np.round(onset, 4)))
+    """The lowest sounding pitch at each onset, in order (a held bass is still the bass)."""
+    onset, duration = _onsets(seq)
+    end = onset + duration
     bass: list[int] = []
-    last_onset = None
-    for i in order:
-        at = round(float(onset[i]), 4)
-        if at != last_onset:
-            bass.append(int(seq.pitch[i]))
-            last_onset = at
+    for at in np.unique(np.round(onset, 4)):
+        sounding = seq.pitch[(np.round(onset, 4) <= at) & (end > at + 1e-4)]
+        if not len(sounding):
+            sounding = seq.pitch[np.round(onset, 4) == at]
+        bass.append(int(sounding.min()))
     return bass
 
 
@@ -126,36 +129,42 @@ def _bar_length(seq: NoteSequence) -> float:
     return numerator * 4.0 / denominator
 
 
-def downbeat_alignment(seq: NoteSequence, bar_beats: float | None = None) -> float | None:
-    """Bars whose heaviest onset falls on beat 1; `bar_beats` overrides the notated bar (metre checks).
+def _bar_onsets(seq: NoteSequence, bar_beats: float | None) -> tuple[np.ndarray, np.ndarray, float]:
+    """Onsets (beats from the first bar line, snapped to 1/48 beat), durations and the bar length.
 
-    Where the bar lines fall is not stored with a piece (scores often open with a pickup), so the
-    bar's phase is the one, on a sixteenth grid, that puts the most accents on beat 1: a listener,
-    too, finds the downbeat from where the accents recur. Every set is measured the same way.
+    Onsets come back from seconds (float32) with noise: a note on beat 1 can read 3.99999 of the
+    bar before, hence the snapping. `bar_beats` measures the piece in bars of another length
+    (the metre checks), from time 0.
     """
     onset, duration = _onsets(seq)
     bar = bar_beats or _bar_length(seq)
+    phase = 0.0 if bar_beats else float(seq.bar_phase)
+    return np.round((np.asarray(onset, dtype=np.float64) + phase) * 48) / 48, duration, bar
+
+
+def downbeat_alignment(seq: NoteSequence, bar_beats: float | None = None) -> float | None:
+    """Bars with an onset on beat 1; `bar_beats` overrides the notated bar (metre checks)."""
+    onset, _, bar = _bar_onsets(seq, bar_beats)
     if not len(onset) or bar <= 0:
         return None
-    best: float | None = None
-    for phase in np.arange(0.0, bar, 0.25):
-        score = _aligned_share(onset - phase, duration, bar)
-        if score is not None and (best is None or score > best):
-            best = score
-    return best
+    index = np.floor(onset / bar + 1e-9)
+    bars = np.unique(index)
+    on_one = np.unique(index[np.abs(onset - index * bar) < 1e-6])
+    return len(on_one) / len(bars)
 
 
-def _aligned_share(onset: np.ndarray, duration: np.ndarray, bar: float) -> float | None:
-    # Onsets come back from seconds (float32) with noise: a note on beat 1 can read 3.99999 of the
-    # bar before. Snap them to a 1/48-beat grid first.
-    onset = np.round(np.asarray(onset, dtype=np.float64) * 48) / 48
+def downbeat_accent(seq: NoteSequence, bar_beats: float | None = None) -> float | None:
+    """Bars whose heaviest onset is on beat 1 (bars with a single onset say nothing and are left out)."""
+    onset, duration, bar = _bar_onsets(seq, bar_beats)
+    if not len(onset) or bar <= 0:
+        return None
     weights: dict[int, dict[float, float]] = {}
     for at, length in zip(onset, duration):
         index = int(np.floor(at / bar + 1e-9))
         position = round(float(at - index * bar), 3)
         bar_weights = weights.setdefault(index, {})
         bar_weights[position] = bar_weights.get(position, 0.0) + float(min(length, bar))
-    full = [w for w in weights.values() if len(w) > 1]  # a bar with one onset says nothing
+    full = [w for w in weights.values() if len(w) > 1]
     if not full:
         return None
     return sum(max(w, key=lambda p: (w[p], -p)) == 0.0 for w in full) / len(full)
@@ -226,7 +235,8 @@ def form_scores(seq: NoteSequence) -> FormScores:
     tonic_end, cadence = ending(seq, key)
     return FormScores(
         key_stability=key_stability(seq, key), key=key, tonic_ending=tonic_end, cadence=cadence,
-        downbeat_alignment=downbeat_alignment(seq), off_grid_onsets=off_grid_onsets(seq),
+        downbeat_alignment=downbeat_alignment(seq), downbeat_accent=downbeat_accent(seq),
+        off_grid_onsets=off_grid_onsets(seq),
         motif_recurrence=motif_recurrence(seq), parallels_per_100=parallels_per_100(seq),
     )
 
@@ -243,6 +253,7 @@ def summarise(scores: list[FormScores], requested: tuple[int, str] | None = None
         "tonic_ending": mean([float(s.tonic_ending) for s in scores]),
         "cadence": mean([float(s.cadence) for s in scores]),
         "downbeat_alignment": mean([s.downbeat_alignment for s in scores]),
+        "downbeat_accent": mean([s.downbeat_accent for s in scores]),
         "off_grid_onsets": mean([s.off_grid_onsets for s in scores]),
         "motif_recurrence": mean([s.motif_recurrence for s in scores]),
         "parallels_per_100": mean([s.parallels_per_100 for s in scores]),

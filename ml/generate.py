@@ -78,17 +78,19 @@ class Generator:
     """Loads a model lazily and generates pieces. One per worker process; thread-safe."""
 
     def __init__(self, model_path: Path, *, loop_guard: bool = True, cadence_guard: bool = True,
-                 voice_guard: bool = True, chains: dict[str, Any] | None = None) -> None:
+                 voice_guard: bool = True, metre_guard: bool = True, chains: dict[str, Any] | None = None) -> None:
         """The guards can be switched off so that the evaluation measures what the model does alone:
         `loop_guard` bans the note that would complete a degenerate loop, `cadence_guard` makes the
         last phrase close V-I on the tonic, `voice_guard` bans parallel fifths and octaves between
-        the voices of consecutive chords and keeps chorale voices in their ranges. With `chains`
+        the voices of consecutive chords and keeps chorale voices in their ranges, `metre_guard`
+        lets no onset skip a downbeat (every bar starts with a note). With `chains`
         (style -> ml.joint_markov.JointMarkov) the chain writes instead of the network, through
         the same sampler: the evaluation's fair baseline."""
         self.model_path = Path(model_path)
         self.loop_guard = loop_guard
         self.cadence_guard = cadence_guard
         self.voice_guard = voice_guard
+        self.metre_guard = metre_guard
         self.chains = chains
         self._model: Any = None
         self._config: ModelConfig | None = None
@@ -196,7 +198,7 @@ class Generator:
                        polyphonic=float(stats.get("notes_per_onset", 1.0)) >= 1.5,
                        voice_ranges=VOICE_RANGES.get(request.style) if self.voice_guard else None,
                        loop_guard=self.loop_guard, cadence_guard=self.cadence_guard,
-                       voice_guard=self.voice_guard)
+                       voice_guard=self.voice_guard, metre_guard=self.metre_guard)
         with self._lock:  # one request at a time per process: the window variables are shared
             steps: Any = self._steps.get(len(seeds))
             if self.chains is not None:
@@ -296,7 +298,7 @@ class _Line:
     queue: list[tuple[float, int, float, float]] = field(default_factory=list)  # notes of a repeat, to copy
     forced: tuple[float, int, float, float] | None = None  # the copied note this step writes
     chord: list[int] = field(default_factory=list)  # pitches at the current onset
-    previous_chord: list[int] = field(default_factory=list)
+    previous_sounding: list[int] = field(default_factory=list)  # pitches sounding at the previous onset
     position: float = -math.inf  # beats: onset of the last note
     not_before: float = -math.inf  # beats: no free onset before this (the end of a copied passage)
     boundary: int = 0  # index of the next hard boundary
@@ -316,8 +318,10 @@ class _Batch:
 
     def __init__(self, request: GenerationRequest, config: ModelConfig, tempo: float, plan: FormPlan,
                  lines: list[_Line], *, polyphonic: bool, voice_ranges: tuple[tuple[int, int], ...] | None,
-                 loop_guard: bool = True, cadence_guard: bool = True, voice_guard: bool = True) -> None:
+                 loop_guard: bool = True, cadence_guard: bool = True, voice_guard: bool = True,
+                 metre_guard: bool = True) -> None:
         self.request, self.config, self.tempo, self.plan, self.lines = request, config, tempo, plan, lines
+        self.metre_guard = metre_guard
         self.polyphonic, self.voice_ranges = polyphonic, voice_ranges
         self.loop_guard, self.cadence_guard, self.voice_guard = loop_guard, cadence_guard, voice_guard
         self.size = len(lines)
@@ -420,6 +424,9 @@ class _Batch:
         onset = line.position + self.grid[c]
         if c != 0 and copying_left_off and onset < line.not_before:
             onset = line.not_before
+        if self.metre_guard and c != 0:  # no onset skips a downbeat: the next bar starts with a note
+            downbeat = (math.floor(line.position / self.plan.bar_beats + 1e-9) + 1) * self.plan.bar_beats
+            onset = min(onset, downbeat)
         if onset >= boundary - 1e-6:
             return self._arrive(line, boundary)
         return onset
@@ -430,6 +437,14 @@ class _Batch:
         line.boundary += 1
         if kind == "final":
             line.arrived = True
+            if self.cadence_guard and not self.polyphonic and line.pitches:
+                # The note before the final tonic is a tone of the dominant chord: move it to the
+                # nearest one the key and range allow (a changed approach note, as a cadence has).
+                allowed = self.allowed[self.lines.index(line)] & np.isin(np.arange(128) % 12, [2, 7, 11])
+                last = line.pitches[-1]
+                if allowed.any() and not allowed[last]:
+                    options = np.flatnonzero(allowed)
+                    line.pitches[-1] = int(options[np.abs(options - last).argmin()])
             return beat
         phrase = self.plan.phrases[index]
         source = self.plan.phrases[phrase.copy_of] if phrase.copy_of is not None else phrase
@@ -480,17 +495,23 @@ class _Batch:
         if in_chord:
             allowed[:max(line.chord) + 1] = False  # chord notes are stored low to high
         voice = len(line.chord) if in_chord else 0
+        pitch_class = np.arange(128) % 12
         if self.cadence_guard:
             final_at = self.plan.phrases[-1].cadence_at
             if line.arrived:  # the final chord: the tonic in the bass, then the tonic triad
                 third = 3 if line.mode in ("minor", "dorian") else 4
-                allowed &= np.isin(np.arange(128) % 12, [0] if voice == 0 else [0, third, 7])
-            elif final_at - min(2.0, self.plan.bar_beats) <= onset < final_at:
-                # The dominant before it: V in the bass of a chorale, a tone of V in a melody.
-                pcs = [7] if (self.polyphonic and voice == 0) else [2, 5, 7, 11]
-                allowed &= np.isin(np.arange(128) % 12, pcs)
+                allowed &= np.isin(pitch_class, [0] if voice == 0 else [0, third, 7])
+            elif final_at - min(self.plan.bar_beats, 2.0 if self.polyphonic else 1.0) <= onset < final_at:
+                # Just before it, the dominant: V in the bass (in a single line, a tone of V), the
+                # dominant seventh chord above it. A line's last note before that is set by `_arrive`.
+                held = _sounding(line, onset)
+                lowest = np.arange(128) < (min(held) if held else 128)
+                if voice > 0:
+                    lowest[:] = False
+                bass_pcs = [7] if self.polyphonic else [2, 7, 11]
+                allowed &= np.where(lowest, np.isin(pitch_class, bass_pcs), np.isin(pitch_class, [2, 5, 7, 11]))
         if self.voice_guard and in_chord and self.polyphonic:
-            allowed &= _no_parallels(line.previous_chord, line.chord, voice)
+            allowed &= _no_parallels(line.previous_sounding, line.chord)
             if self.voice_ranges is not None and voice < len(self.voice_ranges):
                 low, high = self.voice_ranges[voice]
                 band = np.zeros(128, dtype=bool)
@@ -513,7 +534,7 @@ class _Batch:
     def _append(self, line: _Line, onset: float, pitch: int, duration: float, velocity: float) -> None:
         new_onset = not line.onsets or onset > line.position + 1e-9
         if new_onset:
-            line.previous_chord = line.chord
+            line.previous_sounding = sorted(_sounding(line, line.position, at_or_before=True)) if line.onsets else []
             line.chord = [pitch]
         else:
             line.chord = line.chord + [pitch]
@@ -536,9 +557,9 @@ class _Batch:
         durations = np.array(line.durations)
         end = offset + self.plan.beats
         if len(onsets):
-            # Every note is released by the end of the last bar, and the final chord is held to it.
-            durations = np.minimum(durations, end - onsets)
-            durations[onsets >= onsets.max() - 1e-9] = end - onsets.max()
+            # Every note is released by the final chord, which is held to the end of the last bar.
+            last = onsets.max()
+            durations = np.where(onsets < last - 1e-9, np.minimum(durations, last - onsets), end - last)
         relative = onsets - onsets.min() if len(onsets) else onsets
         velocity = apply_dynamics(np.array(line.velocities) * 127.0, relative, r.dynamics)
         pitches = np.clip(np.array(line.pitches, dtype=np.int64) + line.shift, 0, 127)
@@ -561,24 +582,37 @@ class _Batch:
                               plan=self.plan, plan_start=offset * spb, key=(line.tonic, line.mode))
 
 
-def _no_parallels(before: list[int], chord: list[int], voice: int) -> np.ndarray:
-    """Pitches for voice `voice` of `chord` that make no parallel fifth or octave with a lower voice.
+def _sounding(line: _Line, at: float, *, at_or_before: bool = False) -> list[int]:
+    """Pitches of earlier notes still sounding at beat `at` (with `at_or_before`, those starting there too)."""
+    found = []
+    for onset, pitch, duration in zip(line.onsets[-48:], line.pitches[-48:], line.durations[-48:]):
+        started = onset <= at + 1e-9 if at_or_before else onset < at - 1e-9
+        if started and onset + duration > at + 1e-9:
+            found.append(pitch)
+    return found
 
-    Voices are numbered from the bass, in both chords; a pair moves in parallels when both voices
-    move the same way and keep a perfect fifth or octave (or its compound) between them.
+
+def _no_parallels(before: list[int], chord: list[int]) -> np.ndarray:
+    """Pitches for the next note of `chord` that make no parallel fifth or octave with a note below it.
+
+    `before` is what sounded at the previous onset. Each voice is taken to come from the nearest
+    pitch that sounded before (voices move by small steps); a pair moves in parallels when both
+    voices move the same way and keep a perfect fifth or octave (or a compound of one).
     """
     allowed = np.ones(128, dtype=bool)
-    if voice >= len(before):
+    if not before or not chord:
         return allowed
+    previous = np.array(before)
     candidates = np.arange(128)
-    old_upper = before[voice]
-    for low in range(min(voice, len(before))):
-        old_low, new_low = before[low], chord[low]
-        interval = old_upper - old_low
-        if interval <= 0 or interval % 12 not in (0, 7) or new_low == old_low:
-            continue
-        same_way = np.sign(candidates - old_upper) == np.sign(new_low - old_low)
-        parallel = ((candidates - new_low) % 12 == interval % 12) & (candidates > new_low) & same_way
+    came_from = previous[np.abs(previous[None, :] - candidates[:, None]).argmin(axis=1)]
+    for low in chord:
+        low_from = int(previous[np.abs(previous - low).argmin()])
+        if low_from == low:
+            continue  # a voice that does not move makes no parallels
+        interval = came_from - low_from
+        same_way = np.sign(candidates - came_from) == np.sign(low - low_from)
+        parallel = ((interval > 0) & np.isin(interval % 12, (0, 7)) & ((candidates - low) % 12 == interval % 12)
+                    & (candidates > low) & (candidates != came_from) & same_way)
         allowed &= ~parallel
     return allowed
 

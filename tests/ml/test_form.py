@@ -11,9 +11,9 @@ def test_aabb_lays_out_four_phrases_whose_repeats_point_at_their_model() -> None
     assert [(p.start, p.end) for p in plan.phrases] == [(0, 16), (16, 32), (32, 48), (48, 64)]
     assert [p.copy_of for p in plan.phrases] == [None, 0, None, 2]
     assert plan.phrases[1].copy_until == 16  # an exact repeat
-    # The last phrase repeats B but writes its own last bar: the close on the tonic, held.
+    # The last phrase repeats B but writes its own last two bars: the dominant, and the tonic held.
     last = plan.phrases[-1]
-    assert last.final and last.copy_until == 12 and last.cadence_at == 60
+    assert last.final and last.copy_until == 8 and last.cadence_at == 60
     assert [p.cadence for p in plan.phrases] == [False, True, False, True]
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from ml.form_metrics import (
     DEFINITIONS,
+    downbeat_accent,
     downbeat_alignment,
     ending,
     form_scores,
@@ -23,11 +24,12 @@ from ml.notes import NoteSequence
 BEAT = 0.5  # seconds per beat at 120 BPM
 
 
-def piece(notes: Sequence[tuple[float, int, float]], time_signature: tuple[int, int] = (4, 4)) -> NoteSequence:
+def piece(notes: Sequence[tuple[float, int, float]], time_signature: tuple[int, int] = (4, 4),
+          bar_phase: float = 0.0) -> NoteSequence:
     """(onset in beats, pitch, duration in beats) at 120 BPM."""
     onset, pitch, duration = (np.array(column, dtype=float) for column in zip(*notes))
     return NoteSequence.from_notes(onset * BEAT, pitch.astype(int), duration * BEAT, np.full(len(notes), 80),
-                                   tempo_bpm=120.0, time_signature=time_signature)
+                                   tempo_bpm=120.0, time_signature=time_signature, bar_phase=bar_phase)
 
 
 def scale_tune(tonic: int, bars: int = 4) -> list[tuple[float, int, float]]:
@@ -58,7 +60,15 @@ def waltz(bars: int = 4) -> list[tuple[float, int, float]]:
 
 def test_a_waltz_accents_its_downbeats_in_three_and_not_in_four() -> None:
     assert downbeat_alignment(piece(waltz(), (3, 4))) == 1.0
-    assert (downbeat_alignment(piece(waltz(), (4, 4))) or 0) < 1.0
+    assert downbeat_accent(piece(waltz(), (3, 4))) == 1.0
+    # In bars of four every bar still has a note on beat 1, but the accents fall elsewhere.
+    assert downbeat_alignment(piece(waltz(), (4, 4))) == 1.0
+    assert (downbeat_accent(piece(waltz(), (4, 4))) or 0) < 1.0
+
+
+def test_a_bar_with_nothing_on_its_first_beat_is_not_aligned() -> None:
+    syncopated = [(0.0, 60, 1.0), (1.0, 62, 2.0), (4.5, 64, 1.0), (8.0, 65, 4.0)]
+    assert downbeat_alignment(piece(syncopated)) == pytest.approx(2 / 3)
 
 
 def test_onsets_off_the_sixteenth_and_triplet_grids_are_counted() -> None:
@@ -95,9 +105,12 @@ def test_summary_rates_and_every_measure_is_defined() -> None:
 def test_a_pickup_does_not_hide_the_downbeats() -> None:
     # One quarter-note pickup, then waltz bars: the bar lines fall a beat after the first note.
     pickup = [(0.0, 55, 1.0)] + [(t + 1.0, p, d) for t, p, d in waltz()]
-    assert downbeat_alignment(piece(pickup, (3, 4))) == 1.0
+    assert downbeat_accent(piece(pickup, (3, 4), bar_phase=2.0)) == 1.0
+    assert downbeat_alignment(piece(pickup, (3, 4), bar_phase=2.0)) == pytest.approx(4 / 5)  # the pickup bar
+    assert (downbeat_accent(piece(pickup, (3, 4))) or 0) < 0.5  # bar lines in the wrong place
 
 
 def test_float_noise_in_onsets_does_not_move_a_note_into_the_previous_bar() -> None:
     noisy = [(t - 1e-4 if t % 3 == 0 and t else t, p, d) for t, p, d in waltz()]
     assert downbeat_alignment(piece(noisy, (3, 4))) == 1.0
+    assert downbeat_accent(piece(noisy, (3, 4))) == 1.0

@@ -181,7 +181,7 @@ def test_a_repeat_in_the_form_is_the_same_music_again(generator: Generator) -> N
     assert len(first_a) >= 4
     assert second_a == first_a[:len(second_a)] and len(second_a) == len(first_a)
     first_b, second_b = _phrase_notes(piece, 2), _phrase_notes(piece, 3)
-    # The last B copies all but its last bar, which closes the piece on the tonic.
+    # The last B copies all but its last two bars, which close the piece V-I.
     assert second_b == [n for n in first_b if n[0] < piece.plan.phrases[3].copy_until]
     form = piece.form()
     assert form is not None and [p["letter"] for p in form["phrases"]] == ["A", "A", "B", "B"]
@@ -210,8 +210,9 @@ def test_the_voice_guard_keeps_consecutive_chords_free_of_parallel_fifths_and_oc
     from ml.generate import _no_parallels
 
     before, chord = [48, 55, 64], [50]  # C-G fifth in the lower voices; the bass moves up to D
-    allowed = _no_parallels(before, chord, 1)
+    allowed = _no_parallels(before, chord)
     assert not allowed[57]  # D-A: parallel fifths
     assert allowed[55] and allowed[53]  # oblique or contrary motion
-    octave = _no_parallels([48, 60], [50], 1)
+    octave = _no_parallels([48, 60], [50])
     assert not octave[62] and octave[59]
+    assert _no_parallels([48, 55], [48]).all()  # the bass holds: nothing above it can move in parallel

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ml.config import ModelConfig, read_model_info
+from ml.config import ModelConfig, key_shift, read_model_info
 from ml.model import build_model, compile_model, load_model, save_model
 from ml.train import WindowBatches, batch_arrays, make_examples, tiny_config, tiny_dataset, train
 
@@ -44,7 +44,12 @@ def test_windows_are_padded_at_piece_starts_and_never_cross_pieces() -> None:
     first_of_second_piece = int(np.flatnonzero(examples.piece == examples.piece[-1])[0])
     inputs, outputs = batch_arrays(examples, np.array([first_of_second_piece]), config)
     assert (inputs["pitch"][0] == 128).all()  # nothing from the previous piece leaks in
-    assert outputs["pitch"][0] == dataset.pitch[examples.targets[first_of_second_piece]]
+    assert (inputs["position"][0] == config.pad_position).all()
+    # Pitches are learnt relative to the piece's tonic, moved to C.
+    target = examples.targets[first_of_second_piece]
+    piece = int(examples.piece[first_of_second_piece])
+    assert outputs["pitch"][0] == dataset.pitch[target] - key_shift(int(dataset.piece_key[piece]))
+    assert inputs["next_position"][0] == examples.position[target]
 
 
 def test_save_and_load_give_identical_predictions(tmp_path: Path) -> None:
@@ -84,4 +89,5 @@ def test_one_epoch_of_training_lowers_the_loss(tmp_path: Path) -> None:
     after = trained.evaluate(batches, verbose=0, return_dict=True)["loss"]
     assert after < before
     assert (tmp_path / "one.history.json").exists() and (tmp_path / "one.loss.png").exists()
-    assert trained.extra["primers"]["alpha"] and trained.extra["stats"]["beta"]["notes_per_beat"] > 0
+    assert "primers" not in trained.extra and trained.extra["stats"]["beta"]["notes_per_beat"] > 0
+    assert trained.extra["stats"]["alpha"]["keys"]  # the keys a piece in "any key" is drawn from
