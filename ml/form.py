@@ -130,14 +130,16 @@ def style_form(style: str) -> tuple[str, int]:
 
 
 def plan_form(form: str, *, phrase_bars: int, total_bars: int, bar_beats: float,
-              cadences: str = "sections") -> FormPlan:
+              cadences: str = "sections", ending_bars: int = 2) -> FormPlan:
     """Lay out `form` over `total_bars` bars of `bar_beats` beats.
 
     Phrases are `phrase_bars` long; a form shorter than the piece is played again (a fiddle tune's
     AABB, then AABB), and a piece too short for the form at that length gets shorter phrases. Bars
     that do not divide evenly go to the last phrase, which then repeats its model with a new
     ending. `cadences` is "every" (each phrase closes, as chorale phrases at their fermatas) or
-    "sections" (phrases whose next phrase has another letter, and the last).
+    "sections" (phrases whose next phrase has another letter, and the last). A last phrase that
+    repeats an earlier one writes its last `ending_bars` anew: the close (a single line needs only
+    its final bar; parts in voices need the dominant bar before it too).
     """
     form = check_form(form)
     total_bars = max(1, int(total_bars))
@@ -170,9 +172,8 @@ def plan_form(form: str, *, phrase_bars: int, total_bars: int, bar_beats: float,
             source_beats = phrases[source].end - phrases[source].start
             copy_until = min(source_beats, end - start)
             if final:
-                # The last phrase must close V-I: copy all but its last two bars (the dominant and
-                # the tonic), and write that ending anew.
-                copy_until = min(copy_until, (bars - 2) * bar_beats)
+                # The last phrase must close V-I: its ending is written anew.
+                copy_until = min(copy_until, (bars - ending_bars) * bar_beats)
             if copy_until <= 0:
                 source, copy_until = None, 0.0
         else:

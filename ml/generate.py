@@ -177,9 +177,10 @@ class Generator:
             beats = float(request.notes or 8) / max(0.25, float(stats.get("notes_per_beat", 2.0)))
         form, phrase_bars = style_form(request.style)
         every = float(stats.get("phrase_marks", 0.0)) >= 0.5  # trained with marked phrase ends
+        polyphonic = float(stats.get("notes_per_onset", 1.0)) >= 1.5
         return plan_form(request.form or form, phrase_bars=request.phrase_bars or phrase_bars,
                          total_bars=max(1, round(beats / bar_beats)), bar_beats=bar_beats,
-                         cadences="every" if every else "sections")
+                         cadences="every" if every else "sections", ending_bars=2 if polyphonic else 1)
 
     def generate(self, request: GenerationRequest, progress: Callable[[float], None] | None = None
                  ) -> list[GeneratedPiece]:
@@ -512,6 +513,11 @@ class _Batch:
                 allowed &= np.where(lowest, np.isin(pitch_class, bass_pcs), np.isin(pitch_class, [2, 5, 7, 11]))
         if self.voice_guard and in_chord and self.polyphonic:
             allowed &= _no_parallels(line.previous_sounding, line.chord)
+            held = _sounding(line, onset)
+            if len(line.previous_sounding) == 4 and len(held) + len(line.chord) == 3:
+                # This note completes a four-part chord: no two voices of it may move in parallels
+                # from the last one (voices counted from the bass, as the evaluation counts them).
+                allowed &= _completes_without_parallels(line.previous_sounding, held + line.chord)
             if self.voice_ranges is not None and voice < len(self.voice_ranges):
                 low, high = self.voice_ranges[voice]
                 band = np.zeros(128, dtype=bool)
@@ -614,6 +620,25 @@ def _no_parallels(before: list[int], chord: list[int]) -> np.ndarray:
         parallel = ((interval > 0) & np.isin(interval % 12, (0, 7)) & ((candidates - low) % 12 == interval % 12)
                     & (candidates > low) & (candidates != came_from) & same_way)
         allowed &= ~parallel
+    return allowed
+
+
+def _completes_without_parallels(before: list[int], present: list[int]) -> np.ndarray:
+    """Pitches that complete `present` (three notes) to a four-note chord moving from `before` (four
+    notes) with no parallel fifth or octave between any two voices."""
+    allowed = np.ones(128, dtype=bool)
+    old = sorted(before)
+    for candidate in range(128):
+        new = sorted([*present, candidate])
+        if new == old:
+            continue
+        for low in range(4):
+            for high in range(low + 1, 4):
+                first, second = old[high] - old[low], new[high] - new[low]
+                moved = new[low] != old[low] and new[high] != old[high]
+                same_way = (new[low] - old[low]) * (new[high] - old[high]) > 0
+                if moved and same_way and first > 0 and first % 12 in (0, 7) and second % 12 == first % 12:
+                    allowed[candidate] = False
     return allowed
 
 

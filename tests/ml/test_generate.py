@@ -181,7 +181,7 @@ def test_a_repeat_in_the_form_is_the_same_music_again(generator: Generator) -> N
     assert len(first_a) >= 4
     assert second_a == first_a[:len(second_a)] and len(second_a) == len(first_a)
     first_b, second_b = _phrase_notes(piece, 2), _phrase_notes(piece, 3)
-    # The last B copies all but its last two bars, which close the piece V-I.
+    # The last B copies all but its ending (the last bar of a single line), which closes the piece V-I.
     assert second_b == [n for n in first_b if n[0] < piece.plan.phrases[3].copy_until]
     form = piece.form()
     assert form is not None and [p["letter"] for p in form["phrases"]] == ["A", "A", "B", "B"]
