@@ -123,9 +123,11 @@ def test_compose_form_offers_every_control(user_client: Client) -> None:
     assert set(form.fields) == {
         "style", "seconds", "notes", "tempo_bpm", "time_signature", "key", "mode", "pitch_low", "pitch_high",
         "temperature", "timing_temperature", "top_k", "top_p", "seed", "dynamics", "instrument", "variations",
-        "primer",
+        "form", "phrase_bars", "primer",
     }
     assert [value for value, _ in form.fields["mode"].choices] == ["major", "minor", "dorian", "mixolydian"]
+    # The form defaults to the style's own; a plan of letters can be chosen instead.
+    assert [v for v, _ in form.fields["form"].choices][:4] == ["", "through", "AABB", "AABA"]
     assert [v for v, _ in form.fields["time_signature"].choices] == [
         "4/4", "3/4", "2/4", "6/8", "3/8", "2/2", "5/4", "7/8"
     ]
@@ -141,7 +143,8 @@ def test_every_control_is_stored_on_the_piece(
         form_data(
             style, seconds="", notes="64", tempo_bpm="90", time_signature="3/4", key="D", mode="dorian",
             pitch_low="48", pitch_high="72", temperature="0.9", timing_temperature="1.2", top_k="12",
-            top_p="0.9", seed="5", dynamics="crescendo", instrument="40", variations="3",
+            top_p="0.9", seed="5", dynamics="crescendo", instrument="40", variations="3", form="abac",
+            phrase_bars="2",
         ),
     )
     assert response.status_code == 302
@@ -151,7 +154,8 @@ def test_every_control_is_stored_on_the_piece(
         "style": style, "seconds": None, "notes": 64, "tempo_bpm": 90.0, "time_signature": "3/4", "key": "D",
         "mode": "dorian",
         "pitch_low": 48, "pitch_high": 72, "temperature": 0.9, "timing_temperature": 1.2, "top_k": 12,
-        "top_p": 0.9, "seed": 5, "dynamics": "crescendo", "instrument": 40, "variations": 3,
+        "top_p": 0.9, "seed": 5, "dynamics": "crescendo", "instrument": 40, "variations": 3, "form": "ABAC",
+        "phrase_bars": 2,
     }
 
 
