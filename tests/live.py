@@ -100,9 +100,9 @@ class LiveSite:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                requests.get(self.url + "/", timeout=2)
+                requests.get(self.url + "/", timeout=10)
                 return
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not up yet, or its first answer is slow
                 time.sleep(0.2)
         raise AssertionError("the web server did not come up:\n" + self.log("web"))
 
