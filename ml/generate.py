@@ -517,7 +517,8 @@ class _Batch:
             if len(line.previous_sounding) == 4 and len(held) + len(line.chord) == 3:
                 # This note completes a four-part chord: no two voices of it may move in parallels
                 # from the last one (voices counted from the bass, as the evaluation counts them).
-                allowed &= _completes_without_parallels(line.previous_sounding, held + line.chord)
+                allowed &= _completes_without_parallels(line.previous_sounding, held + line.chord,
+                                                        np.flatnonzero(allowed))
             if self.voice_ranges is not None and voice < len(self.voice_ranges):
                 low, high = self.voice_ranges[voice]
                 band = np.zeros(128, dtype=bool)
@@ -623,12 +624,12 @@ def _no_parallels(before: list[int], chord: list[int]) -> np.ndarray:
     return allowed
 
 
-def _completes_without_parallels(before: list[int], present: list[int]) -> np.ndarray:
-    """Pitches that complete `present` (three notes) to a four-note chord moving from `before` (four
-    notes) with no parallel fifth or octave between any two voices."""
+def _completes_without_parallels(before: list[int], present: list[int], candidates: np.ndarray) -> np.ndarray:
+    """Which of `candidates` complete `present` (three notes) to a four-note chord moving from
+    `before` (four notes) with no parallel fifth or octave between any two voices."""
     allowed = np.ones(128, dtype=bool)
     old = sorted(before)
-    for candidate in range(128):
+    for candidate in candidates.tolist():
         new = sorted([*present, candidate])
         if new == old:
             continue
