@@ -23,7 +23,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, TypedDict
@@ -335,21 +335,24 @@ def _top_line_tokens(seq: NoteSequence) -> list[tuple[int, int]]:
     return list(zip(np.diff(top).tolist(), quantised[1:].tolist()))
 
 
-def longest_shared_runs(pieces: Sequence[NoteSequence], training: Sequence[NoteSequence]) -> list[int]:
-    """For each piece, the longest run of top-line notes (from RUN_LENGTHS) found in some training piece."""
-    lines = [_top_line_tokens(p) for p in pieces]
+def longest_shared_runs(sets: Mapping[str, Sequence[NoteSequence]], training: Sequence[NoteSequence]
+                        ) -> dict[str, list[int]]:
+    """For each piece of each set, the longest run of top-line notes (from RUN_LENGTHS) found in
+    some training piece. The training runs of each length are hashed once for all the sets."""
+    lines = {name: [_top_line_tokens(p) for p in pieces] for name, pieces in sets.items()}
     train_lines = [_top_line_tokens(p) for p in training]
-    best = [0] * len(lines)
-    for length in RUN_LENGTHS:
-        candidates = [k for k, line in enumerate(lines) if best[k] == RUN_LENGTHS[max(0, RUN_LENGTHS.index(length) - 1)]
-                      or length == RUN_LENGTHS[0]]
+    best = {name: [0] * len(found) for name, found in lines.items()}
+    for k, length in enumerate(RUN_LENGTHS):
+        # Only pieces that shared a run of the previous length can share a longer one.
+        candidates = [(name, i) for name, found in lines.items() for i in range(len(found))
+                      if k == 0 or best[name][i] == RUN_LENGTHS[k - 1]]
         if not candidates:
             break
         seen = {hash(tuple(line[i:i + length])) for line in train_lines for i in range(len(line) - length + 1)}
-        for k in candidates:
-            line = lines[k]
-            if any(hash(tuple(line[i:i + length])) in seen for i in range(len(line) - length + 1)):
-                best[k] = length
+        for name, i in candidates:
+            line = lines[name][i]
+            if any(hash(tuple(line[j:j + length])) in seen for j in range(len(line) - length + 1)):
+                best[name][i] = length
     return best
 
 
@@ -380,8 +383,7 @@ def mgeval_report(dataset: NoteDataset, styles: Sequence[str], samplers: dict[st
         # Memorisation: how long a stretch of melody each set shares with some training piece.
         training = [dataset.piece(int(i)) for i in dataset.indices("train", style)]
         entry["shared_with_training"] = {}
-        for name, pieces in sets.items():
-            runs = longest_shared_runs(pieces, training)
+        for name, runs in longest_shared_runs(sets, training).items():
             entry["shared_with_training"][name] = {
                 "median": float(np.median(runs)), "p90": float(np.percentile(runs, 90)), "max": int(max(runs))}
         for name in samplers:

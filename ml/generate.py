@@ -334,7 +334,7 @@ class _Batch:
         self.boundaries.append((last.cadence_at, "final", len(plan.phrases) - 1))
         self.max_step_class = int(np.searchsorted(self.grid, MAX_STEP_BEATS, side="right"))
         self.max_duration_class = int(np.searchsorted(self.grid, MAX_DURATION_BEATS, side="right"))
-        self.actual_step = np.zeros(self.size)
+        self.next_onset = np.zeros(self.size)  # beats: where each variation's next note starts
         self.allowed: list[np.ndarray] = []
         for line in lines:
             allowed = np.zeros(128, dtype=bool)
@@ -387,7 +387,7 @@ class _Batch:
                 continue
             previous = line.position if line.onsets else (
                 line.primer.output[0][-1] - line.primer.plan_start if line.primer is not None else onset)
-            self.actual_step[v] = onset - previous
+            self.next_onset[v] = onset
             chosen[v] = int(self.config.quantize_beats(np.array([onset - previous]))[0])
             positions[v], cadences[v] = self._features(onset)
         return chosen, positions, cadences
@@ -470,8 +470,7 @@ class _Batch:
         for v, line in enumerate(self.lines):
             if line.finished:
                 continue
-            onset = line.position + self.actual_step[v] if line.onsets else self.actual_step[v] + (
-                line.primer.output[0][-1] - line.primer.plan_start if line.primer is not None else 0.0)
+            onset = float(self.next_onset[v])
             if line.forced is not None:
                 onset, pitch, duration_beats, vel = line.forced
                 duration = int(self.config.quantize_beats(np.array([duration_beats]))[0])
