@@ -17,7 +17,7 @@ import math
 import secrets
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ import numpy as np
 
 from ml.config import (
     CADENCE_CLASSES,
+    METRES,
     MODE_NAMES,
     PAD_PITCH,
     ModelConfig,
@@ -61,6 +62,17 @@ class GeneratedPiece:
     plan: FormPlan | None = None  # the form the continuation follows
     plan_start: float = 0.0  # seconds where the plan's first bar starts
     key: tuple[int, str] = (0, "major")  # the key it was written in (tonic pitch class, mode)
+
+    def renotated(self, time_signature: tuple[int, int], factor: float) -> GeneratedPiece:
+        """The same sounds notated with `factor` times longer beats (1/factor of the note values)."""
+        notes = replace(self.notes, tempo_bpm=self.notes.tempo_bpm / factor, time_signature=time_signature,
+                        tempo_changes=[], time_signatures=[], bar_phase=self.notes.bar_phase / factor)
+        plan = self.plan
+        if plan is not None:
+            plan = replace(plan, bar_beats=plan.bar_beats / factor, phrases=tuple(
+                replace(p, start=p.start / factor, end=p.end / factor, copy_until=p.copy_until / factor,
+                        cadence_at=p.cadence_at / factor) for p in plan.phrases))
+        return replace(self, notes=notes, plan=plan)
 
     def form(self) -> dict[str, Any] | None:
         """The plan with each phrase's start and end in seconds, as the site shows it."""
@@ -182,11 +194,39 @@ class Generator:
                          total_bars=max(1, round(beats / bar_beats)), bar_beats=bar_beats,
                          cadences="every" if every else "sections", ending_bars=2 if polyphonic else 1)
 
+    def learnt_metre(self, request: GenerationRequest) -> tuple[tuple[int, int], float]:
+        """The time signature to write a request in, and how many of its beats make one requested beat.
+
+        A style that never learnt the requested metre but learnt the same bar in other note values
+        writes in that notation, at a tempo that keeps every note's length in seconds: renaissance
+        music learnt 3/2 and no 3/4, so a 3/4 request is written as 3/2 at twice the quarter-note
+        tempo, with halved note values in the result (as editions of such music transcribe it).
+        A request with a MIDI file to continue keeps that file's notation.
+        """
+        asked = request.time_signature
+        seen = self._stats(request.style).get("metres")
+        if not seen or request.primer is not None or seen.get(METRES[metre_class(asked)], 0) > 0:
+            return asked, 1.0
+        numerator, denominator = asked
+        options = [((numerator, denominator // 2), 2.0)] if denominator % 2 == 0 else []
+        options.append(((numerator, denominator * 2), 0.5))
+        tempo = self._tempo(request)
+        for other, factor in options:
+            name = f"{other[0]}/{other[1]}"
+            # Only a metre the model knows by name, at a tempo a request may have.
+            if name in METRES and seen.get(name, 0) > 0 and 20 <= tempo * factor <= 300:
+                return other, factor
+        return asked, 1.0
+
     def generate(self, request: GenerationRequest, progress: Callable[[float], None] | None = None
                  ) -> list[GeneratedPiece]:
         """Generate `request.variations` pieces in one batch."""
         self.validate(request)
         self.load()
+        written, factor = self.learnt_metre(request)
+        if factor != 1.0:
+            inner = replace(request, time_signature=written, tempo_bpm=self._tempo(request) * factor)
+            return [piece.renotated(request.time_signature, factor) for piece in self.generate(inner, progress)]
         config = self.config
         base_seed = request.seed if request.seed is not None else secrets.randbits(32)
         seeds = [(base_seed + v) % 2**32 for v in range(request.variations)]
@@ -722,9 +762,14 @@ class _CompiledSteps:
             c = self.config
             context_size = 2 * c.lstm_units + c.style_embedding + c.metre_embedding + c.mode_embedding
             self.context = tf.Variable(tf.zeros((batch, context_size), tf.float32))
-            self._encode = tf.function(self._encode_graph, jit_compile=True)
-            self._encode_push = tf.function(self._encode_push_graph, jit_compile=True)
-            self._decode = tf.function(self._decode_graph, jit_compile=True)
+            # Concrete functions of fixed signatures: a call skips tf.function's per-call lookup of
+            # which trace fits its arguments, and the note travels as two tensors rather than six.
+            self.int_inputs = tuple(key for key in WINDOW_INPUTS if key != "velocity")
+            self._encode = tf.function(self._encode_graph, jit_compile=True).get_concrete_function()
+            self._encode_push = tf.function(self._encode_push_graph, jit_compile=True).get_concrete_function(
+                tf.TensorSpec((batch, len(self.int_inputs)), tf.int32), tf.TensorSpec((batch,), tf.float32))
+            self._decode = tf.function(self._decode_graph, jit_compile=True).get_concrete_function(
+                tf.TensorSpec((batch, 3), tf.int32))
         else:
             self.arrays: dict[str, np.ndarray] = {}
             self.context_np: Any = None
@@ -744,23 +789,26 @@ class _CompiledSteps:
         self.context.assign(context)
         return step_logits
 
-    def _encode_push_graph(self, note: dict[str, Any]) -> Any:
+    def _encode_push_graph(self, ints: Any, velocity: Any) -> Any:
         import tensorflow as tf
 
+        columns = {key: ints[:, i] for i, key in enumerate(self.int_inputs)}
+        columns["velocity"] = velocity
         for key in self.window_inputs:
             var = self.vars[key]
-            var.assign(tf.concat([var[:, 1:], tf.expand_dims(note[key], 1)], axis=1))
+            var.assign(tf.concat([var[:, 1:], tf.expand_dims(columns[key], 1)], axis=1))
         return self._encode_graph()
 
-    def _decode_graph(self, step: Any, position: Any, cadence: Any) -> Any:
-        return self.model.decode(self.context, step, position, cadence)
+    def _decode_graph(self, chosen: Any) -> Any:
+        return self.model.decode(self.context, chosen[:, 0], chosen[:, 1], chosen[:, 2])
 
     # host API
     def encode(self, note: dict[str, np.ndarray] | None) -> np.ndarray:
         if self.tf:
             if note is None:
                 return self._encode().numpy()
-            return self._encode_push({key: note[key] for key in self.window_inputs}).numpy()
+            ints = np.stack([note[key] for key in self.int_inputs], axis=1).astype(np.int32)
+            return self._encode_push(ints, note["velocity"].astype(np.float32)).numpy()
         if note is not None:
             for key in self.window_inputs:
                 self.arrays[key] = np.concatenate([self.arrays[key][:, 1:], note[key][:, None]], axis=1)
@@ -772,7 +820,7 @@ class _CompiledSteps:
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         args = (step.astype(np.int32), position.astype(np.int32), cadence.astype(np.int32))
         if self.tf:
-            pitch, duration, velocity = self._decode(*args)
+            pitch, duration, velocity = self._decode(np.stack(args, axis=1))
         else:
             pitch, duration, velocity = self.model.decode(self.context_np, *args)
         return np.asarray(pitch), np.asarray(duration), np.asarray(velocity)

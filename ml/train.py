@@ -22,7 +22,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from ml.config import CADENCE_CLASSES, PAD_PITCH, PITCHES, ModelConfig, cadence_class, key_shift, metre_class
+from ml.config import CADENCE_CLASSES, METRES, PAD_PITCH, PITCHES, ModelConfig, cadence_class, key_shift, metre_class
 from ml.datasets import CORPUS_STYLES, NoteDataset, corpus_dataset
 from ml.model import (
     INPUT_NAMES,
@@ -155,20 +155,28 @@ class WindowBatches(keras.utils.PyDataset):
     """Shuffled, augmented batches for training, or ordered, plain batches for evaluation."""
 
     def __init__(self, examples: Examples, config: ModelConfig, *, train: bool, seed: int = 0,
-                 steps: int | None = None) -> None:
+                 steps: int | None = None, style_weights: dict[str, float] | None = None) -> None:
         super().__init__()
         self.ex, self.config, self.train, self.seed = examples, config, train, seed
         self.epoch = 0
         self.steps = steps
+        # Per example, how often an epoch draws it: 1, or its style's weight (oversampling).
+        self.weights = np.ones(len(examples))
+        for name, weight in (style_weights or {}).items():
+            self.weights[examples.style == config.style_index(name)] = weight
         self._order = self._shuffle()
 
     def _shuffle(self) -> np.ndarray:
         if not self.train:
             return np.arange(len(self.ex))
-        return np.random.default_rng((self.seed, self.epoch)).permutation(len(self.ex))
+        rng = np.random.default_rng((self.seed, self.epoch))
+        # A weight of 2.5 draws an example twice, and a third time with probability 0.5.
+        copies = np.floor(self.weights).astype(np.int64)
+        copies += rng.random(len(self.weights)) < self.weights - copies
+        return rng.permutation(np.repeat(np.arange(len(self.ex)), copies))
 
     def __len__(self) -> int:
-        full = math.ceil(len(self.ex) / self.config.batch_size)
+        full = math.ceil(len(self._order) / self.config.batch_size)
         return min(full, self.steps) if self.steps else full
 
     def __getitem__(self, i: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -221,7 +229,10 @@ def style_stats(dataset: NoteDataset) -> dict[str, dict[str, Any]]:
                         # Share of pieces with marked phrase ends (fermatas): their phrases all cadence.
                         "phrase_marks": round(float(np.mean([dataset.phrase_offsets[i + 1] > dataset.phrase_offsets[i]
                                                              for i in pieces])) if len(pieces) else 0.0, 3),
-                        "keys": dict(keys.most_common())}
+                        "keys": dict(keys.most_common()),
+                        # Training pieces per time signature class: which metres the style has learnt.
+                        "metres": dict(Counter(METRES[metre_class(tuple(dataset.piece_time_signature[i]))]
+                                               for i in pieces).most_common())}
     return stats
 
 
@@ -263,14 +274,21 @@ class _TimeLimit(keras.callbacks.Callback):
 def train(dataset: NoteDataset, config: ModelConfig, out: Path, *, epochs: int = 30, patience: int = 4,
           steps_per_epoch: int | None = None, resume: bool = False, seed: int = 0, verbose: int = 1,
           max_minutes: float | None = None, init: Path | None = None, warm: Path | None = None,
-          on_epoch: Callable[[int, int, dict[str, float]], None] | None = None) -> TrainResult:
+          on_epoch: Callable[[int, int, dict[str, float]], None] | None = None,
+          style_weights: dict[str, float] | None = None) -> TrainResult:
     """Train a model, validating every epoch and keeping the best weights.
+
+    `style_weights` oversamples (or undersamples) the training windows of some styles, e.g.
+    `{"fiddle": 2.0}` draws every fiddle window twice per pass; validation stays unweighted.
 
     `on_epoch(epoch, epochs, logs)` is called after every epoch (the admin shows it as progress).
 
     Writes `out` (the best model), `<out>.history.json`, `<out>.loss.png` and, while running, a
     backup folder that `resume=True` continues from.
     """
+    unknown = set(style_weights or {}) - set(config.styles)
+    if unknown or any(not math.isfinite(w) or w < 0 for w in (style_weights or {}).values()):
+        raise ValueError(f"Style weights need known styles and weights of 0 or more: {style_weights}")
     keras.utils.set_random_seed(seed)
     started = time.time()
     train_ex = make_examples(dataset, config, "train")
@@ -317,7 +335,8 @@ def train(dataset: NoteDataset, config: ModelConfig, out: Path, *, epochs: int =
         import shutil
 
         shutil.rmtree(backup)
-    train_batches = WindowBatches(train_ex, config, train=True, seed=seed, steps=steps_per_epoch)
+    train_batches = WindowBatches(train_ex, config, train=True, seed=seed, steps=steps_per_epoch,
+                                  style_weights=style_weights)
     valid_batches = WindowBatches(valid_ex, config, train=False)
     model.fit(
         as_tf_dataset(train_batches), validation_data=as_tf_dataset(valid_batches),
@@ -419,6 +438,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="start from the layers of a saved model that still fit this config (its LSTMs)")
     parser.add_argument("--stats-only", action="store_true",
                         help="no training: copy --init to --out with its style statistics computed again")
+    parser.add_argument("--oversample", nargs="*", default=[], metavar="STYLE=WEIGHT",
+                        help="draw a style's training windows WEIGHT times per pass (e.g. fiddle=2)")
     parser.add_argument("--max-minutes", type=float, help="stop after the epoch that passes this budget")
     parser.add_argument("--verbose", type=int, default=1, help="Keras verbosity: 1 progress bar, 2 a line per epoch")
     parser.add_argument("--workers", type=int, default=2)
@@ -439,6 +460,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"Bad --config: {exc}", file=sys.stderr)
             return 2
     print(f"{dataset.pieces} pieces, {len(dataset.pitch)} notes, styles: {', '.join(dataset.styles)}")
+    try:
+        style_weights = {name: float(weight) for name, weight in (item.split("=", 1) for item in args.oversample)}
+    except ValueError:
+        print(f"Bad --oversample {args.oversample}: give STYLE=WEIGHT", file=sys.stderr)
+        return 2
     if args.stats_only:
         if args.init is None:
             print("--stats-only needs --init MODEL", file=sys.stderr)
@@ -451,7 +477,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     result = train(dataset, config, args.out, epochs=args.epochs, patience=args.patience,
                    steps_per_epoch=args.steps_per_epoch, resume=args.resume, seed=args.seed,
-                   max_minutes=args.max_minutes, verbose=args.verbose, init=args.init, warm=args.warm_start)
+                   max_minutes=args.max_minutes, verbose=args.verbose, init=args.init, warm=args.warm_start,
+                   style_weights=style_weights)
     print(f"Saved {result.model_path} after {result.seconds:.0f} s")
     return 0
 

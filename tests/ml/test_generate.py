@@ -181,8 +181,14 @@ def test_a_repeat_in_the_form_is_the_same_music_again(generator: Generator) -> N
     assert len(first_a) >= 4
     assert second_a == first_a[:len(second_a)] and len(second_a) == len(first_a)
     first_b, second_b = _phrase_notes(piece, 2), _phrase_notes(piece, 3)
-    # The last B copies all but its ending (the last bar of a single line), which closes the piece V-I.
-    assert second_b == [n for n in first_b if n[0] < piece.plan.phrases[3].copy_until]
+    # The last B copies all but its ending (the last bar of a single line), which closes the piece V-I:
+    # the note before the final tonic may be moved to a tone of the dominant, as a changed ending is.
+    copied = [n for n in first_b if n[0] < piece.plan.phrases[3].copy_until]
+    assert len(second_b) == len(copied) and second_b[:-1] == copied[:-1]
+    (onset, pitch, duration), (onset_then, pitch_then, duration_then) = second_b[-1], copied[-1]
+    assert (onset, duration) == (onset_then, duration_then)
+    tonic = piece.key[0]
+    assert pitch == pitch_then or (pitch - tonic) % 12 in (2, 7, 11)
     form = piece.form()
     assert form is not None and [p["letter"] for p in form["phrases"]] == ["A", "A", "B", "B"]
     assert form["phrases"][1]["start_s"] == pytest.approx(8.0)
@@ -216,3 +222,31 @@ def test_the_voice_guard_keeps_consecutive_chords_free_of_parallel_fifths_and_oc
     octave = _no_parallels([48, 60], [50])
     assert not octave[62] and octave[59]
     assert _no_parallels([48, 55], [48]).all()  # the bass holds: nothing above it can move in parallel
+
+
+def test_a_metre_the_style_never_learnt_is_written_in_the_notation_it_did_learn(tiny_model_path: Path) -> None:
+    # The tiny styles learnt 4/4 only: 4/8 is the same bar in halved note values, written as 4/4 at
+    # twice the tempo; 3/4 has no such twin among what they learnt and stays as it is.
+    generator = Generator(tiny_model_path)
+    generator.load()
+    assert set(generator._stats("alpha")["metres"]) == {"4/4"}  # its training pieces
+    asked = GenerationRequest(style="alpha", seconds=16, tempo_bpm=60, time_signature=(4, 8), form="AB",
+                              phrase_bars=2, seed=5)
+    assert generator.learnt_metre(asked) == ((4, 4), 2.0)
+    assert generator.learnt_metre(GenerationRequest(style="alpha", seconds=16, time_signature=(3, 4))) == ((3, 4), 1.0)
+    assert generator.learnt_metre(GenerationRequest(style="alpha", seconds=16, tempo_bpm=200,
+                                                    time_signature=(4, 8))) == ((4, 8), 1.0)  # 400 BPM is no tempo
+
+    piece = generator.generate(asked)[0]
+    written = generator.generate(GenerationRequest(style="alpha", seconds=16, tempo_bpm=120, time_signature=(4, 4),
+                                                   form="AB", phrase_bars=2, seed=5))[0]
+    # The same sounds, notated as asked: 4/8 at 60 quarter notes a minute, bars of two quarter beats.
+    np.testing.assert_allclose(piece.notes.start, written.notes.start)
+    assert piece.notes.pitch.tolist() == written.notes.pitch.tolist()
+    assert (piece.notes.time_signature, piece.notes.tempo_bpm) == ((4, 8), 60.0)
+    assert piece.plan is not None and written.plan is not None and piece.plan.bar_beats == 2.0
+    assert piece.form() == {**written.form(), "bar_beats": 2.0, "phrases": [  # type: ignore[dict-item]
+        {**p, "start": p["start"] / 2, "end": p["end"] / 2} for p in written.form()["phrases"]]}  # type: ignore[index]
+    midi = notes_to_midi(piece.notes)
+    assert [(ts.numerator, ts.denominator) for ts in midi.time_signature_changes] == [(4, 8)]
+    assert midi.get_tempo_changes()[1].tolist() == [60.0]

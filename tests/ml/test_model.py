@@ -91,3 +91,29 @@ def test_one_epoch_of_training_lowers_the_loss(tmp_path: Path) -> None:
     assert (tmp_path / "one.history.json").exists() and (tmp_path / "one.loss.png").exists()
     assert "primers" not in trained.extra and trained.extra["stats"]["beta"]["notes_per_beat"] > 0
     assert trained.extra["stats"]["alpha"]["keys"]  # the keys a piece in "any key" is drawn from
+
+
+def test_oversampling_draws_a_style_more_often_and_validation_stays_plain() -> None:
+    dataset = tiny_dataset()
+    config = tiny_config(dataset)
+    examples = make_examples(dataset, config, "train")
+    beta = config.style_index("beta")
+    plain = WindowBatches(examples, config, train=True)
+    boosted = WindowBatches(examples, config, train=True, style_weights={"beta": 3.0, "alpha": 0.5})
+    share = lambda batches: float(np.mean(examples.style[batches._order] == beta))  # noqa: E731
+    assert share(boosted) > share(plain) + 0.2
+    # Every beta window is drawn exactly three times; about half of the alpha windows once.
+    counts = np.bincount(boosted._order, minlength=len(examples))
+    assert set(counts[examples.style == beta].tolist()) == {3}
+    assert 0.3 < counts[examples.style != beta].mean() < 0.7
+    assert len(boosted) == -(-len(boosted._order) // config.batch_size)
+    assert WindowBatches(examples, config, train=False, style_weights={"beta": 3.0})._order.tolist() == \
+        list(range(len(examples)))
+
+
+@pytest.mark.parametrize("weights", [{"nobody": 2.0}, {"beta": -1.0}, {"beta": float("nan")}])
+def test_training_refuses_bad_style_weights_before_it_starts(tmp_path: Path, weights: dict) -> None:
+    dataset = tiny_dataset()
+    with pytest.raises(ValueError, match="Style weights"):
+        train(dataset, tiny_config(dataset), tmp_path / "m.keras", epochs=1, verbose=0, style_weights=weights)
+    assert not (tmp_path / "m.keras").exists()
