@@ -93,7 +93,7 @@ class Generator:
                  voice_guard: bool = True, metre_guard: bool = True, chains: dict[str, Any] | None = None) -> None:
         """The guards can be switched off so that the evaluation measures what the model does alone:
         `loop_guard` bans the note that would complete a degenerate loop, `cadence_guard` makes the
-        last phrase close V-I on the tonic, `voice_guard` bans parallel fifths and octaves between
+        last phrase close V-I on the tonic and the piece open on the tonic triad, `voice_guard` bans parallel fifths and octaves between
         the voices of consecutive chords and keeps chorale voices in their ranges, `metre_guard`
         lets no onset skip a downbeat (every bar starts with a note). With `chains`
         (style -> ml.joint_markov.JointMarkov) the chain writes instead of the network, through
@@ -538,9 +538,13 @@ class _Batch:
         pitch_class = np.arange(128) % 12
         if self.cadence_guard:
             final_at = self.plan.phrases[-1].cadence_at
-            if line.arrived:  # the final chord: the tonic in the bass, then the tonic triad
-                third = 3 if line.mode in ("minor", "dorian") else 4
-                allowed &= np.isin(pitch_class, [0] if voice == 0 else [0, third, 7])
+            third = 3 if line.mode in ("minor", "dorian") else 4
+            opening = line.primer is None and (not line.onsets or (in_chord and line.onsets[0] == onset))
+            if line.arrived or opening:
+                # The final chord, and the first: the tonic in the bass, then the tonic triad (a
+                # piece opens in its key, as it closes; a continuation's opening is its primer's).
+                allowed &= np.isin(pitch_class, [0] if voice == 0 and (self.polyphonic or line.arrived)
+                                   else [0, third, 7])
             elif final_at - min(self.plan.bar_beats, 2.0 if self.polyphonic else 1.0) <= onset < final_at:
                 # Just before it, the dominant: V in the bass (in a single line, a tone of V), the
                 # dominant seventh chord above it. A line's last note before that is set by `_arrive`.

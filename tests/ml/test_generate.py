@@ -202,6 +202,10 @@ def test_the_piece_closes_on_the_tonic_of_the_requested_key(generator: Generator
             last = seq.start >= seq.start.max() - 1e-6
             assert int(seq.pitch[last].min()) % 12 == tonic  # the tonic in the bass
             assert piece.key == (tonic, mode)
+            # It opens in its key too: the first notes are tones of the tonic triad.
+            first = seq.start <= seq.start.min() + 1e-6
+            triad = {tonic, (tonic + (3 if mode == "minor" else 4)) % 12, (tonic + 7) % 12}
+            assert {int(p) % 12 for p in seq.pitch[first]} <= triad
 
 
 def test_the_metre_changes_the_music_not_only_the_header(generator: Generator) -> None:
