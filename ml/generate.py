@@ -93,8 +93,9 @@ class Generator:
                  voice_guard: bool = True, metre_guard: bool = True, chains: dict[str, Any] | None = None) -> None:
         """The guards can be switched off so that the evaluation measures what the model does alone:
         `loop_guard` bans the note that would complete a degenerate loop, `cadence_guard` makes the
-        last phrase close V-I on the tonic and the piece open on the tonic triad, `voice_guard` bans parallel fifths and octaves between
-        the voices of consecutive chords and keeps chorale voices in their ranges, `metre_guard`
+        last phrase close V-I on the tonic and the piece open on the tonic triad, `voice_guard`
+        bans parallel fifths and octaves between the voices of consecutive chords and keeps
+        chorale voices in their ranges, `metre_guard`
         lets no onset skip a downbeat (every bar starts with a note). With `chains`
         (style -> ml.joint_markov.JointMarkov) the chain writes instead of the network, through
         the same sampler: the evaluation's fair baseline."""
