@@ -563,13 +563,8 @@ class _Batch:
                 # from the last one (voices counted from the bass, as the evaluation counts them).
                 allowed &= _completes_without_parallels(line.previous_sounding, held + line.chord,
                                                         np.flatnonzero(allowed))
-            if self.voice_ranges is not None and voice < len(self.voice_ranges):
-                low, high = self.voice_ranges[voice]
-                band = np.zeros(128, dtype=bool)
-                band[max(0, low - line.shift):max(0, high - line.shift + 1)] = True
-                allowed &= band
-        elif self.voice_guard and self.polyphonic and self.voice_ranges is not None:
-            low, high = self.voice_ranges[0]
+        if self.voice_guard and self.polyphonic and self.voice_ranges is not None and voice < len(self.voice_ranges):
+            low, high = self.voice_ranges[voice]  # each voice in its range; a new onset's first note is the bass
             band = np.zeros(128, dtype=bool)
             band[max(0, low - line.shift):max(0, high - line.shift + 1)] = True
             allowed &= band
