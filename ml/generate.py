@@ -35,7 +35,7 @@ from ml.config import (
     read_model_info,
 )
 from ml.form import FormPlan, plan_form, style_form
-from ml.mgeval import FIGURE_REPEATS, MAX_SAME_PITCH
+from ml.mgeval import FIGURE_REPEATS, MAX_SAME_PITCH, find_degenerate_loop
 from ml.notes import NoteSequence, estimate_key, parse_key, scale_pitch_classes
 from ml.request import GenerationRequest
 
@@ -51,6 +51,7 @@ VOICE_RANGES: dict[str, tuple[tuple[int, int], ...]] = {
 }
 # Figure length -> repeats in a row that count as a degenerate loop: the evaluation's thresholds.
 LOOP_REPEATS = {1: MAX_SAME_PITCH, **FIGURE_REPEATS}
+LOOP_WINDOW = max(length * repeats for length, repeats in LOOP_REPEATS.items())  # notes a loop can span
 
 
 @dataclass
@@ -571,11 +572,28 @@ class _Batch:
         if self.loop_guard and not line.arrived:
             for p in loop_completions(line.history):
                 allowed[p] = False
+            upcoming = self._copy_ahead(line, onset)
+            if upcoming:  # the last bar before a repeat: no loop across into the copied notes
+                for candidate in np.flatnonzero(allowed):
+                    if _loops_across(line.history, int(candidate), upcoming):
+                        allowed[candidate] = False
         if not allowed.any():  # the constraints leave nothing: fall back to the key and range alone
             allowed = self.allowed[self.lines.index(line)].copy()
             if in_chord and allowed[max(line.chord) + 1:].any():
                 allowed[:max(line.chord) + 1] = False
         return allowed
+
+    def _copy_ahead(self, line: _Line, onset: float) -> list[int]:
+        """The first pitches of the repeat that starts within a bar of `onset`, or [] if none does."""
+        if line.boundary >= len(self.boundaries):
+            return []
+        beat, kind, index = self.boundaries[line.boundary]
+        if kind != "copy" or beat - onset > self.plan.bar_beats + 1e-9:
+            return []
+        phrase = self.plan.phrases[index]
+        source = self.plan.phrases[phrase.copy_of if phrase.copy_of is not None else index]
+        return [p for o, p in zip(line.onsets, line.pitches)
+                if source.start - 1e-9 <= o < source.start + phrase.copy_until - 1e-9][:LOOP_WINDOW]
 
     def _append(self, line: _Line, onset: float, pitch: int, duration: float, velocity: float) -> None:
         new_onset = not line.onsets or onset > line.position + 1e-9
@@ -695,6 +713,16 @@ def apply_dynamics(velocity: np.ndarray, onset_beats: np.ndarray, dynamics: str)
     curve = begin + (end - begin) * (onset_beats / span)
     accents = np.clip(velocity - velocity.mean(), -20, 20)
     return np.clip(curve + accents, 1, 127)
+
+
+def _loops_across(history: list[int], pitch: int, upcoming: list[int]) -> bool:
+    """Whether `pitch`, as the last note before a copied passage, makes a degenerate loop with it
+    (one that the passage alone, or the notes before it alone, do not make)."""
+    def looped(middle: int) -> bool:
+        seq = np.array(history[-LOOP_WINDOW:] + [middle] + upcoming[:LOOP_WINDOW])
+        return find_degenerate_loop(seq, np.full(len(seq), 0.5)) is not None
+
+    return looped(pitch) and not looped(-1)
 
 
 def loop_completions(history: list[int]) -> set[int]:

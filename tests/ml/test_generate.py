@@ -254,3 +254,16 @@ def test_a_metre_the_style_never_learnt_is_written_in_the_notation_it_did_learn(
     midi = notes_to_midi(piece.notes)
     assert [(ts.numerator, ts.denominator) for ts in midi.time_signature_changes] == [(4, 8)]
     assert midi.get_tempo_changes()[1].tolist() == [60.0]
+
+
+def test_the_loop_guard_sees_a_loop_that_would_run_on_into_a_copied_repeat() -> None:
+    from ml.generate import _loops_across
+
+    # The repeat starts 55 52 55 52 55; after ... 52 55 52 55, a last 52 would make the figure
+    # 52 55 sound five times in a row across the bar line, which neither side does alone.
+    history, upcoming = [48, 59, 52, 55, 52], [55, 52, 55, 52, 55, 48]
+    assert _loops_across(history, 55, upcoming) is False  # 55 then 55: the figure breaks
+    assert _loops_across(history + [55], 52, upcoming) is True
+    assert _loops_across(history + [55], 59, upcoming) is False
+    # A loop inside the copied passage alone is the plan's repeat, not the note before it.
+    assert _loops_across([48, 50], 53, [60] * 7) is False
