@@ -490,13 +490,10 @@ class _Batch:
                     line.pitches[-1] = int(options[np.abs(options - last).argmin()])
             return beat
         phrase = self.plan.phrases[index]
-        source = self.plan.phrases[phrase.copy_of] if phrase.copy_of is not None else phrase
-        offset = phrase.start - source.start
+        offset = phrase.start - (phrase.start if phrase.copy_of is None else self.plan.phrases[phrase.copy_of].start)
         line.queue = [(onset + offset, pitch, min(duration, phrase.start + phrase.copy_until - onset - offset)
                        if phrase.final else duration, velocity)
-                      for onset, pitch, duration, velocity in zip(line.onsets, line.pitches, line.durations,
-                                                                  line.velocities)
-                      if source.start - 1e-9 <= onset < source.start + phrase.copy_until - 1e-9]
+                      for onset, pitch, duration, velocity in self._copied_notes(line, index)]
         line.not_before = phrase.start + phrase.copy_until
         if not line.queue:  # the model phrase holds no onsets (a long tie): write this one anew
             return beat
@@ -574,14 +571,19 @@ class _Batch:
                 allowed[p] = False
             upcoming = self._copy_ahead(line, onset)
             if upcoming:  # the last bar before a repeat: no loop across into the copied notes
-                for candidate in np.flatnonzero(allowed):
-                    if _loops_across(line.history, int(candidate), upcoming):
-                        allowed[candidate] = False
+                allowed[_loops_across(line.history, np.flatnonzero(allowed), upcoming)] = False
         if not allowed.any():  # the constraints leave nothing: fall back to the key and range alone
             allowed = self.allowed[self.lines.index(line)].copy()
             if in_chord and allowed[max(line.chord) + 1:].any():
                 allowed[:max(line.chord) + 1] = False
         return allowed
+
+    def _copied_notes(self, line: _Line, index: int) -> list[tuple[float, int, float, float]]:
+        """(onset, pitch, duration, velocity) of the written notes that phrase `index` repeats."""
+        phrase = self.plan.phrases[index]
+        source = self.plan.phrases[phrase.copy_of] if phrase.copy_of is not None else phrase
+        return [note for note in zip(line.onsets, line.pitches, line.durations, line.velocities)
+                if source.start - 1e-9 <= note[0] < source.start + phrase.copy_until - 1e-9]
 
     def _copy_ahead(self, line: _Line, onset: float) -> list[int]:
         """The first pitches of the repeat that starts within a bar of `onset`, or [] if none does."""
@@ -590,10 +592,7 @@ class _Batch:
         beat, kind, index = self.boundaries[line.boundary]
         if kind != "copy" or beat - onset > self.plan.bar_beats + 1e-9:
             return []
-        phrase = self.plan.phrases[index]
-        source = self.plan.phrases[phrase.copy_of if phrase.copy_of is not None else index]
-        return [p for o, p in zip(line.onsets, line.pitches)
-                if source.start - 1e-9 <= o < source.start + phrase.copy_until - 1e-9][:LOOP_WINDOW]
+        return [pitch for _, pitch, _, _ in self._copied_notes(line, index)[:LOOP_WINDOW]]
 
     def _append(self, line: _Line, onset: float, pitch: int, duration: float, velocity: float) -> None:
         new_onset = not line.onsets or onset > line.position + 1e-9
@@ -715,14 +714,16 @@ def apply_dynamics(velocity: np.ndarray, onset_beats: np.ndarray, dynamics: str)
     return np.clip(curve + accents, 1, 127)
 
 
-def _loops_across(history: list[int], pitch: int, upcoming: list[int]) -> bool:
-    """Whether `pitch`, as the last note before a copied passage, makes a degenerate loop with it
-    (one that the passage alone, or the notes before it alone, do not make)."""
+def _loops_across(history: list[int], candidates: np.ndarray, upcoming: list[int]) -> np.ndarray:
+    """The candidate pitches that, as the last note before a copied passage, make a degenerate
+    loop with it (one that the passage alone, or the notes before it alone, do not make)."""
     def looped(middle: int) -> bool:
         seq = np.array(history[-LOOP_WINDOW:] + [middle] + upcoming[:LOOP_WINDOW])
         return find_degenerate_loop(seq, np.full(len(seq), 0.5)) is not None
 
-    return looped(pitch) and not looped(-1)
+    if looped(-1):  # a loop that no note here can break (nor make): nothing to ban
+        return candidates[:0]
+    return np.array([p for p in candidates if looped(int(p))], dtype=np.int64)
 
 
 def loop_completions(history: list[int]) -> set[int]:

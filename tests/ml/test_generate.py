@@ -262,8 +262,7 @@ def test_the_loop_guard_sees_a_loop_that_would_run_on_into_a_copied_repeat() -> 
     # The repeat starts 55 52 55 52 55; after ... 52 55 52 55, a last 52 would make the figure
     # 52 55 sound five times in a row across the bar line, which neither side does alone.
     history, upcoming = [48, 59, 52, 55, 52], [55, 52, 55, 52, 55, 48]
-    assert _loops_across(history, 55, upcoming) is False  # 55 then 55: the figure breaks
-    assert _loops_across(history + [55], 52, upcoming) is True
-    assert _loops_across(history + [55], 59, upcoming) is False
+    assert _loops_across(history, np.array([55]), upcoming).tolist() == []  # 55 then 55: the figure breaks
+    assert _loops_across(history + [55], np.array([52, 59]), upcoming).tolist() == [52]
     # A loop inside the copied passage alone is the plan's repeat, not the note before it.
-    assert _loops_across([48, 50], 53, [60] * 7) is False
+    assert _loops_across([48, 50], np.array([53]), [60] * 7).tolist() == []
