@@ -33,7 +33,7 @@ run: install migrate
 
 install: system venv
 	@# One line about what rendering still lacks (e.g. apt failed without sudo), SOUNDFONT_PATH included.
-	@$(PY) -c "import os; from ml.render import check_tools; p = check_tools(os.environ.get('SOUNDFONT_PATH') or None); print('Warning: audio rendering will fail: ' + '; '.join(p)) if p else None"
+	@$(PY) -c "import os; from ml.audio.render import check_tools; p = check_tools(os.environ.get('SOUNDFONT_PATH') or None); print('Warning: audio rendering will fail: ' + '; '.join(p)) if p else None"
 
 # Installing system packages needs root or sudo; without them `run` goes on and
 # `install` reports what is missing.

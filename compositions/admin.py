@@ -21,8 +21,8 @@ from django.utils.html import format_html_join
 
 from compositions import selectors, services
 from compositions.models import ApiToken, Composition, MusicModel, TrainingDataset
-from ml.archives import ArchiveError, extract_midi_zip
-from ml.config import read_model_info
+from ml.data.archives import ArchiveError, extract_midi_zip
+from ml.model.config import read_model_info
 
 
 @admin.register(Composition)

@@ -31,7 +31,7 @@ from compositions.auth import TokenAuthentication, api_token_for, login_locked_f
 from compositions.downloads import FileKind, composition_file_response
 from compositions.errors import ComposingUnavailable, NotAllowed, QuotaExceeded, RequestInvalid
 from compositions.models import ApiToken, Composition
-from ml.request import CONTROLS, DEFAULTS, Control
+from ml.generation.request import CONTROLS, DEFAULTS, Control
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
@@ -58,7 +58,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
 
 
 def _control_field(name: str, control: Control, *, output: bool) -> serializers.Field:
-    """The schema of one control: its type, range and choices (enums), from ml.request."""
+    """The schema of one control: its type, range and choices (enums), from ml.generation.request."""
     common: dict[str, Any] = {"help_text": control.help}
     if output:
         common["allow_null"] = control.nullable
@@ -496,7 +496,7 @@ def schema_v1_only(endpoints: list[tuple[str, str, str, Any]]) -> list[tuple[str
 
 def schema_enums(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
     """drf-spectacular hook: the styles of the active model and every time signature as enums."""
-    from ml.request import DENOMINATORS
+    from ml.generation.request import DENOMINATORS
 
     try:
         styles = runtime.model_styles()

@@ -13,7 +13,7 @@ from compositions import runtime
 @register()
 def composing_tools_check(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """One warning per missing tool (FluidSynth, ffmpeg, SoundFont) and for a missing model file."""
-    from ml.render import check_tools
+    from ml.audio.render import check_tools
 
     warnings: list[CheckMessage] = [
         Warning(problem, id="compositions.W001") for problem in check_tools(settings.SOUNDFONT_PATH or None)

@@ -1,4 +1,4 @@
-"""Forms. The compose form's fields come from ml.request.CONTROLS; services check what is sent."""
+"""Forms. The compose form's fields come from ml.generation.request.CONTROLS; services check what is sent."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from django.forms.utils import ErrorDict
 
 from compositions import runtime
 from compositions.auth import login_locked_for
-from ml.request import CONTROLS, DEFAULTS, Control
+from ml.generation.request import CONTROLS, DEFAULTS, Control
 
 PITCH_CHOICES = [(str(p), f"{pretty_midi.note_number_to_name(p)} ({p})") for p in range(128)]
 # Shown in the empty form where the request's default is "none given".

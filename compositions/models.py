@@ -49,7 +49,7 @@ class Composition(models.Model):
     queue_count = models.PositiveSmallIntegerField(default=0)  # times a task was queued for it
     queued_at = models.DateTimeField(null=True, blank=True)
 
-    # The request, as ml.request.GenerationRequest.to_dict() writes it. The style is also a column,
+    # The request, as ml.generation.request.GenerationRequest.to_dict() writes it. The style is also a column,
     # to filter on; `seed` is replaced by the seed that reproduces this variation once it is done.
     style = models.CharField(max_length=64)
     params = models.JSONField(default=dict)

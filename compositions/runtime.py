@@ -22,11 +22,11 @@ from compositions.errors import ComposingUnavailable, RequestInvalid
 from compositions.models import MusicModel
 
 if TYPE_CHECKING:
-    from ml.generate import Generator
-    from ml.midi_check import MidiLimits
-    from ml.notes import NoteSequence
-    from ml.render import Renderer
-    from ml.request import GenerationRequest
+    from ml.audio.render import Renderer
+    from ml.data.midi_check import MidiLimits
+    from ml.data.notes import NoteSequence
+    from ml.generation.generator import Generator
+    from ml.generation.request import GenerationRequest
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def get_generator(model_path: Path | None = None) -> Generator:
     mtime = path.stat().st_mtime
     cached = _generators.get(path)
     if cached is None or cached[0] != mtime:  # a retrained file replaces the old weights in memory
-        from ml.generate import Generator
+        from ml.generation.generator import Generator
 
         _generators[path] = (mtime, Generator(path))
     return _generators[path][1]
@@ -63,8 +63,8 @@ def get_generator(model_path: Path | None = None) -> Generator:
 
 def get_renderer() -> Renderer:
     """The FluidSynth renderer for the configured SoundFont, created once per process."""
+    from ml.audio.render import Renderer, RenderError, find_soundfont
     from ml.pipeline import PipelineError
-    from ml.render import Renderer, RenderError, find_soundfont
 
     try:
         path = find_soundfont(settings.SOUNDFONT_PATH or None)
@@ -97,7 +97,7 @@ _tools_checked: tuple[float, str, list[str]] = (0.0, "", [])
 def rendering_problems() -> list[str]:
     """What this machine lacks to render audio (FluidSynth, ffmpeg, the SoundFont), one line each."""
     global _tools_checked
-    from ml.render import check_tools
+    from ml.audio.render import check_tools
 
     checked_at, soundfont, problems = _tools_checked
     now = time.monotonic()
@@ -122,14 +122,14 @@ def composing_state() -> tuple[list[str], str]:
 
 def midi_limits() -> MidiLimits:
     """The caps an uploaded MIDI file is checked against (PRIMER_MAX_BYTES and ml's defaults)."""
-    from ml.midi_check import MidiLimits
+    from ml.data.midi_check import MidiLimits
 
     return MidiLimits(max_bytes=settings.PRIMER_MAX_BYTES)
 
 
 def primer_from_midi(data: bytes) -> NoteSequence:
-    """Check and parse an untrusted MIDI file in a sandbox; ml.notes.MidiError (a ValueError) says why not."""
-    from ml.midi_check import parse_midi_isolated
+    """Check and parse an untrusted MIDI file in a sandbox; ml.data.notes.MidiError (a ValueError) says why not."""
+    from ml.data.midi_check import parse_midi_isolated
 
     notes, _ = parse_midi_isolated(data, midi_limits())
     return notes
@@ -152,8 +152,8 @@ def validated_request(params: Mapping[str, Any], *, primer_midi: bytes | None = 
         RequestInvalid: with every bad field named (the primer's problems under "primer").
         ComposingUnavailable: there is no model to ask.
     """
-    from ml.notes import MidiError
-    from ml.request import GenerationRequest, RequestError
+    from ml.data.notes import MidiError
+    from ml.generation.request import GenerationRequest, RequestError
 
     errors: dict[str, list[str]] = {}
     primer = None

@@ -35,7 +35,7 @@ class CompositionStatus(TypedDict):
 class CompositionDetail(CompositionStatus):
     """The API's view of one composition: its status, settings and, once done, its harmony.
 
-    `settings` holds every control of ml.request.GenerationRequest (the seed: the one that
+    `settings` holds every control of ml.generation.request.GenerationRequest (the seed: the one that
     reproduces this variation), and `continues_midi`.
     """
 
@@ -146,7 +146,7 @@ def composition_detail(*, composition: Composition) -> CompositionDetail:
 
 def composition_settings_table(*, composition: Composition) -> list[tuple[str, str]]:
     """(label, value) rows of the settings a piece was requested with, as its page lists them."""
-    from ml.request import CONTROLS
+    from ml.generation.request import CONTROLS
 
     params = composition.params
     rows = [("Length", composition.length_label)]

@@ -172,7 +172,7 @@ def primer_upload(*, user: AbstractBaseUser, upload: UploadedFile | None) -> Pri
         raise RequestInvalid.of("file", "Attach a MIDI file as `file`.")
     data = runtime.read_upload(upload)
     assert data is not None
-    from ml.notes import MidiError
+    from ml.data.notes import MidiError
 
     try:
         notes = runtime.primer_from_midi(data)
@@ -486,8 +486,8 @@ def _render_again(piece: Composition) -> None:
 
     from django.core.files import File
 
+    from ml.generation.request import GenerationRequest
     from ml.pipeline import notes_from_piano_roll, render_piece
-    from ml.request import GenerationRequest
 
     request = GenerationRequest.from_dict(piece.params)
     notes = notes_from_piano_roll(

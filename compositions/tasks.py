@@ -32,7 +32,7 @@ class Cancelled(Exception):
 
 
 class ProgressWriter:
-    """Progress callback for ml.generate that writes throttled percentages to the held rows."""
+    """Progress callback for ml.generation.generator that writes throttled percentages to the held rows."""
 
     def __init__(self, claim: services.Claim) -> None:
         self.claim = claim
@@ -116,9 +116,9 @@ def composition_generate(composition_id: int) -> None:
 
 
 def _generate_rows(claim: services.Claim) -> None:
-    from ml.notes import PITCH_CLASS_NAMES, MidiError, estimate_key
+    from ml.data.notes import PITCH_CLASS_NAMES, MidiError, estimate_key
+    from ml.generation.request import GenerationRequest, RequestError
     from ml.pipeline import chord_changes, compose, piano_roll, piece_form, render_piece
-    from ml.request import GenerationRequest, RequestError
 
     rows = list(claim.rows().order_by("variation_index"))
     if not rows:

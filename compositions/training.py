@@ -1,4 +1,4 @@
-"""Training a model from the admin: the one place the site calls ml.datasets and ml.train."""
+"""Training a model from the admin: the one place the site calls ml.data.datasets and ml.model.train."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from django.utils import timezone
 from compositions.models import TrainingDataset
 
 if TYPE_CHECKING:
-    from ml.datasets import ImportReport, NoteDataset
+    from ml.data.datasets import ImportReport, NoteDataset
 
 
 @dataclass
@@ -25,7 +25,7 @@ class TrainingResult:
 
 def load_dataset(dataset: TrainingDataset) -> tuple[NoteDataset, ImportReport]:
     """Import the notes of one TrainingDataset row from its source."""
-    from ml import datasets
+    from ml.data import datasets
 
     if dataset.source == TrainingDataset.Source.CORPUS:
         return datasets.load_corpus(styles=[dataset.style])
@@ -36,9 +36,9 @@ def load_dataset(dataset: TrainingDataset) -> tuple[NoteDataset, ImportReport]:
 
 def run_training(dataset_ids: list[int], out_path: Path) -> TrainingResult:
     """Train one model on the data sets `dataset_ids` and save it at `out_path`."""
-    from ml.config import read_model_info
-    from ml.datasets import NoteDataset
-    from ml.train import default_config, train
+    from ml.data.datasets import NoteDataset
+    from ml.model.config import read_model_info
+    from ml.model.train import default_config, train
 
     rows = list(TrainingDataset.objects.filter(id__in=dataset_ids))
     if not rows:

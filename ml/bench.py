@@ -137,9 +137,9 @@ def resolve_model(explicit: Path | None, scratch: Path) -> tuple[Path, bool]:
         return Path(explicit), False
     if DEFAULT_MODEL.is_file():
         return DEFAULT_MODEL, False
-    from ml.datasets import CORPUS_STYLES
-    from ml.model import build_model, save_model
-    from ml.train import default_config
+    from ml.data.datasets import CORPUS_STYLES
+    from ml.model.network import build_model, save_model
+    from ml.model.train import default_config
 
     path = Path(scratch) / "untrained.keras"
     save_model(build_model(default_config(list(CORPUS_STYLES))), path)
@@ -148,7 +148,7 @@ def resolve_model(explicit: Path | None, scratch: Path) -> tuple[Path, bool]:
 
 def load_model_under_test(path: Path, untrained: bool) -> tuple[ModelUnderTest, Any]:
     """Load the generator once; every benchmark shares it (and so its compiled steps)."""
-    from ml.generate import Generator
+    from ml.generation.generator import Generator
 
     generator = Generator(path)
     with stopwatch() as t:
@@ -161,7 +161,7 @@ def load_model_under_test(path: Path, untrained: bool) -> tuple[ModelUnderTest, 
 
 def _request(style: str, *, notes: int | None = None, seconds: float | None = None, variations: int = 1,
              seed: int = 0) -> Any:
-    from ml.request import GenerationRequest
+    from ml.generation.request import GenerationRequest
 
     return GenerationRequest(style=style, notes=notes, seconds=seconds, variations=variations, seed=seed)
 
@@ -181,7 +181,7 @@ class NaiveLoop:
     """
 
     def __init__(self, model_path: Path, style: str) -> None:
-        from ml.model import dummy_inputs, load_model
+        from ml.model.network import dummy_inputs, load_model
 
         self.model = load_model(model_path)  # its own copy of the same weights
         self.config = self.model.config
@@ -190,7 +190,7 @@ class NaiveLoop:
         self.model.predict(self.inputs, verbose=0)  # builds Keras' predict function: not timed
 
     def run(self, notes: int, seed: int) -> float:
-        from ml.generate import _sample  # the engine's own sampler, so the host work matches
+        from ml.generation.generator import _sample  # the engine's own sampler, so the host work matches
 
         rng = np.random.default_rng(seed)
         inputs = {k: v.copy() for k, v in self.inputs.items()}
@@ -251,8 +251,8 @@ def variation_speed(generator: Any, model: ModelUnderTest, options: BenchOptions
 def render_speed(generator: Any, model: ModelUnderTest, options: BenchOptions, soundfont: Path | None = None,
                  progress: Callable[[str], None] = print) -> RenderSpeed:
     """Render a generated piece to WAV (times real time) and encode it to MP3, repeatedly."""
-    from ml.notes import notes_to_midi
-    from ml.render import Renderer, encode_mp3, find_soundfont
+    from ml.audio.render import Renderer, encode_mp3, find_soundfont
+    from ml.data.notes import notes_to_midi
 
     piece = generator.generate(_request(model.style, seconds=options.render_seconds, seed=7))[0]
     midi = notes_to_midi(piece.notes)

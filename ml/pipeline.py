@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ml.notes import NoteSequence, chord_labels, notes_to_midi, write_midi
+from ml.data.notes import NoteSequence, chord_labels, notes_to_midi, write_midi
 
 if TYPE_CHECKING:
-    from ml.generate import GeneratedPiece, Generator
-    from ml.render import Renderer
-    from ml.request import GenerationRequest
+    from ml.audio.render import Renderer
+    from ml.generation.generator import GeneratedPiece, Generator
+    from ml.generation.request import GenerationRequest
 
 AUDIO_FORMATS = (".mp3", ".wav")
 
@@ -77,7 +77,7 @@ def compose(
 
 def render_piece(renderer: Renderer, notes: NoteSequence, *, midi_path: Path, audio_path: Path) -> float:
     """Write `notes` as MIDI and as audio (MP3, or WAV for a .wav path); return the audio's length in seconds."""
-    from ml.render import encode_mp3
+    from ml.audio.render import encode_mp3
 
     suffix = audio_path.suffix.lower()
     if suffix not in AUDIO_FORMATS:
@@ -117,7 +117,7 @@ def notes_from_piano_roll(rows: list[list[float]], *, tempo_bpm: float, time_sig
 
 def piece_form(piece: GeneratedPiece) -> dict[str, Any]:
     """The form a piece was written to, with phrase times in seconds and the key it was written in."""
-    from ml.notes import PITCH_CLASS_NAMES
+    from ml.data.notes import PITCH_CLASS_NAMES
 
     form = piece.form() or {}
     tonic, mode = piece.key

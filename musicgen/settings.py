@@ -152,7 +152,7 @@ STORAGES = {
 MEDIA_ROOT = Path(envstr("MEDIA_ROOT", str(BASE_DIR / "media")))
 MEDIA_URL = "media/"
 
-# Empty means "let ml.render.find_soundfont() pick the system General MIDI SoundFont".
+# Empty means "let ml.audio.render.find_soundfont() pick the system General MIDI SoundFont".
 SOUNDFONT_PATH = envstr("SOUNDFONT_PATH", "")
 MUSIC_MODEL_PATH = Path(envstr("MUSIC_MODEL_PATH", str(BASE_DIR / "ml" / "pretrained" / "default.keras")))
 

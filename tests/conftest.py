@@ -20,7 +20,7 @@ PASSWORD = "a-Long-enough-pa55word"
 @pytest.fixture(scope="session")
 def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny model of the real architecture, trained once per test run (seconds)."""
-    from ml.train import train_tiny_model
+    from tests.tiny import train_tiny_model
 
     return train_tiny_model(tmp_path_factory.mktemp("tiny-model"))
 
@@ -51,7 +51,7 @@ def queued_tasks(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
 @pytest.fixture
 def style(tiny_model_path: Path) -> str:
     """A style the tiny model knows."""
-    from ml.config import read_model_info
+    from ml.model.config import read_model_info
 
     return read_model_info(tiny_model_path)["config"].styles[0]
 
@@ -97,7 +97,7 @@ def composition_factory(db: None, style: str) -> Callable[..., Composition]:
 
     def make(user: User, **fields: Any) -> Composition:
         """Request controls (style, seconds, key, ...) go into `params`; other fields are columns."""
-        from ml.request import CONTROLS, GenerationRequest
+        from ml.generation.request import CONTROLS, GenerationRequest
 
         controls = {name: fields.pop(name) for name in list(fields) if name in CONTROLS}
         params = GenerationRequest.from_dict({"style": style, "seconds": 5.0, **controls}).to_dict()

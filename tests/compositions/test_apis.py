@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 
 from compositions.auth import api_token_for
 from compositions.models import Composition
-from ml.notes import notes_from_midi
+from ml.data.notes import notes_from_midi
 from tests.conftest import PASSWORD, midi_bytes
 
 

@@ -31,7 +31,7 @@ def test_the_compose_form_says_composing_is_unavailable_without_the_soundfont(
     client.force_login(django_user_model.objects.create_user("sf", password="x-Long-pass-1"))
     page = client.get("/compositions/new/")
     assert b"gone.sf2" in page.content and b"composing is not possible right now" in page.content
-    from ml.config import read_model_info
+    from ml.model.config import read_model_info
 
     style = read_model_info(settings.MUSIC_MODEL_PATH)["config"].styles[0]
     refused = client.post("/compositions/new/", {"style": style, "seconds": 5})

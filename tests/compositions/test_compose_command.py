@@ -8,8 +8,8 @@ import pytest
 from django.core.management import CommandError, call_command
 from pydub import AudioSegment
 
-from ml.notes import notes_from_midi, parse_key, scale_pitch_classes
-from ml.render import RELEASE_TAIL_SECONDS
+from ml.audio.render import RELEASE_TAIL_SECONDS
+from ml.data.notes import notes_from_midi, parse_key, scale_pitch_classes
 from tests.conftest import midi_bytes
 
 

@@ -45,7 +45,7 @@ def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
 
 @pytest.fixture(scope="module")
 def style(tiny_model_path: Path) -> str:
-    from ml.config import read_model_info
+    from ml.model.config import read_model_info
 
     return str(read_model_info(tiny_model_path)["config"].styles[0])
 

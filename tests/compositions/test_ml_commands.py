@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
-from ml.datasets import NoteDataset
+from ml.data.datasets import NoteDataset
 from tests.ml.conftest import write_midi
 
 

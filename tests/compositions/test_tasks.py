@@ -14,10 +14,10 @@ from pydub import AudioSegment
 from compositions import services, tasks
 from compositions.models import Composition
 from ml import pipeline
-from ml.generate import Generator
-from ml.notes import notes_from_midi
+from ml.audio.render import RELEASE_TAIL_SECONDS
+from ml.data.notes import notes_from_midi
+from ml.generation.generator import Generator
 from ml.pipeline import chord_changes
-from ml.render import RELEASE_TAIL_SECONDS
 from tests.conftest import midi_bytes
 
 
@@ -209,12 +209,12 @@ def test_failed_piece_can_be_tried_again(
 
 
 def test_mp3_encoding_failure_is_reported(request_piece: Callable, monkeypatch: pytest.MonkeyPatch) -> None:
-    import ml.render
+    import ml.audio.render
 
     def broken_encoder(*args: Any, **kwargs: Any) -> None:
-        raise ml.render.RenderError("ffmpeg exited with status 1")
+        raise ml.audio.render.RenderError("ffmpeg exited with status 1")
 
-    monkeypatch.setattr(ml.render, "encode_mp3", broken_encoder)
+    monkeypatch.setattr(ml.audio.render, "encode_mp3", broken_encoder)
     [piece] = request_piece()
     assert (piece.status, piece.error) == (Composition.Status.FAILED, "MP3 encoding failed")
     assert "ffmpeg exited" in piece.error_detail

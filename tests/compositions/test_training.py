@@ -117,10 +117,10 @@ def test_training_reports_its_progress_per_epoch_to_the_data_sets(
         seen.append(TrainingDataset.objects.get(id=dataset.id).report)
         raise RuntimeError("stop here")
 
-    from ml.train import tiny_dataset
+    from tests.tiny import tiny_dataset
 
     monkeypatch.setattr(training, "load_dataset", lambda row: (tiny_dataset(), type("R", (), {"to_dict": dict})()))
-    monkeypatch.setattr("ml.train.train", fake_train)
+    monkeypatch.setattr("ml.model.train.train", fake_train)
     tasks.model_train([dataset.id], str(tmp_path / "m.keras"))
     assert seen == [{"progress": {"epoch": 2, "epochs": 30, "val_loss": 1.5}}]
     dataset.refresh_from_db()

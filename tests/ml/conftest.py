@@ -9,7 +9,7 @@ import pretty_midi
 import pytest
 
 if TYPE_CHECKING:
-    from ml.generate import Generator
+    from ml.generation.generator import Generator
 
 
 def write_midi(path: Path, notes: list[tuple[int, float, float]], *, tempo: float = 120.0,
@@ -26,6 +26,6 @@ def write_midi(path: Path, notes: list[tuple[int, float, float]], *, tempo: floa
 
 @pytest.fixture(scope="session")
 def generator(tiny_model_path: Path) -> Generator:
-    from ml.generate import Generator
+    from ml.generation.generator import Generator
 
     return Generator(tiny_model_path)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ml.archives import ArchiveError, ZipLimits, extract_midi_zip
+from ml.data.archives import ArchiveError, ZipLimits, extract_midi_zip
 from tests.ml.hostile_midi import hostile_files, ordinary
 
 

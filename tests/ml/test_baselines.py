@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from ml.baselines import (
+from ml.evaluation.baselines import (
     ClassFrequencies,
     ConstantBaseline,
     MarkovPitch,

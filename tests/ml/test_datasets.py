@@ -6,8 +6,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ml.datasets import SPLITS, NoteDataset, corpus_jobs, import_maestro, import_midi_folder, score_to_notes, split_of
-from ml.notes import NoteSequence
+from ml.data.datasets import (
+    SPLITS,
+    NoteDataset,
+    corpus_jobs,
+    import_maestro,
+    import_midi_folder,
+    score_to_notes,
+    split_of,
+)
+from ml.data.notes import NoteSequence
 from tests.ml.conftest import write_midi
 
 
@@ -121,7 +129,7 @@ def _piece(top: np.ndarray, bass: np.ndarray | None = None) -> NoteSequence:
 
 
 def test_content_groups_drop_copies_and_keep_reharmonisations_in_one_split() -> None:
-    from ml.datasets import content_groups
+    from ml.data.datasets import content_groups
 
     tune = _melody(1)
     pieces = {
@@ -137,7 +145,7 @@ def test_content_groups_drop_copies_and_keep_reharmonisations_in_one_split() -> 
 
 
 def test_a_long_shared_passage_puts_two_pieces_in_one_group() -> None:
-    from ml.datasets import content_groups
+    from ml.data.datasets import content_groups
 
     passage = _melody(4, 90)
     first = _piece(np.concatenate([_melody(5, 400), passage]))

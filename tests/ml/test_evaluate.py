@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ml.mgeval import (
+from ml.data.notes import NoteSequence
+from ml.evaluation.mgeval import (
     FEATURES,
     compare_sets,
     crop,
@@ -18,7 +19,6 @@ from ml.mgeval import (
     pairwise_distances,
     piece_features,
 )
-from ml.notes import NoteSequence
 
 
 def c_major_phrase() -> NoteSequence:
@@ -124,13 +124,13 @@ def test_twelve_notes_on_one_onset_and_long_steps_are_loops() -> None:
 def test_loop_detector_imports_without_tensorflow(tmp_path: Path) -> None:
     import subprocess
 
-    code = "import sys, ml.mgeval; assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules"
+    code = "import sys, ml.evaluation.mgeval; assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])
 
 
 def test_evaluate_writes_report_with_model_and_baselines(tiny_model_path: Path, tmp_path: Path) -> None:
-    from ml.evaluate import evaluate
-    from ml.train import tiny_dataset
+    from ml.evaluation.evaluate import evaluate
+    from tests.tiny import tiny_dataset
 
     report = evaluate(tiny_model_path, tiny_dataset(), tmp_path, pieces_per_style=3, seconds=8.0, seed=1)
 
@@ -171,7 +171,7 @@ def test_evaluate_writes_report_with_model_and_baselines(tiny_model_path: Path, 
 
 
 def test_harmony_measure_counts_common_chords_once_per_onset() -> None:
-    from ml.mgeval import piece_features
+    from ml.evaluation.mgeval import piece_features
 
     # C major triad, then a cluster C-C#-D, then a lone note.
     seq = NoteSequence.from_notes(start=np.array([0, 0, 0, 1, 1, 1, 2.0]), pitch=np.array([60, 64, 67, 60, 61, 62, 65]),

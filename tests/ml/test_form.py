@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from ml.form import THROUGH, check_form, plan_form
+from ml.generation.form import THROUGH, check_form, plan_form
 
 
 def test_aabb_lays_out_four_phrases_whose_repeats_point_at_their_model() -> None:

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from ml.form_metrics import (
+from ml.data.notes import NoteSequence
+from ml.evaluation.form_metrics import (
     DEFINITIONS,
     downbeat_accent,
     downbeat_alignment,
@@ -19,7 +20,6 @@ from ml.form_metrics import (
     parallels_per_100,
     summarise,
 )
-from ml.notes import NoteSequence
 
 BEAT = 0.5  # seconds per beat at 120 BPM
 

@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ml.generate import GeneratedPiece, Generator, apply_dynamics, loop_completions
-from ml.notes import NoteSequence, notes_to_midi, scale_pitch_classes
-from ml.request import GenerationRequest
+from ml.data.notes import NoteSequence, notes_to_midi, scale_pitch_classes
+from ml.generation.generator import GeneratedPiece, Generator, apply_dynamics, loop_completions
+from ml.generation.request import GenerationRequest
 
 
 def midi_bytes(seq: NoteSequence) -> bytes:
@@ -104,7 +104,7 @@ def test_loop_guard_bans_the_note_that_would_complete_a_loop() -> None:
 
 
 def test_generated_pieces_have_no_degenerate_loops_even_when_hot(generator: Generator) -> None:
-    from ml.mgeval import find_degenerate_loop
+    from ml.evaluation.mgeval import find_degenerate_loop
 
     for piece in generator.generate(GenerationRequest(style="beta", notes=300, seed=2, temperature=0.05,
                                                       variations=4)):
@@ -142,21 +142,21 @@ def test_unknown_style_and_unreachable_length_are_rejected_before_generating(gen
 def test_the_loop_guard_can_be_switched_off_for_the_evaluation(
     tiny_model_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import ml.generate
+    import ml.generation.generator
 
     calls: list[int] = []
-    original = ml.generate.loop_completions
+    original = ml.generation.generator.loop_completions
 
     def spy(history: list[int]) -> set[int]:
         calls.append(len(history))
         return original(history)
 
-    monkeypatch.setattr(ml.generate, "loop_completions", spy)
+    monkeypatch.setattr(ml.generation.generator, "loop_completions", spy)
     request = GenerationRequest(style="alpha", notes=16, seed=3)
-    ml.generate.Generator(tiny_model_path).generate(request)
+    ml.generation.generator.Generator(tiny_model_path).generate(request)
     assert calls  # on by default: every pitch is checked
     calls.clear()
-    ml.generate.Generator(tiny_model_path, loop_guard=False).generate(request)
+    ml.generation.generator.Generator(tiny_model_path, loop_guard=False).generate(request)
     assert calls == []
 
 
@@ -217,7 +217,7 @@ def test_the_metre_changes_the_music_not_only_the_header(generator: Generator) -
 
 
 def test_the_voice_guard_keeps_consecutive_chords_free_of_parallel_fifths_and_octaves() -> None:
-    from ml.generate import _no_parallels
+    from ml.generation.generator import _no_parallels
 
     before, chord = [48, 55, 64], [50]  # C-G fifth in the lower voices; the bass moves up to D
     allowed = _no_parallels(before, chord)
@@ -257,7 +257,7 @@ def test_a_metre_the_style_never_learnt_is_written_in_the_notation_it_did_learn(
 
 
 def test_the_loop_guard_sees_a_loop_that_would_run_on_into_a_copied_repeat() -> None:
-    from ml.generate import _loops_across
+    from ml.generation.generator import _loops_across
 
     # The repeat starts 55 52 55 52 55; after ... 52 55 52 55, a last 52 would make the figure
     # 52 55 sound five times in a row across the bar line, which neither side does alone.

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from ml.joint_markov import START, ChainSteps, JointMarkov
+from ml.evaluation.joint_markov import START, ChainSteps, JointMarkov
 
 TIME_CLASSES = 3
 

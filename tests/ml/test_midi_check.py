@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ml.midi_check import MidiLimits, parse_midi_isolated, scan_midi
-from ml.notes import MidiError
+from ml.data.midi_check import MidiLimits, parse_midi_isolated, scan_midi
+from ml.data.notes import MidiError
 from tests.ml.hostile_midi import END, NOTES, header, hostile_files, long_but_allowed, ordinary, real_files, track
 
 HOSTILE = hostile_files()

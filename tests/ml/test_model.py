@@ -6,9 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ml.config import ModelConfig, key_shift, read_model_info
-from ml.model import build_model, compile_model, load_model, save_model
-from ml.train import WindowBatches, batch_arrays, make_examples, tiny_config, tiny_dataset, train
+from ml.data.windows import WindowBatches, batch_arrays, make_examples
+from ml.model.config import ModelConfig, key_shift, read_model_info
+from ml.model.network import build_model, compile_model, load_model, save_model
+from ml.model.train import train
+from tests.tiny import tiny_config, tiny_dataset
 
 
 @pytest.mark.parametrize("overrides, message", [

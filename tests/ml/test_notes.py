@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ml.notes import (
+from ml.data.notes import (
     MidiError,
     NoteSequence,
     chord_labels,

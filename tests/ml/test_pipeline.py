@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ml.notes import NoteSequence
+from ml.data.notes import NoteSequence
 from ml.pipeline import chord_changes, notes_from_piano_roll, piano_roll
 
 

@@ -1,4 +1,4 @@
-"""Tests for ml.render: WAV rendering with FluidSynth and MP3 encoding with ffmpeg."""
+"""Tests for ml.audio.render: WAV rendering with FluidSynth and MP3 encoding with ffmpeg."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import pretty_midi
 import pytest
 
-from ml.render import (
+from ml.audio.render import (
     RELEASE_TAIL_SECONDS,
     Renderer,
     RenderError,

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from ml.request import CONTROLS, GenerationRequest, RequestError
+from ml.generation.request import CONTROLS, GenerationRequest, RequestError
 
 
 def test_every_field_of_the_request_but_the_primer_is_a_control() -> None:

@@ -1,6 +1,6 @@
 """`manage.py compose`: write a piece from the command line, without the web server or the queue.
 
-One option per control of ml.request.GenerationRequest (--key, --time-signature, ...), checked
+One option per control of ml.generation.request.GenerationRequest (--key, --time-signature, ...), checked
 by the same code as the site and the API, so the messages match.
 """
 
@@ -15,8 +15,8 @@ from tqdm import tqdm
 
 from compositions import runtime
 from compositions.errors import ComposingUnavailable, RequestInvalid
+from ml.generation.request import CONTROLS
 from ml.pipeline import AUDIO_FORMATS, PipelineError, compose, piece_form, render_piece
-from ml.request import CONTROLS
 
 
 def _numbered(path: Path, index: int, count: int) -> Path:

@@ -7,4 +7,4 @@ from compositions.management.commands._passthrough import PassthroughCommand
 
 class Command(PassthroughCommand):
     help = "Evaluate a model against baselines on held-out data; writes JSON, Markdown and plots."
-    module = "ml.evaluate"
+    module = "ml.evaluation.evaluate"

@@ -7,4 +7,4 @@ from compositions.management.commands._passthrough import PassthroughCommand
 
 class Command(PassthroughCommand):
     help = "Import the music21 corpus, a MAESTRO download or a folder of MIDI files into a dataset file."
-    module = "ml.datasets"
+    module = "ml.data.datasets"

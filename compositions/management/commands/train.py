@@ -1,4 +1,4 @@
-"""`manage.py train`: Train the note model (python -m ml.train --help for the options)."""
+"""`manage.py train`: Train the note model (python -m ml.model.train --help for the options)."""
 
 from __future__ import annotations
 
@@ -6,5 +6,5 @@ from compositions.management.commands._passthrough import PassthroughCommand
 
 
 class Command(PassthroughCommand):
-    help = "Train the note model (python -m ml.train --help for the options)."
-    module = "ml.train"
+    help = "Train the note model (python -m ml.model.train --help for the options)."
+    module = "ml.model.train"

@@ -16,8 +16,8 @@ from typing import Any, Literal
 
 import pretty_midi
 
-from ml.form import FORM_LABELS, FORMS, check_form
-from ml.notes import MODES, PITCH_CLASS_NAMES, NoteSequence, parse_key
+from ml.data.notes import MODES, PITCH_CLASS_NAMES, NoteSequence, parse_key
+from ml.generation.form import FORM_LABELS, FORMS, check_form
 
 DYNAMICS = ("soft", "medium", "loud", "crescendo", "diminuendo")
 TIME_SIGNATURES = ("4/4", "3/4", "2/4", "6/8", "3/8", "2/2", "5/4", "7/8")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ml.notes import MidiError, NoteSequence
+from ml.data.notes import MidiError, NoteSequence
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -249,7 +249,7 @@ def parse_midi_isolated(data: bytes, limits: MidiLimits = MidiLimits()) -> tuple
     try:
         # The child limits itself once its imports are done (no preexec_fn: workers run threads).
         result = subprocess.run(
-            [sys.executable, "-m", "ml.midi_check", str(limits.parse_seconds), str(limits.parse_memory_mb)],
+            [sys.executable, "-m", "ml.data.midi_check", str(limits.parse_seconds), str(limits.parse_memory_mb)],
             input=data, capture_output=True, timeout=limits.parse_seconds + 20, env=env, cwd=ROOT,
         )
     except subprocess.TimeoutExpired as exc:
@@ -289,7 +289,7 @@ def _decode(payload: bytes) -> NoteSequence:
 
 
 def _child(cpu_seconds: float, memory_mb: int) -> int:  # pragma: no cover - runs in the sandbox
-    from ml.notes import notes_from_midi
+    from ml.data.notes import notes_from_midi
 
     data = sys.stdin.buffer.read()
     _limit_self(cpu_seconds, memory_mb)

@@ -2,7 +2,7 @@
 
 Command line (thin; the Makefile and `manage.py evaluate` call the same `main`):
 
-    python -m ml.evaluate --model ml/pretrained/default.keras --dataset data/cache/corpus-XXXX.npz \\
+    python -m ml.evaluation.evaluate --model ml/pretrained/default.keras --dataset data/cache/corpus-XXXX.npz \\
         --out reports/ --pieces-per-style 100 --seconds 30
 
 `--model` defaults to ml/pretrained/default.keras and `--dataset` to the newest
@@ -30,21 +30,27 @@ from typing import Any, TypedDict
 
 import numpy as np
 
-from ml.baselines import PITCH_BASELINES, ClassFrequencies, ConstantBaseline, PitchBaseline, fit_pitch_baseline
-from ml.config import key_shift
-from ml.datasets import NoteDataset
-from ml.form_metrics import DEFINITIONS as FORM_DEFINITIONS
-from ml.form_metrics import downbeat_accent, downbeat_alignment, ending, form_scores
-from ml.form_metrics import summarise as summarise_form
-from ml.joint_markov import JointMarkov
-from ml.mgeval import FEATURES, compare_sets, crop, piece_features, summarize
-from ml.notes import PITCH_CLASS_NAMES, NoteSequence
+from ml.data.datasets import NoteDataset
+from ml.data.notes import PITCH_CLASS_NAMES, NoteSequence
+from ml.evaluation.baselines import (
+    PITCH_BASELINES,
+    ClassFrequencies,
+    ConstantBaseline,
+    PitchBaseline,
+    fit_pitch_baseline,
+)
+from ml.evaluation.form_metrics import DEFINITIONS as FORM_DEFINITIONS
+from ml.evaluation.form_metrics import downbeat_accent, downbeat_alignment, ending, form_scores
+from ml.evaluation.form_metrics import summarise as summarise_form
+from ml.evaluation.joint_markov import JointMarkov
+from ml.evaluation.mgeval import FEATURES, compare_sets, crop, piece_features, summarize
+from ml.model.config import key_shift
 
 DEFAULT_MODEL = Path("ml/pretrained/default.keras")
 EVAL_BATCH_SIZE = 1024
 MIN_SET_SIZE = 2  # intra-set distances need a pair
 
-# (style, count, seed) -> pieces. The default draws them from ml.generate.Generator.
+# (style, count, seed) -> pieces. The default draws them from ml.generation.generator.Generator.
 PieceSampler = Callable[[str, int, int], list[NoteSequence]]
 Log = Callable[[str], None]
 
@@ -99,7 +105,7 @@ class TestNotes:
 def model_predictions(model: Any, dataset: NoteDataset, split: str = "test",
                       log: Log | None = None) -> tuple[TestNotes, NotePredictions]:
     """Run the model over every note of `split` (teacher forcing) and collect its predictions."""
-    from ml.train import WindowBatches, make_examples
+    from ml.data.windows import WindowBatches, make_examples
 
     config = replace(model.config, batch_size=EVAL_BATCH_SIZE)
     examples = make_examples(dataset, config, split)
@@ -212,7 +218,7 @@ def baseline_predictions(dataset: NoteDataset, notes: TestNotes, baselines: dict
 
 def fit_chains(dataset: NoteDataset, config: Any, styles: Sequence[str]) -> dict[str, JointMarkov]:
     """The fair baseline: one joint-token chain per style, on the model's own key-relative inputs."""
-    from ml.train import make_examples
+    from ml.data.windows import make_examples
 
     chains = {}
     for style in styles:
@@ -233,7 +239,7 @@ def chain_predictions(dataset: NoteDataset, config: Any, chains: dict[str, Joint
                       ) -> NotePredictions:
     """The chains' scores for exactly the notes in `notes`: log p(step) and log p(pitch | step), so
     that both the pitch CE given the true step and the joint step+pitch CE are like for like."""
-    from ml.train import make_examples
+    from ml.data.windows import make_examples
 
     preds = NotePredictions.empty(len(notes.index))
     examples = make_examples(dataset, config, "test")
@@ -296,10 +302,10 @@ def next_note_report(dataset: NoteDataset, notes: TestNotes, predictors: dict[st
 
 def generator_sampler(model_path: Path, seconds: float, *, guards: bool = True,
                       chains: dict[str, JointMarkov] | None = None) -> PieceSampler:
-    """Pieces from `ml.generate.Generator`, in batches of four variations, with its guards on or all off
+    """Pieces from `ml.generation.generator.Generator`, in batches of four variations, with its guards on or all off
     (loop, cadence, voice leading, metre); with `chains`, the fair Markov baseline writes through the same sampler."""
-    from ml.generate import Generator
-    from ml.request import GenerationRequest
+    from ml.generation.generator import Generator
+    from ml.generation.request import GenerationRequest
 
     generator = Generator(model_path, loop_guard=guards, cadence_guard=guards, voice_guard=guards,
                           metre_guard=guards, chains=chains)
@@ -328,7 +334,7 @@ RUN_LENGTHS = (4, 6, 8, 10, 12, 16, 20, 24, 32, 48, 64, 96, 128)
 
 def _top_line_tokens(seq: NoteSequence) -> list[tuple[int, int]]:
     """The top line as (interval, length in 1/12 beats) pairs: a melody, whatever its key."""
-    from ml.form_metrics import _top_line
+    from ml.evaluation.form_metrics import _top_line
 
     top, lengths = _top_line(seq)
     quantised = np.round(lengths * 12).astype(int)
@@ -419,8 +425,8 @@ def requests_report(model_path: Path, styles: Sequence[str], pieces_per_style: i
     same seeds in 4/4, 3/4 and 6/8; a metre is followed when the bars of its own length carry
     their accent on the first beat more often than bars of the other length do.
     """
-    from ml.generate import Generator
-    from ml.request import GenerationRequest
+    from ml.generation.generator import Generator
+    from ml.generation.request import GenerationRequest
 
     generator = Generator(model_path)
     names = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
@@ -494,8 +500,8 @@ def sampling_sweep(model_path: Path, dataset: NoteDataset, pieces_per_style: int
     between the setting's form measures and the held-out pieces' (cropped to the same length), and
     the parallel fifths and octaves per 100 chord changes over 10 where a style has chords.
     """
-    from ml.generate import Generator
-    from ml.request import GenerationRequest
+    from ml.generation.generator import Generator
+    from ml.generation.request import GenerationRequest
 
     generator = Generator(model_path)
     styles = [s for s in dataset.styles if s in generator.styles]
@@ -539,13 +545,13 @@ def evaluate(model_path: Path, dataset: NoteDataset | Path, out_dir: Path, piece
         pieces_per_style: Pieces generated per style by the model and by the Markov baseline.
         seconds: Length of every generated piece; held-out pieces are cropped to it.
         seed: Seed of every random choice, so that a report can be reproduced.
-        sampler: Where the model's pieces come from; default `ml.generate.Generator`.
+        sampler: Where the model's pieces come from; default `ml.generation.generator.Generator`.
         log: Receives progress lines.
 
     Returns:
         The report, as written to evaluation.json.
     """
-    from ml.model import load_model
+    from ml.model.network import load_model
 
     started = time.time()
     say = log or (lambda message: None)
@@ -703,7 +709,8 @@ def markdown(report: dict[str, Any]) -> str:
                   f"Model OA ≥ {best} OA on **{mg.get('model_overlap_at_least_markov', 0)} of "
                   f"{mg.get('features_compared', 0)}** features.", ""]
     parts += ["## Per-piece measures", "",
-              "Loop rate: share of pieces `ml.mgeval.find_degenerate_loop` flags (a pitch 6 times in a row, a figure "
+              "Loop rate: share of pieces `ml.evaluation.mgeval.find_degenerate_loop` flags (a pitch 6 times in a row, "
+              "a figure "
               "of 2 pitches 4 times or of 3-4 pitches 3 times, 12 notes on one onset, or a step over 8 beats). "
               "Scale consistency: largest share of notes in one major or harmonic-minor scale. Entropy: of the "
               "pitch-class histogram, in bits. Common chords: of the onsets where three or more pitch classes "

@@ -24,11 +24,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from ml.config import CADENCE_CLASSES, METRES, MODE_NAMES, PAD_PITCH, PITCHES, ModelConfig
-
-WINDOW_INPUTS = ("pitch", "step", "duration", "velocity", "position", "cadence")
-INPUT_NAMES = (*WINDOW_INPUTS, "style", "metre", "mode", "next_step", "next_position", "next_cadence")
-OUTPUT_NAMES = ("pitch", "step", "duration", "velocity")
+from ml.model.config import CADENCE_CLASSES, METRES, MODE_NAMES, PAD_PITCH, PITCHES, ModelConfig
 
 
 @keras.saving.register_keras_serializable(package="musicgen")

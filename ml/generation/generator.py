@@ -23,7 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from ml.config import (
+from ml.data.notes import NoteSequence, estimate_key, parse_key, scale_pitch_classes
+from ml.evaluation.mgeval import FIGURE_REPEATS, MAX_SAME_PITCH, find_degenerate_loop
+from ml.generation.form import FormPlan, plan_form, style_form
+from ml.generation.request import GenerationRequest
+from ml.model.config import (
     CADENCE_CLASSES,
     METRES,
     MODE_NAMES,
@@ -34,10 +38,6 @@ from ml.config import (
     metre_class,
     read_model_info,
 )
-from ml.form import FormPlan, plan_form, style_form
-from ml.mgeval import FIGURE_REPEATS, MAX_SAME_PITCH, find_degenerate_loop
-from ml.notes import NoteSequence, estimate_key, parse_key, scale_pitch_classes
-from ml.request import GenerationRequest
 
 _DYNAMIC_LEVELS = {"soft": (50, 50), "medium": (80, 80), "loud": (108, 108),
                    "crescendo": (40, 112), "diminuendo": (112, 40)}
@@ -98,7 +98,7 @@ class Generator:
         bans parallel fifths and octaves between the voices of consecutive chords and keeps
         chorale voices in their ranges, `metre_guard`
         lets no onset skip a downbeat (every bar starts with a note). With `chains`
-        (style -> ml.joint_markov.JointMarkov) the chain writes instead of the network, through
+        (style -> ml.evaluation.joint_markov.JointMarkov) the chain writes instead of the network, through
         the same sampler: the evaluation's fair baseline."""
         self.model_path = Path(model_path)
         self.loop_guard = loop_guard
@@ -145,7 +145,7 @@ class Generator:
             return
         with self._lock:
             if self._model is None:
-                from ml.model import load_model
+                from ml.model.network import load_model
 
                 self._model = load_model(self.model_path)
                 self._config, self._extra = self._model.config, self._model.extra
@@ -245,7 +245,7 @@ class Generator:
         with self._lock:  # one request at a time per process: the window variables are shared
             steps: Any = self._steps.get(len(seeds))
             if self.chains is not None:
-                from ml.joint_markov import ChainSteps
+                from ml.evaluation.joint_markov import ChainSteps
 
                 steps = ChainSteps(self.chains[request.style], len(seeds))
             elif steps is None:
@@ -773,7 +773,7 @@ class _CompiledSteps:
     def __init__(self, model: Any, batch: int) -> None:
         import keras
 
-        from ml.model import WINDOW_INPUTS
+        from ml.model.config import WINDOW_INPUTS
 
         self.model = model
         self.config: ModelConfig = model.config

@@ -3,7 +3,7 @@
 A zip can lie: its directory claims sizes, names can climb out of the target folder (`../`,
 absolute paths, symlinks), and a few kilobytes can inflate to gigabytes. Members are streamed
 with a byte budget (the declared size is not trusted), only `.mid`/`.midi` files are written,
-under fresh names inside the target, and each is scanned by `ml.midi_check` before it is kept.
+under fresh names inside the target, and each is scanned by `ml.data.midi_check` before it is kept.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from ml.midi_check import MidiLimits, scan_midi
-from ml.notes import MidiError
+from ml.data.midi_check import MidiLimits, scan_midi
+from ml.data.notes import MidiError
 
 MIDI_SUFFIXES = (".mid", ".midi")
 # A training file may be longer than a primer a user continues.

@@ -210,7 +210,7 @@ def _read_midi(source: str | Path | bytes) -> pretty_midi.PrettyMIDI:
         raise MidiError("This is not a MIDI file.")
     try:
         return pretty_midi.PrettyMIDI(io.BytesIO(data))
-    except MemoryError as exc:  # under ml.midi_check's sandbox limit
+    except MemoryError as exc:  # under ml.data.midi_check's sandbox limit
         raise MidiError("The MIDI file needs more memory to read than is allowed.") from exc
     except Exception as exc:  # mido and pretty_midi raise many types on corrupt data
         raise MidiError(f"The MIDI file is corrupt ({type(exc).__name__}).") from exc

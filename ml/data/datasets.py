@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ml.notes import MidiError, NoteSequence, chord_labels, estimate_key, notes_from_midi
+from ml.data.notes import MidiError, NoteSequence, chord_labels, estimate_key, notes_from_midi
 
 # Bump when feature extraction changes, so stale caches are not reused.
 EXTRACTOR_VERSION = 5
@@ -638,7 +638,7 @@ def _parallel_map(fn: Callable, items: list, workers: int) -> Iterator:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Import a source into one dataset file: `python -m ml.datasets corpus|maestro|folder ... --out F.npz`."""
+    """Import a source into one dataset file: `python -m ml.data.datasets corpus|maestro|folder ... --out F.npz`."""
     import argparse
 
     parser = argparse.ArgumentParser(description="Import music into a dataset (.npz) for training and evaluation.")

@@ -3,10 +3,10 @@
 A token is a whole note: (step class, key-relative pitch, duration class). The chain predicts the
 next token from the two before it and from where the last note fell in its bar, one chain per
 style, learnt from the same key-relative training pieces as the network. Smoothing is
-interpolated Witten-Bell (as in ml.baselines) over the contexts (position, t-1, t-2) ->
+interpolated Witten-Bell (as in ml.evaluation.baselines) over the contexts (position, t-1, t-2) ->
 (position, t-1) -> (t-1) -> (), down to an add-alpha unigram over every possible token.
 
-`ChainSteps` puts a chain where the network's compiled steps go in `ml.generate`, so that the
+`ChainSteps` puts a chain where the network's compiled steps go in `ml.generation.generator`, so that the
 chain writes through the same sampler: the same form plan and copied repeats, the same key mask,
 range, cadence and voice guards, the same lengths. Nothing here imports Keras.
 """
@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ml.config import PAD_PITCH, PITCHES
+from ml.model.config import PAD_PITCH, PITCHES
 
 START = -1  # the token before a piece's first note
 ALPHA = 0.01
@@ -152,7 +152,7 @@ class JointMarkov:
 
 
 class ChainSteps:
-    """The interface of ml.generate's compiled steps, answered by a chain instead of the network."""
+    """The interface of ml.generation.generator's compiled steps, answered by a chain instead of the network."""
 
     def __init__(self, chain: JointMarkov, batch: int) -> None:
         self.chain = chain

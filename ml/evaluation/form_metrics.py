@@ -1,6 +1,6 @@
 """What a listener hears of form: key, metre, repetition, endings and voice leading, per piece.
 
-Histogram features (ml.mgeval) can match while a piece wanders. These measures look at the
+Histogram features (ml.evaluation.mgeval) can match while a piece wanders. These measures look at the
 piece in time, in the units musicians use (beats, bars, keys). Each is defined in one sentence
 in `DEFINITIONS`, which the evaluation report prints, and each is meant to be read beside real
 held-out pieces of the same style cropped to the same length.
@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ml.notes import NoteSequence, estimate_key_from_histogram, pitch_class_histogram
+from ml.data.notes import NoteSequence, estimate_key_from_histogram, pitch_class_histogram
 
 KEY_WINDOW_BEATS = 8.0
 MOTIF_LENGTH = 4  # notes in a top-line motif: 3 intervals and 4 durations

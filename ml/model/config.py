@@ -28,6 +28,10 @@ POSITION_RESOLUTION = 12
 CADENCE_CLASSES = 17
 METRES = ("4/4", "3/4", "2/4", "6/8", "3/8", "2/2", "3/2", "other")
 MODE_NAMES = ("major", "minor")
+# The model's inputs: per note of the window, per piece, and of the note to predict; its heads.
+WINDOW_INPUTS = ("pitch", "step", "duration", "velocity", "position", "cadence")
+INPUT_NAMES = (*WINDOW_INPUTS, "style", "metre", "mode", "next_step", "next_position", "next_cadence")
+OUTPUT_NAMES = ("pitch", "step", "duration", "velocity")
 
 
 def key_shift(tonic: int) -> int:

@@ -7,7 +7,7 @@ Gaussian kernel density estimate. If generated pieces resemble held-out pieces, 
 distance distribution overlaps the held-out intra-set one: the overlap area (OA) is near 1 and
 the Kullback-Leibler divergence near 0.
 
-This module needs only numpy. The generator's loop guard (`ml.generate.loop_completions`) uses
+This module needs only numpy. The generator's loop guard (`ml.generation.generator.loop_completions`) uses
 the same thresholds and bans the note that would complete a loop this detector counts, so the
 loop rate of guarded output is zero by construction: it says something only with the guard off.
 """
@@ -20,7 +20,7 @@ from typing import TypedDict
 
 import numpy as np
 
-from ml.notes import NoteSequence, chord_labels
+from ml.data.notes import NoteSequence, chord_labels
 
 # MGEval's twelve note-length classes, in quarter-note beats: whole, half, quarter, eighth,
 # sixteenth; their dotted values; then half, quarter and eighth triplets.
