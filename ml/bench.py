@@ -190,7 +190,7 @@ class NaiveLoop:
         self.model.predict(self.inputs, verbose=0)  # builds Keras' predict function: not timed
 
     def run(self, notes: int, seed: int) -> float:
-        from ml.generation.generator import _sample  # the engine's own sampler, so the host work matches
+        from ml.generation.sampler import sample as _sample  # the engine's own sampler, so the host work matches
 
         rng = np.random.default_rng(seed)
         inputs = {k: v.copy() for k, v in self.inputs.items()}

@@ -24,7 +24,8 @@ from ml.data.notes import NoteSequence, chord_labels, notes_to_midi, write_midi
 
 if TYPE_CHECKING:
     from ml.audio.render import Renderer
-    from ml.generation.generator import GeneratedPiece, Generator
+    from ml.generation.generator import Generator
+    from ml.generation.piece import GeneratedPiece
     from ml.generation.request import GenerationRequest
 
 AUDIO_FORMATS = (".mp3", ".wav")

@@ -24,7 +24,7 @@ import numpy as np
 
 from ml.data.notes import MidiError, NoteSequence
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository root, for `python -m ml.data.midi_check`
 
 
 @dataclass(frozen=True)

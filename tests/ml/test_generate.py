@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from ml.data.notes import NoteSequence, notes_to_midi, scale_pitch_classes
-from ml.generation.generator import GeneratedPiece, Generator, apply_dynamics, loop_completions
+from ml.generation.constraints import loop_completions
+from ml.generation.generator import Generator
+from ml.generation.piece import GeneratedPiece, apply_dynamics
 from ml.generation.request import GenerationRequest
 
 
@@ -142,21 +144,19 @@ def test_unknown_style_and_unreachable_length_are_rejected_before_generating(gen
 def test_the_loop_guard_can_be_switched_off_for_the_evaluation(
     tiny_model_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import ml.generation.generator
-
     calls: list[int] = []
-    original = ml.generation.generator.loop_completions
+    original = loop_completions
 
     def spy(history: list[int]) -> set[int]:
         calls.append(len(history))
         return original(history)
 
-    monkeypatch.setattr(ml.generation.generator, "loop_completions", spy)
+    monkeypatch.setattr("ml.generation.sampler.loop_completions", spy)
     request = GenerationRequest(style="alpha", notes=16, seed=3)
-    ml.generation.generator.Generator(tiny_model_path).generate(request)
+    Generator(tiny_model_path).generate(request)
     assert calls  # on by default: every pitch is checked
     calls.clear()
-    ml.generation.generator.Generator(tiny_model_path, loop_guard=False).generate(request)
+    Generator(tiny_model_path, loop_guard=False).generate(request)
     assert calls == []
 
 
@@ -217,7 +217,7 @@ def test_the_metre_changes_the_music_not_only_the_header(generator: Generator) -
 
 
 def test_the_voice_guard_keeps_consecutive_chords_free_of_parallel_fifths_and_octaves() -> None:
-    from ml.generation.generator import _no_parallels
+    from ml.generation.constraints import no_parallels as _no_parallels
 
     before, chord = [48, 55, 64], [50]  # C-G fifth in the lower voices; the bass moves up to D
     allowed = _no_parallels(before, chord)
@@ -257,7 +257,7 @@ def test_a_metre_the_style_never_learnt_is_written_in_the_notation_it_did_learn(
 
 
 def test_the_loop_guard_sees_a_loop_that_would_run_on_into_a_copied_repeat() -> None:
-    from ml.generation.generator import _loops_across
+    from ml.generation.constraints import loops_across as _loops_across
 
     # The repeat starts 55 52 55 52 55; after ... 52 55 52 55, a last 52 would make the figure
     # 52 55 sound five times in a row across the bar line, which neither side does alone.

@@ -1,0 +1,397 @@
+"""The sampler: every variation's notes so far, its masks and boundaries, and one draw per head."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ml.data.notes import NoteSequence, scale_pitch_classes
+from ml.generation.constraints import (
+    LOOP_WINDOW,
+    completes_without_parallels,
+    loop_completions,
+    loops_across,
+    no_parallels,
+    sounding,
+)
+from ml.generation.form import FormPlan
+from ml.generation.piece import GeneratedPiece, apply_dynamics
+from ml.generation.request import GenerationRequest
+from ml.model.config import CADENCE_CLASSES, PAD_PITCH, ModelConfig, cadence_class
+
+MAX_NOTES_PER_VARIATION = 6000
+MAX_CHORD_NOTES = 6  # more simultaneous onsets than this is a stuck timing head, not music
+MAX_STEP_BEATS = 4.0
+MAX_DURATION_BEATS = 8.0
+
+@dataclass
+class Primer:
+    """An uploaded piece to continue: its notes as window inputs, and as notes to keep in the output."""
+
+    pitch: np.ndarray  # key-relative
+    step: np.ndarray
+    duration: np.ndarray
+    velocity: np.ndarray  # 0..1
+    position: np.ndarray
+    cadence: np.ndarray
+    output: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # onset beats, pitch, duration beats, velocity
+    plan_start: float  # beats: the bar line after its last onset, where the plan starts
+
+    @classmethod
+    def from_notes(cls, seq: NoteSequence, config: ModelConfig, plan: FormPlan, *, move: int, shift: int) -> Primer:
+        step_beats, duration_beats = seq.to_beats()
+        onset = np.round(np.cumsum(step_beats.astype(np.float64)) * 48) / 48
+        bar = plan.bar_beats
+        plan_start = (math.floor(onset[-1] / bar + 1e-9) + 1) * bar
+        pitch = np.clip(seq.pitch.astype(np.int64) + move, 0, 127)
+        cadence_at = plan.next_cadence(0.0)
+        to_cadence = (cadence_at if cadence_at is not None else math.inf) + plan_start - onset
+        return cls(pitch=np.clip(pitch - shift, 0, 127).astype(np.int32), step=config.quantize_beats(step_beats),
+                   duration=config.quantize_beats(duration_beats), velocity=(seq.velocity / 127.0).astype(np.float32),
+                   position=config.position_class(np.mod(onset - plan_start, bar)), cadence=cadence_class(to_cadence),
+                   output=(onset, pitch, duration_beats.astype(np.float64), seq.velocity.copy()), plan_start=plan_start)
+
+
+@dataclass
+class Line:
+    """One variation: its key, and the notes written so far (onsets in beats from the plan's start)."""
+
+    tonic: int
+    mode: str
+    shift: int  # semitones from the key-relative space to the piece's key
+    mode_index: int
+    primer: Primer | None
+    onsets: list[float] = field(default_factory=list)
+    pitches: list[int] = field(default_factory=list)  # key-relative
+    durations: list[float] = field(default_factory=list)
+    velocities: list[float] = field(default_factory=list)
+    queue: list[tuple[float, int, float, float]] = field(default_factory=list)  # notes of a repeat, to copy
+    forced: tuple[float, int, float, float] | None = None  # the copied note this step writes
+    chord: list[int] = field(default_factory=list)  # pitches at the current onset
+    previous_sounding: list[int] = field(default_factory=list)  # pitches sounding at the previous onset
+    position: float = -math.inf  # beats: onset of the last note
+    not_before: float = -math.inf  # beats: no free onset before this (the end of a copied passage)
+    boundary: int = 0  # index of the next hard boundary
+    arrived: bool = False  # the final cadence has sounded: only its chord may follow
+    finished: bool = False
+    history: list[int] = field(default_factory=list)
+
+
+class Batch:
+    """Sampling state of every variation: the plan, the notes so far, the masks, and when to stop.
+
+    The plan's hard boundaries are where a repeat starts (the phrase's notes are copied from its
+    model, and fed to the network so that its context follows) and the final cadence (the last
+    phrase arrives on the downbeat of the last bar, on the tonic, and holds). In between, steps are
+    sampled so that no onset overshoots the next boundary.
+    """
+
+    def __init__(self, request: GenerationRequest, config: ModelConfig, tempo: float, plan: FormPlan,
+                 lines: list[Line], *, polyphonic: bool, voice_ranges: tuple[tuple[int, int], ...] | None,
+                 loop_guard: bool = True, cadence_guard: bool = True, voice_guard: bool = True,
+                 metre_guard: bool = True) -> None:
+        self.request, self.config, self.tempo, self.plan, self.lines = request, config, tempo, plan, lines
+        self.metre_guard = metre_guard
+        self.polyphonic, self.voice_ranges = polyphonic, voice_ranges
+        self.loop_guard, self.cadence_guard, self.voice_guard = loop_guard, cadence_guard, voice_guard
+        self.size = len(lines)
+        self.grid = np.array(config.time_grid, dtype=np.float64)
+        self.target_notes = request.notes if request.notes is not None else MAX_NOTES_PER_VARIATION
+        last = plan.phrases[-1]
+        self.boundaries: list[tuple[float, str, int]] = [
+            (p.start, "copy", i) for i, p in enumerate(plan.phrases) if p.copy_of is not None]
+        self.boundaries.append((last.cadence_at, "final", len(plan.phrases) - 1))
+        self.max_step_class = int(np.searchsorted(self.grid, MAX_STEP_BEATS, side="right"))
+        self.max_duration_class = int(np.searchsorted(self.grid, MAX_DURATION_BEATS, side="right"))
+        self.next_onset = np.zeros(self.size)  # beats: where each variation's next note starts
+        self.allowed: list[np.ndarray] = []
+        for line in lines:
+            allowed = np.zeros(128, dtype=bool)
+            low, high = request.pitch_low - line.shift, request.pitch_high - line.shift
+            allowed[max(0, low):max(0, min(127, high) + 1)] = True
+            if request.key != "any":
+                allowed &= np.isin(np.arange(128) % 12, list(scale_pitch_classes(0, line.mode)))
+            self.allowed.append(allowed)
+            line.history = list(line.primer.pitch[-16:]) if line.primer is not None else []
+
+    def window_arrays(self) -> dict[str, np.ndarray]:
+        w = self.config.window
+        c = self.config
+        out = {"pitch": np.full((self.size, w), PAD_PITCH, np.int32),
+               "step": np.full((self.size, w), c.pad_time, np.int32),
+               "duration": np.full((self.size, w), c.pad_time, np.int32),
+               "velocity": np.zeros((self.size, w), np.float32),
+               "position": np.full((self.size, w), c.pad_position, np.int32),
+               "cadence": np.full((self.size, w), CADENCE_CLASSES, np.int32)}
+        for v, line in enumerate(self.lines):
+            p = line.primer
+            n = min(w, len(p.pitch)) if p is not None else 0
+            if n:
+                for key in out:
+                    out[key][v, w - n:] = getattr(p, key)[-n:]
+        return out
+
+    @property
+    def done(self) -> bool:
+        return all(line.finished for line in self.lines)
+
+    @property
+    def progress(self) -> float:
+        return float(min(max(line.position, 0.0) for line in self.lines)) / max(self.plan.beats, 1e-9)
+
+    def _features(self, onset: float) -> tuple[int, int]:
+        """Bar-position class and beats-to-cadence class of an onset (beats from the plan's start)."""
+        cadence_at = self.plan.next_cadence(onset)
+        position = int(self.config.position_class(onset % self.plan.bar_beats))
+        return position, int(cadence_class(cadence_at - onset if cadence_at is not None else math.inf))
+
+    def sample_steps(self, logits: np.ndarray, rngs: list[np.random.Generator]
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        chosen = np.zeros(self.size, dtype=np.int32)
+        positions = np.zeros(self.size, dtype=np.int32)
+        cadences = np.zeros(self.size, dtype=np.int32)
+        for v, line in enumerate(self.lines):
+            onset = self._next_onset(v, line, logits[v], rngs[v])
+            if line.finished:
+                continue
+            previous = line.position if line.onsets else (
+                line.primer.output[0][-1] - line.primer.plan_start if line.primer is not None else onset)
+            self.next_onset[v] = onset
+            chosen[v] = int(self.config.quantize_beats(np.array([onset - previous]))[0])
+            positions[v], cadences[v] = self._features(onset)
+        return chosen, positions, cadences
+
+    def _next_onset(self, v: int, line: Line, logits: np.ndarray, rng: np.random.Generator) -> float:
+        """Where variation v's next note starts; sets `forced` for a copied note, `finished` at the end."""
+        line.forced = None
+        if line.finished:
+            return line.position
+        if line.queue:
+            line.forced = line.queue.pop(0)
+            return line.forced[0]
+        if not line.onsets:  # the first note opens the plan's first bar
+            return self._arrive(line, 0.0) if self.boundaries[line.boundary][0] <= 0 else 0.0
+        chord_full = len(line.chord) >= MAX_CHORD_NOTES or bool(
+            line.chord and max(line.chord) + line.shift >= self.request.pitch_high)
+        mask = np.ones(len(self.grid), dtype=bool)
+        mask[self.max_step_class:] = False
+        if line.arrived:  # after the final chord's first note only its other notes may come
+            if chord_full:
+                line.finished = True
+                return line.position
+            c = sample(logits, mask, self.request.timing_temperature, 0, 1.0, rng)
+            if c != 0:
+                line.finished = True
+            return line.position
+        boundary = self.boundaries[line.boundary][0]
+        copying_left_off = line.not_before > line.position + 1e-9
+        if chord_full or copying_left_off:  # no note joins a full chord, or a copied one
+            mask[0] = False
+        # The model's step is sampled as it is; a step past the next boundary lands on it (a phrase
+        # that is about to repeat, or the final cadence), one that falls short of where a copied
+        # passage left off is moved there.
+        c = sample(logits, mask, self.request.timing_temperature, 0, 1.0, rng)
+        onset = line.position + self.grid[c]
+        if c != 0 and copying_left_off and onset < line.not_before:
+            onset = line.not_before
+        if self.metre_guard and c != 0:  # no onset skips a downbeat: the next bar starts with a note
+            downbeat = (math.floor(line.position / self.plan.bar_beats + 1e-9) + 1) * self.plan.bar_beats
+            onset = min(onset, downbeat)
+        if onset >= boundary - 1e-6:
+            return self._arrive(line, boundary)
+        return onset
+
+    def _arrive(self, line: Line, beat: float) -> float:
+        """Reach a hard boundary: start copying a repeat, or sound the final cadence."""
+        _, kind, index = self.boundaries[line.boundary]
+        line.boundary += 1
+        if kind == "final":
+            line.arrived = True
+            if self.cadence_guard and not self.polyphonic and line.pitches:
+                # The note before the final tonic is a tone of the dominant chord: move it to the
+                # nearest one the key and range allow (a changed approach note, as a cadence has).
+                allowed = self.allowed[self.lines.index(line)] & np.isin(np.arange(128) % 12, [2, 7, 11])
+                last = line.pitches[-1]
+                if allowed.any() and not allowed[last]:
+                    options = np.flatnonzero(allowed)
+                    line.pitches[-1] = int(options[np.abs(options - last).argmin()])
+            return beat
+        phrase = self.plan.phrases[index]
+        offset = phrase.start - (phrase.start if phrase.copy_of is None else self.plan.phrases[phrase.copy_of].start)
+        line.queue = [(onset + offset, pitch, min(duration, phrase.start + phrase.copy_until - onset - offset)
+                       if phrase.final else duration, velocity)
+                      for onset, pitch, duration, velocity in self._copied_notes(line, index)]
+        line.not_before = phrase.start + phrase.copy_until
+        if not line.queue:  # the model phrase holds no onsets (a long tie): write this one anew
+            return beat
+        line.forced = line.queue.pop(0)
+        return line.forced[0]
+
+    def sample_notes(self, step: np.ndarray, pitch_logits: np.ndarray, duration_logits: np.ndarray,
+                     velocity: np.ndarray, rngs: list[np.random.Generator]) -> dict[str, np.ndarray]:
+        r = self.request
+        note = {"pitch": np.zeros(self.size, np.int32), "step": step.astype(np.int32),
+                "duration": np.zeros(self.size, np.int32), "velocity": np.zeros(self.size, np.float32),
+                "position": np.zeros(self.size, np.int32), "cadence": np.zeros(self.size, np.int32)}
+        for v, line in enumerate(self.lines):
+            if line.finished:
+                continue
+            onset = float(self.next_onset[v])
+            if line.forced is not None:
+                onset, pitch, duration_beats, vel = line.forced
+                duration = int(self.config.quantize_beats(np.array([duration_beats]))[0])
+            else:
+                in_chord = bool(line.chord) and abs(onset - line.position) < 1e-9 and bool(line.onsets)
+                allowed = self._pitch_mask(line, onset, in_chord)
+                pitch = sample(pitch_logits[v], allowed, r.temperature, r.top_k, r.top_p, rngs[v])
+                dmask = np.ones(len(self.grid), dtype=bool)
+                dmask[0] = False
+                dmask[self.max_duration_class:] = False
+                duration = sample(duration_logits[v], dmask, r.timing_temperature, 0, 1.0, rngs[v])
+                duration_beats = float(self.grid[duration])
+                vel = float(np.clip(velocity[v].reshape(-1)[0], 0.0, 1.0))
+            note["pitch"][v], note["duration"][v], note["velocity"][v] = pitch, duration, vel
+            note["position"][v], note["cadence"][v] = self._features(onset)
+            self._append(line, onset, int(pitch), duration_beats, vel)
+        return note
+
+    def _pitch_mask(self, line: Line, onset: float, in_chord: bool) -> np.ndarray:
+        """Which key-relative pitches the next note may have."""
+        allowed = self.allowed[self.lines.index(line)].copy()
+        if in_chord:
+            allowed[:max(line.chord) + 1] = False  # chord notes are stored low to high
+        voice = len(line.chord) if in_chord else 0
+        pitch_class = np.arange(128) % 12
+        if self.cadence_guard:
+            final_at = self.plan.phrases[-1].cadence_at
+            third = 3 if line.mode in ("minor", "dorian") else 4
+            opening = line.primer is None and (not line.onsets or (in_chord and line.onsets[0] == onset))
+            if line.arrived or opening:
+                # The final chord, and the first: the tonic in the bass, then the tonic triad (a
+                # piece opens in its key, as it closes; a continuation's opening is its primer's).
+                allowed &= np.isin(pitch_class, [0] if voice == 0 and (self.polyphonic or line.arrived)
+                                   else [0, third, 7])
+            elif final_at - min(self.plan.bar_beats, 2.0 if self.polyphonic else 1.0) <= onset < final_at:
+                # Just before it, the dominant: V in the bass (in a single line, a tone of V), the
+                # dominant seventh chord above it. A line's last note before that is set by `_arrive`.
+                held = sounding(line, onset)
+                lowest = np.arange(128) < (min(held) if held else 128)
+                if voice > 0:
+                    lowest[:] = False
+                bass_pcs = [7] if self.polyphonic else [2, 7, 11]
+                allowed &= np.where(lowest, np.isin(pitch_class, bass_pcs), np.isin(pitch_class, [2, 5, 7, 11]))
+        if self.voice_guard and in_chord and self.polyphonic:
+            allowed &= no_parallels(line.previous_sounding, line.chord)
+            held = sounding(line, onset)
+            if len(line.previous_sounding) == 4 and len(held) + len(line.chord) == 3:
+                # This note completes a four-part chord: no two voices of it may move in parallels
+                # from the last one (voices counted from the bass, as the evaluation counts them).
+                allowed &= completes_without_parallels(line.previous_sounding, held + line.chord,
+                                                        np.flatnonzero(allowed))
+        if self.voice_guard and self.polyphonic and self.voice_ranges is not None and voice < len(self.voice_ranges):
+            low, high = self.voice_ranges[voice]  # each voice in its range; a new onset's first note is the bass
+            band = np.zeros(128, dtype=bool)
+            band[max(0, low - line.shift):max(0, high - line.shift + 1)] = True
+            allowed &= band
+        if self.loop_guard and not line.arrived:
+            for p in loop_completions(line.history):
+                allowed[p] = False
+            upcoming = self._copy_ahead(line, onset)
+            if upcoming:  # the last bar before a repeat: no loop across into the copied notes
+                allowed[loops_across(line.history, np.flatnonzero(allowed), upcoming)] = False
+        if not allowed.any():  # the constraints leave nothing: fall back to the key and range alone
+            allowed = self.allowed[self.lines.index(line)].copy()
+            if in_chord and allowed[max(line.chord) + 1:].any():
+                allowed[:max(line.chord) + 1] = False
+        return allowed
+
+    def _copied_notes(self, line: Line, index: int) -> list[tuple[float, int, float, float]]:
+        """(onset, pitch, duration, velocity) of the written notes that phrase `index` repeats."""
+        phrase = self.plan.phrases[index]
+        source = self.plan.phrases[phrase.copy_of] if phrase.copy_of is not None else phrase
+        return [note for note in zip(line.onsets, line.pitches, line.durations, line.velocities)
+                if source.start - 1e-9 <= note[0] < source.start + phrase.copy_until - 1e-9]
+
+    def _copy_ahead(self, line: Line, onset: float) -> list[int]:
+        """The first pitches of the repeat that starts within a bar of `onset`, or [] if none does."""
+        if line.boundary >= len(self.boundaries):
+            return []
+        beat, kind, index = self.boundaries[line.boundary]
+        if kind != "copy" or beat - onset > self.plan.bar_beats + 1e-9:
+            return []
+        return [pitch for _, pitch, _, _ in self._copied_notes(line, index)[:LOOP_WINDOW]]
+
+    def _append(self, line: Line, onset: float, pitch: int, duration: float, velocity: float) -> None:
+        new_onset = not line.onsets or onset > line.position + 1e-9
+        if new_onset:
+            line.previous_sounding = sorted(sounding(line, line.position, at_or_before=True)) if line.onsets else []
+            line.chord = [pitch]
+        else:
+            line.chord = line.chord + [pitch]
+        line.position = onset
+        line.onsets.append(onset)
+        line.pitches.append(pitch)
+        line.durations.append(duration)
+        line.velocities.append(velocity)
+        line.history = (line.history + [pitch])[-16:]
+        if len(line.pitches) >= MAX_NOTES_PER_VARIATION:
+            line.finished = True
+
+    def piece(self, v: int, seed: int) -> GeneratedPiece:
+        r = self.request
+        line = self.lines[v]
+        spb = 60.0 / self.tempo
+        primer = line.primer
+        offset = primer.plan_start if primer is not None else 0.0
+        onsets = np.array(line.onsets) + offset
+        durations = np.array(line.durations)
+        end = offset + self.plan.beats
+        if len(onsets):
+            # Every note is released by the final chord, which is held to the end of the last bar.
+            last = onsets.max()
+            durations = np.where(onsets < last - 1e-9, np.minimum(durations, last - onsets), end - last)
+        relative = onsets - onsets.min() if len(onsets) else onsets
+        velocity = apply_dynamics(np.array(line.velocities) * 127.0, relative, r.dynamics)
+        pitches = np.clip(np.array(line.pitches, dtype=np.int64) + line.shift, 0, 127)
+        primer_length, primer_end = 0, 0.0
+        if primer is not None:
+            p_onset, p_pitch, p_duration, p_velocity = primer.output
+            primer_length = len(p_pitch)
+            primer_end = float(offset * spb)
+            onsets = np.concatenate([p_onset, onsets])
+            durations = np.concatenate([np.minimum(p_duration, offset - p_onset + 4.0), durations])
+            velocity = np.concatenate([p_velocity.astype(np.float64), velocity])
+            pitches = np.concatenate([p_pitch.astype(np.int64), pitches])
+        start = onsets * spb
+        order = np.lexsort((pitches, start))
+        seq = NoteSequence(
+            pitch=pitches[order], step=np.diff(start[order], prepend=0.0), duration=durations[order] * spb,
+            velocity=np.clip(np.round(velocity[order]), 1, 127), tempo_bpm=self.tempo,
+            time_signature=r.time_signature, program=r.instrument)
+        return GeneratedPiece(notes=seq, primer_length=primer_length, primer_end=primer_end, seed=seed,
+                              plan=self.plan, plan_start=offset * spb, key=(line.tonic, line.mode))
+
+
+def sample(logits: np.ndarray, allowed: np.ndarray, temperature: float, top_k: int, top_p: float,
+            rng: np.random.Generator) -> int:
+    """Sample one class from masked, temperature-scaled logits with optional top-k/top-p."""
+    z = np.asarray(logits, dtype=np.float64).reshape(-1) / temperature
+    if not allowed.any():
+        allowed = np.ones_like(allowed)
+    z = np.where(allowed, z, -np.inf)
+    z -= z.max()
+    p = np.exp(z)
+    if top_k and top_k < allowed.sum():
+        kth = np.partition(p, -top_k)[-top_k]
+        p = np.where(p >= kth, p, 0.0)
+    p /= p.sum()
+    if top_p < 1.0:
+        order = np.argsort(-p, kind="stable")
+        cumulative = np.cumsum(p[order])
+        keep = order[:int(np.searchsorted(cumulative, top_p)) + 1]
+        trimmed = np.zeros_like(p)
+        trimmed[keep] = p[keep]
+        p = trimmed / trimmed.sum()
+    return int(rng.choice(len(p), p=p))
