@@ -19,8 +19,10 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html_join
 
-from compositions import selectors, services
+from compositions import selectors
+from compositions.errors import NotAllowed
 from compositions.models import ApiToken, Composition, MusicModel, TrainingDataset
+from compositions.services.training import music_model_activate, training_request
 from ml.data.archives import ArchiveError, extract_midi_zip
 from ml.model.config import read_model_info
 
@@ -136,7 +138,7 @@ class MusicModelAdmin(admin.ModelAdmin):
         if queryset.count() != 1:
             self.message_user(request, "Select exactly one model.", messages.ERROR)
             return
-        music_model = services.music_model_activate(music_model=queryset.get())
+        music_model = music_model_activate(music_model=queryset.get())
         self.message_user(request, f"{music_model} now writes new compositions.")
 
 
@@ -198,8 +200,8 @@ class TrainingDatasetAdmin(admin.ModelAdmin):
         # New models go beside the configured one, named by time so none is overwritten.
         out_path = settings.MUSIC_MODEL_PATH.parent / f"model-{timezone.now():%Y%m%d-%H%M%S}.keras"
         try:
-            services.training_request(datasets=list(queryset), out_path=out_path)
-        except ValueError as exc:
+            training_request(datasets=list(queryset), out_path=out_path)
+        except NotAllowed as exc:
             self.message_user(request, str(exc), messages.ERROR)
             return
         self.message_user(request, f"Training queued; the model will be saved as {out_path.name}.")

@@ -4,27 +4,35 @@ from __future__ import annotations
 
 from django.urls import path
 
-from compositions import apis
+from compositions.apis.accounts import RegisterApi, TokenCreateApi, TokenDeleteApi
+from compositions.apis.composing import (
+    CompositionCreateApi,
+    CompositionDeleteApi,
+    CompositionDetailApi,
+    CompositionRetryApi,
+    PrimerCreateApi,
+    StylesApi,
+)
+from compositions.apis.files import CompositionMidiApi, CompositionMp3Api
+from compositions.apis.gallery import CompositionListApi, CompositionShareApi, CompositionUpdateApi
+from compositions.apis.routing import method_router
 
 app_name = "api"
 
 urlpatterns = [
-    path("auth/register/", apis.RegisterApi.as_view(), name="register"),
-    path("auth/token/", apis.TokenCreateApi.as_view(), name="token"),
-    path("styles/", apis.StylesApi.as_view(), name="styles"),
-    path("primers/", apis.PrimerCreateApi.as_view(), name="primers"),
-    path("compositions/", apis.CompositionListApi.as_view(), name="composition-create"),
-    path("compositions/<uuid:public_id>/", apis.CompositionDetailApi.as_view(), name="composition-status"),
-    path("compositions/<uuid:public_id>/retry/", apis.CompositionRetryApi.as_view(), name="composition-retry"),
-    path("compositions/<uuid:public_id>/share/", apis.CompositionShareApi.as_view(), name="composition-share"),
+    path("auth/register/", RegisterApi.as_view(), name="register"),
+    path("auth/token/", method_router(post=TokenCreateApi, delete=TokenDeleteApi), name="token"),
+    path("styles/", StylesApi.as_view(), name="styles"),
+    path("primers/", PrimerCreateApi.as_view(), name="primers"),
+    path("compositions/", method_router(get=CompositionListApi, post=CompositionCreateApi),
+         name="composition-list"),
     path(
-        "compositions/<uuid:public_id>/audio.mp3",
-        apis.CompositionMp3Api.as_view(),
-        name="composition-mp3",
+        "compositions/<uuid:public_id>/",
+        method_router(get=CompositionDetailApi, patch=CompositionUpdateApi, delete=CompositionDeleteApi),
+        name="composition-detail",
     ),
-    path(
-        "compositions/<uuid:public_id>/score.mid",
-        apis.CompositionMidiApi.as_view(),
-        name="composition-midi",
-    ),
+    path("compositions/<uuid:public_id>/retry/", CompositionRetryApi.as_view(), name="composition-retry"),
+    path("compositions/<uuid:public_id>/share/", CompositionShareApi.as_view(), name="composition-share"),
+    path("compositions/<uuid:public_id>/audio.mp3", CompositionMp3Api.as_view(), name="composition-mp3"),
+    path("compositions/<uuid:public_id>/score.mid", CompositionMidiApi.as_view(), name="composition-midi"),
 ]

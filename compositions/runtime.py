@@ -1,13 +1,13 @@
-"""Per-process state: the generator and renderer caches, request validation against the model, warm-up.
+"""Per-process state: the generator and renderer caches, and request validation against the model.
 
 Web processes only read a model's metadata (styles, tempos, statistics) from the `.keras`
 archive, which needs no TensorFlow. Worker processes load the weights on first use, or as they
-are spawned (`warm_up`), after django-q2 forked them: TensorFlow must not be imported before.
+are spawned (`compositions.worker.warm_up`), after django-q2 forked them: TensorFlow must not be
+imported before.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,9 +27,6 @@ if TYPE_CHECKING:
     from ml.data.notes import NoteSequence
     from ml.generation.generator import Generator
     from ml.generation.request import GenerationRequest
-
-logger = logging.getLogger(__name__)
-
 
 def active_model_path() -> Path:
     """The .keras file new compositions use: the active MusicModel row, else MUSIC_MODEL_PATH."""
@@ -184,30 +181,3 @@ def validated_request(params: Mapping[str, Any], *, primer_midi: bytes | None = 
         field = "primer" if "MIDI file" in str(exc) else ("seconds" if request.seconds is not None else None)
         raise RequestInvalid({field or NON_FIELD_ERRORS: [str(exc)]}) from exc
     return request
-
-
-# -- worker start ----------------------------------------------------------------------------------
-
-
-def warm_up(**_: object) -> None:
-    """Prepare a freshly spawned worker (django-q2's post_spawn): reconcile, then load the model.
-
-    This runs after the fork, in the worker process that will use the model, before it takes its
-    first task. Reconciling here means that pieces a crashed cluster left behind are queued again
-    as soon as a worker is back. A missing or broken model is only logged; the task reports it.
-    """
-    # In sync mode django-q2 runs its worker loop inside the caller for every task: no worker to warm.
-    if settings.Q_SYNC:
-        return
-    from compositions.services import composition_reconcile
-
-    try:
-        composition_reconcile()
-    except Exception:  # the worker must start anyway; the schedule runs it again within a minute
-        logger.warning("Could not reconcile compositions at worker start", exc_info=True)
-    if not settings.Q_WARMUP:
-        return
-    try:
-        get_generator().warm_up()
-    except Exception:  # the worker must start whatever the model's state
-        logger.warning("Could not warm up the music model", exc_info=True)

@@ -17,7 +17,8 @@ from django.http import Http404
 from django.urls import reverse
 from django.utils import timezone
 
-from compositions.models import Composition
+from compositions.errors import RequestInvalid
+from compositions.models import Composition, Primer
 
 
 class CompositionStatus(TypedDict):
@@ -142,6 +143,19 @@ def composition_detail(*, composition: Composition) -> CompositionDetail:
         "chords": composition.chords_json,
         "form": composition.form_json,
     }
+
+
+def primer_bytes(*, user: AbstractBaseUser, primer_id: str) -> bytes:
+    """The bytes of one of the user's uploaded primers; RequestInvalid when there is no such primer."""
+    try:
+        public_id = uuid.UUID(str(primer_id))
+    except ValueError:
+        public_id = None
+    primer = Primer.objects.filter(user=user, public_id=public_id).first() if public_id else None
+    if primer is None:
+        raise RequestInvalid.of("primer_id", "There is no such primer of yours.")
+    with primer.file.open("rb") as f:
+        return f.read()
 
 
 def composition_settings_table(*, composition: Composition) -> list[tuple[str, str]]:

@@ -12,11 +12,20 @@ from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import DatabaseError, connection
-from django.utils import timezone
 
-from compositions import runtime, services, training
+from compositions import runtime, training
 from compositions.errors import ComposingUnavailable
-from compositions.models import MusicModel, TrainingDataset
+from compositions.services import reconciling
+from compositions.services.task_writes import (
+    Claim,
+    FinishedPiece,
+    composition_claim,
+    composition_fail,
+    composition_finish,
+    composition_progress,
+    composition_rendering,
+)
+from compositions.services.training import training_fail, training_finish, training_start
 from ml.pipeline import PipelineError
 
 logger = logging.getLogger(__name__)
@@ -34,7 +43,7 @@ class Cancelled(Exception):
 class ProgressWriter:
     """Progress callback for ml.generation.generator that writes throttled percentages to the held rows."""
 
-    def __init__(self, claim: services.Claim) -> None:
+    def __init__(self, claim: Claim) -> None:
         self.claim = claim
         self.written = 0
 
@@ -42,12 +51,12 @@ class ProgressWriter:
         percent = int(max(0.0, min(1.0, fraction)) * GENERATION_SHARE)
         if percent >= self.written + PROGRESS_STEP:
             self.written = percent
-            if not services.composition_progress(claim=self.claim, percent=percent, message=f"Generating {percent}%"):
+            if not composition_progress(claim=self.claim, percent=percent, message=f"Generating {percent}%"):
                 raise Cancelled
 
     def stage(self, message: str) -> None:
         """Stage callback for ml.pipeline.compose: "Loading the model", then "Generating"."""
-        if not services.composition_progress(claim=self.claim, message=message):
+        if not composition_progress(claim=self.claim, message=message):
             raise Cancelled
 
 
@@ -58,7 +67,7 @@ class Heartbeat:
     the reconciler that this worker is alive, so that it does not hand the rows to another one.
     """
 
-    def __init__(self, claim: services.Claim) -> None:
+    def __init__(self, claim: Claim) -> None:
         self.claim = claim
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
@@ -75,7 +84,7 @@ class Heartbeat:
         try:
             while not self._stop.wait(settings.Q_HEARTBEAT_SECONDS):
                 try:
-                    services.composition_progress(claim=self.claim)
+                    composition_progress(claim=self.claim)
                 except DatabaseError:  # a busy database: the next beat tries again
                     logger.warning("Heartbeat for %s missed", self.claim.ids, exc_info=True)
         finally:
@@ -90,7 +99,7 @@ def composition_generate(composition_id: int) -> None:
     A failure to claim (the database is unreachable) raises, so that django-q2 delivers the task
     again; the reconciler covers what is left.
     """
-    claim = services.composition_claim(composition_id=composition_id)
+    claim = composition_claim(composition_id=composition_id)
     if claim is None:
         logger.info("Composition %s: nothing left to do", composition_id)
         return
@@ -103,19 +112,19 @@ def composition_generate(composition_id: int) -> None:
         logger.info("Composition batch %s stopped: cancelled or deleted", composition_id)
         return
     except (PipelineError, ComposingUnavailable) as exc:
-        services.composition_fail(claim=claim, reason=exc.reason, detail=exc.detail)
+        composition_fail(claim=claim, reason=exc.reason, detail=exc.detail)
         logger.warning("Composition batch %s failed: %s (%s)", composition_id, exc.reason, exc.detail)
         return
     except Exception as exc:  # the worker must survive anything ml/ throws
         logger.exception("Composition batch %s failed", composition_id)
-        services.composition_fail(
+        composition_fail(
             claim=claim, reason="Something went wrong while composing", detail=f"{type(exc).__name__}: {exc}"
         )
         return
     logger.info("Composition batch %s finished in %.1f s", composition_id, time.monotonic() - started)
 
 
-def _generate_rows(claim: services.Claim) -> None:
+def _generate_rows(claim: Claim) -> None:
     from ml.data.notes import PITCH_CLASS_NAMES, MidiError, estimate_key
     from ml.generation.request import GenerationRequest, RequestError
     from ml.pipeline import chord_changes, compose, piano_roll, piece_form, render_piece
@@ -144,7 +153,7 @@ def _generate_rows(claim: services.Claim) -> None:
     if len(pieces) < len(rows):
         raise PipelineError("The model wrote fewer variations than asked for")
 
-    if not services.composition_rendering(claim=claim, percent=GENERATION_SHARE):
+    if not composition_rendering(claim=claim, percent=GENERATION_SHARE):
         raise Cancelled
     renderer = runtime.get_renderer()
     for row, piece in zip(rows, pieces):
@@ -157,9 +166,9 @@ def _generate_rows(claim: services.Claim) -> None:
                 midi_name = default_storage.save(f"midi/{midi_path.name}", File(midi))
                 mp3_name = default_storage.save(f"mp3/{mp3_path.name}", File(mp3))
         tonic, mode = estimate_key(piece.notes)
-        services.composition_finish(
+        composition_finish(
             claim=claim,
-            piece=services.FinishedPiece(
+            piece=FinishedPiece(
                 composition_id=row.id,
                 midi_name=midi_name,
                 mp3_name=mp3_name,
@@ -179,23 +188,23 @@ def _generate_rows(claim: services.Claim) -> None:
 
 
 def composition_reconcile() -> dict[str, int]:
-    """Scheduled every minute: re-queue or fail pieces whose task is gone (see services)."""
-    return services.composition_reconcile()
+    """Scheduled every minute: re-queue or fail pieces whose task is gone (see services.reconciling)."""
+    return reconciling.composition_reconcile()
 
 
 def model_train(dataset_ids: list[int], out_path: str) -> None:
-    """Train a model on the data sets `dataset_ids`, save it at `out_path` and register it (inactive)."""
-    datasets = TrainingDataset.objects.filter(id__in=dataset_ids)
-    datasets.update(status=TrainingDataset.Status.TRAINING, status_changed_at=timezone.now())
-    try:
-        result = training.run_training(dataset_ids, Path(out_path))
-    except Exception as exc:  # the worker must survive a failed training run
-        logger.exception("Training on data sets %s failed", dataset_ids)
-        datasets.update(status=TrainingDataset.Status.FAILED, report={"error": f"{type(exc).__name__}: {exc}"})
+    """Train a model on the queued data sets `dataset_ids`, save it at `out_path` and register it (inactive).
+
+    Idempotent: a second delivery finds the data sets no longer queued and does nothing.
+    """
+    held = training_start(dataset_ids=dataset_ids)
+    if not held:
+        logger.info("Training on data sets %s: nothing left to do", dataset_ids)
         return
-    MusicModel.objects.update_or_create(
-        name=Path(out_path).stem,
-        defaults={"path": str(out_path), "styles": result.styles, "metrics": result.metrics},
-    )
-    for dataset_id, report in result.reports.items():
-        TrainingDataset.objects.filter(id=dataset_id).update(status=TrainingDataset.Status.TRAINED, report=report)
+    try:
+        result = training.run_training(held, Path(out_path))
+    except Exception as exc:  # the worker must survive a failed training run
+        logger.exception("Training on data sets %s failed", held)
+        training_fail(dataset_ids=held, error=f"{type(exc).__name__}: {exc}")
+        return
+    training_finish(dataset_ids=held, out_path=Path(out_path), result=result)

@@ -1,4 +1,8 @@
-"""Training a model from the admin: the one place the site calls ml.data.datasets and ml.model.train."""
+"""Training a model from the admin: the one place the site calls ml.data.datasets and ml.model.train.
+
+The task that runs it (`compositions.tasks.model_train`) writes the data sets' status through
+`compositions.services.training`.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from django.utils import timezone
-
 from compositions.models import TrainingDataset
+from compositions.services.training import training_progress
 
 if TYPE_CHECKING:
     from ml.data.datasets import ImportReport, NoteDataset
@@ -52,10 +55,7 @@ def run_training(dataset_ids: list[int], out_path: Path) -> TrainingResult:
     config = default_config(merged.styles)
 
     def progress(epoch: int, epochs: int, logs: dict[str, float]) -> None:
-        TrainingDataset.objects.filter(id__in=dataset_ids).update(
-            status_changed_at=timezone.now(),
-            report={"progress": {"epoch": epoch, "epochs": epochs, "val_loss": logs.get("val_loss")}},
-        )
+        training_progress(dataset_ids=dataset_ids, epoch=epoch, epochs=epochs, val_loss=logs.get("val_loss"))
 
     train(merged, config, out_path, verbose=0, on_epoch=progress)
     metrics = read_model_info(out_path)["extra"].get("training", {})

@@ -18,11 +18,12 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from compositions import selectors, services
+from compositions import selectors
 from compositions.downloads import FileKind, composition_file_response
 from compositions.errors import ComposingUnavailable, NotAllowed, QuotaExceeded, RequestInvalid
 from compositions.forms import CompositionForm, ThrottledAuthenticationForm
 from compositions.models import Composition
+from compositions.services import accounts, composing, sharing
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -62,7 +63,7 @@ class LoginView(auth_views.LoginView):
 @login_required
 @require_POST
 def logout_everywhere(request: HttpRequest) -> HttpResponse:
-    services.user_logout_everywhere(user=request.user)
+    accounts.user_logout_everywhere(user=request.user)
     logout(request)
     messages.success(request, "You are signed out on every device, and your API token no longer works.")
     return redirect("login")
@@ -105,7 +106,7 @@ def composition_new(request: HttpRequest) -> HttpResponse:
         return render(request, "compositions/new.html", {"form": form})
     form = CompositionForm(request.POST, request.FILES or None)
     try:
-        compositions = services.composition_request(
+        compositions = composing.composition_request(
             user=request.user, params=form.request_params(), primer=request.FILES.get("primer")
         )
     except RequestInvalid as exc:
@@ -182,13 +183,13 @@ def _listener(request: HttpRequest) -> str:
 @require_POST
 def shared_play(request: HttpRequest, token: str) -> JsonResponse:
     composition = selectors.composition_get_by_share_token(token=token)
-    return JsonResponse({"counted": services.composition_play(composition=composition, listener=_listener(request))})
+    return JsonResponse({"counted": sharing.composition_play(composition=composition, listener=_listener(request))})
 
 
 @require_POST
 def composition_play(request: HttpRequest, public_id: uuid.UUID) -> JsonResponse:
     composition = selectors.composition_get_for_viewer(user=request.user, public_id=public_id)
-    return JsonResponse({"counted": services.composition_play(composition=composition, listener=_listener(request))})
+    return JsonResponse({"counted": sharing.composition_play(composition=composition, listener=_listener(request))})
 
 
 def _on_own_piece(request: HttpRequest, public_id: uuid.UUID, action: Callable[[Composition], object]) -> HttpResponse:
@@ -205,14 +206,14 @@ def _on_own_piece(request: HttpRequest, public_id: uuid.UUID, action: Callable[[
 @require_POST
 def composition_edit(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
     favourite = {"1": True, "0": False}.get(request.POST.get("favourite", ""))
-    return _on_own_piece(request, public_id, lambda piece: services.composition_update(
+    return _on_own_piece(request, public_id, lambda piece: sharing.composition_update(
         composition=piece, title=request.POST.get("title"), is_favourite=favourite))
 
 
 @login_required
 @require_POST
 def composition_share(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
-    return _on_own_piece(request, public_id, lambda piece: services.composition_share(
+    return _on_own_piece(request, public_id, lambda piece: sharing.composition_share(
         composition=piece, visibility=request.POST.get("visibility", ""),
         new_link=request.POST.get("new_link") == "1"))
 
@@ -221,7 +222,7 @@ def composition_share(request: HttpRequest, public_id: uuid.UUID) -> HttpRespons
 @require_POST
 def composition_again(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
     composition = selectors.composition_get_for_user(user=request.user, public_id=public_id)
-    action = services.composition_continue if request.POST.get("continue") == "1" else services.composition_again
+    action = composing.composition_continue if request.POST.get("continue") == "1" else composing.composition_again
     try:
         [first, *_] = action(composition=composition, user=request.user)
     except (RequestInvalid, ComposingUnavailable, QuotaExceeded, NotAllowed) as exc:
@@ -240,20 +241,20 @@ def composition_status(request: HttpRequest, public_id: uuid.UUID) -> JsonRespon
 @login_required
 @require_POST
 def composition_retry(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
-    return _on_own_piece(request, public_id, lambda piece: services.composition_retry(composition=piece))
+    return _on_own_piece(request, public_id, lambda piece: composing.composition_retry(composition=piece))
 
 
 @login_required
 @require_POST
 def composition_cancel(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
-    return _on_own_piece(request, public_id, lambda piece: services.composition_cancel(composition=piece))
+    return _on_own_piece(request, public_id, lambda piece: composing.composition_cancel(composition=piece))
 
 
 @login_required
 @require_POST
 def composition_delete(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
     composition = selectors.composition_get_for_user(user=request.user, public_id=public_id)
-    services.composition_delete(composition=composition)
+    composing.composition_delete(composition=composition)
     messages.success(request, "The piece and its files were deleted.")
     return redirect("compositions:list")
 

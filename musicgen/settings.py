@@ -222,7 +222,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "compositions.apis.exception_handler",
+    "EXCEPTION_HANDLER": "compositions.apis.exception_handlers.exception_handler",
     # Expensive endpoints have their own rates (per user, or per address when signed out), on top
     # of the per-user quotas; the counters live in the shared cache.
     "DEFAULT_THROTTLE_RATES": {
@@ -238,8 +238,10 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
-    "PREPROCESSING_HOOKS": ["compositions.apis.schema_v1_only"],
-    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "compositions.apis.schema_enums"],
+    # One operation per API view, also where one URL routes its methods to several views.
+    "DEFAULT_GENERATOR_CLASS": "compositions.apis.schema.SchemaGenerator",
+    "PREPROCESSING_HOOKS": ["compositions.apis.schema.schema_v1_only"],
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "compositions.apis.schema.schema_enums"],
     # Swagger UI from the drf-spectacular-sidecar package: nothing is fetched from a CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

@@ -41,10 +41,10 @@ def isolated_site(settings: Any, tmp_path: Path, tiny_model_path: Path) -> None:
 @pytest.fixture
 def queued_tasks(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
     """Record the tasks services queue, instead of running them."""
-    from compositions import services
+    from compositions.services import queueing
 
     calls: list[tuple[Any, ...]] = []
-    monkeypatch.setattr(services, "async_task", lambda func, *args, **kwargs: calls.append((func, *args)))
+    monkeypatch.setattr(queueing, "async_task", lambda func, *args, **kwargs: calls.append((func, *args)))
     return calls
 
 

@@ -86,13 +86,13 @@ def test_compose_rename_favourite_share_listen_revoke_and_delete(
 
 def test_the_gallery_and_the_phone_layout(page: Any, browser: Any, live_server: Any, user_factory: Any,
                                           composition_factory: Any) -> None:
-    from compositions import services
+    from compositions.services.sharing import composition_share
 
     owner = user_factory("composer")
     for i, title in enumerate(("Morning chorale", "Harbour reel", "Quiet air")):
         piece = composition_factory(owner, status="done", progress=100, title=title, detected_key="D minor",
                                     duration_seconds=31.0 + i, play_count=i * 3)
-        services.composition_share(composition=piece, visibility="public")
+        composition_share(composition=piece, visibility="public")
     page.goto(f"{live_server.url}/gallery/?order=popular")
     titles = page.locator(".piece-title").all_inner_texts()
     assert titles == ["Quiet air", "Harbour reel", "Morning chorale"]

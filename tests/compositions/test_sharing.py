@@ -11,9 +11,9 @@ from django.core.files.base import ContentFile
 from django.test import Client
 from rest_framework.test import APIClient
 
-from compositions import services
 from compositions.auth import api_token_for
 from compositions.models import Composition
+from compositions.services.sharing import composition_share
 from tests.conftest import PASSWORD, midi_bytes
 
 ACTORS = ("owner", "other", "staff", "anonymous")
@@ -30,7 +30,7 @@ def pieces(user: User, composition_factory: Callable[..., Composition]) -> dict[
         piece.midi_file.save("p.mid", ContentFile(midi_bytes([60, 62])), save=False)
         piece.save()
         visibility = "public" if kind == "hidden" else kind
-        piece = services.composition_share(composition=piece, visibility=visibility)
+        piece = composition_share(composition=piece, visibility=visibility)
         if kind == "hidden":
             Composition.objects.filter(id=piece.id).update(hidden=True)
             piece.refresh_from_db()
@@ -118,11 +118,11 @@ def test_a_revoked_link_is_dead_at_once_files_included(pieces: dict[str, Composi
     old = piece.share_token
     assert old and len(old) >= 43  # 32 random bytes, base64: 256 bits
     assert client.get(f"/s/{old}/audio.mp3").status_code == 200
-    piece = services.composition_share(composition=piece, visibility="unlisted", new_link=True)
+    piece = composition_share(composition=piece, visibility="unlisted", new_link=True)
     for path in (f"/s/{old}/", f"/s/{old}/audio.mp3", f"/s/{old}/score.mid"):
         assert client.get(path).status_code == 404
     assert client.get(f"/s/{piece.share_token}/").status_code == 200
-    services.composition_share(composition=piece, visibility="private")
+    composition_share(composition=piece, visibility="private")
     assert client.get(f"/s/{piece.share_token}/").status_code == 404
 
 
@@ -215,7 +215,7 @@ def test_the_api_lists_mine_favourites_and_public_with_cursor_pagination(
     for i in range(25):
         composition_factory(user, title=f"mine {i}", is_favourite=i < 3)
     shared = composition_factory(other_user, status=Composition.Status.DONE, title="theirs")
-    services.composition_share(composition=shared, visibility="public")
+    composition_share(composition=shared, visibility="public")
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Token {api_token_for(user).key}")
     first = api.get("/api/v1/compositions/").json()

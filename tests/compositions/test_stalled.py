@@ -12,9 +12,9 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from compositions import services
 from compositions.errors import NotAllowed
 from compositions.models import Composition
+from compositions.services.composing import composition_retry
 from compositions.tasks import composition_generate
 
 
@@ -49,10 +49,10 @@ def test_stalled_piece_offers_try_again_and_retry_requeues_it(
     page = user_client.get(reverse("compositions:detail", args=[piece.public_id]))
     assert b"Try again" not in page.content
     with pytest.raises(NotAllowed, match="failed, cancelled or stalled"):
-        services.composition_retry(composition=piece)
+        composition_retry(composition=piece)
     _age(piece, settings.Q_STALL_SECONDS + 60)
     page = user_client.get(reverse("compositions:detail", args=[piece.public_id]))
     assert b"its worker went away" in page.content and b"Try again" in page.content
-    services.composition_retry(composition=piece)
+    composition_retry(composition=piece)
     piece.refresh_from_db()
     assert piece.status == Composition.Status.PENDING and piece.progress == 0

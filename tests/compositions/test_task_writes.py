@@ -20,9 +20,21 @@ from django.urls import reverse
 from django.utils import timezone
 from django_q.models import OrmQ
 
-from compositions import selectors, services, tasks
+from compositions import selectors, tasks
 from compositions.errors import NotAllowed
 from compositions.models import Composition
+from compositions.services import queueing
+from compositions.services.composing import composition_cancel
+from compositions.services.reconciling import composition_reconcile
+from compositions.services.task_writes import (
+    FinishedPiece,
+    composition_claim,
+    composition_fail,
+    composition_finish,
+    composition_progress,
+    composition_rendering,
+)
+from compositions.services.training import training_request
 
 
 def _age(composition: Composition, seconds: float, field: str = "updated_at") -> None:
@@ -47,10 +59,10 @@ def test_training_is_queued_with_its_own_time_limit(db: None, monkeypatch: pytes
     from compositions.models import TrainingDataset
 
     calls: list[dict[str, Any]] = []
-    monkeypatch.setattr(services, "async_task", lambda func, *args, **kwargs: calls.append({"func": func, **kwargs}))
+    monkeypatch.setattr(queueing, "async_task", lambda func, *args, **kwargs: calls.append({"func": func, **kwargs}))
     dataset = TrainingDataset.objects.create(name="bach", style="chorale", source="corpus")
     with django_capture_on_commit_callbacks(execute=True):
-        services.training_request(datasets=[dataset], out_path=Path("/tmp/x.keras"))
+        training_request(datasets=[dataset], out_path=Path("/tmp/x.keras"))
     assert calls[0]["timeout"] == django_settings.TRAINING_TIMEOUT
 
 
@@ -72,17 +84,17 @@ def test_a_second_delivery_of_a_finished_task_changes_nothing(
 def test_a_run_that_was_given_up_for_dead_cannot_write_over_its_successor(
         user: User, composition_factory: Callable[..., Composition], settings: Any) -> None:
     piece = composition_factory(user)
-    old = services.composition_claim(composition_id=piece.id)
+    old = composition_claim(composition_id=piece.id)
     assert old is not None
     _age(piece, settings.Q_STALL_SECONDS + 5)
-    new = services.composition_claim(composition_id=piece.id)
+    new = composition_claim(composition_id=piece.id)
     assert new is not None and new.token != old.token
 
-    assert services.composition_progress(claim=old, percent=50) == 0
-    assert services.composition_rendering(claim=old, percent=90) == 0
-    assert services.composition_fail(claim=old, reason="late", detail="") == 0
+    assert composition_progress(claim=old, percent=50) == 0
+    assert composition_rendering(claim=old, percent=90) == 0
+    assert composition_fail(claim=old, reason="late", detail="") == 0
     stray = default_storage.save("mp3/stray.mp3", ContentFile(b"ID3"))
-    finished = services.composition_finish(claim=old, piece=services.FinishedPiece(piece.id, stray, stray, {}))
+    finished = composition_finish(claim=old, piece=FinishedPiece(piece.id, stray, stray, {}))
     assert not finished and not default_storage.exists(stray)  # the dead run's files go
     piece.refresh_from_db()
     assert (piece.status, piece.claim, piece.attempts, piece.error) == (Composition.Status.GENERATING, new.token, 2, "")
@@ -90,12 +102,12 @@ def test_a_run_that_was_given_up_for_dead_cannot_write_over_its_successor(
 
 def test_a_done_piece_never_moves_back(user: User, composition_factory: Callable[..., Composition]) -> None:
     piece = composition_factory(user)
-    claim = services.composition_claim(composition_id=piece.id)
+    claim = composition_claim(composition_id=piece.id)
     assert claim is not None
     Composition.objects.filter(id=piece.id).update(status=Composition.Status.DONE)
-    assert services.composition_progress(claim=claim, percent=10, message="Generating 10%") == 0
-    assert services.composition_rendering(claim=claim, percent=90) == 0
-    assert services.composition_claim(composition_id=piece.id) is None
+    assert composition_progress(claim=claim, percent=10, message="Generating 10%") == 0
+    assert composition_rendering(claim=claim, percent=90) == 0
+    assert composition_claim(composition_id=piece.id) is None
     piece.refresh_from_db()
     assert piece.status == Composition.Status.DONE
 
@@ -104,7 +116,7 @@ def test_a_piece_started_too_often_is_failed_with_a_reason(
         user: User, composition_factory: Callable[..., Composition], settings: Any) -> None:
     piece = composition_factory(user, status=Composition.Status.GENERATING, attempts=settings.Q_MAX_ATTEMPTS)
     _age(piece, settings.Q_STALL_SECONDS + 5)
-    assert services.composition_claim(composition_id=piece.id) is None
+    assert composition_claim(composition_id=piece.id) is None
     piece.refresh_from_db()
     assert piece.status == Composition.Status.FAILED and "again and again" in piece.error
 
@@ -125,7 +137,7 @@ def test_a_pending_piece_whose_task_vanished_is_queued_again_once(
     _age(piece, settings.Q_ORPHAN_SECONDS + 5, "created_at")
     assert selectors.queued_composition_ids() == set()
     with django_capture_on_commit_callbacks(execute=True):
-        counts = services.composition_reconcile()
+        counts = composition_reconcile()
     assert counts["orphaned"] == 1
     assert selectors.queued_composition_ids() == {piece.id}
     piece.refresh_from_db()
@@ -133,7 +145,7 @@ def test_a_pending_piece_whose_task_vanished_is_queued_again_once(
 
     _age(piece, settings.Q_ORPHAN_SECONDS + 5, "queued_at")
     with django_capture_on_commit_callbacks(execute=True):
-        assert services.composition_reconcile()["orphaned"] == 0  # its task is in the queue: leave it
+        assert composition_reconcile()["orphaned"] == 0  # its task is in the queue: leave it
     assert OrmQ.objects.count() == 1
 
 
@@ -143,7 +155,7 @@ def test_a_pending_piece_that_no_task_will_start_is_failed_after_its_attempts(
     piece = composition_factory(user, queue_count=2 * settings.Q_MAX_ATTEMPTS)
     _age(piece, settings.Q_ORPHAN_SECONDS + 5, "created_at")
     with django_capture_on_commit_callbacks(execute=True):
-        assert services.composition_reconcile()["failed"] == 1
+        assert composition_reconcile()["failed"] == 1
     piece.refresh_from_db()
     assert piece.status == Composition.Status.FAILED and "could not start" in piece.error
 
@@ -152,13 +164,13 @@ def test_a_piece_held_by_a_dead_worker_of_this_machine_is_queued_again_at_once(
         orm_queue: None, user: User, composition_factory: Callable[..., Composition],
         django_capture_on_commit_callbacks: Callable) -> None:
     piece = composition_factory(user)
-    claim = services.composition_claim(composition_id=piece.id)
+    claim = composition_claim(composition_id=piece.id)
     assert claim is not None
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     host = selectors.this_worker().rsplit(":", 1)[0]
     Composition.objects.filter(id=piece.id).update(claimed_by=f"{host}:{dead.stdout.strip()}")
     with django_capture_on_commit_callbacks(execute=True):
-        assert services.composition_reconcile()["stalled"] == 1
+        assert composition_reconcile()["stalled"] == 1
     piece.refresh_from_db()
     assert piece.status == Composition.Status.PENDING and piece.claim is None
     assert selectors.queued_composition_ids() == {piece.id}
@@ -167,8 +179,8 @@ def test_a_piece_held_by_a_dead_worker_of_this_machine_is_queued_again_at_once(
 def test_a_piece_held_by_a_live_worker_is_left_alone(
         orm_queue: None, user: User, composition_factory: Callable[..., Composition]) -> None:
     piece = composition_factory(user)
-    assert services.composition_claim(composition_id=piece.id) is not None  # claimed by this process
-    assert services.composition_reconcile() == {"stalled": 0, "orphaned": 0, "failed": 0, "training_failed": 0}
+    assert composition_claim(composition_id=piece.id) is not None  # claimed by this process
+    assert composition_reconcile() == {"stalled": 0, "orphaned": 0, "failed": 0, "training_failed": 0}
 
 
 def test_the_reconciler_is_on_the_cluster_schedule(db: None) -> None:
@@ -185,7 +197,7 @@ def test_the_reconciler_is_on_the_cluster_schedule(db: None) -> None:
 def test_an_unfinished_piece_can_be_cancelled_and_its_run_stops(
         status: str, user: User, user_client: Client, composition_factory: Callable[..., Composition]) -> None:
     piece = composition_factory(user)
-    claim = services.composition_claim(composition_id=piece.id)
+    claim = composition_claim(composition_id=piece.id)
     assert claim is not None
     Composition.objects.filter(id=piece.id).update(status=status)
     page = user_client.get(reverse("compositions:detail", args=[piece.public_id]))
@@ -211,7 +223,7 @@ def test_a_cancelled_piece_offers_try_again_and_is_queued(
 def test_a_finished_piece_cannot_be_cancelled(user: User, composition_factory: Callable[..., Composition]) -> None:
     piece = composition_factory(user, status=Composition.Status.DONE)
     with pytest.raises(NotAllowed, match="queued or being written"):
-        services.composition_cancel(composition=piece)
+        composition_cancel(composition=piece)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -11,8 +11,10 @@ from django.contrib.auth.models import User
 from django.test import Client
 from pydub import AudioSegment
 
-from compositions import services, tasks
+from compositions import tasks
 from compositions.models import Composition
+from compositions.services.composing import composition_request, composition_retry
+from compositions.services.task_writes import composition_claim
 from ml import pipeline
 from ml.audio.render import RELEASE_TAIL_SECONDS
 from ml.data.notes import notes_from_midi
@@ -29,7 +31,7 @@ def request_piece(
 
     def request(primer_midi: bytes | None = None, **params: Any) -> list[Composition]:
         with django_capture_on_commit_callbacks(execute=True):
-            rows = services.composition_request(
+            rows = composition_request(
                 user=user, params={"style": style, "seconds": 5, "seed": 1, **params}, primer=primer_midi
             )
         for row in rows:
@@ -136,7 +138,7 @@ def test_a_retry_reproduces_every_stored_control(
         mode="dorian", pitch_low=50, pitch_high=74, instrument=40, seed=8,
     )
     with django_capture_on_commit_callbacks(execute=True):
-        services.composition_retry(composition=failed)
+        composition_retry(composition=failed)
     failed.refresh_from_db()
 
     assert failed.status == Composition.Status.DONE
@@ -203,7 +205,7 @@ def test_failed_piece_can_be_tried_again(
     assert failed.status == Composition.Status.FAILED
     settings.SOUNDFONT_PATH = ""
     with django_capture_on_commit_callbacks(execute=True):
-        services.composition_retry(composition=failed)
+        composition_retry(composition=failed)
     failed.refresh_from_db()
     assert (failed.status, failed.error) == (Composition.Status.DONE, "")
 
@@ -260,7 +262,7 @@ def test_progress_is_written_in_steps_of_five_percent(
     user: User, composition_factory: Callable, django_assert_max_num_queries: Callable
 ) -> None:
     piece = composition_factory(user)
-    claim = services.composition_claim(composition_id=piece.id)
+    claim = composition_claim(composition_id=piece.id)
     assert claim is not None
     writer = tasks.ProgressWriter(claim)
     with django_assert_max_num_queries(tasks.GENERATION_SHARE // tasks.PROGRESS_STEP):

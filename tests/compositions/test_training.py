@@ -4,11 +4,23 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from compositions import services, tasks
+from compositions import tasks
+from compositions.errors import NotAllowed
 from compositions.models import MusicModel, TrainingDataset
+from compositions.services.sharing import composition_share
+from compositions.services.training import (
+    music_model_activate,
+    training_fail,
+    training_finish,
+    training_progress,
+    training_request,
+    training_start,
+)
+from compositions.training import TrainingResult
 
 
 def test_training_queues_a_task_for_the_selected_datasets(
@@ -16,14 +28,15 @@ def test_training_queues_a_task_for_the_selected_datasets(
 ) -> None:
     dataset = TrainingDataset.objects.create(name="folk", source="folder", path=str(tmp_path), style="folk")
     with django_capture_on_commit_callbacks(execute=True):
-        services.training_request(datasets=[dataset], out_path=tmp_path / "m.keras")
+        training_request(datasets=[dataset], out_path=tmp_path / "m.keras")
     dataset.refresh_from_db()
     assert dataset.status == TrainingDataset.Status.QUEUED
     assert queued_tasks == [("compositions.tasks.model_train", [dataset.id], str(tmp_path / "m.keras"))]
 
 
 def test_failed_training_marks_the_datasets_failed_without_raising(db: None, tmp_path: Path) -> None:
-    dataset = TrainingDataset.objects.create(name="gone", source="folder", path=str(tmp_path / "nope"), style="x")
+    dataset = TrainingDataset.objects.create(name="gone", source="folder", path=str(tmp_path / "nope"), style="x",
+                                             status=TrainingDataset.Status.QUEUED)
     tasks.model_train([dataset.id], str(tmp_path / "m.keras"))
     dataset.refresh_from_db()
     assert dataset.status == TrainingDataset.Status.FAILED
@@ -31,12 +44,67 @@ def test_failed_training_marks_the_datasets_failed_without_raising(db: None, tmp
     assert not MusicModel.objects.exists()
 
 
+def test_a_data_set_already_queued_or_training_is_not_queued_again(
+    db: None, tmp_path: Path, queued_tasks: list, django_capture_on_commit_callbacks: Callable
+) -> None:
+    busy = TrainingDataset.objects.create(name="busy", style="folk", status=TrainingDataset.Status.TRAINING)
+    idle = TrainingDataset.objects.create(name="idle", style="folk")
+    with pytest.raises(NotAllowed, match="Already queued or training: busy"):
+        training_request(datasets=[busy, idle], out_path=tmp_path / "m.keras")
+    with pytest.raises(NotAllowed, match="at least one"):
+        training_request(datasets=[], out_path=tmp_path / "m.keras")
+    idle.refresh_from_db()
+    assert idle.status == TrainingDataset.Status.IDLE and queued_tasks == []
+
+
+def _finished_run(styles: list[str]) -> TrainingResult:
+    return TrainingResult(styles=styles, metrics={"best_val_loss": 1.25}, reports={})
+
+
+def test_the_training_runs_writes_are_guarded_by_the_data_sets_status(db: None, tmp_path: Path) -> None:
+    queued = TrainingDataset.objects.create(name="q", style="folk", status=TrainingDataset.Status.QUEUED)
+    idle = TrainingDataset.objects.create(name="i", style="folk")
+    ids = [queued.id, idle.id]
+    # Only queued rows are started, and only once: a second delivery of the task finds nothing to do.
+    assert training_start(dataset_ids=ids) == [queued.id]
+    assert training_start(dataset_ids=ids) == []
+    assert training_progress(dataset_ids=ids, epoch=1, epochs=3, val_loss=2.0) == 1
+    model = training_finish(dataset_ids=[queued.id], out_path=tmp_path / "m.keras", result=_finished_run(["folk"]))
+    assert model is not None and (model.name, model.styles, model.is_active) == ("m", ["folk"], False)
+    queued.refresh_from_db()
+    assert queued.status == TrainingDataset.Status.TRAINED
+    # Finished once: no progress, no second finish and no failure moves it back.
+    assert training_progress(dataset_ids=ids, epoch=2, epochs=3, val_loss=1.0) == 0
+    assert training_fail(dataset_ids=ids, error="late") == 0
+    assert training_finish(dataset_ids=ids, out_path=tmp_path / "n.keras", result=_finished_run(["folk"])) is None
+    assert list(MusicModel.objects.values_list("name", flat=True)) == ["m"]
+    idle.refresh_from_db()
+    assert idle.status == TrainingDataset.Status.IDLE
+
+
+def test_a_run_given_up_for_dead_registers_no_model(db: None, tmp_path: Path) -> None:
+    dataset = TrainingDataset.objects.create(name="d", style="folk", status=TrainingDataset.Status.QUEUED)
+    assert training_start(dataset_ids=[dataset.id]) == [dataset.id]
+    TrainingDataset.objects.filter(id=dataset.id).update(status=TrainingDataset.Status.FAILED)  # the reconciler
+    assert training_finish(dataset_ids=[dataset.id], out_path=tmp_path / "m.keras",
+                           result=_finished_run(["folk"])) is None
+    assert not MusicModel.objects.exists()
+
+
+def test_a_second_delivery_of_the_training_task_changes_nothing(db: None, tmp_path: Path) -> None:
+    dataset = TrainingDataset.objects.create(name="done", style="folk", status=TrainingDataset.Status.TRAINED,
+                                             report={"pieces": 3})
+    tasks.model_train([dataset.id], str(tmp_path / "m.keras"))
+    dataset.refresh_from_db()
+    assert (dataset.status, dataset.report) == (TrainingDataset.Status.TRAINED, {"pieces": 3})
+
+
 def test_an_active_music_model_decides_the_styles_offered(
     user: User, user_client: Client, tiny_model_path: Path
 ) -> None:
     old = MusicModel.objects.create(name="old", path="/nowhere.keras", styles=["waltz"], is_active=True)
     new = MusicModel.objects.create(name="tiny", path=str(tiny_model_path), styles=["alpha", "beta"])
-    services.music_model_activate(music_model=new)
+    music_model_activate(music_model=new)
 
     old.refresh_from_db()
     assert not old.is_active
@@ -49,7 +117,7 @@ def test_a_killed_training_run_leaves_its_data_sets_failed_with_a_reason(db: Non
 
     from django.utils import timezone
 
-    from compositions.services import composition_reconcile
+    from compositions.services.reconciling import composition_reconcile
 
     long_ago = timezone.now() - timedelta(seconds=settings.Q_CLUSTER["retry"] + 60)
     stuck = TrainingDataset.objects.create(name="stuck", style="chorale", status=TrainingDataset.Status.TRAINING,
@@ -109,7 +177,7 @@ def test_training_reports_its_progress_per_epoch_to_the_data_sets(
         db: None, tmp_path: Path, monkeypatch: Any, admin_client: Any) -> None:
     from compositions import training
 
-    dataset = TrainingDataset.objects.create(name="tiny", style="alpha", status=TrainingDataset.Status.TRAINING)
+    dataset = TrainingDataset.objects.create(name="tiny", style="alpha", status=TrainingDataset.Status.QUEUED)
     seen: list[dict[str, Any]] = []
 
     def fake_train(merged: Any, config: Any, out: Path, *, verbose: int, on_epoch: Any) -> None:
@@ -131,8 +199,6 @@ def test_the_admin_shows_training_progress_and_a_models_public_samples(
         admin_client: Any, user: User, composition_factory: Callable, tiny_model_path: Path) -> None:
     from django.core.files.base import ContentFile
 
-    from compositions import services
-
     TrainingDataset.objects.create(name="busy", style="alpha", status=TrainingDataset.Status.TRAINING,
                                    report={"progress": {"epoch": 3, "epochs": 30, "val_loss": 2.25}})
     assert b"epoch 3 of at most 30, validation loss 2.250" in admin_client.get(
@@ -141,6 +207,6 @@ def test_the_admin_shows_training_progress_and_a_models_public_samples(
     shared, private = (composition_factory(user, status="done", model_name="tiny", title=t) for t in ("Shown", "Mine"))
     for piece in (shared, private):
         piece.mp3_file.save("s.mp3", ContentFile(b"ID3"), save=True)
-    services.composition_share(composition=shared, visibility="public")
+    composition_share(composition=shared, visibility="public")
     page = admin_client.get(f"/admin/compositions/musicmodel/{model.id}/change/").content.decode()
     assert "Shown" in page and f"/compositions/{shared.public_id}/audio.mp3" in page and "Mine" not in page

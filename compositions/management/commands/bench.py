@@ -25,7 +25,7 @@ from django.test import override_settings
 
 from compositions import runtime
 from compositions.models import Composition
-from compositions.services import composition_request
+from compositions.services.composing import composition_request
 
 SITE_TARGET_SECONDS = 3.0
 TASK_FUNC = "compositions.tasks.composition_generate"

@@ -6,7 +6,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from compositions import selectors, services
+from compositions import selectors
+from compositions.services.media import media_repair
 
 
 class Command(BaseCommand):
@@ -27,7 +28,7 @@ class Command(BaseCommand):
             self.stdout.write(f"orphan: {name}")
         self.stdout.write(f"{len(report.missing)} missing, {len(report.orphans)} orphaned")
         if options["repair"] and not report.clean:
-            counts = services.media_repair(report=report)
+            counts = media_repair(report=report)
             self.stdout.write(
                 f"repaired: {counts['rendered']} rendered again, {counts['failed']} failed, {counts['moved']} moved"
             )

@@ -5,9 +5,9 @@ from collections.abc import Callable
 import pytest
 from django.contrib.auth.models import User
 
-from compositions import services
 from compositions.errors import NotAllowed, RequestInvalid
 from compositions.models import Composition
+from compositions.services.composing import composition_request, composition_retry
 from tests.conftest import midi_bytes
 
 
@@ -16,7 +16,7 @@ def test_request_saves_one_pending_row_per_variation_sharing_a_batch(
 ) -> None:
     params = {"style": style, "seconds": 5, "variations": 3, "seed": 7}
     with django_capture_on_commit_callbacks(execute=True):
-        rows = services.composition_request(user=user, params=params)
+        rows = composition_request(user=user, params=params)
 
     assert [row.variation_index for row in rows] == [0, 1, 2]
     assert {row.batch_id for row in rows} == {rows[0].batch_id}
@@ -29,14 +29,14 @@ def test_request_queues_nothing_until_the_transaction_commits(
     user: User, style: str, queued_tasks: list, django_capture_on_commit_callbacks: Callable
 ) -> None:
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        services.composition_request(user=user, params={"style": style, "seconds": 5})
+        composition_request(user=user, params={"style": style, "seconds": 5})
     assert queued_tasks == []
     assert len(callbacks) == 1
 
 
 def test_request_stores_the_primer_once_for_the_batch(user: User, style: str, queued_tasks: list) -> None:
     data = midi_bytes([60, 62, 64, 65])
-    rows = services.composition_request(user=user, params={"style": style, "seconds": 5, "variations": 2}, primer=data)
+    rows = composition_request(user=user, params={"style": style, "seconds": 5, "variations": 2}, primer=data)
     assert rows[0].primer_file.name == rows[1].primer_file.name
     with rows[0].primer_file.open("rb") as f:
         assert f.read() == data
@@ -47,7 +47,7 @@ def test_retry_requeues_the_failed_rows_of_the_batch(
 ) -> None:
     failed = composition_factory(user, status=Composition.Status.FAILED, error="MP3 encoding failed", progress=90)
     with django_capture_on_commit_callbacks(execute=True):
-        services.composition_retry(composition=failed)
+        composition_retry(composition=failed)
     failed.refresh_from_db()
     assert (failed.status, failed.error, failed.progress) == (Composition.Status.PENDING, "", 0)
     assert queued_tasks == [("compositions.tasks.composition_generate", failed.id)]
@@ -58,12 +58,12 @@ def test_retry_refuses_a_composition_that_did_not_fail(
 ) -> None:
     done = composition_factory(user, status=Composition.Status.DONE)
     with pytest.raises(NotAllowed):
-        services.composition_retry(composition=done)
+        composition_retry(composition=done)
     assert queued_tasks == []
 
 
 def test_request_rejects_an_unknown_style_on_its_field(user: User, queued_tasks: list) -> None:
     with pytest.raises(RequestInvalid) as error:
-        services.composition_request(user=user, params={"style": "polka-metal", "seconds": 5})
+        composition_request(user=user, params={"style": "polka-metal", "seconds": 5})
     assert list(error.value.errors) == ["style"] and "Unknown style" in error.value.errors["style"][0]
     assert not Composition.objects.exists()

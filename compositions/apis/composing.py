@@ -1,0 +1,205 @@
+"""Composing: the styles and controls, primer uploads, requesting a piece, following it, retrying, deleting."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
+
+from compositions import runtime, selectors
+from compositions.apis.exception_handlers import ErrorSerializer
+from compositions.services.composing import composition_delete, composition_request, composition_retry, primer_upload
+from ml.generation.request import CONTROLS, DEFAULTS, Control
+
+
+def _control_field(name: str, control: Control, *, output: bool) -> serializers.Field:
+    """The schema of one control: its type, range and choices (enums), from ml.generation.request."""
+    common: dict[str, Any] = {"help_text": control.help}
+    if output:
+        common["allow_null"] = control.nullable
+    else:
+        common.update(required=name == "style", allow_null=control.nullable)
+    if control.kind == "choice" and name != "instrument":
+        return serializers.ChoiceField(choices=[value for value, _ in control.choices], **common)
+    if control.kind in ("style", "time_signature"):
+        if control.kind == "time_signature":
+            common["help_text"] += f' Default "{DEFAULTS[name]}".'
+        return serializers.CharField(**common)
+    bounds: dict[str, Any] = {"max_value": control.maximum}
+    if control.minimum is not None and not control.above_minimum:
+        bounds["min_value"] = control.minimum
+    if control.kind == "float":
+        return serializers.FloatField(**common, **bounds)
+    if name == "instrument":
+        bounds = {"min_value": 0, "max_value": 127}
+    return serializers.IntegerField(**common, **bounds)
+
+
+# Built from the one definition of the controls; they document the API (the schema), while
+# services.composing.composition_request checks what is sent.
+CompositionRequestSerializer = type("CompositionRequestSerializer", (serializers.Serializer,), {
+    **{name: _control_field(name, control, output=False) for name, control in CONTROLS.items()},
+    "primer": serializers.FileField(required=False, help_text="A MIDI file to continue (multipart only)"),
+    "primer_id": serializers.UUIDField(required=False, help_text="Or the id of a file sent to primers/ before"),
+})
+CompositionSettingsSerializer = type("CompositionSettingsSerializer", (serializers.Serializer,), {
+    **{name: _control_field(name, control, output=True) for name, control in CONTROLS.items()},
+    "continues_midi": serializers.BooleanField(),
+})
+
+
+class CompositionStatusSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    status = serializers.CharField()
+    progress = serializers.IntegerField()
+    message = serializers.CharField()
+    error = serializers.CharField()
+    mp3_url = serializers.CharField(allow_null=True)
+    midi_url = serializers.CharField(allow_null=True)
+
+
+class PhraseSerializer(serializers.Serializer):
+    letter = serializers.CharField(help_text="Phrases with one letter are the same music")
+    start_s = serializers.FloatField()
+    end_s = serializers.FloatField()
+    first_bar = serializers.IntegerField()
+    last_bar = serializers.IntegerField()
+    repeat_of = serializers.IntegerField(allow_null=True, help_text="Index of the phrase this one repeats")
+    varied = serializers.BooleanField(help_text="A repeat with an ending of its own")
+    cadence = serializers.BooleanField(help_text="The phrase closes on a cadence")
+
+
+class FormSerializer(serializers.Serializer):
+    form = serializers.CharField(required=False, help_text='The plan, e.g. "AABB", or "through"')
+    bars = serializers.IntegerField(required=False)
+    key = serializers.CharField(required=False, help_text='The key it was written in, e.g. "D minor"')
+    phrases = PhraseSerializer(many=True, required=False)
+
+
+class CompositionDetailSerializer(CompositionStatusSerializer):
+    model_name = serializers.CharField()
+    duration_seconds = serializers.FloatField(allow_null=True)
+    settings = CompositionSettingsSerializer()
+    chords = serializers.ListField(
+        child=serializers.ListField(), help_text="[start_seconds, chord name or null] at each chord change"
+    )
+    form = FormSerializer(help_text="The form the piece was written to, and its key; empty until it is done")
+
+
+class StylesApi(APIView):
+    """The active model's styles and every control's type, range and default: an app builds its form from this."""
+
+    permission_classes = [AllowAny]
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, 503: ErrorSerializer})
+    def get(self, request: Request) -> Response:
+        generator = runtime.get_generator()
+        styles = [{"name": style, "default_tempo": generator.default_tempo(style)} for style in runtime.model_styles()]
+        controls = {}
+        for name, control in CONTROLS.items():
+            controls[name] = {
+                "kind": control.kind, "label": control.label, "help": control.help, "nullable": control.nullable,
+                "default": DEFAULTS[name],
+                "minimum": control.minimum, "maximum": control.maximum, "above_minimum": control.above_minimum,
+                "choices": [{"value": value, "label": label} for value, label in control.choices] or None,
+            }
+        return Response({"styles": styles, "controls": controls})
+
+
+class PrimerCreateApi(APIView):
+    """Upload a MIDI file to continue later (`primer_id` in a composition request)."""
+
+    parser_classes = [MultiPartParser]
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "upload"
+
+    class PrimerSerializer(serializers.Serializer):
+        id = serializers.UUIDField(source="public_id")
+        notes = serializers.IntegerField()
+        seconds = serializers.FloatField()
+
+    @extend_schema(
+        request={"multipart/form-data": {"type": "object", "properties": {"file": {"type": "string",
+                                                                                  "format": "binary"}}}},
+        responses={201: PrimerSerializer, 400: ErrorSerializer, 401: ErrorSerializer},
+    )
+    def post(self, request: Request) -> Response:
+        primer = primer_upload(user=request.user, upload=request.FILES.get("file"))
+        return Response(self.PrimerSerializer(primer).data, status=status.HTTP_201_CREATED)
+
+
+class CompositionCreateApi(APIView):
+    """Request a piece, or up to 4 variations of one request."""
+
+    # JSON, or multipart when a MIDI file to continue comes along as `primer`.
+    parser_classes = [JSONParser, MultiPartParser, FormParser]
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "compose"
+
+    class CreatedSerializer(serializers.Serializer):
+        status_url = serializers.CharField()
+        compositions = CompositionStatusSerializer(many=True)
+
+    @extend_schema(
+        request=CompositionRequestSerializer,
+        responses={202: CreatedSerializer, 400: ErrorSerializer, 401: ErrorSerializer, 429: ErrorSerializer,
+                   503: ErrorSerializer},
+    )
+    def post(self, request: Request) -> Response:
+        params = {name: value for name, value in request.data.items() if name not in ("primer", "primer_id")}
+        primer: Any = request.FILES.get("primer")
+        if request.data.get("primer_id"):
+            primer = selectors.primer_bytes(user=request.user, primer_id=str(request.data["primer_id"]))
+        compositions = composition_request(user=request.user, params=params, primer=primer)
+        status_url = reverse("api:composition-detail", args=[compositions[0].public_id])
+        data = {
+            "status_url": status_url,
+            "compositions": [selectors.composition_status(composition=c, for_api=True) for c in compositions],
+        }
+        return Response(
+            self.CreatedSerializer(data).data, status=status.HTTP_202_ACCEPTED, headers={"Location": status_url}
+        )
+
+
+class CompositionDetailApi(APIView):
+    """One piece, yours or a public one: its status, settings, harmony and file URLs."""
+
+    permission_classes = [AllowAny]
+
+    @extend_schema(responses={200: CompositionDetailSerializer, 404: ErrorSerializer})
+    def get(self, request: Request, public_id: uuid.UUID) -> Response:
+        composition = selectors.composition_get_for_viewer(user=request.user, public_id=public_id)
+        return Response(CompositionDetailSerializer(selectors.composition_detail(composition=composition)).data)
+
+
+class CompositionDeleteApi(APIView):
+    """Delete one of your pieces and its files."""
+
+    @extend_schema(responses={204: None, 401: ErrorSerializer, 404: ErrorSerializer})
+    def delete(self, request: Request, public_id: uuid.UUID) -> Response:
+        composition = selectors.composition_get_for_user(user=request.user, public_id=public_id)
+        composition_delete(composition=composition)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class CompositionRetryApi(APIView):
+    """Queue a failed, cancelled or stalled piece of yours again."""
+
+    @extend_schema(request=None, responses={202: CompositionStatusSerializer, 401: ErrorSerializer,
+                                            404: ErrorSerializer, 409: ErrorSerializer, 429: ErrorSerializer})
+    def post(self, request: Request, public_id: uuid.UUID) -> Response:
+        composition = selectors.composition_get_for_user(user=request.user, public_id=public_id)
+        composition = composition_retry(composition=composition)
+        return Response(CompositionStatusSerializer(selectors.composition_status(composition=composition,
+                                                                                 for_api=True)).data,
+                        status=status.HTTP_202_ACCEPTED)

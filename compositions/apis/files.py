@@ -1,0 +1,76 @@
+"""A piece's files through the API: its MP3 and its MIDI file."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.http import FileResponse, Http404, HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.permissions import AllowAny
+from rest_framework.renderers import BaseRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from compositions import selectors
+from compositions.apis.exception_handlers import ErrorSerializer
+from compositions.downloads import FileKind, composition_file_response
+from compositions.models import Composition
+
+
+class _AnyMediaType(BaseContentNegotiation):
+    """Files answer whatever the client accepts (curl, <audio>, download managers); errors stay JSON."""
+
+    def select_parser(self, request: Request, parsers: list[Any]) -> Any:
+        return parsers[0] if parsers else None
+
+    def select_renderer(
+        self, request: Request, renderers: list[BaseRenderer], format_suffix: str | None = None
+    ) -> tuple[BaseRenderer, str]:
+        return renderers[0], renderers[0].media_type
+
+
+class CompositionFileApi(APIView):
+    """GET a piece's file (yours, a public one, or with its share token): audio/mpeg or audio/midi.
+
+    409 while it is being written (with the status and progress), 410 once it failed, 404 when it
+    does not exist or is not yours to hear.
+    """
+
+    content_negotiation_class = _AnyMediaType
+    permission_classes = [AllowAny]
+    kind: FileKind = "mp3"
+
+    def get(self, request: Request, public_id: uuid.UUID) -> FileResponse | HttpResponse | Response:
+        token = request.query_params.get("share_token", "")
+        if token:
+            composition = selectors.composition_get_by_share_token(token=token)
+            if str(composition.public_id) != str(public_id):
+                raise Http404("No such composition.")
+        else:
+            composition = selectors.composition_get_for_viewer(user=request.user, public_id=public_id)
+        if composition.status == Composition.Status.FAILED:
+            return Response({"detail": f"This piece failed: {composition.error}", "status": composition.status},
+                            status=status.HTTP_410_GONE)
+        if composition.status != Composition.Status.DONE:
+            return Response({"detail": "This piece is not ready yet.", "status": composition.status,
+                             "progress": composition.progress}, status=status.HTTP_409_CONFLICT)
+        return composition_file_response(composition=composition, kind=self.kind, as_attachment=True)
+
+
+FILE_ERRORS = {404: ErrorSerializer, 409: ErrorSerializer, 410: ErrorSerializer}
+SHARE_TOKEN = OpenApiParameter("share_token", str, description="The token of an unlisted piece's link")
+
+
+@extend_schema(parameters=[SHARE_TOKEN], responses={(200, "audio/mpeg"): OpenApiTypes.BINARY, **FILE_ERRORS})
+class CompositionMp3Api(CompositionFileApi):
+    kind: FileKind = "mp3"
+
+
+@extend_schema(parameters=[SHARE_TOKEN], responses={(200, "audio/midi"): OpenApiTypes.BINARY, **FILE_ERRORS})
+class CompositionMidiApi(CompositionFileApi):
+    kind: FileKind = "midi"

@@ -1,0 +1,88 @@
+"""The reconciler: every unfinished piece and training run gets a worker that will finish it, or a reason."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from compositions import selectors
+from compositions.models import Composition, TrainingDataset
+from compositions.services.queueing import batch_queue
+
+logger = logging.getLogger(__name__)
+
+
+def composition_reconcile() -> dict[str, int]:
+    """Give every unfinished piece a task that will run it, or fail it with a reason.
+
+    Runs on the cluster's schedule and when a worker starts. Two kinds of row are found:
+    rows a dead worker left generating or rendering (silent for Q_STALL_SECONDS), and pending
+    rows whose task left the queue without claiming them (lost by the broker, or failed before
+    it could claim). Both are queued again; the task's claim makes a duplicate harmless.
+    """
+    now = timezone.now()
+    counts = {"stalled": 0, "orphaned": 0, "failed": 0, "training_failed": 0}
+    with transaction.atomic():
+        # Silent for too long, or held by a worker process of this machine that is gone.
+        abandoned = selectors.stalled_filter() | Q(claim__in=selectors.claims_of_dead_local_workers())
+        stalled = list(Composition.objects.filter(abandoned).values_list("id", "batch_id"))
+        Composition.objects.filter(id__in=[row_id for row_id, _ in stalled]).update(
+            status=Composition.Status.PENDING, claim=None, claimed_by="",
+            status_message="Queued again: its worker stopped", updated_at=now,
+        )
+        counts["stalled"] = len(stalled)
+
+    orphan_before = now - timedelta(seconds=settings.Q_ORPHAN_SECONDS)
+    lost = Composition.objects.filter(status=Composition.Status.PENDING).filter(
+        Q(queued_at__lt=orphan_before) | Q(queued_at__isnull=True, created_at__lt=orphan_before)
+    )
+    # A dead run's own queue entry may come back only after the broker's `retry`: queue anew now.
+    batches: dict[uuid.UUID, bool] = {batch_id: True for _, batch_id in stalled}
+    for batch_id in lost.values_list("batch_id", flat=True):
+        batches.setdefault(batch_id, False)
+    # Reading the broker's queue decodes every entry: only when some pending row may be orphaned.
+    waiting = selectors.queued_composition_ids() if not all(batches.values()) else set()
+    with transaction.atomic():
+        # Two queue entries per attempt are plenty: past that, something refuses to run it.
+        hopeless = Composition.objects.filter(
+            batch_id__in=batches, status=Composition.Status.PENDING, queue_count__gte=2 * settings.Q_MAX_ATTEMPTS
+        )
+        counts["failed"] = hopeless.update(
+            status=Composition.Status.FAILED, status_message="Failed", updated_at=now,
+            error="The workers could not start this piece. Try again in a little while.",
+            error_detail=f"Queued {2 * settings.Q_MAX_ATTEMPTS} times without a worker claiming it.",
+        )
+        for batch_id, was_stalled in batches.items():
+            ids = set(
+                Composition.objects.filter(batch_id=batch_id, status=Composition.Status.PENDING).values_list(
+                    "id", flat=True
+                )
+            )
+            if not ids or (not was_stalled and ids & waiting):
+                continue  # finished meanwhile, or its task is still in the queue
+            counts["orphaned"] += 0 if was_stalled else len(ids)
+            batch_queue(composition_id=min(ids), batch_id=batch_id)
+    counts["training_failed"] = training_reconcile()
+    if any(counts.values()):
+        logger.warning("Reconciled compositions: %s", counts)
+    return counts
+
+
+@transaction.atomic
+def training_reconcile() -> int:
+    """Fail data sets a training run left queued or training past its time limit (its worker died)."""
+    gone_before = timezone.now() - timedelta(seconds=settings.Q_CLUSTER["retry"])
+    return TrainingDataset.objects.filter(
+        status__in=(TrainingDataset.Status.QUEUED, TrainingDataset.Status.TRAINING),
+        status_changed_at__lt=gone_before,
+    ).update(
+        status=TrainingDataset.Status.FAILED, status_changed_at=timezone.now(),
+        report={"error": "The training run stopped before it finished: its worker was killed or ran past "
+                         "TRAINING_TIMEOUT. Start it again from the admin."},
+    )
