@@ -300,6 +300,9 @@ def next_note_report(dataset: NoteDataset, notes: TestNotes, predictors: dict[st
 
 # -- MGEval comparison ---------------------------------------------------------------------------
 
+# The constraints that "guards off" switches off (the key, the range and the copied repeats stay).
+GUARDS = ("loop", "cadence", "voice", "metre")
+
 def generator_sampler(model_path: Path, seconds: float, *, guards: bool = True,
                       chains: dict[str, JointMarkov] | None = None) -> PieceSampler:
     """Pieces from `ml.generation.generator.Generator`, in batches of four variations, with its guards on or all off
@@ -307,8 +310,7 @@ def generator_sampler(model_path: Path, seconds: float, *, guards: bool = True,
     from ml.generation.generator import Generator
     from ml.generation.request import GenerationRequest
 
-    generator = Generator(model_path, loop_guard=guards, cadence_guard=guards, voice_guard=guards,
-                          metre_guard=guards, chains=chains)
+    generator = Generator(model_path, off=() if guards else GUARDS, chains=chains)
 
     def sample(style: str, count: int, seed: int) -> list[NoteSequence]:
         pieces: list[NoteSequence] = []

@@ -1,34 +1,222 @@
-"""The rules the sampler obeys beside the network: voice leading, voice ranges and loops."""
+"""The rules the sampler obeys beside the network, each a small object with a name and a switch.
+
+A constraint may do three things, each a method the sampler calls in one place:
+
+- `mask(line)`: the pitches a line may ever use (computed once per line: key, range);
+- `pitches(batch, line, at, allowed)`: narrow the pitches allowed for the next note;
+- `limit_onset(batch, line, onset)`: pull a proposed new onset earlier (never later).
+
+Some also act when the sampler reaches a boundary of the plan (`Repeats` copies a phrase,
+`Cadence` moves the note before the final tonic). The sampler applies every constraint that is
+switched on; `Generator(off=...)` switches them off by name, so that the evaluation can measure
+what the network does alone. A constraint is written from its musical rule; no constraint imports
+a measure of the evaluation, so that a measure can disagree with what the rule meant to enforce.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from ml.evaluation.mgeval import FIGURE_REPEATS, MAX_SAME_PITCH, find_degenerate_loop
+from ml.data.notes import scale_pitch_classes
 
 if TYPE_CHECKING:
-    from ml.generation.sampler import Line
+    from ml.generation.sampler import Batch, Line
+
+PITCH_CLASS = np.arange(128) % 12
 
 # Chorale voices from the bass up (MIDI pitches), a little wider than Bach's own ranges.
 VOICE_RANGES: dict[str, tuple[tuple[int, int], ...]] = {
     "chorale": ((36, 64), (48, 69), (53, 76), (59, 81)),
 }
-# Figure length -> repeats in a row that count as a degenerate loop: the evaluation's thresholds.
-LOOP_REPEATS = {1: MAX_SAME_PITCH, **FIGURE_REPEATS}
-LOOP_WINDOW = max(length * repeats for length, repeats in LOOP_REPEATS.items())  # notes a loop can span
+# A line loops when one pitch sounds more than 5 times running, or a figure of 2 pitches comes 4
+# times running, or one of 3 or 4 pitches 3 times: longer than a trill, a drone or a sequence
+# keeps one figure in the music the styles are drawn from.
+SAME_PITCH_RUN = 6
+FIGURE_RUNS = {2: 4, 3: 3, 4: 3}
+LOOP_SPAN = max(SAME_PITCH_RUN, *(length * runs for length, runs in FIGURE_RUNS.items()))
 
 
+@dataclass(frozen=True)
+class At:
+    """Where the next note goes: its onset (beats from the plan's start), and its place in the chord."""
 
-def sounding(line: Line, at: float, *, at_or_before: bool = False) -> list[int]:
-    """Pitches of earlier notes still sounding at beat `at` (with `at_or_before`, those starting there too)."""
-    found = []
-    for onset, pitch, duration in zip(line.onsets[-48:], line.pitches[-48:], line.durations[-48:]):
-        started = onset <= at + 1e-9 if at_or_before else onset < at - 1e-9
-        if started and onset + duration > at + 1e-9:
-            found.append(pitch)
-    return found
+    onset: float
+    in_chord: bool  # joins the notes already at this onset (they are written from the bass up)
+    voice: int  # notes already at this onset: 0 for a new onset's first note (the bass)
+
+
+class Constraint:
+    """A rule with a name (its switch, and its name in reports). Subclasses override what they use."""
+
+    name: ClassVar[str] = ""
+    describes: ClassVar[str] = ""
+
+    def mask(self, batch: Batch, line: Line) -> np.ndarray | None:
+        """Key-relative pitches this line may ever use, or None for no limit."""
+        return None
+
+    def pitches(self, batch: Batch, line: Line, at: At, allowed: np.ndarray) -> np.ndarray:
+        """`allowed`, narrowed for the next note."""
+        return allowed
+
+    def limit_onset(self, batch: Batch, line: Line, onset: float) -> float:
+        """A proposed new onset, moved earlier where the rule needs a note sooner."""
+        return onset
+
+
+class KeyScale(Constraint):
+    name = "key"
+    describes = "every note is in the scale of the requested key"
+
+    def mask(self, batch: Batch, line: Line) -> np.ndarray | None:
+        if batch.request.key == "any":
+            return None
+        return np.isin(PITCH_CLASS, list(scale_pitch_classes(0, line.mode)))
+
+
+class PitchRange(Constraint):
+    name = "range"
+    describes = "every note lies between the lowest and the highest note asked for"
+
+    def mask(self, batch: Batch, line: Line) -> np.ndarray | None:
+        allowed = np.zeros(128, dtype=bool)
+        low, high = batch.request.pitch_low - line.shift, batch.request.pitch_high - line.shift
+        allowed[max(0, low):max(0, min(127, high) + 1)] = True
+        return allowed
+
+
+class Repeats(Constraint):
+    """A phrase the plan repeats is the notes of its model again (up to its changed ending)."""
+
+    name = "repeats"
+    describes = "a phrase the form repeats is copied from its first statement"
+
+    def boundaries(self, batch: Batch) -> list[tuple[float, str, int]]:
+        return [(p.start, "copy", i) for i, p in enumerate(batch.plan.phrases) if p.copy_of is not None]
+
+    def copied_notes(self, batch: Batch, line: Line, index: int) -> list[tuple[float, int, float, float]]:
+        """(onset, pitch, duration, velocity) of the written notes that phrase `index` repeats."""
+        phrase = batch.plan.phrases[index]
+        source = batch.plan.phrases[phrase.copy_of] if phrase.copy_of is not None else phrase
+        return [note for note in zip(line.onsets, line.pitches, line.durations, line.velocities)
+                if source.start - 1e-9 <= note[0] < source.start + phrase.copy_until - 1e-9]
+
+    def queue(self, batch: Batch, line: Line, index: int) -> None:
+        """Queue the notes of phrase `index`, moved to where it starts."""
+        phrase = batch.plan.phrases[index]
+        offset = phrase.start - (phrase.start if phrase.copy_of is None else batch.plan.phrases[phrase.copy_of].start)
+        line.queue = [(onset + offset, pitch, min(duration, phrase.start + phrase.copy_until - onset - offset)
+                       if phrase.final else duration, velocity)
+                      for onset, pitch, duration, velocity in self.copied_notes(batch, line, index)]
+        line.not_before = phrase.start + phrase.copy_until
+
+
+class Metre(Constraint):
+    name = "metre"
+    describes = "no onset skips a downbeat: every bar starts with a note"
+
+    def limit_onset(self, batch: Batch, line: Line, onset: float) -> float:
+        bar = batch.plan.bar_beats
+        return min(onset, (math.floor(line.position / bar + 1e-9) + 1) * bar)
+
+
+class Cadence(Constraint):
+    """A piece opens on its tonic triad and closes V-I, the tonic in the bass, on a held chord."""
+
+    name = "cadence"
+    describes = "the piece opens on the tonic triad and its last phrase closes V-I on the tonic"
+
+    def pitches(self, batch: Batch, line: Line, at: At, allowed: np.ndarray) -> np.ndarray:
+        final_at = batch.plan.phrases[-1].cadence_at
+        third = 3 if line.mode in ("minor", "dorian") else 4
+        opening = line.primer is None and (not line.onsets or (at.in_chord and line.onsets[0] == at.onset))
+        if line.arrived or opening:
+            # The final chord, and the first: the tonic in the bass, then the tonic triad (a piece
+            # opens in its key, as it closes; a continuation's opening is its primer's).
+            bass_only = at.voice == 0 and (batch.polyphonic or line.arrived)
+            return allowed & np.isin(PITCH_CLASS, [0] if bass_only else [0, third, 7])
+        if final_at - min(batch.plan.bar_beats, 2.0 if batch.polyphonic else 1.0) <= at.onset < final_at:
+            # Just before it, the dominant: V in the bass (in a single line, a tone of V), the
+            # dominant seventh chord above it. A line's last note before that is set by `arrive`.
+            held = batch.sounding(line, at.onset)
+            lowest = np.arange(128) < (min(held) if held else 128)
+            if at.voice > 0:
+                lowest[:] = False
+            bass = [7] if batch.polyphonic else [2, 7, 11]
+            return allowed & np.where(lowest, np.isin(PITCH_CLASS, bass), np.isin(PITCH_CLASS, [2, 5, 7, 11]))
+        return allowed
+
+    def arrive(self, batch: Batch, line: Line) -> None:
+        """At the final tonic: a single line's note before it becomes the nearest tone of V."""
+        if batch.polyphonic or not line.pitches:
+            return
+        allowed = batch.allowed[batch.lines.index(line)] & np.isin(PITCH_CLASS, [2, 7, 11])
+        last = line.pitches[-1]
+        if allowed.any() and not allowed[last]:
+            options = np.flatnonzero(allowed)
+            line.pitches[-1] = int(options[np.abs(options - last).argmin()])
+
+
+class VoiceLeading(Constraint):
+    """Parts move without parallel perfect fifths or octaves, each voice in its range."""
+
+    name = "voice"
+    describes = "no parallel fifths or octaves between voices; chorale voices within their ranges"
+
+    def pitches(self, batch: Batch, line: Line, at: At, allowed: np.ndarray) -> np.ndarray:
+        if not batch.polyphonic:
+            return allowed
+        if at.in_chord:
+            allowed = allowed & no_parallels(line.previous_sounding, line.chord)
+            held = batch.sounding(line, at.onset)
+            if len(line.previous_sounding) == 4 and len(held) + len(line.chord) == 3:
+                # This note completes a four-part chord: no two of its voices, counted from the
+                # bass, may move in parallels from the last four-part chord.
+                allowed = allowed & completes_without_parallels(
+                    line.previous_sounding, held + line.chord, np.flatnonzero(allowed))
+        ranges = VOICE_RANGES.get(batch.request.style)
+        if ranges is not None and at.voice < len(ranges):
+            low, high = ranges[at.voice]  # a new onset's first note is the bass
+            band = np.zeros(128, dtype=bool)
+            band[max(0, low - line.shift):max(0, high - line.shift + 1)] = True
+            allowed = allowed & band
+        return allowed
+
+
+class Loops(Constraint):
+    """No note may complete a degenerate loop (see SAME_PITCH_RUN and FIGURE_RUNS)."""
+
+    name = "loop"
+    describes = "no pitch or short figure repeats on and on"
+
+    def pitches(self, batch: Batch, line: Line, at: At, allowed: np.ndarray) -> np.ndarray:
+        if line.arrived:
+            return allowed
+        allowed = allowed.copy()
+        for p in loop_completions(line.history):
+            allowed[p] = False
+        upcoming = batch.copy_ahead(line, at.onset)
+        if upcoming:  # the last bar before a repeat: no loop across into the copied notes
+            allowed[loops_across(line.history, np.flatnonzero(allowed), upcoming)] = False
+        return allowed
+
+
+# In the order the sampler applies them (the order does not change what they allow together).
+CONSTRAINTS: dict[str, type[Constraint]] = {
+    c.name: c for c in (KeyScale, PitchRange, Repeats, Metre, Cadence, VoiceLeading, Loops)
+}
+
+
+def build_constraints(off: frozenset[str] = frozenset()) -> list[Constraint]:
+    """Every constraint except those named in `off`; ValueError names an unknown one."""
+    unknown = sorted(set(off) - set(CONSTRAINTS))
+    if unknown:
+        raise ValueError(f"Unknown constraint {', '.join(unknown)}: choose from {', '.join(CONSTRAINTS)}.")
+    return [cls() for name, cls in CONSTRAINTS.items() if name not in off]
 
 
 def no_parallels(before: list[int], chord: list[int]) -> np.ndarray:
@@ -57,30 +245,47 @@ def no_parallels(before: list[int], chord: list[int]) -> np.ndarray:
 
 
 def completes_without_parallels(before: list[int], present: list[int], candidates: np.ndarray) -> np.ndarray:
-    """Which of `candidates` complete `present` (three notes) to a four-note chord moving from
-    `before` (four notes) with no parallel fifth or octave between any two voices."""
+    """Which of `candidates` complete `present` (three notes) to a four-note chord that moves from
+    `before` (four notes) with no two voices, paired by rank from the bass, in parallel perfect
+    fifths or octaves (both moving the same way, a fifth or octave apart in both chords)."""
     allowed = np.ones(128, dtype=bool)
-    old = sorted(before)
-    for candidate in candidates.tolist():
-        new = sorted([*present, candidate])
-        if new == old:
-            continue
-        for low in range(4):
-            for high in range(low + 1, 4):
-                first, second = old[high] - old[low], new[high] - new[low]
-                moved = new[low] != old[low] and new[high] != old[high]
-                same_way = (new[low] - old[low]) * (new[high] - old[high]) > 0
-                if moved and same_way and first > 0 and first % 12 in (0, 7) and second % 12 == first % 12:
-                    allowed[candidate] = False
+    candidates = np.asarray(candidates, dtype=np.int64)
+    if not len(candidates):
+        return allowed
+    old = np.sort(np.asarray(before, dtype=np.int64))
+    new = np.sort(np.column_stack([np.tile(np.asarray(present, dtype=np.int64), (len(candidates), 1)),
+                                   candidates]), axis=1)
+    lower, upper = np.triu_indices(4, 1)  # the six voice pairs
+    was = old[upper] - old[lower]
+    perfect = (was > 0) & np.isin(was % 12, (0, 7))
+    still = (new[:, upper] - new[:, lower]) % 12 == was % 12
+    move = new - old
+    similar = move[:, lower] * move[:, upper] > 0  # both voices move, the same way
+    parallel = (perfect & still & similar).any(axis=1) & ~(new == old).all(axis=1)
+    allowed[candidates[parallel]] = False
     return allowed
 
 
+def _loops(pitches: list[int]) -> bool:
+    """Whether a run of pitches holds a loop: a pitch SAME_PITCH_RUN times running, or a figure of
+    L pitches FIGURE_RUNS[L] times running."""
+    p = np.asarray(pitches)
+    for length, runs in ((1, SAME_PITCH_RUN), *FIGURE_RUNS.items()):
+        need = length * (runs - 1)  # positions whose pitch returns `length` notes later
+        if len(p) < need + length:
+            continue
+        same = np.concatenate([[0], (p[length:] == p[:-length]).astype(np.int64)])
+        run = np.cumsum(same)
+        if ((run[need:] - run[:-need]) == need).any():
+            return True
+    return False
+
+
 def loops_across(history: list[int], candidates: np.ndarray, upcoming: list[int]) -> np.ndarray:
-    """The candidate pitches that, as the last note before a copied passage, make a degenerate
-    loop with it (one that the passage alone, or the notes before it alone, do not make)."""
+    """The candidate pitches that, as the last note before a copied passage, make a loop with it
+    (one that the passage alone, or the notes before it alone, do not make)."""
     def looped(middle: int) -> bool:
-        seq = np.array(history[-LOOP_WINDOW:] + [middle] + upcoming[:LOOP_WINDOW])
-        return find_degenerate_loop(seq, np.full(len(seq), 0.5)) is not None
+        return _loops(history[-LOOP_SPAN:] + [middle] + upcoming[:LOOP_SPAN])
 
     if looped(-1):  # a loop that no note here can break (nor make): nothing to ban
         return candidates[:0]
@@ -88,10 +293,10 @@ def loops_across(history: list[int], candidates: np.ndarray, upcoming: list[int]
 
 
 def loop_completions(history: list[int]) -> set[int]:
-    """Pitches that, played next, would complete a degenerate loop (see LOOP_REPEATS)."""
+    """Pitches that, played next, would complete a loop."""
     banned = set()
-    for length, repeats in LOOP_REPEATS.items():
-        needed = length * repeats - 1
+    for length, runs in ((1, SAME_PITCH_RUN), *FIGURE_RUNS.items()):
+        needed = length * runs - 1
         if len(history) < needed:
             continue
         tail = history[-needed:]

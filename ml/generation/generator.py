@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ml.data.notes import estimate_key, parse_key
-from ml.generation.constraints import VOICE_RANGES
+from ml.generation.constraints import build_constraints
 from ml.generation.form import FormPlan, plan_form, style_form
 from ml.generation.piece import GeneratedPiece
 from ml.generation.request import GenerationRequest
@@ -35,21 +35,14 @@ from ml.model.config import METRES, MODE_NAMES, ModelConfig, key_shift, metre_cl
 class Generator:
     """Loads a model lazily and generates pieces. One per worker process; thread-safe."""
 
-    def __init__(self, model_path: Path, *, loop_guard: bool = True, cadence_guard: bool = True,
-                 voice_guard: bool = True, metre_guard: bool = True, chains: dict[str, Any] | None = None) -> None:
-        """The guards can be switched off so that the evaluation measures what the model does alone:
-        `loop_guard` bans the note that would complete a degenerate loop, `cadence_guard` makes the
-        last phrase close V-I on the tonic and the piece open on the tonic triad, `voice_guard`
-        bans parallel fifths and octaves between the voices of consecutive chords and keeps
-        chorale voices in their ranges, `metre_guard`
-        lets no onset skip a downbeat (every bar starts with a note). With `chains`
-        (style -> ml.evaluation.joint_markov.JointMarkov) the chain writes instead of the network, through
-        the same sampler: the evaluation's fair baseline."""
+    def __init__(self, model_path: Path, *, off: Iterable[str] = (), chains: dict[str, Any] | None = None) -> None:
+        """`off` names the constraints to switch off (ml.generation.constraints.CONSTRAINTS), so that
+        the evaluation can measure what the model does alone. With `chains` (style ->
+        ml.evaluation.joint_markov.JointMarkov) the chain writes instead of the network, through the
+        same sampler and constraints: the evaluation's fair baseline."""
         self.model_path = Path(model_path)
-        self.loop_guard = loop_guard
-        self.cadence_guard = cadence_guard
-        self.voice_guard = voice_guard
-        self.metre_guard = metre_guard
+        self.off = frozenset(off)
+        build_constraints(self.off)  # an unknown name fails here, not at the first request
         self.chains = chains
         self._model: Any = None
         self._config: ModelConfig | None = None
@@ -183,10 +176,8 @@ class Generator:
         lines = [self._line(request, rng, config, plan) for rng in rngs]
         stats = self._stats(request.style)
         batch = Batch(request, config, tempo, plan, lines,
-                       polyphonic=float(stats.get("notes_per_onset", 1.0)) >= 1.5,
-                       voice_ranges=VOICE_RANGES.get(request.style) if self.voice_guard else None,
-                       loop_guard=self.loop_guard, cadence_guard=self.cadence_guard,
-                       voice_guard=self.voice_guard, metre_guard=self.metre_guard)
+                      polyphonic=float(stats.get("notes_per_onset", 1.0)) >= 1.5,
+                      constraints=build_constraints(self.off))
         with self._lock:  # one request at a time per process: the window variables are shared
             steps: Any = self._steps.get(len(seeds))
             if self.chains is not None:

@@ -7,15 +7,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ml.data.notes import NoteSequence, scale_pitch_classes
-from ml.generation.constraints import (
-    LOOP_WINDOW,
-    completes_without_parallels,
-    loop_completions,
-    loops_across,
-    no_parallels,
-    sounding,
-)
+from ml.data.notes import NoteSequence
+from ml.generation.constraints import LOOP_SPAN, At, Cadence, Constraint, Repeats
 from ml.generation.form import FormPlan
 from ml.generation.piece import GeneratedPiece, apply_dynamics
 from ml.generation.request import GenerationRequest
@@ -80,39 +73,40 @@ class Line:
 
 
 class Batch:
-    """Sampling state of every variation: the plan, the notes so far, the masks, and when to stop.
+    """Sampling state of every variation: the plan, the notes so far, the constraints, and when to stop.
 
-    The plan's hard boundaries are where a repeat starts (the phrase's notes are copied from its
-    model, and fed to the network so that its context follows) and the final cadence (the last
-    phrase arrives on the downbeat of the last bar, on the tonic, and holds). In between, steps are
-    sampled so that no onset overshoots the next boundary.
+    The plan's hard boundaries are where a repeat starts (with `Repeats` on, the phrase's notes
+    are copied from its model and fed to the network, so that its context follows) and the final
+    cadence (the last phrase arrives on the downbeat of the last bar and holds). In between, steps
+    are sampled so that no onset overshoots the next boundary. Every rule on pitches and onsets is
+    a constraint (ml.generation.constraints), applied in `_pitch_mask` and `_next_onset`.
     """
 
     def __init__(self, request: GenerationRequest, config: ModelConfig, tempo: float, plan: FormPlan,
-                 lines: list[Line], *, polyphonic: bool, voice_ranges: tuple[tuple[int, int], ...] | None,
-                 loop_guard: bool = True, cadence_guard: bool = True, voice_guard: bool = True,
-                 metre_guard: bool = True) -> None:
+                 lines: list[Line], *, polyphonic: bool, constraints: list[Constraint]) -> None:
         self.request, self.config, self.tempo, self.plan, self.lines = request, config, tempo, plan, lines
-        self.metre_guard = metre_guard
-        self.polyphonic, self.voice_ranges = polyphonic, voice_ranges
-        self.loop_guard, self.cadence_guard, self.voice_guard = loop_guard, cadence_guard, voice_guard
+        self.polyphonic = polyphonic
+        self.constraints = constraints
+        self.repeats = next((c for c in constraints if isinstance(c, Repeats)), None)
+        self.cadence = next((c for c in constraints if isinstance(c, Cadence)), None)
         self.size = len(lines)
         self.grid = np.array(config.time_grid, dtype=np.float64)
         self.target_notes = request.notes if request.notes is not None else MAX_NOTES_PER_VARIATION
         last = plan.phrases[-1]
-        self.boundaries: list[tuple[float, str, int]] = [
-            (p.start, "copy", i) for i, p in enumerate(plan.phrases) if p.copy_of is not None]
+        self.boundaries: list[tuple[float, str, int]] = self.repeats.boundaries(self) if self.repeats else []
         self.boundaries.append((last.cadence_at, "final", len(plan.phrases) - 1))
         self.max_step_class = int(np.searchsorted(self.grid, MAX_STEP_BEATS, side="right"))
         self.max_duration_class = int(np.searchsorted(self.grid, MAX_DURATION_BEATS, side="right"))
         self.next_onset = np.zeros(self.size)  # beats: where each variation's next note starts
+        # Per line, the pitches it may ever use (key, range): also what is left when the other
+        # constraints together allow nothing.
         self.allowed: list[np.ndarray] = []
         for line in lines:
-            allowed = np.zeros(128, dtype=bool)
-            low, high = request.pitch_low - line.shift, request.pitch_high - line.shift
-            allowed[max(0, low):max(0, min(127, high) + 1)] = True
-            if request.key != "any":
-                allowed &= np.isin(np.arange(128) % 12, list(scale_pitch_classes(0, line.mode)))
+            allowed = np.ones(128, dtype=bool)
+            for constraint in constraints:
+                mask = constraint.mask(self, line)
+                if mask is not None:
+                    allowed &= mask
             self.allowed.append(allowed)
             line.history = list(line.primer.pitch[-16:]) if line.primer is not None else []
 
@@ -196,9 +190,9 @@ class Batch:
         onset = line.position + self.grid[c]
         if c != 0 and copying_left_off and onset < line.not_before:
             onset = line.not_before
-        if self.metre_guard and c != 0:  # no onset skips a downbeat: the next bar starts with a note
-            downbeat = (math.floor(line.position / self.plan.bar_beats + 1e-9) + 1) * self.plan.bar_beats
-            onset = min(onset, downbeat)
+        if c != 0:
+            for constraint in self.constraints:
+                onset = constraint.limit_onset(self, line, onset)
         if onset >= boundary - 1e-6:
             return self._arrive(line, boundary)
         return onset
@@ -209,21 +203,11 @@ class Batch:
         line.boundary += 1
         if kind == "final":
             line.arrived = True
-            if self.cadence_guard and not self.polyphonic and line.pitches:
-                # The note before the final tonic is a tone of the dominant chord: move it to the
-                # nearest one the key and range allow (a changed approach note, as a cadence has).
-                allowed = self.allowed[self.lines.index(line)] & np.isin(np.arange(128) % 12, [2, 7, 11])
-                last = line.pitches[-1]
-                if allowed.any() and not allowed[last]:
-                    options = np.flatnonzero(allowed)
-                    line.pitches[-1] = int(options[np.abs(options - last).argmin()])
+            if self.cadence is not None:
+                self.cadence.arrive(self, line)
             return beat
-        phrase = self.plan.phrases[index]
-        offset = phrase.start - (phrase.start if phrase.copy_of is None else self.plan.phrases[phrase.copy_of].start)
-        line.queue = [(onset + offset, pitch, min(duration, phrase.start + phrase.copy_until - onset - offset)
-                       if phrase.final else duration, velocity)
-                      for onset, pitch, duration, velocity in self._copied_notes(line, index)]
-        line.not_before = phrase.start + phrase.copy_until
+        assert self.repeats is not None  # only Repeats makes copy boundaries
+        self.repeats.queue(self, line, index)
         if not line.queue:  # the model phrase holds no onsets (a long tie): write this one anew
             return beat
         line.forced = line.queue.pop(0)
@@ -258,75 +242,42 @@ class Batch:
         return note
 
     def _pitch_mask(self, line: Line, onset: float, in_chord: bool) -> np.ndarray:
-        """Which key-relative pitches the next note may have."""
+        """Which key-relative pitches the next note may have: what every constraint allows."""
         allowed = self.allowed[self.lines.index(line)].copy()
         if in_chord:
             allowed[:max(line.chord) + 1] = False  # chord notes are stored low to high
-        voice = len(line.chord) if in_chord else 0
-        pitch_class = np.arange(128) % 12
-        if self.cadence_guard:
-            final_at = self.plan.phrases[-1].cadence_at
-            third = 3 if line.mode in ("minor", "dorian") else 4
-            opening = line.primer is None and (not line.onsets or (in_chord and line.onsets[0] == onset))
-            if line.arrived or opening:
-                # The final chord, and the first: the tonic in the bass, then the tonic triad (a
-                # piece opens in its key, as it closes; a continuation's opening is its primer's).
-                allowed &= np.isin(pitch_class, [0] if voice == 0 and (self.polyphonic or line.arrived)
-                                   else [0, third, 7])
-            elif final_at - min(self.plan.bar_beats, 2.0 if self.polyphonic else 1.0) <= onset < final_at:
-                # Just before it, the dominant: V in the bass (in a single line, a tone of V), the
-                # dominant seventh chord above it. A line's last note before that is set by `_arrive`.
-                held = sounding(line, onset)
-                lowest = np.arange(128) < (min(held) if held else 128)
-                if voice > 0:
-                    lowest[:] = False
-                bass_pcs = [7] if self.polyphonic else [2, 7, 11]
-                allowed &= np.where(lowest, np.isin(pitch_class, bass_pcs), np.isin(pitch_class, [2, 5, 7, 11]))
-        if self.voice_guard and in_chord and self.polyphonic:
-            allowed &= no_parallels(line.previous_sounding, line.chord)
-            held = sounding(line, onset)
-            if len(line.previous_sounding) == 4 and len(held) + len(line.chord) == 3:
-                # This note completes a four-part chord: no two voices of it may move in parallels
-                # from the last one (voices counted from the bass, as the evaluation counts them).
-                allowed &= completes_without_parallels(line.previous_sounding, held + line.chord,
-                                                        np.flatnonzero(allowed))
-        if self.voice_guard and self.polyphonic and self.voice_ranges is not None and voice < len(self.voice_ranges):
-            low, high = self.voice_ranges[voice]  # each voice in its range; a new onset's first note is the bass
-            band = np.zeros(128, dtype=bool)
-            band[max(0, low - line.shift):max(0, high - line.shift + 1)] = True
-            allowed &= band
-        if self.loop_guard and not line.arrived:
-            for p in loop_completions(line.history):
-                allowed[p] = False
-            upcoming = self._copy_ahead(line, onset)
-            if upcoming:  # the last bar before a repeat: no loop across into the copied notes
-                allowed[loops_across(line.history, np.flatnonzero(allowed), upcoming)] = False
+        at = At(onset=onset, in_chord=in_chord, voice=len(line.chord) if in_chord else 0)
+        for constraint in self.constraints:
+            allowed = constraint.pitches(self, line, at, allowed)
         if not allowed.any():  # the constraints leave nothing: fall back to the key and range alone
             allowed = self.allowed[self.lines.index(line)].copy()
             if in_chord and allowed[max(line.chord) + 1:].any():
                 allowed[:max(line.chord) + 1] = False
         return allowed
 
-    def _copied_notes(self, line: Line, index: int) -> list[tuple[float, int, float, float]]:
-        """(onset, pitch, duration, velocity) of the written notes that phrase `index` repeats."""
-        phrase = self.plan.phrases[index]
-        source = self.plan.phrases[phrase.copy_of] if phrase.copy_of is not None else phrase
-        return [note for note in zip(line.onsets, line.pitches, line.durations, line.velocities)
-                if source.start - 1e-9 <= note[0] < source.start + phrase.copy_until - 1e-9]
-
-    def _copy_ahead(self, line: Line, onset: float) -> list[int]:
+    def copy_ahead(self, line: Line, onset: float) -> list[int]:
         """The first pitches of the repeat that starts within a bar of `onset`, or [] if none does."""
-        if line.boundary >= len(self.boundaries):
+        if self.repeats is None or line.boundary >= len(self.boundaries):
             return []
         beat, kind, index = self.boundaries[line.boundary]
         if kind != "copy" or beat - onset > self.plan.bar_beats + 1e-9:
             return []
-        return [pitch for _, pitch, _, _ in self._copied_notes(line, index)[:LOOP_WINDOW]]
+        return [pitch for _, pitch, _, _ in self.repeats.copied_notes(self, line, index)[:LOOP_SPAN]]
+
+    def sounding(self, line: Line, at: float, *, at_or_before: bool = False) -> list[int]:
+        """Pitches of earlier notes still sounding at beat `at` (with `at_or_before`, those starting there too)."""
+        found = []
+        for onset, pitch, duration in zip(line.onsets[-48:], line.pitches[-48:], line.durations[-48:]):
+            started = onset <= at + 1e-9 if at_or_before else onset < at - 1e-9
+            if started and onset + duration > at + 1e-9:
+                found.append(pitch)
+        return found
 
     def _append(self, line: Line, onset: float, pitch: int, duration: float, velocity: float) -> None:
         new_onset = not line.onsets or onset > line.position + 1e-9
         if new_onset:
-            line.previous_sounding = sorted(sounding(line, line.position, at_or_before=True)) if line.onsets else []
+            line.previous_sounding = (sorted(self.sounding(line, line.position, at_or_before=True))
+                                      if line.onsets else [])
             line.chord = [pitch]
         else:
             line.chord = line.chord + [pitch]

@@ -151,12 +151,12 @@ def test_the_loop_guard_can_be_switched_off_for_the_evaluation(
         calls.append(len(history))
         return original(history)
 
-    monkeypatch.setattr("ml.generation.sampler.loop_completions", spy)
+    monkeypatch.setattr("ml.generation.constraints.loop_completions", spy)
     request = GenerationRequest(style="alpha", notes=16, seed=3)
     Generator(tiny_model_path).generate(request)
     assert calls  # on by default: every pitch is checked
     calls.clear()
-    Generator(tiny_model_path, loop_guard=False).generate(request)
+    Generator(tiny_model_path, off=("loop",)).generate(request)
     assert calls == []
 
 

@@ -1,0 +1,173 @@
+"""Constraints as objects: the output they gave before they were objects, and each switch's effect."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ml.data.notes import scale_pitch_classes
+from ml.generation.constraints import CONSTRAINTS, build_constraints, completes_without_parallels
+from ml.generation.generator import Generator
+from ml.generation.piece import GeneratedPiece
+from ml.generation.request import GenerationRequest
+
+PRETRAINED = Path(__file__).resolve().parents[2] / "ml" / "pretrained" / "default.keras"
+
+
+def digest(pieces: list[GeneratedPiece]) -> str:
+    h = hashlib.sha256()
+    for piece in pieces:
+        seq = piece.notes
+        for values in (seq.pitch, seq.step, seq.duration, seq.velocity):
+            h.update(np.asarray(values, np.float64).tobytes())
+        h.update(str(piece.plan.letters if piece.plan else None).encode())
+        h.update(str(piece.key).encode())
+    return h.hexdigest()[:16]
+
+
+@pytest.fixture(scope="module")
+def shipped() -> Generator:
+    generator = Generator(PRETRAINED)
+    generator.load()
+    return generator
+
+
+# Hashes of the pieces that the sampler wrote before its rules became constraint objects (commit
+# 6fdce08), with the shipped model: one request per style, one with a key, a metre and two
+# variations, and one with the guards off. The objects must write the same notes.
+BEFORE_THE_OBJECTS = {
+    "chorale": "52df29c0f437997d",
+    "fiddle": "075f1391e81f68fc",
+    "folk": "6b5448bd4f7c6be4",
+    "renaissance": "8f9e213b43b8ecb7",
+    "string-quartet": "cc6e161d5f932817",
+}
+
+
+@pytest.mark.parametrize("style", sorted(BEFORE_THE_OBJECTS))
+def test_constraint_objects_write_the_same_notes_as_the_sampler_before_them(shipped: Generator, style: str) -> None:
+    pieces = shipped.generate(GenerationRequest(style=style, seconds=12, seed=1))
+    assert digest(pieces) == BEFORE_THE_OBJECTS[style]
+
+
+def test_a_key_a_metre_and_variations_are_unchanged_by_the_objects_too(shipped: Generator) -> None:
+    request = GenerationRequest(style="chorale", seconds=12, seed=2, key="D", mode="minor", time_signature=(3, 4),
+                                variations=2)
+    assert digest(shipped.generate(request)) == "f99fb53b4ea227be"
+    guards_off = Generator(PRETRAINED, off=("loop", "cadence", "voice", "metre"))
+    pieces = guards_off.generate(GenerationRequest(style="string-quartet", seconds=12, seed=3))
+    assert digest(pieces) == "bc55a49c9056ff7b"
+
+
+def test_every_constraint_has_a_name_a_description_and_a_switch() -> None:
+    assert set(CONSTRAINTS) == {"key", "range", "repeats", "metre", "cadence", "voice", "loop"}
+    for name, cls in CONSTRAINTS.items():
+        assert cls.name == name and cls.describes
+    assert [c.name for c in build_constraints(frozenset({"voice", "loop"}))] == ["key", "range", "repeats", "metre",
+                                                                               "cadence"]
+    with pytest.raises(ValueError, match="Unknown constraint colour"):
+        Generator(PRETRAINED, off=("colour",))
+
+
+Pieces = list[GeneratedPiece]
+
+
+def _both(shipped: Generator, name: str, request: GenerationRequest) -> tuple[Pieces, Pieces]:
+    """The request with every constraint on, and with `name` off (the same weights, loaded once)."""
+    on = shipped.generate(request)
+    shipped.off = frozenset({name})
+    try:
+        off = shipped.generate(request)
+    finally:
+        shipped.off = frozenset()
+    assert digest(on) != digest(off), f"switching {name} off changed nothing"
+    return on, off
+
+
+def test_the_key_switch_lets_notes_outside_the_scale_through(shipped: Generator) -> None:
+    request = GenerationRequest(style="string-quartet", seconds=20, seed=5, key="F#", mode="minor", variations=2)
+    on, off = _both(shipped, "key", request)
+    scale = scale_pitch_classes(6, "minor")
+    assert all({int(p) % 12 for p in piece.notes.pitch} <= scale for piece in on)
+    assert any({int(p) % 12 for p in piece.notes.pitch} - scale for piece in off)
+
+
+def test_the_range_switch_lets_notes_outside_the_range_through(shipped: Generator) -> None:
+    request = GenerationRequest(style="chorale", seconds=20, seed=5, pitch_low=55, pitch_high=70)
+    on, off = _both(shipped, "range", request)
+    assert all(55 <= p <= 70 for piece in on for p in piece.notes.pitch)
+    assert any(not 55 <= p <= 70 for piece in off for p in piece.notes.pitch)
+
+
+def _phrase_notes(piece: GeneratedPiece, index: int, length: float) -> list[tuple[float, int]]:
+    """(beats into the phrase, pitch) of the notes in the first `length` beats of phrase `index`."""
+    assert piece.plan is not None
+    phrase = piece.plan.phrases[index]
+    beats = (piece.notes.start - piece.plan_start) * piece.notes.tempo_bpm / 60.0
+    inside = (beats >= phrase.start - 1e-6) & (beats < phrase.start + length - 1e-6)
+    return [(round(float(b - phrase.start), 4), int(p)) for b, p in zip(beats[inside], piece.notes.pitch[inside])]
+
+
+def test_the_repeats_switch_writes_a_repeated_phrase_anew(shipped: Generator) -> None:
+    request = GenerationRequest(style="fiddle", seconds=24, seed=6, form="AABB", tempo_bpm=120)
+    on, off = _both(shipped, "repeats", request)
+    assert on[0].plan is not None and on[0].plan.phrases[1].copy_of == 0
+    length = on[0].plan.phrases[1].copy_until
+    assert _phrase_notes(on[0], 1, length) == _phrase_notes(on[0], 0, length)
+    assert _phrase_notes(off[0], 1, length) != _phrase_notes(off[0], 0, length)
+
+
+def _bars_without_a_downbeat(piece: GeneratedPiece) -> int:
+    assert piece.plan is not None
+    beats = (piece.notes.start - piece.plan_start) * piece.notes.tempo_bpm / 60.0
+    bar = piece.plan.bar_beats
+    starts = {int(round(b / bar)) for b in beats if abs(b / bar - round(b / bar)) < 1e-6}
+    return sum(1 for k in range(piece.plan.bars) if k not in starts)
+
+
+def test_the_metre_switch_lets_an_onset_skip_a_downbeat(shipped: Generator) -> None:
+    request = GenerationRequest(style="folk", seconds=30, seed=7, variations=4, timing_temperature=1.5)
+    on, off = _both(shipped, "metre", request)
+    assert sum(_bars_without_a_downbeat(p) for p in on) == 0
+    assert sum(_bars_without_a_downbeat(p) for p in off) > 0
+
+
+def test_the_cadence_switch_leaves_the_ending_to_the_network(shipped: Generator) -> None:
+    request = GenerationRequest(style="chorale", seconds=16, seed=8, key="G", variations=4)
+    on, off = _both(shipped, "cadence", request)
+
+    def final_bass(piece: GeneratedPiece) -> int:
+        last = piece.notes.start >= piece.notes.start.max() - 1e-6
+        return int(piece.notes.pitch[last].min()) % 12
+
+    assert all(final_bass(p) == 7 for p in on)  # G in the bass
+    assert any(final_bass(p) != 7 for p in off)
+
+
+def test_the_voice_switch_lets_chorale_voices_leave_their_ranges(shipped: Generator) -> None:
+    request = GenerationRequest(style="chorale", seconds=20, seed=9, variations=2)
+    on, off = _both(shipped, "voice", request)
+
+    def bass_out_of_range(piece: GeneratedPiece) -> int:
+        seq = piece.notes
+        lowest = [int(seq.pitch[np.isclose(seq.start, s)].min()) for s in np.unique(seq.start)]
+        return sum(1 for p in lowest if not 36 <= p <= 64)
+
+    assert sum(bass_out_of_range(p) for p in on) == 0
+    assert digest(on) != digest(off)
+
+
+def test_the_loop_switch_changes_what_is_written(shipped: Generator) -> None:
+    _both(shipped, "loop", GenerationRequest(style="fiddle", seconds=30, seed=10, variations=4, temperature=0.3))
+
+
+def test_a_chord_completed_in_parallel_octaves_is_refused_and_a_contrary_one_kept() -> None:
+    before = [48, 55, 64, 72]  # C3 G3 E4 C5
+    # Bass and soprano both rise a tone into an octave: D3 ... D5 moves in parallel octaves.
+    allowed = completes_without_parallels(before, [50, 59, 65], np.array([74, 71]))
+    assert not allowed[74] and allowed[71]
+    # A voice that stays put makes no parallels with anything.
+    assert completes_without_parallels(before, [48, 55, 64], np.array([72]))[72]
