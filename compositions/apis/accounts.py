@@ -44,7 +44,8 @@ class RegisterApi(APIView):
         username = serializers.CharField(max_length=150)
         password = serializers.CharField(max_length=4096, trim_whitespace=False)
 
-    @extend_schema(request=RegisterInputSerializer, responses={201: TokenOutputSerializer, 400: ErrorSerializer})
+    @extend_schema(request=RegisterInputSerializer,
+                   responses={201: TokenOutputSerializer, 400: ErrorSerializer, 429: ErrorSerializer})
     def post(self, request: Request) -> Response:
         # Missing fields reach the service as "", so that every bad field is named in one answer.
         user = user_register(username=str(request.data.get("username", "")),

@@ -131,7 +131,7 @@ class PrimerCreateApi(APIView):
     @extend_schema(
         request={"multipart/form-data": {"type": "object", "properties": {"file": {"type": "string",
                                                                                   "format": "binary"}}}},
-        responses={201: PrimerSerializer, 400: ErrorSerializer, 401: ErrorSerializer},
+        responses={201: PrimerSerializer, 400: ErrorSerializer, 401: ErrorSerializer, 429: ErrorSerializer},
     )
     def post(self, request: Request) -> Response:
         primer = primer_upload(user=request.user, upload=request.FILES.get("file"))

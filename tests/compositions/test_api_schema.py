@@ -1,4 +1,5 @@
-"""schemathesis against our own OpenAPI schema: no 500, and no answer that breaks the schema."""
+"""Our own OpenAPI schema: the operations, components and error responses it promises, and schemathesis
+against it (no 500, and no answer that breaks the schema)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,64 @@ from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import ignored_auth
 
 from compositions.auth import api_token_for
+
+# Every operation of /api/v1/, with the status codes it documents. An error answer is one of these.
+OPERATIONS: dict[tuple[str, str], set[str]] = {
+    ("post", "/api/v1/auth/register/"): {"201", "400", "429"},
+    ("post", "/api/v1/auth/token/"): {"200", "400", "429"},
+    ("delete", "/api/v1/auth/token/"): {"204", "401"},
+    ("get", "/api/v1/styles/"): {"200", "503"},
+    ("post", "/api/v1/primers/"): {"201", "400", "401", "429"},
+    ("get", "/api/v1/compositions/"): {"200", "400", "401"},
+    ("post", "/api/v1/compositions/"): {"202", "400", "401", "429", "503"},
+    ("get", "/api/v1/compositions/{public_id}/"): {"200", "404"},
+    ("patch", "/api/v1/compositions/{public_id}/"): {"200", "400", "401", "404"},
+    ("delete", "/api/v1/compositions/{public_id}/"): {"204", "401", "404"},
+    ("post", "/api/v1/compositions/{public_id}/retry/"): {"202", "401", "404", "409", "429"},
+    ("post", "/api/v1/compositions/{public_id}/share/"): {"200", "400", "401", "404"},
+    ("get", "/api/v1/compositions/{public_id}/audio.mp3"): {"200", "404", "409", "410"},
+    ("get", "/api/v1/compositions/{public_id}/score.mid"): {"200", "404", "409", "410"},
+}
+# Components an app builds on: the request and its controls, a piece as listed, detailed and polled.
+COMPONENTS = {
+    "Error", "CompositionRequest", "CompositionSettings", "CompositionStatus", "CompositionDetail",
+    "CompositionListItem", "CompositionPage", "Created", "Form", "Phrase", "Primer", "TokenInput", "TokenOutput",
+    "RegisterInput", "ShareInput", "ShareOutput", "ModeEnum", "KeyEnum", "DynamicsEnum", "VisibilityEnum",
+}
+
+
+@pytest.fixture
+def schema_json(client: Any, db: None) -> dict[str, Any]:
+    response = client.get("/api/schema/?format=json")
+    assert response.status_code == 200
+    return dict(response.json())
+
+
+def test_the_schema_has_every_operation_with_the_error_responses_we_promise(schema_json: dict[str, Any]) -> None:
+    operations = {(method, path): op for path, ops in schema_json["paths"].items() for method, op in ops.items()}
+    assert {key: set(op["responses"]) for key, op in operations.items()} == OPERATIONS
+    assert len({op["operationId"] for op in operations.values()}) == len(operations)
+    for (method, path), op in operations.items():
+        for code, response in op["responses"].items():
+            if int(code) >= 400:  # every error in the one shape
+                assert response["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}, (
+                    method, path, code)
+
+
+def test_the_schema_has_the_components_and_the_one_error_shape(schema_json: dict[str, Any]) -> None:
+    components = schema_json["components"]["schemas"]
+    assert COMPONENTS <= set(components)
+    error = components["Error"]
+    assert error["required"] == ["detail"] and error["properties"]["detail"]["type"] == "string"
+    assert error["properties"]["errors"]["additionalProperties"]["items"]["type"] == "string"
+    request = components["CompositionRequest"]
+    assert request["required"] == ["style"] and {"seconds", "notes", "key", "form", "primer_id"} <= set(
+        request["properties"])
+    assert set(components["CompositionStatus"]["required"]) == {
+        "id", "status", "progress", "message", "error", "mp3_url", "midi_url"}
+    # Public reads declare optional security ({}), writes need a token or a session.
+    assert {} in schema_json["paths"]["/api/v1/compositions/{public_id}/"]["get"]["security"]
+    assert {} not in schema_json["paths"]["/api/v1/compositions/{public_id}/"]["patch"]["security"]
 
 # `SCHEMATHESIS_EXAMPLES=200 make test PYTEST_ARGS=tests/compositions/test_api_schema.py` searches longer.
 EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "8"))
