@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 
 from ml.data.notes import scale_pitch_classes
+from ml.generation.chords import ChordSpan, span_at
 
 if TYPE_CHECKING:
     from ml.generation.sampler import Batch, Line
@@ -67,15 +68,26 @@ class Constraint:
         """A proposed new onset, moved earlier where the rule needs a note sooner."""
         return onset
 
+    def longest(self, batch: Batch, line: Line, onset: float, pitch: int) -> float:
+        """The longest a note of `pitch` starting at `onset` may last, in beats."""
+        return math.inf
+
 
 class KeyScale(Constraint):
     name = "key"
-    describes = "every note is in the scale of the requested key"
+    describes = "every note is in the scale of the requested key (a requested chord's tones too, in its bar)"
 
     def mask(self, batch: Batch, line: Line) -> np.ndarray | None:
-        if batch.request.key == "any":
-            return None
+        if batch.request.key == "any" or batch.chords is not None:
+            return None  # with chords, the scale is widened by each bar's chord: see `pitches`
         return np.isin(PITCH_CLASS, list(scale_pitch_classes(0, line.mode)))
+
+    def pitches(self, batch: Batch, line: Line, at: At, allowed: np.ndarray) -> np.ndarray:
+        if batch.request.key == "any" or batch.chords is None:
+            return allowed
+        # Where a chord and the key disagree (D7 in C), the chord wins for its bar.
+        tones = batch.chords.tones_at(line, at.onset)
+        return allowed & np.isin(PITCH_CLASS, list(scale_pitch_classes(0, line.mode) | tones))
 
 
 class PitchRange(Constraint):
@@ -96,7 +108,11 @@ class Repeats(Constraint):
     describes = "a phrase the form repeats is copied from its first statement"
 
     def boundaries(self, batch: Batch) -> list[tuple[float, str, int]]:
-        return [(p.start, "copy", i) for i, p in enumerate(batch.plan.phrases) if p.copy_of is not None]
+        """Where each copied phrase starts; a phrase under other requested chords than its model's is
+        written anew instead (the same tune over other chords would contradict them)."""
+        return [(p.start, "copy", i) for i, p in enumerate(batch.plan.phrases)
+                if p.copy_of is not None and (batch.chords is None or batch.chords.same_chords(
+                    batch.plan.phrases[p.copy_of].start, p.start, p.copy_until))]
 
     def copied_notes(self, batch: Batch, line: Line, index: int) -> list[tuple[float, int, float, float]]:
         """(onset, pitch, duration, velocity) of the written notes that phrase `index` repeats."""
@@ -131,6 +147,8 @@ class Cadence(Constraint):
     describes = "the piece opens on the tonic triad and its last phrase closes V-I on the tonic"
 
     def pitches(self, batch: Batch, line: Line, at: At, allowed: np.ndarray) -> np.ndarray:
+        if batch.chords is not None:
+            return allowed  # the requested chords decide the opening and the close
         final_at = batch.plan.phrases[-1].cadence_at
         third = 3 if line.mode in ("minor", "dorian") else 4
         opening = line.primer is None and (not line.onsets or (at.in_chord and line.onsets[0] == at.onset))
@@ -152,7 +170,7 @@ class Cadence(Constraint):
 
     def arrive(self, batch: Batch, line: Line) -> None:
         """At the final tonic: a single line's note before it becomes the nearest tone of V."""
-        if batch.polyphonic or not line.pitches:
+        if batch.polyphonic or not line.pitches or batch.chords is not None:
             return
         allowed = batch.allowed[batch.lines.index(line)] & np.isin(PITCH_CLASS, [2, 7, 11])
         last = line.pitches[-1]
@@ -205,18 +223,103 @@ class Loops(Constraint):
         return allowed
 
 
+class ChordTargets(Constraint):
+    """The sounding harmony of each bar (or half bar) is the requested chord.
+
+    On the beats of the metre every note is a chord tone, and the bass at a chord's first onset is
+    its root (or the bass the symbol names: C/E, V6); between beats a note outside the chord is a
+    passing or neighbour note: a step (one or two semitones) from the note before it in its voice
+    and a step from a chord tone it can resolve to. No onset skips a change of chord.
+    """
+
+    name = "chords"
+    describes = "chord tones on the beats, the root (or the named bass) under each new chord, passing and " \
+                "neighbour notes between"
+
+    def __init__(self, spans: list[ChordSpan] | None = None) -> None:
+        self.spans = spans or []
+
+    def span(self, onset: float) -> ChordSpan | None:
+        return span_at(self.spans, onset)
+
+    def same_chords(self, first: float, second: float, length: float) -> bool:
+        """Whether the chords of [first, first + length) are those of [second, second + length)."""
+        def chords(start: float) -> list[tuple[float, frozenset[int], int]]:
+            return [(round(s.start - start, 6), s.chord.tones, s.chord.bass) for s in self.spans
+                    if start - 1e-9 <= s.start < start + length - 1e-9]
+
+        return chords(first) == chords(second)
+
+    def tones_at(self, line: Line, onset: float) -> frozenset[int]:
+        """The key-relative pitch classes of the chord at `onset` (empty where no chord is asked)."""
+        span = self.span(onset)
+        return frozenset((pc - line.shift) % 12 for pc in span.chord.tones) if span is not None else frozenset()
+
+    def pitches(self, batch: Batch, line: Line, at: At, allowed: np.ndarray) -> np.ndarray:
+        span = self.span(at.onset)
+        if span is None:
+            return allowed
+        tones = np.isin(PITCH_CLASS, [(pc - line.shift) % 12 for pc in span.chord.tones])
+        first_of_chord = abs(at.onset - span.start) < 1e-6
+        if at.voice == 0 and first_of_chord and (batch.polyphonic or not line.onsets):
+            bass = {span.chord.bass} if span.chord.bass != span.chord.root else {span.chord.root}
+            lowest = np.isin(PITCH_CLASS, [(pc - line.shift) % 12 for pc in bass])
+            held = batch.sounding(line, at.onset)
+            if held:  # a held note below would be the bass: a new bass note must go under it
+                lowest &= np.arange(128) < min(held)
+            return allowed & lowest
+        if first_of_chord and not batch.polyphonic:
+            # A single line names the chord where it changes: its root, third or seventh (a fifth
+            # alone is heard as another chord's root as easily).
+            fifth = (span.chord.root + 7) % 12
+            named = [pc for pc in span.chord.tones if pc != fifth or len(span.chord.tones) < 3]
+            return allowed & np.isin(PITCH_CLASS, [(pc - line.shift) % 12 for pc in named])
+        if first_of_chord or batch.on_beat(at.onset):
+            return allowed & tones
+        previous = line.previous_sounding if (batch.polyphonic and line.previous_sounding) else line.pitches[-1:]
+        if not previous:
+            return allowed & tones
+        candidates = np.arange(128)
+        chord_pitches = np.flatnonzero(tones)
+        from_previous = np.abs(candidates[:, None] - np.asarray(previous)[None, :]).min(axis=1)
+        to_chord = np.abs(candidates[:, None] - chord_pitches[None, :]).min(axis=1)
+        passing = (from_previous >= 1) & (from_previous <= 2) & (to_chord >= 1) & (to_chord <= 2)
+        return allowed & (tones | passing)
+
+    def longest(self, batch: Batch, line: Line, onset: float, pitch: int) -> float:
+        """A note may sound on into the next chord only as one of its tones (a common tone)."""
+        pitch_class = (pitch + line.shift) % 12
+        for span in self.spans:
+            if span.start > onset + 1e-9 and pitch_class not in span.chord.tones:
+                return span.start - onset
+        return math.inf
+
+    def limit_onset(self, batch: Batch, line: Line, onset: float) -> float:
+        for span in self.spans:
+            if span.start > line.position + 1e-9:
+                return min(onset, span.start)
+        return onset
+
+
 # In the order the sampler applies them (the order does not change what they allow together).
 CONSTRAINTS: dict[str, type[Constraint]] = {
-    c.name: c for c in (KeyScale, PitchRange, Repeats, Metre, Cadence, VoiceLeading, Loops)
+    c.name: c for c in (KeyScale, PitchRange, Repeats, Metre, Cadence, VoiceLeading, Loops, ChordTargets)
 }
+# Constraints that act only when the request asks for them (chords), with what they need.
+REQUESTED = ("chords",)
 
 
-def build_constraints(off: frozenset[str] = frozenset()) -> list[Constraint]:
-    """Every constraint except those named in `off`; ValueError names an unknown one."""
+def build_constraints(off: frozenset[str] = frozenset(), *, chords: list[ChordSpan] | None = None
+                      ) -> list[Constraint]:
+    """Every constraint except those named in `off`, and the requested ones that were asked for;
+    ValueError names an unknown one."""
     unknown = sorted(set(off) - set(CONSTRAINTS))
     if unknown:
         raise ValueError(f"Unknown constraint {', '.join(unknown)}: choose from {', '.join(CONSTRAINTS)}.")
-    return [cls() for name, cls in CONSTRAINTS.items() if name not in off]
+    built: list[Constraint] = [cls() for name, cls in CONSTRAINTS.items() if name not in off and name not in REQUESTED]
+    if chords and "chords" not in off:
+        built.append(ChordTargets(chords))
+    return built
 
 
 def no_parallels(before: list[int], chord: list[int]) -> np.ndarray:

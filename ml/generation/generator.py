@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from ml.data.notes import estimate_key, parse_key
+from ml.generation.chords import ChordSpan, chord_spans, progression_key
 from ml.generation.constraints import build_constraints
 from ml.generation.form import FormPlan, plan_form, style_form
 from ml.generation.piece import GeneratedPiece
@@ -175,9 +176,10 @@ class Generator:
         plan = self.plan(request)
         lines = [self._line(request, rng, config, plan) for rng in rngs]
         stats = self._stats(request.style)
+        spans = self.chord_spans(request, plan)
         batch = Batch(request, config, tempo, plan, lines,
                       polyphonic=float(stats.get("notes_per_onset", 1.0)) >= 1.5,
-                      constraints=build_constraints(self.off))
+                      constraints=build_constraints(self.off, chords=spans), spans=spans)
         with self._lock:  # one request at a time per process: the window variables are shared
             steps: Any = self._steps.get(len(seeds))
             if self.chains is not None:
@@ -205,11 +207,23 @@ class Generator:
             progress(1.0)
         return [batch.piece(v, seeds[v]) for v in range(len(seeds))]
 
+    @staticmethod
+    def chord_spans(request: GenerationRequest, plan: FormPlan) -> list[ChordSpan] | None:
+        """The requested chords laid over the plan's bars (None when no chords were asked for)."""
+        progression = request.progression
+        if progression is None:
+            return None
+        letters = [(p.letter, p.start, p.end) for p in plan.phrases]
+        return chord_spans(progression, phrase_letters=letters, bar_beats=plan.bar_beats, total_beats=plan.beats)
+
     def _line(self, request: GenerationRequest, rng: np.random.Generator, config: ModelConfig,
               plan: FormPlan) -> Line:
         """One variation's key, and its primer moved into the key-relative space."""
+        progression = request.progression
         if request.key != "any":
             tonic, mode = parse_key(request.key), request.mode
+        elif progression is not None:  # chord names without a key: the key they suggest
+            tonic, mode = progression_key(progression)
         elif request.primer is not None:
             tonic, mode = estimate_key(request.primer)
         else:

@@ -22,17 +22,28 @@ class GeneratedPiece:
     plan: FormPlan | None = None  # the form the continuation follows
     plan_start: float = 0.0  # seconds where the plan's first bar starts
     key: tuple[int, str] = (0, "major")  # the key it was written in (tonic pitch class, mode)
+    accompaniment: NoteSequence | None = None  # bass and chords on their own track, under a single line
 
     def renotated(self, time_signature: tuple[int, int], factor: float) -> GeneratedPiece:
         """The same sounds notated with `factor` times longer beats (1/factor of the note values)."""
-        notes = replace(self.notes, tempo_bpm=self.notes.tempo_bpm / factor, time_signature=time_signature,
-                        tempo_changes=[], time_signatures=[], bar_phase=self.notes.bar_phase / factor)
+        def renote(seq: NoteSequence) -> NoteSequence:
+            return replace(seq, tempo_bpm=seq.tempo_bpm / factor, time_signature=time_signature,
+                           tempo_changes=[], time_signatures=[], bar_phase=seq.bar_phase / factor)
+
+        notes = renote(self.notes)
+        backing = renote(self.accompaniment) if self.accompaniment is not None else None
         plan = self.plan
         if plan is not None:
             plan = replace(plan, bar_beats=plan.bar_beats / factor, phrases=tuple(
                 replace(p, start=p.start / factor, end=p.end / factor, copy_until=p.copy_until / factor,
                         cadence_at=p.cadence_at / factor) for p in plan.phrases))
-        return replace(self, notes=notes, plan=plan)
+        return replace(self, notes=notes, plan=plan, accompaniment=backing)
+
+    @property
+    def parts(self) -> list[NoteSequence]:
+        """The piece's tracks: its notes, and the accompaniment where it has one."""
+        return [self.notes] + ([self.accompaniment] if self.accompaniment is not None and len(self.accompaniment)
+                               else [])
 
     def form(self) -> dict[str, Any] | None:
         """The plan with each phrase's start and end in seconds, as the site shows it."""

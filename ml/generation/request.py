@@ -17,6 +17,7 @@ from typing import Any, Literal
 import pretty_midi
 
 from ml.data.notes import MODES, PITCH_CLASS_NAMES, NoteSequence, parse_key
+from ml.generation.chords import ChordError, Progression, parse_progression
 from ml.generation.form import FORM_LABELS, FORMS, check_form
 
 DYNAMICS = ("soft", "medium", "loud", "crescendo", "diminuendo")
@@ -24,7 +25,7 @@ TIME_SIGNATURES = ("4/4", "3/4", "2/4", "6/8", "3/8", "2/2", "5/4", "7/8")
 KEYS = ("any", *PITCH_CLASS_NAMES)
 DENOMINATORS = (1, 2, 4, 8, 16, 32)
 
-Kind = Literal["int", "float", "choice", "style", "time_signature", "pitch"]
+Kind = Literal["int", "float", "choice", "style", "time_signature", "pitch", "text", "bool"]
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,8 @@ class Control:
 
     Attributes:
         kind: "int", "float", "choice" (one of `choices`), "style" (one of the model's styles),
-            "time_signature" ("3/4"), or "pitch" (a MIDI note number, or a name such as "C4").
+            "time_signature" ("3/4"), "pitch" (a MIDI note number, or a name such as "C4"), or "text"
+            (free text of at most `maximum` characters, read by its own parser: chords).
         label: The field's name for people.
         help: One line of help.
         minimum, maximum: The allowed range of a number (inclusive, unless `above_minimum`).
@@ -124,6 +126,13 @@ class GenerationRequest:
     phrase_bars: int | None = _control(
         None, kind="int", label="Phrase length", minimum=1, maximum=16, nullable=True, unit="bars",
         none_label="style default", advanced=True, help="Bars per phrase of the form, 1 to 16.")
+    chords: str | None = _control(
+        None, kind="text", label="Chords", maximum=400, nullable=True, none_label="none",
+        help="One chord per bar, repeated: C Am F G7, or Roman numerals in the key: I vi IV V7. "
+             "Two in a bar: | C G | Am F |. Per phrase: A: C F G C; B: Am Dm E Am.")
+    accompany: bool = _control(
+        True, kind="bool", label="Accompaniment", advanced=True,
+        help="With chords, a bass and chords on their own track under a single melody (fiddle, folk).")
     # The sampling defaults measure closest to held-out music (`manage.py evaluate --sweep`; README).
     temperature: float = _control(
         0.85, kind="float", label="Temperature", minimum=0, maximum=3, above_minimum=True,
@@ -178,8 +187,21 @@ class GenerationRequest:
                 errors["pitch_high"] = ["The pitch range must span at least an octave within 0..127."]
             if self.primer is not None and len(self.primer) == 0:
                 errors["primer"] = ["The primer holds no notes."]
+            if self.chords is not None:
+                try:
+                    _ = self.progression  # read now, so a bad symbol is reported with the request
+                except ChordError as exc:
+                    errors["chords"] = [str(exc)]
         if errors:
             raise RequestError(errors)
+
+    @property
+    def progression(self) -> Progression | None:
+        """The chords asked for, read in the requested key (ChordError if they cannot be read)."""
+        if self.chords is None:
+            return None
+        tonic = None if self.key == "any" else parse_key(self.key)
+        return parse_progression(self.chords, tonic=tonic, mode=self.mode)
 
     @property
     def time_signature_text(self) -> str:
@@ -243,6 +265,13 @@ def _check(name: str, control: Control, value: Any) -> str:
         return "" if control.nullable else f"{control.label} is required."
     if control.kind == "style":
         return "" if isinstance(value, str) and value else "Choose a style."
+    if control.kind == "text":
+        if not isinstance(value, str):
+            return f"{control.label} must be text."
+        return "" if len(value) <= (control.maximum or 0) else \
+            f"{control.label} may be at most {_number(control.maximum)} characters long."
+    if control.kind == "bool":
+        return "" if isinstance(value, bool) else f"{control.label} must be true or false."
     if control.kind == "time_signature":
         numerator, denominator = value if isinstance(value, tuple) and len(value) == 2 else (0, 0)
         if not (isinstance(numerator, int) and 1 <= numerator <= 32 and denominator in DENOMINATORS):
@@ -269,6 +298,16 @@ def _check(name: str, control: Control, value: Any) -> str:
 def _coerce(control: Control, raw: Any) -> Any:
     """Turn a form string or a JSON value into the control's type; ValueError says why not."""
     text = raw.strip() if isinstance(raw, str) else raw
+    if control.kind == "text":
+        if not isinstance(text, str):
+            raise ValueError(f"{control.label} must be text.")
+        return text
+    if control.kind == "bool":
+        if isinstance(text, bool):
+            return text
+        if isinstance(text, str) and text.lower() in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+            return text.lower() in ("true", "1", "yes", "on")
+        raise ValueError(f"{control.label} must be true or false.")
     if control.kind == "time_signature":
         if isinstance(text, (list, tuple)) and len(text) == 2:
             return int(text[0]), int(text[1])

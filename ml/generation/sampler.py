@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ml.data.notes import NoteSequence
-from ml.generation.constraints import LOOP_SPAN, At, Cadence, Constraint, Repeats
+from ml.generation.accompaniment import accompaniment
+from ml.generation.chords import ChordSpan
+from ml.generation.constraints import LOOP_SPAN, At, Cadence, ChordTargets, Constraint, Repeats
 from ml.generation.form import FormPlan
 from ml.generation.piece import GeneratedPiece, apply_dynamics
 from ml.generation.request import GenerationRequest
@@ -83,12 +85,19 @@ class Batch:
     """
 
     def __init__(self, request: GenerationRequest, config: ModelConfig, tempo: float, plan: FormPlan,
-                 lines: list[Line], *, polyphonic: bool, constraints: list[Constraint]) -> None:
+                 lines: list[Line], *, polyphonic: bool, constraints: list[Constraint],
+                 spans: list[ChordSpan] | None = None) -> None:
         self.request, self.config, self.tempo, self.plan, self.lines = request, config, tempo, plan, lines
         self.polyphonic = polyphonic
+        self.spans = spans or []  # the requested chords, whether or not their constraint is on
         self.constraints = constraints
         self.repeats = next((c for c in constraints if isinstance(c, Repeats)), None)
         self.cadence = next((c for c in constraints if isinstance(c, Cadence)), None)
+        self.chords = next((c for c in constraints if isinstance(c, ChordTargets)), None)
+        numerator, denominator = request.time_signature
+        # The beat a listener counts: the quarter in x/4, the half in x/2, the dotted quarter in 6/8.
+        compound = denominator == 8 and numerator % 3 == 0 and numerator > 3
+        self.beat = 1.5 if compound else 4.0 / denominator
         self.size = len(lines)
         self.grid = np.array(config.time_grid, dtype=np.float64)
         self.target_notes = request.notes if request.notes is not None else MAX_NOTES_PER_VARIATION
@@ -233,6 +242,11 @@ class Batch:
                 dmask = np.ones(len(self.grid), dtype=bool)
                 dmask[0] = False
                 dmask[self.max_duration_class:] = False
+                longest = min(c.longest(self, line, onset, int(pitch)) for c in self.constraints) \
+                    if self.constraints else math.inf
+                if longest < math.inf:  # a constraint ends the note sooner (at a change of chord)
+                    short = dmask & (self.grid <= longest + 1e-9)
+                    dmask = short if short.any() else dmask & (np.arange(len(self.grid)) == 1)
                 duration = sample(duration_logits[v], dmask, r.timing_temperature, 0, 1.0, rngs[v])
                 duration_beats = float(self.grid[duration])
                 vel = float(np.clip(velocity[v].reshape(-1)[0], 0.0, 1.0))
@@ -263,6 +277,10 @@ class Batch:
         if kind != "copy" or beat - onset > self.plan.bar_beats + 1e-9:
             return []
         return [pitch for _, pitch, _, _ in self.repeats.copied_notes(self, line, index)[:LOOP_SPAN]]
+
+    def on_beat(self, onset: float) -> bool:
+        """Whether an onset (beats from the plan's start, which is a bar line) falls on a counted beat."""
+        return abs(onset / self.beat - round(onset / self.beat)) < 1e-6
 
     def sounding(self, line: Line, at: float, *, at_or_before: bool = False) -> list[int]:
         """Pitches of earlier notes still sounding at beat `at` (with `at_or_before`, those starting there too)."""
@@ -321,8 +339,13 @@ class Batch:
             pitch=pitches[order], step=np.diff(start[order], prepend=0.0), duration=durations[order] * spb,
             velocity=np.clip(np.round(velocity[order]), 1, 127), tempo_bpm=self.tempo,
             time_signature=r.time_signature, program=r.instrument)
+        backing = None
+        if r.accompany and not self.polyphonic and self.spans and len(seq):
+            backing = accompaniment(self.spans, time_signature=r.time_signature, tempo_bpm=self.tempo,
+                                    melody_low=int(seq.pitch.min()), start_seconds=offset * spb)
         return GeneratedPiece(notes=seq, primer_length=primer_length, primer_end=primer_end, seed=seed,
-                              plan=self.plan, plan_start=offset * spb, key=(line.tonic, line.mode))
+                              plan=self.plan, plan_start=offset * spb, key=(line.tonic, line.mode),
+                              accompaniment=backing)
 
 
 def sample(logits: np.ndarray, allowed: np.ndarray, temperature: float, top_k: int, top_p: float,
