@@ -46,6 +46,14 @@ def _field(name: str, control: Control) -> forms.Field:
         return forms.ChoiceField(choices=choices, **common)
     if control.kind == "pitch":
         return forms.ChoiceField(choices=PITCH_CHOICES, **common)
+    if control.kind == "text":
+        placeholder = {"placeholder": "C Am F G7, or I vi IV V7 in the key"} if name == "chords" else {}
+        return forms.CharField(max_length=int(control.maximum or 0), widget=forms.TextInput(attrs=placeholder),
+                               **common)
+    if control.kind == "bool":
+        # A checkbox sends nothing when unticked: the service would take the default (on), so the
+        # form sends "false" explicitly through a select.
+        return forms.ChoiceField(choices=(("true", "On"), ("false", "Off")), **{**common, "initial": "true"})
     attrs: dict[str, Any] = {"step": "any" if control.kind == "float" else "1"}
     if control.minimum is not None and not control.above_minimum:
         attrs["min"] = control.minimum

@@ -7,6 +7,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.core.files import File
@@ -15,18 +16,23 @@ from django.db import DatabaseError, connection
 
 from compositions import runtime, training
 from compositions.errors import ComposingUnavailable
+from compositions.models import CompositionVersion
 from compositions.services import reconciling
 from compositions.services.task_writes import (
     Claim,
-    FinishedPiece,
-    composition_claim,
-    composition_fail,
-    composition_finish,
-    composition_progress,
-    composition_rendering,
+    FinishedVersion,
+    composition_version_claim,
+    composition_version_fail,
+    composition_version_finish,
+    composition_version_progress,
+    composition_version_rendering,
 )
 from compositions.services.training import training_fail, training_finish, training_start
 from ml.pipeline import PipelineError
+
+if TYPE_CHECKING:
+    from ml.generation.generator import Generator
+    from ml.generation.piece import GeneratedPiece
 
 logger = logging.getLogger(__name__)
 
@@ -37,11 +43,11 @@ PROGRESS_STEP = 5
 
 
 class Cancelled(Exception):
-    """Every row of the run was cancelled, deleted or taken over: stop working on them."""
+    """Every version of the run was cancelled, deleted or taken over: stop working on them."""
 
 
 class ProgressWriter:
-    """Progress callback for ml.generation.generator that writes throttled percentages to the held rows."""
+    """Progress callback for ml.generation.generator that writes throttled percentages to the held versions."""
 
     def __init__(self, claim: Claim) -> None:
         self.claim = claim
@@ -51,12 +57,12 @@ class ProgressWriter:
         percent = int(max(0.0, min(1.0, fraction)) * GENERATION_SHARE)
         if percent >= self.written + PROGRESS_STEP:
             self.written = percent
-            if not composition_progress(claim=self.claim, percent=percent, message=f"Generating {percent}%"):
+            if not composition_version_progress(claim=self.claim, percent=percent, message=f"Generating {percent}%"):
                 raise Cancelled
 
     def stage(self, message: str) -> None:
         """Stage callback for ml.pipeline.compose: "Loading the model", then "Generating"."""
-        if not composition_progress(claim=self.claim, message=message):
+        if not composition_version_progress(claim=self.claim, message=message):
             raise Cancelled
 
 
@@ -84,98 +90,87 @@ class Heartbeat:
         try:
             while not self._stop.wait(settings.Q_HEARTBEAT_SECONDS):
                 try:
-                    composition_progress(claim=self.claim)
+                    composition_version_progress(claim=self.claim)
                 except DatabaseError:  # a busy database: the next beat tries again
                     logger.warning("Heartbeat for %s missed", self.claim.ids, exc_info=True)
         finally:
             connection.close()  # this thread's own connection
 
 
-def composition_generate(composition_id: int) -> None:
-    """Write the batch of `composition_id`: generate, render MIDI and MP3, store the files.
+def composition_version_generate(version_id: int) -> None:
+    """Write the batch of `version_id`: generate, render MIDI and MP3, store the files.
 
-    Idempotent: rows already done, cancelled or held by a live run are left alone. Every
-    failure of the work ends as a failed row with a readable reason, and the worker carries on.
-    A failure to claim (the database is unreachable) raises, so that django-q2 delivers the task
-    again; the reconciler covers what is left.
+    The batch is the first versions of a request's variations, or one new version of a piece.
+    Idempotent: versions already done, cancelled or held by a live run are left alone. Every
+    failure of the work ends as a failed version with a readable reason, and the worker carries
+    on. A failure to claim (the database is unreachable) raises, so that django-q2 delivers the
+    task again; the reconciler covers what is left.
     """
-    claim = composition_claim(composition_id=composition_id)
+    claim = composition_version_claim(version_id=version_id)
     if claim is None:
-        logger.info("Composition %s: nothing left to do", composition_id)
+        logger.info("Version %s: nothing left to do", version_id)
         return
     started = time.monotonic()
-    logger.info("Composition batch %s started (rows %s)", composition_id, claim.ids)
+    logger.info("Version batch %s started (versions %s)", version_id, claim.ids)
     try:
         with Heartbeat(claim):
-            _generate_rows(claim)
+            _write_versions(claim)
     except Cancelled:
-        logger.info("Composition batch %s stopped: cancelled or deleted", composition_id)
+        logger.info("Version batch %s stopped: cancelled or deleted", version_id)
         return
     except (PipelineError, ComposingUnavailable) as exc:
-        composition_fail(claim=claim, reason=exc.reason, detail=exc.detail)
-        logger.warning("Composition batch %s failed: %s (%s)", composition_id, exc.reason, exc.detail)
+        composition_version_fail(claim=claim, reason=exc.reason, detail=exc.detail)
+        logger.warning("Version batch %s failed: %s (%s)", version_id, exc.reason, exc.detail)
         return
     except Exception as exc:  # the worker must survive anything ml/ throws
-        logger.exception("Composition batch %s failed", composition_id)
-        composition_fail(
+        logger.exception("Version batch %s failed", version_id)
+        composition_version_fail(
             claim=claim, reason="Something went wrong while composing", detail=f"{type(exc).__name__}: {exc}"
         )
         return
-    logger.info("Composition batch %s finished in %.1f s", composition_id, time.monotonic() - started)
+    logger.info("Version batch %s finished in %.1f s", version_id, time.monotonic() - started)
 
 
-def _generate_rows(claim: Claim) -> None:
-    from ml.data.notes import PITCH_CLASS_NAMES, MidiError, estimate_key
-    from ml.generation.request import GenerationRequest, RequestError
-    from ml.pipeline import chord_changes, compose, piano_roll, piece_form, render_piece
+def _write_versions(claim: Claim) -> None:
+    from ml.data.notes import PITCH_CLASS_NAMES, estimate_key
+    from ml.pipeline import chord_changes, piano_roll, piece_form, render_piece
 
-    rows = list(claim.rows().order_by("variation_index"))
-    if not rows:
+    versions = list(claim.rows().select_related("composition").order_by("composition__variation_index"))
+    if not versions:
         raise Cancelled
-    first = rows[0]
-    primer = None
-    if first.primer_file:
-        with first.primer_file.open("rb") as f:
-            data = f.read()
-        try:
-            primer = runtime.primer_from_midi(data)
-        except MidiError as exc:  # checked at upload, so only a changed file gets here
-            raise PipelineError(f"The uploaded MIDI file could not be read: {exc}") from exc
-    try:
-        # After a partial failure, only the missing variations are written.
-        request = GenerationRequest.from_dict({**first.params, "variations": len(rows)}, primer=primer)
-    except RequestError as exc:
-        raise PipelineError(f"The request is not valid: {exc}") from exc
-
+    kind = versions[0].kind
+    if kind not in (CompositionVersion.Kind.ORIGINAL, CompositionVersion.Kind.CONTINUE):
+        # The ML half of regenerating and harmonising comes later; until then such a version fails
+        # with a reason instead of waiting for ever.
+        raise PipelineError(f"Versions of this kind ({kind}) cannot be written yet")
     progress = ProgressWriter(claim)
     generator = runtime.get_generator()
-    pieces = compose(generator, request, progress=progress, stage=progress.stage)
-    if len(pieces) < len(rows):
-        raise PipelineError("The model wrote fewer variations than asked for")
+    pieces = _compose(versions, generator, progress)
 
-    if not composition_rendering(claim=claim, percent=GENERATION_SHARE):
+    if not composition_version_rendering(claim=claim, percent=GENERATION_SHARE):
         raise Cancelled
     renderer = runtime.get_renderer()
-    for row, piece in zip(rows, pieces):
+    for version, piece in zip(versions, pieces):
+        stem = f"{version.composition.public_id}-v{version.number}"
         with tempfile.TemporaryDirectory(prefix="musicgen-") as tmp:
-            midi_path = Path(tmp) / f"{row.public_id}.mid"
-            mp3_path = Path(tmp) / f"{row.public_id}.mp3"
-            duration = render_piece(renderer, piece.notes, midi_path=midi_path, audio_path=mp3_path)
+            midi_path, mp3_path = Path(tmp) / f"{stem}.mid", Path(tmp) / f"{stem}.mp3"
+            duration = render_piece(renderer, piece.notes, midi_path=midi_path, audio_path=mp3_path,
+                                    accompaniment=piece.accompaniment)
             # Saved outside any transaction: a write lock is never held while files are copied.
             with midi_path.open("rb") as midi, mp3_path.open("rb") as mp3:
                 midi_name = default_storage.save(f"midi/{midi_path.name}", File(midi))
                 mp3_name = default_storage.save(f"mp3/{mp3_path.name}", File(mp3))
         tonic, mode = estimate_key(piece.notes)
-        composition_finish(
+        composition_version_finish(
             claim=claim,
-            piece=FinishedPiece(
-                composition_id=row.id,
+            finished=FinishedVersion(
+                version_id=version.id,
                 midi_name=midi_name,
                 mp3_name=mp3_name,
                 fields={
                     "model_name": generator.name,
-                    # The seed that reproduces this variation on its own.
-                    "params": {**row.params, "seed": piece.seed},
+                    "model_path": str(generator.model_path),
+                    "seed": piece.seed,  # the seed that reproduces this variation on its own
                     "duration_seconds": duration,
                     "notes_json": piano_roll(piece.notes),
                     "chords_json": chord_changes(piece.notes),
@@ -187,8 +182,35 @@ def _generate_rows(claim: Claim) -> None:
         )
 
 
+def _compose(versions: list[CompositionVersion], generator: Generator,
+             progress: ProgressWriter) -> list[GeneratedPiece]:
+    """The notes of new pieces, or of a continuation: the request, after the MIDI file it continues."""
+    from ml.data.notes import MidiError
+    from ml.generation.request import GenerationRequest, RequestError
+    from ml.pipeline import compose
+
+    first = versions[0]
+    primer = None
+    if first.primer_file:
+        with first.primer_file.open("rb") as f:
+            data = f.read()
+        try:
+            primer = runtime.primer_from_midi(data)
+        except MidiError as exc:  # checked at upload, so only a changed file gets here
+            raise PipelineError(f"The uploaded MIDI file could not be read: {exc}") from exc
+    try:
+        # After a partial failure, only the missing variations are written.
+        request = GenerationRequest.from_dict({**first.params, "variations": len(versions)}, primer=primer)
+    except RequestError as exc:
+        raise PipelineError(f"The request is not valid: {exc}") from exc
+    pieces = compose(generator, request, progress=progress, stage=progress.stage)
+    if len(pieces) < len(versions):
+        raise PipelineError("The model wrote fewer variations than asked for")
+    return pieces
+
+
 def composition_reconcile() -> dict[str, int]:
-    """Scheduled every minute: re-queue or fail pieces whose task is gone (see services.reconciling)."""
+    """Scheduled every minute: re-queue or fail versions whose task is gone (see services.reconciling)."""
     return reconciling.composition_reconcile()
 
 

@@ -76,19 +76,22 @@ def compose(
         return generator.generate(request, progress=progress)
 
 
-def render_piece(renderer: Renderer, notes: NoteSequence, *, midi_path: Path, audio_path: Path) -> float:
-    """Write `notes` as MIDI and as audio (MP3, or WAV for a .wav path); return the audio's length in seconds."""
+def render_piece(renderer: Renderer, notes: NoteSequence, *, midi_path: Path, audio_path: Path,
+                 accompaniment: NoteSequence | None = None) -> float:
+    """Write `notes` (and an accompaniment on its own track) as MIDI and as audio (MP3, or WAV for a
+    .wav path); return the audio's length in seconds."""
+    others = (accompaniment,) if accompaniment is not None and len(accompaniment) else ()
     from ml.audio.render import encode_mp3
 
     suffix = audio_path.suffix.lower()
     if suffix not in AUDIO_FORMATS:
         raise ValueError(f"Audio files are written as {' or '.join(AUDIO_FORMATS)}, not {suffix or 'no suffix'}.")
     with failure_reason("The MIDI file could not be written"):
-        write_midi(notes, midi_path)
+        write_midi(notes, midi_path, *others)
     with tempfile.TemporaryDirectory(prefix="musicgen-") as tmp:
         wav_path = Path(tmp) / "piece.wav"
         with failure_reason("Audio rendering failed"):
-            seconds = renderer.render_wav(notes_to_midi(notes), wav_path)
+            seconds = renderer.render_wav(notes_to_midi(notes, *others), wav_path)
         if suffix == ".wav":
             shutil.move(wav_path, audio_path)
         else:

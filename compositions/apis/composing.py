@@ -31,6 +31,10 @@ def _control_field(name: str, control: Control, *, output: bool) -> serializers.
         common.update(required=name == "style", allow_null=control.nullable)
     if control.kind == "choice" and name != "instrument":
         return serializers.ChoiceField(choices=[value for value, _ in control.choices], **common)
+    if control.kind == "text":
+        return serializers.CharField(max_length=int(control.maximum or 0), allow_blank=True, **common)
+    if control.kind == "bool":
+        return serializers.BooleanField(**common)
     if control.kind in ("style", "time_signature"):
         if control.kind == "time_signature":
             common["help_text"] += f' Default "{DEFAULTS[name]}".'
@@ -87,6 +91,8 @@ class FormSerializer(serializers.Serializer):
 
 
 class CompositionDetailSerializer(CompositionStatusSerializer):
+    version = serializers.IntegerField(help_text="The number of the current version, the one described here")
+    versions_url = serializers.CharField(help_text="The piece's versions")
     model_name = serializers.CharField()
     duration_seconds = serializers.FloatField(allow_null=True)
     settings = CompositionSettingsSerializer()
@@ -172,7 +178,7 @@ class CompositionCreateApi(APIView):
 
 
 class CompositionDetailApi(APIView):
-    """One piece, yours or a public one: its status, settings, harmony and file URLs."""
+    """One piece, yours or a public one: its current version's status, settings, harmony and file URLs."""
 
     permission_classes = [AllowAny]
 

@@ -216,21 +216,23 @@ def _read_midi(source: str | Path | bytes) -> pretty_midi.PrettyMIDI:
         raise MidiError(f"The MIDI file is corrupt ({type(exc).__name__}).") from exc
 
 
-def notes_to_midi(seq: NoteSequence) -> pretty_midi.PrettyMIDI:
-    """Write the notes to one instrument, with tempo and time-signature meta events."""
+def notes_to_midi(seq: NoteSequence, *others: NoteSequence) -> pretty_midi.PrettyMIDI:
+    """Write the notes to one instrument (and each of `others` to one more, on its own program),
+    with the first sequence's tempo and time-signature meta events."""
     pm = pretty_midi.PrettyMIDI(initial_tempo=float(seq.tempo_bpm))
     for time, numerator, denominator in seq.time_signatures:
         pm.time_signature_changes.append(pretty_midi.TimeSignature(numerator, denominator, time))
-    inst = pretty_midi.Instrument(program=int(seq.program))
-    for onset, pitch, duration, velocity in zip(seq.start, seq.pitch, seq.duration, seq.velocity):
-        inst.notes.append(pretty_midi.Note(velocity=int(velocity), pitch=int(pitch),
-                                           start=float(onset), end=float(onset + duration)))
-    pm.instruments.append(inst)
+    for part in (seq, *others):
+        inst = pretty_midi.Instrument(program=int(part.program))
+        for onset, pitch, duration, velocity in zip(part.start, part.pitch, part.duration, part.velocity):
+            inst.notes.append(pretty_midi.Note(velocity=int(velocity), pitch=int(pitch),
+                                               start=float(onset), end=float(onset + duration)))
+        pm.instruments.append(inst)
     return pm
 
 
-def write_midi(seq: NoteSequence, path: Path) -> None:
-    notes_to_midi(seq).write(str(path))
+def write_midi(seq: NoteSequence, path: Path, *others: NoteSequence) -> None:
+    notes_to_midi(seq, *others).write(str(path))
 
 
 def parse_key(name: str) -> int:

@@ -67,7 +67,8 @@ class Command(BaseCommand):
                 with tempfile.TemporaryDirectory(prefix="musicgen-") as tmp:
                     midi_path = _numbered(options["midi"], index, len(pieces)) if options["midi"] \
                         else Path(tmp) / "piece.mid"
-                    seconds = render_piece(renderer, piece.notes, midi_path=midi_path, audio_path=audio_path)
+                    seconds = render_piece(renderer, piece.notes, midi_path=midi_path, audio_path=audio_path,
+                                           accompaniment=piece.accompaniment)
                 form = piece_form(piece)
                 phrases = " ".join(f"{p['letter']}{chr(8242) if p['varied'] else ''}({p['first_bar']}-{p['last_bar']})"
                                    for p in form.get("phrases", []))
