@@ -76,6 +76,27 @@ def compose(
         return generator.generate(request, progress=progress)
 
 
+def regenerate(generator: Generator, notes: NoteSequence, request: GenerationRequest, *, form: dict[str, Any],
+               key: tuple[int, str], first_bar: int, last_bar: int,
+               progress: Callable[[float], None] | None = None) -> GeneratedPiece:
+    """Write bars first..last of a finished piece again (its notes, the form it was stored with and
+    the key it was written in); every other note is kept. PipelineError says what failed."""
+    from ml.generation.form import plan_from_dict
+    from ml.generation.infill import Passage, PassageError
+
+    with failure_reason("The model file is broken"):
+        generator.load()
+    try:
+        plan = plan_from_dict(form)
+        passage = Passage(notes=notes, plan=plan, plan_start=float(form.get("phrases", [{}])[0].get("start_s", 0.0)),
+                          key=key, first_bar=first_bar, last_bar=last_bar)
+        generator.validate(request)
+    except (PassageError, KeyError, TypeError, ValueError) as exc:
+        raise PipelineError(f"The passage cannot be regenerated: {exc}") from exc
+    with failure_reason("The model could not write this passage"):
+        return generator.regenerate(passage, request, progress=progress)
+
+
 def render_piece(renderer: Renderer, notes: NoteSequence, *, midi_path: Path, audio_path: Path,
                  accompaniment: NoteSequence | None = None) -> float:
     """Write `notes` (and an accompaniment on its own track) as MIDI and as audio (MP3, or WAV for a

@@ -52,6 +52,7 @@ class Phrase:
         cadence: The phrase ends on a cadence (its closing note falls on `cadence_at`).
         cadence_at: Beat of the cadence's arrival: the downbeat of the phrase's last bar.
         final: The last phrase: it closes on the tonic and holds its last chord to `end`.
+        varied: Some of its bars were written again after the piece was made (regenerated).
     """
 
     letter: str
@@ -62,6 +63,7 @@ class Phrase:
     cadence: bool
     cadence_at: float
     final: bool
+    varied: bool = False
 
     @property
     def bars(self) -> float:
@@ -106,9 +108,28 @@ class FormPlan:
             "phrases": [{"letter": p.letter, "start": p.start, "end": p.end,
                          "first_bar": int(round(p.start / self.bar_beats)) + 1,
                          "last_bar": int(round(p.end / self.bar_beats)),
-                         "repeat_of": p.copy_of, "varied": p.copy_of is not None and p.copy_until < p.bars,
+                         "repeat_of": p.copy_of,
+                         "varied": p.varied or (p.copy_of is not None and p.copy_until < p.bars),
                          "cadence": p.cadence} for p in self.phrases],
         }
+
+
+def plan_from_dict(data: dict[str, Any]) -> FormPlan:
+    """A plan as `FormPlan.to_dict` stored it (copy lengths are not stored: a repeat counts as whole,
+    a varied one as rewriting its last bar)."""
+    bar_beats = float(data["bar_beats"])
+    rows = data["phrases"]
+    phrases = []
+    for i, row in enumerate(rows):
+        start, end = float(row["start"]), float(row["end"])
+        copy_of = row.get("repeat_of")
+        varied = bool(row.get("varied"))
+        copy_until = 0.0 if copy_of is None else (end - start - (bar_beats if varied else 0.0))
+        phrases.append(Phrase(letter=str(row["letter"]), start=start, end=end, copy_of=copy_of,
+                              copy_until=max(0.0, copy_until), cadence=bool(row.get("cadence", True)),
+                              cadence_at=end - bar_beats, final=i == len(rows) - 1,
+                              varied=varied and copy_of is None))
+    return FormPlan(form=str(data.get("form", "")), bar_beats=bar_beats, bars=int(data["bars"]), phrases=tuple(phrases))
 
 
 def check_form(form: str) -> str:

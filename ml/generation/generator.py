@@ -26,6 +26,7 @@ from ml.data.notes import estimate_key, parse_key
 from ml.generation.chords import ChordSpan, chord_spans, progression_key
 from ml.generation.constraints import build_constraints
 from ml.generation.form import FormPlan, plan_form, style_form
+from ml.generation.infill import Passage
 from ml.generation.piece import GeneratedPiece
 from ml.generation.request import GenerationRequest
 from ml.generation.sampler import MAX_NOTES_PER_VARIATION, Batch, Line, Primer
@@ -180,16 +181,22 @@ class Generator:
         batch = Batch(request, config, tempo, plan, lines,
                       polyphonic=float(stats.get("notes_per_onset", 1.0)) >= 1.5,
                       constraints=build_constraints(self.off, chords=spans), spans=spans)
+        self._run(batch, rngs, progress)
+        return [batch.piece(v, seeds[v]) for v in range(len(seeds))]
+
+    def _run(self, batch: Batch, rngs: list[np.random.Generator], progress: Callable[[float], None] | None) -> None:
+        """Sample every line of `batch` to its end: the network's two steps, the sampler between."""
+        request, lines = batch.request, batch.lines
         with self._lock:  # one request at a time per process: the window variables are shared
-            steps: Any = self._steps.get(len(seeds))
+            steps: Any = self._steps.get(len(lines))
             if self.chains is not None:
                 from ml.evaluation.joint_markov import ChainSteps
 
-                steps = ChainSteps(self.chains[request.style], len(seeds))
+                steps = ChainSteps(self.chains[request.style], len(lines))
             elif steps is None:
-                steps = self._steps[len(seeds)] = CompiledSteps(self._model, len(seeds))
+                steps = self._steps[len(lines)] = CompiledSteps(self._model, len(lines))
             steps.reset(batch.window_arrays(), {
-                "style": config.style_index(request.style), "metre": metre_class(request.time_signature),
+                "style": self.config.style_index(request.style), "metre": metre_class(request.time_signature),
                 "mode": np.array([line.mode_index for line in lines], np.int32)})
             step_logits = steps.encode(None)
             reported = -1.0
@@ -205,7 +212,33 @@ class Generator:
                 step_logits = steps.encode(note)
         if progress is not None:
             progress(1.0)
-        return [batch.piece(v, seeds[v]) for v in range(len(seeds))]
+
+    def regenerate(self, passage: Passage, request: GenerationRequest,
+                   progress: Callable[[float], None] | None = None) -> GeneratedPiece:
+        """Write `passage`'s bars again and keep every note outside them (see ml.generation.infill).
+
+        `request.variations` candidates are written in one batch; the one whose notes lead best
+        into the bars after the gap (the network's likelihood of those kept notes) is returned.
+        """
+        self.validate(request)
+        self.load()
+        base_seed = request.seed if request.seed is not None else secrets.randbits(32)
+        seeds = [(base_seed + v) % 2**32 for v in range(request.variations)]
+        rngs = [np.random.default_rng(s) for s in seeds]
+        config = self.config
+        shift = key_shift(passage.key[0]) if config.key_relative else 0
+        mode_index = MODE_NAMES.index("minor" if passage.key[1] in ("minor", "dorian") else "major")
+        lines = [Line(tonic=passage.key[0], mode=passage.key[1], shift=shift, mode_index=mode_index,
+                      primer=passage.primer(config, shift)) for _ in seeds]
+        stats = self._stats(request.style)
+        spans = self.chord_spans(request, passage.plan)
+        batch = Batch(request, config, float(passage.notes.tempo_bpm), passage.plan, lines,
+                      polyphonic=float(stats.get("notes_per_onset", 1.0)) >= 1.5,
+                      constraints=build_constraints(self.off | {"repeats"}, chords=spans), spans=spans,
+                      gap=passage.gap, after=[passage.after(shift) for _ in seeds])
+        self._run(batch, rngs, progress)
+        best = max(range(len(lines)), key=lambda v: (lines[v].join, -v))
+        return passage.filled(lines[best], seed=seeds[best])
 
     @staticmethod
     def chord_spans(request: GenerationRequest, plan: FormPlan) -> list[ChordSpan] | None:

@@ -49,7 +49,7 @@ class Primer:
                    output=(onset, pitch, duration_beats.astype(np.float64), seq.velocity.copy()), plan_start=plan_start)
 
 
-@dataclass
+@dataclass(eq=False)  # lines are told apart by identity (two may hold equal notes)
 class Line:
     """One variation: its key, and the notes written so far (onsets in beats from the plan's start)."""
 
@@ -72,6 +72,10 @@ class Line:
     arrived: bool = False  # the final cadence has sounded: only its chord may follow
     finished: bool = False
     history: list[int] = field(default_factory=list)
+    after: list[tuple[float, int, float, float]] = field(default_factory=list)  # notes after a gap, to score
+    scoring: bool = False  # feeding the notes after the gap
+    join: float = 0.0  # log-likelihood of the notes after the gap, given what was written
+    step_score: float = 0.0
 
 
 class Batch:
@@ -86,7 +90,12 @@ class Batch:
 
     def __init__(self, request: GenerationRequest, config: ModelConfig, tempo: float, plan: FormPlan,
                  lines: list[Line], *, polyphonic: bool, constraints: list[Constraint],
-                 spans: list[ChordSpan] | None = None) -> None:
+                 spans: list[ChordSpan] | None = None, gap: tuple[float, float] | None = None,
+                 after: list[list[tuple[float, int, float, float]]] | None = None) -> None:
+        """With `gap` (start, end beats) the lines write only that stretch: they open at its start,
+        after the notes of their primer, and stop at its end, where `after` (per line, the notes
+        that follow the gap, key-relative) is fed through the network and scored: `line.join`
+        adds up their log-likelihood, how well what was written leads into what follows."""
         self.request, self.config, self.tempo, self.plan, self.lines = request, config, tempo, plan, lines
         self.polyphonic = polyphonic
         self.spans = spans or []  # the requested chords, whether or not their constraint is on
@@ -102,8 +111,17 @@ class Batch:
         self.grid = np.array(config.time_grid, dtype=np.float64)
         self.target_notes = request.notes if request.notes is not None else MAX_NOTES_PER_VARIATION
         last = plan.phrases[-1]
+        self.gap = gap
         self.boundaries: list[tuple[float, str, int]] = self.repeats.boundaries(self) if self.repeats else []
-        self.boundaries.append((last.cadence_at, "final", len(plan.phrases) - 1))
+        if gap is not None and gap[1] < last.cadence_at + 1e-9:  # a passage that ends before the close
+            self.boundaries = [b for b in self.boundaries if gap[0] - 1e-9 <= b[0] < gap[1] - 1e-9]
+            self.boundaries.append((gap[1], "join", -1))
+            for line, notes in zip(lines, after or [[] for _ in lines]):
+                line.after = list(notes)
+        else:
+            if gap is not None:
+                self.boundaries = [b for b in self.boundaries if b[0] >= gap[0] - 1e-9]
+            self.boundaries.append((last.cadence_at, "final", len(plan.phrases) - 1))
         self.max_step_class = int(np.searchsorted(self.grid, MAX_STEP_BEATS, side="right"))
         self.max_duration_class = int(np.searchsorted(self.grid, MAX_DURATION_BEATS, side="right"))
         self.next_onset = np.zeros(self.size)  # beats: where each variation's next note starts
@@ -163,6 +181,8 @@ class Batch:
                 line.primer.output[0][-1] - line.primer.plan_start if line.primer is not None else onset)
             self.next_onset[v] = onset
             chosen[v] = int(self.config.quantize_beats(np.array([onset - previous]))[0])
+            if line.scoring:
+                line.step_score = float(_log_softmax(logits[v])[chosen[v]])
             positions[v], cadences[v] = self._features(onset)
         return chosen, positions, cadences
 
@@ -174,8 +194,12 @@ class Batch:
         if line.queue:
             line.forced = line.queue.pop(0)
             return line.forced[0]
-        if not line.onsets:  # the first note opens the plan's first bar
-            return self._arrive(line, 0.0) if self.boundaries[line.boundary][0] <= 0 else 0.0
+        if line.scoring:  # every note after the gap has been scored
+            line.finished = True
+            return line.position
+        if not line.onsets:  # the first note opens the plan's first bar (or the gap)
+            first = self.gap[0] if self.gap is not None else 0.0
+            return self._arrive(line, first) if self.boundaries[line.boundary][0] <= first else first
         chord_full = len(line.chord) >= MAX_CHORD_NOTES or bool(
             line.chord and max(line.chord) + line.shift >= self.request.pitch_high)
         mask = np.ones(len(self.grid), dtype=bool)
@@ -210,6 +234,14 @@ class Batch:
         """Reach a hard boundary: start copying a repeat, or sound the final cadence."""
         _, kind, index = self.boundaries[line.boundary]
         line.boundary += 1
+        if kind == "join":  # the end of a gap: what follows it is fed through and scored
+            line.scoring = True
+            line.queue = list(line.after)
+            if not line.queue:
+                line.finished = True
+                return beat
+            line.forced = line.queue.pop(0)
+            return line.forced[0]
         if kind == "final":
             line.arrived = True
             if self.cadence is not None:
@@ -235,6 +267,8 @@ class Batch:
             if line.forced is not None:
                 onset, pitch, duration_beats, vel = line.forced
                 duration = int(self.config.quantize_beats(np.array([duration_beats]))[0])
+                if line.scoring:
+                    line.join += _log_softmax(pitch_logits[v])[int(pitch)] + line.step_score
             else:
                 in_chord = bool(line.chord) and abs(onset - line.position) < 1e-9 and bool(line.onsets)
                 allowed = self._pitch_mask(line, onset, in_chord)
@@ -346,6 +380,12 @@ class Batch:
         return GeneratedPiece(notes=seq, primer_length=primer_length, primer_end=primer_end, seed=seed,
                               plan=self.plan, plan_start=offset * spb, key=(line.tonic, line.mode),
                               accompaniment=backing)
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.asarray(logits, dtype=np.float64).reshape(-1)
+    z = z - z.max()
+    return z - np.log(np.exp(z).sum())
 
 
 def sample(logits: np.ndarray, allowed: np.ndarray, temperature: float, top_k: int, top_p: float,
