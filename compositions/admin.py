@@ -21,22 +21,43 @@ from django.utils.html import format_html_join
 
 from compositions import selectors
 from compositions.errors import NotAllowed
-from compositions.models import ApiToken, Composition, MusicModel, TrainingDataset
+from compositions.models import ApiToken, Composition, CompositionVersion, MusicModel, TrainingDataset
 from compositions.services.training import music_model_activate, training_request
 from ml.data.archives import ArchiveError, extract_midi_zip
 from ml.model.config import read_model_info
+
+
+class CompositionVersionInline(admin.TabularInline):
+    """A piece's versions, with the technical detail of failed ones; written by the task, never edited here."""
+
+    model = CompositionVersion
+    fk_name = "composition"
+    fields = ("number", "kind", "change", "status", "error", "error_detail", "seed", "model_name", "attempts",
+              "claimed_by", "created_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Composition | None = None) -> bool:
+        return False
 
 
 @admin.register(Composition)
 class CompositionAdmin(admin.ModelAdmin):
     list_display = ("display_title", "user", "style", "length_label", "status", "visibility", "hidden", "play_count",
                     "created_at")
-    list_filter = ("status", "style", "visibility", "hidden")
-    search_fields = ("public_id", "title", "user__username", "error")
-    readonly_fields = ("public_id", "batch_id", "created_at", "updated_at", "error_detail", "claim", "claimed_by",
-                       "attempts", "queue_count", "queued_at", "share_token", "params")
-    exclude = ("notes_json", "chords_json")
+    list_filter = ("current_version__status", "style", "visibility", "hidden")
+    list_select_related = ("current_version", "user")
+    search_fields = ("public_id", "title", "user__username", "current_version__error")
+    readonly_fields = ("public_id", "batch_id", "created_at", "updated_at", "share_token", "current_version")
+    inlines = [CompositionVersionInline]
     actions = ["hide", "unhide"]
+
+    @admin.display(description="Status", ordering="current_version__status")
+    def status(self, composition: Composition) -> str:
+        version = composition.current_version
+        return version.get_status_display() if version else "—"
 
     @admin.action(description="Hide the selected pieces from everyone but their owners (moderation)")
     def hide(self, request: HttpRequest, queryset: QuerySet[Composition]) -> None:
@@ -54,12 +75,14 @@ class UsageUserAdmin(UserAdmin):
 
     @admin.display(description="Active / quota")
     def active_pieces(self, user: User) -> str:
-        active = Composition.objects.filter(user=user, status__in=Composition.UNFINISHED_STATUSES).count()
+        active = CompositionVersion.objects.filter(composition__user=user,
+                                                   status__in=CompositionVersion.UNFINISHED_STATUSES).count()
         return f"{active} / {settings.QUOTA_ACTIVE_PIECES}"
 
     @admin.display(description="Last 24 h / quota")
     def pieces_today(self, user: User) -> str:
-        today = Composition.objects.filter(user=user, created_at__gte=timezone.now() - timedelta(days=1)).count()
+        today = CompositionVersion.objects.filter(composition__user=user,
+                                                  created_at__gte=timezone.now() - timedelta(days=1)).count()
         return f"{today} / {settings.QUOTA_PIECES_PER_DAY}"
 
 
@@ -116,7 +139,8 @@ class MusicModelAdmin(admin.ModelAdmin):
     @admin.display(description="Pieces it wrote (listen)")
     def samples(self, music_model: MusicModel) -> str:
         # Public pieces only: a model's samples never expose someone's private work.
-        pieces = selectors.composition_public_list().filter(model_name=Path(music_model.path).stem)[:3]
+        pieces = selectors.composition_public_list().filter(
+            current_version__model_name=Path(music_model.path).stem)[:3]
         if not pieces:
             return "No piece yet."
         return format_html_join(

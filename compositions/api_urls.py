@@ -16,6 +16,13 @@ from compositions.apis.composing import (
 from compositions.apis.files import CompositionMidiApi, CompositionMp3Api
 from compositions.apis.gallery import CompositionListApi, CompositionShareApi, CompositionUpdateApi
 from compositions.apis.routing import method_router
+from compositions.apis.versions import (
+    CompositionVersionCreateApi,
+    CompositionVersionCurrentApi,
+    CompositionVersionDeleteApi,
+    CompositionVersionDetailApi,
+    CompositionVersionListApi,
+)
 
 app_name = "api"
 
@@ -33,6 +40,13 @@ urlpatterns = [
     ),
     path("compositions/<uuid:public_id>/retry/", CompositionRetryApi.as_view(), name="composition-retry"),
     path("compositions/<uuid:public_id>/share/", CompositionShareApi.as_view(), name="composition-share"),
+    path("compositions/<uuid:public_id>/versions/",
+         method_router(get=CompositionVersionListApi, post=CompositionVersionCreateApi), name="composition-versions"),
+    path("compositions/<uuid:public_id>/versions/<int:number>/",
+         method_router(get=CompositionVersionDetailApi, delete=CompositionVersionDeleteApi),
+         name="composition-version"),
+    path("compositions/<uuid:public_id>/versions/<int:number>/current/", CompositionVersionCurrentApi.as_view(),
+         name="composition-version-current"),
     path("compositions/<uuid:public_id>/audio.mp3", CompositionMp3Api.as_view(), name="composition-mp3"),
     path("compositions/<uuid:public_id>/score.mid", CompositionMidiApi.as_view(), name="composition-midi"),
 ]

@@ -1,4 +1,4 @@
-"""The MP3 and MIDI files of a composition as HTTP responses, for the pages and the API alike."""
+"""The MP3 and MIDI files of a piece's version as HTTP responses, for the pages and the API alike."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from urllib.parse import quote
 from django.conf import settings
 from django.http import FileResponse, Http404, HttpResponse
 
-from compositions.models import Composition
+from compositions.models import Composition, CompositionVersion
 
 FileKind = Literal["mp3", "midi"]
 
@@ -20,18 +20,22 @@ FILE_KINDS: dict[str, tuple[str, str, str]] = {
 
 
 def composition_file_response(
-    *, composition: Composition, kind: FileKind, as_attachment: bool
+    *, composition: Composition, version: CompositionVersion, kind: FileKind, as_attachment: bool, pinned: bool,
 ) -> FileResponse | HttpResponse:
-    """One of `composition`'s files as a response; Http404 until it exists. The caller checks permission.
+    """One of a version's files as a response; Http404 until it exists. The caller checks permission.
+
+    `pinned`: the URL names the version (`?version=n`), so its bytes never change and may be kept;
+    the piece's own URL follows its current version, so a browser asks again each time.
 
     With MEDIA_ACCEL_REDIRECT_PREFIX set, the web server in front sends the bytes (X-Accel-Redirect)
     and this process only decides who may have them.
     """
     field, content_type, extension = FILE_KINDS[kind]
-    file = getattr(composition, field)
+    file = getattr(version, field)
     if not file:
         raise Http404("This file is not ready.")
-    filename = f"{composition.style}-{composition.public_id.hex[:8]}.{extension}"
+    number = f"-v{version.number}" if version.number > 1 else ""
+    filename = f"{composition.style}-{composition.public_id.hex[:8]}{number}.{extension}"
     response: FileResponse | HttpResponse
     if settings.MEDIA_ACCEL_REDIRECT_PREFIX:
         response = HttpResponse(content_type=content_type)
@@ -42,5 +46,5 @@ def composition_file_response(
         response = FileResponse(file.open("rb"), as_attachment=as_attachment, filename=filename,
                                 content_type=content_type)
     # Private files: no shared cache may keep them.
-    response["Cache-Control"] = "private, max-age=3600"
+    response["Cache-Control"] = "private, max-age=3600" if pinned else "private, no-cache"
     return response

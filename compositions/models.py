@@ -15,15 +15,12 @@ _TITLE_NOUNS = ("Heron", "Harbour", "Lantern", "Meadow", "River", "Sparrow", "Or
 
 
 class Composition(models.Model):
-    """One generated piece: its request, its progress while the worker runs, and its files."""
+    """One piece: its owner, title, sharing and plays, and the version of it that is heard now.
 
-    class Status(models.TextChoices):
-        PENDING = "pending", "Queued"
-        GENERATING = "generating", "Generating"
-        RENDERING = "rendering", "Rendering"
-        DONE = "done", "Done"
-        FAILED = "failed", "Failed"
-        CANCELLED = "cancelled", "Cancelled"
+    Its music is in its versions (`CompositionVersion`): the one the first request wrote, then each
+    continuation, regenerated passage or harmonisation. The page, the API, share links and the
+    gallery show the current version; a piece's status is its current version's.
+    """
 
     class Visibility(models.TextChoices):
         PRIVATE = "private", "Private"
@@ -35,42 +32,13 @@ class Composition(models.Model):
     # Variations requested together share a batch and are generated in one call.
     batch_id = models.UUIDField(default=uuid.uuid4, db_index=True, editable=False)
     variation_index = models.PositiveSmallIntegerField(default=0)
+    style = models.CharField(max_length=64)  # its versions' style, as a column to filter on
+    # Null only while the piece is being saved with its first version.
+    current_version = models.ForeignKey("CompositionVersion", null=True, blank=True, on_delete=models.SET_NULL,
+                                        related_name="+")
 
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
-    progress = models.PositiveSmallIntegerField(default=0)  # percent, 0..100
-    status_message = models.CharField(max_length=200, blank=True)
-    error = models.CharField(max_length=300, blank=True)  # shown to the user
-    error_detail = models.TextField(blank=True)  # for the admin: the underlying exception
-    # The task run that holds the row while it is generating or rendering. Every write of a run
-    # is guarded by it, so a run that was given up for dead can never overwrite its successor.
-    claim = models.UUIDField(null=True, blank=True, editable=False)
-    claimed_by = models.CharField(max_length=200, blank=True)  # "host:pid" of the worker that holds it
-    attempts = models.PositiveSmallIntegerField(default=0)  # runs that claimed the row
-    queue_count = models.PositiveSmallIntegerField(default=0)  # times a task was queued for it
-    queued_at = models.DateTimeField(null=True, blank=True)
-
-    # The request, as ml.generation.request.GenerationRequest.to_dict() writes it. The style is also a column,
-    # to filter on; `seed` is replaced by the seed that reproduces this variation once it is done.
-    style = models.CharField(max_length=64)
-    params = models.JSONField(default=dict)
-    primer_file = models.FileField(upload_to="primers/", blank=True)
-
-    # The result.
-    model_name = models.CharField(max_length=200, blank=True)
-    midi_file = models.FileField(upload_to="midi/", blank=True)
-    mp3_file = models.FileField(upload_to="mp3/", blank=True)
-    duration_seconds = models.FloatField(null=True, blank=True)  # measured from the rendered audio
-    notes_json = models.JSONField(default=list, blank=True)  # [[pitch, start_s, duration_s, velocity], ...]
-    primer_end = models.FloatField(null=True, blank=True)  # seconds where the generated part begins
-    # [[start_s, label], ...] at each chord change; label None where no chord sounds.
-    chords_json = models.JSONField(default=list, blank=True)
-    # The form the piece was written to: {"form", "bars", "key", "phrases": [{"letter", "start_s",
-    # "end_s", "first_bar", "last_bar", "repeat_of", "varied", "cadence"}, ...]}; {} before it is done.
-    form_json = models.JSONField(default=dict, blank=True)
-
-    # What the gallery shows: the user's title (blank: `default_title`), and the key the piece is in.
+    # What the gallery shows: the user's title (blank: `default_title`).
     title = models.CharField(max_length=120, blank=True)
-    detected_key = models.CharField(max_length=16, blank=True)  # "D minor", estimated from the notes
     is_favourite = models.BooleanField(default=False)
     play_count = models.PositiveIntegerField(default=0)
 
@@ -86,16 +54,16 @@ class Composition(models.Model):
         ordering = ["-created_at", "-id"]
 
     def __str__(self) -> str:
-        return f"{self.style} {self.length_label} ({self.get_status_display()})"
-
-    ACTIVE_STATUSES = ("generating", "rendering")
-    UNFINISHED_STATUSES = ("pending", "generating", "rendering")
+        version = self.current_version
+        return f"{self.style} {self.length_label}" + (f" ({version.get_status_display()})" if version else "")
 
     @property
     def default_title(self) -> str:
         """ "Chorale in D minor · Amber Heron": style, key and two words drawn from the piece's id."""
-        key = self.detected_key or (
-            f"{self.params['key']} {self.params.get('mode', 'major')}" if self.params.get("key", "any") != "any" else ""
+        version = self.current_version
+        params = version.params if version else {}
+        key = (version.detected_key if version else "") or (
+            f"{params['key']} {params.get('mode', 'major')}" if params.get("key", "any") != "any" else ""
         )
         words = _TITLE_WORDS[self.public_id.int % len(_TITLE_WORDS)], _TITLE_NOUNS[self.public_id.int // 7 % len(
             _TITLE_NOUNS)]
@@ -108,9 +76,108 @@ class Composition(models.Model):
 
     @property
     def length_label(self) -> str:
+        """The requested length of the current version as the user gave it: "30 s" or "200 notes"."""
+        return self.current_version.length_label if self.current_version else ""
+
+
+class CompositionVersion(models.Model):
+    """One version of a piece: its request, the run of the task that writes it, and what it wrote.
+
+    Version 1 is what the first request wrote; a continuation, a regenerated passage or a
+    harmonisation is a new version of the same piece, written by its own run of the task. A
+    version becomes its piece's current one when it is done; any finished version can be made
+    current again (undo).
+    """
+
+    class Kind(models.TextChoices):
+        ORIGINAL = "original", "Original"
+        CONTINUE = "continue", "Continued"
+        REGENERATE = "regenerate", "Passage regenerated"
+        HARMONISE = "harmonise", "Harmonised"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Queued"
+        GENERATING = "generating", "Generating"
+        RENDERING = "rendering", "Rendering"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    ACTIVE_STATUSES = ("generating", "rendering")
+    UNFINISHED_STATUSES = ("pending", "generating", "rendering")
+
+    composition = models.ForeignKey(Composition, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveSmallIntegerField()  # 1, 2, ... within its piece
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.ORIGINAL)
+    # What changed, in words: "continued from version 2", "bars 5–8 regenerated", and from which version.
+    change = models.CharField(max_length=200, blank=True)
+    source = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    # The run of the task that writes it. Versions written by one run (the variations of one
+    # request) share a batch. Every write of a run is guarded by its claim, so a run that was
+    # given up for dead can never overwrite its successor.
+    batch_id = models.UUIDField(default=uuid.uuid4, db_index=True, editable=False)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
+    progress = models.PositiveSmallIntegerField(default=0)  # percent, 0..100
+    status_message = models.CharField(max_length=200, blank=True)
+    error = models.CharField(max_length=300, blank=True)  # shown to the user
+    error_detail = models.TextField(blank=True)  # for the admin: the underlying exception
+    claim = models.UUIDField(null=True, blank=True, editable=False)
+    claimed_by = models.CharField(max_length=200, blank=True)  # "host:pid" of the worker that holds it
+    attempts = models.PositiveSmallIntegerField(default=0)  # runs that claimed the row
+    queue_count = models.PositiveSmallIntegerField(default=0)  # times a task was queued for it
+    queued_at = models.DateTimeField(null=True, blank=True)
+
+    # The request, as ml.generation.request.GenerationRequest.to_dict() writes it (`seed` as asked:
+    # null for a random one), and the seed that reproduces this version, once it is written.
+    params = models.JSONField(default=dict)
+    seed = models.PositiveBigIntegerField(null=True, blank=True)
+    primer_file = models.FileField(upload_to="primers/", blank=True)  # the MIDI file it continues
+
+    # What it wrote, and the model that wrote it (its file, to write the piece's next version with).
+    model_name = models.CharField(max_length=200, blank=True)
+    model_path = models.CharField(max_length=500, blank=True)
+    midi_file = models.FileField(upload_to="midi/", blank=True)
+    mp3_file = models.FileField(upload_to="mp3/", blank=True)
+    duration_seconds = models.FloatField(null=True, blank=True)  # measured from the rendered audio
+    notes_json = models.JSONField(default=list, blank=True)  # [[pitch, start_s, duration_s, velocity], ...]
+    primer_end = models.FloatField(null=True, blank=True)  # seconds where the generated part begins
+    # [[start_s, label], ...] at each chord change; label None where no chord sounds.
+    chords_json = models.JSONField(default=list, blank=True)
+    # The form it was written to: {"form", "bars", "key", "phrases": [{"letter", "start_s", "end_s",
+    # "first_bar", "last_bar", "repeat_of", "varied", "cadence"}, ...]}; {} before it is done.
+    form_json = models.JSONField(default=dict, blank=True)
+    detected_key = models.CharField(max_length=16, blank=True)  # "D minor", estimated from the notes
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["composition_id", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["composition", "number"], name="one_version_per_number"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Version {self.number} of {self.composition_id} ({self.get_status_display()})"
+
+    @property
+    def length_label(self) -> str:
         """The requested length as the user gave it: "30 s" or "200 notes"."""
         notes, seconds = self.params.get("notes"), self.params.get("seconds")
         return f"{notes} notes" if notes is not None else f"{seconds or 0:g} s"
+
+    @property
+    def seed_used(self) -> int | None:
+        """The seed that reproduces this version: drawn when it was written, else the one it was asked with."""
+        return self.seed if self.seed is not None else self.params.get("seed")
+
+    @property
+    def summary(self) -> str:
+        """What this version is, in words: "Continued from version 1, seed 42"."""
+        text = self.change or self.get_kind_display()
+        seed = self.seed_used
+        return f"{text[:1].upper()}{text[1:]}" + (f", seed {seed}" if seed is not None else "")
 
 
 class MusicModel(models.Model):

@@ -19,7 +19,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import DatabaseError
 
 from compositions.errors import ComposingUnavailable, RequestInvalid
-from compositions.models import MusicModel
+from compositions.models import CompositionVersion, MusicModel
 
 if TYPE_CHECKING:
     from ml.audio.render import Renderer
@@ -35,6 +35,18 @@ def active_model_path() -> Path:
     except DatabaseError:  # before the first migrate (e.g. during `manage.py check`)
         active = None
     return Path(active) if active else Path(settings.MUSIC_MODEL_PATH)
+
+
+def model_file_of(*, version: CompositionVersion) -> Path | None:
+    """The .keras file of the model that wrote `version`, while it is still here; None once it is gone.
+
+    The file it was written with, else a file the site knows (a MusicModel row, MUSIC_MODEL_PATH)
+    under the name the version records.
+    """
+    known = [*MusicModel.objects.values_list("path", flat=True), str(settings.MUSIC_MODEL_PATH)]
+    candidates = [version.model_path] if version.model_path else []
+    candidates += [path for path in known if version.model_name and Path(path).stem == version.model_name]
+    return next((Path(path) for path in candidates if Path(path).is_file()), None)
 
 
 _generators: dict[Path, tuple[float, Generator]] = {}  # path -> (file mtime, generator)

@@ -8,6 +8,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypedDict
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -18,11 +19,11 @@ from django.urls import reverse
 from django.utils import timezone
 
 from compositions.errors import RequestInvalid
-from compositions.models import Composition, Primer
+from compositions.models import Composition, CompositionVersion, Primer
 
 
 class CompositionStatus(TypedDict):
-    """The payload the progress bar polls."""
+    """The payload the progress bar polls: a piece's current version, or one of its versions."""
 
     id: str
     status: str
@@ -34,12 +35,14 @@ class CompositionStatus(TypedDict):
 
 
 class CompositionDetail(CompositionStatus):
-    """The API's view of one composition: its status, settings and, once done, its harmony.
+    """The API's view of one composition: its current version's status, settings and, once done, harmony.
 
     `settings` holds every control of ml.generation.request.GenerationRequest (the seed: the one that
-    reproduces this variation), and `continues_midi`.
+    reproduces this version), and `continues_midi`.
     """
 
+    version: int
+    versions_url: str
     model_name: str
     duration_seconds: float | None
     settings: dict[str, Any]
@@ -47,33 +50,51 @@ class CompositionDetail(CompositionStatus):
     form: dict[str, Any]
 
 
+class VersionItem(CompositionStatus):
+    """One version in a piece's list of versions."""
+
+    number: int
+    kind: str
+    change: str
+    summary: str
+    seed: int | None
+    current: bool
+    duration_seconds: float | None
+    created_at: datetime
+
+
+# What a list of pieces never shows: the notes, chords and form of their current versions.
+_HEAVY = ("current_version__notes_json", "current_version__chords_json", "current_version__form_json")
+
+
 def composition_list_for_user(
     *, user: AbstractBaseUser, style: str = "", status: str = "", query: str = "", favourites: bool = False
 ) -> QuerySet[Composition]:
-    """The user's compositions, newest first, filtered as the gallery's controls ask."""
-    pieces = Composition.objects.filter(user=user).defer("notes_json", "chords_json", "form_json")
+    """The user's compositions, newest first, filtered as the gallery's controls ask (status: the current version's)."""
+    pieces = Composition.objects.filter(user=user).select_related("current_version").defer(*_HEAVY)
     if style:
         pieces = pieces.filter(style=style)
     if status:
-        pieces = pieces.filter(status=status)
+        pieces = pieces.filter(current_version__status=status)
     if query:
-        pieces = pieces.filter(Q(title__icontains=query) | Q(style__icontains=query) | Q(detected_key__icontains=query))
+        pieces = pieces.filter(Q(title__icontains=query) | Q(style__icontains=query)
+                               | Q(current_version__detected_key__icontains=query))
     if favourites:
         pieces = pieces.filter(is_favourite=True)
     return pieces
 
 
 def composition_public_list(*, order: str = "newest") -> QuerySet[Composition]:
-    """Finished public pieces that no moderator hid: newest first, or most played."""
+    """Public pieces whose current version is finished and that no moderator hid: newest first, or most played."""
     pieces = Composition.objects.filter(
-        visibility=Composition.Visibility.PUBLIC, hidden=False, status=Composition.Status.DONE
-    ).defer("notes_json", "chords_json", "form_json").select_related("user")
+        visibility=Composition.Visibility.PUBLIC, hidden=False, current_version__status=CompositionVersion.Status.DONE
+    ).select_related("current_version", "user").defer(*_HEAVY)
     return pieces.order_by("-play_count", "-created_at") if order == "popular" else pieces
 
 
 def composition_get_for_user(*, user: AbstractBaseUser, public_id: uuid.UUID | str) -> Composition:
     """The user's composition `public_id`; Http404 for anyone else's, so its existence stays hidden."""
-    composition = Composition.objects.filter(user=user, public_id=public_id).first()
+    composition = Composition.objects.filter(user=user, public_id=public_id).select_related("current_version").first()
     if composition is None:
         raise Http404("No such composition.")
     return composition
@@ -81,7 +102,7 @@ def composition_get_for_user(*, user: AbstractBaseUser, public_id: uuid.UUID | s
 
 def composition_get_for_viewer(*, user: AbstractBaseUser | None, public_id: uuid.UUID | str) -> Composition:
     """The composition if `user` may see it: their own, or a public one no moderator hid; else Http404."""
-    composition = Composition.objects.filter(public_id=public_id).first()
+    composition = Composition.objects.filter(public_id=public_id).select_related("current_version").first()
     if composition is None or not composition_visible_to(composition=composition, user=user):
         raise Http404("No such composition.")
     return composition
@@ -100,8 +121,19 @@ def composition_get_by_share_token(*, token: str) -> Composition:
         composition = Composition.objects.filter(
             share_token=token, hidden=False,
             visibility__in=(Composition.Visibility.UNLISTED, Composition.Visibility.PUBLIC),
-        ).first()
+        ).select_related("current_version").first()
     if composition is None:
+        raise Http404("No such composition.")
+    return composition
+
+
+def composition_get_for_listener(*, user: AbstractBaseUser | None, public_id: uuid.UUID | str,
+                                 share_token: str = "") -> Composition:
+    """A piece the caller may hear: by its share token when one is given, else as `composition_get_for_viewer`."""
+    if not share_token:
+        return composition_get_for_viewer(user=user, public_id=public_id)
+    composition = composition_get_by_share_token(token=share_token)
+    if str(composition.public_id) != str(public_id):
         raise Http404("No such composition.")
     return composition
 
@@ -113,35 +145,113 @@ def composition_batch(*, composition: Composition) -> QuerySet[Composition]:
     )
 
 
-def composition_status(*, composition: Composition, for_api: bool = False) -> CompositionStatus:
-    """Where `composition` stands, with download URLs once it is done.
+def composition_version_get(*, composition: Composition, number: int) -> CompositionVersion:
+    """Version `number` of a piece the caller may see; Http404 when it has none by that number."""
+    version = composition.versions.filter(number=number).first()
+    if version is None:
+        raise Http404("No such version.")
+    version.composition = composition
+    return version
 
-    The API's file URLs accept token authentication; the pages' ones need a browser session.
+
+def composition_version_named(*, composition: Composition, number: str | None) -> CompositionVersion:
+    """The version a file URL or status URL names with `?version=n`; without it, the piece's current one."""
+    if not number:
+        assert composition.current_version is not None, "a piece is saved with its first version"
+        return composition.current_version
+    try:
+        wanted = int(number)
+    except ValueError:
+        raise Http404("No such version.") from None
+    return composition_version_get(composition=composition, number=wanted)
+
+
+def composition_version_list(*, composition: Composition) -> QuerySet[CompositionVersion]:
+    """A piece's versions, oldest first, without their notes."""
+    return composition.versions.order_by("number").defer("notes_json", "chords_json", "form_json")
+
+
+def composition_version_running(*, composition: Composition) -> CompositionVersion | None:
+    """The version of a piece that is queued or being written, if any (there is at most one)."""
+    return composition.versions.filter(status__in=CompositionVersion.UNFINISHED_STATUSES).first()
+
+
+def _file_urls(composition: Composition, version: CompositionVersion, *, for_api: bool,
+               share_token: str = "") -> dict[str, str | None]:
+    """The MP3 and MIDI URLs of a finished version: the piece's own for its current one, else `?version=n`."""
+    if version.status != CompositionVersion.Status.DONE:
+        return {"mp3_url": None, "midi_url": None}
+    names = ("api:composition-mp3", "api:composition-midi") if for_api else ("compositions:mp3", "compositions:midi")
+    query = {} if composition.current_version_id == version.id else {"version": version.number}
+    if share_token:
+        query["share_token"] = share_token
+    suffix = f"?{urlencode(query)}" if query else ""
+    return {kind: reverse(name, args=[composition.public_id]) + suffix
+            for kind, name in zip(("mp3_url", "midi_url"), names)}
+
+
+def composition_version_status(
+    *, composition: Composition, version: CompositionVersion, for_api: bool = False, share_token: str = "",
+) -> CompositionStatus:
+    """Where one version of `composition` stands, with its file URLs once it is done.
+
+    The API's file URLs accept token authentication (and carry `share_token` when the caller came
+    with one); the pages' ones need a browser session.
     """
-    done = composition.status == Composition.Status.DONE
-    mp3_name, midi_name = ("api:composition-mp3", "api:composition-midi") if for_api else (
-        "compositions:mp3", "compositions:midi"
-    )
+    urls = _file_urls(composition, version, for_api=for_api, share_token=share_token)
     return {
         "id": str(composition.public_id),
-        "status": composition.status,
-        "progress": composition.progress,
-        "message": composition.status_message,
-        "error": composition.error,
-        "mp3_url": reverse(mp3_name, args=[composition.public_id]) if done else None,
-        "midi_url": reverse(midi_name, args=[composition.public_id]) if done else None,
+        "status": version.status,
+        "progress": version.progress,
+        "message": version.status_message,
+        "error": version.error,
+        "mp3_url": urls["mp3_url"],
+        "midi_url": urls["midi_url"],
     }
 
 
+def composition_status(*, composition: Composition, for_api: bool = False) -> CompositionStatus:
+    """Where a piece stands: its current version's status, with download URLs once it is done."""
+    version = composition.current_version
+    assert version is not None, "a piece is saved with its first version"
+    return composition_version_status(composition=composition, version=version, for_api=for_api)
+
+
+def composition_settings(*, version: CompositionVersion) -> dict[str, Any]:
+    """The request a version was written from, with the seed that reproduces it once it is known."""
+    return {**version.params, "seed": version.seed_used}
+
+
 def composition_detail(*, composition: Composition) -> CompositionDetail:
-    """The API's answer for one composition: status, API file URLs, settings and chords."""
+    """The API's answer for one composition: its current version's status, settings, chords and form."""
+    version = composition.current_version
+    assert version is not None, "a piece is saved with its first version"
     return {
         **composition_status(composition=composition, for_api=True),
-        "model_name": composition.model_name,
-        "duration_seconds": composition.duration_seconds,
-        "settings": {**composition.params, "continues_midi": bool(composition.primer_file)},
-        "chords": composition.chords_json,
-        "form": composition.form_json,
+        "version": version.number,
+        "versions_url": reverse("api:composition-versions", args=[composition.public_id]),
+        "model_name": version.model_name,
+        "duration_seconds": version.duration_seconds,
+        "settings": {**composition_settings(version=version), "continues_midi": bool(version.primer_file)},
+        "chords": version.chords_json,
+        "form": version.form_json,
+    }
+
+
+def composition_version_item(*, composition: Composition, version: CompositionVersion, for_api: bool = False,
+                             share_token: str = "") -> VersionItem:
+    """One line of a piece's list of versions."""
+    return {
+        **composition_version_status(composition=composition, version=version, for_api=for_api,
+                                     share_token=share_token),
+        "number": version.number,
+        "kind": version.kind,
+        "change": version.change,
+        "summary": version.summary,
+        "seed": version.seed_used,
+        "current": composition.current_version_id == version.id,
+        "duration_seconds": version.duration_seconds,
+        "created_at": version.created_at,
     }
 
 
@@ -158,12 +268,12 @@ def primer_bytes(*, user: AbstractBaseUser, primer_id: str) -> bytes:
         return f.read()
 
 
-def composition_settings_table(*, composition: Composition) -> list[tuple[str, str]]:
-    """(label, value) rows of the settings a piece was requested with, as its page lists them."""
+def composition_settings_table(*, version: CompositionVersion) -> list[tuple[str, str]]:
+    """(label, value) rows of the settings a version was requested with, as its page lists them."""
     from ml.generation.request import CONTROLS
 
-    params = composition.params
-    rows = [("Length", composition.length_label)]
+    params = composition_settings(version=version)
+    rows = [("Length", version.length_label)]
     for name, control in CONTROLS.items():
         if name in ("seconds", "notes") or name not in params:
             continue
@@ -172,27 +282,28 @@ def composition_settings_table(*, composition: Composition) -> list[tuple[str, s
         if name == "mode" and params.get("key") == "any":
             continue  # the mode applies only with a key
         rows.append((control.label, control.display(params[name])))
-    if composition.primer_file:
-        rows.append(("Continues", "your MIDI file"))
+    if version.primer_file:
+        source = version.source
+        rows.append(("Continues", f"version {source.number}" if source else "your MIDI file"))
     return rows
 
 
 def stalled_before() -> datetime:
-    """Rows still generating or rendering that were last touched before this were abandoned.
+    """Versions still generating or rendering that were last touched before this were abandoned.
 
-    A running task touches its rows every Q_HEARTBEAT_SECONDS (a thread beside the work), so
+    A running task touches its versions every Q_HEARTBEAT_SECONDS (a thread beside the work), so
     silence for Q_STALL_SECONDS means its worker died.
     """
     return timezone.now() - timedelta(seconds=settings.Q_STALL_SECONDS)
 
 
 def stalled_filter() -> Q:
-    """Rows that a dead worker left half-done."""
-    return Q(status__in=Composition.ACTIVE_STATUSES, updated_at__lt=stalled_before())
+    """Versions that a dead worker left half-done."""
+    return Q(status__in=CompositionVersion.ACTIVE_STATUSES, updated_at__lt=stalled_before())
 
 
-def composition_is_stalled(*, composition: Composition) -> bool:
-    return composition.status in Composition.ACTIVE_STATUSES and composition.updated_at < stalled_before()
+def version_is_stalled(*, version: CompositionVersion) -> bool:
+    return version.status in CompositionVersion.ACTIVE_STATUSES and version.updated_at < stalled_before()
 
 
 def this_worker() -> str:
@@ -211,8 +322,8 @@ def claims_of_dead_local_workers() -> list[uuid.UUID]:
 
     prefix = f"{socket.gethostname()}:"
     claims = []
-    for claim, owner in Composition.objects.filter(
-        status__in=Composition.ACTIVE_STATUSES, claimed_by__startswith=prefix
+    for claim, owner in CompositionVersion.objects.filter(
+        status__in=CompositionVersion.ACTIVE_STATUSES, claimed_by__startswith=prefix
     ).values_list("claim", "claimed_by"):
         pid = int(owner.removeprefix(prefix))
         try:
@@ -224,14 +335,16 @@ def claims_of_dead_local_workers() -> list[uuid.UUID]:
     return claims
 
 
-def queued_composition_ids() -> set[int]:
-    """Ids that the generation tasks still waiting in the broker (or, with the ORM broker, running) were given.
+def queued_version_ids() -> set[int]:
+    """Version ids that the generation tasks still waiting in the broker (or, with the ORM broker, running) were given.
 
     Redis hands a task out by removing it from its list, so there a running task is not seen;
-    it has claimed its rows by then, which is what the reconciler looks at first.
+    it has claimed its versions by then, which is what the reconciler looks at first.
     """
     from django_q.brokers import get_broker
     from django_q.signing import SignedPackage
+
+    from compositions.services.queueing import GENERATE_TASK
 
     broker = get_broker()
     if settings.Q_CLUSTER.get("orm"):
@@ -246,16 +359,26 @@ def queued_composition_ids() -> set[int]:
             task = SignedPackage.loads(payload)
         except Exception:  # a foreign or corrupt entry is not ours to judge
             continue
-        if str(task.get("func")) == "compositions.tasks.composition_generate" and task.get("args"):
+        if str(task.get("func")) == GENERATE_TASK and task.get("args"):
             ids.add(int(task["args"][0]))
     return ids
 
 
+@dataclass(frozen=True)
+class MissingFile:
+    """A file a version names that is not in storage (or a finished version without its file)."""
+
+    version_id: int
+    composition_id: int
+    number: int
+    name: str
+
+
 @dataclass
 class MediaReport:
-    """Rows whose files are gone, and files that no row names."""
+    """Versions whose files are gone, and files that nothing names."""
 
-    missing: list[tuple[int, str]] = field(default_factory=list)  # (composition id, file name)
+    missing: list[MissingFile] = field(default_factory=list)
     orphans: list[str] = field(default_factory=list)
 
     @property
@@ -267,21 +390,22 @@ MEDIA_FOLDERS = ("midi", "mp3", "primers")
 
 
 def media_report() -> MediaReport:
-    """Compare the stored files with the rows that name them."""
+    """Compare the stored files with the versions (and uploaded primers) that name them."""
     report = MediaReport()
-    named: set[str] = set()
-    for row_id, status, *names in Composition.objects.values_list("id", "status", "midi_file", "mp3_file",
-                                                                   "primer_file").iterator():
+    named: set[str] = set(Primer.objects.values_list("file", flat=True))
+    rows = CompositionVersion.objects.values_list("id", "composition_id", "number", "status", "midi_file",
+                                                  "mp3_file", "primer_file")
+    for version_id, composition_id, number, status, *names in rows.iterator():
         for name in names:
             if not name:
                 continue
             named.add(name)
             if not default_storage.exists(name):
-                report.missing.append((row_id, name))
-        if status == Composition.Status.DONE:
+                report.missing.append(MissingFile(version_id, composition_id, number, name))
+        if status == CompositionVersion.Status.DONE:
             for kind, name in zip(("MIDI", "MP3"), names[:2]):
                 if not name:
-                    report.missing.append((row_id, f"(no {kind} file)"))
+                    report.missing.append(MissingFile(version_id, composition_id, number, f"(no {kind} file)"))
     for folder in MEDIA_FOLDERS:
         if not default_storage.exists(folder):
             continue

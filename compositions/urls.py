@@ -20,6 +20,9 @@ urlpatterns = [
     path("<uuid:public_id>/share/", views.composition_share, name="share"),
     path("<uuid:public_id>/again/", views.composition_again, name="again"),
     path("<uuid:public_id>/play/", views.composition_play, name="play"),
+    path("<uuid:public_id>/versions/<int:number>/current/", views.composition_version_current,
+         name="version-current"),
+    path("<uuid:public_id>/versions/<int:number>/delete/", views.composition_version_delete, name="version-delete"),
     path("<uuid:public_id>/audio.mp3", views.composition_file, {"kind": "mp3"}, name="mp3"),
     path("<uuid:public_id>/score.mid", views.composition_file, {"kind": "midi"}, name="midi"),
 ]

@@ -22,8 +22,8 @@ from compositions import selectors
 from compositions.downloads import FileKind, composition_file_response
 from compositions.errors import ComposingUnavailable, NotAllowed, QuotaExceeded, RequestInvalid
 from compositions.forms import CompositionForm, ThrottledAuthenticationForm
-from compositions.models import Composition
-from compositions.services import accounts, composing, sharing
+from compositions.models import Composition, CompositionVersion
+from compositions.services import accounts, composing, sharing, versions
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -81,7 +81,7 @@ def composition_list(request: HttpRequest) -> HttpResponse:
     context = {
         "page": page, "compositions": page.object_list, "filters": filters,
         "styles": sorted(set(selectors.composition_list_for_user(user=request.user).values_list("style", flat=True))),
-        "statuses": Composition.Status.choices,
+        "statuses": CompositionVersion.Status.choices,
         "query_string": _without_page(request),
     }
     return render(request, "compositions/list.html", context)
@@ -101,7 +101,9 @@ def composition_new(request: HttpRequest) -> HttpResponse:
         source = request.GET.get("from")
         initial = {}
         if source:
-            initial = dict(selectors.composition_get_for_user(user=request.user, public_id=source).params)
+            piece = selectors.composition_get_for_user(user=request.user, public_id=source)
+            assert piece.current_version is not None, "a piece is saved with its first version"
+            initial = selectors.composition_settings(version=piece.current_version)
         form = CompositionForm(initial=initial)
         return render(request, "compositions/new.html", {"form": form})
     form = CompositionForm(request.POST, request.FILES or None)
@@ -125,16 +127,25 @@ def composition_new(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 def composition_detail(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
-    """The owner's page of a piece; anyone else sees a public piece's shared view (or 404)."""
+    """The owner's page of a piece and its versions; anyone else sees a public piece's shared view (or 404)."""
     composition = selectors.composition_get_for_viewer(user=request.user, public_id=public_id)
     if composition.user_id != request.user.pk:
         return _shared_page(request, composition)
+    version = composition.current_version
+    assert version is not None, "a piece is saved with its first version"
+    running = selectors.composition_version_running(composition=composition)
     context = {
         "composition": composition,
+        "version": version,
+        # A new version being written while the current one plays.
+        "running": running if running is not None and running.id != version.id else None,
+        "versions": [selectors.composition_version_item(composition=composition, version=item)
+                     for item in selectors.composition_version_list(composition=composition)],
+        "unfinished_statuses": CompositionVersion.UNFINISHED_STATUSES,
+        "retryable_statuses": (CompositionVersion.Status.FAILED, CompositionVersion.Status.CANCELLED),
         "batch": selectors.composition_batch(composition=composition),
-        "status": selectors.composition_status(composition=composition),
-        "stalled": selectors.composition_is_stalled(composition=composition),
-        "settings_table": selectors.composition_settings_table(composition=composition),
+        "stalled": selectors.version_is_stalled(version=version),
+        "settings_table": selectors.composition_settings_table(version=version),
         **_listen_urls(composition),
         "share_url": request.build_absolute_uri(reverse("shared", args=[composition.share_token]))
         if composition.share_token else "",
@@ -153,11 +164,14 @@ def _listen_urls(composition: Composition, token: str = "") -> dict[str, Any]:
 
 
 def _shared_page(request: HttpRequest, composition: Composition, token: str = "") -> HttpResponse:
-    """Player, piano roll and settings, without the owner's private data (no name, no actions)."""
+    """The current version's player, piano roll and settings, without the owner's private data (no name,
+    no actions, no other versions)."""
+    version = composition.current_version
+    assert version is not None, "a piece is saved with its first version"
     urls = _listen_urls(composition, token)
     context = {
-        "composition": composition, **urls,
-        "settings_table": selectors.composition_settings_table(composition=composition),
+        "composition": composition, "version": version, **urls,
+        "settings_table": selectors.composition_settings_table(version=version),
         "page_url": request.build_absolute_uri(),
         "audio_url": request.build_absolute_uri(urls["files"]["mp3"]),
     }
@@ -169,11 +183,17 @@ def shared(request: HttpRequest, token: str) -> HttpResponse:
     return _shared_page(request, selectors.composition_get_by_share_token(token=token), token)
 
 
+def _file_response(request: HttpRequest, composition: Composition, kind: FileKind) -> FileResponse | HttpResponse:
+    """A file of the piece's current version, or of `?version=n`; ?download=1 saves it, else it plays inline."""
+    number = request.GET.get("version")
+    version = selectors.composition_version_named(composition=composition, number=number)
+    return composition_file_response(composition=composition, version=version, kind=kind,
+                                     as_attachment=request.GET.get("download") == "1", pinned=bool(number))
+
+
 @require_GET
 def shared_file(request: HttpRequest, token: str, kind: FileKind) -> FileResponse | HttpResponse:
-    composition = selectors.composition_get_by_share_token(token=token)
-    return composition_file_response(composition=composition, kind=kind,
-                                     as_attachment=request.GET.get("download") == "1")
+    return _file_response(request, selectors.composition_get_by_share_token(token=token), kind)
 
 
 def _listener(request: HttpRequest) -> str:
@@ -221,10 +241,13 @@ def composition_share(request: HttpRequest, public_id: uuid.UUID) -> HttpRespons
 @login_required
 @require_POST
 def composition_again(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+    """Again with a new seed (a new piece), or continue this one (a new version of it)."""
     composition = selectors.composition_get_for_user(user=request.user, public_id=public_id)
-    action = composing.composition_continue if request.POST.get("continue") == "1" else composing.composition_again
     try:
-        [first, *_] = action(composition=composition, user=request.user)
+        if request.POST.get("continue") == "1":
+            versions.composition_continue(composition=composition)
+            return redirect("compositions:detail", public_id=composition.public_id)
+        [first, *_] = composing.composition_again(composition=composition, user=request.user)
     except (RequestInvalid, ComposingUnavailable, QuotaExceeded, NotAllowed) as exc:
         messages.error(request, str(exc))
         return redirect("compositions:detail", public_id=composition.public_id)
@@ -232,10 +255,26 @@ def composition_again(request: HttpRequest, public_id: uuid.UUID) -> HttpRespons
 
 
 @login_required
+@require_POST
+def composition_version_current(request: HttpRequest, public_id: uuid.UUID, number: int) -> HttpResponse:
+    return _on_own_piece(request, public_id, lambda piece: versions.composition_version_set_current(
+        version=selectors.composition_version_get(composition=piece, number=number)))
+
+
+@login_required
+@require_POST
+def composition_version_delete(request: HttpRequest, public_id: uuid.UUID, number: int) -> HttpResponse:
+    return _on_own_piece(request, public_id, lambda piece: versions.composition_version_delete(
+        version=selectors.composition_version_get(composition=piece, number=number)))
+
+
+@login_required
 @require_GET
 def composition_status(request: HttpRequest, public_id: uuid.UUID) -> JsonResponse:
+    """The piece's status (its current version's), or with ?version=n that version's."""
     composition = selectors.composition_get_for_user(user=request.user, public_id=public_id)
-    return JsonResponse(selectors.composition_status(composition=composition))
+    version = selectors.composition_version_named(composition=composition, number=request.GET.get("version"))
+    return JsonResponse(selectors.composition_version_status(composition=composition, version=version))
 
 
 @login_required
@@ -261,11 +300,7 @@ def composition_delete(request: HttpRequest, public_id: uuid.UUID) -> HttpRespon
 
 @require_GET
 def composition_file(request: HttpRequest, public_id: uuid.UUID, kind: FileKind) -> FileResponse | HttpResponse:
-    composition = selectors.composition_get_for_viewer(user=request.user, public_id=public_id)
-    # ?download=1 saves the file; without it the browser plays it inline (<audio src>).
-    return composition_file_response(
-        composition=composition, kind=kind, as_attachment=request.GET.get("download") == "1"
-    )
+    return _file_response(request, selectors.composition_get_for_viewer(user=request.user, public_id=public_id), kind)
 
 
 def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:

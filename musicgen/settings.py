@@ -199,6 +199,11 @@ else:
 # Per-user limits, enforced in the database when a piece is requested.
 QUOTA_ACTIVE_PIECES = envint("QUOTA_ACTIVE_PIECES", "8")  # queued or being written at once
 QUOTA_PIECES_PER_DAY = envint("QUOTA_PIECES_PER_DAY", "200")  # in any 24 hours
+# Versions one piece keeps (finished or being written): past it, a new version is refused (409)
+# until the owner deletes one. Failed and cancelled versions do not count.
+MAX_VERSIONS_PER_PIECE = envint("MAX_VERSIONS_PER_PIECE", "20")
+if MAX_VERSIONS_PER_PIECE < 1:
+    raise ValueError("MAX_VERSIONS_PER_PIECE must be at least 1")
 # Failed logins per user name and per address before a pause, and the pause in seconds.
 LOGIN_ATTEMPTS = envint("LOGIN_ATTEMPTS", "5")
 LOGIN_LOCKOUT_SECONDS = envint("LOGIN_LOCKOUT_SECONDS", "300")

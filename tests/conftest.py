@@ -10,9 +10,10 @@ from typing import Any
 import pretty_midi
 import pytest
 from django.contrib.auth.models import User
+from django.core.files.base import ContentFile
 from django.test import Client
 
-from compositions.models import Composition
+from compositions.models import Composition, CompositionVersion
 
 PASSWORD = "a-Long-enough-pa55word"
 
@@ -91,19 +92,68 @@ def user_client(client_for: Callable[[User], Client], user: User) -> Client:
     return client_for(user)
 
 
+# A piece's own columns; everything else a factory is given belongs to its version.
+PIECE_FIELDS = ("title", "is_favourite", "play_count", "visibility", "share_token", "hidden", "batch_id",
+                "variation_index")
+
+
+def _give_files(version: CompositionVersion) -> None:
+    version.mp3_file.save("piece.mp3", ContentFile(b"ID3fake-mp3"), save=False)
+    version.midi_file.save("piece.mid", ContentFile(midi_bytes([60, 64, 67])), save=False)
+    version.save()
+
+
 @pytest.fixture
 def composition_factory(db: None, style: str) -> Callable[..., Composition]:
-    """Composition rows in any state, without running the generator."""
+    """Pieces in any state, each with its first version, without running the generator."""
 
-    def make(user: User, **fields: Any) -> Composition:
-        """Request controls (style, seconds, key, ...) go into `params`; other fields are columns."""
+    def make(user: User, *, files: bool = False, **fields: Any) -> Composition:
+        """Request controls (style, seconds, key, ...) go into the version's `params`; the piece's own
+        columns (title, visibility, ...) onto the piece; the rest (status, progress, notes_json, ...)
+        onto its version 1. With `files`, the version gets a small MP3 and MIDI file."""
         from ml.generation.request import CONTROLS, GenerationRequest
 
         controls = {name: fields.pop(name) for name in list(fields) if name in CONTROLS}
         params = GenerationRequest.from_dict({"style": style, "seconds": 5.0, **controls}).to_dict()
-        return Composition.objects.create(user=user, style=params["style"], params=params, **fields)
+        own = {name: fields.pop(name) for name in list(fields) if name in PIECE_FIELDS}
+        composition = Composition.objects.create(user=user, style=params["style"], **own)
+        version = CompositionVersion.objects.create(composition=composition, number=1, params=params,
+                                                    batch_id=composition.batch_id, **fields)
+        if files:
+            _give_files(version)
+        composition.current_version = version
+        composition.save(update_fields=["current_version"])
+        return composition
 
     return make
+
+
+@pytest.fixture
+def version_factory(db: None) -> Callable[..., CompositionVersion]:
+    """A piece's next version (done by default), made current with `current=True`."""
+
+    def make(composition: Composition, *, files: bool = True, current: bool = False,
+             **fields: Any) -> CompositionVersion:
+        number = composition.versions.count() + 1
+        base = composition.versions.order_by("number").last()
+        fields = {"kind": CompositionVersion.Kind.CONTINUE, "change": f"continued from version {number - 1}",
+                  "status": CompositionVersion.Status.DONE, "params": base.params if base else {}, **fields}
+        version = CompositionVersion.objects.create(composition=composition, number=number, source=base, **fields)
+        if files:
+            _give_files(version)
+        if current:
+            Composition.objects.filter(id=composition.id).update(current_version=version)
+            composition.refresh_from_db()
+        return version
+
+    return make
+
+
+def current(composition: Composition) -> CompositionVersion:
+    """The piece's current version, as the database has it now."""
+    composition.refresh_from_db()
+    assert composition.current_version is not None
+    return composition.current_version
 
 
 def midi_bytes(pitches: list[int], *, step: float = 0.5, program: int = 0) -> bytes:

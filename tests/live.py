@@ -145,10 +145,11 @@ class LiveSite:
         return session
 
     def compositions(self, usernames: list[str] | None = None) -> list[dict[str, Any]]:
-        """Composition rows (of `usernames`, else all), read straight from the site's database."""
+        """Pieces (of `usernames`, else all) with their current versions, read straight from the site's database."""
         sql = (
-            "SELECT c.id, c.public_id, c.status, c.attempts, c.error, c.error_detail, c.midi_file, c.mp3_file, "
-            "u.username, c.primer_file, c.claimed_by, c.progress FROM compositions_composition c "
+            "SELECT c.id, c.public_id, v.status, v.attempts, v.error, v.error_detail, v.midi_file, v.mp3_file, "
+            "u.username, v.primer_file, v.claimed_by, v.progress FROM compositions_composition c "
+            "JOIN compositions_compositionversion v ON v.id = c.current_version_id "
             "JOIN auth_user u ON u.id = c.user_id ORDER BY c.id"
         )
         names = ("id", "public_id", "status", "attempts", "error", "error_detail", "midi_file", "mp3_file",

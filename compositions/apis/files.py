@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from django.http import FileResponse, Http404, HttpResponse
+from django.http import FileResponse, HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
@@ -19,7 +19,7 @@ from rest_framework.views import APIView
 from compositions import selectors
 from compositions.apis.exception_handlers import ErrorSerializer
 from compositions.downloads import FileKind, composition_file_response
-from compositions.models import Composition
+from compositions.models import CompositionVersion
 
 
 class _AnyMediaType(BaseContentNegotiation):
@@ -35,10 +35,11 @@ class _AnyMediaType(BaseContentNegotiation):
 
 
 class CompositionFileApi(APIView):
-    """GET a piece's file (yours, a public one, or with its share token): audio/mpeg or audio/midi.
+    """GET a file of a piece's current version, or of `?version=n`: yours, a public piece, or with its
+    share token; audio/mpeg or audio/midi.
 
-    409 while it is being written (with the status and progress), 410 once it failed, 404 when it
-    does not exist or is not yours to hear.
+    409 while it is being written (with the status and progress), 410 once it failed or was
+    cancelled, 404 when it does not exist or is not yours to hear.
     """
 
     content_negotiation_class = _AnyMediaType
@@ -46,31 +47,34 @@ class CompositionFileApi(APIView):
     kind: FileKind = "mp3"
 
     def get(self, request: Request, public_id: uuid.UUID) -> FileResponse | HttpResponse | Response:
-        token = request.query_params.get("share_token", "")
-        if token:
-            composition = selectors.composition_get_by_share_token(token=token)
-            if str(composition.public_id) != str(public_id):
-                raise Http404("No such composition.")
-        else:
-            composition = selectors.composition_get_for_viewer(user=request.user, public_id=public_id)
-        if composition.status == Composition.Status.FAILED:
-            return Response({"detail": f"This piece failed: {composition.error}", "status": composition.status},
-                            status=status.HTTP_410_GONE)
-        if composition.status != Composition.Status.DONE:
-            return Response({"detail": "This piece is not ready yet.", "status": composition.status,
-                             "progress": composition.progress}, status=status.HTTP_409_CONFLICT)
-        return composition_file_response(composition=composition, kind=self.kind, as_attachment=True)
+        composition = selectors.composition_get_for_listener(
+            user=request.user, public_id=public_id, share_token=request.query_params.get("share_token", ""))
+        number = request.query_params.get("version")
+        version = selectors.composition_version_named(composition=composition, number=number)
+        if version.status in (CompositionVersion.Status.FAILED, CompositionVersion.Status.CANCELLED):
+            detail = f"This piece failed: {version.error}" if version.status == CompositionVersion.Status.FAILED \
+                else "This piece was cancelled."
+            return Response({"detail": detail, "status": version.status}, status=status.HTTP_410_GONE)
+        if version.status != CompositionVersion.Status.DONE:
+            return Response({"detail": "This piece is not ready yet.", "status": version.status,
+                             "progress": version.progress}, status=status.HTTP_409_CONFLICT)
+        return composition_file_response(composition=composition, version=version, kind=self.kind,
+                                         as_attachment=True, pinned=bool(number))
 
 
 FILE_ERRORS = {404: ErrorSerializer, 409: ErrorSerializer, 410: ErrorSerializer}
 SHARE_TOKEN = OpenApiParameter("share_token", str, description="The token of an unlisted piece's link")
+VERSION = OpenApiParameter("version", int, description="A version's number (see versions/); without it, the "
+                                                       "piece's current version")
 
 
-@extend_schema(parameters=[SHARE_TOKEN], responses={(200, "audio/mpeg"): OpenApiTypes.BINARY, **FILE_ERRORS})
+@extend_schema(parameters=[SHARE_TOKEN, VERSION],
+               responses={(200, "audio/mpeg"): OpenApiTypes.BINARY, **FILE_ERRORS})
 class CompositionMp3Api(CompositionFileApi):
     kind: FileKind = "mp3"
 
 
-@extend_schema(parameters=[SHARE_TOKEN], responses={(200, "audio/midi"): OpenApiTypes.BINARY, **FILE_ERRORS})
+@extend_schema(parameters=[SHARE_TOKEN, VERSION],
+               responses={(200, "audio/midi"): OpenApiTypes.BINARY, **FILE_ERRORS})
 class CompositionMidiApi(CompositionFileApi):
     kind: FileKind = "midi"

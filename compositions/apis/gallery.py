@@ -19,7 +19,7 @@ from compositions import selectors
 from compositions.apis.composing import CompositionDetailSerializer, CompositionStatusSerializer
 from compositions.apis.exception_handlers import ErrorSerializer
 from compositions.errors import RequestInvalid
-from compositions.models import Composition
+from compositions.models import Composition, CompositionVersion
 from compositions.services.sharing import composition_share, composition_update
 
 
@@ -37,10 +37,12 @@ class CompositionListItemSerializer(CompositionStatusSerializer):
 
 def _list_item(composition: Composition, user: Any) -> dict[str, Any]:
     mine = bool(user.is_authenticated and composition.user_id == user.pk)
+    version = composition.current_version
+    assert version is not None, "a piece is saved with its first version"
     return {
         **selectors.composition_status(composition=composition, for_api=True),
-        "title": composition.display_title, "style": composition.style, "detected_key": composition.detected_key,
-        "duration_seconds": composition.duration_seconds, "is_favourite": composition.is_favourite and mine,
+        "title": composition.display_title, "style": composition.style, "detected_key": version.detected_key,
+        "duration_seconds": version.duration_seconds, "is_favourite": composition.is_favourite and mine,
         "visibility": composition.visibility, "play_count": composition.play_count,
         "created_at": composition.created_at, "mine": mine,
     }
@@ -69,7 +71,7 @@ class CompositionListApi(APIView):
         operation_id="compositions_list",
         parameters=[
             OpenApiParameter("scope", enum=["mine", "public", "favourites"], default="mine"),
-            OpenApiParameter("style", str), OpenApiParameter("status", enum=Composition.Status.values),
+            OpenApiParameter("style", str), OpenApiParameter("status", enum=CompositionVersion.Status.values),
             OpenApiParameter("q", str, description="Search in titles, styles and keys"),
         ],
         responses={200: CompositionPageSerializer, 400: ErrorSerializer, 401: ErrorSerializer},

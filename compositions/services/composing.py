@@ -1,4 +1,8 @@
-"""Asking for pieces and the ways out of one: request, retry, cancel, delete, again, continue, primer upload."""
+"""Asking for pieces and the ways out of one: request, retry, cancel, delete, again, primer upload.
+
+A new piece is saved with its first version, which the generation task writes; continuing a
+piece makes a new version of it (`services.versions`).
+"""
 
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ from django.utils import timezone
 
 from compositions import runtime, selectors
 from compositions.errors import NotAllowed, RequestInvalid
-from compositions.models import Composition, Primer
+from compositions.models import Composition, CompositionVersion, Primer
 from compositions.services.queueing import batch_queue
 from compositions.services.quotas import quota_check
 
@@ -49,46 +53,54 @@ def _composition_create(
     batch_id = uuid.uuid4()
     # The worker re-reads the primer from storage; the batch shares one copy.
     primer_name = default_storage.save(f"primers/{batch_id}.mid", ContentFile(primer_midi)) if primer_midi else ""
-    compositions = [
-        Composition.objects.create(
-            user=user,
-            batch_id=batch_id,
-            variation_index=index,
-            primer_file=primer_name,
-            status_message="Queued",
-            style=params["style"],
-            params=params,
+    compositions, versions = [], []
+    for index in range(params["variations"]):
+        composition = Composition.objects.create(
+            user=user, batch_id=batch_id, variation_index=index, style=params["style"]
         )
-        for index in range(params["variations"])
-    ]
+        version = CompositionVersion.objects.create(
+            composition=composition, number=1, kind=CompositionVersion.Kind.ORIGINAL, batch_id=batch_id,
+            primer_file=primer_name, status_message="Queued", params=params,
+        )
+        composition.current_version = version
+        composition.save(update_fields=["current_version"])
+        compositions.append(composition)
+        versions.append(version)
     # One task writes the whole batch: all variations come from a single generate() call.
-    batch_queue(composition_id=compositions[0].id, batch_id=batch_id)
+    batch_queue(version_id=versions[0].id, batch_id=batch_id)
     return compositions
 
 
 @transaction.atomic
 def composition_retry(*, composition: Composition) -> Composition:
-    """Queue a failed, cancelled or stalled composition (and its failed or stalled batch mates) again."""
-    composition.refresh_from_db()
-    retryable = (Composition.Status.FAILED, Composition.Status.CANCELLED)
-    if not (composition.status in retryable or selectors.composition_is_stalled(composition=composition)):
+    """Queue the piece's newest version again when it failed, was cancelled or stalled.
+
+    The failed or stalled versions written by the same run (the request's other variations) go
+    with it.
+    """
+    version = CompositionVersion.objects.select_for_update().filter(composition=composition).order_by(
+        "-number").first()
+    retryable = (CompositionVersion.Status.FAILED, CompositionVersion.Status.CANCELLED)
+    if version is None or not (version.status in retryable or selectors.version_is_stalled(version=version)):
         raise NotAllowed("Only a failed, cancelled or stalled composition can be tried again.")
     quota_check(user=composition.user, wanted=1)
-    again = Q(status=Composition.Status.FAILED) | selectors.stalled_filter() | Q(id=composition.id)
-    Composition.objects.filter(again, batch_id=composition.batch_id).update(
-        status=Composition.Status.PENDING, progress=0, status_message="Queued", error="", error_detail="",
+    again = Q(status=CompositionVersion.Status.FAILED) | selectors.stalled_filter() | Q(id=version.id)
+    CompositionVersion.objects.filter(again, batch_id=version.batch_id).update(
+        status=CompositionVersion.Status.PENDING, progress=0, status_message="Queued", error="", error_detail="",
         claim=None, attempts=0, queue_count=0, updated_at=timezone.now(),
     )
-    batch_queue(composition_id=composition.id, batch_id=composition.batch_id)
+    batch_queue(version_id=version.id, batch_id=version.batch_id)
     composition.refresh_from_db()
     return composition
 
 
 @transaction.atomic
 def composition_cancel(*, composition: Composition) -> Composition:
-    """Stop a piece that is queued or being written; the worker drops it at its next progress write."""
-    updated = Composition.objects.filter(id=composition.id, status__in=Composition.UNFINISHED_STATUSES).update(
-        status=Composition.Status.CANCELLED, status_message="Cancelled", claim=None, updated_at=timezone.now()
+    """Stop the version of a piece that is queued or being written; the worker drops it at its next write."""
+    updated = CompositionVersion.objects.filter(
+        composition=composition, status__in=CompositionVersion.UNFINISHED_STATUSES
+    ).update(
+        status=CompositionVersion.Status.CANCELLED, status_message="Cancelled", claim=None, updated_at=timezone.now()
     )
     composition.refresh_from_db()
     if not updated:
@@ -97,14 +109,14 @@ def composition_cancel(*, composition: Composition) -> Composition:
 
 
 def composition_delete(*, composition: Composition) -> None:
-    """Delete a piece and its files. A run still writing it finds the row gone and cleans up after itself."""
+    """Delete a piece, its versions and their files. A run still writing one finds it gone and cleans up."""
     with transaction.atomic():
-        files = [composition.midi_file.name, composition.mp3_file.name]
-        primer = composition.primer_file.name
+        names = list(composition.versions.values_list("midi_file", "mp3_file", "primer_file"))
+        files = [name for midi, mp3, _ in names for name in (midi, mp3)]
+        primers = {primer for _, _, primer in names if primer}
         composition.delete()
-        # The batch shares one primer: it goes with the last piece that continues it.
-        if primer and not Composition.objects.filter(primer_file=primer).exists():
-            files.append(primer)
+        # A batch shares one primer: it goes with the last version that continues it.
+        files.extend(primer for primer in primers if not CompositionVersion.objects.filter(primer_file=primer).exists())
     # After the commit: a file is never gone while its row is still there.
     for name in files:
         if name:
@@ -112,27 +124,15 @@ def composition_delete(*, composition: Composition) -> None:
 
 
 def composition_again(*, composition: Composition, user: AbstractBaseUser) -> list[Composition]:
-    """The same settings with a new random seed (and the same MIDI file to continue, if any)."""
+    """A new piece with the current version's settings and a new random seed (and its MIDI file to continue)."""
+    version = composition.current_version
+    if version is None:
+        raise NotAllowed("This piece has nothing to compose again from.")
     primer = None
-    if composition.primer_file:
-        with composition.primer_file.open("rb") as f:
+    if version.primer_file:
+        with version.primer_file.open("rb") as f:
             primer = f.read()
-    return _compose_like(composition, user=user, primer=primer)
-
-
-def composition_continue(*, composition: Composition, user: AbstractBaseUser) -> list[Composition]:
-    """A new piece that continues this one: its MIDI file becomes the primer."""
-    if composition.status != Composition.Status.DONE or not composition.midi_file:
-        raise NotAllowed("Only a finished piece can be continued.")
-    with composition.midi_file.open("rb") as f:
-        primer = f.read()
-    return _compose_like(composition, user=user, primer=primer)
-
-
-def _compose_like(composition: Composition, *, user: AbstractBaseUser, primer: bytes | None) -> list[Composition]:
-    """One new piece with `composition`'s settings and a fresh random seed."""
-    return composition_request(user=user, params={**composition.params, "seed": None, "variations": 1},
-                               primer=primer)
+    return composition_request(user=user, params={**version.params, "seed": None, "variations": 1}, primer=primer)
 
 
 @transaction.atomic

@@ -11,9 +11,9 @@ from django.db.models import F
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from compositions.models import Composition
+from compositions.models import CompositionVersion
 
-GENERATE_TASK = "compositions.tasks.composition_generate"
+GENERATE_TASK = "compositions.tasks.composition_version_generate"
 TRAIN_TASK = "compositions.tasks.model_train"
 
 
@@ -23,9 +23,9 @@ def queue_after_commit(func: str, *args: object, **options: Any) -> None:
     transaction.on_commit(lambda: async_task(func, *args, sync=settings.Q_SYNC, **options))
 
 
-def batch_queue(*, composition_id: int, batch_id: uuid.UUID) -> None:
-    """Record that a task is on its way for the batch's pending rows, and queue it after commit."""
-    Composition.objects.filter(batch_id=batch_id, status=Composition.Status.PENDING).update(
+def batch_queue(*, version_id: int, batch_id: uuid.UUID) -> None:
+    """Record that a task is on its way for the batch's pending versions, and queue it after commit."""
+    CompositionVersion.objects.filter(batch_id=batch_id, status=CompositionVersion.Status.PENDING).update(
         queued_at=timezone.now(), queue_count=F("queue_count") + 1
     )
-    queue_after_commit(GENERATE_TASK, composition_id)
+    queue_after_commit(GENERATE_TASK, version_id)

@@ -1,4 +1,8 @@
-"""The per-user quotas, checked inside the transaction that would save new pieces."""
+"""The per-user quotas, checked inside the transaction that would save new versions.
+
+A version counts as a piece: a new piece is its first version, and each continuation (or
+regenerated passage, or harmonisation) is one more.
+"""
 
 from __future__ import annotations
 
@@ -9,18 +13,18 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.utils import timezone
 
 from compositions.errors import QuotaExceeded
-from compositions.models import Composition
+from compositions.models import CompositionVersion
 
 
 def quota_check(*, user: AbstractBaseUser, wanted: int) -> None:
-    """Refuse `wanted` new pieces when they would pass the user's quotas.
+    """Refuse `wanted` new versions when they would pass the user's quotas.
 
     The caller holds the write lock that serialises requests (the user's row on PostgreSQL,
     the database on SQLite), so two requests cannot both pass on the last free slot.
     """
     now = timezone.now()
-    mine = Composition.objects.filter(user=user)
-    active = mine.filter(status__in=Composition.UNFINISHED_STATUSES).count()
+    mine = CompositionVersion.objects.filter(composition__user=user)
+    active = mine.filter(status__in=CompositionVersion.UNFINISHED_STATUSES).count()
     if active + wanted > settings.QUOTA_ACTIVE_PIECES:
         raise QuotaExceeded(
             f"You already have {active} pieces queued or being written; the limit is "

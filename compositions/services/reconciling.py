@@ -12,18 +12,18 @@ from django.db.models import Q
 from django.utils import timezone
 
 from compositions import selectors
-from compositions.models import Composition, TrainingDataset
+from compositions.models import CompositionVersion, TrainingDataset
 from compositions.services.queueing import batch_queue
 
 logger = logging.getLogger(__name__)
 
 
 def composition_reconcile() -> dict[str, int]:
-    """Give every unfinished piece a task that will run it, or fail it with a reason.
+    """Give every unfinished piece (every version being written) a task that will run it, or fail it.
 
-    Runs on the cluster's schedule and when a worker starts. Two kinds of row are found:
-    rows a dead worker left generating or rendering (silent for Q_STALL_SECONDS), and pending
-    rows whose task left the queue without claiming them (lost by the broker, or failed before
+    Runs on the cluster's schedule and when a worker starts. Two kinds of version are found:
+    those a dead worker left generating or rendering (silent for Q_STALL_SECONDS), and pending
+    ones whose task left the queue without claiming them (lost by the broker, or failed before
     it could claim). Both are queued again; the task's claim makes a duplicate harmless.
     """
     now = timezone.now()
@@ -31,15 +31,15 @@ def composition_reconcile() -> dict[str, int]:
     with transaction.atomic():
         # Silent for too long, or held by a worker process of this machine that is gone.
         abandoned = selectors.stalled_filter() | Q(claim__in=selectors.claims_of_dead_local_workers())
-        stalled = list(Composition.objects.filter(abandoned).values_list("id", "batch_id"))
-        Composition.objects.filter(id__in=[row_id for row_id, _ in stalled]).update(
-            status=Composition.Status.PENDING, claim=None, claimed_by="",
+        stalled = list(CompositionVersion.objects.filter(abandoned).values_list("id", "batch_id"))
+        CompositionVersion.objects.filter(id__in=[row_id for row_id, _ in stalled]).update(
+            status=CompositionVersion.Status.PENDING, claim=None, claimed_by="",
             status_message="Queued again: its worker stopped", updated_at=now,
         )
         counts["stalled"] = len(stalled)
 
     orphan_before = now - timedelta(seconds=settings.Q_ORPHAN_SECONDS)
-    lost = Composition.objects.filter(status=Composition.Status.PENDING).filter(
+    lost = CompositionVersion.objects.filter(status=CompositionVersion.Status.PENDING).filter(
         Q(queued_at__lt=orphan_before) | Q(queued_at__isnull=True, created_at__lt=orphan_before)
     )
     # A dead run's own queue entry may come back only after the broker's `retry`: queue anew now.
@@ -47,27 +47,25 @@ def composition_reconcile() -> dict[str, int]:
     for batch_id in lost.values_list("batch_id", flat=True):
         batches.setdefault(batch_id, False)
     # Reading the broker's queue decodes every entry: only when some pending row may be orphaned.
-    waiting = selectors.queued_composition_ids() if not all(batches.values()) else set()
+    waiting = selectors.queued_version_ids() if not all(batches.values()) else set()
     with transaction.atomic():
         # Two queue entries per attempt are plenty: past that, something refuses to run it.
-        hopeless = Composition.objects.filter(
-            batch_id__in=batches, status=Composition.Status.PENDING, queue_count__gte=2 * settings.Q_MAX_ATTEMPTS
+        hopeless = CompositionVersion.objects.filter(
+            batch_id__in=batches, status=CompositionVersion.Status.PENDING, queue_count__gte=2 * settings.Q_MAX_ATTEMPTS
         )
         counts["failed"] = hopeless.update(
-            status=Composition.Status.FAILED, status_message="Failed", updated_at=now,
+            status=CompositionVersion.Status.FAILED, status_message="Failed", updated_at=now,
             error="The workers could not start this piece. Try again in a little while.",
             error_detail=f"Queued {2 * settings.Q_MAX_ATTEMPTS} times without a worker claiming it.",
         )
         for batch_id, was_stalled in batches.items():
-            ids = set(
-                Composition.objects.filter(batch_id=batch_id, status=Composition.Status.PENDING).values_list(
-                    "id", flat=True
-                )
-            )
+            ids = set(CompositionVersion.objects.filter(
+                batch_id=batch_id, status=CompositionVersion.Status.PENDING
+            ).values_list("id", flat=True))
             if not ids or (not was_stalled and ids & waiting):
                 continue  # finished meanwhile, or its task is still in the queue
             counts["orphaned"] += 0 if was_stalled else len(ids)
-            batch_queue(composition_id=min(ids), batch_id=batch_id)
+            batch_queue(version_id=min(ids), batch_id=batch_id)
     counts["training_failed"] = training_reconcile()
     if any(counts.values()):
         logger.warning("Reconciled compositions: %s", counts)

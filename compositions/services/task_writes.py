@@ -1,10 +1,11 @@
 """The generation task's own writes: claim, progress, rendering, finish and fail.
 
-Each one is guarded by the status and by the run's claim token, so a row never moves backwards,
-a second delivery of a task changes nothing, and a run that was given up for dead cannot
-overwrite the run that replaced it. Progress, rendering and fail are one UPDATE each, atomic by
-itself (they run often, so no transaction is opened around them); claim and finish are short
-transactions.
+The task writes versions: the first versions of new pieces (the variations of a request, in
+one run), or a new version of a piece. Each write is guarded by the status and by the run's
+claim token, so a version never moves backwards, a second delivery of a task changes nothing,
+and a run that was given up for dead cannot overwrite the run that replaced it. Progress,
+rendering and fail are one UPDATE each, atomic by itself (they run often, so no transaction is
+opened around them); claim and finish are short transactions.
 """
 
 from __future__ import annotations
@@ -20,51 +21,51 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from compositions import selectors
-from compositions.models import Composition
+from compositions.models import Composition, CompositionVersion
 
 
 @dataclass(frozen=True)
 class Claim:
-    """The rows one run of the task holds, and the token that proves it."""
+    """The versions one run of the task holds, and the token that proves it."""
 
     token: uuid.UUID
     ids: list[int]
 
-    def rows(self) -> QuerySet[Composition]:
-        return Composition.objects.filter(id__in=self.ids, claim=self.token)
+    def rows(self) -> QuerySet[CompositionVersion]:
+        return CompositionVersion.objects.filter(id__in=self.ids, claim=self.token)
 
 
-def composition_claim(*, composition_id: int) -> Claim | None:
-    """Take the batch of `composition_id` for this run: its pending rows and those a dead run left.
+def composition_version_claim(*, version_id: int) -> Claim | None:
+    """Take the batch of `version_id` for this run: its pending versions and those a dead run left.
 
     Returns None when nothing is left to do (already done, cancelled, deleted, or taken by a live
-    run). Rows that have been started Q_MAX_ATTEMPTS times already are failed instead.
+    run). Versions that have been started Q_MAX_ATTEMPTS times already are failed instead.
     """
     token = uuid.uuid4()
     now = timezone.now()
     with transaction.atomic():
-        first = Composition.objects.select_for_update().filter(id=composition_id).first()
+        first = CompositionVersion.objects.select_for_update().filter(id=version_id).first()
         if first is None:
             return None
-        takeable = Composition.objects.select_for_update().filter(
-            Q(status=Composition.Status.PENDING) | selectors.stalled_filter(), batch_id=first.batch_id
+        takeable = CompositionVersion.objects.select_for_update().filter(
+            Q(status=CompositionVersion.Status.PENDING) | selectors.stalled_filter(), batch_id=first.batch_id
         )
         worn_out = takeable.filter(attempts__gte=settings.Q_MAX_ATTEMPTS)
         worn_out.update(
-            status=Composition.Status.FAILED, status_message="Failed", claim=None, updated_at=now,
+            status=CompositionVersion.Status.FAILED, status_message="Failed", claim=None, updated_at=now,
             error="The worker stopped while writing this piece, again and again. Try a shorter piece.",
             error_detail=f"Claimed {settings.Q_MAX_ATTEMPTS} times without finishing.",
         )
-        ids = list(takeable.order_by("variation_index").values_list("id", flat=True))
-        Composition.objects.filter(id__in=ids).update(
-            status=Composition.Status.GENERATING, progress=0, status_message="Starting", claim=token,
+        ids = list(takeable.order_by("composition__variation_index").values_list("id", flat=True))
+        CompositionVersion.objects.filter(id__in=ids).update(
+            status=CompositionVersion.Status.GENERATING, progress=0, status_message="Starting", claim=token,
             claimed_by=selectors.this_worker(), attempts=F("attempts") + 1, updated_at=now,
         )
     return Claim(token=token, ids=ids) if ids else None
 
 
-def composition_progress(*, claim: Claim, percent: int | None = None, message: str | None = None) -> int:
-    """Record progress or a stage on the rows `claim` still holds; returns how many it still holds.
+def composition_version_progress(*, claim: Claim, percent: int | None = None, message: str | None = None) -> int:
+    """Record progress or a stage on the versions `claim` still holds; returns how many it still holds.
 
     With no percent and no message it only shows that the run is alive (the heartbeat).
     """
@@ -73,46 +74,52 @@ def composition_progress(*, claim: Claim, percent: int | None = None, message: s
         fields["progress"] = percent
     if message is not None:
         fields["status_message"] = message
-    return claim.rows().filter(status__in=Composition.ACTIVE_STATUSES).update(**fields)
+    return claim.rows().filter(status__in=CompositionVersion.ACTIVE_STATUSES).update(**fields)
 
 
-def composition_rendering(*, claim: Claim, percent: int) -> int:
-    """Move the held rows from generating to rendering; returns how many it still holds."""
-    return claim.rows().filter(status=Composition.Status.GENERATING).update(
-        status=Composition.Status.RENDERING, progress=percent, status_message="Rendering", updated_at=timezone.now()
+def composition_version_rendering(*, claim: Claim, percent: int) -> int:
+    """Move the held versions from generating to rendering; returns how many it still holds."""
+    return claim.rows().filter(status=CompositionVersion.Status.GENERATING).update(
+        status=CompositionVersion.Status.RENDERING, progress=percent, status_message="Rendering",
+        updated_at=timezone.now(),
     )
 
 
 @dataclass
-class FinishedPiece:
-    """What a run stores for one finished row."""
+class FinishedVersion:
+    """What a run stores for one finished version: its files, and the fields of what it wrote."""
 
-    composition_id: int
+    version_id: int
     midi_name: str
     mp3_name: str
     fields: dict[str, Any]
 
 
-def composition_finish(*, claim: Claim, piece: FinishedPiece) -> bool:
-    """Mark one held row done with its stored files; False (and the files removed) if it was lost.
+def composition_version_finish(*, claim: Claim, finished: FinishedVersion) -> bool:
+    """Mark one held version done with its stored files, and make it its piece's current version.
 
-    The files are saved before this is called, outside any transaction; when the row was
-    cancelled, deleted or handed to another run meanwhile, they belong to nobody and go.
+    Returns False (and removes the files) when the version was lost: the files are saved before
+    this is called, outside any transaction, and when the version was cancelled, deleted or
+    handed to another run meanwhile, they belong to nobody.
     """
     with transaction.atomic():
-        updated = claim.rows().filter(id=piece.composition_id, status=Composition.Status.RENDERING).update(
-            status=Composition.Status.DONE, progress=100, status_message="Done", claim=None,
-            midi_file=piece.midi_name, mp3_file=piece.mp3_name, updated_at=timezone.now(), **piece.fields,
+        updated = claim.rows().filter(id=finished.version_id, status=CompositionVersion.Status.RENDERING).update(
+            status=CompositionVersion.Status.DONE, progress=100, status_message="Done", claim=None,
+            midi_file=finished.midi_name, mp3_file=finished.mp3_name, updated_at=timezone.now(), **finished.fields,
         )
+        if updated:
+            Composition.objects.filter(versions__id=finished.version_id).update(
+                current_version_id=finished.version_id, updated_at=timezone.now()
+            )
     if not updated:
-        for name in (piece.midi_name, piece.mp3_name):
+        for name in (finished.midi_name, finished.mp3_name):
             default_storage.delete(name)
     return bool(updated)
 
 
-def composition_fail(*, claim: Claim, reason: str, detail: str) -> int:
-    """Fail the rows `claim` still holds, with a reason shown to the user and a detail for the admin."""
-    return claim.rows().filter(status__in=Composition.ACTIVE_STATUSES).update(
-        status=Composition.Status.FAILED, status_message="Failed", claim=None, error=reason[:300],
+def composition_version_fail(*, claim: Claim, reason: str, detail: str) -> int:
+    """Fail the versions `claim` still holds, with a reason shown to the user and a detail for the admin."""
+    return claim.rows().filter(status__in=CompositionVersion.ACTIVE_STATUSES).update(
+        status=CompositionVersion.Status.FAILED, status_message="Failed", claim=None, error=reason[:300],
         error_detail=detail, updated_at=timezone.now(),
     )

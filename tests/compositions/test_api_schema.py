@@ -31,6 +31,11 @@ OPERATIONS: dict[tuple[str, str], set[str]] = {
     ("delete", "/api/v1/compositions/{public_id}/"): {"204", "401", "404"},
     ("post", "/api/v1/compositions/{public_id}/retry/"): {"202", "401", "404", "409", "429"},
     ("post", "/api/v1/compositions/{public_id}/share/"): {"200", "400", "401", "404"},
+    ("get", "/api/v1/compositions/{public_id}/versions/"): {"200", "404"},
+    ("post", "/api/v1/compositions/{public_id}/versions/"): {"202", "400", "401", "404", "409", "429", "503"},
+    ("get", "/api/v1/compositions/{public_id}/versions/{number}/"): {"200", "404"},
+    ("delete", "/api/v1/compositions/{public_id}/versions/{number}/"): {"204", "401", "404", "409"},
+    ("post", "/api/v1/compositions/{public_id}/versions/{number}/current/"): {"200", "401", "404", "409"},
     ("get", "/api/v1/compositions/{public_id}/audio.mp3"): {"200", "404", "409", "410"},
     ("get", "/api/v1/compositions/{public_id}/score.mid"): {"200", "404", "409", "410"},
 }
@@ -39,6 +44,7 @@ COMPONENTS = {
     "Error", "CompositionRequest", "CompositionSettings", "CompositionStatus", "CompositionDetail",
     "CompositionListItem", "CompositionPage", "Created", "Form", "Phrase", "Primer", "TokenInput", "TokenOutput",
     "RegisterInput", "ShareInput", "ShareOutput", "ModeEnum", "KeyEnum", "DynamicsEnum", "VisibilityEnum",
+    "Version", "VersionRequest",
 }
 
 
@@ -71,6 +77,10 @@ def test_the_schema_has_the_components_and_the_one_error_shape(schema_json: dict
         request["properties"])
     assert set(components["CompositionStatus"]["required"]) == {
         "id", "status", "progress", "message", "error", "mp3_url", "midi_url"}
+    assert {"number", "kind", "change", "current", "mp3_url", "midi_url"} <= set(components["Version"]["required"])
+    assert components["CompositionDetail"]["properties"]["version"]["type"] == "integer"
+    files = schema_json["paths"]["/api/v1/compositions/{public_id}/audio.mp3"]["get"]["parameters"]
+    assert {parameter["name"] for parameter in files} == {"public_id", "share_token", "version"}
     # Public reads declare optional security ({}), writes need a token or a session.
     assert {} in schema_json["paths"]["/api/v1/compositions/{public_id}/"]["get"]["security"]
     assert {} not in schema_json["paths"]["/api/v1/compositions/{public_id}/"]["patch"]["security"]

@@ -9,9 +9,9 @@ from django.core.files.base import ContentFile
 from rest_framework.test import APIClient
 
 from compositions.auth import api_token_for
-from compositions.models import Composition
+from compositions.models import Composition, CompositionVersion
 from ml.data.notes import notes_from_midi
-from tests.conftest import PASSWORD, midi_bytes
+from tests.conftest import PASSWORD, current, midi_bytes
 
 
 def token_client(user: User) -> APIClient:
@@ -27,13 +27,8 @@ def api(user: User) -> APIClient:
 
 @pytest.fixture
 def done_composition(user: User, composition_factory: Callable) -> Composition:
-    composition = composition_factory(
-        user, status=Composition.Status.DONE, progress=100, chords_json=[[0.0, "C major triad"], [2.5, None]]
-    )
-    composition.mp3_file.save("piece.mp3", ContentFile(b"ID3fake-mp3"), save=False)
-    composition.midi_file.save("piece.mid", ContentFile(midi_bytes([60, 64, 67])), save=False)
-    composition.save()
-    return composition
+    return composition_factory(user, status=CompositionVersion.Status.DONE, progress=100,
+                               chords_json=[[0.0, "C major triad"], [2.5, None]], files=True)
 
 
 def test_create_answers_202_with_a_status_url(api: APIClient, user: User, style: str, queued_tasks: list) -> None:
@@ -124,12 +119,12 @@ def test_create_stores_every_control(api: APIClient, user: User, style: str, que
         "style": style, "notes": 48, "tempo_bpm": 100, "time_signature": "6/8", "key": "Bb", "mode": "mixolydian",
         "pitch_low": 55, "pitch_high": 79, "temperature": 1.3, "timing_temperature": 0.7, "top_k": 20,
         "top_p": 0.95, "seed": 99, "dynamics": "diminuendo", "instrument": 73, "variations": 2, "form": "ABAC",
-        "phrase_bars": 2,
+        "phrase_bars": 2, "accompany": False,
     }
     response = api.post("/api/compositions/", payload, format="json")
     assert response.status_code == 202
     first = Composition.objects.filter(user=user).order_by("variation_index").first()
-    assert first.params == {**payload, "tempo_bpm": 100.0, "seconds": None}
+    assert current(first).params == {**payload, "tempo_bpm": 100.0, "seconds": None, "chords": None}
 
 
 def test_create_takes_a_midi_file_to_continue_as_multipart(
@@ -141,10 +136,10 @@ def test_create_takes_a_midi_file_to_continue_as_multipart(
         format="multipart",
     )
     assert response.status_code == 202
-    composition = Composition.objects.get(user=user)
-    assert composition.params["time_signature"] == "3/4"
-    assert composition.primer_file
-    assert notes_from_midi(composition.primer_file.read()).pitch.tolist() == [60, 62, 64, 65, 67]
+    version = current(Composition.objects.get(user=user))
+    assert version.params["time_signature"] == "3/4"
+    assert version.primer_file
+    assert notes_from_midi(version.primer_file.read()).pitch.tolist() == [60, 62, 64, 65, 67]
 
 
 def test_a_primer_that_is_not_midi_is_400(api: APIClient, user: User, style: str, queued_tasks: list) -> None:
@@ -176,7 +171,7 @@ def test_status_of_another_users_composition_is_404(
 
 
 def test_status_reports_progress(api: APIClient, user: User, composition_factory: Callable) -> None:
-    mine = composition_factory(user, status=Composition.Status.RENDERING, progress=90)
+    mine = composition_factory(user, status=CompositionVersion.Status.RENDERING, progress=90)
     data = api.get(f"/api/compositions/{mine.public_id}/").json()
     assert (data["status"], data["progress"]) == ("rendering", 90)
 
@@ -225,14 +220,14 @@ def test_files_of_a_private_piece_are_404_without_its_owner(db: None, done_compo
 
 def test_files_of_an_unfinished_piece_are_409_with_the_progress(
         api: APIClient, user: User, composition_factory: Callable) -> None:
-    pending = composition_factory(user, status=Composition.Status.GENERATING, progress=40)
+    pending = composition_factory(user, status=CompositionVersion.Status.GENERATING, progress=40)
     response = api.get(f"/api/v1/compositions/{pending.public_id}/audio.mp3")
     assert response.status_code == 409 and response.json()["progress"] == 40
 
 
 def test_files_of_a_failed_piece_are_410_with_the_reason(
         api: APIClient, user: User, composition_factory: Callable) -> None:
-    failed = composition_factory(user, status=Composition.Status.FAILED, error="MP3 encoding failed")
+    failed = composition_factory(user, status=CompositionVersion.Status.FAILED, error="MP3 encoding failed")
     response = api.get(f"/api/v1/compositions/{failed.public_id}/score.mid")
     assert response.status_code == 410 and "MP3 encoding failed" in response.json()["detail"]
 

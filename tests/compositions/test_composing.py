@@ -6,12 +6,12 @@ import pytest
 from django.contrib.auth.models import User
 
 from compositions.errors import NotAllowed, RequestInvalid
-from compositions.models import Composition
+from compositions.models import Composition, CompositionVersion
 from compositions.services.composing import composition_request, composition_retry
-from tests.conftest import midi_bytes
+from tests.conftest import current, midi_bytes
 
 
-def test_request_saves_one_pending_row_per_variation_sharing_a_batch(
+def test_request_saves_one_piece_per_variation_each_with_a_pending_first_version(
     user: User, style: str, queued_tasks: list, django_capture_on_commit_callbacks: Callable
 ) -> None:
     params = {"style": style, "seconds": 5, "variations": 3, "seed": 7}
@@ -19,10 +19,11 @@ def test_request_saves_one_pending_row_per_variation_sharing_a_batch(
         rows = composition_request(user=user, params=params)
 
     assert [row.variation_index for row in rows] == [0, 1, 2]
-    assert {row.batch_id for row in rows} == {rows[0].batch_id}
-    assert all(row.status == Composition.Status.PENDING and row.params["seed"] == 7 for row in rows)
-    # The whole batch is written by one task, queued for the first row.
-    assert queued_tasks == [("compositions.tasks.composition_generate", rows[0].id)]
+    versions = [current(row) for row in rows]
+    assert {row.batch_id for row in rows} == {version.batch_id for version in versions} == {rows[0].batch_id}
+    assert all((v.number, v.kind, v.status, v.params["seed"]) == (1, "original", "pending", 7) for v in versions)
+    # The whole batch is written by one task, queued for the first version.
+    assert queued_tasks == [("compositions.tasks.composition_version_generate", versions[0].id)]
 
 
 def test_request_queues_nothing_until_the_transaction_commits(
@@ -37,26 +38,28 @@ def test_request_queues_nothing_until_the_transaction_commits(
 def test_request_stores_the_primer_once_for_the_batch(user: User, style: str, queued_tasks: list) -> None:
     data = midi_bytes([60, 62, 64, 65])
     rows = composition_request(user=user, params={"style": style, "seconds": 5, "variations": 2}, primer=data)
-    assert rows[0].primer_file.name == rows[1].primer_file.name
-    with rows[0].primer_file.open("rb") as f:
+    first, second = (current(row) for row in rows)
+    assert first.primer_file.name == second.primer_file.name
+    with first.primer_file.open("rb") as f:
         assert f.read() == data
 
 
 def test_retry_requeues_the_failed_rows_of_the_batch(
     user: User, composition_factory: Callable, queued_tasks: list, django_capture_on_commit_callbacks: Callable
 ) -> None:
-    failed = composition_factory(user, status=Composition.Status.FAILED, error="MP3 encoding failed", progress=90)
+    failed = composition_factory(user, status=CompositionVersion.Status.FAILED, error="MP3 encoding failed",
+                                 progress=90)
     with django_capture_on_commit_callbacks(execute=True):
         composition_retry(composition=failed)
-    failed.refresh_from_db()
-    assert (failed.status, failed.error, failed.progress) == (Composition.Status.PENDING, "", 0)
-    assert queued_tasks == [("compositions.tasks.composition_generate", failed.id)]
+    version = current(failed)
+    assert (version.status, version.error, version.progress) == (CompositionVersion.Status.PENDING, "", 0)
+    assert queued_tasks == [("compositions.tasks.composition_version_generate", version.id)]
 
 
 def test_retry_refuses_a_composition_that_did_not_fail(
     user: User, composition_factory: Callable, queued_tasks: list
 ) -> None:
-    done = composition_factory(user, status=Composition.Status.DONE)
+    done = composition_factory(user, status=CompositionVersion.Status.DONE)
     with pytest.raises(NotAllowed):
         composition_retry(composition=done)
     assert queued_tasks == []
@@ -66,4 +69,4 @@ def test_request_rejects_an_unknown_style_on_its_field(user: User, queued_tasks:
     with pytest.raises(RequestInvalid) as error:
         composition_request(user=user, params={"style": "polka-metal", "seconds": 5})
     assert list(error.value.errors) == ["style"] and "Unknown style" in error.value.errors["style"][0]
-    assert not Composition.objects.exists()
+    assert not Composition.objects.exists() and not CompositionVersion.objects.exists()

@@ -13,14 +13,13 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
-from django.core.files.base import ContentFile
 from django.test import Client
 from django.urls import reverse
 from rest_framework.test import APIClient
 
 from compositions.auth import api_token_for
-from compositions.models import Composition
-from tests.conftest import PASSWORD, midi_bytes
+from compositions.models import Composition, CompositionVersion
+from tests.conftest import PASSWORD, current
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -65,11 +64,7 @@ def test_pages_cannot_be_framed_and_say_so(user_client: Client) -> None:
 
 @pytest.fixture
 def done_piece(user: User, composition_factory: Callable[..., Composition]) -> Composition:
-    piece = composition_factory(user, status=Composition.Status.DONE, progress=100)
-    piece.mp3_file.save("piece.mp3", ContentFile(b"ID3fake"), save=False)
-    piece.midi_file.save("piece.mid", ContentFile(midi_bytes([60, 62])), save=False)
-    piece.save()
-    return piece
+    return composition_factory(user, status=CompositionVersion.Status.DONE, progress=100, files=True)
 
 
 @pytest.mark.parametrize("kind, content_type", [("mp3", "audio/mpeg"), ("midi", "audio/midi")])
@@ -86,16 +81,17 @@ def test_with_an_accel_prefix_the_web_server_sends_the_file_after_the_permission
         user_client: Client, client_for: Callable, other_user: User, done_piece: Composition, settings: Any) -> None:
     settings.MEDIA_ACCEL_REDIRECT_PREFIX = "/protected-media/"
     response = user_client.get(reverse("compositions:mp3", args=[done_piece.public_id]))
-    assert response["X-Accel-Redirect"] == f"/protected-media/{done_piece.mp3_file.name}"
+    assert response["X-Accel-Redirect"] == f"/protected-media/{current(done_piece).mp3_file.name}"
     assert response["Content-Type"] == "audio/mpeg" and response.content == b""
     assert client_for(other_user).get(reverse("compositions:mp3", args=[done_piece.public_id])).status_code == 404
 
 
 def test_stored_files_are_not_world_readable_or_writable(done_piece: Composition) -> None:
-    for file in (done_piece.mp3_file, done_piece.midi_file):
+    version = current(done_piece)
+    for file in (version.mp3_file, version.midi_file):
         mode = stat.S_IMODE(Path(file.path).stat().st_mode)
         assert mode & 0o007 == 0, oct(mode)
-    assert stat.S_IMODE(Path(done_piece.mp3_file.path).parent.stat().st_mode) & 0o002 == 0
+    assert stat.S_IMODE(Path(version.mp3_file.path).parent.stat().st_mode) & 0o002 == 0
 
 
 def test_session_authenticated_api_writes_need_the_csrf_token(user: User, style: str, queued_tasks: list) -> None:

@@ -7,7 +7,7 @@ from django.contrib.auth.models import User
 from django.http import Http404
 
 from compositions import selectors
-from compositions.models import Composition
+from compositions.models import CompositionVersion
 
 
 def test_list_shows_only_the_users_compositions_newest_first(
@@ -28,8 +28,8 @@ def test_get_for_user_is_404_for_another_users_composition(
 
 
 def test_status_has_download_urls_only_when_done(user: User, composition_factory: Callable) -> None:
-    running = composition_factory(user, status=Composition.Status.GENERATING, progress=42)
-    done = composition_factory(user, status=Composition.Status.DONE, progress=100)
+    running = composition_factory(user, status=CompositionVersion.Status.GENERATING, progress=42)
+    done = composition_factory(user, status=CompositionVersion.Status.DONE, progress=100)
 
     running_status = selectors.composition_status(composition=running)
     done_status = selectors.composition_status(composition=done)
@@ -40,7 +40,7 @@ def test_status_has_download_urls_only_when_done(user: User, composition_factory
 
 
 def test_api_status_points_at_the_token_friendly_file_urls(user: User, composition_factory: Callable) -> None:
-    done = composition_factory(user, status=Composition.Status.DONE, progress=100)
+    done = composition_factory(user, status=CompositionVersion.Status.DONE, progress=100)
     status = selectors.composition_status(composition=done, for_api=True)
     assert status["mp3_url"] == f"/api/v1/compositions/{done.public_id}/audio.mp3"
     assert status["midi_url"] == f"/api/v1/compositions/{done.public_id}/score.mid"

@@ -7,14 +7,13 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
-from django.core.files.base import ContentFile
 from django.test import Client
 from rest_framework.test import APIClient
 
 from compositions.auth import api_token_for
-from compositions.models import Composition
+from compositions.models import Composition, CompositionVersion
 from compositions.services.sharing import composition_share
-from tests.conftest import PASSWORD, midi_bytes
+from tests.conftest import PASSWORD, current, midi_bytes
 
 ACTORS = ("owner", "other", "staff", "anonymous")
 KINDS = ("private", "unlisted", "public", "hidden")  # hidden: public, but hidden by a moderator
@@ -24,11 +23,8 @@ KINDS = ("private", "unlisted", "public", "hidden")  # hidden: public, but hidde
 def pieces(user: User, composition_factory: Callable[..., Composition]) -> dict[str, Composition]:
     made = {}
     for kind in KINDS:
-        piece = composition_factory(user, status=Composition.Status.DONE, progress=100, title=f"{kind} piece",
-                                    notes_json=[[60, 0.0, 1.0, 80]])
-        piece.mp3_file.save("p.mp3", ContentFile(b"ID3fake"), save=False)
-        piece.midi_file.save("p.mid", ContentFile(midi_bytes([60, 62])), save=False)
-        piece.save()
+        piece = composition_factory(user, status=CompositionVersion.Status.DONE, progress=100, title=f"{kind} piece",
+                                    notes_json=[[60, 0.0, 1.0, 80]], files=True)
         visibility = "public" if kind == "hidden" else kind
         piece = composition_share(composition=piece, visibility=visibility)
         if kind == "hidden":
@@ -70,13 +66,19 @@ def test_the_permission_matrix_every_door_every_actor_every_kind_of_piece(
         page, api = clients[actor]
         for kind, piece in pieces.items():
             pid, token = piece.public_id, piece.share_token
+            api_base = f"/api/v1/compositions/{pid}"
             doors: dict[str, list[Any]] = {
                 "page": [page.get(f"/compositions/{pid}/"), page.get(f"/compositions/{pid}/audio.mp3"),
-                         page.get(f"/compositions/{pid}/score.mid")],
-                "api": [api.get(f"/api/v1/compositions/{pid}/"), api.get(f"/api/v1/compositions/{pid}/audio.mp3"),
-                        api.get(f"/api/v1/compositions/{pid}/score.mid")],
+                         page.get(f"/compositions/{pid}/score.mid"),
+                         page.get(f"/compositions/{pid}/audio.mp3?version=1")],
+                "api": [api.get(f"{api_base}/"), api.get(f"{api_base}/audio.mp3"), api.get(f"{api_base}/score.mid"),
+                        api.get(f"{api_base}/versions/"), api.get(f"{api_base}/versions/1/"),
+                        api.get(f"{api_base}/audio.mp3?version=1")],
                 "share_link": [page.get(f"/s/{token}/"), page.get(f"/s/{token}/audio.mp3"),
-                               api.get(f"/api/v1/compositions/{pid}/audio.mp3?share_token={token}")]
+                               page.get(f"/s/{token}/audio.mp3?version=1"),
+                               api.get(f"{api_base}/audio.mp3?share_token={token}"),
+                               api.get(f"{api_base}/versions/?share_token={token}"),
+                               api.get(f"{api_base}/score.mid?version=1&share_token={token}")]
                 if token else [page.get("/s/none/")],
             }
             for door, responses in doors.items():
@@ -89,28 +91,41 @@ def test_the_permission_matrix_every_door_every_actor_every_kind_of_piece(
                         html = response.content.decode()
                         assert "user1" not in html and "alice" not in html  # never the owner's name
                         assert "Rename" not in html and "Delete this piece" not in html
-    assert (checked, refused) == (136, 70)  # 4 actors x 4 pieces x 7-9 doors; the closing note quotes these
+    assert (checked, refused) == (236, 118)  # 4 actors x 4 pieces x 11-16 doors; the README quotes these
 
 
 @pytest.mark.parametrize("actor", ["other", "staff", "anonymous"])
-def test_nobody_but_the_owner_may_change_a_public_piece(
-        actor: str, pieces: dict[str, Composition], clients: dict[str, tuple[Client, APIClient]]) -> None:
+def test_nobody_but_the_owner_may_change_a_public_piece_or_its_versions(
+        actor: str, pieces: dict[str, Composition], clients: dict[str, tuple[Client, APIClient]],
+        version_factory: Callable[..., CompositionVersion]) -> None:
     page, api = clients[actor]
     piece = pieces["public"]
     pid = piece.public_id
-    writes = [
+    version_factory(piece, status="done")  # version 2, not current
+    page_writes = [
         page.post(f"/compositions/{pid}/edit/", {"title": "mine now"}),
         page.post(f"/compositions/{pid}/share/", {"visibility": "private"}),
         page.post(f"/compositions/{pid}/delete/"),
+        page.post(f"/compositions/{pid}/again/", {"continue": "1"}),
+        page.post(f"/compositions/{pid}/versions/2/current/"),
+        page.post(f"/compositions/{pid}/versions/2/delete/"),
+    ]
+    api_writes = [
         api.patch(f"/api/v1/compositions/{pid}/", {"title": "mine now"}, format="json"),
         api.delete(f"/api/v1/compositions/{pid}/"),
         api.post(f"/api/v1/compositions/{pid}/share/", {"visibility": "private"}, format="json"),
         api.post(f"/api/v1/compositions/{pid}/retry/"),
+        api.post(f"/api/v1/compositions/{pid}/versions/", {"kind": "continue"}, format="json"),
+        api.post(f"/api/v1/compositions/{pid}/versions/2/current/"),
+        api.delete(f"/api/v1/compositions/{pid}/versions/2/"),
     ]
-    for response in writes:
-        assert response.status_code in ((302,) if actor == "anonymous" and response in writes[:3] else (404, 401))
+    for response in page_writes:  # the pages send a visitor to the login page
+        assert response.status_code == (302 if actor == "anonymous" else 404)
+    for response in api_writes:
+        assert response.status_code == (401 if actor == "anonymous" else 404)
     piece.refresh_from_db()
-    assert (piece.title, piece.visibility) == ("public piece", "public")
+    assert (piece.title, piece.visibility, piece.current_version.number) == ("public piece", "public", 1)
+    assert piece.versions.count() == 2
 
 
 def test_a_revoked_link_is_dead_at_once_files_included(pieces: dict[str, Composition], client: Client) -> None:
@@ -152,8 +167,8 @@ def test_the_gallery_lists_public_pieces_only_and_the_home_page_offers_some(
 
 def test_my_compositions_filter_search_favourite_and_rename(
         user: User, user_client: Client, composition_factory: Callable[..., Composition]) -> None:
-    waltz = composition_factory(user, status=Composition.Status.DONE, title="Evening waltz")
-    composition_factory(user, status=Composition.Status.FAILED, title="Broken march")
+    waltz = composition_factory(user, status=CompositionVersion.Status.DONE, title="Evening waltz")
+    composition_factory(user, status=CompositionVersion.Status.FAILED, title="Broken march")
     user_client.post(f"/compositions/{waltz.public_id}/edit/", {"favourite": "1"})
     assert [c.title for c in user_client.get("/compositions/?favourites=1").context["compositions"]] == [
         "Evening waltz"]
@@ -170,19 +185,19 @@ def test_my_compositions_filter_search_favourite_and_rename(
 
 def test_a_piece_without_a_requested_key_never_claims_major(
         user: User, user_client: Client, composition_factory: Callable[..., Composition]) -> None:
-    composition_factory(user, status=Composition.Status.DONE, detected_key="D minor")
+    composition_factory(user, status=CompositionVersion.Status.DONE, detected_key="D minor")
     html = user_client.get("/compositions/").content.decode()
     assert "D minor" in html and "major" not in html
 
 
 def test_again_with_a_new_seed_and_edit_these_settings(
         user: User, user_client: Client, composition_factory: Callable[..., Composition], queued_tasks: list) -> None:
-    piece = composition_factory(user, status=Composition.Status.DONE, seed=5, key="D", mode="dorian", notes=64,
+    piece = composition_factory(user, status=CompositionVersion.Status.DONE, seed=5, key="D", mode="dorian", notes=64,
                                 seconds=None)
     response = user_client.post(f"/compositions/{piece.public_id}/again/")
     again = Composition.objects.exclude(id=piece.id).get()
     assert response["Location"] == f"/compositions/{again.public_id}/"
-    assert {k: again.params[k] for k in ("key", "mode", "notes", "seed")} == {
+    assert {k: current(again).params[k] for k in ("key", "mode", "notes", "seed")} == {
         "key": "D", "mode": "dorian", "notes": 64, "seed": None}
     form = user_client.get(f"/compositions/new/?from={piece.public_id}").content.decode()
     assert '<option value="dorian" selected>' in form and 'value="64"' in form
@@ -214,7 +229,7 @@ def test_the_api_lists_mine_favourites_and_public_with_cursor_pagination(
         user: User, other_user: User, composition_factory: Callable[..., Composition]) -> None:
     for i in range(25):
         composition_factory(user, title=f"mine {i}", is_favourite=i < 3)
-    shared = composition_factory(other_user, status=Composition.Status.DONE, title="theirs")
+    shared = composition_factory(other_user, status=CompositionVersion.Status.DONE, title="theirs")
     composition_share(composition=shared, visibility="public")
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Token {api_token_for(user).key}")
@@ -229,7 +244,7 @@ def test_the_api_lists_mine_favourites_and_public_with_cursor_pagination(
 
 
 def test_the_api_renames_favourites_shares_and_deletes(user: User, composition_factory: Callable) -> None:
-    piece = composition_factory(user, status=Composition.Status.DONE)
+    piece = composition_factory(user, status=CompositionVersion.Status.DONE)
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Token {api_token_for(user).key}")
     url = f"/api/v1/compositions/{piece.public_id}/"
@@ -268,7 +283,7 @@ def test_a_primer_uploaded_once_is_continued_by_id_and_only_by_its_owner(
     refused = api.post("/api/v1/primers/", {"file": SimpleUploadedFile("t.mid", b"<html>")}, format="multipart")
     assert refused.status_code == 400 and "not a MIDI file" in refused.json()["errors"]["file"][0]
     made = api.post("/api/v1/compositions/", {"style": style, "primer_id": sent.json()["id"]}, format="json")
-    assert made.status_code == 202 and Composition.objects.get().primer_file
+    assert made.status_code == 202 and current(Composition.objects.get()).primer_file
     thief = APIClient()
     thief.credentials(HTTP_AUTHORIZATION=f"Token {api_token_for(other_user).key}")
     stolen = thief.post("/api/v1/compositions/", {"style": style, "primer_id": sent.json()["id"]}, format="json")

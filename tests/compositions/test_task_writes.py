@@ -1,5 +1,5 @@
-"""The task's writes are guarded services: no row moves backwards, no run overwrites its successor,
-and the reconciler gives every unfinished piece a task or a reason."""
+"""The task's writes are guarded services: no version moves backwards, no run overwrites its successor,
+and the reconciler gives every unfinished piece (every version being written) a task or a reason."""
 
 from __future__ import annotations
 
@@ -22,24 +22,26 @@ from django_q.models import OrmQ
 
 from compositions import selectors, tasks
 from compositions.errors import NotAllowed
-from compositions.models import Composition
+from compositions.models import Composition, CompositionVersion
 from compositions.services import queueing
 from compositions.services.composing import composition_cancel
 from compositions.services.reconciling import composition_reconcile
 from compositions.services.task_writes import (
-    FinishedPiece,
-    composition_claim,
-    composition_fail,
-    composition_finish,
-    composition_progress,
-    composition_rendering,
+    FinishedVersion,
+    composition_version_claim,
+    composition_version_fail,
+    composition_version_finish,
+    composition_version_progress,
+    composition_version_rendering,
 )
 from compositions.services.training import training_request
+from tests.conftest import current
 
 
 def _age(composition: Composition, seconds: float, field: str = "updated_at") -> None:
-    Composition.objects.filter(id=composition.id).update(**{field: timezone.now() - timedelta(seconds=seconds)})
-    composition.refresh_from_db()
+    """Move a time of the piece's current version into the past."""
+    CompositionVersion.objects.filter(id=current(composition).id).update(
+        **{field: timezone.now() - timedelta(seconds=seconds)})
 
 
 def _media_files(root: Path) -> list[str]:
@@ -70,55 +72,57 @@ def test_training_is_queued_with_its_own_time_limit(db: None, monkeypatch: pytes
 def test_a_second_delivery_of_a_finished_task_changes_nothing(
         user: User, composition_factory: Callable[..., Composition], settings: Any) -> None:
     piece = composition_factory(user)
-    tasks.composition_generate(piece.id)
-    piece.refresh_from_db()
-    files, finished_at = _media_files(Path(settings.MEDIA_ROOT)), piece.updated_at
-    assert piece.status == Composition.Status.DONE and piece.attempts == 1
+    tasks.composition_version_generate(current(piece).id)
+    version = current(piece)
+    files, finished_at = _media_files(Path(settings.MEDIA_ROOT)), version.updated_at
+    assert version.status == CompositionVersion.Status.DONE and version.attempts == 1
 
-    tasks.composition_generate(piece.id)
-    piece.refresh_from_db()
-    assert (piece.status, piece.attempts, piece.updated_at) == (Composition.Status.DONE, 1, finished_at)
+    tasks.composition_version_generate(version.id)
+    version = current(piece)
+    assert (version.status, version.attempts, version.updated_at) == (CompositionVersion.Status.DONE, 1, finished_at)
     assert _media_files(Path(settings.MEDIA_ROOT)) == files
 
 
 def test_a_run_that_was_given_up_for_dead_cannot_write_over_its_successor(
         user: User, composition_factory: Callable[..., Composition], settings: Any) -> None:
     piece = composition_factory(user)
-    old = composition_claim(composition_id=piece.id)
+    version_id = current(piece).id
+    old = composition_version_claim(version_id=version_id)
     assert old is not None
     _age(piece, settings.Q_STALL_SECONDS + 5)
-    new = composition_claim(composition_id=piece.id)
+    new = composition_version_claim(version_id=version_id)
     assert new is not None and new.token != old.token
 
-    assert composition_progress(claim=old, percent=50) == 0
-    assert composition_rendering(claim=old, percent=90) == 0
-    assert composition_fail(claim=old, reason="late", detail="") == 0
+    assert composition_version_progress(claim=old, percent=50) == 0
+    assert composition_version_rendering(claim=old, percent=90) == 0
+    assert composition_version_fail(claim=old, reason="late", detail="") == 0
     stray = default_storage.save("mp3/stray.mp3", ContentFile(b"ID3"))
-    finished = composition_finish(claim=old, piece=FinishedPiece(piece.id, stray, stray, {}))
+    finished = composition_version_finish(claim=old, finished=FinishedVersion(version_id, stray, stray, {}))
     assert not finished and not default_storage.exists(stray)  # the dead run's files go
-    piece.refresh_from_db()
-    assert (piece.status, piece.claim, piece.attempts, piece.error) == (Composition.Status.GENERATING, new.token, 2, "")
+    version = current(piece)
+    assert (version.status, version.claim, version.attempts, version.error) == (
+        CompositionVersion.Status.GENERATING, new.token, 2, "")
 
 
 def test_a_done_piece_never_moves_back(user: User, composition_factory: Callable[..., Composition]) -> None:
     piece = composition_factory(user)
-    claim = composition_claim(composition_id=piece.id)
+    version_id = current(piece).id
+    claim = composition_version_claim(version_id=version_id)
     assert claim is not None
-    Composition.objects.filter(id=piece.id).update(status=Composition.Status.DONE)
-    assert composition_progress(claim=claim, percent=10, message="Generating 10%") == 0
-    assert composition_rendering(claim=claim, percent=90) == 0
-    assert composition_claim(composition_id=piece.id) is None
-    piece.refresh_from_db()
-    assert piece.status == Composition.Status.DONE
+    CompositionVersion.objects.filter(id=version_id).update(status=CompositionVersion.Status.DONE)
+    assert composition_version_progress(claim=claim, percent=10, message="Generating 10%") == 0
+    assert composition_version_rendering(claim=claim, percent=90) == 0
+    assert composition_version_claim(version_id=version_id) is None
+    assert current(piece).status == CompositionVersion.Status.DONE
 
 
 def test_a_piece_started_too_often_is_failed_with_a_reason(
         user: User, composition_factory: Callable[..., Composition], settings: Any) -> None:
-    piece = composition_factory(user, status=Composition.Status.GENERATING, attempts=settings.Q_MAX_ATTEMPTS)
+    piece = composition_factory(user, status=CompositionVersion.Status.GENERATING, attempts=settings.Q_MAX_ATTEMPTS)
     _age(piece, settings.Q_STALL_SECONDS + 5)
-    assert composition_claim(composition_id=piece.id) is None
-    piece.refresh_from_db()
-    assert piece.status == Composition.Status.FAILED and "again and again" in piece.error
+    assert composition_version_claim(version_id=current(piece).id) is None
+    version = current(piece)
+    assert version.status == CompositionVersion.Status.FAILED and "again and again" in version.error
 
 
 # -- the reconciler --------------------------------------------------------------------------------
@@ -135,13 +139,13 @@ def test_a_pending_piece_whose_task_vanished_is_queued_again_once(
         django_capture_on_commit_callbacks: Callable) -> None:
     piece = composition_factory(user)
     _age(piece, settings.Q_ORPHAN_SECONDS + 5, "created_at")
-    assert selectors.queued_composition_ids() == set()
+    assert selectors.queued_version_ids() == set()
     with django_capture_on_commit_callbacks(execute=True):
         counts = composition_reconcile()
     assert counts["orphaned"] == 1
-    assert selectors.queued_composition_ids() == {piece.id}
-    piece.refresh_from_db()
-    assert piece.queue_count == 1 and piece.queued_at is not None
+    version = current(piece)
+    assert selectors.queued_version_ids() == {version.id}
+    assert version.queue_count == 1 and version.queued_at is not None
 
     _age(piece, settings.Q_ORPHAN_SECONDS + 5, "queued_at")
     with django_capture_on_commit_callbacks(execute=True):
@@ -156,30 +160,31 @@ def test_a_pending_piece_that_no_task_will_start_is_failed_after_its_attempts(
     _age(piece, settings.Q_ORPHAN_SECONDS + 5, "created_at")
     with django_capture_on_commit_callbacks(execute=True):
         assert composition_reconcile()["failed"] == 1
-    piece.refresh_from_db()
-    assert piece.status == Composition.Status.FAILED and "could not start" in piece.error
+    version = current(piece)
+    assert version.status == CompositionVersion.Status.FAILED and "could not start" in version.error
 
 
 def test_a_piece_held_by_a_dead_worker_of_this_machine_is_queued_again_at_once(
         orm_queue: None, user: User, composition_factory: Callable[..., Composition],
         django_capture_on_commit_callbacks: Callable) -> None:
     piece = composition_factory(user)
-    claim = composition_claim(composition_id=piece.id)
+    version_id = current(piece).id
+    claim = composition_version_claim(version_id=version_id)
     assert claim is not None
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     host = selectors.this_worker().rsplit(":", 1)[0]
-    Composition.objects.filter(id=piece.id).update(claimed_by=f"{host}:{dead.stdout.strip()}")
+    CompositionVersion.objects.filter(id=version_id).update(claimed_by=f"{host}:{dead.stdout.strip()}")
     with django_capture_on_commit_callbacks(execute=True):
         assert composition_reconcile()["stalled"] == 1
-    piece.refresh_from_db()
-    assert piece.status == Composition.Status.PENDING and piece.claim is None
-    assert selectors.queued_composition_ids() == {piece.id}
+    version = current(piece)
+    assert version.status == CompositionVersion.Status.PENDING and version.claim is None
+    assert selectors.queued_version_ids() == {version_id}
 
 
 def test_a_piece_held_by_a_live_worker_is_left_alone(
         orm_queue: None, user: User, composition_factory: Callable[..., Composition]) -> None:
     piece = composition_factory(user)
-    assert composition_claim(composition_id=piece.id) is not None  # claimed by this process
+    assert composition_version_claim(version_id=current(piece).id) is not None  # claimed by this process
     assert composition_reconcile() == {"stalled": 0, "orphaned": 0, "failed": 0, "training_failed": 0}
 
 
@@ -197,31 +202,29 @@ def test_the_reconciler_is_on_the_cluster_schedule(db: None) -> None:
 def test_an_unfinished_piece_can_be_cancelled_and_its_run_stops(
         status: str, user: User, user_client: Client, composition_factory: Callable[..., Composition]) -> None:
     piece = composition_factory(user)
-    claim = composition_claim(composition_id=piece.id)
+    claim = composition_version_claim(version_id=current(piece).id)
     assert claim is not None
-    Composition.objects.filter(id=piece.id).update(status=status)
+    CompositionVersion.objects.filter(id=current(piece).id).update(status=status)
     page = user_client.get(reverse("compositions:detail", args=[piece.public_id]))
     assert b">Cancel<" in page.content
     response = user_client.post(reverse("compositions:cancel", args=[piece.public_id]))
     assert response.status_code == 302
-    piece.refresh_from_db()
-    assert piece.status == Composition.Status.CANCELLED
+    assert current(piece).status == CompositionVersion.Status.CANCELLED
     with pytest.raises(tasks.Cancelled):
         tasks.ProgressWriter(claim)(0.5)
 
 
 def test_a_cancelled_piece_offers_try_again_and_is_queued(
         user: User, user_client: Client, composition_factory: Callable[..., Composition], queued_tasks: list) -> None:
-    piece = composition_factory(user, status=Composition.Status.CANCELLED)
+    piece = composition_factory(user, status=CompositionVersion.Status.CANCELLED)
     page = user_client.get(reverse("compositions:detail", args=[piece.public_id]))
     assert b"Cancelled" in page.content and b"Try again" in page.content
     user_client.post(reverse("compositions:retry", args=[piece.public_id]))
-    piece.refresh_from_db()
-    assert piece.status == Composition.Status.PENDING
+    assert current(piece).status == CompositionVersion.Status.PENDING
 
 
 def test_a_finished_piece_cannot_be_cancelled(user: User, composition_factory: Callable[..., Composition]) -> None:
-    piece = composition_factory(user, status=Composition.Status.DONE)
+    piece = composition_factory(user, status=CompositionVersion.Status.DONE)
     with pytest.raises(NotAllowed, match="queued or being written"):
         composition_cancel(composition=piece)
 
@@ -230,12 +233,12 @@ def test_a_finished_piece_cannot_be_cancelled(user: User, composition_factory: C
 def test_delete_removes_the_piece_and_its_files(
         user: User, user_client: Client, composition_factory: Callable[..., Composition], settings: Any) -> None:
     piece = composition_factory(user)
-    tasks.composition_generate(piece.id)
-    piece.refresh_from_db()
+    tasks.composition_version_generate(current(piece).id)
     assert _media_files(Path(settings.MEDIA_ROOT))
     response = user_client.post(reverse("compositions:delete", args=[piece.public_id]))
     assert response.status_code == 302
     assert not Composition.objects.filter(id=piece.id).exists()
+    assert not CompositionVersion.objects.exists()
     assert _media_files(Path(settings.MEDIA_ROOT)) == []
 
 
@@ -245,8 +248,7 @@ def test_another_user_cannot_cancel_or_delete_my_piece(
     intruder = client_for(other_user)
     for action in ("cancel", "delete", "retry"):
         assert intruder.post(reverse(f"compositions:{action}", args=[piece.public_id])).status_code == 404
-    piece.refresh_from_db()
-    assert piece.status == Composition.Status.PENDING
+    assert current(piece).status == CompositionVersion.Status.PENDING
 
 
 # -- quotas ----------------------------------------------------------------------------------------
@@ -272,7 +274,7 @@ def test_the_daily_quota_says_when_the_next_piece_is_allowed(
         composition_factory: Callable[..., Composition], queued_tasks: list) -> None:
     settings.QUOTA_PIECES_PER_DAY = 3
     for hours_ago in (20, 10, 1):
-        piece = composition_factory(user, status=Composition.Status.DONE)
+        piece = composition_factory(user, status=CompositionVersion.Status.DONE)
         _age(piece, hours_ago * 3600, "created_at")
     response = user_client.post("/compositions/new/", {"style": style, "seconds": 5})
     assert response.status_code == 429

@@ -12,31 +12,29 @@ from django.test import Client
 from pydub import AudioSegment
 
 from compositions import tasks
-from compositions.models import Composition
+from compositions.models import Composition, CompositionVersion
 from compositions.services.composing import composition_request, composition_retry
-from compositions.services.task_writes import composition_claim
+from compositions.services.task_writes import composition_version_claim
 from ml import pipeline
 from ml.audio.render import RELEASE_TAIL_SECONDS
 from ml.data.notes import notes_from_midi
 from ml.generation.generator import Generator
 from ml.pipeline import chord_changes
-from tests.conftest import midi_bytes
+from tests.conftest import current, midi_bytes
 
 
 @pytest.fixture
 def request_piece(
     user: User, style: str, django_capture_on_commit_callbacks: Callable
-) -> Callable[..., list[Composition]]:
-    """Request a piece the way the site does; Q_SYNC runs the task before this returns."""
+) -> Callable[..., list[CompositionVersion]]:
+    """Request a piece the way the site does; Q_SYNC runs the task before this returns. Its first versions."""
 
-    def request(primer_midi: bytes | None = None, **params: Any) -> list[Composition]:
+    def request(primer_midi: bytes | None = None, **params: Any) -> list[CompositionVersion]:
         with django_capture_on_commit_callbacks(execute=True):
             rows = composition_request(
                 user=user, params={"style": style, "seconds": 5, "seed": 1, **params}, primer=primer_midi
             )
-        for row in rows:
-            row.refresh_from_db()
-        return rows
+        return [current(row) for row in rows]
 
     return request
 
@@ -58,8 +56,9 @@ def generate_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 def test_a_five_second_piece_is_composed_rendered_and_stored(request_piece: Callable) -> None:
     [piece] = request_piece()
 
-    assert (piece.status, piece.progress, piece.error) == (Composition.Status.DONE, 100, "")
-    assert piece.model_name == "tiny"
+    assert (piece.status, piece.progress, piece.error) == (CompositionVersion.Status.DONE, 100, "")
+    assert piece.model_name == "tiny" and Path(piece.model_path).name == "tiny.keras"
+    assert piece.seed == 1 and piece.composition.current_version_id == piece.id
     midi = notes_from_midi(Path(piece.midi_file.path))
     assert midi.end_time == pytest.approx(5, abs=1)
     # The MP3 is the music plus the renderer's release tail, where the last notes die away.
@@ -98,8 +97,8 @@ def test_the_piece_keeps_the_form_it_was_written_to_and_its_key(request_piece: C
     assert [p["start_s"] for p in form["phrases"][1:]] == ends[:-1]
     assert notes_from_midi(Path(piece.midi_file.path)).end_time == pytest.approx(ends[-1], abs=1e-3)
     detail = Client()
-    detail.force_login(piece.user)
-    data = detail.get(f"/api/v1/compositions/{piece.public_id}/").json()
+    detail.force_login(piece.composition.user)
+    data = detail.get(f"/api/v1/compositions/{piece.composition.public_id}/").json()
     assert data["form"]["form"] == "AABB" and data["form"]["phrases"][1]["repeat_of"] == 0
 
 
@@ -110,13 +109,13 @@ def test_the_row_says_loading_the_model_while_the_model_loads(
     original = Generator.load
 
     def spy(self: Generator) -> None:
-        seen.extend(Composition.objects.values_list("status_message", flat=True))
+        seen.extend(CompositionVersion.objects.values_list("status_message", flat=True))
         original(self)
 
     monkeypatch.setattr(Generator, "load", spy)
     [piece] = request_piece()
     assert seen[0] == "Loading the model"  # generate() calls load() again later, a no-op
-    assert piece.status == Composition.Status.DONE
+    assert piece.status == CompositionVersion.Status.DONE
 
 
 def test_every_control_reaches_the_written_piece(request_piece: Callable) -> None:
@@ -134,15 +133,15 @@ def test_a_retry_reproduces_every_stored_control(
     user: User, composition_factory: Callable, django_capture_on_commit_callbacks: Callable
 ) -> None:
     failed = composition_factory(
-        user, status=Composition.Status.FAILED, seconds=None, notes=24, time_signature="3/4", key="D",
+        user, status=CompositionVersion.Status.FAILED, seconds=None, notes=24, time_signature="3/4", key="D",
         mode="dorian", pitch_low=50, pitch_high=74, instrument=40, seed=8,
     )
     with django_capture_on_commit_callbacks(execute=True):
         composition_retry(composition=failed)
-    failed.refresh_from_db()
+    version = current(failed)
 
-    assert failed.status == Composition.Status.DONE
-    music = notes_from_midi(Path(failed.midi_file.path))
+    assert version.status == CompositionVersion.Status.DONE
+    music = notes_from_midi(Path(version.midi_file.path))
     assert (music.time_signature, music.program) == ((3, 4), 40)
     assert 12 <= len(music) <= 48  # a length in notes plans about that many, in whole bars
     assert 50 <= music.pitch.min() and music.pitch.max() <= 74
@@ -152,15 +151,16 @@ def test_variations_are_written_by_one_generate_call(request_piece: Callable, ge
     rows = request_piece(variations=2)
 
     assert generate_calls == [2]
-    assert [row.status for row in rows] == [Composition.Status.DONE] * 2
+    assert [row.status for row in rows] == [CompositionVersion.Status.DONE] * 2
     assert rows[0].mp3_file.name != rows[1].mp3_file.name
-    assert rows[0].params["seed"] != rows[1].params["seed"]  # each row keeps the seed that reproduces it
+    assert rows[0].seed != rows[1].seed  # each variation keeps the seed that reproduces it
+    assert rows[0].params["seed"] == rows[1].params["seed"] == 1  # and the request as it was asked
 
 
 def test_running_the_task_again_changes_nothing(request_piece: Callable, generate_calls: list[int]) -> None:
     [piece] = request_piece()
-    tasks.composition_generate(piece.id)
-    after = Composition.objects.get(id=piece.id)
+    tasks.composition_version_generate(piece.id)
+    after = CompositionVersion.objects.get(id=piece.id)
 
     assert generate_calls == [1]
     assert (after.mp3_file.name, after.updated_at) == (piece.mp3_file.name, piece.updated_at)
@@ -170,7 +170,7 @@ def test_a_continued_midi_file_keeps_its_notes_and_marks_where_the_model_begins(
     primer = [60, 62, 64, 65, 67, 69, 71, 72]
     [piece] = request_piece(primer_midi=midi_bytes(primer, step=0.25))
 
-    assert piece.status == Composition.Status.DONE
+    assert piece.status == CompositionVersion.Status.DONE
     assert piece.primer_end == pytest.approx(2.0, abs=0.3)
     assert [row[0] for row in piece.notes_json[: len(primer)]] == primer
 
@@ -181,8 +181,7 @@ def _fails_on_a_worker_without_the_soundfont(
     """A piece the web accepted, run by a worker whose SoundFont is gone (another host, a bad deploy)."""
     piece = composition_factory(user)
     settings.SOUNDFONT_PATH = str(tmp_path / "missing.sf2")
-    tasks.composition_generate(piece.id)
-    piece.refresh_from_db()
+    tasks.composition_version_generate(current(piece).id)
     return piece
 
 
@@ -190,11 +189,12 @@ def test_missing_soundfont_fails_with_a_reason_and_the_worker_carries_on(
     request_piece: Callable, user: User, composition_factory: Callable, settings: Any, tmp_path: Path
 ) -> None:
     failed = _fails_on_a_worker_without_the_soundfont(user, composition_factory, settings, tmp_path)
-    assert (failed.status, failed.error) == (Composition.Status.FAILED, "The SoundFont file is missing")
+    version = current(failed)
+    assert (version.status, version.error) == (CompositionVersion.Status.FAILED, "The SoundFont file is missing")
 
     settings.SOUNDFONT_PATH = ""
     [fine] = request_piece()
-    assert fine.status == Composition.Status.DONE
+    assert fine.status == CompositionVersion.Status.DONE
 
 
 def test_failed_piece_can_be_tried_again(
@@ -202,12 +202,12 @@ def test_failed_piece_can_be_tried_again(
     django_capture_on_commit_callbacks: Callable,
 ) -> None:
     failed = _fails_on_a_worker_without_the_soundfont(user, composition_factory, settings, tmp_path)
-    assert failed.status == Composition.Status.FAILED
+    assert current(failed).status == CompositionVersion.Status.FAILED
     settings.SOUNDFONT_PATH = ""
     with django_capture_on_commit_callbacks(execute=True):
         composition_retry(composition=failed)
-    failed.refresh_from_db()
-    assert (failed.status, failed.error) == (Composition.Status.DONE, "")
+    version = current(failed)
+    assert (version.status, version.error) == (CompositionVersion.Status.DONE, "")
 
 
 def test_mp3_encoding_failure_is_reported(request_piece: Callable, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -218,7 +218,7 @@ def test_mp3_encoding_failure_is_reported(request_piece: Callable, monkeypatch: 
 
     monkeypatch.setattr(ml.audio.render, "encode_mp3", broken_encoder)
     [piece] = request_piece()
-    assert (piece.status, piece.error) == (Composition.Status.FAILED, "MP3 encoding failed")
+    assert (piece.status, piece.error) == (CompositionVersion.Status.FAILED, "MP3 encoding failed")
     assert "ffmpeg exited" in piece.error_detail
 
 
@@ -236,10 +236,10 @@ def test_a_broken_or_missing_model_file_is_reported(
     settings.MUSIC_MODEL_PATH = path
     piece = composition_factory(user)
 
-    tasks.composition_generate(piece.id)
+    tasks.composition_version_generate(current(piece).id)
 
-    piece.refresh_from_db()
-    assert (piece.status, piece.error) == (Composition.Status.FAILED, reason)
+    version = current(piece)
+    assert (version.status, version.error) == (CompositionVersion.Status.FAILED, reason)
 
 
 def test_an_unexpected_error_fails_the_piece_without_escaping(
@@ -251,22 +251,22 @@ def test_an_unexpected_error_fails_the_piece_without_escaping(
     monkeypatch.setattr(pipeline, "compose", explode)
     piece = composition_factory(user)
 
-    tasks.composition_generate(piece.id)
+    tasks.composition_version_generate(current(piece).id)
 
-    piece.refresh_from_db()
-    assert (piece.status, piece.error) == (Composition.Status.FAILED, "Something went wrong while composing")
-    assert piece.error_detail == "RuntimeError: boom"
+    version = current(piece)
+    assert (version.status, version.error) == (CompositionVersion.Status.FAILED, "Something went wrong while composing")
+    assert version.error_detail == "RuntimeError: boom"
 
 
 def test_progress_is_written_in_steps_of_five_percent(
     user: User, composition_factory: Callable, django_assert_max_num_queries: Callable
 ) -> None:
     piece = composition_factory(user)
-    claim = composition_claim(composition_id=piece.id)
+    claim = composition_version_claim(version_id=current(piece).id)
     assert claim is not None
     writer = tasks.ProgressWriter(claim)
     with django_assert_max_num_queries(tasks.GENERATION_SHARE // tasks.PROGRESS_STEP):
         for i in range(101):
             writer(i / 100)
-    piece.refresh_from_db()
-    assert (piece.progress, piece.status_message) == (90, "Generating 90%")
+    version = current(piece)
+    assert (version.progress, version.status_message) == (90, "Generating 90%")

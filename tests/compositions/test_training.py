@@ -197,16 +197,13 @@ def test_training_reports_its_progress_per_epoch_to_the_data_sets(
 
 def test_the_admin_shows_training_progress_and_a_models_public_samples(
         admin_client: Any, user: User, composition_factory: Callable, tiny_model_path: Path) -> None:
-    from django.core.files.base import ContentFile
-
     TrainingDataset.objects.create(name="busy", style="alpha", status=TrainingDataset.Status.TRAINING,
                                    report={"progress": {"epoch": 3, "epochs": 30, "val_loss": 2.25}})
     assert b"epoch 3 of at most 30, validation loss 2.250" in admin_client.get(
         "/admin/compositions/trainingdataset/").content
     model = MusicModel.objects.create(name="tiny", path=str(tiny_model_path), styles=["alpha", "beta"])
-    shared, private = (composition_factory(user, status="done", model_name="tiny", title=t) for t in ("Shown", "Mine"))
-    for piece in (shared, private):
-        piece.mp3_file.save("s.mp3", ContentFile(b"ID3"), save=True)
+    shared, private = (composition_factory(user, status="done", model_name="tiny", title=t, files=True)
+                       for t in ("Shown", "Mine"))
     composition_share(composition=shared, visibility="public")
     page = admin_client.get(f"/admin/compositions/musicmodel/{model.id}/change/").content.decode()
     assert "Shown" in page and f"/compositions/{shared.public_id}/audio.mp3" in page and "Mine" not in page

@@ -11,6 +11,7 @@ from django.test import Client
 
 from compositions.models import Composition
 from tests.compositions.test_apis import token_client
+from tests.conftest import current
 from tests.ml.hostile_midi import hostile_files, real_files
 
 HOSTILE = hostile_files()
@@ -56,4 +57,4 @@ def test_ordinary_midi_files_are_accepted_to_continue(name: str, user: User, sty
         format="multipart",
     )
     assert response.status_code == 202, response.content
-    assert Composition.objects.get().primer_file
+    assert current(Composition.objects.get()).primer_file

@@ -8,18 +8,14 @@ from django.contrib.auth.models import User
 from django.core.files.base import ContentFile
 from django.test import Client
 
-from compositions.models import Composition
-from tests.conftest import PASSWORD, midi_bytes
+from compositions.models import Composition, CompositionVersion
+from tests.conftest import PASSWORD, current, midi_bytes
 
 
 @pytest.fixture
 def done_composition(user: User, composition_factory: Callable) -> Composition:
-    composition = composition_factory(user, status=Composition.Status.DONE, progress=100, duration_seconds=5.2)
-    composition.mp3_file.save("piece.mp3", ContentFile(b"ID3fake-mp3"), save=False)
-    composition.midi_file.save("piece.mid", ContentFile(midi_bytes([60, 64, 67])), save=False)
-    composition.notes_json = [[60, 0.0, 0.5, 80], [64, 0.5, 0.5, 80]]
-    composition.save()
-    return composition
+    return composition_factory(user, status=CompositionVersion.Status.DONE, progress=100, duration_seconds=5.2,
+                               notes_json=[[60, 0.0, 0.5, 80], [64, 0.5, 0.5, 80]], files=True)
 
 
 def form_data(default_style: str, /, **overrides: Any) -> dict[str, Any]:
@@ -123,7 +119,7 @@ def test_compose_form_offers_every_control(user_client: Client) -> None:
     assert set(form.fields) == {
         "style", "seconds", "notes", "tempo_bpm", "time_signature", "key", "mode", "pitch_low", "pitch_high",
         "temperature", "timing_temperature", "top_k", "top_p", "seed", "dynamics", "instrument", "variations",
-        "form", "phrase_bars", "primer",
+        "form", "phrase_bars", "chords", "accompany", "primer",
     }
     assert [value for value, _ in form.fields["mode"].choices] == ["major", "minor", "dorian", "mixolydian"]
     # The form defaults to the style's own; a plan of letters can be chosen instead.
@@ -144,18 +140,18 @@ def test_every_control_is_stored_on_the_piece(
             style, seconds="", notes="64", tempo_bpm="90", time_signature="3/4", key="D", mode="dorian",
             pitch_low="48", pitch_high="72", temperature="0.9", timing_temperature="1.2", top_k="12",
             top_p="0.9", seed="5", dynamics="crescendo", instrument="40", variations="3", form="abac",
-            phrase_bars="2",
+            phrase_bars="2", accompany="false",
         ),
     )
     assert response.status_code == 302
     rows = Composition.objects.filter(user=user).order_by("variation_index")
     assert rows.count() == 3
-    assert rows[0].params == {
+    assert current(rows[0]).params == {
         "style": style, "seconds": None, "notes": 64, "tempo_bpm": 90.0, "time_signature": "3/4", "key": "D",
         "mode": "dorian",
         "pitch_low": 48, "pitch_high": 72, "temperature": 0.9, "timing_temperature": 1.2, "top_k": 12,
         "top_p": 0.9, "seed": 5, "dynamics": "crescendo", "instrument": 40, "variations": 3, "form": "ABAC",
-        "phrase_bars": 2,
+        "phrase_bars": 2, "chords": None, "accompany": False,
     }
 
 
@@ -223,7 +219,7 @@ def test_a_midi_file_to_continue_is_kept_with_the_request(
     upload = ContentFile(midi_bytes([60, 62, 64, 65]), name="tune.mid")
     response = user_client.post("/compositions/new/", {**form_data(style), "primer": upload})
     assert response.status_code == 302
-    assert Composition.objects.get(user=user).primer_file.name.endswith(".mid")
+    assert current(Composition.objects.get(user=user)).primer_file.name.endswith(".mid")
 
 
 def test_a_file_that_is_not_midi_is_rejected(user_client: Client, style: str, queued_tasks: list) -> None:
@@ -272,7 +268,7 @@ def test_detail_shows_every_setting_and_the_chord_lane(
     user_client: Client, user: User, composition_factory: Callable
 ) -> None:
     piece = composition_factory(
-        user, status=Composition.Status.DONE, seconds=None, notes=64, time_signature="6/8", key="G",
+        user, status=CompositionVersion.Status.DONE, seconds=None, notes=64, time_signature="6/8", key="G",
         mode="mixolydian", pitch_low=48, pitch_high=72, instrument=40, dynamics="soft",
         notes_json=[[60, 0.0, 1.0, 80], [64, 0.0, 1.0, 80], [67, 0.0, 1.0, 80]],
         chords_json=[[0.0, "C major triad"], [1.0, None]],
@@ -287,14 +283,14 @@ def test_detail_shows_every_setting_and_the_chord_lane(
 def test_a_piece_still_loading_the_model_says_so(
     user_client: Client, user: User, composition_factory: Callable
 ) -> None:
-    piece = composition_factory(user, status=Composition.Status.GENERATING, status_message="Loading the model")
+    piece = composition_factory(user, status=CompositionVersion.Status.GENERATING, status_message="Loading the model")
     assert "Loading the model" in user_client.get(f"/compositions/{piece.public_id}/").content.decode()
 
 
 def test_detail_of_a_failed_piece_shows_the_reason_and_a_retry_button(
     user_client: Client, user: User, composition_factory: Callable
 ) -> None:
-    failed = composition_factory(user, status=Composition.Status.FAILED, error="The SoundFont file is missing")
+    failed = composition_factory(user, status=CompositionVersion.Status.FAILED, error="The SoundFont file is missing")
     html = user_client.get(f"/compositions/{failed.public_id}/").content.decode()
     assert "Failed: The SoundFont file is missing" in html
     assert "Try again" in html
@@ -302,7 +298,7 @@ def test_detail_of_a_failed_piece_shows_the_reason_and_a_retry_button(
 
 def test_status_json_reports_progress(user_client: Client, user: User, composition_factory: Callable) -> None:
     running = composition_factory(
-        user, status=Composition.Status.GENERATING, progress=42, status_message="Generating 42%"
+        user, status=CompositionVersion.Status.GENERATING, progress=42, status_message="Generating 42%"
     )
     data = user_client.get(f"/compositions/{running.public_id}/status.json").json()
     assert data == {
@@ -347,7 +343,7 @@ def test_another_users_composition_and_files_are_404(
 def test_another_user_cannot_retry_my_composition(
     client_for: Callable, user: User, other_user: User, composition_factory: Callable, queued_tasks: list
 ) -> None:
-    failed = composition_factory(user, status=Composition.Status.FAILED)
+    failed = composition_factory(user, status=CompositionVersion.Status.FAILED)
     response = client_for(other_user).post(f"/compositions/{failed.public_id}/retry/")
     assert response.status_code == 404
     assert queued_tasks == []
@@ -357,14 +353,14 @@ def test_retry_queues_a_failed_piece_again(
     user_client: Client, user: User, composition_factory: Callable, queued_tasks: list,
     django_capture_on_commit_callbacks: Callable,
 ) -> None:
-    failed = composition_factory(user, status=Composition.Status.FAILED, error="MP3 encoding failed")
+    failed = composition_factory(user, status=CompositionVersion.Status.FAILED, error="MP3 encoding failed")
     with django_capture_on_commit_callbacks(execute=True):
         response = user_client.post(f"/compositions/{failed.public_id}/retry/")
     assert response.status_code == 302
-    failed.refresh_from_db()
-    assert failed.status == Composition.Status.PENDING
-    assert queued_tasks == [("compositions.tasks.composition_generate", failed.id)]
+    version = current(failed)
+    assert version.status == CompositionVersion.Status.PENDING
+    assert queued_tasks == [("compositions.tasks.composition_version_generate", version.id)]
 
 
 def test_media_files_are_not_exposed_under_media_url(user_client: Client, done_composition: Composition) -> None:
-    assert user_client.get(f"/media/{done_composition.mp3_file.name}").status_code == 404
+    assert user_client.get(f"/media/{current(done_composition).mp3_file.name}").status_code == 404

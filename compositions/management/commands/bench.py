@@ -24,11 +24,12 @@ from django.db import DatabaseError
 from django.test import override_settings
 
 from compositions import runtime
-from compositions.models import Composition
+from compositions.models import CompositionVersion
 from compositions.services.composing import composition_request
+from compositions.services.queueing import GENERATE_TASK
 
 SITE_TARGET_SECONDS = 3.0
-TASK_FUNC = "compositions.tasks.composition_generate"
+TASK_FUNC = GENERATE_TASK
 
 
 @dataclass
@@ -129,8 +130,9 @@ class Command(BaseCommand):
                     rows = composition_request(user=user, params={"style": style, "seconds": seconds, "seed": rep})
                     rows[0].refresh_from_db()
                     elapsed = time.perf_counter() - start
-                    row = rows[0]
-                    if row.status != Composition.Status.DONE or not Path(row.mp3_file.path).is_file():
+                    row = rows[0].current_version
+                    assert row is not None
+                    if row.status != CompositionVersion.Status.DONE or not Path(row.mp3_file.path).is_file():
                         raise CommandError(f"The site did not finish a piece: {row.error} {row.error_detail}")
                     times.append(elapsed)
                     notes.append(len(row.notes_json))
@@ -153,7 +155,7 @@ class Command(BaseCommand):
             return
         from django_q.models import Task
 
-        ids = set(Composition.objects.filter(user=user).values_list("id", flat=True))
+        ids = set(CompositionVersion.objects.filter(composition__user=user).values_list("id", flat=True))
         ours = [task.id for task in Task.objects.filter(func=TASK_FUNC, started__gte=started)
                 if task.args and task.args[0] in ids]
         Task.objects.filter(id__in=ours).delete()

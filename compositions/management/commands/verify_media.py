@@ -11,7 +11,7 @@ from compositions.services.media import media_repair
 
 
 class Command(BaseCommand):
-    help = "Report compositions whose files are missing and stored files that no composition names."
+    help = "Report versions of pieces whose files are missing, and stored files that nothing names."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
@@ -22,8 +22,8 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         report = selectors.media_report()
-        for row_id, name in report.missing:
-            self.stdout.write(f"missing: composition {row_id}: {name}")
+        for missing in report.missing:
+            self.stdout.write(f"missing: composition {missing.composition_id} version {missing.number}: {missing.name}")
         for name in report.orphans:
             self.stdout.write(f"orphan: {name}")
         self.stdout.write(f"{len(report.missing)} missing, {len(report.orphans)} orphaned")

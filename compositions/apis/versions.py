@@ -1,0 +1,121 @@
+"""Versions of a piece: list them, make a new one (continue the piece), read or delete one, make one current."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.urls import reverse
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
+
+from compositions import selectors
+from compositions.apis.composing import CompositionDetailSerializer, CompositionStatusSerializer
+from compositions.apis.exception_handlers import ErrorSerializer
+from compositions.models import CompositionVersion
+from compositions.services.versions import (
+    composition_continue,
+    composition_version_delete,
+    composition_version_set_current,
+)
+
+SHARE_TOKEN = OpenApiParameter("share_token", str, description="The token of an unlisted piece's link")
+
+
+class VersionSerializer(CompositionStatusSerializer):
+    number = serializers.IntegerField()
+    kind = serializers.ChoiceField(choices=CompositionVersion.Kind.values)
+    change = serializers.CharField(help_text='What this version changed, e.g. "continued from version 1"')
+    summary = serializers.CharField(help_text="The change in words, with the seed that reproduces it")
+    seed = serializers.IntegerField(allow_null=True, help_text="The seed that reproduces it (null: drawn when it "
+                                                               "is written)")
+    current = serializers.BooleanField(help_text="The version the piece plays now")
+    duration_seconds = serializers.FloatField(allow_null=True)
+    created_at = serializers.DateTimeField()
+
+
+class CompositionVersionListApi(APIView):
+    """A piece's versions, oldest first: yours, a public piece's, or an unlisted one's with its share token."""
+
+    permission_classes = [AllowAny]
+
+    @extend_schema(parameters=[SHARE_TOKEN], responses={200: VersionSerializer(many=True), 404: ErrorSerializer})
+    def get(self, request: Request, public_id: uuid.UUID) -> Response:
+        token = request.query_params.get("share_token", "")
+        composition = selectors.composition_get_for_listener(user=request.user, public_id=public_id,
+                                                             share_token=token)
+        items = [selectors.composition_version_item(composition=composition, version=version, for_api=True,
+                                                    share_token=token)
+                 for version in selectors.composition_version_list(composition=composition)]
+        return Response(VersionSerializer(items, many=True).data)
+
+
+class CompositionVersionCreateApi(APIView):
+    """Make a new version of one of your finished pieces: for now, `continue` it (the current version goes on).
+
+    The version is written in the background, like a new piece, and becomes current when it is
+    done. 409 when the piece is not done, has a version being written, or has as many versions as
+    a piece keeps.
+    """
+
+    parser_classes = [JSONParser, FormParser, MultiPartParser]
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "compose"
+
+    class VersionRequestSerializer(serializers.Serializer):
+        kind = serializers.ChoiceField(choices=[str(CompositionVersion.Kind.CONTINUE)],
+                                       help_text="continue: go on from the current version, with a new seed")
+
+    @extend_schema(request=VersionRequestSerializer,
+                   responses={202: VersionSerializer, 400: ErrorSerializer, 401: ErrorSerializer,
+                              404: ErrorSerializer, 409: ErrorSerializer, 429: ErrorSerializer,
+                              503: ErrorSerializer})
+    def post(self, request: Request, public_id: uuid.UUID) -> Response:
+        composition = selectors.composition_get_for_user(user=request.user, public_id=public_id)
+        self.VersionRequestSerializer(data=request.data).is_valid(raise_exception=True)
+        version = composition_continue(composition=composition)
+        url = reverse("api:composition-version", args=[composition.public_id, version.number])
+        item = selectors.composition_version_item(composition=composition, version=version, for_api=True)
+        return Response(VersionSerializer(item).data, status=status.HTTP_202_ACCEPTED, headers={"Location": url})
+
+
+class CompositionVersionDetailApi(APIView):
+    """One version of a piece: its status and, once written, its file URLs (poll it while it is written)."""
+
+    permission_classes = [AllowAny]
+
+    @extend_schema(parameters=[SHARE_TOKEN], responses={200: VersionSerializer, 404: ErrorSerializer})
+    def get(self, request: Request, public_id: uuid.UUID, number: int) -> Response:
+        token = request.query_params.get("share_token", "")
+        composition = selectors.composition_get_for_listener(user=request.user, public_id=public_id,
+                                                             share_token=token)
+        version = selectors.composition_version_get(composition=composition, number=number)
+        return Response(VersionSerializer(selectors.composition_version_item(
+            composition=composition, version=version, for_api=True, share_token=token)).data)
+
+
+class CompositionVersionDeleteApi(APIView):
+    """Delete a version of one of your pieces, and its files: not the current one, nor one being written."""
+
+    @extend_schema(responses={204: None, 401: ErrorSerializer, 404: ErrorSerializer, 409: ErrorSerializer})
+    def delete(self, request: Request, public_id: uuid.UUID, number: int) -> Response:
+        composition = selectors.composition_get_for_user(user=request.user, public_id=public_id)
+        composition_version_delete(version=selectors.composition_version_get(composition=composition, number=number))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class CompositionVersionCurrentApi(APIView):
+    """Make a finished version of one of your pieces its current one (undo a new version, or redo it)."""
+
+    @extend_schema(request=None, responses={200: CompositionDetailSerializer, 401: ErrorSerializer,
+                                            404: ErrorSerializer, 409: ErrorSerializer})
+    def post(self, request: Request, public_id: uuid.UUID, number: int) -> Response:
+        composition = selectors.composition_get_for_user(user=request.user, public_id=public_id)
+        version = selectors.composition_version_get(composition=composition, number=number)
+        composition = composition_version_set_current(version=version)
+        return Response(CompositionDetailSerializer(selectors.composition_detail(composition=composition)).data)

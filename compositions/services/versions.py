@@ -1,0 +1,123 @@
+"""Versions of a piece: a new one (continue now; regenerate and harmonise through the same door), undo.
+
+A new version is saved pending and written by the generation task, like a new piece; it becomes
+the piece's current version when it is done. Any finished version can be made current again.
+The refusals are NotAllowed (409): a piece that is not done, one with a version still being
+written, one at MAX_VERSIONS_PER_PIECE, or one whose model is gone when the new version must be
+written by the model that wrote the piece.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.db.models import Max
+
+from compositions import runtime
+from compositions.errors import NotAllowed
+from compositions.models import Composition, CompositionVersion
+from compositions.services.queueing import batch_queue
+from compositions.services.quotas import quota_check
+
+# Kinds that rewrite the current version's notes, which only the model that wrote them can do.
+KINDS_NEEDING_THE_SAME_MODEL = (CompositionVersion.Kind.REGENERATE, CompositionVersion.Kind.HARMONISE)
+# Versions that failed or were cancelled keep their reason but do not count towards the cap.
+KEPT = (CompositionVersion.Status.DONE, *CompositionVersion.UNFINISHED_STATUSES)
+
+
+@transaction.atomic
+def composition_version_create(
+    *, composition: Composition, kind: str, change: str, params: Mapping[str, Any], primer: bytes | None = None,
+) -> CompositionVersion:
+    """Save a pending new version of `composition` and queue the task that writes it.
+
+    `params` is a checked request (`GenerationRequest.to_dict()`), and may carry what the kind
+    needs besides (the bars to regenerate, say); `primer` is a MIDI file the version continues;
+    `change` says in words what the version changes.
+
+    Raises:
+        NotAllowed: the piece is not done, another version is being written, the piece has
+            MAX_VERSIONS_PER_PIECE versions, or (for a regenerated passage or a harmonisation)
+            the model that wrote it is gone. QuotaExceeded: the user is over a quota.
+    """
+    # The user's row serialises the quotas (as for a new piece); the piece's row, its versions.
+    get_user_model().objects.select_for_update().filter(pk=composition.user_id).first()
+    composition = Composition.objects.select_for_update().select_related("current_version").get(id=composition.id)
+    current = composition.current_version
+    if current is None or current.status != CompositionVersion.Status.DONE:
+        raise NotAllowed("Only a finished piece can get a new version.")
+    running = composition.versions.filter(status__in=CompositionVersion.UNFINISHED_STATUSES).first()
+    if running is not None:
+        raise NotAllowed(f"Version {running.number} of this piece is still being written; wait for it to finish "
+                         "or cancel it.")
+    kept = composition.versions.filter(status__in=KEPT).count()
+    if kept >= settings.MAX_VERSIONS_PER_PIECE:
+        raise NotAllowed(f"This piece has {kept} versions, the most it keeps ({settings.MAX_VERSIONS_PER_PIECE}); "
+                         "delete one you no longer need.")
+    if kind in KINDS_NEEDING_THE_SAME_MODEL and not runtime.model_file_of(version=current):
+        raise NotAllowed(f"The model that wrote this piece ({current.model_name or 'unknown'}) is no longer on "
+                         "this site, so only that model could change its notes: continue it, or compose it again.")
+    quota_check(user=composition.user, wanted=1)
+    batch_id = uuid.uuid4()
+    primer_name = default_storage.save(f"primers/{batch_id}.mid", ContentFile(primer)) if primer else ""
+    number = (composition.versions.aggregate(last=Max("number"))["last"] or 0) + 1
+    version = CompositionVersion.objects.create(
+        composition=composition, number=number, kind=kind, change=change[:200], source=current, batch_id=batch_id,
+        primer_file=primer_name, status_message="Queued", params=dict(params),
+    )
+    batch_queue(version_id=version.id, batch_id=batch_id)
+    return version
+
+
+def composition_continue(*, composition: Composition) -> CompositionVersion:
+    """A new version of the piece that goes on from its current one (whose MIDI file it continues).
+
+    The continuation has the current version's settings, a new random seed, and its length again
+    (the length counts the continuation only).
+    """
+    current = composition.current_version
+    if current is None or current.status != CompositionVersion.Status.DONE or not current.midi_file:
+        raise NotAllowed("Only a finished piece can be continued.")
+    with current.midi_file.open("rb") as f:
+        midi = f.read()
+    # Checked before the transaction, as a new request is: the MIDI file is parsed in a sandbox.
+    request = runtime.validated_request({**current.params, "seed": None, "variations": 1}, primer_midi=midi)
+    return composition_version_create(
+        composition=composition, kind=CompositionVersion.Kind.CONTINUE,
+        change=f"continued from version {current.number}", params=request.to_dict(), primer=midi,
+    )
+
+
+@transaction.atomic
+def composition_version_set_current(*, version: CompositionVersion) -> Composition:
+    """Make a finished version its piece's current one (the page, the files, share links, the gallery)."""
+    version = CompositionVersion.objects.select_for_update().get(id=version.id)
+    if version.status != CompositionVersion.Status.DONE:
+        raise NotAllowed("Only a finished version can be made current.")
+    Composition.objects.filter(id=version.composition_id).update(current_version=version)
+    return Composition.objects.select_related("current_version").get(id=version.composition_id)
+
+
+def composition_version_delete(*, version: CompositionVersion) -> None:
+    """Delete a version that is neither current nor being written, and its files."""
+    with transaction.atomic():
+        version = CompositionVersion.objects.select_for_update().select_related("composition").get(id=version.id)
+        if version.composition.current_version_id == version.id:
+            raise NotAllowed("The current version cannot be deleted; make another one current first.")
+        if version.status in CompositionVersion.UNFINISHED_STATUSES:
+            raise NotAllowed("A version that is being written cannot be deleted; cancel it first.")
+        files = [version.midi_file.name, version.mp3_file.name]
+        primer = version.primer_file.name
+        version.delete()
+        if primer and not CompositionVersion.objects.filter(primer_file=primer).exists():
+            files.append(primer)
+    for name in files:
+        if name:
+            default_storage.delete(name)

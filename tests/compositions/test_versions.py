@@ -1,0 +1,340 @@
+"""Versions of a piece: continuing makes one, undo makes any finished one current, and the refusals (409)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.core.files.storage import default_storage
+from django.test import Client
+
+from compositions import tasks
+from compositions.errors import NotAllowed, QuotaExceeded
+from compositions.models import Composition, CompositionVersion
+from compositions.services.composing import (
+    composition_cancel,
+    composition_delete,
+    composition_request,
+    composition_retry,
+)
+from compositions.services.versions import (
+    composition_continue,
+    composition_version_create,
+    composition_version_delete,
+    composition_version_set_current,
+)
+from tests.compositions.test_apis import token_client
+from tests.conftest import current
+
+DONE = CompositionVersion.Status.DONE
+
+
+@pytest.fixture
+def piece(user: User, composition_factory: Callable[..., Composition], tiny_model_path: Path) -> Composition:
+    """A finished piece with small files, written by the tiny model."""
+    return composition_factory(user, status=DONE, progress=100, files=True, seed=11, model_name="tiny",
+                               model_path=str(tiny_model_path), notes_json=[[60, 0.0, 0.5, 80]])
+
+
+def _bytes(version: CompositionVersion, field: str = "mp3_file") -> bytes:
+    with getattr(version, field).open("rb") as f:
+        return bytes(f.read())
+
+
+def _served(response: Any) -> bytes:
+    return b"".join(response.streaming_content)
+
+
+# -- making a version --------------------------------------------------------------------------------
+
+
+def test_continuing_a_piece_makes_a_pending_version_2_that_continues_the_current_one(
+        piece: Composition, queued_tasks: list, django_capture_on_commit_callbacks: Callable) -> None:
+    first = current(piece)
+    with django_capture_on_commit_callbacks(execute=True):
+        version = composition_continue(composition=piece)
+    assert (version.number, version.kind, version.status) == (2, "continue", "pending")
+    assert version.change == "continued from version 1" and version.source == first
+    assert version.params == {**first.params, "seed": None}
+    assert _bytes(version, "primer_file") == _bytes(first, "midi_file")  # it goes on from version 1's notes
+    assert queued_tasks == [("compositions.tasks.composition_version_generate", version.id)]
+    assert current(piece) == first  # version 1 plays until version 2 is done
+    assert Composition.objects.count() == 1  # a new version, not a new piece
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_continued_version_is_written_and_becomes_the_current_one(
+        user: User, style: str, user_client: Client) -> None:
+    [piece] = composition_request(user=user, params={"style": style, "seconds": 5, "seed": 3})  # Q_SYNC: written
+    first = current(piece)
+    assert first.status == DONE
+
+    composition_continue(composition=piece)
+    second = current(piece)
+    assert (second.number, second.status, second.error) == (2, DONE, "")
+    assert second.seed is not None and second.mp3_file.name != first.mp3_file.name
+    # Version 1's notes, then the continuation, which starts after them.
+    heard = len(first.notes_json)
+    assert sorted(note[0] for note in second.notes_json[:heard]) == sorted(note[0] for note in first.notes_json)
+    assert len(second.notes_json) > heard and second.primer_end is not None
+    assert second.primer_end >= max(start for _, start, _, _ in first.notes_json)
+    assert min(start for _, start, _, _ in second.notes_json[heard:]) >= second.primer_end - 1e-3
+    # The page and its files play version 2; version 1 stays a click away.
+    page = user_client.get(f"/compositions/{piece.public_id}/").content.decode()
+    assert "version 2" in page and "Continued from version 1, seed" in page
+    assert _served(user_client.get(f"/compositions/{piece.public_id}/audio.mp3")) == _bytes(second)
+    assert _served(user_client.get(f"/compositions/{piece.public_id}/audio.mp3?version=1")) == _bytes(first)
+
+
+def test_a_piece_that_is_not_done_cannot_get_a_new_version(
+        user: User, composition_factory: Callable[..., Composition], queued_tasks: list) -> None:
+    for status in ("pending", "generating", "failed", "cancelled"):
+        unfinished = composition_factory(user, status=status)
+        with pytest.raises(NotAllowed, match="Only a finished piece"):
+            composition_continue(composition=unfinished)
+    assert CompositionVersion.objects.filter(number=2).count() == 0 and queued_tasks == []
+
+
+def test_a_second_version_while_one_is_being_written_is_refused(
+        piece: Composition, version_factory: Callable[..., CompositionVersion], queued_tasks: list) -> None:
+    version_factory(piece, status="generating", files=False)
+    with pytest.raises(NotAllowed, match="Version 2 of this piece is still being written"):
+        composition_continue(composition=piece)
+    assert piece.versions.count() == 2
+
+
+def test_a_piece_whose_model_is_gone_cannot_be_regenerated(
+        piece: Composition, queued_tasks: list, tmp_path: Path, settings: Any) -> None:
+    settings.MUSIC_MODEL_PATH = tmp_path / "another.keras"
+    CompositionVersion.objects.filter(composition=piece).update(model_name="retired",
+                                                                model_path=str(tmp_path / "retired.keras"))
+    with pytest.raises(NotAllowed, match=r"The model that wrote this piece \(retired\) is no longer on this site"):
+        composition_version_create(composition=current(piece).composition, kind="regenerate",
+                                   change="bars 5-8 regenerated", params=current(piece).params)
+    assert piece.versions.count() == 1 and queued_tasks == []
+
+
+def test_a_regenerated_passage_is_queued_and_fails_with_a_reason_until_the_model_can_write_it(
+        piece: Composition, django_capture_on_commit_callbacks: Callable) -> None:
+    with django_capture_on_commit_callbacks(execute=True):  # Q_SYNC: the task runs on commit
+        version = composition_version_create(composition=piece, kind="regenerate", change="bars 5-8 regenerated",
+                                             params={**current(piece).params, "bars": [5, 8]})
+    version.refresh_from_db()
+    assert (version.status, version.error) == ("failed", "Versions of this kind (regenerate) cannot be written yet")
+    assert current(piece).number == 1
+
+
+def test_at_the_cap_a_new_version_is_refused_and_failed_ones_do_not_count(
+        piece: Composition, version_factory: Callable[..., CompositionVersion], settings: Any,
+        queued_tasks: list) -> None:
+    settings.MAX_VERSIONS_PER_PIECE = 2
+    version_factory(piece, status="failed", files=False)
+    version_factory(piece, status="cancelled", files=False)
+    composition_continue(composition=piece)  # version 4: the second that counts
+    CompositionVersion.objects.filter(composition=piece, number=4).update(status=DONE)
+    with pytest.raises(NotAllowed, match=r"This piece has 2 versions, the most it keeps \(2\)"):
+        composition_continue(composition=piece)
+
+
+def test_versions_count_towards_the_quotas_like_pieces(
+        piece: Composition, user: User, style: str, settings: Any, queued_tasks: list) -> None:
+    settings.QUOTA_ACTIVE_PIECES = 1
+    composition_continue(composition=piece)  # one version being written: the quota is full
+    with pytest.raises(QuotaExceeded, match="1 pieces queued or being written"):
+        composition_request(user=user, params={"style": style, "seconds": 5})
+    settings.QUOTA_ACTIVE_PIECES, settings.QUOTA_PIECES_PER_DAY = 8, 2  # the piece's two versions today
+    with pytest.raises(QuotaExceeded, match="2 pieces in the last 24 hours"):
+        composition_request(user=user, params={"style": style, "seconds": 5})
+
+
+# -- undo, cancel, retry, delete ---------------------------------------------------------------------
+
+
+def test_undo_makes_any_finished_version_current_again(
+        piece: Composition, version_factory: Callable[..., CompositionVersion]) -> None:
+    first = current(piece)
+    second = version_factory(piece, current=True)
+    assert current(piece) == second
+    composition_version_set_current(version=first)
+    assert current(piece) == first
+    composition_version_set_current(version=second)  # and redo
+    assert current(piece) == second
+
+
+def test_an_unfinished_version_cannot_be_made_current(
+        piece: Composition, version_factory: Callable[..., CompositionVersion]) -> None:
+    for status in ("pending", "failed"):
+        version = version_factory(piece, status=status, files=False)
+        with pytest.raises(NotAllowed, match="Only a finished version can be made current"):
+            composition_version_set_current(version=version)
+    assert current(piece).number == 1
+
+
+def test_cancel_stops_the_new_version_and_the_piece_keeps_playing_the_current_one(
+        piece: Composition, version_factory: Callable[..., CompositionVersion]) -> None:
+    running = version_factory(piece, status="generating", files=False)
+    composition_cancel(composition=piece)
+    running.refresh_from_db()
+    assert running.status == "cancelled" and current(piece).number == 1
+
+
+def test_try_again_writes_the_newest_version_again_when_it_failed(
+        piece: Composition, version_factory: Callable[..., CompositionVersion], queued_tasks: list,
+        django_capture_on_commit_callbacks: Callable) -> None:
+    failed = version_factory(piece, status="failed", error="MP3 encoding failed", files=False)
+    with django_capture_on_commit_callbacks(execute=True):
+        composition_retry(composition=piece)
+    failed.refresh_from_db()
+    assert (failed.status, failed.error) == ("pending", "")
+    assert queued_tasks == [("compositions.tasks.composition_version_generate", failed.id)]
+    assert current(piece).number == 1
+
+
+def test_deleting_a_version_deletes_its_files_but_never_the_current_one(
+        piece: Composition, version_factory: Callable[..., CompositionVersion]) -> None:
+    old = current(piece)
+    newer = version_factory(piece, current=True)
+    with pytest.raises(NotAllowed, match="The current version cannot be deleted"):
+        composition_version_delete(version=newer)
+    running = version_factory(piece, status="rendering", files=False)
+    with pytest.raises(NotAllowed, match="cancel it first"):
+        composition_version_delete(version=running)
+    files = [old.mp3_file.name, old.midi_file.name]
+    composition_version_delete(version=old)
+    assert list(piece.versions.values_list("number", flat=True)) == [2, 3]
+    assert not any(default_storage.exists(name) for name in files)
+
+
+def test_deleting_a_piece_deletes_its_versions_and_their_files(
+        piece: Composition, version_factory: Callable[..., CompositionVersion]) -> None:
+    version_factory(piece, current=True)
+    files = [name for version in piece.versions.all() for name in (version.mp3_file.name, version.midi_file.name)]
+    assert len(files) == 4 and all(default_storage.exists(name) for name in files)
+    composition_delete(composition=piece)
+    assert not CompositionVersion.objects.exists()
+    assert not any(default_storage.exists(name) for name in files)
+
+
+# -- the piece's links, plays and gallery follow its current version ---------------------------------
+
+
+def test_share_links_plays_and_the_gallery_belong_to_the_piece_and_play_its_current_version(
+        piece: Composition, version_factory: Callable[..., CompositionVersion], client: Client) -> None:
+    from compositions.services.sharing import composition_share
+
+    piece = composition_share(composition=piece, visibility="public")
+    link = piece.share_token
+    assert client.post(f"/compositions/{piece.public_id}/play/").json() == {"counted": True}
+    second = version_factory(piece, current=True, detected_key="A minor")
+    piece.refresh_from_db()
+    assert (piece.play_count, piece.share_token) == (1, link)  # the piece's own, whichever version plays
+    shared = client.get(f"/s/{piece.share_token}/").content.decode()
+    assert "A minor" in shared and "Versions" not in shared  # others hear the current version only
+    assert _served(client.get(f"/s/{piece.share_token}/audio.mp3")) == _bytes(second)
+    gallery = client.get("/gallery/").content.decode()
+    assert "A minor" in gallery and gallery.count(f"/compositions/{piece.public_id}/audio.mp3") == 1
+
+
+# -- the API ---------------------------------------------------------------------------------------------
+
+
+def test_the_api_lists_versions_with_what_changed_and_their_files(
+        piece: Composition, version_factory: Callable[..., CompositionVersion], user: User) -> None:
+    version_factory(piece, current=True, seed=42, change="bars 5–8 regenerated", kind="regenerate")
+    listed = token_client(user).get(f"/api/v1/compositions/{piece.public_id}/versions/").json()
+    assert [(v["number"], v["kind"], v["summary"], v["current"], v["status"]) for v in listed] == [
+        (1, "original", "Original, seed 11", False, "done"),
+        (2, "regenerate", "Bars 5–8 regenerated, seed 42", True, "done")]
+    base = f"/api/v1/compositions/{piece.public_id}"
+    assert (listed[0]["mp3_url"], listed[0]["midi_url"]) == (f"{base}/audio.mp3?version=1",
+                                                             f"{base}/score.mid?version=1")
+    assert listed[1]["mp3_url"] == f"{base}/audio.mp3"  # the current version is the piece's own file
+    detail = token_client(user).get(f"{base}/").json()
+    assert (detail["version"], detail["versions_url"]) == (2, f"{base}/versions/")
+
+
+def test_the_api_continues_a_piece_polls_the_version_and_makes_one_current(
+        piece: Composition, user: User, queued_tasks: list) -> None:
+    api = token_client(user)
+    base = f"/api/v1/compositions/{piece.public_id}"
+    made = api.post(f"{base}/versions/", {"kind": "continue"}, format="json")
+    assert made.status_code == 202 and made["Location"] == f"{base}/versions/2/"
+    assert (made.json()["number"], made.json()["status"], made.json()["current"]) == (2, "pending", False)
+    polled = api.get(made["Location"]).json()
+    assert (polled["status"], polled["mp3_url"]) == ("pending", None)
+    # Its files are not there yet: 409 with the progress, as for a piece.
+    assert api.get(f"{base}/audio.mp3?version=2").status_code == 409
+    refused = api.post(f"{base}/versions/", {"kind": "continue"}, format="json")
+    assert refused.status_code == 409 and "still being written" in refused.json()["detail"]
+    assert api.post(f"{base}/versions/2/current/").status_code == 409
+    CompositionVersion.objects.filter(composition=piece, number=2).update(status=DONE)
+    switched = api.post(f"{base}/versions/2/current/")
+    assert switched.status_code == 200 and switched.json()["version"] == 2
+    assert api.delete(f"{base}/versions/2/").status_code == 409  # the current one
+    assert api.post(f"{base}/versions/1/current/").json()["version"] == 1
+    assert api.delete(f"{base}/versions/2/").status_code == 204
+    assert api.get(f"{base}/versions/2/").status_code == 404
+
+
+def test_the_api_names_a_bad_kind_and_refuses_an_unfinished_piece(
+        user: User, composition_factory: Callable[..., Composition], piece: Composition, queued_tasks: list) -> None:
+    api = token_client(user)
+    bad = api.post(f"/api/v1/compositions/{piece.public_id}/versions/", {"kind": "remix"}, format="json")
+    assert bad.status_code == 400 and list(bad.json()["errors"]) == ["kind"]
+    pending = composition_factory(user)
+    refused = api.post(f"/api/v1/compositions/{pending.public_id}/versions/", {"kind": "continue"}, format="json")
+    assert refused.status_code == 409 and refused.json() == {"detail": "Only a finished piece can be continued."}
+    assert api.get(f"/api/v1/compositions/{piece.public_id}/audio.mp3?version=9").status_code == 404
+
+
+# -- the page ---------------------------------------------------------------------------------------------
+
+
+def test_the_page_lists_versions_with_a_player_each_and_make_current(
+        piece: Composition, version_factory: Callable[..., CompositionVersion], user_client: Client) -> None:
+    version_factory(piece, current=True, seed=7)
+    html = user_client.get(f"/compositions/{piece.public_id}/").content.decode()
+    assert 'id="versions"' in html and "Continued from version 1, seed 7" in html and "Original, seed 11" in html
+    assert f'src="/compositions/{piece.public_id}/audio.mp3?version=1"' in html
+    assert f'action="/compositions/{piece.public_id}/versions/1/current/"' in html
+    assert f'action="/compositions/{piece.public_id}/versions/2/current/"' not in html  # it is current
+    response = user_client.post(f"/compositions/{piece.public_id}/versions/1/current/")
+    assert response.status_code == 302 and current(piece).number == 1
+
+
+def test_the_page_follows_a_version_being_written_while_the_current_one_plays(
+        piece: Composition, version_factory: Callable[..., CompositionVersion], user_client: Client) -> None:
+    version_factory(piece, status="generating", progress=40, status_message="Generating 40%", files=False)
+    html = user_client.get(f"/compositions/{piece.public_id}/").content.decode()
+    assert f'data-status-url="/compositions/{piece.public_id}/status.json?version=2"' in html
+    assert "<audio controls" in html and "Continue this piece" not in html
+    status = user_client.get(f"/compositions/{piece.public_id}/status.json?version=2").json()
+    assert (status["status"], status["progress"], status["message"]) == ("generating", 40, "Generating 40%")
+
+
+def test_continue_on_the_page_makes_a_version_and_stays_on_the_piece(
+        piece: Composition, user_client: Client, queued_tasks: list) -> None:
+    response = user_client.post(f"/compositions/{piece.public_id}/again/", {"continue": "1"})
+    assert response["Location"] == f"/compositions/{piece.public_id}/"
+    assert piece.versions.count() == 2 and Composition.objects.count() == 1
+
+
+def test_a_refused_version_is_a_message_on_the_page(
+        piece: Composition, version_factory: Callable[..., CompositionVersion], user_client: Client,
+        client_for: Callable, other_user: User) -> None:
+    version_factory(piece, status="pending", files=False)
+    page = user_client.post(f"/compositions/{piece.public_id}/versions/2/current/", follow=True)
+    assert "Only a finished version can be made current." in page.content.decode()
+    intruder = client_for(other_user)
+    for action in ("current", "delete"):
+        assert intruder.post(f"/compositions/{piece.public_id}/versions/1/{action}/").status_code == 404
+    assert user_client.post(f"/compositions/{piece.public_id}/versions/9/current/").status_code == 404
+
+
+def test_tasks_module_names_the_task_services_queue() -> None:
+    from compositions.services.queueing import GENERATE_TASK
+
+    assert GENERATE_TASK == f"compositions.tasks.{tasks.composition_version_generate.__name__}"
