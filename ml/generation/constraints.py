@@ -72,6 +72,14 @@ class Constraint:
         """The longest a note of `pitch` starting at `onset` may last, in beats."""
         return math.inf
 
+    def forced(self, batch: Batch, line: Line) -> tuple[float, int, float, float] | None:
+        """A note this rule writes now (onset, key-relative pitch, duration, velocity 0..1), or None."""
+        return None
+
+    def steps(self, batch: Batch, line: Line, mask: np.ndarray) -> np.ndarray:
+        """The step classes (0: another note at this onset) the next note may take."""
+        return mask
+
 
 class KeyScale(Constraint):
     name = "key"
@@ -196,6 +204,9 @@ class VoiceLeading(Constraint):
                 # bass, may move in parallels from the last four-part chord.
                 allowed = allowed & completes_without_parallels(
                     line.previous_sounding, held + line.chord, np.flatnonzero(allowed))
+        upper = batch.melody.sounding(line, at.onset) if batch.melody is not None else None
+        if upper is not None and line.previous_sounding:
+            allowed = allowed & _no_parallels_below(line.previous_sounding, upper)
         ranges = VOICE_RANGES.get(batch.request.style)
         if ranges is not None and at.voice < len(ranges):
             low, high = ranges[at.voice]  # a new onset's first note is the bass
@@ -301,16 +312,104 @@ class ChordTargets(Constraint):
         return onset
 
 
+class GivenMelody(Constraint):
+    """A melody to harmonise is kept verbatim as the top voice; the network writes the voices below.
+
+    At each melody onset the lower voices are written first (chord notes go from the bass up), then
+    the melody note; between melody onsets the lower voices may move, always below the melody note
+    that sounds, and no onset skips a melody onset.
+    """
+
+    name = "melody"
+    describes = "the given melody is the top voice, note for note; the other voices stay below it"
+
+    def __init__(self, notes: list[tuple[float, int, float, float]], voices: int = 4) -> None:
+        self.notes = sorted(notes)  # (onset beats, absolute pitch, duration beats, velocity 0..1)
+        self.voices = voices
+
+    def _pending(self, line: Line) -> tuple[float, int, float, float] | None:
+        """The melody note at the current onset that is not written yet."""
+        if line.melody_next < len(self.notes):
+            note = self.notes[line.melody_next]
+            if line.onsets and abs(note[0] - line.position) < 1e-9:
+                return note
+        return None
+
+    def sounding(self, line: Line, onset: float) -> int | None:
+        """The key-relative pitch of the melody note sounding at `onset` (starting there included)."""
+        for start, pitch, duration, _ in self.notes:
+            if start - 1e-9 <= onset < start + duration - 1e-9:
+                return pitch - line.shift
+            if start > onset + 1e-9:
+                break
+        return None
+
+    def forced(self, batch: Batch, line: Line) -> tuple[float, int, float, float] | None:
+        note = self._pending(line)
+        if note is None:
+            return None
+        below = [p for p in batch.sounding(line, note[0]) if p < note[1] - line.shift]
+        if len(below) + len(line.chord) < self.voices - 1 and len(line.chord) < self.voices - 1:
+            return None
+        line.melody_next += 1
+        return note[0], note[1] - line.shift, note[2], note[3]
+
+    def steps(self, batch: Batch, line: Line, mask: np.ndarray) -> np.ndarray:
+        if self._pending(line) is None:
+            written = self.notes[line.melody_next - 1] if line.melody_next else None
+            if written is not None and abs(written[0] - line.position) < 1e-9:
+                mask = mask.copy()
+                mask[0] = False  # the melody note closes its chord: nothing goes above it
+            return mask
+        stay = np.zeros_like(mask)
+        stay[0] = True  # the lower voices of this chord, then its melody note
+        return stay
+
+    def pitches(self, batch: Batch, line: Line, at: At, allowed: np.ndarray) -> np.ndarray:
+        top = self.sounding(line, at.onset)
+        if top is None:
+            return allowed
+        return allowed & (np.arange(128) < top)
+
+    def longest(self, batch: Batch, line: Line, onset: float, pitch: int) -> float:
+        """A lower voice's note ends before the melody comes down to it (no crossing)."""
+        for start, top, _, _ in self.notes:
+            if start > onset + 1e-9 and top - line.shift <= pitch:
+                return start - onset
+        return math.inf
+
+    def limit_onset(self, batch: Batch, line: Line, onset: float) -> float:
+        if line.melody_next < len(self.notes):
+            return min(onset, self.notes[line.melody_next][0])
+        return onset
+
+
+def _no_parallels_below(before: list[int], upper: int) -> np.ndarray:
+    """Pitches under `upper` (a voice already decided, above) that make no parallel fifth or octave
+    with it: each voice taken to come from the nearest pitch that sounded before."""
+    allowed = np.ones(128, dtype=bool)
+    previous = np.asarray(before)
+    candidates = np.arange(128)
+    came_from = previous[np.abs(previous[None, :] - candidates[:, None]).argmin(axis=1)]
+    upper_from = int(previous[np.abs(previous - upper).argmin()])
+    was = upper_from - came_from
+    now = upper - candidates
+    similar = (candidates - came_from) * (upper - upper_from) > 0
+    allowed[(was > 0) & np.isin(was % 12, (0, 7)) & (now % 12 == was % 12) & similar] = False
+    return allowed
+
+
 # In the order the sampler applies them (the order does not change what they allow together).
 CONSTRAINTS: dict[str, type[Constraint]] = {
-    c.name: c for c in (KeyScale, PitchRange, Repeats, Metre, Cadence, VoiceLeading, Loops, ChordTargets)
+    c.name: c for c in (KeyScale, PitchRange, Repeats, Metre, Cadence, VoiceLeading, Loops, ChordTargets,
+                        GivenMelody)
 }
-# Constraints that act only when the request asks for them (chords), with what they need.
-REQUESTED = ("chords",)
+# Constraints that act only when the request asks for them (chords, a melody), with what they need.
+REQUESTED = ("chords", "melody")
 
 
-def build_constraints(off: frozenset[str] = frozenset(), *, chords: list[ChordSpan] | None = None
-                      ) -> list[Constraint]:
+def build_constraints(off: frozenset[str] = frozenset(), *, chords: list[ChordSpan] | None = None,
+                      melody: list[tuple[float, int, float, float]] | None = None) -> list[Constraint]:
     """Every constraint except those named in `off`, and the requested ones that were asked for;
     ValueError names an unknown one."""
     unknown = sorted(set(off) - set(CONSTRAINTS))
@@ -319,6 +418,8 @@ def build_constraints(off: frozenset[str] = frozenset(), *, chords: list[ChordSp
     built: list[Constraint] = [cls() for name, cls in CONSTRAINTS.items() if name not in off and name not in REQUESTED]
     if chords and "chords" not in off:
         built.append(ChordTargets(chords))
+    if melody and "melody" not in off:
+        built.append(GivenMelody(melody))
     return built
 
 

@@ -22,10 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from ml.data.notes import estimate_key, parse_key
+from ml.data.notes import NoteSequence, estimate_key, parse_key
 from ml.generation.chords import ChordSpan, chord_spans, progression_key
 from ml.generation.constraints import build_constraints
 from ml.generation.form import FormPlan, plan_form, style_form
+from ml.generation.harmonise import melody_line, melody_notes, melody_plan
 from ml.generation.infill import Passage
 from ml.generation.piece import GeneratedPiece
 from ml.generation.request import GenerationRequest
@@ -212,6 +213,43 @@ class Generator:
                 step_logits = steps.encode(note)
         if progress is not None:
             progress(1.0)
+
+    def harmonise(self, melody: NoteSequence, request: GenerationRequest,
+                  progress: Callable[[float], None] | None = None) -> list[GeneratedPiece]:
+        """Write voices under `melody` (its top line is kept note for note), one piece per variation.
+
+        The key is the request's, or the melody's own; the tempo and metre are the melody's; the
+        phrases end at its held notes (see ml.generation.harmonise).
+        """
+        line = melody_line(melody)
+        time_signature = line.time_signature
+        bar_beats = time_signature[0] * 4.0 / time_signature[1]
+        notes, pickup = melody_notes(line, bar_beats)
+        spb = 60.0 / float(line.tempo_bpm)
+        marked = [(e - float(line.start[0])) / spb + pickup for e in line.phrase_ends] or None
+        plan = melody_plan(notes, bar_beats, marked)
+        request = replace(request, tempo_bpm=float(np.clip(line.tempo_bpm, 20, 300)), time_signature=time_signature,
+                          primer=None)
+        self.validate(request)
+        self.load()
+        base_seed = request.seed if request.seed is not None else secrets.randbits(32)
+        seeds = [(base_seed + v) % 2**32 for v in range(request.variations)]
+        rngs = [np.random.default_rng(s) for s in seeds]
+        config = self.config
+        if request.key != "any":
+            tonic, mode = parse_key(request.key), request.mode
+        else:
+            tonic, mode = estimate_key(line)
+        shift = key_shift(tonic) if config.key_relative else 0
+        mode_index = MODE_NAMES.index("minor" if mode in ("minor", "dorian") else "major")
+        lines = [Line(tonic=tonic, mode=mode, shift=shift, mode_index=mode_index, primer=None) for _ in seeds]
+        melody_off = "melody" in self.off
+        batch = Batch(request, config, float(request.tempo_bpm or line.tempo_bpm), plan, lines, polyphonic=True,
+                      constraints=build_constraints(self.off | {"repeats"}, melody=notes),
+                      start=notes[0][0] if not melody_off else 0.0)
+        self._run(batch, rngs, progress)
+        # The piece starts at the melody's first bar line (a pickup is a rest in the lower voices too).
+        return [batch.piece(v, seeds[v]) for v in range(len(seeds))]
 
     def regenerate(self, passage: Passage, request: GenerationRequest,
                    progress: Callable[[float], None] | None = None) -> GeneratedPiece:

@@ -10,7 +10,7 @@ import numpy as np
 from ml.data.notes import NoteSequence
 from ml.generation.accompaniment import accompaniment
 from ml.generation.chords import ChordSpan
-from ml.generation.constraints import LOOP_SPAN, At, Cadence, ChordTargets, Constraint, Repeats
+from ml.generation.constraints import LOOP_SPAN, At, Cadence, ChordTargets, Constraint, GivenMelody, Repeats
 from ml.generation.form import FormPlan
 from ml.generation.piece import GeneratedPiece, apply_dynamics
 from ml.generation.request import GenerationRequest
@@ -76,6 +76,7 @@ class Line:
     scoring: bool = False  # feeding the notes after the gap
     join: float = 0.0  # log-likelihood of the notes after the gap, given what was written
     step_score: float = 0.0
+    melody_next: int = 0  # index of the next note of a given melody to write
 
 
 class Batch:
@@ -91,7 +92,7 @@ class Batch:
     def __init__(self, request: GenerationRequest, config: ModelConfig, tempo: float, plan: FormPlan,
                  lines: list[Line], *, polyphonic: bool, constraints: list[Constraint],
                  spans: list[ChordSpan] | None = None, gap: tuple[float, float] | None = None,
-                 after: list[list[tuple[float, int, float, float]]] | None = None) -> None:
+                 after: list[list[tuple[float, int, float, float]]] | None = None, start: float = 0.0) -> None:
         """With `gap` (start, end beats) the lines write only that stretch: they open at its start,
         after the notes of their primer, and stop at its end, where `after` (per line, the notes
         that follow the gap, key-relative) is fed through the network and scored: `line.join`
@@ -103,6 +104,7 @@ class Batch:
         self.repeats = next((c for c in constraints if isinstance(c, Repeats)), None)
         self.cadence = next((c for c in constraints if isinstance(c, Cadence)), None)
         self.chords = next((c for c in constraints if isinstance(c, ChordTargets)), None)
+        self.melody = next((c for c in constraints if isinstance(c, GivenMelody)), None)
         numerator, denominator = request.time_signature
         # The beat a listener counts: the quarter in x/4, the half in x/2, the dotted quarter in 6/8.
         compound = denominator == 8 and numerator % 3 == 0 and numerator > 3
@@ -112,6 +114,7 @@ class Batch:
         self.target_notes = request.notes if request.notes is not None else MAX_NOTES_PER_VARIATION
         last = plan.phrases[-1]
         self.gap = gap
+        self.start = start  # beats: the first onset (after a melody's pickup rest)
         self.boundaries: list[tuple[float, str, int]] = self.repeats.boundaries(self) if self.repeats else []
         if gap is not None and gap[1] < last.cadence_at + 1e-9:  # a passage that ends before the close
             self.boundaries = [b for b in self.boundaries if gap[0] - 1e-9 <= b[0] < gap[1] - 1e-9]
@@ -197,13 +200,19 @@ class Batch:
         if line.scoring:  # every note after the gap has been scored
             line.finished = True
             return line.position
+        for constraint in self.constraints:
+            line.forced = constraint.forced(self, line)
+            if line.forced is not None:
+                return line.forced[0]
         if not line.onsets:  # the first note opens the plan's first bar (or the gap)
-            first = self.gap[0] if self.gap is not None else 0.0
+            first = self.gap[0] if self.gap is not None else self.start
             return self._arrive(line, first) if self.boundaries[line.boundary][0] <= first else first
         chord_full = len(line.chord) >= MAX_CHORD_NOTES or bool(
             line.chord and max(line.chord) + line.shift >= self.request.pitch_high)
         mask = np.ones(len(self.grid), dtype=bool)
         mask[self.max_step_class:] = False
+        for constraint in self.constraints:
+            mask = constraint.steps(self, line, mask)
         if line.arrived:  # after the final chord's first note only its other notes may come
             if chord_full:
                 line.finished = True
