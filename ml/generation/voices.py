@@ -59,7 +59,7 @@ def assign_voices(seq: NoteSequence, voices: int) -> np.ndarray:
         for v, i in zip(best, placed):
             assigned[i] = v
             last_pitch[v] = seq.pitch[i]
-        for i in new:  # more notes than free voices: the rest double the nearest voice
-            if assigned[i] < 0:
-                assigned[i] = int(np.abs(last_pitch - seq.pitch[i]).argmin())
+        for extra in new.tolist():  # more notes than free voices: the rest double the nearest voice
+            if assigned[extra] < 0:
+                assigned[extra] = int(np.abs(last_pitch - seq.pitch[extra]).argmin())
     return assigned
