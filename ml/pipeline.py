@@ -97,6 +97,24 @@ def regenerate(generator: Generator, notes: NoteSequence, request: GenerationReq
         return generator.regenerate(passage, request, progress=progress)
 
 
+def piece_report(generator: Generator, piece: GeneratedPiece, request: GenerationRequest, *,
+                 kept: tuple[str, bool] | None = None, melody_kept: tuple[int, int] | None = None
+                 ) -> list[dict[str, Any]]:
+    """What was asked and what `piece` did, one check per control (ml.evaluation.fulfilment)."""
+    from ml.evaluation.fulfilment import fulfilment
+
+    spans = None
+    if piece.plan is not None and request.chords:
+        spb = 60.0 / float(piece.notes.tempo_bpm)
+        spans = [(piece.plan_start + s.start * spb, piece.plan_start + s.end * spb, s.chord.tones, s.chord.root)
+                 for s in generator.chord_spans(request, piece.plan) or []]
+    form = piece.form()
+    checks = fulfilment(parts=piece.parts, settings=request.to_dict(), form=form, chord_spans=spans,
+                        requested_seconds=request.seconds if request.primer is None else None, kept=kept,
+                        melody_kept=melody_kept, tonic=piece.key[0])
+    return [check.to_dict() for check in checks]
+
+
 def render_piece(renderer: Renderer, notes: NoteSequence, *, midi_path: Path, audio_path: Path,
                  accompaniment: NoteSequence | None = None) -> float:
     """Write `notes` (and an accompaniment on its own track) as MIDI and as audio (MP3, or WAV for a
