@@ -76,6 +76,20 @@ def compose(
         return generator.generate(request, progress=progress)
 
 
+def harmonise(generator: Generator, melody: NoteSequence, request: GenerationRequest,
+              progress: Callable[[float], None] | None = None) -> list[GeneratedPiece]:
+    """Voices under a melody; PipelineError says what failed (a melody that cannot be harmonised
+    says why, as a request error)."""
+    from ml.generation.harmonise import MelodyError
+
+    with failure_reason("The model file is broken"):
+        generator.load()
+    try:
+        return generator.harmonise(melody, request, progress=progress)
+    except MelodyError as exc:
+        raise PipelineError(f"The request is not valid: {exc}") from exc
+
+
 def regenerate(generator: Generator, notes: NoteSequence, request: GenerationRequest, *, form: dict[str, Any],
                key: tuple[int, str], first_bar: int, last_bar: int,
                progress: Callable[[float], None] | None = None) -> GeneratedPiece:

@@ -74,8 +74,8 @@ def melody_plan(notes: list[tuple[float, int, float, float]], bar_beats: float,
         final = i == len(ends) - 1
         end = total_bars * bar_beats if final else min(total_bars * bar_beats,
                                                        math.ceil((cadence_at + 1e-6) / bar_beats) * bar_beats)
-        if end <= start + 1e-9 and not final:
-            continue
+        if not final and (end <= start + 1e-9 or end >= total_bars * bar_beats - 1e-9):
+            continue  # no room for a phrase after it: the last phrase takes this cadence in
         phrases.append(Phrase(letter=chr(ord("A") + min(len(phrases), 25)), start=start, end=end, copy_of=None,
                               copy_until=0.0, cadence=True, cadence_at=cadence_at, final=final))
         start = end

@@ -35,6 +35,13 @@ def test_the_phrases_end_at_the_held_notes_and_the_last_note() -> None:
     assert plan.bars == 8 and plan.phrases[-1].final
 
 
+def test_a_held_note_in_the_last_bar_does_not_make_an_empty_phrase() -> None:
+    notes = [(0.0, 62, 1.0, 0.6), (1.0, 64, 1.0, 0.6), (2.0, 66, 1.0, 0.6), (3.0, 67, 1.0, 0.6),
+             (4.0, 69, 2.0, 0.6), (6.0, 67, 0.5, 0.6), (6.5, 66, 1.5, 0.6)]
+    plan = melody_plan(notes, 4.0)
+    assert all(p.end > p.start for p in plan.phrases) and plan.phrases[-1].end == 8.0
+
+
 def test_a_melody_with_no_notes_or_only_chords_or_too_long_is_refused() -> None:
     empty = NoteSequence(pitch=np.zeros(0, np.int16), step=np.zeros(0), duration=np.zeros(0),
                          velocity=np.zeros(0, np.int16))

@@ -16,12 +16,19 @@ from tqdm import tqdm
 from compositions import runtime
 from compositions.errors import ComposingUnavailable, RequestInvalid
 from ml.generation.request import CONTROLS
-from ml.pipeline import AUDIO_FORMATS, PipelineError, compose, piece_form, render_piece
+from ml.pipeline import AUDIO_FORMATS, PipelineError, compose, harmonise, piece_form, piece_report, render_piece
 
 
 def _numbered(path: Path, index: int, count: int) -> Path:
     """piece.mp3 stays as is for one variation; with several, piece-1.mp3, piece-2.mp3, ..."""
     return path if count == 1 else path.with_name(f"{path.stem}-{index + 1}{path.suffix}")
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise CommandError(f"Cannot read {path}: {exc.strerror}") from exc
 
 
 def _option(name: str, cli: str) -> str:
@@ -41,18 +48,25 @@ class Command(BaseCommand):
         parser.add_argument("--midi", type=Path, help="also keep the MIDI file here")
         parser.add_argument("--continue", type=Path, dest="primer", metavar="FILE.mid",
                             help="a MIDI file for the piece to continue")
+        parser.add_argument("--harmonise", type=Path, metavar="FILE.mid",
+                            help="a melody (or a piece whose top line is the tune) to write voices under")
 
     def handle(self, *args: Any, **options: Any) -> None:
         out: Path = options["out"]
         if out.suffix.lower() not in AUDIO_FORMATS:
             raise CommandError(f"--out must end in .mp3 or .wav, not {out.name!r}.")
         params = {name: options[name] for name in CONTROLS if options.get(name) is not None}
-        primer_midi = None
-        if options["primer"] is not None:
+        if options["primer"] is not None and options["harmonise"] is not None:
+            raise CommandError("Give --continue or --harmonise, not both.")
+        primer_midi = _read(options["primer"]) if options["primer"] is not None else None
+        melody = None
+        if options["harmonise"] is not None:
+            from ml.data.notes import MidiError
+
             try:
-                primer_midi = options["primer"].read_bytes()
-            except OSError as exc:
-                raise CommandError(f"Cannot read {options['primer']}: {exc.strerror}") from exc
+                melody = runtime.primer_from_midi(_read(options["harmonise"]))
+            except MidiError as exc:
+                raise CommandError(f"--harmonise: {exc}") from exc
         try:
             request = runtime.validated_request(params, primer_midi=primer_midi)
             with tqdm(total=100, unit="%", desc="Generating") as bar:
@@ -60,7 +74,10 @@ class Command(BaseCommand):
                 def progress(fraction: float) -> None:
                     bar.update(max(0, round(fraction * 100) - bar.n))
 
-                pieces = compose(runtime.get_generator(), request, progress=progress, stage=bar.set_description)
+                if melody is not None:
+                    pieces = harmonise(runtime.get_generator(), melody, request, progress=progress)
+                else:
+                    pieces = compose(runtime.get_generator(), request, progress=progress, stage=bar.set_description)
             renderer = runtime.get_renderer()
             for index, piece in enumerate(pieces):
                 audio_path = _numbered(out, index, len(pieces))
@@ -75,6 +92,10 @@ class Command(BaseCommand):
                 self.stdout.write(f"Wrote {audio_path} ({seconds:.1f} s, {len(piece.notes)} notes): "
                                   f"{form.get('bars', 0)} bars of {request.time_signature_text} in {form['key']}, "
                                   f"form {form.get('form', '?')}: {phrases}")
+                if melody is None:  # what was asked, and whether the piece did it
+                    for check in piece_report(runtime.get_generator(), piece, request):
+                        verdict = {True: "met", False: "NOT MET", None: "-"}[check["met"]]
+                        self.stdout.write(f"  {check['control']}: asked {check['asked']}; {check['did']}: {verdict}")
         except RequestInvalid as exc:
             raise CommandError(" ".join(f"{_label(field)}{message}" for field, messages in exc.errors.items()
                                         for message in messages)) from exc

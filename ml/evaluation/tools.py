@@ -1,0 +1,168 @@
+"""How well the musician's tools do what they promise, measured on the music.
+
+    python -m ml.evaluation.tools --chords --harmonise --out reports/tools.json
+
+- Chords: per style, requests with a progression, read bar by bar (ml.evaluation.harmony) with
+  the chord constraint on, off (what the network does given only the key the chords suggest),
+  and without the chords at all (the chance rate of the same key and length). Single-line
+  styles are read on their notes alone and with their accompaniment.
+- Harmonisation: held-out Bach chorales (the test split of the training corpus, after its
+  deduplication), their soprano given as the melody; the result measured beside Bach's own
+  harmonisation: parallels per 100 chord changes, voices inside their ranges, consonance with the
+  melody on the beats, key stability, and the bass at the melody's phrase ends (fermatas).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ml.data.notes import NoteSequence, estimate_key_from_histogram, pitch_class_histogram
+from ml.evaluation.form_metrics import key_stability, parallels_per_100
+from ml.evaluation.harmony import chord_follow_rate
+
+PROGRESSIONS = (("C", "C Am F G7"), ("D", "I vi IV V7"), ("G", "| I IV | V I | vi ii | V7 I |"),
+                ("A", "Am Dm E7 Am"), ("F", "F Bb C7 F"), ("E", "i iv V i"))
+# Standard SATB ranges (MIDI), as harmony textbooks give them: the measure's own, not the constraint's.
+SATB = ((40, 62), (48, 67), (55, 74), (60, 81))
+CONSONANT = {0, 3, 4, 7, 8, 9}  # intervals above the lower voice, in semitones mod 12 (a fourth is not)
+
+
+def _merged(parts: list[NoteSequence]) -> NoteSequence:
+    return NoteSequence.from_notes(
+        start=np.concatenate([p.start for p in parts]), pitch=np.concatenate([p.pitch for p in parts]),
+        duration=np.concatenate([p.duration for p in parts]), velocity=np.concatenate([p.velocity for p in parts]),
+        tempo_bpm=parts[0].tempo_bpm, time_signature=parts[0].time_signature)
+
+
+def chords_report(model: Path, styles: list[str], seeds: int, seconds: float,
+                  log: Callable[[str], None] = print) -> dict[str, Any]:
+    from ml.generation.generator import Generator
+    from ml.generation.request import GenerationRequest
+
+    generator = Generator(model)
+    out: dict[str, Any] = {}
+    for style in styles:
+        rates: dict[str, list[float]] = {"on": [], "on_with_accompaniment": [], "off": [], "no_chords": []}
+        for key, progression in PROGRESSIONS:
+            mode = "minor" if progression.startswith(("i ", "Am")) else "major"
+            asked = GenerationRequest(style=style, seconds=seconds, key=key, mode=mode, chords=progression,
+                                      seed=7, variations=seeds)
+            for setting, off, request in (("on", (), asked), ("off", ("chords",), asked),
+                                          ("no_chords", (), GenerationRequest(
+                                              style=style, seconds=seconds, key=key, mode=mode, seed=7,
+                                              variations=seeds))):
+                generator.off = frozenset(off)
+                for piece in generator.generate(request):
+                    assert piece.plan is not None
+                    spb = 60.0 / piece.notes.tempo_bpm
+                    spans = [(piece.plan_start + s.start * spb, piece.plan_start + s.end * spb, s.chord.tones,
+                              s.chord.root) for s in generator.chord_spans(asked, piece.plan) or []]
+                    rates[setting].append(chord_follow_rate(piece.notes, spans) or 0.0)
+                    if setting == "on":
+                        rates["on_with_accompaniment"].append(chord_follow_rate(_merged(piece.parts), spans) or 0.0)
+        out[style] = {name: round(float(np.mean(values)), 3) for name, values in rates.items()}
+        log(f"chords {style}: {out[style]}")
+    generator.off = frozenset()
+    return out
+
+
+def _onset_chords(seq: NoteSequence) -> list[tuple[float, list[int]]]:
+    end = seq.start + seq.duration
+    return [(float(at), sorted(int(p) for p in seq.pitch[(seq.start <= at + 1e-6) & (end > at + 1e-6)]))
+            for at in np.unique(np.round(seq.start, 6))]
+
+
+def harmony_measures(seq: NoteSequence, melody: NoteSequence, phrase_ends: list[float]) -> dict[str, float | None]:
+    """The measures of a four-part harmonisation of `melody` (which it holds as its top line)."""
+    beat = 60.0 / seq.tempo_bpm
+    chords = _onset_chords(seq)
+    full = [(at, c) for at, c in chords if len(c) == 4]
+    in_range = [all(low <= p <= high for p, (low, high) in zip(c, SATB)) for _, c in full]
+    on_beat = [(at, c) for at, c in chords if abs(at / beat - round(at / beat)) < 1e-3 and len(c) >= 2]
+    consonant = [all((c[-1] - p) % 12 in CONSONANT for p in c[:-1] if p != c[-1]) for _, c in on_beat]
+    key = estimate_key_from_histogram(pitch_class_histogram(seq.pitch, seq.duration + 1e-3))
+    cadence_bass = []
+    for end in phrase_ends:
+        here = [c for at, c in chords if abs(at - end) < 1e-3]
+        if here:
+            cadence_bass.append((here[0][0] - key[0]) % 12 in (0, 7))
+    return {
+        "parallels_per_100": parallels_per_100(seq),
+        "in_range": float(np.mean(in_range)) if in_range else None,
+        "consonant_on_beats": float(np.mean(consonant)) if consonant else None,
+        "key_stability": key_stability(seq, key),
+        "cadence_bass_i_or_v": float(np.mean(cadence_bass)) if cadence_bass else None,
+        "four_part_share": len(full) / max(1, len(chords)),
+    }
+
+
+def harmonise_report(model: Path, cache_dir: Path, pieces: int, log: Callable[[str], None] = print
+                     ) -> dict[str, Any]:
+    from ml.data.datasets import load_corpus_cached
+    from ml.generation.generator import Generator
+    from ml.generation.harmonise import MelodyError, melody_line
+    from ml.generation.request import GenerationRequest
+
+    dataset, _ = load_corpus_cached(cache_dir, styles=["chorale"], max_pieces_per_style=1500)  # deduplicated
+    test = [int(i) for i in dataset.indices("test", "chorale")][:pieces]
+    generator = Generator(model)
+    rows: dict[str, list[dict[str, float | None]]] = {"bach": [], "model": [], "model_voice_off": []}
+    for n, i in enumerate(test):
+        real = dataset.piece(i)
+        melody = melody_line(real)
+        ends = [float(e) - float(real.start[0]) for e in real.phrase_ends]
+        rows["bach"].append(harmony_measures(real, melody, ends))
+        for name, off in (("model", ()), ("model_voice_off", ("voice",))):
+            generator.off = frozenset(off)
+            try:
+                piece = generator.harmonise(real, GenerationRequest(style="chorale", seed=n))[0]
+            except MelodyError as exc:
+                log(f"skip {dataset.piece_name[i]}: {exc}")
+                continue
+            offset = float(real.start[0])
+            rows[name].append(harmony_measures(piece.notes, melody, [e - offset + piece.plan_start for e in ends]))
+        log(f"harmonised {n + 1}/{len(test)}")
+    generator.off = frozenset()
+
+    def mean(values: list[float | None]) -> float | None:
+        kept = [v for v in values if v is not None]
+        return round(float(np.mean(kept)), 3) if kept else None
+
+    return {name: {measure: mean([r[measure] for r in table]) for measure in (table[0] if table else {})}
+            | {"pieces": len(table)} for name, table in rows.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Measure the chords, harmonisation and passage tools.")
+    parser.add_argument("--model", type=Path, default=Path("ml/pretrained/default.keras"))
+    parser.add_argument("--chords", action="store_true")
+    parser.add_argument("--harmonise", action="store_true")
+    parser.add_argument("--styles", nargs="*", default=["chorale", "fiddle", "folk", "renaissance", "string-quartet"])
+    parser.add_argument("--variations", type=int, default=2, help="pieces per progression and setting")
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--pieces", type=int, default=20, help="held-out chorales to harmonise")
+    parser.add_argument("--cache-dir", type=Path, default=Path("data/cache"))
+    parser.add_argument("--out", type=Path, default=Path("reports/tools.json"))
+    args = parser.parse_args(argv)
+    started = time.time()
+    report: dict[str, Any] = {}
+    if args.chords:
+        report["chords"] = chords_report(args.model, args.styles, args.variations, args.seconds)
+    if args.harmonise:
+        report["harmonise"] = harmonise_report(args.model, args.cache_dir, args.pieces)
+    report["seconds"] = round(time.time() - started, 1)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1))
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
