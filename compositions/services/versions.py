@@ -49,7 +49,9 @@ def composition_version_create(
     """
     # The user's row serialises the quotas (as for a new piece); the piece's row, its versions.
     get_user_model().objects.select_for_update().filter(pk=composition.user_id).first()
-    composition = Composition.objects.select_for_update().select_related("current_version").get(id=composition.id)
+    # of=self: PostgreSQL cannot lock the nullable side of the join to the current version.
+    composition = Composition.objects.select_for_update(of=("self",)).select_related("current_version").get(
+        id=composition.id)
     current = composition.current_version
     if current is None or current.status != CompositionVersion.Status.DONE:
         raise NotAllowed("Only a finished piece can get a new version.")
@@ -108,7 +110,8 @@ def composition_version_set_current(*, version: CompositionVersion) -> Compositi
 def composition_version_delete(*, version: CompositionVersion) -> None:
     """Delete a version that is neither current nor being written, and its files."""
     with transaction.atomic():
-        version = CompositionVersion.objects.select_for_update().select_related("composition").get(id=version.id)
+        version = CompositionVersion.objects.select_for_update(of=("self",)).select_related("composition").get(
+            id=version.id)
         if version.composition.current_version_id == version.id:
             raise NotAllowed("The current version cannot be deleted; make another one current first.")
         if version.status in CompositionVersion.UNFINISHED_STATUSES:
