@@ -7,8 +7,6 @@ or the database), keyed by user name and by client address.
 
 from __future__ import annotations
 
-import binascii
-import os
 from typing import Any
 
 from django.conf import settings
@@ -70,18 +68,6 @@ class ThrottledModelBackend(ModelBackend):
 def password_fingerprint(user: AbstractBaseUser) -> str:
     """A digest of the user's password hash: it changes whenever the password does."""
     return salted_hmac("compositions.ApiToken", user.password, algorithm="sha256").hexdigest()
-
-
-def api_token_for(user: AbstractBaseUser) -> ApiToken:
-    """The user's API token, made anew when there is none or the password changed since."""
-    fingerprint = password_fingerprint(user)
-    token = ApiToken.objects.filter(user=user).first()
-    if token is not None and constant_time_compare(token.password_fingerprint, fingerprint):
-        return token
-    ApiToken.objects.filter(user=user).delete()
-    return ApiToken.objects.create(
-        key=binascii.hexlify(os.urandom(20)).decode(), user=user, password_fingerprint=fingerprint
-    )
 
 
 class TokenAuthentication(authentication.TokenAuthentication):

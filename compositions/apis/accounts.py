@@ -15,8 +15,8 @@ from rest_framework.throttling import ScopedRateThrottle, SimpleRateThrottle
 from rest_framework.views import APIView
 
 from compositions.apis.exception_handlers import ErrorSerializer
-from compositions.auth import TokenAuthentication, api_token_for, login_locked_for
-from compositions.services.accounts import api_token_delete, user_register
+from compositions.auth import TokenAuthentication, login_locked_for
+from compositions.services.accounts import api_token_delete, api_token_get_or_create, user_register
 
 
 class TokenOutputSerializer(serializers.Serializer):
@@ -50,7 +50,8 @@ class RegisterApi(APIView):
         # Missing fields reach the service as "", so that every bad field is named in one answer.
         user = user_register(username=str(request.data.get("username", "")),
                              password=str(request.data.get("password", "")))
-        return Response(TokenOutputSerializer({"token": api_token_for(user).key}).data, status=status.HTTP_201_CREATED)
+        token = api_token_get_or_create(user=user)
+        return Response(TokenOutputSerializer({"token": token.key}).data, status=status.HTTP_201_CREATED)
 
 
 class TokenCreateApi(APIView):
@@ -81,7 +82,7 @@ class TokenCreateApi(APIView):
         user = authenticate(request._request, username=username, password=serializer.validated_data["password"])
         if user is None or not user.is_active:
             return Response({"detail": "Unable to sign in with these credentials."}, status=status.HTTP_400_BAD_REQUEST)
-        return Response(TokenOutputSerializer({"token": api_token_for(user).key}).data)
+        return Response(TokenOutputSerializer({"token": api_token_get_or_create(user=user).key}).data)
 
 
 class TokenDeleteApi(APIView):

@@ -1,13 +1,18 @@
-"""Accounts: sign up through the API, revoke a token, log out everywhere."""
+"""Accounts: sign up through the API, the API token (made, revoked), log out everywhere."""
 
 from __future__ import annotations
+
+import binascii
+import os
 
 from django.contrib.auth.forms import UserCreationForm
 from django.contrib.auth.models import AbstractBaseUser
 from django.contrib.sessions.models import Session
 from django.db import transaction
 from django.utils import timezone
+from django.utils.crypto import constant_time_compare
 
+from compositions.auth import password_fingerprint
 from compositions.errors import RequestInvalid
 from compositions.models import ApiToken
 
@@ -28,6 +33,19 @@ def user_register(*, username: str, password: str) -> AbstractBaseUser:
         raise RequestInvalid(errors)
     user: AbstractBaseUser = form.save()
     return user
+
+
+@transaction.atomic
+def api_token_get_or_create(*, user: AbstractBaseUser) -> ApiToken:
+    """The user's API token, made anew when there is none or the password changed since."""
+    fingerprint = password_fingerprint(user)
+    token = ApiToken.objects.filter(user=user).first()
+    if token is not None and constant_time_compare(token.password_fingerprint, fingerprint):
+        return token
+    ApiToken.objects.filter(user=user).delete()
+    return ApiToken.objects.create(
+        key=binascii.hexlify(os.urandom(20)).decode(), user=user, password_fingerprint=fingerprint
+    )
 
 
 @transaction.atomic

@@ -8,15 +8,15 @@ from django.contrib.auth.models import User
 from django.core.files.base import ContentFile
 from rest_framework.test import APIClient
 
-from compositions.auth import api_token_for
 from compositions.models import Composition, CompositionVersion
+from compositions.services.accounts import api_token_get_or_create
 from ml.data.notes import notes_from_midi
 from tests.conftest import PASSWORD, current, midi_bytes
 
 
 def token_client(user: User) -> APIClient:
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {api_token_for(user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_token_get_or_create(user=user).key}")
     return client
 
 

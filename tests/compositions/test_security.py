@@ -17,8 +17,8 @@ from django.test import Client
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from compositions.auth import api_token_for
 from compositions.models import Composition, CompositionVersion
+from compositions.services.accounts import api_token_get_or_create
 from tests.conftest import PASSWORD, current
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -101,7 +101,7 @@ def test_session_authenticated_api_writes_need_the_csrf_token(user: User, style:
     assert response.status_code == 403 and "CSRF" in response.json()["detail"]
     assert not Composition.objects.exists()
     # A token client is not a browser: no cookie, no CSRF.
-    assert APIClient(HTTP_AUTHORIZATION=f"Token {api_token_for(user).key}").post(
+    assert APIClient(HTTP_AUTHORIZATION=f"Token {api_token_get_or_create(user=user).key}").post(
         "/api/compositions/", {"style": style}, format="json").status_code == 202
 
 
