@@ -338,3 +338,13 @@ def test_tasks_module_names_the_task_services_queue() -> None:
     from compositions.services.queueing import GENERATE_TASK
 
     assert GENERATE_TASK == f"compositions.tasks.{tasks.composition_version_generate.__name__}"
+
+
+def test_the_admin_shows_a_pieces_versions_with_their_technical_detail(
+        piece: Composition, version_factory: Callable[..., CompositionVersion], admin_client: Client) -> None:
+    version_factory(piece, status="failed", error="MP3 encoding failed", error_detail="RenderError: ffmpeg exited",
+                    files=False)
+    listing = admin_client.get("/admin/compositions/composition/?current_version__status__exact=done")
+    assert listing.status_code == 200 and piece.display_title in listing.content.decode()
+    page = admin_client.get(f"/admin/compositions/composition/{piece.id}/change/").content.decode()
+    assert "RenderError: ffmpeg exited" in page and "continued from version 1" in page
