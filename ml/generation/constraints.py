@@ -196,15 +196,17 @@ class VoiceLeading(Constraint):
     def pitches(self, batch: Batch, line: Line, at: At, allowed: np.ndarray) -> np.ndarray:
         if not batch.polyphonic:
             return allowed
+        upper = batch.melody.sounding(line, at.onset) if batch.melody is not None else None
         if at.in_chord:
             allowed = allowed & no_parallels(line.previous_sounding, line.chord)
             held = batch.sounding(line, at.onset)
-            if len(line.previous_sounding) == 4 and len(held) + len(line.chord) == 3:
+            # A given melody note above is part of the chord already, though written last.
+            present = held + line.chord + ([upper] if upper is not None and upper not in held + line.chord else [])
+            if len(line.previous_sounding) == 4 and len(present) == 3:
                 # This note completes a four-part chord: no two of its voices, counted from the
                 # bass, may move in parallels from the last four-part chord.
                 allowed = allowed & completes_without_parallels(
-                    line.previous_sounding, held + line.chord, np.flatnonzero(allowed))
-        upper = batch.melody.sounding(line, at.onset) if batch.melody is not None else None
+                    line.previous_sounding, present, np.flatnonzero(allowed))
         if upper is not None and line.previous_sounding:
             allowed = allowed & _no_parallels_below(line.previous_sounding, upper)
         ranges = VOICE_RANGES.get(batch.request.style)
@@ -369,7 +371,14 @@ class GivenMelody(Constraint):
         top = self.sounding(line, at.onset)
         if top is None:
             return allowed
-        return allowed & (np.arange(128) < top)
+        allowed = allowed & (np.arange(128) < top)
+        if batch.on_beat(at.onset):
+            # On a beat the melody is a chord tone: a third, fifth, sixth or octave above the bass,
+            # and no second or seventh against the voices between.
+            below = (top - np.arange(128)) % 12
+            bass = at.voice == 0 and not [p for p in batch.sounding(line, at.onset) if p < top]
+            allowed = allowed & (np.isin(below, (0, 3, 4, 7, 8, 9)) if bass else ~np.isin(below, (1, 2, 10, 11)))
+        return allowed
 
     def longest(self, batch: Batch, line: Line, onset: float, pitch: int) -> float:
         """A lower voice's note ends before the melody comes down to it (no crossing)."""
