@@ -17,6 +17,7 @@ from compositions.apis.files import CompositionMidiApi, CompositionMp3Api
 from compositions.apis.gallery import CompositionListApi, CompositionShareApi, CompositionUpdateApi
 from compositions.apis.routing import method_router
 from compositions.apis.versions import (
+    CompositionRegenerateApi,
     CompositionVersionCreateApi,
     CompositionVersionCurrentApi,
     CompositionVersionDeleteApi,
@@ -40,6 +41,8 @@ urlpatterns = [
     ),
     path("compositions/<uuid:public_id>/retry/", CompositionRetryApi.as_view(), name="composition-retry"),
     path("compositions/<uuid:public_id>/share/", CompositionShareApi.as_view(), name="composition-share"),
+    path("compositions/<uuid:public_id>/regenerate/", CompositionRegenerateApi.as_view(),
+         name="composition-regenerate"),
     path("compositions/<uuid:public_id>/versions/",
          method_router(get=CompositionVersionListApi, post=CompositionVersionCreateApi), name="composition-versions"),
     path("compositions/<uuid:public_id>/versions/<int:number>/",

@@ -148,6 +148,9 @@ class CompositionVersion(models.Model):
     # "first_bar", "last_bar", "repeat_of", "varied", "cadence"}, ...]}; {} before it is done.
     form_json = models.JSONField(default=dict, blank=True)
     detected_key = models.CharField(max_length=16, blank=True)  # "D minor", estimated from the notes
+    # What was asked and what the piece did, one check per control the user set (ml.pipeline.piece_report):
+    # [{"control", "asked", "did", "met"}, ...], met true, false or null (nothing to measure).
+    constraints = models.JSONField(default=list, blank=True)
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -154,6 +154,30 @@ def read_upload(upload: UploadedFile | None) -> bytes | None:
     return upload.read(limit + 1)
 
 
+# What a version's params hold besides the request's controls: the bars a regenerated passage
+# writes again, and whether its MIDI file is a melody to harmonise rather than to continue.
+VERSION_EXTRAS = ("bars", "harmonise")
+
+
+def request_controls(params: Mapping[str, Any]) -> dict[str, Any]:
+    """A version's params without VERSION_EXTRAS: the request's controls only."""
+    return {name: value for name, value in params.items() if name not in VERSION_EXTRAS}
+
+
+def melody_check(melody: NoteSequence, *, field: str) -> None:
+    """RequestInvalid on `field` unless `melody` can be harmonised: notes, a line rather than only
+    chords, at most ml.generation.harmonise.MAX_MELODY_BARS bars."""
+    from ml.generation.harmonise import MelodyError, melody_line, melody_notes, melody_plan
+
+    try:
+        line = melody_line(melody)
+        bar_beats = line.time_signature[0] * 4.0 / line.time_signature[1]
+        notes, _ = melody_notes(line, bar_beats)
+        melody_plan(notes, bar_beats)
+    except MelodyError as exc:
+        raise RequestInvalid.of(field, str(exc)) from exc
+
+
 def validated_request(params: Mapping[str, Any], *, primer_midi: bytes | None = None) -> GenerationRequest:
     """The one check of a request to compose, for every front end.
 

@@ -48,6 +48,7 @@ class CompositionDetail(CompositionStatus):
     settings: dict[str, Any]
     chords: list[list[float | str | None]]
     form: dict[str, Any]
+    constraints: list[dict[str, Any]]  # [{"control", "asked", "did", "met"}, ...]
 
 
 class VersionItem(CompositionStatus):
@@ -61,6 +62,7 @@ class VersionItem(CompositionStatus):
     current: bool
     duration_seconds: float | None
     created_at: datetime
+    constraints: list[dict[str, Any]]
 
 
 # What a list of pieces never shows: the notes, chords and form of their current versions.
@@ -235,6 +237,7 @@ def composition_detail(*, composition: Composition) -> CompositionDetail:
         "settings": {**composition_settings(version=version), "continues_midi": bool(version.primer_file)},
         "chords": version.chords_json,
         "form": version.form_json,
+        "constraints": version.constraints,
     }
 
 
@@ -252,6 +255,7 @@ def composition_version_item(*, composition: Composition, version: CompositionVe
         "current": composition.current_version_id == version.id,
         "duration_seconds": version.duration_seconds,
         "created_at": version.created_at,
+        "constraints": version.constraints,
     }
 
 

@@ -6,8 +6,10 @@ import logging
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.files import File
@@ -31,8 +33,10 @@ from compositions.services.training import training_fail, training_finish, train
 from ml.pipeline import PipelineError
 
 if TYPE_CHECKING:
+    from ml.data.notes import NoteSequence
     from ml.generation.generator import Generator
     from ml.generation.piece import GeneratedPiece
+    from ml.generation.request import GenerationRequest
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +44,8 @@ logger = logging.getLogger(__name__)
 GENERATION_SHARE = 90
 # Write progress to the database only when it moved this many percent.
 PROGRESS_STEP = 5
+# Passages written for one regenerated bar range; the one that leads best into the kept bars is kept.
+REGENERATE_CANDIDATES = 4
 
 
 class Cancelled(Exception):
@@ -131,26 +137,39 @@ def composition_version_generate(version_id: int) -> None:
     logger.info("Version batch %s finished in %.1f s", version_id, time.monotonic() - started)
 
 
+@dataclass
+class Written:
+    """One piece the run wrote, and what its report needs besides the piece and the request."""
+
+    piece: GeneratedPiece
+    request: GenerationRequest
+    kept: tuple[str, bool] | None = None  # ("bars 5–8 regenerated", every other note kept)
+    melody_kept: tuple[int, int] | None = None  # melody notes found on top, of all of them
+
+
 def _write_versions(claim: Claim) -> None:
     from ml.data.notes import PITCH_CLASS_NAMES, estimate_key
     from ml.pipeline import chord_changes, piano_roll, piece_form, render_piece
 
-    versions = list(claim.rows().select_related("composition").order_by("composition__variation_index"))
+    versions = list(claim.rows().select_related("composition", "source").order_by("composition__variation_index"))
     if not versions:
         raise Cancelled
     kind = versions[0].kind
-    if kind not in (CompositionVersion.Kind.ORIGINAL, CompositionVersion.Kind.CONTINUE):
-        # The ML half of regenerating and harmonising comes later; until then such a version fails
-        # with a reason instead of waiting for ever.
-        raise PipelineError(f"Versions of this kind ({kind}) cannot be written yet")
     progress = ProgressWriter(claim)
-    generator = runtime.get_generator()
-    pieces = _compose(versions, generator, progress)
+    if kind in (CompositionVersion.Kind.REGENERATE, CompositionVersion.Kind.HARMONISE):
+        generator = _source_generator(versions[0])
+        progress.stage("Generating")
+        write = _regenerate if kind == CompositionVersion.Kind.REGENERATE else _harmonise_source
+        written = [write(versions[0], generator, progress)]
+    else:
+        generator = runtime.get_generator()
+        written = _compose(versions, generator, progress)
 
     if not composition_version_rendering(claim=claim, percent=GENERATION_SHARE):
         raise Cancelled
     renderer = runtime.get_renderer()
-    for version, piece in zip(versions, pieces):
+    for version, result in zip(versions, written):
+        piece = result.piece
         stem = f"{version.composition.public_id}-v{version.number}"
         with tempfile.TemporaryDirectory(prefix="musicgen-") as tmp:
             midi_path, mp3_path = Path(tmp) / f"{stem}.mid", Path(tmp) / f"{stem}.mp3"
@@ -177,36 +196,167 @@ def _write_versions(claim: Claim) -> None:
                     "form_json": piece_form(piece),
                     "primer_end": piece.primer_end if piece.primer_length else None,
                     "detected_key": f"{PITCH_CLASS_NAMES[tonic]} {mode}",
+                    "constraints": _report(generator, result),
                 },
             ),
         )
 
 
-def _compose(versions: list[CompositionVersion], generator: Generator,
-             progress: ProgressWriter) -> list[GeneratedPiece]:
-    """The notes of new pieces, or of a continuation: the request, after the MIDI file it continues."""
-    from ml.data.notes import MidiError
-    from ml.generation.request import GenerationRequest, RequestError
-    from ml.pipeline import compose
+def _report(generator: Generator, result: Written) -> list[dict[str, Any]]:
+    """What was asked and what the piece did; a failure here loses the report, never the piece."""
+    from ml.pipeline import piece_report
 
-    first = versions[0]
-    primer = None
-    if first.primer_file:
-        with first.primer_file.open("rb") as f:
-            data = f.read()
-        try:
-            primer = runtime.primer_from_midi(data)
-        except MidiError as exc:  # checked at upload, so only a changed file gets here
-            raise PipelineError(f"The uploaded MIDI file could not be read: {exc}") from exc
     try:
-        # After a partial failure, only the missing variations are written.
-        request = GenerationRequest.from_dict({**first.params, "variations": len(versions)}, primer=primer)
+        return piece_report(generator, result.piece, result.request, kept=result.kept,
+                            melody_kept=result.melody_kept)
+    except Exception:
+        logger.exception("The report of a piece could not be made")
+        return []
+
+
+def _request(params: Mapping[str, Any], primer: NoteSequence | None = None, **changes: Any) -> GenerationRequest:
+    """The request of a version's params (without what only the version needs), with `changes`."""
+    from ml.generation.request import GenerationRequest, RequestError
+
+    try:
+        return GenerationRequest.from_dict({**runtime.request_controls(params), **changes}, primer=primer)
     except RequestError as exc:
         raise PipelineError(f"The request is not valid: {exc}") from exc
-    pieces = compose(generator, request, progress=progress, stage=progress.stage)
-    if len(pieces) < len(versions):
+
+
+def _stored_midi(version: CompositionVersion, field: str = "primer_file") -> NoteSequence:
+    """The notes of a MIDI file a version keeps (its primer, or its own file), parsed in the sandbox."""
+    from ml.data.notes import MidiError
+
+    with getattr(version, field).open("rb") as f:
+        data = f.read()
+    try:
+        return runtime.primer_from_midi(data)
+    except MidiError as exc:  # checked at upload, so only a changed file gets here
+        raise PipelineError(f"The uploaded MIDI file could not be read: {exc}") from exc
+
+
+def _compose(versions: list[CompositionVersion], generator: Generator,
+             progress: ProgressWriter) -> list[Written]:
+    """New pieces, a continuation (the request, after the MIDI file it continues), or voices under an
+    uploaded melody."""
+    from ml.pipeline import compose, harmonise
+
+    first = versions[0]
+    primer = _stored_midi(first) if first.primer_file else None
+    if first.params.get("harmonise") and primer is not None:
+        request = _request(first.params, variations=len(versions))
+        progress.stage("Generating")
+        pieces = harmonise(generator, primer, request, progress=progress)
+        written = [Written(piece, request, melody_kept=_melody_kept(primer, piece)) for piece in pieces]
+    else:
+        # After a partial failure, only the missing variations are written.
+        request = _request(first.params, primer, variations=len(versions))
+        pieces = compose(generator, request, progress=progress, stage=progress.stage)
+        written = [Written(piece, request) for piece in pieces]
+    if len(written) < len(versions):
         raise PipelineError("The model wrote fewer variations than asked for")
-    return pieces
+    return written
+
+
+def _source_generator(version: CompositionVersion) -> Generator:
+    """The model that wrote the version this one changes: only it can write into its notes."""
+    source = version.source
+    path = runtime.model_file_of(version=source) if source is not None else None
+    if source is None or path is None:
+        raise PipelineError("The model that wrote this piece is no longer on this site")
+    return runtime.get_generator(path)
+
+
+def _source_notes(source: CompositionVersion) -> NoteSequence:
+    """The notes of the version a new one changes (its melody, not the accompaniment), at its own
+    tempo and metre as its MIDI file notates them."""
+    from ml.pipeline import notes_from_piano_roll
+
+    notated = _stored_midi(source, "midi_file")
+    return notes_from_piano_roll(source.notes_json, tempo_bpm=float(notated.tempo_bpm),
+                                 time_signature=notated.time_signature,
+                                 program=int(source.params.get("instrument") or 0))
+
+
+def _regenerate(version: CompositionVersion, generator: Generator, progress: ProgressWriter) -> Written:
+    """Bars first..last of the source version written again, every other note kept."""
+    from ml.data.notes import PITCH_CLASS_NAMES
+    from ml.pipeline import regenerate
+
+    source = version.source
+    assert source is not None, "a regenerated passage is saved with its source"
+    first_bar, last_bar = (int(bar) for bar in version.params["bars"])
+    form = source.form_json
+    tonic_name, _, mode = str(form.get("key", "C major")).partition(" ")
+    key = (PITCH_CLASS_NAMES.index(tonic_name) if tonic_name in PITCH_CLASS_NAMES else 0, mode or "major")
+    notes = _source_notes(source)
+    # Candidates joined to what follows: the best-joining one of REGENERATE_CANDIDATES is kept.
+    request = _request(version.params, variations=REGENERATE_CANDIDATES)
+    piece = regenerate(generator, notes, request, form=form, key=key, first_bar=first_bar, last_bar=last_bar,
+                       progress=progress)
+    gap = _bar_seconds(form, first_bar, last_bar)
+    return Written(piece, replace(request, variations=1),
+                   kept=(f"bars {first_bar}–{last_bar} regenerated", _kept_outside(notes, piece.notes, gap)))
+
+
+def _harmonise_source(version: CompositionVersion, generator: Generator, progress: ProgressWriter) -> Written:
+    """Voices under the source version's melody (its top line)."""
+    from ml.pipeline import harmonise
+
+    source = version.source
+    assert source is not None, "a harmonisation is saved with its source"
+    melody = _source_notes(source)
+    request = _request(version.params, variations=1)
+    [piece, *_] = harmonise(generator, melody, request, progress=progress)
+    return Written(piece, request, melody_kept=_melody_kept(melody, piece))
+
+
+def _bar_seconds(form: Mapping[str, Any], first_bar: int, last_bar: int) -> tuple[float, float]:
+    """Where bars first..last of a stored form start and end, in seconds."""
+    phrases = form.get("phrases") or []
+    beats = sum(p["end"] - p["start"] for p in phrases)
+    seconds = sum(p["end_s"] - p["start_s"] for p in phrases)
+    per_beat = seconds / beats if beats else 0.0
+    origin = float(phrases[0]["start_s"]) - float(phrases[0]["start"]) * per_beat if phrases else 0.0
+    bar = float(form.get("bar_beats") or 4.0) * per_beat
+    return origin + (first_bar - 1) * bar, origin + last_bar * bar
+
+
+def _rows(notes: NoteSequence) -> list[tuple[float, int, float, int]]:
+    return [(round(float(s), 3), int(p), round(float(d), 3), int(v))
+            for s, p, d, v in zip(notes.start, notes.pitch, notes.duration, notes.velocity)]
+
+
+def _kept_outside(before: NoteSequence, after: NoteSequence, gap: tuple[float, float]) -> bool:
+    """Whether every note of `before` outside the gap is in `after` as it was (one held into the gap
+    keeps its onset, pitch and loudness: it is cut at the gap's edge)."""
+    start, end = gap
+    eps = 2e-3
+    new = _rows(after)
+    whole, onsets = set(new), {(s, p, v) for s, p, _, v in new}
+    for row in _rows(before):
+        onset, pitch, duration, velocity = row
+        if onset >= end - eps or onset + duration <= start + eps:
+            if row not in whole:
+                return False
+        elif onset < start - eps and (onset, pitch, velocity) not in onsets:
+            return False
+    return True
+
+
+def _melody_kept(melody: NoteSequence, piece: GeneratedPiece) -> tuple[int, int]:
+    """How many notes of the melody's top line are the top voice of `piece` at the same place."""
+    from ml.generation.harmonise import melody_line
+
+    line = melody_line(melody)
+    top = melody_line(piece.notes) if len(piece.notes) else line
+    if not len(line) or not len(top):
+        return 0, len(line)
+    # The piece starts at the melody's first bar line, so onsets are compared from each one's first.
+    heard = {(round(float(s - top.start[0]), 2), int(p)) for s, p in zip(top.start, top.pitch)}
+    found = sum((round(float(s - line.start[0]), 2), int(p)) in heard for s, p in zip(line.start, line.pitch))
+    return int(found), len(line)
 
 
 def composition_reconcile() -> dict[str, int]:

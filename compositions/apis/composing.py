@@ -55,6 +55,9 @@ CompositionRequestSerializer = type("CompositionRequestSerializer", (serializers
     **{name: _control_field(name, control, output=False) for name, control in CONTROLS.items()},
     "primer": serializers.FileField(required=False, help_text="A MIDI file to continue (multipart only)"),
     "primer_id": serializers.UUIDField(required=False, help_text="Or the id of a file sent to primers/ before"),
+    "harmonise": serializers.BooleanField(required=False, default=False,
+                                          help_text="Harmonise the MIDI file's melody (its top line, kept as the "
+                                                    "top voice) instead of continuing it"),
 })
 CompositionSettingsSerializer = type("CompositionSettingsSerializer", (serializers.Serializer,), {
     **{name: _control_field(name, control, output=True) for name, control in CONTROLS.items()},
@@ -90,6 +93,13 @@ class FormSerializer(serializers.Serializer):
     phrases = PhraseSerializer(many=True, required=False)
 
 
+class ConstraintCheckSerializer(serializers.Serializer):
+    control = serializers.CharField(help_text='The control the user set, e.g. "key", "chords", "passage"')
+    asked = serializers.CharField(help_text="What was asked")
+    did = serializers.CharField(help_text="What the piece did, measured on its notes")
+    met = serializers.BooleanField(allow_null=True, help_text="Whether it was met (null: nothing to measure)")
+
+
 class CompositionDetailSerializer(CompositionStatusSerializer):
     version = serializers.IntegerField(help_text="The number of the current version, the one described here")
     versions_url = serializers.CharField(help_text="The piece's versions")
@@ -100,6 +110,8 @@ class CompositionDetailSerializer(CompositionStatusSerializer):
         child=serializers.ListField(), help_text="[start_seconds, chord name or null] at each chord change"
     )
     form = FormSerializer(help_text="The form the piece was written to, and its key; empty until it is done")
+    constraints = ConstraintCheckSerializer(many=True, help_text="What was asked and what the piece did, one "
+                                                                 "check per control; empty until it is done")
 
 
 class StylesApi(APIView):

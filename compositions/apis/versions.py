@@ -15,11 +15,17 @@ from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from compositions import selectors
-from compositions.apis.composing import CompositionDetailSerializer, CompositionStatusSerializer
+from compositions.apis.composing import (
+    CompositionDetailSerializer,
+    CompositionStatusSerializer,
+    ConstraintCheckSerializer,
+)
 from compositions.apis.exception_handlers import ErrorSerializer
 from compositions.models import CompositionVersion
 from compositions.services.versions import (
     composition_continue,
+    composition_harmonise,
+    composition_regenerate,
     composition_version_delete,
     composition_version_set_current,
 )
@@ -37,6 +43,8 @@ class VersionSerializer(CompositionStatusSerializer):
     current = serializers.BooleanField(help_text="The version the piece plays now")
     duration_seconds = serializers.FloatField(allow_null=True)
     created_at = serializers.DateTimeField()
+    constraints = ConstraintCheckSerializer(many=True, help_text="What was asked and what it did; empty until "
+                                                                   "it is written")
 
 
 class CompositionVersionListApi(APIView):
@@ -55,8 +63,19 @@ class CompositionVersionListApi(APIView):
         return Response(VersionSerializer(items, many=True).data)
 
 
+def _accepted(composition: object, version: CompositionVersion) -> Response:
+    """202 with the new version, and its status URL in Location."""
+    from compositions.models import Composition
+
+    assert isinstance(composition, Composition)
+    url = reverse("api:composition-version", args=[composition.public_id, version.number])
+    item = selectors.composition_version_item(composition=composition, version=version, for_api=True)
+    return Response(VersionSerializer(item).data, status=status.HTTP_202_ACCEPTED, headers={"Location": url})
+
+
 class CompositionVersionCreateApi(APIView):
-    """Make a new version of one of your finished pieces: for now, `continue` it (the current version goes on).
+    """Make a new version of one of your finished pieces: `continue` it (the current version goes on), or
+    `harmonise` its melody (the current version's top line, kept as the top voice of new voices).
 
     The version is written in the background, like a new piece, and becomes current when it is
     done. 409 when the piece is not done, has a version being written, or has as many versions as
@@ -68,8 +87,13 @@ class CompositionVersionCreateApi(APIView):
     throttle_scope = "compose"
 
     class VersionRequestSerializer(serializers.Serializer):
-        kind = serializers.ChoiceField(choices=[str(CompositionVersion.Kind.CONTINUE)],
-                                       help_text="continue: go on from the current version, with a new seed")
+        kind = serializers.ChoiceField(
+            choices=[str(CompositionVersion.Kind.CONTINUE), str(CompositionVersion.Kind.HARMONISE)],
+            help_text="continue: go on from the current version, with a new seed; harmonise: voices under its "
+                      "melody")
+        style = serializers.CharField(required=False, allow_blank=True,
+                                      help_text="harmonise: the style that writes the voices (default chorale "
+                                                "where the model has it)")
 
     @extend_schema(request=VersionRequestSerializer,
                    responses={202: VersionSerializer, 400: ErrorSerializer, 401: ErrorSerializer,
@@ -77,11 +101,46 @@ class CompositionVersionCreateApi(APIView):
                               503: ErrorSerializer})
     def post(self, request: Request, public_id: uuid.UUID) -> Response:
         composition = selectors.composition_get_for_user(user=request.user, public_id=public_id)
-        self.VersionRequestSerializer(data=request.data).is_valid(raise_exception=True)
-        version = composition_continue(composition=composition)
-        url = reverse("api:composition-version", args=[composition.public_id, version.number])
-        item = selectors.composition_version_item(composition=composition, version=version, for_api=True)
-        return Response(VersionSerializer(item).data, status=status.HTTP_202_ACCEPTED, headers={"Location": url})
+        serializer = self.VersionRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        if serializer.validated_data["kind"] == CompositionVersion.Kind.HARMONISE:
+            version = composition_harmonise(composition=composition, style=serializer.validated_data.get("style"))
+        else:
+            version = composition_continue(composition=composition)
+        return _accepted(composition, version)
+
+
+class CompositionRegenerateApi(APIView):
+    """Write bars first..last of one of your finished pieces again, as a new version; every other note is kept.
+
+    400 naming `bars` for bars outside the piece, an empty range, the whole piece or not two whole
+    numbers; 409 as for any new version (not done, a version being written, the model gone).
+    """
+
+    parser_classes = [JSONParser, FormParser, MultiPartParser]
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "compose"
+
+    class RegenerateRequestSerializer(serializers.Serializer):
+        bars = serializers.ListField(child=serializers.IntegerField(), min_length=2, max_length=2,
+                                     help_text="[first, last]: the bars to write again, from 1, both included")
+        seed = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=2**32 - 1,
+                                        help_text="The seed (null: a random one)")
+        temperature = serializers.FloatField(required=False, allow_null=True,
+                                             help_text="Pitch sampling temperature (default: the piece's)")
+
+    @extend_schema(request=RegenerateRequestSerializer,
+                   responses={202: VersionSerializer, 400: ErrorSerializer, 401: ErrorSerializer,
+                              404: ErrorSerializer, 409: ErrorSerializer, 429: ErrorSerializer,
+                              503: ErrorSerializer})
+    def post(self, request: Request, public_id: uuid.UUID) -> Response:
+        composition = selectors.composition_get_for_user(user=request.user, public_id=public_id)
+        serializer = self.RegenerateRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        version = composition_regenerate(composition=composition, bars=data["bars"], seed=data.get("seed"),
+                                         temperature=data.get("temperature"))
+        return _accepted(composition, version)
 
 
 class CompositionVersionDetailApi(APIView):

@@ -38,9 +38,33 @@ def composition_request(
             user is over a quota. Nothing is saved in any of these cases.
     """
     primer_midi = runtime.read_upload(primer) if isinstance(primer, UploadedFile) else primer
+    params = runtime.request_controls(params) | {"harmonise": params.get("harmonise")}
+    if _is_true(params.pop("harmonise")):
+        return _harmonise_request(user=user, params=params, melody_midi=primer_midi)
     # Checked before the transaction: the primer is parsed in a sandbox, which takes a moment.
     request = runtime.validated_request(params, primer_midi=primer_midi)
     return _composition_create(user=user, params=request.to_dict(), primer_midi=primer_midi)
+
+
+def _is_true(value: object) -> bool:
+    """A flag as a form ("on", "true", "1") or JSON (true) sends it."""
+    return value is True or str(value).strip().lower() in ("1", "true", "on", "yes")
+
+
+def _harmonise_request(*, user: AbstractBaseUser, params: Mapping[str, Any],
+                       melody_midi: bytes | None) -> list[Composition]:
+    """New pieces that write voices under an uploaded melody (its top line kept as the top voice)."""
+    from ml.data.notes import MidiError
+
+    if melody_midi is None:
+        raise RequestInvalid.of("primer", "Attach the melody to harmonise as a MIDI file.")
+    request = runtime.validated_request(params)
+    try:
+        melody = runtime.primer_from_midi(melody_midi)
+    except MidiError as exc:
+        raise RequestInvalid.of("primer", str(exc)) from exc
+    runtime.melody_check(melody, field="primer")
+    return _composition_create(user=user, params={**request.to_dict(), "harmonise": True}, primer_midi=melody_midi)
 
 
 @transaction.atomic
@@ -132,7 +156,9 @@ def composition_again(*, composition: Composition, user: AbstractBaseUser) -> li
     if version.primer_file:
         with version.primer_file.open("rb") as f:
             primer = f.read()
-    return composition_request(user=user, params={**version.params, "seed": None, "variations": 1}, primer=primer)
+    params = {**runtime.request_controls(version.params), "harmonise": version.params.get("harmonise"),
+              "seed": None, "variations": 1}
+    return composition_request(user=user, params=params, primer=primer)
 
 
 @transaction.atomic

@@ -21,7 +21,7 @@ from django.db import transaction
 from django.db.models import Max
 
 from compositions import runtime
-from compositions.errors import NotAllowed
+from compositions.errors import NotAllowed, RequestInvalid
 from compositions.models import Composition, CompositionVersion
 from compositions.services.queueing import batch_queue
 from compositions.services.quotas import quota_check
@@ -90,11 +90,89 @@ def composition_continue(*, composition: Composition) -> CompositionVersion:
     with current.midi_file.open("rb") as f:
         midi = f.read()
     # Checked before the transaction, as a new request is: the MIDI file is parsed in a sandbox.
-    request = runtime.validated_request({**current.params, "seed": None, "variations": 1}, primer_midi=midi)
+    request = runtime.validated_request({**runtime.request_controls(current.params), "seed": None, "variations": 1},
+                                        primer_midi=midi)
     return composition_version_create(
         composition=composition, kind=CompositionVersion.Kind.CONTINUE,
         change=f"continued from version {current.number}", params=request.to_dict(), primer=midi,
     )
+
+
+def composition_regenerate(*, composition: Composition, bars: object, seed: object = None,
+                           temperature: object = None) -> CompositionVersion:
+    """A new version of the piece with bars first..last of its current version written again.
+
+    `bars` is [first, last] (1-based, inclusive); `seed` and `temperature` as in a request (empty:
+    a new random seed, the current version's temperature).
+
+    Raises:
+        RequestInvalid: on `bars` (not two whole numbers, outside the piece, an empty range, the
+            whole piece), or on `seed` or `temperature`. NotAllowed: as composition_version_create.
+    """
+    from ml.generation.infill import PassageError, check_bars
+
+    current = composition.current_version
+    if current is None or current.status != CompositionVersion.Status.DONE or not current.form_json.get("bars"):
+        raise NotAllowed("Only a finished piece can have a passage regenerated.")
+    pair = list(bars) if isinstance(bars, (list, tuple)) else None
+    if pair is None or len(pair) != 2:
+        raise RequestInvalid.of("bars", "Give the bars as two whole numbers, such as 5 and 8.")
+    first, last = pair
+    try:
+        check_bars(first, last, int(current.form_json["bars"]))
+    except PassageError as exc:
+        raise RequestInvalid.of("bars", str(exc)) from exc
+    changes: dict[str, Any] = {"seed": seed, "variations": 1}
+    if temperature is not None and temperature != "":
+        changes["temperature"] = temperature
+    request = _checked({**runtime.request_controls(current.params), **changes})
+    return composition_version_create(
+        composition=composition, kind=CompositionVersion.Kind.REGENERATE,
+        change=f"bars {first}–{last} regenerated from version {current.number}",
+        params={**request.to_dict(), "bars": [first, last]},
+    )
+
+
+def composition_harmonise(*, composition: Composition, style: str | None = None) -> CompositionVersion:
+    """A new version of the piece: voices written under its current version's melody (the top line).
+
+    `style` is the style that writes the voices: by default chorale where the model has it, else the
+    piece's own.
+
+    Raises:
+        RequestInvalid: the melody cannot be harmonised (on `kind`), or a bad `style`.
+        NotAllowed: as composition_version_create.
+    """
+    current = composition.current_version
+    if current is None or current.status != CompositionVersion.Status.DONE or not current.notes_json:
+        raise NotAllowed("Only a finished piece can be harmonised.")
+    from ml.pipeline import notes_from_piano_roll
+
+    tempo = float(current.params.get("tempo_bpm") or 120.0)
+    melody = notes_from_piano_roll(current.notes_json, tempo_bpm=tempo, time_signature=(4, 4), program=0)
+    runtime.melody_check(melody, field="kind")
+    if not style:
+        styles = runtime.model_styles()
+        style = "chorale" if "chorale" in styles else current.params.get("style", composition.style)
+    request = _checked({**runtime.request_controls(current.params), "style": style, "seed": None,
+                        "variations": 1})
+    return composition_version_create(
+        composition=composition, kind=CompositionVersion.Kind.HARMONISE,
+        change=f"version {current.number} harmonised ({str(style).replace('-', ' ')})", params=request.to_dict(),
+    )
+
+
+def _checked(params: Mapping[str, Any]) -> Any:
+    """The GenerationRequest of `params`, with the bad fields named (RequestInvalid)."""
+    from ml.generation.request import GenerationRequest, RequestError
+
+    try:
+        request = GenerationRequest.from_dict(params)
+    except RequestError as exc:
+        raise RequestInvalid(exc.errors) from exc
+    if request.style not in runtime.model_styles():
+        raise RequestInvalid.of("style", f"Unknown style {request.style!r}.")
+    return request
 
 
 @transaction.atomic

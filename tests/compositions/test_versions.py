@@ -117,14 +117,55 @@ def test_a_piece_whose_model_is_gone_cannot_be_regenerated(
     assert piece.versions.count() == 1 and queued_tasks == []
 
 
-def test_a_regenerated_passage_is_queued_and_fails_with_a_reason_until_the_model_can_write_it(
-        piece: Composition, django_capture_on_commit_callbacks: Callable) -> None:
-    with django_capture_on_commit_callbacks(execute=True):  # Q_SYNC: the task runs on commit
-        version = composition_version_create(composition=piece, kind="regenerate", change="bars 5-8 regenerated",
-                                             params={**current(piece).params, "bars": [5, 8]})
-    version.refresh_from_db()
-    assert (version.status, version.error) == ("failed", "Versions of this kind (regenerate) cannot be written yet")
-    assert current(piece).number == 1
+def _outside(rows: list[list[float]], start: float, end: float) -> list[tuple[float, int, float, int]]:
+    return sorted((round(s, 3), int(p), round(d, 3), int(v)) for p, s, d, v in rows
+                  if s >= end - 1e-3 or s + d <= start + 1e-3)
+
+
+def _bar_span(version: CompositionVersion, first: int, last: int) -> tuple[float, float]:
+    form = version.form_json
+    phrase = form["phrases"][0]
+    per_beat = (phrase["end_s"] - phrase["start_s"]) / (phrase["end"] - phrase["start"])
+    bar = form["bar_beats"] * per_beat
+    return phrase["start_s"] + (first - 1) * bar, phrase["start_s"] + last * bar
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_regenerated_passage_is_written_keeps_every_other_note_and_can_be_undone(
+        user: User, style: str, user_client: Client) -> None:
+    [piece] = composition_request(user=user, params={"style": style, "seconds": 16, "tempo_bpm": 120,
+                                                     "seed": 11})  # Q_SYNC: written
+    first = current(piece)
+    assert first.status == DONE and first.form_json["bars"] >= 4
+    assert [check["control"] for check in first.constraints]  # every version says what was met
+
+    api = token_client(user)
+    made = api.post(f"/api/v1/compositions/{piece.public_id}/regenerate/", {"bars": [2, 3], "seed": 5},
+                    format="json")
+    assert made.status_code == 202, made.json()
+    second = current(piece)
+    assert (second.number, second.kind, second.status, second.error) == (2, "regenerate", DONE, "")
+    assert second.change == "bars 2–3 regenerated from version 1" and second.seed is not None
+    start, end = _bar_span(first, 2, 3)
+    assert _outside(second.notes_json, start, end) == [
+        row for row in _outside(first.notes_json, start, end) if row[0] + row[2] <= start + 1e-3 or row[0] >= end - 1e-3]
+    passage = [check for check in second.constraints if check["control"] == "passage"]
+    assert passage and passage[0]["met"] is True, second.constraints
+    listed = api.get(f"/api/v1/compositions/{piece.public_id}/versions/").json()
+    assert [(v["number"], v["kind"], v["current"]) for v in listed] == [(1, "original", False),
+                                                                       (2, "regenerate", True)]
+    assert listed[1]["constraints"] == second.constraints
+    assert api.get(f"/api/v1/compositions/{piece.public_id}/").json()["constraints"] == second.constraints
+    assert api.post(f"/api/v1/compositions/{piece.public_id}/versions/1/current/").json()["version"] == 1
+    assert current(piece) == first
+
+    # The page's form does the same, and its piece shows what was met.
+    response = user_client.post(f"/compositions/{piece.public_id}/regenerate/", {"first_bar": "1", "last_bar": "2"})
+    assert response.status_code == 302
+    third = current(piece)
+    assert (third.number, third.kind, third.status) == (3, "regenerate", DONE)
+    page = user_client.get(f"/compositions/{piece.public_id}/").content.decode()
+    assert 'id="what-was-met"' in page and "Bars 1–2 regenerated from version 1" in page
 
 
 def test_at_the_cap_a_new_version_is_refused_and_failed_ones_do_not_count(
