@@ -24,7 +24,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from ml.model.config import CADENCE_CLASSES, METRES, MODE_NAMES, PAD_PITCH, PITCHES, ModelConfig
+from ml.model.config import CADENCE_CLASSES, METRES, MODE_NAMES, PAD_PITCH, PITCHES, ModelConfig, read_model_info
 
 
 @keras.saving.register_keras_serializable(package="musicgen")
@@ -225,12 +225,16 @@ def load_model(path: Path) -> NoteModel:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"The model file {path} does not exist.")
+    info = read_model_info(path)  # ValueError for an archive that is not a note model
+    # The network is built here from its config and only the weights are read from the archive:
+    # keras.saving.load_model rebuilds the layers inside its object-sharing scope, where a
+    # Bidirectional's backward LSTM could now and then come back as the forward one (a cache keyed
+    # on object ids, which Python reuses), and the file would fail to load at random.
+    model = build_model(info["config"], extra=info["extra"])
     try:
-        model = keras.saving.load_model(path, compile=False)
+        model.load_weights(path)
     except Exception as exc:  # Keras raises many types for truncated or foreign archives
         raise ValueError(f"The model file {path.name} is broken or not a note model ({type(exc).__name__}).") from exc
-    if not isinstance(model, NoteModel):
-        raise ValueError(f"{path.name} is a Keras model, but not a note model.")
     return model
 
 
