@@ -81,6 +81,11 @@ class CompositionForm(forms.Form):
                       "from its end.",
             widget=forms.ClearableFileInput(attrs={"accept": ".mid,.midi,audio/midi"}),
         )
+        self.fields["harmonise"] = forms.BooleanField(
+            required=False, label="Harmonise this melody instead of continuing it",
+            help_text="The file's top line is kept note for note as the top voice; the model writes the voices "
+                      "under it (chorale or string quartet suit it best).",
+        )
         # Why composing is impossible right now (no model file, no SoundFont), shown above the form.
         styles, self.model_problem = runtime.composing_state()
         self.fields["style"].choices = [(style, style.replace("_", " ").title()) for style in styles]
@@ -89,11 +94,15 @@ class CompositionForm(forms.Form):
         return [self[name] for name, control in CONTROLS.items() if not control.advanced]
 
     def advanced_fields(self) -> list[forms.BoundField]:
-        return [self[name] for name, control in CONTROLS.items() if control.advanced] + [self["primer"]]
+        return [self[name] for name, control in CONTROLS.items() if control.advanced] + [self["primer"],
+                                                                                          self["harmonise"]]
 
     def request_params(self) -> dict[str, Any]:
         """The submitted controls as they came (strings); empty ones take the request's defaults."""
-        return {name: self.data[name] for name in CONTROLS if name in self.data}
+        params: dict[str, Any] = {name: self.data[name] for name in CONTROLS if name in self.data}
+        if self.data.get("harmonise"):  # a ticked checkbox; unticked, it sends nothing
+            params["harmonise"] = True
+        return params
 
     def show_errors(self, errors: Mapping[str, list[str]]) -> None:
         """Show the service's field errors on their fields (unknown names above the form)."""

@@ -350,12 +350,15 @@ def _melody_kept(melody: NoteSequence, piece: GeneratedPiece) -> tuple[int, int]
     from ml.generation.harmonise import melody_line
 
     line = melody_line(melody)
-    top = melody_line(piece.notes) if len(piece.notes) else line
-    if not len(line) or not len(top):
+    if not len(piece.notes):
         return 0, len(line)
     # The piece starts at the melody's first bar line, so onsets are compared from each one's first.
-    heard = {(round(float(s - top.start[0]), 2), int(p)) for s, p in zip(top.start, top.pitch)}
-    found = sum((round(float(s - line.start[0]), 2), int(p)) in heard for s, p in zip(line.start, line.pitch))
+    origin = float(piece.notes.start.min())
+    top: dict[float, int] = {}
+    for start, pitch in zip(piece.notes.start, piece.notes.pitch):
+        onset = round(float(start) - origin, 2)
+        top[onset] = max(top.get(onset, 0), int(pitch))
+    found = sum(top.get(round(float(s - line.start[0]), 2)) == int(p) for s, p in zip(line.start, line.pitch))
     return int(found), len(line)
 
 

@@ -19,6 +19,7 @@ urlpatterns = [
     path("<uuid:public_id>/edit/", views.composition_edit, name="edit"),
     path("<uuid:public_id>/share/", views.composition_share, name="share"),
     path("<uuid:public_id>/again/", views.composition_again, name="again"),
+    path("<uuid:public_id>/regenerate/", views.composition_regenerate, name="regenerate"),
     path("<uuid:public_id>/play/", views.composition_play, name="play"),
     path("<uuid:public_id>/versions/<int:number>/current/", views.composition_version_current,
          name="version-current"),

@@ -131,10 +131,17 @@ def composition_detail(request: HttpRequest, public_id: uuid.UUID) -> HttpRespon
     composition = selectors.composition_get_for_viewer(user=request.user, public_id=public_id)
     if composition.user_id != request.user.pk:
         return _shared_page(request, composition)
+    return _owner_page(request, composition)
+
+
+def _owner_page(request: HttpRequest, composition: Composition, *, regenerate: dict[str, Any] | None = None,
+                status: int = 200) -> HttpResponse:
+    """The owner's page; `regenerate` re-shows the Regenerate bars form as it was sent, with its errors."""
     version = composition.current_version
     assert version is not None, "a piece is saved with its first version"
     running = selectors.composition_version_running(composition=composition)
     context = {
+        "regenerate": regenerate or {"values": {}, "errors": {}},
         "composition": composition,
         "version": version,
         # A new version being written while the current one plays.
@@ -151,7 +158,7 @@ def composition_detail(request: HttpRequest, public_id: uuid.UUID) -> HttpRespon
         if composition.share_token else "",
         "visibilities": Composition.Visibility.choices,
     }
-    return render(request, "compositions/detail.html", context)
+    return render(request, "compositions/detail.html", context, status=status)
 
 
 def _listen_urls(composition: Composition, token: str = "") -> dict[str, Any]:
@@ -241,17 +248,48 @@ def composition_share(request: HttpRequest, public_id: uuid.UUID) -> HttpRespons
 @login_required
 @require_POST
 def composition_again(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
-    """Again with a new seed (a new piece), or continue this one (a new version of it)."""
+    """Again with a new seed (a new piece), or continue or harmonise this one (a new version of it)."""
     composition = selectors.composition_get_for_user(user=request.user, public_id=public_id)
     try:
         if request.POST.get("continue") == "1":
             versions.composition_continue(composition=composition)
+            return redirect("compositions:detail", public_id=composition.public_id)
+        if request.POST.get("harmonise") == "1":
+            versions.composition_harmonise(composition=composition)
             return redirect("compositions:detail", public_id=composition.public_id)
         [first, *_] = composing.composition_again(composition=composition, user=request.user)
     except (RequestInvalid, ComposingUnavailable, QuotaExceeded, NotAllowed) as exc:
         messages.error(request, str(exc))
         return redirect("compositions:detail", public_id=composition.public_id)
     return redirect("compositions:detail", public_id=first.public_id)
+
+
+def _bars_sent(data: Any) -> object:
+    """The bars of the Regenerate bars form: first and last bar, or one text field such as "5-8"."""
+    text = str(data.get("bars", "")).strip()
+    if text:
+        parts = text.replace("–", "-").replace(" ", "").split("-")
+        values: list[object] = [int(p) if p.isdigit() else p for p in parts]
+        return values if len(values) == 2 else [text]
+    pair = [str(data.get("first_bar", "")).strip(), str(data.get("last_bar", "")).strip()]
+    return [int(p) if p.lstrip("-").isdigit() else p for p in pair]
+
+
+@login_required
+@require_POST
+def composition_regenerate(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+    """Regenerate bars first..last as a new version; bad bars or a bad seed re-show the page with the error (400)."""
+    composition = selectors.composition_get_for_user(user=request.user, public_id=public_id)
+    sent = {name: request.POST.get(name, "") for name in ("first_bar", "last_bar", "seed")}
+    try:
+        versions.composition_regenerate(composition=composition, bars=_bars_sent(request.POST),
+                                        seed=sent["seed"].strip() or None)
+    except RequestInvalid as exc:
+        errors = {field: " ".join(messages) for field, messages in exc.errors.items()}
+        return _owner_page(request, composition, regenerate={"values": sent, "errors": errors}, status=400)
+    except (NotAllowed, QuotaExceeded, ComposingUnavailable) as exc:
+        messages.error(request, str(exc))
+    return redirect("compositions:detail", public_id=composition.public_id)
 
 
 @login_required

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
+from rest_framework.fields import empty
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -110,6 +112,27 @@ class CompositionVersionCreateApi(APIView):
         return _accepted(composition, version)
 
 
+class BarsField(serializers.ListField):
+    """[first, last]: two whole numbers, refused in one message (not one per item)."""
+
+    default_error_messages = {"bars": "Give the bars as two whole numbers, such as 5 and 8."}
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(child=serializers.IntegerField(), min_length=2, max_length=2, **kwargs)
+
+    def run_validation(self, data: Any = empty) -> Any:
+        if data is not empty and data is not None and (
+                isinstance(data, (str, dict)) or not hasattr(data, "__iter__")
+                or any(isinstance(v, bool) for v in data)):
+            self.fail("bars")
+        try:
+            return super().run_validation(data)
+        except serializers.ValidationError as exc:
+            if data is empty or data is None:
+                raise
+            raise serializers.ValidationError(self.error_messages["bars"], code="bars") from exc
+
+
 class CompositionRegenerateApi(APIView):
     """Write bars first..last of one of your finished pieces again, as a new version; every other note is kept.
 
@@ -122,8 +145,7 @@ class CompositionRegenerateApi(APIView):
     throttle_scope = "compose"
 
     class RegenerateRequestSerializer(serializers.Serializer):
-        bars = serializers.ListField(child=serializers.IntegerField(), min_length=2, max_length=2,
-                                     help_text="[first, last]: the bars to write again, from 1, both included")
+        bars = BarsField(help_text="[first, last]: the bars to write again, from 1, both included")
         seed = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=2**32 - 1,
                                         help_text="The seed (null: a random one)")
         temperature = serializers.FloatField(required=False, allow_null=True,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -63,9 +64,8 @@ def composition_version_create(
     if kept >= settings.MAX_VERSIONS_PER_PIECE:
         raise NotAllowed(f"This piece has {kept} versions, the most it keeps ({settings.MAX_VERSIONS_PER_PIECE}); "
                          "delete one you no longer need.")
-    if kind in KINDS_NEEDING_THE_SAME_MODEL and not runtime.model_file_of(version=current):
-        raise NotAllowed(f"The model that wrote this piece ({current.model_name or 'unknown'}) is no longer on "
-                         "this site, so only that model could change its notes: continue it, or compose it again.")
+    if kind in KINDS_NEEDING_THE_SAME_MODEL:
+        _model_of(current)
     quota_check(user=composition.user, wanted=1)
     batch_id = uuid.uuid4()
     primer_name = default_storage.save(f"primers/{batch_id}.mid", ContentFile(primer)) if primer else ""
@@ -125,7 +125,7 @@ def composition_regenerate(*, composition: Composition, bars: object, seed: obje
     changes: dict[str, Any] = {"seed": seed, "variations": 1}
     if temperature is not None and temperature != "":
         changes["temperature"] = temperature
-    request = _checked({**runtime.request_controls(current.params), **changes})
+    request = _checked({**runtime.request_controls(current.params), **changes}, styles=None)
     return composition_version_create(
         composition=composition, kind=CompositionVersion.Kind.REGENERATE,
         change=f"bars {first}–{last} regenerated from version {current.number}",
@@ -151,27 +151,37 @@ def composition_harmonise(*, composition: Composition, style: str | None = None)
     tempo = float(current.params.get("tempo_bpm") or 120.0)
     melody = notes_from_piano_roll(current.notes_json, tempo_bpm=tempo, time_signature=(4, 4), program=0)
     runtime.melody_check(melody, field="kind")
+    styles = runtime.get_generator(_model_of(current)).styles
     if not style:
-        styles = runtime.model_styles()
         style = "chorale" if "chorale" in styles else current.params.get("style", composition.style)
     request = _checked({**runtime.request_controls(current.params), "style": style, "seed": None,
-                        "variations": 1})
+                        "variations": 1}, styles=styles)
     return composition_version_create(
         composition=composition, kind=CompositionVersion.Kind.HARMONISE,
         change=f"version {current.number} harmonised ({str(style).replace('-', ' ')})", params=request.to_dict(),
     )
 
 
-def _checked(params: Mapping[str, Any]) -> Any:
-    """The GenerationRequest of `params`, with the bad fields named (RequestInvalid)."""
+def _model_of(version: CompositionVersion) -> Path:
+    """The model file that wrote `version`; NotAllowed once it is gone (only it can change its notes)."""
+    path = runtime.model_file_of(version=version)
+    if path is None:
+        raise NotAllowed(f"The model that wrote this piece ({version.model_name or 'unknown'}) is no longer on "
+                         "this site, so only that model could change its notes: continue it, or compose it again.")
+    return path
+
+
+def _checked(params: Mapping[str, Any], *, styles: list[str] | None) -> Any:
+    """The GenerationRequest of `params`, with the bad fields named (RequestInvalid); its style one of
+    `styles` (those of the model that will write it) when given."""
     from ml.generation.request import GenerationRequest, RequestError
 
     try:
         request = GenerationRequest.from_dict(params)
     except RequestError as exc:
         raise RequestInvalid(exc.errors) from exc
-    if request.style not in runtime.model_styles():
-        raise RequestInvalid.of("style", f"Unknown style {request.style!r}.")
+    if styles is not None and request.style not in styles:
+        raise RequestInvalid.of("style", f"Unknown style {request.style!r}; choose one of: {', '.join(styles)}.")
     return request
 
 

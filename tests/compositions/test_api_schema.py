@@ -31,6 +31,7 @@ OPERATIONS: dict[tuple[str, str], set[str]] = {
     ("delete", "/api/v1/compositions/{public_id}/"): {"204", "401", "404"},
     ("post", "/api/v1/compositions/{public_id}/retry/"): {"202", "401", "404", "409", "429"},
     ("post", "/api/v1/compositions/{public_id}/share/"): {"200", "400", "401", "404"},
+    ("post", "/api/v1/compositions/{public_id}/regenerate/"): {"202", "400", "401", "404", "409", "429", "503"},
     ("get", "/api/v1/compositions/{public_id}/versions/"): {"200", "404"},
     ("post", "/api/v1/compositions/{public_id}/versions/"): {"202", "400", "401", "404", "409", "429", "503"},
     ("get", "/api/v1/compositions/{public_id}/versions/{number}/"): {"200", "404"},
@@ -44,7 +45,7 @@ COMPONENTS = {
     "Error", "CompositionRequest", "CompositionSettings", "CompositionStatus", "CompositionDetail",
     "CompositionListItem", "CompositionPage", "Created", "Form", "Phrase", "Primer", "TokenInput", "TokenOutput",
     "RegisterInput", "ShareInput", "ShareOutput", "ModeEnum", "KeyEnum", "DynamicsEnum", "VisibilityEnum",
-    "Version", "VersionRequest",
+    "Version", "VersionRequest", "RegenerateRequest", "ConstraintCheck",
 }
 
 
@@ -79,6 +80,16 @@ def test_the_schema_has_the_components_and_the_one_error_shape(schema_json: dict
         "id", "status", "progress", "message", "error", "mp3_url", "midi_url"}
     assert {"number", "kind", "change", "current", "mp3_url", "midi_url"} <= set(components["Version"]["required"])
     assert components["CompositionDetail"]["properties"]["version"]["type"] == "integer"
+    # What was met, on the piece and on each version; the bars to regenerate; harmonise an upload or a version.
+    check = {"$ref": "#/components/schemas/ConstraintCheck"}
+    for name in ("CompositionDetail", "Version"):
+        assert components[name]["properties"]["constraints"]["items"] == check
+    assert set(components["ConstraintCheck"]["required"]) == {"control", "asked", "did", "met"}
+    bars = components["RegenerateRequest"]["properties"]["bars"]
+    assert (bars["minItems"], bars["maxItems"], bars["items"]["type"]) == (2, 2, "integer")
+    assert components["RegenerateRequest"]["required"] == ["bars"]
+    assert components["CompositionRequest"]["properties"]["harmonise"]["type"] == "boolean"
+    assert set(components["VersionRequestKindEnum"]["enum"]) == {"continue", "harmonise"}
     files = schema_json["paths"]["/api/v1/compositions/{public_id}/audio.mp3"]["get"]["parameters"]
     assert {parameter["name"] for parameter in files} == {"public_id", "share_token", "version"}
     # Public reads declare optional security ({}), writes need a token or a session.

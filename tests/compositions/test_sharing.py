@@ -107,6 +107,8 @@ def test_nobody_but_the_owner_may_change_a_public_piece_or_its_versions(
         page.post(f"/compositions/{pid}/share/", {"visibility": "private"}),
         page.post(f"/compositions/{pid}/delete/"),
         page.post(f"/compositions/{pid}/again/", {"continue": "1"}),
+        page.post(f"/compositions/{pid}/again/", {"harmonise": "1"}),
+        page.post(f"/compositions/{pid}/regenerate/", {"first_bar": "1", "last_bar": "1"}),
         page.post(f"/compositions/{pid}/versions/2/current/"),
         page.post(f"/compositions/{pid}/versions/2/delete/"),
     ]
@@ -116,6 +118,8 @@ def test_nobody_but_the_owner_may_change_a_public_piece_or_its_versions(
         api.post(f"/api/v1/compositions/{pid}/share/", {"visibility": "private"}, format="json"),
         api.post(f"/api/v1/compositions/{pid}/retry/"),
         api.post(f"/api/v1/compositions/{pid}/versions/", {"kind": "continue"}, format="json"),
+        api.post(f"/api/v1/compositions/{pid}/versions/", {"kind": "harmonise"}, format="json"),
+        api.post(f"/api/v1/compositions/{pid}/regenerate/", {"bars": [1, 1]}, format="json"),
         api.post(f"/api/v1/compositions/{pid}/versions/2/current/"),
         api.delete(f"/api/v1/compositions/{pid}/versions/2/"),
     ]
