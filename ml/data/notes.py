@@ -231,6 +231,16 @@ def notes_to_midi(seq: NoteSequence, *others: NoteSequence) -> pretty_midi.Prett
     return pm
 
 
+def merge(parts: list[NoteSequence]) -> NoteSequence:
+    """The notes of several parts as one sequence (the first part's tempo, metre and program)."""
+    if len(parts) == 1:
+        return parts[0]
+    return NoteSequence.from_notes(
+        start=np.concatenate([p.start for p in parts]), pitch=np.concatenate([p.pitch for p in parts]),
+        duration=np.concatenate([p.duration for p in parts]), velocity=np.concatenate([p.velocity for p in parts]),
+        tempo_bpm=parts[0].tempo_bpm, time_signature=parts[0].time_signature, program=parts[0].program)
+
+
 def write_midi(seq: NoteSequence, path: Path, *others: NoteSequence) -> None:
     notes_to_midi(seq, *others).write(str(path))
 

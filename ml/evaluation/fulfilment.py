@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ml.data.notes import PITCH_CLASS_NAMES, NoteSequence, estimate_key_from_histogram, pitch_class_histogram
+from ml.data.notes import PITCH_CLASS_NAMES, NoteSequence, estimate_key_from_histogram, merge, pitch_class_histogram
 from ml.evaluation.harmony import chord_follow_rate
 
 METRE_ACCENT = 0.75  # share of bars whose first beat is among their two heaviest onsets
@@ -32,15 +32,6 @@ class Check:
 
 def _key_name(key: tuple[int, str]) -> str:
     return f"{PITCH_CLASS_NAMES[key[0]]} {key[1]}"
-
-
-def _merged(parts: list[NoteSequence]) -> NoteSequence:
-    if len(parts) == 1:
-        return parts[0]
-    return NoteSequence.from_notes(
-        start=np.concatenate([p.start for p in parts]), pitch=np.concatenate([p.pitch for p in parts]),
-        duration=np.concatenate([p.duration for p in parts]), velocity=np.concatenate([p.velocity for p in parts]),
-        tempo_bpm=parts[0].tempo_bpm, time_signature=parts[0].time_signature, program=parts[0].program)
 
 
 def key_check(seq: NoteSequence, tonic: int, mode: str) -> Check:
@@ -99,7 +90,7 @@ def fulfilment(*, parts: list[NoteSequence], settings: dict[str, Any], form: dic
     found as the top voice, notes of the melody); `tonic`: the key's tonic, to say whether the
     progression closes on it."""
     seq = parts[0]
-    everything = _merged(parts)
+    everything = merge(parts)
     checks: list[Check] = []
     if len(seq) == 0:
         return [Check("notes", "a piece", "no notes", False)]

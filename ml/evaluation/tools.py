@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ml.data.notes import NoteSequence, estimate_key_from_histogram, pitch_class_histogram
+from ml.data.notes import NoteSequence, estimate_key_from_histogram, merge, pitch_class_histogram
 from ml.evaluation.form_metrics import key_stability, parallels_per_100
 from ml.evaluation.harmony import chord_follow_rate
 
@@ -36,13 +36,6 @@ PROGRESSIONS = (("C", "C Am F G7"), ("D", "I vi IV V7"), ("G", "| I IV | V I | v
 SATB = ((40, 62), (48, 67), (55, 74), (60, 81))
 CONSONANT = {0, 3, 4, 7, 8, 9}  # intervals above the bass, in semitones mod 12 (a fourth is not)
 SECONDS = {1, 2, 10, 11}  # seconds and sevenths: dissonant between any two voices
-
-
-def _merged(parts: list[NoteSequence]) -> NoteSequence:
-    return NoteSequence.from_notes(
-        start=np.concatenate([p.start for p in parts]), pitch=np.concatenate([p.pitch for p in parts]),
-        duration=np.concatenate([p.duration for p in parts]), velocity=np.concatenate([p.velocity for p in parts]),
-        tempo_bpm=parts[0].tempo_bpm, time_signature=parts[0].time_signature)
 
 
 def chords_report(model: Path, styles: list[str], seeds: int, seconds: float,
@@ -70,7 +63,7 @@ def chords_report(model: Path, styles: list[str], seeds: int, seconds: float,
                               s.chord.root) for s in generator.chord_spans(asked, piece.plan) or []]
                     rates[setting].append(chord_follow_rate(piece.notes, spans) or 0.0)
                     if setting == "on":
-                        rates["on_with_accompaniment"].append(chord_follow_rate(_merged(piece.parts), spans) or 0.0)
+                        rates["on_with_accompaniment"].append(chord_follow_rate(merge(piece.parts), spans) or 0.0)
         out[style] = {name: round(float(np.mean(values)), 3) for name, values in rates.items()}
         log(f"chords {style}: {out[style]}")
     generator.off = frozenset()

@@ -171,9 +171,7 @@ class Generator:
             inner = replace(request, time_signature=written, tempo_bpm=self._tempo(request) * factor)
             return [piece.renotated(request.time_signature, factor) for piece in self.generate(inner, progress)]
         config = self.config
-        base_seed = request.seed if request.seed is not None else secrets.randbits(32)
-        seeds = [(base_seed + v) % 2**32 for v in range(request.variations)]
-        rngs = [np.random.default_rng(s) for s in seeds]
+        seeds, rngs = _seeds(request)
         tempo = self._tempo(request)
         plan = self.plan(request)
         lines = [self._line(request, rng, config, plan) for rng in rngs]
@@ -232,9 +230,7 @@ class Generator:
                           primer=None)
         self.validate(request)
         self.load()
-        base_seed = request.seed if request.seed is not None else secrets.randbits(32)
-        seeds = [(base_seed + v) % 2**32 for v in range(request.variations)]
-        rngs = [np.random.default_rng(s) for s in seeds]
+        seeds, rngs = _seeds(request)
         config = self.config
         if request.key != "any":
             tonic, mode = parse_key(request.key), request.mode
@@ -260,9 +256,7 @@ class Generator:
         """
         self.validate(request)
         self.load()
-        base_seed = request.seed if request.seed is not None else secrets.randbits(32)
-        seeds = [(base_seed + v) % 2**32 for v in range(request.variations)]
-        rngs = [np.random.default_rng(s) for s in seeds]
+        seeds, rngs = _seeds(request)
         config = self.config
         shift = key_shift(passage.key[0]) if config.key_relative else 0
         mode_index = MODE_NAMES.index("minor" if passage.key[1] in ("minor", "dorian") else "major")
@@ -316,3 +310,10 @@ class Generator:
         weights = np.array([float(keys[k]) for k in names])
         tonic, mode = names[int(rng.choice(len(names), p=weights / weights.sum()))].split(":")
         return int(tonic), mode
+
+
+def _seeds(request: GenerationRequest) -> tuple[list[int], list[np.random.Generator]]:
+    """One seed per variation (the request's, or a random one, counting up), and its generator."""
+    base_seed = request.seed if request.seed is not None else secrets.randbits(32)
+    seeds = [(base_seed + v) % 2**32 for v in range(request.variations)]
+    return seeds, [np.random.default_rng(s) for s in seeds]
