@@ -144,12 +144,20 @@ def composition_harmonise(*, composition: Composition, style: str | None = None)
         NotAllowed: as composition_version_create.
     """
     current = composition.current_version
-    if current is None or current.status != CompositionVersion.Status.DONE or not current.notes_json:
+    if current is None or current.status != CompositionVersion.Status.DONE:
         raise NotAllowed("Only a finished piece can be harmonised.")
     from ml.pipeline import notes_from_piano_roll
 
-    tempo = float(current.params.get("tempo_bpm") or 120.0)
-    melody = notes_from_piano_roll(current.notes_json, tempo_bpm=tempo, time_signature=(4, 4), program=0)
+    # The stored form gives the beat (its phrases in beats and in seconds) and the bar, which is all
+    # the melody's checks need (its length in bars); the worker reads the notated metre from the file.
+    form = current.form_json
+    phrases = form.get("phrases") or []
+    beats = sum(p["end"] - p["start"] for p in phrases)
+    seconds = sum(p["end_s"] - p["start_s"] for p in phrases)
+    tempo = 60.0 * beats / seconds if beats > 0 and seconds > 0 else float(current.params.get("tempo_bpm") or 120.0)
+    bar_beats = float(form.get("bar_beats") or 4.0)
+    metre = (int(bar_beats), 4) if bar_beats.is_integer() else (int(bar_beats * 2), 8)
+    melody = notes_from_piano_roll(current.notes_json, tempo_bpm=tempo, time_signature=metre, program=0)
     runtime.melody_check(melody, field="kind")
     styles = runtime.get_generator(_model_of(current)).styles
     if not style:

@@ -366,6 +366,20 @@ def test_a_melody_that_cannot_be_harmonised_is_a_400_naming_the_file(
     assert queued_tasks == [] and not Composition.objects.exists()
 
 
+@pytest.mark.parametrize(("notes", "message"), [
+    ([], "holds no notes"),
+    ([[60 + step, beat, 1.0, 80] for beat in (0.0, 1.0, 2.0) for step in (0, 4, 7)], "only chords"),
+    ([[60, beat * 0.5, 0.5, 80] for beat in range(300)], "at most 64 bars"),
+])
+def test_a_piece_whose_melody_cannot_be_harmonised_is_a_400_naming_kind(
+        piece: Composition, user: User, queued_tasks: list, notes: list, message: str) -> None:
+    CompositionVersion.objects.filter(composition=piece).update(notes_json=notes)
+    response = token_client(user).post(f"/api/v1/compositions/{piece.public_id}/versions/", {"kind": "harmonise"},
+                                       format="json")
+    assert response.status_code == 400 and list(response.json()["errors"]) == ["kind"], response.json()
+    assert message in response.json()["detail"] and queued_tasks == [] and piece.versions.count() == 1
+
+
 def test_the_compose_form_offers_harmonise_next_to_the_upload(user_client: Client, style: str,
                                                              queued_tasks: list) -> None:
     from django.core.files.uploadedfile import SimpleUploadedFile
