@@ -16,7 +16,7 @@ from tests.conftest import current
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 # Set to a folder to keep the page's screenshots (phone and desktop) for a look.
-SCREENSHOTS = os.environ.get("MUSICGEN_SCREENSHOTS", "")
+SCREENSHOTS = os.environ.get("SCREENSHOT_DIR", "")
 
 
 def _bar_x(roll: dict[str, float], form: dict[str, Any], notes: list[list[float]], bar: int) -> float:
