@@ -234,7 +234,8 @@ def composition_detail(*, composition: Composition) -> CompositionDetail:
         "versions_url": reverse("api:composition-versions", args=[composition.public_id]),
         "model_name": version.model_name,
         "duration_seconds": version.duration_seconds,
-        "settings": {**composition_settings(version=version), "continues_midi": bool(version.primer_file)},
+        "settings": {**composition_settings(version=version),
+                     "continues_midi": bool(version.primer_file) and not version.params.get("harmonise")},
         "chords": version.chords_json,
         "form": version.form_json,
         "constraints": version.constraints,
@@ -286,9 +287,15 @@ def composition_settings_table(*, version: CompositionVersion) -> list[tuple[str
         if name == "mode" and params.get("key") == "any":
             continue  # the mode applies only with a key
         rows.append((control.label, control.display(params[name])))
-    if version.primer_file:
+    if version.primer_file and version.params.get("harmonise"):
+        rows.append(("Harmonises", "the melody of your MIDI file"))
+    elif version.primer_file:
         source = version.source
         rows.append(("Continues", f"version {source.number}" if source else "your MIDI file"))
+    elif version.kind == CompositionVersion.Kind.REGENERATE and version.params.get("bars"):
+        first, last = version.params["bars"]
+        source = version.source
+        rows.append(("Regenerated", f"bars {first}–{last}" + (f" of version {source.number}" if source else "")))
     return rows
 
 

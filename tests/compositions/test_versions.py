@@ -165,6 +165,7 @@ def test_a_regenerated_passage_is_written_keeps_every_other_note_and_can_be_undo
     assert (third.number, third.kind, third.status) == (3, "regenerate", DONE)
     page = user_client.get(f"/compositions/{piece.public_id}/").content.decode()
     assert 'id="what-was-met"' in page and "Bars 1–2 regenerated from version 1" in page
+    assert "<dt>Regenerated</dt><dd>bars 1–2 of version 1</dd>" in page
 
 
 FORM = {"form": "AB", "bars": 8, "bar_beats": 4.0, "key": "C major",
@@ -392,6 +393,8 @@ def test_the_compose_form_offers_harmonise_next_to_the_upload(user_client: Clien
     made = user_client.post("/compositions/new/", {"style": style, "harmonise": "on",
                                                    "primer": SimpleUploadedFile("t.mid", midi_bytes([60, 62, 64]))})
     assert made.status_code == 302 and current(Composition.objects.get()).params["harmonise"] is True
+    page = user_client.get(made["Location"]).content.decode()
+    assert "Harmonises" in page and "Continues" not in page
 
 
 def test_at_the_cap_a_new_version_is_refused_and_failed_ones_do_not_count(

@@ -119,7 +119,7 @@ def test_compose_form_offers_every_control(user_client: Client) -> None:
     assert set(form.fields) == {
         "style", "seconds", "notes", "tempo_bpm", "time_signature", "key", "mode", "pitch_low", "pitch_high",
         "temperature", "timing_temperature", "top_k", "top_p", "seed", "dynamics", "instrument", "variations",
-        "form", "phrase_bars", "chords", "accompany", "primer",
+        "form", "phrase_bars", "chords", "accompany", "primer", "harmonise",
     }
     assert [value for value, _ in form.fields["mode"].choices] == ["major", "minor", "dorian", "mixolydian"]
     # The form defaults to the style's own; a plan of letters can be chosen instead.
