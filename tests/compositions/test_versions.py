@@ -281,7 +281,7 @@ def test_the_page_shows_what_was_met_in_plain_words(piece: Composition, user_cli
         {"control": "form", "asked": "AABA", "did": "A A B A′", "met": None}])
     html = user_client.get(f"/compositions/{piece.public_id}/").content.decode()
     assert 'id="what-was-met"' in html and "heard in D major" in html and "<strong>NOT met</strong>" in html
-    assert html.count("<td>Met</td>") == 1 and "Not measured" in html
+    assert html.count('<td class="verdict">Met</td>') == 1 and "Not measured" in html
 
 
 # -- harmonising ------------------------------------------------------------------------------------------
