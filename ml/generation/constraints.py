@@ -64,6 +64,11 @@ class Constraint:
         """`allowed`, narrowed for the next note."""
         return allowed
 
+    def essential(self, batch: Batch, line: Line, at: At, allowed: np.ndarray) -> np.ndarray:
+        """What still holds when the rules together leave no pitch (the sampler then keeps the key,
+        the range and this): nothing, for a rule that may give way."""
+        return allowed
+
     def limit_onset(self, batch: Batch, line: Line, onset: float) -> float:
         """A proposed new onset, moved earlier where the rule needs a note sooner."""
         return onset
@@ -350,8 +355,10 @@ class GivenMelody(Constraint):
         note = self._pending(line)
         if note is None:
             return None
-        below = [p for p in batch.sounding(line, note[0]) if p < note[1] - line.shift]
-        if len(below) + len(line.chord) < self.voices - 1 and len(line.chord) < self.voices - 1:
+        top = note[1] - line.shift
+        below = [p for p in batch.sounding(line, note[0]) if p < top]
+        room = not line.chord or max(line.chord) < top - 1  # a pitch left between the chord and the melody
+        if room and len(below) + len(line.chord) < self.voices - 1 and len(line.chord) < self.voices - 1:
             return None
         line.melody_next += 1
         return note[0], note[1] - line.shift, note[2], note[3]
@@ -367,11 +374,16 @@ class GivenMelody(Constraint):
         stay[0] = True  # the lower voices of this chord, then its melody note
         return stay
 
+    def essential(self, batch: Batch, line: Line, at: At, allowed: np.ndarray) -> np.ndarray:
+        """Whatever else gives way, nothing goes above the melody."""
+        top = self.sounding(line, at.onset)
+        return allowed if top is None else allowed & (np.arange(128) < top)
+
     def pitches(self, batch: Batch, line: Line, at: At, allowed: np.ndarray) -> np.ndarray:
         top = self.sounding(line, at.onset)
         if top is None:
             return allowed
-        allowed = allowed & (np.arange(128) < top)
+        allowed = self.essential(batch, line, at, allowed)
         if batch.on_beat(at.onset):
             # On a beat the melody is a chord tone: a third, fifth, sixth or octave above the bass,
             # and no second or seventh against the voices between.

@@ -306,10 +306,13 @@ class Batch:
         at = At(onset=onset, in_chord=in_chord, voice=len(line.chord) if in_chord else 0)
         for constraint in self.constraints:
             allowed = constraint.pitches(self, line, at, allowed)
-        if not allowed.any():  # the constraints leave nothing: fall back to the key and range alone
+        if not allowed.any():  # the constraints leave nothing: fall back to the key, range and hard rules
             allowed = self.allowed[self.lines.index(line)].copy()
             if in_chord and allowed[max(line.chord) + 1:].any():
                 allowed[:max(line.chord) + 1] = False
+            for constraint in self.constraints:
+                narrowed = constraint.essential(self, line, at, allowed)
+                allowed = narrowed if narrowed.any() else allowed
         return allowed
 
     def copy_ahead(self, line: Line, onset: float) -> list[int]:
