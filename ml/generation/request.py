@@ -67,6 +67,8 @@ class Control:
         """The value as the settings table shows it."""
         if value is None:
             return self.none_label
+        if self.kind == "bool":
+            return "On" if value else "Off"
         if self.kind == "pitch":
             return f"{pretty_midi.note_number_to_name(int(value))} ({int(value)})"
         if self.choices and self.kind == "choice":
