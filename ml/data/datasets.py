@@ -19,14 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ml.data.dynamics import Markings, accent_of, beat_length, metric_accent, part_markings, velocities
 from ml.data.notes import MidiError, NoteSequence, chord_labels, estimate_key, notes_from_midi
 
 # Bump when feature extraction changes, so stale caches are not reused.
-EXTRACTOR_VERSION = 5
+EXTRACTOR_VERSION = 6  # 6: velocities from written dynamics, hairpins, accents and the bar
 SPLITS = ("train", "validation", "test")
 MAX_PIECE_NOTES = 20000
 MAX_PIECE_SECONDS = 3600.0
-CORPUS_VELOCITY = 80  # scores carry no performed dynamics: mezzo-forte
 
 # Style -> (corpus folders, file suffixes, typical tempo in BPM). Scores without a metronome mark
 # get the style's tempo, so that their seconds sound like the music.
@@ -393,8 +393,15 @@ def score_to_notes(path: str, number: int | None, default_tempo: float) -> NoteS
     onsets: list[float] = []
     pitches: list[int] = []
     lengths: list[float] = []
+    levels: list[float] = []  # the written dynamic level at each note, as a velocity
     fermatas: set[float] = set()
-    for part in parts:
+    markings = [part_markings(part) for part in parts]
+    # A part with no markings of its own follows the score's first marked part (a quartet's
+    # dynamics are sometimes written in one staff only).
+    shared = next((m for m in markings if m), Markings())
+    for part, own in zip(parts, markings):
+        dyn = own or shared
+        part_start = len(onsets)
         # Tied notes are merged by hand: music21's stripTies is quadratic and takes minutes on a
         # long quartet movement.
         open_ties: dict[int, int] = {}
@@ -415,8 +422,11 @@ def score_to_notes(path: str, number: int | None, default_tempo: float) -> NoteS
                 onsets.append(float(element.offset))
                 pitches.append(midi)
                 lengths.append(length)
+                levels.append(float(dyn.sudden.get(round(float(element.offset), 4), 0) + accent_of(element)))
                 if tie == "start":
                     open_ties[midi] = len(lengths) - 1
+        written = dyn.level_at(np.array(onsets[part_start:], dtype=np.float64))
+        levels[part_start:] = list(np.array(levels[part_start:]) + written)
     if not onsets:
         empty = np.zeros(0)
         return NoteSequence(pitch=empty, step=empty, duration=empty, velocity=empty)
@@ -433,12 +443,16 @@ def score_to_notes(path: str, number: int | None, default_tempo: float) -> NoteS
     start_s = to_seconds(onsets_q)
     seq = NoteSequence.from_notes(
         start=start_s, pitch=np.array(pitches), duration=to_seconds(onsets_q + lengths_q) - start_s,
-        velocity=np.full(len(pitches), CORPUS_VELOCITY), tempo_bpm=marks[0][1],
+        velocity=np.clip(np.round(levels), 1, 127), tempo_bpm=marks[0][1],
         tempo_changes=[(float(s), float(b)) for s, b in zip(mark_s, bpm)],
         time_signature=primary,
         time_signatures=[(float(to_seconds(np.array([q]))[0]), n, d) for q, n, d in signatures],
         bar_phase=bar_phase, phrase_ends=[float(t) for t in to_seconds(np.array(sorted(fermatas)))],
     )
+    # The pulse of the bar on top of the written level.
+    in_bar, _, _ = seq.bar_positions()
+    seq.velocity = velocities(seq.velocity, np.zeros(len(seq)), metric_accent(in_bar, beat_length(primary))
+                              ).astype(np.int16)
     # Remove exact duplicates (unisons between voices sound as one note on a piano).
     keep = np.ones(len(seq), dtype=bool)
     keep[1:] = ~((seq.step[1:] == 0) & (np.diff(seq.pitch) == 0))

@@ -18,15 +18,25 @@ from ml.data.datasets import NoteDataset
 from ml.data.notes import NoteSequence
 from ml.model.config import (
     CADENCE_CLASSES,
-    INPUT_NAMES,
     PAD_PITCH,
     PITCHES,
-    WINDOW_INPUTS,
+    UNTIL_CLASSES,
     ModelConfig,
     cadence_class,
     key_shift,
     metre_class,
+    until_class,
 )
+
+# Training shows half of the windows the harmony of each half bar, and half of them the notes
+# after a gap, so that one model writes with and without a progression, and with and without a
+# passage to lead into.
+CHORD_SHARE = 0.5
+FUTURE_SHARE = 0.5
+LONGEST_GAP = 64  # notes between the note to predict and the first note after the gap, at most
+# A pitch class belongs to a half bar's harmony when it sounds for this share of it or more (at
+# most four, the longest-sounding first): passing notes, which are short, stay outside.
+CHORD_TONE_SHARE = 0.12
 
 
 @dataclass
@@ -43,8 +53,11 @@ class Examples:
     velocity: np.ndarray
     position: np.ndarray  # int32 [notes]: bar-position class of the note's onset
     cadence: np.ndarray  # int32 [notes]: class of the beats to the next cadence
+    chord: np.ndarray  # uint8 [notes, 12]: key-relative pitch classes of the harmony of its half bar
+    onset: np.ndarray  # float64 [notes]: beats from its piece's start
     targets: np.ndarray  # int64 [examples]: flat index of the note to predict
     first: np.ndarray  # int64 [examples]: flat index of the first note of its piece
+    last: np.ndarray  # int64 [examples]: flat index one past the last note of its piece
     style: np.ndarray  # int32 [examples]
     piece: np.ndarray  # int32 [examples]: piece index in the dataset
     metre: np.ndarray  # int32 [examples]
@@ -59,18 +72,24 @@ def make_examples(dataset: NoteDataset, config: ModelConfig, split: str | None =
     """Targets for every note of the chosen pieces (all pieces of `split` by default)."""
     chosen = dataset.indices(split) if pieces is None else np.asarray(pieces)
     style_map = np.array([config.style_index(s) if s in config.styles else -1 for s in dataset.styles])
-    targets, first, style, piece, metre, mode = [], [], [], [], [], []
+    targets, first, last, style, piece, metre, mode = [], [], [], [], [], [], []
     pitch = dataset.pitch.astype(np.int32)
     position = np.full(len(pitch), config.pad_position, np.int32)
     cadence = np.full(len(pitch), CADENCE_CLASSES - 1, np.int32)
+    chord = np.zeros((len(pitch) if config.chords else 0, 12), np.uint8)
+    onset = np.zeros(len(pitch), np.float64)
     for i in chosen:
         a, b = int(dataset.offsets[i]), int(dataset.offsets[i + 1])
         if b <= a or style_map[dataset.piece_style[i]] < 0:
             continue
         features = piece_features(dataset.piece(int(i)), config, tonic=int(dataset.piece_key[i]))
         pitch[a:b], position[a:b], cadence[a:b] = features["pitch"], features["position"], features["cadence"]
+        onset[a:b] = features["onset"]
+        if config.chords:
+            chord[a:b] = features["chord"]
         targets.append(np.arange(a, b))
         first.append(np.full(b - a, a))
+        last.append(np.full(b - a, b))
         style.append(np.full(b - a, style_map[dataset.piece_style[i]]))
         piece.append(np.full(b - a, i))
         metre.append(np.full(b - a, metre_class(tuple(dataset.piece_time_signature[i]))))
@@ -83,37 +102,87 @@ def make_examples(dataset: NoteDataset, config: ModelConfig, split: str | None =
         pitch=pitch, step=config.quantize_beats(dataset.step_beats),
         duration=config.quantize_beats(dataset.duration_beats),
         velocity=(dataset.velocity / 127.0).astype(np.float32), position=position, cadence=cadence,
-        targets=cat(targets, np.int64), first=cat(first, np.int64), style=cat(style, np.int32),
+        chord=chord, onset=onset, targets=cat(targets, np.int64), first=cat(first, np.int64),
+        last=cat(last, np.int64), style=cat(style, np.int32),
         piece=cat(piece, np.int32), metre=cat(metre, np.int32), mode=cat(mode, np.int32),
     )
 
 
 def piece_features(seq: NoteSequence, config: ModelConfig, tonic: int) -> dict[str, np.ndarray]:
-    """The model's per-note inputs for a piece: (key-relative) pitch, bar position, beats to cadence.
+    """The model's per-note inputs for a piece: (key-relative) pitch, bar position, beats to
+    cadence, onset in beats, and the harmony of each note's half bar.
 
     A piece's cadences are its phrase ends (fermatas) and its last onset.
     """
     onset = np.round(seq.seconds_to_beats(seq.start) * 48) / 48
-    in_bar, _, _ = seq.bar_positions()
+    in_bar, _, bar_length = seq.bar_positions()
     marked = seq.seconds_to_beats(np.array(seq.phrase_ends, dtype=np.float64)) if seq.phrase_ends else np.zeros(0)
     ends = np.array(sorted({round(float(e) * 48) / 48 for e in marked} | {float(onset.max())}))
     upcoming = ends[np.clip(np.searchsorted(ends, onset - 1e-6), 0, len(ends) - 1)]
     shift = key_shift(tonic) if config.key_relative else 0
     pitch = np.clip(seq.pitch.astype(np.int32) - shift, 0, PITCHES - 1)
-    return {"pitch": pitch, "position": config.position_class(in_bar), "cadence": cadence_class(upcoming - onset)}
+    _, duration = seq.to_beats()
+    return {"pitch": pitch, "position": config.position_class(in_bar), "cadence": cadence_class(upcoming - onset),
+            "onset": onset, "chord": half_bar_harmony(onset, duration.astype(np.float64), pitch, in_bar, bar_length)}
+
+
+def harmony_span(in_bar: np.ndarray, bar_length: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(beats from the start of its harmony span, the span's length) at each onset: half bars in
+    bars of four beats or more, whole bars in shorter ones, as a progression is written."""
+    halves = bar_length >= 4 - 1e-9
+    span = np.where(halves, bar_length / 2, bar_length)
+    into = np.where(halves & (in_bar >= span - 1e-9), in_bar - span, in_bar)
+    return into, span
+
+
+def half_bar_harmony(onset: np.ndarray, duration: np.ndarray, pitch: np.ndarray, in_bar: np.ndarray,
+                     bar_length: np.ndarray) -> np.ndarray:
+    """Per note, the pitch classes (a 12-vector of 0/1) that sound longest in its harmony span.
+
+    Every note sounding in the span counts for the time it sounds there (a held bass too); the
+    classes that fill at least `CHORD_TONE_SHARE` of the span's sounding time are its harmony, at
+    most four of them.
+    """
+    n = len(onset)
+    out = np.zeros((n, 12), np.uint8)
+    if not n:
+        return out
+    into, span = harmony_span(in_bar, bar_length)
+    starts = np.round((onset - into) * 48) / 48
+    unique, inverse = np.unique(np.stack([starts, span]), axis=1, return_inverse=True)
+    inverse = np.asarray(inverse).reshape(-1)
+    end = onset + duration
+    pcs = pitch % 12
+    for k in range(unique.shape[1]):
+        a, length = unique[0, k], unique[1, k]
+        overlap = np.clip(np.minimum(end, a + length) - np.maximum(onset, a), 0, None)
+        weights = np.bincount(pcs, weights=overlap, minlength=12)
+        total = weights.sum()
+        if total <= 0:
+            continue
+        order = np.argsort(-weights, kind="stable")[:4]
+        tones = order[weights[order] >= CHORD_TONE_SHARE * total]
+        out[np.ix_(np.flatnonzero(inverse == k), tones)] = 1
+    return out
 
 
 def batch_arrays(ex: Examples, rows: np.ndarray, config: ModelConfig,
                  rng: np.random.Generator | None = None) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Inputs and targets for the examples `rows`; with `rng`, transpose each example at random."""
+    """Inputs and targets for the examples `rows`.
+
+    With `rng` (training), each example is transposed at random (absolute-pitch models), and a
+    model with chord inputs or future notes sees them in a random share of the examples. Without
+    it, the model reads what plain generation gives it: no chords and nothing after the note.
+    """
     target = ex.targets[rows]
+    shift = np.zeros(len(rows), np.int64)
     idx = target[:, None] - config.window + np.arange(config.window)[None, :]
     pad = idx < ex.first[rows][:, None]
     idx = np.where(pad, 0, idx)
     pitch = ex.pitch[idx]
     next_pitch = ex.pitch[target]
     if rng is not None and config.transpose_range and not config.key_relative:
-        shift = rng.integers(-config.transpose_range, config.transpose_range + 1, size=len(rows))
+        shift = rng.integers(-config.transpose_range, config.transpose_range + 1, size=len(rows)).astype(np.int64)
         lo = np.where(pad, 127, pitch).min(axis=1)
         hi = np.where(pad, 0, pitch).max(axis=1)
         lo, hi = np.minimum(lo, next_pitch), np.maximum(hi, next_pitch)
@@ -134,6 +203,10 @@ def batch_arrays(ex: Examples, rows: np.ndarray, config: ModelConfig,
         "next_position": ex.position[target].astype(np.int32),
         "next_cadence": ex.cadence[target].astype(np.int32),
     }
+    if config.chords:
+        inputs.update(chord_inputs(ex, idx, pad, target, shift, rng))
+    if config.future:
+        inputs.update(future_inputs(ex, config, target, rows, rng))
     outputs = {
         "pitch": next_pitch.astype(np.int32),
         "step": ex.step[target].astype(np.int32),
@@ -141,6 +214,54 @@ def batch_arrays(ex: Examples, rows: np.ndarray, config: ModelConfig,
         "velocity": ex.velocity[target][:, None],
     }
     return inputs, outputs
+
+
+def chord_inputs(ex: Examples, idx: np.ndarray, pad: np.ndarray, target: np.ndarray, shift: np.ndarray,
+                 rng: np.random.Generator | None) -> dict[str, np.ndarray]:
+    """The harmony of each window note's half bar and of the note to predict, for a share of the
+    examples (all zero for the others: harmony unknown)."""
+    shown = (rng.random(len(target)) < CHORD_SHARE) if rng is not None else np.zeros(len(target), bool)
+    chord = np.where((pad | ~shown[:, None])[:, :, None], 0, ex.chord[idx]).astype(np.float32)
+    next_chord = np.where(shown[:, None], ex.chord[target], 0).astype(np.float32)
+    if shift.any():  # a transposed example's harmony moves with it
+        rolled = (np.arange(12)[None, :] - shift[:, None]) % 12
+        chord = np.take_along_axis(chord, np.broadcast_to(rolled[:, None, :], chord.shape), axis=2)
+        next_chord = np.take_along_axis(next_chord, rolled, axis=1)
+    return {"chord": chord, "next_chord": next_chord}
+
+
+def future_inputs(ex: Examples, config: ModelConfig, target: np.ndarray, rows: np.ndarray,
+                  rng: np.random.Generator | None) -> dict[str, np.ndarray]:
+    """For a share of the examples, the notes after a gap of 1 to `LONGEST_GAP` notes (more short
+    gaps than long ones) and the beats to the first of them; for the others, nothing follows."""
+    n, f = len(target), config.future
+    far = np.full(n, UNTIL_CLASSES - 1, np.int32)
+    empty = {"future_pitch": np.full((n, f), PAD_PITCH, np.int32),
+             "future_step": np.full((n, f), config.pad_time, np.int32),
+             "future_duration": np.full((n, f), config.pad_time, np.int32),
+             "future_position": np.full((n, f), config.pad_position, np.int32),
+             "until": far, "next_until": far.copy()}
+    if rng is None:
+        return empty
+    shown = rng.random(n) < FUTURE_SHARE
+    gap = np.floor(np.exp(rng.uniform(0, np.log(LONGEST_GAP + 1), n))).astype(np.int64).clip(1, LONGEST_GAP)
+    begin = target + gap
+    shown &= begin < ex.last[rows]
+    idx = begin[:, None] + np.arange(f)[None, :]
+    valid = shown[:, None] & (idx < ex.last[rows][:, None])
+    idx = np.where(valid, idx, 0)
+    step = np.where(valid, ex.step[idx], config.pad_time)
+    step[:, 0] = config.pad_time  # the note before the first one is in the gap: its step is unknown
+    previous = np.where(target > ex.first[rows], ex.onset[np.maximum(target - 1, 0)], ex.onset[target])
+    first_onset = ex.onset[np.where(shown, begin, 0)]
+    return {
+        "future_pitch": np.where(valid, ex.pitch[idx], PAD_PITCH).astype(np.int32),
+        "future_step": step.astype(np.int32),
+        "future_duration": np.where(valid, ex.duration[idx], config.pad_time).astype(np.int32),
+        "future_position": np.where(valid, ex.position[idx], config.pad_position).astype(np.int32),
+        "until": np.where(shown, until_class(first_onset - previous), far).astype(np.int32),
+        "next_until": np.where(shown, until_class(first_onset - ex.onset[target]), far).astype(np.int32),
+    }
 
 
 class WindowBatches(keras.utils.PyDataset):
@@ -189,8 +310,14 @@ def as_tf_dataset(batches: WindowBatches) -> Any:
 
     c = batches.config
     w = c.window
-    spec_in = {name: tf.TensorSpec((None, w) if name in WINDOW_INPUTS else (None,),
-                                   tf.float32 if name == "velocity" else tf.int32) for name in INPUT_NAMES}
+    shapes: dict[str, tuple[None, ...] | tuple[None, int] | tuple[None, int, int]] = {
+        name: (None, w) for name in c.window_inputs}
+    shapes.update({"chord": (None, w, 12), "next_chord": (None, 12)})
+    shapes.update({name: (None, c.future) for name in ("future_pitch", "future_step", "future_duration",
+                                                        "future_position")})
+    floats = {"velocity", "chord", "next_chord"}
+    spec_in = {name: tf.TensorSpec(shapes.get(name, (None,)), tf.float32 if name in floats else tf.int32)
+               for name in c.input_names}
     spec_out = {
         "pitch": tf.TensorSpec((None,), tf.int32), "step": tf.TensorSpec((None,), tf.int32),
         "duration": tf.TensorSpec((None,), tf.int32), "velocity": tf.TensorSpec((None, 1), tf.float32),

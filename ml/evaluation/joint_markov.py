@@ -159,8 +159,9 @@ class ChainSteps:
         self.batch = batch
         self.window: dict[str, np.ndarray] = {}
 
-    def reset(self, window: dict[str, np.ndarray], piece: dict[str, Any]) -> None:
-        self.window = {k: v.copy() for k, v in window.items()}
+    def reset(self, window: dict[str, np.ndarray], piece: dict[str, Any],
+              future: dict[str, np.ndarray] | None = None) -> None:
+        self.window = {k: v.copy() for k, v in window.items() if k != "chord"}
 
     def _context(self, v: int) -> tuple[int, int, int]:
         w = self.window
@@ -178,7 +179,8 @@ class ChainSteps:
                 self.window[key] = np.concatenate([self.window[key][:, 1:], note[key][:, None]], axis=1)
         return np.stack([self.chain.step_log_probs(*self._context(v)) for v in range(self.batch)])
 
-    def decode(self, step: np.ndarray, position: np.ndarray, cadence: np.ndarray
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def decode(self, step: np.ndarray, position: np.ndarray, cadence: np.ndarray, until: np.ndarray | None = None,
+               chord: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The chain's next pitch and duration given the step (it reads no chords and nothing ahead)."""
         pitch, duration = zip(*(self.chain.given_step(*self._context(v), int(step[v])) for v in range(self.batch)))
         return np.stack(pitch), np.stack(duration), np.full((self.batch, 1), 80 / 127.0)

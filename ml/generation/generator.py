@@ -194,20 +194,25 @@ class Generator:
                 steps = ChainSteps(self.chains[request.style], len(lines))
             elif steps is None:
                 steps = self._steps[len(lines)] = CompiledSteps(self._model, len(lines))
+            reads_future = bool(self.chains is None and self.config.future)
             steps.reset(batch.window_arrays(), {
                 "style": self.config.style_index(request.style), "metre": metre_class(request.time_signature),
-                "mode": np.array([line.mode_index for line in lines], np.int32)})
+                "mode": np.array([line.mode_index for line in lines], np.int32)},
+                batch.future_arrays() if reads_future else None)
             step_logits = steps.encode(None)
             reported = -1.0
             while not batch.done:
                 step, position, cadence = batch.sample_steps(step_logits, rngs)
-                pitch_logits, duration_logits, velocity = steps.decode(step, position, cadence)
+                pitch_logits, duration_logits, velocity = steps.decode(step, position, cadence, batch.next_until,
+                                                                       batch.next_chord)
                 note = batch.sample_notes(step, pitch_logits, duration_logits, velocity, rngs)
                 if progress is not None and batch.progress - reported >= 0.02:
                     reported = batch.progress
                     progress(min(reported, 1.0))
                 if batch.done:
                     break
+                if reads_future and batch.future_changed():
+                    steps.set_future(batch.future_arrays())
                 step_logits = steps.encode(note)
         if progress is not None:
             progress(1.0)

@@ -14,7 +14,7 @@ from ml.generation.constraints import LOOP_SPAN, At, Cadence, ChordTargets, Cons
 from ml.generation.form import FormPlan
 from ml.generation.piece import GeneratedPiece, apply_dynamics
 from ml.generation.request import GenerationRequest
-from ml.model.config import CADENCE_CLASSES, PAD_PITCH, ModelConfig, cadence_class
+from ml.model.config import CADENCE_CLASSES, PAD_PITCH, UNTIL_CLASSES, ModelConfig, cadence_class, until_class
 
 MAX_NOTES_PER_VARIATION = 6000
 MAX_CHORD_NOTES = 6  # more simultaneous onsets than this is a stuck timing head, not music
@@ -128,6 +128,10 @@ class Batch:
         self.max_step_class = int(np.searchsorted(self.grid, MAX_STEP_BEATS, side="right"))
         self.max_duration_class = int(np.searchsorted(self.grid, MAX_DURATION_BEATS, side="right"))
         self.next_onset = np.zeros(self.size)  # beats: where each variation's next note starts
+        # What a model with chord inputs or future notes is told about the note it predicts.
+        self.next_until = np.full(self.size, UNTIL_CLASSES - 1, np.int32)
+        self.next_chord = np.zeros((self.size, 12), np.float32)
+        self._future_seen: list[tuple[int, bool, bool]] = []
         # Per line, the pitches it may ever use (key, range): also what is left when the other
         # constraints together allow nothing.
         self.allowed: list[np.ndarray] = []
@@ -155,7 +159,84 @@ class Batch:
             if n:
                 for key in out:
                     out[key][v, w - n:] = getattr(p, key)[-n:]
+        if c.chords:  # the primer's notes under the requested chords, where they fall in the plan
+            out["chord"] = np.zeros((self.size, w, 12), np.float32)
+            for v, line in enumerate(self.lines):
+                p = line.primer
+                if p is None:
+                    continue
+                n = min(w, len(p.pitch))
+                for k, onset in enumerate(p.output[0][len(p.pitch) - n:]):
+                    out["chord"][v, w - n + k] = self.chord_vector(line, float(onset) - p.plan_start)
         return out
+
+    # -- what a model with chord inputs and future notes reads -------------------------------------
+    def chord_vector(self, line: Line, onset: float) -> np.ndarray:
+        """The requested chord at an onset, as key-relative pitch classes (zero where none is asked)."""
+        vector = np.zeros(12, np.float32)
+        for span in self.spans:
+            if span.start - 1e-9 <= onset < span.end - 1e-9:
+                vector[[(tone - line.tonic) % 12 for tone in span.chord.tones]] = 1.0
+                break
+        return vector
+
+    def ahead(self, line: Line) -> list[tuple[float, int, float, float]]:
+        """The notes that the line's next stretch leads into, where they are known: the kept notes
+        after a gap, or a repeat's notes once its model phrase is written."""
+        if line.boundary >= len(self.boundaries) or line.scoring or line.queue:
+            return []
+        beat, kind, index = self.boundaries[line.boundary]
+        if kind == "join":
+            return list(line.after)
+        if kind != "copy" or self.repeats is None:
+            return []
+        phrase = self.plan.phrases[index]
+        source = self.plan.phrases[phrase.copy_of] if phrase.copy_of is not None else phrase
+        if source.start + phrase.copy_until > line.position + 1e-9 or not line.onsets:
+            return []  # its model phrase is still being written
+        offset = phrase.start - source.start
+        return [(onset + offset, pitch, duration, velocity)
+                for onset, pitch, duration, velocity in self.repeats.copied_notes(self, line, index)]
+
+    def _future_state(self) -> list[tuple[int, bool, bool]]:
+        return [(line.boundary, bool(line.queue) or line.scoring, bool(self.ahead(line))) for line in self.lines]
+
+    def future_changed(self) -> bool:
+        """Whether any line's notes ahead changed since the last `future_arrays` (a boundary passed,
+        a copy began, a repeat's model phrase was finished)."""
+        return self._future_state() != self._future_seen
+
+    def future_arrays(self) -> dict[str, np.ndarray]:
+        """Per line, the first notes it leads into (see `ahead`) as the model reads them, and the
+        beats from its last onset to the first of them."""
+        c = self.config
+        f = max(c.future, 1)
+        out = {"future_pitch": np.full((self.size, f), PAD_PITCH, np.int32),
+               "future_step": np.full((self.size, f), c.pad_time, np.int32),
+               "future_duration": np.full((self.size, f), c.pad_time, np.int32),
+               "future_position": np.full((self.size, f), c.pad_position, np.int32),
+               "until": np.full(self.size, UNTIL_CLASSES - 1, np.int32)}
+        for v, line in enumerate(self.lines):
+            notes = self.ahead(line)[:f]
+            if not notes:
+                continue
+            onsets = np.array([n[0] for n in notes])
+            steps = self.config.quantize_beats(np.diff(onsets, prepend=onsets[0]))
+            steps[0] = c.pad_time  # the note before the first is in the gap
+            k = len(notes)
+            out["future_pitch"][v, :k] = [min(max(int(n[1]), 0), 127) for n in notes]
+            out["future_step"][v, :k] = steps
+            out["future_duration"][v, :k] = self.config.quantize_beats(np.array([n[2] for n in notes]))
+            out["future_position"][v, :k] = self.config.position_class(np.mod(onsets, self.plan.bar_beats))
+            last = line.position if line.onsets else (
+                line.primer.output[0][-1] - line.primer.plan_start if line.primer is not None else onsets[0])
+            out["until"][v] = int(until_class(onsets[0] - last))
+        self._future_seen = self._future_state()
+        return out
+
+    def _until(self, line: Line, onset: float) -> int:
+        notes = self.ahead(line)
+        return int(until_class(notes[0][0] - onset)) if notes else UNTIL_CLASSES - 1
 
     @property
     def done(self) -> bool:
@@ -187,6 +268,10 @@ class Batch:
             if line.scoring:
                 line.step_score = float(_log_softmax(logits[v])[chosen[v]])
             positions[v], cadences[v] = self._features(onset)
+            if self.config.future:
+                self.next_until[v] = self._until(line, onset)
+            if self.config.chords:
+                self.next_chord[v] = self.chord_vector(line, onset)
         return chosen, positions, cadences
 
     def _next_onset(self, v: int, line: Line, logits: np.ndarray, rng: np.random.Generator) -> float:
@@ -268,7 +353,8 @@ class Batch:
         r = self.request
         note = {"pitch": np.zeros(self.size, np.int32), "step": step.astype(np.int32),
                 "duration": np.zeros(self.size, np.int32), "velocity": np.zeros(self.size, np.float32),
-                "position": np.zeros(self.size, np.int32), "cadence": np.zeros(self.size, np.int32)}
+                "position": np.zeros(self.size, np.int32), "cadence": np.zeros(self.size, np.int32),
+                "chord": self.next_chord.copy(), "until": np.full(self.size, UNTIL_CLASSES - 1, np.int32)}
         for v, line in enumerate(self.lines):
             if line.finished:
                 continue
@@ -296,6 +382,8 @@ class Batch:
             note["pitch"][v], note["duration"][v], note["velocity"][v] = pitch, duration, vel
             note["position"][v], note["cadence"][v] = self._features(onset)
             self._append(line, onset, int(pitch), duration_beats, vel)
+            if self.config.future:
+                note["until"][v] = self._until(line, onset)
         return note
 
     def _pitch_mask(self, line: Line, onset: float, in_chord: bool) -> np.ndarray:

@@ -28,10 +28,28 @@ POSITION_RESOLUTION = 12
 CADENCE_CLASSES = 17
 METRES = ("4/4", "3/4", "2/4", "6/8", "3/8", "2/2", "3/2", "other")
 MODE_NAMES = ("major", "minor")
+# Beats from an onset to the first note after a gap (the notes a passage must lead into), in half
+# beats up to 16 beats; the last class is "further, or nothing follows".
+UNTIL_CLASSES = 34
 # The model's inputs: per note of the window, per piece, and of the note to predict; its heads.
 WINDOW_INPUTS = ("pitch", "step", "duration", "velocity", "position", "cadence")
 INPUT_NAMES = (*WINDOW_INPUTS, "style", "metre", "mode", "next_step", "next_position", "next_cadence")
+# A model with chord inputs also reads, per note and for the note it predicts, the pitch classes of
+# the harmony of its half bar (12 values, key-relative; all zero where the harmony is not known).
+CHORD_INPUTS = ("chord", "next_chord")
+# A model that reads the future also reads the notes after a gap (pitch, step, duration, bar
+# position: the first `future` of them) and the beats from the last onset of the window, and from
+# the note it predicts, to the first of them.
+FUTURE_INPUTS = ("future_pitch", "future_step", "future_duration", "future_position", "until", "next_until")
 OUTPUT_NAMES = ("pitch", "step", "duration", "velocity")
+
+
+def until_class(beats: np.ndarray | float) -> np.ndarray:
+    """Class of the beats from an onset to the notes after the gap (negative, unknown or none: far)."""
+    value = np.asarray(beats, dtype=np.float64)
+    far = UNTIL_CLASSES - 1
+    classes = np.clip(np.round(np.nan_to_num(value, nan=far, posinf=far) * 2), 0, far)
+    return np.where(value < 0, far, classes).astype(np.int32)
 
 
 def key_shift(tonic: int) -> int:
@@ -79,6 +97,12 @@ class ModelConfig:
         position_embedding, cadence_embedding, metre_embedding, mode_embedding: Widths of the
             embeddings of the note's place in the bar, the beats to the next cadence, the time
             signature and the mode.
+        chords: Each note (and the note to predict) carries the pitch classes of its half bar's
+            harmony: the chords a user asks for, or nothing.
+        future: How many notes after a gap the model reads (0: it reads only the past). A passage
+            written into a gap leads into what follows it.
+        future_units: Units of the LSTM that reads the notes after the gap.
+        until_embedding: Width of the embedding of the beats left to the notes after the gap.
     """
 
     styles: tuple[str, ...]
@@ -102,6 +126,19 @@ class ModelConfig:
     cadence_embedding: int = 8
     metre_embedding: int = 4
     mode_embedding: int = 2
+    chords: bool = False
+    future: int = 0
+    future_units: int = 64
+    until_embedding: int = 8
+
+    @property
+    def window_inputs(self) -> tuple[str, ...]:
+        """Inputs with one value (or row) per note of the window."""
+        return WINDOW_INPUTS + (("chord",) if self.chords else ())
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return INPUT_NAMES + (CHORD_INPUTS if self.chords else ()) + (FUTURE_INPUTS if self.future else ())
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "styles", tuple(self.styles))
@@ -116,10 +153,12 @@ class ModelConfig:
             raise ValueError("Give one default tempo between 20 and 300 BPM per style.")
         for name in ("window", "pitch_embedding", "time_embedding", "style_embedding", "lstm_units",
                      "lstm_layers", "batch_size", "positions", "position_embedding", "cadence_embedding",
-                     "metre_embedding", "mode_embedding"):
+                     "metre_embedding", "mode_embedding", "future_units", "until_embedding"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive whole number, not {value!r}.")
+        if not isinstance(self.future, int) or not 0 <= self.future <= 64:
+            raise ValueError(f"future must be a whole number of notes from 0 to 64, not {self.future!r}.")
         if not 0 <= self.dropout < 1:
             raise ValueError("dropout must be in [0, 1).")
         if set(self.loss_weights) != {"pitch", "step", "duration", "velocity"}:

@@ -24,7 +24,16 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from ml.model.config import CADENCE_CLASSES, METRES, MODE_NAMES, PAD_PITCH, PITCHES, ModelConfig, read_model_info
+from ml.model.config import (
+    CADENCE_CLASSES,
+    METRES,
+    MODE_NAMES,
+    PAD_PITCH,
+    PITCHES,
+    UNTIL_CLASSES,
+    ModelConfig,
+    read_model_info,
+)
 
 
 @keras.saving.register_keras_serializable(package="musicgen")
@@ -58,15 +67,24 @@ class NoteModel(keras.Model):
         self.pitch_head = layers.Dense(PITCHES, name="pitch_head")
         self.duration_head = layers.Dense(c.time_classes, name="duration_head")
         self.velocity_head = layers.Dense(1, activation="sigmoid", name="velocity_head")
+        if c.future:
+            # The notes after a gap, read from the furthest to the nearest, so that the state it
+            # ends in weighs most the note the passage must lead into.
+            self.future_lstm = layers.LSTM(c.future_units, go_backwards=True, name="future_lstm")
+            self.until_embed = layers.Embedding(UNTIL_CLASSES, c.until_embedding, name="until_embed")
         # Create every weight now, so a loaded model can take its weights without a first call.
         self(dummy_inputs(c, batch=1))
 
     def encode(self, inputs: dict[str, Any], training: bool = False) -> tuple[Any, Any]:
-        """Window -> (context vector, step logits)."""
+        """Window (and the notes after a gap) -> (context vector, step logits).
+
+        Every Dense layer reads its inputs in the order `dense_inputs` lists them, new inputs
+        last, so that a model with more inputs starts from one with fewer (`warm_start`).
+        """
         piece = ops.concatenate([self.style_embed(inputs["style"]), self.metre_embed(inputs["metre"]),
                                  self.mode_embed(inputs["mode"])], axis=-1)
         window = ops.shape(inputs["pitch"])[1]
-        x = ops.concatenate([
+        parts = [
             self.pitch_embed(inputs["pitch"]),
             self.step_embed(inputs["step"]),
             self.duration_embed(inputs["duration"]),
@@ -74,34 +92,90 @@ class NoteModel(keras.Model):
             self.position_embed(inputs["position"]),
             self.cadence_embed(inputs["cadence"]),
             ops.repeat(ops.expand_dims(piece, 1), window, axis=1),
-        ], axis=-1)
-        x = self.project(x)
+        ]
+        if self.config.chords:
+            parts.append(ops.cast(inputs["chord"], "float32"))
+        x = self.project(ops.concatenate(parts, axis=-1))
         for lstm, dropout in zip(self.lstms, self.dropouts):
             x = dropout(lstm(x, training=training), training=training)
-        context = ops.concatenate([x, piece], axis=-1)
-        return context, self.step_head(context)
+        context = [x, piece]
+        if self.config.future:
+            future = ops.concatenate([
+                self.pitch_embed(inputs["future_pitch"]), self.step_embed(inputs["future_step"]),
+                self.duration_embed(inputs["future_duration"]), self.position_embed(inputs["future_position"]),
+            ], axis=-1)
+            context.append(self.future_lstm(future, training=training))
+        joined = ops.concatenate(context, axis=-1)
+        step_in = [joined, self.until_embed(inputs["until"])] if self.config.future else [joined]
+        return joined, self.step_head(ops.concatenate(step_in, axis=-1))
 
-    def decode(self, context: Any, next_step: Any, next_position: Any, next_cadence: Any) -> tuple[Any, Any, Any]:
-        """Context and the chosen step (with the place in the bar and the beats to the cadence that
-        it gives) -> (pitch logits, duration logits, velocity 0..1)."""
-        h = self.decoder_hidden(ops.concatenate([
-            context, self.next_step_embed(next_step), self.position_embed(next_position),
-            self.cadence_embed(next_cadence)], axis=-1))
+    def decode(self, context: Any, next_step: Any, next_position: Any, next_cadence: Any,
+               next_until: Any = None, next_chord: Any = None) -> tuple[Any, Any, Any]:
+        """Context and the chosen step (with the place in the bar, the beats to the cadence and to
+        the notes after a gap that it gives, and the harmony there) -> (pitch logits, duration
+        logits, velocity 0..1)."""
+        parts = [context, self.next_step_embed(next_step), self.position_embed(next_position),
+                 self.cadence_embed(next_cadence)]
+        if self.config.future:
+            parts.append(self.until_embed(next_until))
+        if self.config.chords:
+            parts.append(ops.cast(next_chord, "float32"))
+        h = self.decoder_hidden(ops.concatenate(parts, axis=-1))
         return self.pitch_head(h), self.duration_head(h), self.velocity_head(h)
 
     def call(self, inputs: dict[str, Any], training: bool = False) -> dict[str, Any]:
         context, step_logits = self.encode(inputs, training=training)
         pitch_logits, duration_logits, velocity = self.decode(
-            context, inputs["next_step"], inputs["next_position"], inputs["next_cadence"])
+            context, inputs["next_step"], inputs["next_position"], inputs["next_cadence"],
+            inputs.get("next_until"), inputs.get("next_chord"))
         return {"pitch": pitch_logits, "step": step_logits, "duration": duration_logits, "velocity": velocity}
 
     def get_config(self) -> dict[str, Any]:
         return {"model_config": self.config.to_dict(), "extra": self.extra, "name": self.name}
 
 
+def context_size(config: ModelConfig) -> int:
+    """Width of the context vector that `encode` hands to `decode`."""
+    c = config
+    return 2 * c.lstm_units + c.style_embedding + c.metre_embedding + c.mode_embedding + (
+        c.future_units if c.future else 0)
+
+
+def dense_inputs(config: ModelConfig) -> dict[str, list[tuple[str, int]]]:
+    """The named blocks of rows each Dense layer that reads several inputs reads, in order."""
+    c = config
+    piece = [("style", c.style_embedding), ("metre", c.metre_embedding), ("mode", c.mode_embedding)]
+    context = [("lstm", 2 * c.lstm_units), *piece] + ([("future", c.future_units)] if c.future else [])
+    until = [("until", c.until_embedding)] if c.future else []
+    return {
+        "project": [("pitch", c.pitch_embedding), ("step", c.time_embedding), ("duration", c.time_embedding),
+                    ("velocity", 1), ("position", c.position_embedding), ("cadence", c.cadence_embedding),
+                    *piece] + ([("chord", 12)] if c.chords else []),
+        "step_head": context + until,
+        "decoder_hidden": context + [("next_step", c.time_embedding), ("next_position", c.position_embedding),
+                                     ("next_cadence", c.cadence_embedding)]
+                          + ([("next_until", c.until_embedding)] if c.future else [])
+                          + ([("next_chord", 12)] if c.chords else []),
+    }
+
+
 def dummy_inputs(config: ModelConfig, batch: int) -> dict[str, np.ndarray]:
     w = config.window
-    return {
+    extra: dict[str, np.ndarray] = {}
+    if config.chords:
+        extra["chord"] = np.zeros((batch, w, 12), dtype="float32")
+        extra["next_chord"] = np.zeros((batch, 12), dtype="float32")
+    if config.future:
+        f = config.future
+        extra.update({
+            "future_pitch": np.full((batch, f), PAD_PITCH, dtype="int32"),
+            "future_step": np.full((batch, f), config.pad_time, dtype="int32"),
+            "future_duration": np.full((batch, f), config.pad_time, dtype="int32"),
+            "future_position": np.full((batch, f), config.pad_position, dtype="int32"),
+            "until": np.full((batch,), UNTIL_CLASSES - 1, dtype="int32"),
+            "next_until": np.full((batch,), UNTIL_CLASSES - 1, dtype="int32"),
+        })
+    return {**extra,
         "pitch": np.full((batch, w), PAD_PITCH, dtype="int32"),
         "step": np.full((batch, w), config.pad_time, dtype="int32"),
         "duration": np.full((batch, w), config.pad_time, dtype="int32"),
@@ -125,10 +199,14 @@ def warm_start(model: NoteModel, source: NoteModel) -> list[str]:
     """Copy the weights of every layer of `source` whose name and shapes match; returns their names.
 
     A model with new inputs keeps the recurrent layers, embeddings and heads of an earlier one, so
-    it starts from what that one learnt instead of from nothing.
+    it starts from what that one learnt instead of from nothing. A Dense layer that reads more
+    inputs than the source's takes the source's rows for the inputs both have, and zeros for the
+    new ones: the new model starts out computing exactly what the old one did, and training
+    teaches it what the new inputs say.
     """
     copied = []
     theirs = {layer.name: layer for layer in source.layers}
+    mine_blocks, their_blocks = dense_inputs(model.config), dense_inputs(source.config)
     for layer in model.layers:
         other = theirs.get(layer.name)
         if other is None:
@@ -137,7 +215,23 @@ def warm_start(model: NoteModel, source: NoteModel) -> list[str]:
         if mine and len(mine) == len(given) and all(a.shape == b.shape for a, b in zip(mine, given)):
             layer.set_weights(given)
             copied.append(layer.name)
+        elif layer.name in mine_blocks and len(mine) == len(given) == 2 and mine[1].shape == given[1].shape:
+            old_rows = _block_rows(their_blocks[layer.name])
+            kernel = np.zeros_like(mine[0])
+            for name, rows in _block_rows(mine_blocks[layer.name]).items():
+                if name in old_rows and rows.stop - rows.start == old_rows[name].stop - old_rows[name].start:
+                    kernel[rows] = given[0][old_rows[name]]
+            layer.set_weights([kernel, given[1]])
+            copied.append(layer.name)
     return copied
+
+
+def _block_rows(blocks: list[tuple[str, int]]) -> dict[str, slice]:
+    rows, first = {}, 0
+    for name, size in blocks:
+        rows[name] = slice(first, first + size)
+        first += size
+    return rows
 
 
 def warm_start_from_v1(model: NoteModel, path: Path) -> list[str]:

@@ -86,6 +86,22 @@ class _TimeLimit(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class _KeepBest(keras.callbacks.Callback):
+    """Writes the model to `path` whenever the validation loss is the best so far, so that a run
+    stopped from outside (a session's end) still leaves its best epoch behind."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+        self.best = math.inf
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        loss = float((logs or {}).get("val_loss", math.inf))
+        if loss < self.best:
+            self.best = loss
+            save_model(self.model, self.path)
+
+
 def train(dataset: NoteDataset, config: ModelConfig, out: Path, *, epochs: int = 30, patience: int = 4,
           steps_per_epoch: int | None = None, resume: bool = False, seed: int = 0, verbose: int = 1,
           max_minutes: float | None = None, init: Path | None = None, warm: Path | None = None,
@@ -139,6 +155,7 @@ def train(dataset: NoteDataset, config: ModelConfig, out: Path, *, epochs: int =
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True),
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(1, patience // 2)),
         recorder,
+        _KeepBest(out),
     ]
     if max_minutes:
         callbacks.insert(0, _TimeLimit(max_minutes))
@@ -197,7 +214,7 @@ def plot_history(history: list[dict[str, float]], path: Path) -> None:
 
 def default_config(styles: list[str]) -> ModelConfig:
     tempos = tuple(CORPUS_STYLES[s][2] if s in CORPUS_STYLES else 100.0 for s in styles)
-    return ModelConfig(styles=tuple(styles), default_tempos=tempos)
+    return ModelConfig(styles=tuple(styles), default_tempos=tempos, chords=True, future=16)
 
 
 def main(argv: list[str] | None = None) -> int:
