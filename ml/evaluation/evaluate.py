@@ -42,7 +42,7 @@ from ml.evaluation.baselines import (
 from ml.evaluation.form_metrics import DEFINITIONS as FORM_DEFINITIONS
 from ml.evaluation.form_metrics import downbeat_accent, downbeat_alignment, ending, form_scores
 from ml.evaluation.form_metrics import summarise as summarise_form
-from ml.evaluation.joint_markov import JointMarkov
+from ml.evaluation.joint_markov import JointMarkov, chain_writer
 from ml.evaluation.mgeval import FEATURES, compare_sets, crop, piece_features, summarize
 from ml.model.config import key_shift
 
@@ -310,7 +310,8 @@ def generator_sampler(model_path: Path, seconds: float, *, guards: bool = True,
     from ml.generation.generator import Generator
     from ml.generation.request import GenerationRequest
 
-    generator = Generator(model_path, off=() if guards else GUARDS, chains=chains)
+    generator = Generator(model_path, off=() if guards else GUARDS,
+                          writer=chain_writer(chains) if chains is not None else None)
 
     def sample(style: str, count: int, seed: int) -> list[NoteSequence]:
         pieces: list[NoteSequence] = []

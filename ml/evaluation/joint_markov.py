@@ -14,7 +14,7 @@ range, cadence and voice guards, the same lengths. Nothing here imports Keras.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -184,3 +184,8 @@ class ChainSteps:
         """The chain's next pitch and duration given the step (it reads no chords and nothing ahead)."""
         pitch, duration = zip(*(self.chain.given_step(*self._context(v), int(step[v])) for v in range(self.batch)))
         return np.stack(pitch), np.stack(duration), np.full((self.batch, 1), 80 / 127.0)
+
+
+def chain_writer(chains: dict[str, JointMarkov]) -> Callable[[str, int], ChainSteps]:
+    """What `Generator(writer=...)` takes: the style's chain writes, in place of the network."""
+    return lambda style, batch: ChainSteps(chains[style], batch)

@@ -38,15 +38,17 @@ from ml.model.config import METRES, MODE_NAMES, ModelConfig, key_shift, metre_cl
 class Generator:
     """Loads a model lazily and generates pieces. One per worker process; thread-safe."""
 
-    def __init__(self, model_path: Path, *, off: Iterable[str] = (), chains: dict[str, Any] | None = None) -> None:
+    def __init__(self, model_path: Path, *, off: Iterable[str] = (),
+                 writer: Callable[[str, int], Any] | None = None) -> None:
         """`off` names the constraints to switch off (ml.generation.constraints.CONSTRAINTS), so that
-        the evaluation can measure what the model does alone. With `chains` (style ->
-        ml.evaluation.joint_markov.JointMarkov) the chain writes instead of the network, through the
-        same sampler and constraints: the evaluation's fair baseline."""
+        the evaluation can measure what the model does alone. With `writer` (style, batch size ->
+        an object with CompiledSteps' reset, encode and decode) something else writes instead of
+        the network, through the same sampler and constraints: the evaluation's Markov chain, its
+        fair baseline, comes in this way."""
         self.model_path = Path(model_path)
         self.off = frozenset(off)
         build_constraints(self.off)  # an unknown name fails here, not at the first request
-        self.chains = chains
+        self.writer = writer
         self._model: Any = None
         self._config: ModelConfig | None = None
         self._extra: dict[str, Any] = {}
@@ -82,7 +84,7 @@ class Generator:
         return stats
 
     def load(self) -> None:
-        if self.chains is not None:
+        if self.writer is not None:
             return
         with self._lock:
             if self._model is None:
@@ -188,13 +190,11 @@ class Generator:
         request, lines = batch.request, batch.lines
         with self._lock:  # one request at a time per process: the window variables are shared
             steps: Any = self._steps.get(len(lines))
-            if self.chains is not None:
-                from ml.evaluation.joint_markov import ChainSteps
-
-                steps = ChainSteps(self.chains[request.style], len(lines))
+            if self.writer is not None:
+                steps = self.writer(request.style, len(lines))
             elif steps is None:
                 steps = self._steps[len(lines)] = CompiledSteps(self._model, len(lines))
-            reads_future = bool(self.chains is None and self.config.future)
+            reads_future = bool(self.writer is None and self.config.future)
             steps.reset(batch.window_arrays(), {
                 "style": self.config.style_index(request.style), "metre": metre_class(request.time_signature),
                 "mode": np.array([line.mode_index for line in lines], np.int32)},
