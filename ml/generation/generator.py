@@ -275,7 +275,9 @@ class Generator:
                       gap=passage.gap, after=[passage.after(shift) for _ in seeds])
         self._run(batch, rngs, progress)
         best = max(range(len(lines)), key=lambda v: (lines[v].join, -v))
-        return passage.filled(lines[best], seed=seeds[best])
+        piece = passage.filled(lines[best], seed=seeds[best])
+        # A melody under requested chords keeps its accompaniment in the new version.
+        return replace(piece, accompaniment=batch.backing(piece.notes, passage.plan_start))
 
     @staticmethod
     def chord_spans(request: GenerationRequest, plan: FormPlan) -> list[ChordSpan] | None:

@@ -473,13 +473,17 @@ class Batch:
             pitch=pitches[order], step=np.diff(start[order], prepend=0.0), duration=durations[order] * spb,
             velocity=np.clip(np.round(velocity[order]), 1, 127), tempo_bpm=self.tempo,
             time_signature=r.time_signature, program=r.instrument)
-        backing = None
-        if r.accompany and not self.polyphonic and self.spans and len(seq):
-            backing = accompaniment(self.spans, time_signature=r.time_signature, tempo_bpm=self.tempo,
-                                    melody_low=int(seq.pitch.min()), start_seconds=offset * spb)
         return GeneratedPiece(notes=seq, primer_length=primer_length, primer_end=primer_end, seed=seed,
                               plan=self.plan, plan_start=offset * spb, key=(line.tonic, line.mode),
-                              accompaniment=backing)
+                              accompaniment=self.backing(seq, offset * spb))
+
+    def backing(self, melody: NoteSequence, start_seconds: float) -> NoteSequence | None:
+        """The accompaniment of a melody style under requested chords (when it is asked for)."""
+        r = self.request
+        if not (r.accompany and not self.polyphonic and self.spans and len(melody)):
+            return None
+        return accompaniment(self.spans, time_signature=r.time_signature, tempo_bpm=self.tempo,
+                             melody_low=int(melody.pitch.min()), start_seconds=start_seconds)
 
 
 def _log_softmax(logits: np.ndarray) -> np.ndarray:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -85,3 +87,17 @@ def test_the_regenerated_occurrence_of_a_repeated_phrase_is_marked_varied(genera
     assert before[1] is False and shown == [before[0], True, *before[2:]]
     again = plan_from_dict(new.plan.to_dict())  # the stored plan reads back with its marks
     assert [p["varied"] for p in again.to_dict()["phrases"]] == shown
+
+
+def test_a_melody_under_chords_keeps_its_accompaniment_when_bars_are_regenerated(generator: Generator) -> None:
+    request = GenerationRequest(style="alpha", seconds=16, tempo_bpm=120, seed=3, key="C", chords="C F G C",
+                                accompany=True)
+    piece = generator.generate(request)[0]
+    assert piece.accompaniment is not None and len(piece.accompaniment)
+    new = generator.regenerate(_passage(piece, 2, 3), replace(request, variations=2))
+    assert new.accompaniment is not None
+    # The backing follows the same chords over the same bars.
+    assert new.accompaniment.end_time == pytest.approx(piece.accompaniment.end_time, abs=0.01)
+    assert sorted(set(new.accompaniment.pitch % 12)) == sorted(set(piece.accompaniment.pitch % 12))
+    plain = generator.regenerate(_passage(piece, 2, 3), replace(request, accompany=False))
+    assert plain.accompaniment is None
