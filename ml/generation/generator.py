@@ -241,9 +241,7 @@ class Generator:
             tonic, mode = parse_key(request.key), request.mode
         else:
             tonic, mode = estimate_key(line)
-        shift = key_shift(tonic) if config.key_relative else 0
-        mode_index = MODE_NAMES.index("minor" if mode in ("minor", "dorian") else "major")
-        lines = [Line(tonic=tonic, mode=mode, shift=shift, mode_index=mode_index, primer=None) for _ in seeds]
+        lines = [self._keyed_line(tonic, mode) for _ in seeds]
         melody_off = "melody" in self.off
         batch = Batch(request, config, float(request.tempo_bpm or line.tempo_bpm), plan, lines, polyphonic=True,
                       constraints=build_constraints(self.off | {"repeats"}, melody=notes),
@@ -263,16 +261,15 @@ class Generator:
         self.load()
         seeds, rngs = _seeds(request)
         config = self.config
-        shift = key_shift(passage.key[0]) if config.key_relative else 0
-        mode_index = MODE_NAMES.index("minor" if passage.key[1] in ("minor", "dorian") else "major")
-        lines = [Line(tonic=passage.key[0], mode=passage.key[1], shift=shift, mode_index=mode_index,
-                      primer=passage.primer(config, shift)) for _ in seeds]
+        lines = [self._keyed_line(*passage.key) for _ in seeds]
+        for line in lines:
+            line.primer = passage.primer(config, line.shift)
         stats = self._stats(request.style)
         spans = self.chord_spans(request, passage.plan)
         batch = Batch(request, config, float(passage.notes.tempo_bpm), passage.plan, lines,
                       polyphonic=float(stats.get("notes_per_onset", 1.0)) >= 1.5,
                       constraints=build_constraints(self.off | {"repeats"}, chords=spans), spans=spans,
-                      gap=passage.gap, after=[passage.after(shift) for _ in seeds])
+                      gap=passage.gap, after=[passage.after(line.shift) for line in lines])
         self._run(batch, rngs, progress)
         best = max(range(len(lines)), key=lambda v: (lines[v].join, -v))
         piece = passage.filled(lines[best], seed=seeds[best])
@@ -300,15 +297,19 @@ class Generator:
             tonic, mode = estimate_key(request.primer)
         else:
             tonic, mode = self._style_key(request.style, rng)
-        model_mode = "minor" if mode in ("minor", "dorian") else "major"
-        shift = key_shift(tonic) if config.key_relative else 0
-        primer = None
+        line = self._keyed_line(tonic, mode)
         if request.primer is not None:
             move = 0
             if request.key != "any":  # the primer is moved into the requested key, the nearer way
                 move = key_shift((tonic - estimate_key(request.primer)[0]) % 12)
-            primer = Primer.from_notes(request.primer, config, plan, move=move, shift=shift)
-        return Line(tonic=tonic, mode=mode, shift=shift, mode_index=MODE_NAMES.index(model_mode), primer=primer)
+            line.primer = Primer.from_notes(request.primer, config, plan, move=move, shift=line.shift)
+        return line
+
+    def _keyed_line(self, tonic: int, mode: str) -> Line:
+        """A variation in a key: how far the key-relative space moves to it, and the mode the model reads."""
+        shift = key_shift(tonic) if self.config.key_relative else 0
+        model_mode = "minor" if mode in ("minor", "dorian") else "major"
+        return Line(tonic=tonic, mode=mode, shift=shift, mode_index=MODE_NAMES.index(model_mode), primer=None)
 
     def _style_key(self, style: str, rng: np.random.Generator) -> tuple[int, str]:
         """A key drawn from the keys of the style's training pieces."""
