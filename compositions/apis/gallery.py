@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 from compositions import selectors
 from compositions.apis.composing import CompositionDetailSerializer, CompositionStatusSerializer
 from compositions.apis.exception_handlers import ErrorSerializer
+from compositions.apis.routing import owned_with_input
 from compositions.errors import RequestInvalid
 from compositions.models import Composition, CompositionVersion
 from compositions.services.sharing import composition_share, composition_update
@@ -106,10 +107,8 @@ class CompositionUpdateApi(APIView):
     @extend_schema(request=PatchSerializer, responses={200: CompositionDetailSerializer, 400: ErrorSerializer,
                                                        401: ErrorSerializer, 404: ErrorSerializer})
     def patch(self, request: Request, public_id: uuid.UUID) -> Response:
-        composition = selectors.composition_get_for_user(user=request.user, public_id=public_id)
-        serializer = self.PatchSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)  # the exception handler gives it the one error shape
-        composition = composition_update(composition=composition, **serializer.validated_data)
+        composition, data = owned_with_input(request, public_id, self.PatchSerializer)
+        composition = composition_update(composition=composition, **data)
         return Response(CompositionDetailSerializer(selectors.composition_detail(composition=composition)).data)
 
 
@@ -128,10 +127,8 @@ class CompositionShareApi(APIView):
     @extend_schema(request=ShareInputSerializer, responses={200: ShareOutputSerializer, 400: ErrorSerializer,
                                                        401: ErrorSerializer, 404: ErrorSerializer})
     def post(self, request: Request, public_id: uuid.UUID) -> Response:
-        composition = selectors.composition_get_for_user(user=request.user, public_id=public_id)
-        serializer = self.ShareInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)  # the exception handler gives it the one error shape
-        composition = composition_share(composition=composition, **serializer.validated_data)
+        composition, data = owned_with_input(request, public_id, self.ShareInputSerializer)
+        composition = composition_share(composition=composition, **data)
         url = request.build_absolute_uri(reverse("shared", args=[composition.share_token])) \
             if composition.share_token else None
         return Response(self.ShareOutputSerializer({"visibility": composition.visibility, "share_url": url}).data)

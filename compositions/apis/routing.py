@@ -7,7 +7,12 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
+from rest_framework import serializers
+from rest_framework.request import Request
 from rest_framework.views import APIView
+
+from compositions import selectors
+from compositions.models import Composition
 
 
 def method_router(**views: type[APIView]) -> Callable[..., HttpResponse]:
@@ -33,3 +38,13 @@ def method_router(**views: type[APIView]) -> Callable[..., HttpResponse]:
 
     route.api_views = views  # read by the schema generator
     return route
+
+
+def owned_with_input(request: Request, public_id: Any, serializer_class: type[serializers.Serializer]
+                     ) -> tuple[Composition, dict[str, Any]]:
+    """The caller's own piece (404 for anyone else's) and the request body, validated (a 400 that
+    names the field, through the exception handler's one error shape)."""
+    composition = selectors.composition_get_for_user(user=request.user, public_id=public_id)
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return composition, dict(serializer.validated_data)

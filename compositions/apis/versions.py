@@ -23,6 +23,7 @@ from compositions.apis.composing import (
     ConstraintCheckSerializer,
 )
 from compositions.apis.exception_handlers import ErrorSerializer
+from compositions.apis.routing import owned_with_input
 from compositions.models import CompositionVersion
 from compositions.services.versions import (
     composition_continue,
@@ -102,11 +103,9 @@ class CompositionVersionCreateApi(APIView):
                               404: ErrorSerializer, 409: ErrorSerializer, 429: ErrorSerializer,
                               503: ErrorSerializer})
     def post(self, request: Request, public_id: uuid.UUID) -> Response:
-        composition = selectors.composition_get_for_user(user=request.user, public_id=public_id)
-        serializer = self.VersionRequestSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        if serializer.validated_data["kind"] == CompositionVersion.Kind.HARMONISE:
-            version = composition_harmonise(composition=composition, style=serializer.validated_data.get("style"))
+        composition, data = owned_with_input(request, public_id, self.VersionRequestSerializer)
+        if data["kind"] == CompositionVersion.Kind.HARMONISE:
+            version = composition_harmonise(composition=composition, style=data.get("style"))
         else:
             version = composition_continue(composition=composition)
         return _accepted(composition, version)
@@ -156,10 +155,7 @@ class CompositionRegenerateApi(APIView):
                               404: ErrorSerializer, 409: ErrorSerializer, 429: ErrorSerializer,
                               503: ErrorSerializer})
     def post(self, request: Request, public_id: uuid.UUID) -> Response:
-        composition = selectors.composition_get_for_user(user=request.user, public_id=public_id)
-        serializer = self.RegenerateRequestSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        composition, data = owned_with_input(request, public_id, self.RegenerateRequestSerializer)
         version = composition_regenerate(composition=composition, bars=data["bars"], seed=data.get("seed"),
                                          temperature=data.get("temperature"))
         return _accepted(composition, version)
