@@ -166,13 +166,16 @@ def half_bar_harmony(onset: np.ndarray, duration: np.ndarray, pitch: np.ndarray,
     return out
 
 
-def batch_arrays(ex: Examples, rows: np.ndarray, config: ModelConfig,
-                 rng: np.random.Generator | None = None) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+def batch_arrays(ex: Examples, rows: np.ndarray, config: ModelConfig, rng: np.random.Generator | None = None, *,
+                 chord_share: float = CHORD_SHARE, future_share: float = FUTURE_SHARE
+                 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Inputs and targets for the examples `rows`.
 
     With `rng` (training), each example is transposed at random (absolute-pitch models), and a
     model with chord inputs or future notes sees them in a random share of the examples. Without
     it, the model reads what plain generation gives it: no chords and nothing after the note.
+    The shares say which part of the examples see the chords and a future (the evaluation sets
+    them to 0 or 1 to measure what each input is worth).
     """
     target = ex.targets[rows]
     shift = np.zeros(len(rows), np.int64)
@@ -204,9 +207,9 @@ def batch_arrays(ex: Examples, rows: np.ndarray, config: ModelConfig,
         "next_cadence": ex.cadence[target].astype(np.int32),
     }
     if config.chords:
-        inputs.update(chord_inputs(ex, idx, pad, target, shift, rng))
+        inputs.update(chord_inputs(ex, idx, pad, target, shift, rng, chord_share))
     if config.future:
-        inputs.update(future_inputs(ex, config, target, rows, rng))
+        inputs.update(future_inputs(ex, config, target, rows, rng, future_share))
     outputs = {
         "pitch": next_pitch.astype(np.int32),
         "step": ex.step[target].astype(np.int32),
@@ -217,10 +220,10 @@ def batch_arrays(ex: Examples, rows: np.ndarray, config: ModelConfig,
 
 
 def chord_inputs(ex: Examples, idx: np.ndarray, pad: np.ndarray, target: np.ndarray, shift: np.ndarray,
-                 rng: np.random.Generator | None) -> dict[str, np.ndarray]:
+                 rng: np.random.Generator | None, share: float = CHORD_SHARE) -> dict[str, np.ndarray]:
     """The harmony of each window note's half bar and of the note to predict, for a share of the
     examples (all zero for the others: harmony unknown)."""
-    shown = (rng.random(len(target)) < CHORD_SHARE) if rng is not None else np.zeros(len(target), bool)
+    shown = (rng.random(len(target)) < share) if rng is not None else np.zeros(len(target), bool)
     chord = np.where((pad | ~shown[:, None])[:, :, None], 0, ex.chord[idx]).astype(np.float32)
     next_chord = np.where(shown[:, None], ex.chord[target], 0).astype(np.float32)
     if shift.any():  # a transposed example's harmony moves with it
@@ -231,7 +234,7 @@ def chord_inputs(ex: Examples, idx: np.ndarray, pad: np.ndarray, target: np.ndar
 
 
 def future_inputs(ex: Examples, config: ModelConfig, target: np.ndarray, rows: np.ndarray,
-                  rng: np.random.Generator | None) -> dict[str, np.ndarray]:
+                  rng: np.random.Generator | None, share: float = FUTURE_SHARE) -> dict[str, np.ndarray]:
     """For a share of the examples, the notes after a gap of 1 to `LONGEST_GAP` notes (more short
     gaps than long ones) and the beats to the first of them; for the others, nothing follows."""
     n, f = len(target), config.future
@@ -243,7 +246,7 @@ def future_inputs(ex: Examples, config: ModelConfig, target: np.ndarray, rows: n
              "until": far, "next_until": far.copy()}
     if rng is None:
         return empty
-    shown = rng.random(n) < FUTURE_SHARE
+    shown = rng.random(n) < share
     gap = np.floor(np.exp(rng.uniform(0, np.log(LONGEST_GAP + 1), n))).astype(np.int64).clip(1, LONGEST_GAP)
     begin = target + gap
     shown &= begin < ex.last[rows]

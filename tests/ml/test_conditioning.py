@@ -7,6 +7,7 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from ml.data.datasets import score_to_notes
 from ml.data.dynamics import LEVELS, beat_length, metric_accent
@@ -208,3 +209,17 @@ def test_the_pulse_of_the_bar_counts_dotted_quarters_in_compound_time() -> None:
     assert beat_length((6, 8)) == 1.5 and beat_length((3, 4)) == 1.0 and beat_length((2, 2)) == 2.0
     accent = metric_accent(np.array([0.0, 0.5, 1.0, 1.5, 2.5]), 1.5)
     assert list(accent[[0, 3]]) == [6, 0] and (accent[[1, 2, 4]] < 0).all()
+
+
+def test_the_conditioning_report_reads_the_same_notes_four_ways(tmp_path: Path) -> None:
+    from ml.evaluation.conditioning import conditioning_report
+
+    model = load_model(train_tiny_model(tmp_path, epochs=2))
+    report = conditioning_report(model, tiny_dataset(), split="test", max_notes=200, batch_size=64)
+    assert set(report["all"]) == {"plain", "chords", "future", "both"}
+    assert all(row["notes"] == report["notes"] for row in report["all"].values())
+    # A tiny model trained for seconds: reading what follows a gap must at least not mislead it.
+    assert report["all"]["future"]["pitch_ce"] < report["all"]["plain"]["pitch_ce"] + 0.05
+    old = load_model(train_tiny_model(tmp_path / "old", epochs=1, reads=False))
+    with pytest.raises(ValueError, match="neither"):
+        conditioning_report(old, tiny_dataset())
