@@ -1,0 +1,245 @@
+"""Can a classifier tell generated pieces from real ones? A classifier two-sample test.
+
+Each piece becomes a vector of tempo-free statistics of its notes, as a musician would describe
+them: how long each scale degree sounds (relative to the piece's own key), how much of the music
+lies outside the scale, the melodic intervals of the top line, the time between onsets and the
+lengths of notes in beats, where onsets fall in the bar, and the texture (notes per onset, onsets
+per beat, range). Per style, a logistic regression and a small random forest are cross-validated
+on generated against real pieces, with the folds grouped (the variations of one request, or one
+real piece, never on both sides of a split). An accuracy near 0.5 means the classifier cannot tell
+them apart; the same test between two random halves of the real pieces gives the floor that the
+sample sizes allow.
+
+The statistics are written here from their musical definitions; nothing is shared with the
+constraints that shape generation. The key is estimated from the notes described (Krumhansl-
+Schmuckler) the same way for real and generated pieces; the final bar (the cadence's held chord) is left out of
+both, so that the test looks at the music rather than at how a piece stops.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ml.data.notes import NoteSequence, estimate_key_from_histogram, pitch_class_histogram
+
+DEGREE_NAMES = ("1", "b2", "2", "b3", "3", "4", "#4", "5", "b6", "6", "b7", "7")
+# Time between onsets and note lengths in beats, in half-octave classes from 1/8 beat to 4 beats.
+TIME_BINS = np.log2(np.array([1 / 8, 1 / 4, 1 / 3, 1 / 2, 3 / 4, 1, 3 / 2, 2, 3, 4]))
+TIME_LABELS = ("1/8", "1/4", "1/3", "1/2", "3/4", "1", "3/2", "2", "3", "4+")
+INTERVAL_LABELS = ("repeated note", "step", "third", "fourth or fifth", "sixth to octave", "leap over an octave")
+POSITION_LABELS = ("downbeat", "other beat", "half beat", "quarter beat", "triplet", "other")
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    words: str  # what it measures, for the report: "{value}" is filled in
+
+
+def _features() -> list[Feature]:
+    out = [Feature(f"degree_{d}", f"scale degree {d} sounds for {{value}} of the time") for d in DEGREE_NAMES]
+    out.append(Feature("outside_scale", "notes outside the scale sound for {value} of the time"))
+    out += [Feature(f"interval_{k}", f"the top line moves by a {label} in {{value}} of its moves")
+            for k, label in enumerate(INTERVAL_LABELS)]
+    out.append(Feature("rising", "{value} of the top line's moves rise"))
+    out += [Feature(f"ioi_{label}", f"{{value}} of the onsets follow the previous one after about {label} beat")
+            for label in TIME_LABELS]
+    out += [Feature(f"duration_{label}", f"{{value}} of the notes last about {label} beat") for label in TIME_LABELS]
+    out += [Feature(f"position_{k}", f"{{value}} of the onsets fall on a {label}")
+            for k, label in enumerate(POSITION_LABELS)]
+    out += [Feature("notes_per_onset", "{value} notes start together on average"),
+            Feature("onsets_per_beat", "{value} onsets per beat"),
+            Feature("range", "the piece spans {value} semitones"),
+            Feature("top_line_range", "the top line spans {value} semitones")]
+    return out
+
+
+FEATURES = _features()
+FEATURE_NAMES = [f.name for f in FEATURES]
+
+
+def _scale(tonic: int, mode: str) -> set[int]:
+    """The key's notes; in minor the raised sixth and seventh belong to it (melodic minor)."""
+    steps = (0, 2, 4, 5, 7, 9, 11) if mode == "major" else (0, 2, 3, 5, 7, 8, 9, 10, 11)
+    return {(tonic + s) % 12 for s in steps}
+
+
+def _histogram(values: np.ndarray, bins: int) -> np.ndarray:
+    counts = np.bincount(values, minlength=bins)[:bins].astype(np.float64)
+    return counts / max(counts.sum(), 1.0)
+
+
+def _time_classes(beats: np.ndarray) -> np.ndarray:
+    """The nearest class of TIME_BINS (in log time) for each positive duration in beats."""
+    logs = np.log2(np.clip(beats, 1 / 64, None))
+    return np.argmin(np.abs(logs[:, None] - TIME_BINS[None, :]), axis=1)
+
+
+def piece_features(seq: NoteSequence) -> np.ndarray:
+    """The statistics of FEATURES for one piece (the last bar left out)."""
+    onset, duration = _beats(seq)
+    in_bar, bar, bar_length = seq.bar_positions()
+    keep = bar < bar.max() if len(bar) and bar.max() > 0 else np.ones(len(seq), bool)
+    pitch = seq.pitch.astype(np.int64)[keep]
+    onset, duration, in_bar, bar_length = onset[keep], duration[keep], in_bar[keep], bar_length[keep]
+    if len(pitch) < 4:
+        raise ValueError("A piece needs a few notes before its last bar to be described.")
+    tonic, mode = estimate_key_from_histogram(pitch_class_histogram(pitch, np.clip(duration, 1e-3, None)))
+    # Scale degrees, weighted by how long each note sounds.
+    degree = (pitch - tonic) % 12
+    weights = np.clip(duration, 1e-3, None)
+    degrees = np.bincount(degree, weights=weights, minlength=12) / weights.sum()
+    outside = float(weights[~np.isin(pitch % 12, list(_scale(tonic, mode)))].sum() / weights.sum())
+    # The top line: the highest note of each onset.
+    starts, first = np.unique(np.round(onset, 4), return_index=True)
+    top = np.array([pitch[(np.round(onset, 4) == s)].max() for s in starts])
+    moves = np.diff(top)
+    size = np.abs(moves)
+    interval_class = np.select([size == 0, size <= 2, size <= 4, size <= 7, size <= 12], [0, 1, 2, 3, 4], 5)
+    intervals = _histogram(interval_class, len(INTERVAL_LABELS))
+    rising = float((moves > 0).sum() / max((moves != 0).sum(), 1))
+    iois = np.diff(starts)
+    ioi = _histogram(_time_classes(iois[iois > 0]), len(TIME_LABELS)) if len(iois) else np.zeros(len(TIME_LABELS))
+    lengths = _histogram(_time_classes(duration), len(TIME_LABELS))
+    numerator, denominator = seq.time_signature
+    beat = 1.5 if denominator == 8 and numerator % 3 == 0 and numerator > 3 else 4.0 / denominator
+    at = in_bar[first]
+
+    def on(grid: float) -> np.ndarray:
+        return np.abs(at / grid - np.round(at / grid)) < 1e-3
+
+    position = np.select([np.abs(at) < 1e-3, on(beat), on(beat / 2), on(beat / 4), on(beat / 3)], [0, 1, 2, 3, 4], 5)
+    positions = _histogram(position, len(POSITION_LABELS))
+    span = float(onset.max() - onset.min()) or 1.0
+    texture = [len(pitch) / len(starts), len(starts) / span, float(pitch.max() - pitch.min()),
+               float(top.max() - top.min())]
+    return np.concatenate([degrees, [outside], intervals, [rising], ioi, lengths, positions, texture])
+
+
+def _beats(seq: NoteSequence) -> tuple[np.ndarray, np.ndarray]:
+    step, duration = seq.to_beats()
+    return np.cumsum(step.astype(np.float64)), duration.astype(np.float64)
+
+
+def feature_matrix(pieces: Sequence[NoteSequence]) -> tuple[np.ndarray, list[int]]:
+    """Rows of features for the pieces that can be described, and which pieces those are."""
+    rows, kept = [], []
+    for i, seq in enumerate(pieces):
+        try:
+            rows.append(piece_features(seq))
+            kept.append(i)
+        except ValueError:
+            continue
+    return (np.array(rows) if rows else np.zeros((0, len(FEATURES)))), kept
+
+
+def wilson(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% confidence interval of a proportion (Wilson score)."""
+    if n == 0:
+        return 0.0, 1.0
+    p = correct / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def two_sample_test(a: np.ndarray, b: np.ndarray, groups_a: Sequence[int], groups_b: Sequence[int], *,
+                    seed: int = 0, folds: int = 5) -> dict[str, Any]:
+    """Cross-validated accuracy of telling rows of `a` (label 1) from rows of `b` (label 0).
+
+    The larger side is subsampled to the size of the smaller (chance is 0.5); folds are grouped.
+    Returns per classifier the accuracy and its 95% interval, and the best of them.
+    """
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GroupKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(seed)
+    n = min(len(a), len(b))
+    if n < 4:
+        raise ValueError(f"Too few pieces to test: {len(a)} against {len(b)}.")
+    pick_a = np.sort(rng.choice(len(a), n, replace=False))
+    pick_b = np.sort(rng.choice(len(b), n, replace=False))
+    x = np.vstack([a[pick_a], b[pick_b]])
+    y = np.r_[np.ones(n), np.zeros(n)]
+    # Group ids on the two sides never collide.
+    group_a = np.asarray(groups_a)[pick_a]
+    group_b = np.asarray(groups_b)[pick_b] + (int(group_a.max()) + 1 if len(group_a) else 0)
+    groups = np.r_[group_a, group_b]
+    k = int(min(folds, len(np.unique(group_a)), len(np.unique(group_b))))
+    if k < 2:
+        raise ValueError("Too few independent pieces (groups) on one side to cross-validate.")
+    classifiers = {
+        "logistic regression": lambda: make_pipeline(StandardScaler(), LogisticRegression(C=0.5, max_iter=5000)),
+        "random forest": lambda: RandomForestClassifier(n_estimators=200, max_depth=6, min_samples_leaf=2,
+                                                        random_state=seed, n_jobs=1),
+    }
+    out: dict[str, Any] = {"pieces_per_side": int(n), "folds": k, "classifiers": {}}
+    for name, make in classifiers.items():
+        predicted = np.zeros(len(y))
+        for train, test in GroupKFold(n_splits=k).split(x, y, groups):
+            model = make()
+            model.fit(x[train], y[train])
+            predicted[test] = model.predict(x[test])
+        correct = int((predicted == y).sum())
+        low, high = wilson(correct, len(y))
+        out["classifiers"][name] = {"accuracy": round(correct / len(y), 4), "ci95": [round(low, 4), round(high, 4)]}
+    best = max(out["classifiers"].items(), key=lambda item: item[1]["accuracy"])
+    out["accuracy"], out["ci95"], out["best"] = best[1]["accuracy"], best[1]["ci95"], best[0]
+    return out
+
+
+def separating_features(generated: np.ndarray, real: np.ndarray, style: str, top: int = 5) -> list[dict[str, Any]]:
+    """The features whose means differ most (in pooled standard deviations), in words."""
+    mean_g, mean_r = generated.mean(axis=0), real.mean(axis=0)
+    pooled = np.sqrt((generated.var(axis=0) + real.var(axis=0)) / 2) + 1e-9
+    effect = (mean_g - mean_r) / pooled
+    rows = []
+    for j in np.argsort(-np.abs(effect))[:top]:
+        feature = FEATURES[j]
+        ratio = mean_g[j] / mean_r[j] if abs(mean_r[j]) > 1e-9 else math.inf
+        rows.append({
+            "feature": feature.name, "effect": round(float(effect[j]), 2),
+            "generated": round(float(mean_g[j]), 4), "real": round(float(mean_r[j]), 4),
+            "words": _words(feature, mean_g[j], mean_r[j], ratio, style),
+        })
+    return rows
+
+
+def _value(feature: Feature, value: float) -> str:
+    shares = not feature.name.startswith(("notes_per", "onsets_per", "range", "top_line"))
+    return f"{100 * value:.0f}%" if shares else f"{value:.2g}"
+
+
+def _words(feature: Feature, generated: float, real: float, ratio: float, style: str) -> str:
+    said = feature.words.format(value=_value(feature, generated))
+    times = f"{ratio:.1f}x as much" if math.isfinite(ratio) else "where real pieces have none"
+    return f"{said}, against {_value(feature, real)} in real {style} pieces ({times})"
+
+
+def discriminator_report(real: Sequence[NoteSequence], generated: Sequence[NoteSequence],
+                         generated_groups: Sequence[int], style: str, *, seed: int = 0) -> dict[str, Any]:
+    """The two-sample test of generated against real pieces of a style, the real-against-real floor,
+    and the features that separate them most, in words."""
+    real_x, real_kept = feature_matrix(real)
+    gen_x, gen_kept = feature_matrix(generated)
+    gen_groups = [generated_groups[i] for i in gen_kept]
+    report: dict[str, Any] = {"real_pieces": len(real_kept), "generated_pieces": len(gen_kept)}
+    report["generated_vs_real"] = two_sample_test(gen_x, real_x, gen_groups, list(range(len(real_kept))), seed=seed)
+    # The floor: two random halves of the real pieces.
+    order = np.random.default_rng(seed).permutation(len(real_kept))
+    half = len(order) // 2
+    try:
+        report["real_vs_real"] = two_sample_test(real_x[order[:half]], real_x[order[half:2 * half]],
+                                                 list(range(half)), list(range(half)), seed=seed)
+    except ValueError as exc:
+        report["real_vs_real"] = {"error": str(exc)}
+    report["separating"] = separating_features(gen_x, real_x, style)
+    return report
