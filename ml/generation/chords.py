@@ -37,6 +37,14 @@ class Chord:
         return {"symbol": self.symbol, "root": PITCH_CLASS_NAMES[self.root], "bass": PITCH_CLASS_NAMES[self.bass],
                 "tones": sorted(self.tones)}
 
+    @property
+    def triad(self) -> frozenset[int]:
+        """The root, third and fifth: the tones a listener names the chord by (a seventh or a ninth
+        adds colour; a suspended chord's second or fourth stands for its third)."""
+        above = {(pc - self.root) % 12 for pc in self.tones}
+        thirds = above & {3, 4} or above & {2, 5}
+        return frozenset((self.root + i) % 12 for i in {0} | thirds | (above & {6, 7, 8}))
+
 
 @dataclass(frozen=True)
 class Progression:

@@ -29,9 +29,11 @@ if TYPE_CHECKING:
 
 PITCH_CLASS = np.arange(128) % 12
 
-# Chorale voices from the bass up (MIDI pitches), a little wider than Bach's own ranges.
+# Chorale voices from the bass up (MIDI pitches): the ranges harmony books give the four singers,
+# bass E2-D4, tenor C3-G4, alto G3-D5, soprano C4-A5 (Bach's own parts leave them in one chord in
+# twenty-five, mostly a tenor or alto a step higher).
 VOICE_RANGES: dict[str, tuple[tuple[int, int], ...]] = {
-    "chorale": ((36, 64), (48, 69), (53, 76), (59, 81)),
+    "chorale": ((40, 62), (48, 67), (55, 74), (60, 81)),
 }
 # A line loops when one pitch sounds more than 5 times running, or a figure of 2 pitches comes 4
 # times running, or one of 3 or 4 pitches 3 times: longer than a trill, a drone or a sequence
@@ -39,6 +41,8 @@ VOICE_RANGES: dict[str, tuple[tuple[int, int], ...]] = {
 SAME_PITCH_RUN = 6
 FIGURE_RUNS = {2: 4, 3: 3, 4: 3}
 LOOP_SPAN = max(SAME_PITCH_RUN, *(length * runs for length, runs in FIGURE_RUNS.items()))
+# A chord is made whole within this many notes at one onset (the sampler stops a chord at six).
+MOST_CHORD_NOTES = 5
 
 
 @dataclass(frozen=True)
@@ -193,7 +197,15 @@ class Cadence(Constraint):
 
 
 class VoiceLeading(Constraint):
-    """Parts move without parallel perfect fifths or octaves, each voice in its range."""
+    """Parts move without parallel perfect fifths or octaves, each voice in its range.
+
+    A voice's range is that of its rank in the chord, counted from the bass (the notes held from
+    before count: a note written under a held bass is not the bass). Under a given melody the
+    texture is four voices by construction (three written under the tune), so a voice is its rank
+    in parallels too: each moves from the note of the same rank in the chord before, the melody from
+    its top note. In a texture the network chooses freely, a voice is taken to come from the
+    nearest pitch that sounded before.
+    """
 
     name = "voice"
     describes = "no parallel fifths or octaves between voices; chorale voices within their ranges"
@@ -201,25 +213,55 @@ class VoiceLeading(Constraint):
     def pitches(self, batch: Batch, line: Line, at: At, allowed: np.ndarray) -> np.ndarray:
         if not batch.polyphonic:
             return allowed
-        upper = batch.melody.sounding(line, at.onset) if batch.melody is not None else None
-        if at.in_chord:
-            allowed = allowed & no_parallels(line.previous_sounding, line.chord)
-            held = batch.sounding(line, at.onset)
-            # A given melody note above is part of the chord already, though written last.
-            present = held + line.chord + ([upper] if upper is not None and upper not in held + line.chord else [])
-            if len(line.previous_sounding) == 4 and len(present) == 3:
-                # This note completes a four-part chord: no two of its voices, counted from the
-                # bass, may move in parallels from the last four-part chord.
-                allowed = allowed & completes_without_parallels(
-                    line.previous_sounding, present, np.flatnonzero(allowed))
-        if upper is not None and line.previous_sounding:
-            allowed = allowed & _no_parallels_below(line.previous_sounding, upper)
-        ranges = VOICE_RANGES.get(batch.request.style)
-        if ranges is not None and at.voice < len(ranges):
-            low, high = ranges[at.voice]  # a new onset's first note is the bass
-            band = np.zeros(128, dtype=bool)
-            band[max(0, low - line.shift):max(0, high - line.shift + 1)] = True
-            allowed = allowed & band
+        return allowed & self._voiced(batch, line, at)
+
+    def essential(self, batch: Batch, line: Line, at: At, allowed: np.ndarray) -> np.ndarray:
+        """Under a given melody the parts still move without parallels and stay in their ranges
+        when another rule gives way (the melody's own limit, nothing above it, is kept too)."""
+        if not batch.polyphonic or batch.melody is None:
+            return allowed
+        kept = allowed & self._voiced(batch, line, at) & batch.melody.essential(batch, line, at, allowed)
+        return kept if kept.any() else allowed
+
+    def _voiced(self, batch: Batch, line: Line, at: At) -> np.ndarray:
+        """The pitches the next note may take as a voice: no parallels with a voice below it (or with
+        a given melody above it), and within the range of its rank."""
+        allowed = np.ones(128, dtype=bool)
+        before = chord_before(batch, line, at)
+        top = batch.melody.sounding(line, at.onset) if batch.melody is not None else None
+        held = sorted(p for p in batch.sounding(line, at.onset) if top is None or p < top)
+        written = line.chord if at.in_chord else []
+        ranges = VOICE_RANGES.get(batch.request.style, ())
+        to_come = batch.melody.voices_to_come(batch, line, at) if batch.melody is not None else 0
+        # The candidates between two held notes share a rank; one in unison with a held note is
+        # counted above it (the voice that stays keeps its rank).
+        edges = [0, *held, 128]
+        for low, high in zip(edges, edges[1:]):
+            if low >= high:
+                continue
+            under = sorted(written + [p for p in held if p <= low])
+            part = allowed[low:high]  # a view: narrowing it narrows `allowed`
+            if top is not None and len(before) == 4:
+                part &= by_rank_without_parallels(before, under, top)[low:high]
+            else:
+                part &= no_parallels(before, under)[low:high]
+                if top is not None and before:
+                    part &= _no_parallels_below(before, top)[low:high]
+            rank = len(under)
+            if rank < len(ranges):
+                pitch = np.arange(low, high)
+                part &= (pitch >= ranges[rank][0] - line.shift) & (pitch <= ranges[rank][1] - line.shift)
+                # Each voice still to come at this onset under a given melody fits above this
+                # one, in its own range, below the melody.
+                after = pitch
+                for upper in ranges[rank + 1:rank + 1 + to_come]:
+                    after = np.maximum(after + 1, upper[0] - line.shift)
+                    part &= after <= min(upper[1] - line.shift, 127 if top is None else top - 1)
+        present = held + written
+        if top is None and at.in_chord and len(line.previous_sounding) == 4 and len(present) == 3:
+            # This note completes a four-part chord: no two of its voices, counted from the bass,
+            # may move in parallels from the last four-part chord.
+            allowed &= completes_without_parallels(line.previous_sounding, present, np.flatnonzero(allowed))
         return allowed
 
 
@@ -292,9 +334,14 @@ class ChordTargets(Constraint):
             fifth = (span.chord.root + 7) % 12
             named = [pc for pc in span.chord.tones if pc != fifth or len(span.chord.tones) < 3]
             return allowed & np.isin(PITCH_CLASS, [(pc - line.shift) % 12 for pc in named])
+        if first_of_chord and at.in_chord and batch.polyphonic:
+            missing = self.missing(batch, line, at.onset, span)
+            if missing:  # the chord sounds whole where it changes: its root, third and fifth
+                return allowed & np.isin(PITCH_CLASS, [(pc - line.shift) % 12 for pc in missing])
         if first_of_chord or batch.on_beat(at.onset):
             return allowed & tones
-        previous = line.previous_sounding if (batch.polyphonic and line.previous_sounding) else line.pitches[-1:]
+        before = chord_before(batch, line, at)
+        previous = before if (batch.polyphonic and before) else line.pitches[-1:]
         if not previous:
             return allowed & tones
         candidates = np.arange(128)
@@ -303,6 +350,36 @@ class ChordTargets(Constraint):
         to_chord = np.abs(candidates[:, None] - chord_pitches[None, :]).min(axis=1)
         passing = (from_previous >= 1) & (from_previous <= 2) & (to_chord >= 1) & (to_chord <= 2)
         return allowed & (tones | passing)
+
+    def essential(self, batch: Batch, line: Line, at: At, allowed: np.ndarray) -> np.ndarray:
+        """The chords were asked for: where the rules together leave no pitch, a voice may move in
+        parallels, but the chord's tones still hold."""
+        return self.pitches(batch, line, at, allowed)
+
+    def missing(self, batch: Batch, line: Line, onset: float, span: ChordSpan) -> set[int]:
+        """The tones of the chord's triad (pitch classes) that do not sound yet at `onset`, the
+        chord's first: neither held from before nor written there so far."""
+        at_onset = line.chord if line.onsets and abs(line.position - onset) < 1e-9 else []
+        sounding = {(p + line.shift) % 12 for p in batch.sounding(line, onset) + at_onset}
+        return set(span.chord.triad) - sounding
+
+    def steps(self, batch: Batch, line: Line, mask: np.ndarray) -> np.ndarray:
+        """In several voices, the first onset of a chord takes notes until its triad sounds whole
+        (without it, a bar of a root and a fifth, or of a held note, reads as another chord)."""
+        span = self.span(line.position)
+        if not batch.polyphonic or span is None or abs(line.position - span.start) > 1e-6 or not mask[0]:
+            return mask
+        missing = self.missing(batch, line, line.position, span)
+        if not missing or len(line.chord) >= MOST_CHORD_NOTES:
+            return mask
+        above = np.arange(128) > max(line.chord)
+        reachable = batch.allowed[batch.lines.index(line)] & above & np.isin(
+            PITCH_CLASS, [(pc - line.shift) % 12 for pc in missing])
+        if not reachable.any():
+            return mask
+        stay = np.zeros_like(mask)
+        stay[0] = True
+        return stay
 
     def longest(self, batch: Batch, line: Line, onset: float, pitch: int) -> float:
         """A note may sound on into the next chord only as one of its tones (a common tone)."""
@@ -390,7 +467,26 @@ class GivenMelody(Constraint):
             below = (top - np.arange(128)) % 12
             bass = at.voice == 0 and not [p for p in batch.sounding(line, at.onset) if p < top]
             allowed = allowed & (np.isin(below, (0, 3, 4, 7, 8, 9)) if bass else ~np.isin(below, (1, 2, 10, 11)))
+        still = self.voices_to_come(batch, line, at)
+        if still:
+            # Leave room under the melody for the voices still to come at this onset: as many
+            # pitches above this one as they need, each in the key and, on a beat, no second or
+            # seventh against the melody.
+            room = batch.allowed[batch.lines.index(line)] & (np.arange(128) < top)
+            if batch.on_beat(at.onset):
+                room &= ~np.isin((top - np.arange(128)) % 12, (1, 2, 10, 11))
+            above = np.append(np.cumsum(room[::-1])[::-1], 0)[1:]  # room strictly above each pitch
+            allowed = allowed & (above >= still)
         return allowed
+
+    def voices_to_come(self, batch: Batch, line: Line, at: At) -> int:
+        """How many voices are still to be written under the melody at this onset after this note:
+        at a melody onset, the lower voices are written first, up to `voices` in all."""
+        if line.melody_next >= len(self.notes) or abs(self.notes[line.melody_next][0] - at.onset) > 1e-9:
+            return 0
+        top = self.notes[line.melody_next][1] - line.shift
+        held = [p for p in batch.sounding(line, at.onset) if p < top]
+        return max(0, self.voices - 2 - len(held) - (len(line.chord) if at.in_chord else 0))
 
     def longest(self, batch: Batch, line: Line, onset: float, pitch: int) -> float:
         """A lower voice's note ends before the melody comes down to it (no crossing)."""
@@ -417,6 +513,41 @@ def _no_parallels_below(before: list[int], upper: int) -> np.ndarray:
     now = upper - candidates
     similar = (candidates - came_from) * (upper - upper_from) > 0
     allowed[(was > 0) & np.isin(was % 12, (0, 7)) & (now % 12 == was % 12) & similar] = False
+    return allowed
+
+
+def chord_before(batch: Batch, line: Line, at: At) -> list[int]:
+    """The pitches that sounded at the onset before this note's (a new onset's first note comes
+    after the whole chord of the last one; a chord's later notes after the chord before it)."""
+    if at.in_chord:
+        return list(line.previous_sounding)
+    return sorted(batch.sounding(line, line.position, at_or_before=True)) if line.onsets else []
+
+
+def by_rank_without_parallels(before: list[int], under: list[int], top: int | None) -> np.ndarray:
+    """Pitches for the voice of rank len(under) from the bass (above the notes `under`, below the
+    melody `top`) that move in no parallel perfect fifth or octave with a voice under it or with the
+    melody, each voice paired with the note of its rank in the four-note chord `before` (the
+    melody with its top note)."""
+    allowed = np.ones(128, dtype=bool)
+    rank = len(under)
+    if len(before) != 4 or rank > 3:
+        return allowed
+    candidates = np.arange(128)
+    came_from = before[rank]
+    move = candidates - came_from
+    pairs = [(before[j], under[j], before[rank]) for j in range(rank)]  # (from, to) of the lower voice
+    for low_from, low_to, high_from in pairs:
+        was = high_from - low_from
+        if was <= 0 or was % 12 not in (0, 7) or low_to == low_from:
+            continue
+        same_way = move * (low_to - low_from) > 0
+        allowed &= ~(same_way & (candidates >= low_to) & ((candidates - low_to) % 12 == was % 12))
+    if top is not None and rank < 3 and top != before[3]:
+        was = before[3] - came_from
+        if was > 0 and was % 12 in (0, 7):
+            same_way = move * (top - before[3]) > 0
+            allowed &= ~(same_way & (candidates < top) & ((top - candidates) % 12 == was % 12))
     return allowed
 
 

@@ -16,7 +16,9 @@ from ml.data.notes import NoteSequence
 from ml.generation.form import FormPlan, Phrase
 
 MAX_MELODY_BARS = 64
-LONG_NOTE = 1.5  # times the melody's median duration: a held note that ends a phrase
+# A held note that ends a phrase is longer than this many times the melody's median duration (a
+# dotted note in a tune of plain ones is a figure of the rhythm, not a close), and at least a beat.
+LONG_NOTE = 1.5
 
 
 class MelodyError(ValueError):
@@ -24,7 +26,14 @@ class MelodyError(ValueError):
 
 
 def melody_line(seq: NoteSequence) -> NoteSequence:
-    """The top line: the highest note of each onset, each cut where the next one starts."""
+    """The top line: the highest note of each onset, each cut where the next one starts.
+
+    In a texture (some onsets start several notes), an onset under a higher note that is still
+    held (an alto moving under a soprano's half note) is not the tune: the held note goes on. A
+    slight overlap of a legato line (the next note starts before the last one is released) does not
+    count as held: the higher note must sound on through at least half of the lower one. A file of
+    one note at each onset is a line: every note of it is the tune's, however it overlaps.
+    """
     if len(seq) == 0:
         raise MelodyError("The melody file holds no notes.")
     start = np.round(seq.start, 4)
@@ -32,7 +41,18 @@ def melody_line(seq: NoteSequence) -> NoteSequence:
     if len(onsets) > 0 and counts.min() >= 3:
         raise MelodyError("The file holds only chords, not a melody: give a single line (or a piece whose top "
                           "line is the tune).")
-    top = np.array([int(np.flatnonzero(start == at)[np.argmax(seq.pitch[start == at])]) for at in onsets])
+    texture = counts.max() > 1
+    kept: list[int] = []
+    for at in onsets:
+        here = np.flatnonzero(start == at)
+        highest = int(here[np.argmax(seq.pitch[here])])
+        if texture and kept:
+            last = kept[-1]
+            if seq.pitch[last] > seq.pitch[highest] and float(seq.start[last] + seq.duration[last]) > float(
+                    seq.start[highest] + 0.5 * seq.duration[highest]) - 1e-6:
+                continue  # under the tune's held note
+        kept.append(highest)
+    top = np.array(kept, dtype=np.int64)
     begin = seq.start[top].astype(np.float64)
     end = np.minimum(begin + seq.duration[top], np.append(begin[1:], np.inf))
     return NoteSequence.from_notes(start=begin, pitch=seq.pitch[top], duration=end - begin,
@@ -46,10 +66,12 @@ def melody_notes(line: NoteSequence, bar_beats: float) -> tuple[list[tuple[float
     line, and how many beats of rest open that bar (a pickup)."""
     spb = 60.0 / float(line.tempo_bpm)
     onset = np.round((line.start - line.start[0]) / spb * 48) / 48
+    # Ends on the same grid as onsets: a note cut where the next starts must not sound on past it
+    # by a rounding error (it would be heard as held under the next melody note).
+    end = np.maximum(np.round((line.start + line.duration - line.start[0]) / spb * 48) / 48, onset + 1 / 48)
     pickup = float(line.bar_phase) % bar_beats if line.bar_phase else 0.0
-    onset = onset + pickup
-    notes = [(float(o), int(p), float(d) / spb, float(v) / 127.0)
-             for o, p, d, v in zip(onset, line.pitch, line.duration, line.velocity)]
+    notes = [(float(o + pickup), int(p), float(e - o), float(v) / 127.0)
+             for o, e, p, v in zip(onset, end, line.pitch, line.velocity)]
     return notes, pickup
 
 
@@ -66,7 +88,8 @@ def melody_plan(notes: list[tuple[float, int, float, float]], bar_beats: float,
     if marked_ends:
         ends = [float(onsets[np.abs(onsets - e).argmin()]) for e in marked_ends]
     else:
-        ends = [float(o) for o, d in zip(onsets[:-1], durations[:-1]) if d >= max(LONG_NOTE * median, 1.0) - 1e-9]
+        ends = [float(o) for o, d in zip(onsets[:-1], durations[:-1])
+                if d > LONG_NOTE * median + 1e-9 and d >= 1.0 - 1e-9]
     ends = sorted({e for e in ends if e < onsets[-1] - 1e-9} | {float(onsets[-1])})
     phrases: list[Phrase] = []
     start = 0.0

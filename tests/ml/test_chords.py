@@ -25,6 +25,13 @@ def test_chord_names_are_read_as_pitch_class_sets_with_their_bass() -> None:
     assert parse_chord("Ebm", None).tones == frozenset({3, 6, 10})
 
 
+def test_a_chord_is_named_by_its_root_third_and_fifth() -> None:
+    assert parse_chord("G7", None).triad == frozenset({7, 11, 2})  # the seventh adds colour
+    assert parse_chord("Bdim7", None).triad == frozenset({11, 2, 5})
+    assert parse_chord("Csus4", None).triad == frozenset({0, 5, 7})  # the fourth stands for the third
+    assert parse_chord("Am", None).triad == frozenset({9, 0, 4})
+
+
 def test_roman_numerals_are_read_in_the_key_and_need_one() -> None:
     five = parse_chord("V7", 2)  # in D: A C# E G
     assert five.tones == frozenset({9, 1, 4, 7}) and five.root == 9
@@ -95,6 +102,27 @@ def test_a_chorale_follows_the_progression_and_does_not_without_the_constraint()
     off = [chord_follow_rate(p.notes, _spans(generator, request, p)) or 0.0 for p in generator.generate(request)]
     assert np.mean(on) >= 0.9
     assert np.mean(off) < np.mean(on) - 0.3
+
+
+def test_renaissance_voices_sound_each_chord_whole_where_it_changes_and_read_as_it() -> None:
+    # Long notes held across a change of chord used to leave bars of a root and a fifth (F and C
+    # read as C sus4 as well as F) or of one held note.
+    generator = Generator(PRETRAINED)
+    request = GenerationRequest(style="renaissance", seconds=20, seed=7, key="E", mode="minor", chords="i iv V i",
+                                variations=2)
+    pieces = generator.generate(request)
+    for piece in pieces:
+        seq = piece.notes
+        spb = 60.0 / seq.tempo_bpm
+        end = seq.start + seq.duration
+        last_onset = float(seq.start.max())
+        for span in generator.chord_spans(request, piece.plan) or []:  # type: ignore[arg-type]
+            at = piece.plan_start + span.start * spb
+            if at > last_onset + 1e-6:
+                break  # after the final chord
+            sounding = {int(p) % 12 for p in seq.pitch[(seq.start <= at + 1e-6) & (end > at + 1e-6)]}
+            assert span.chord.triad <= sounding, (span.chord.symbol, span.start)
+    assert np.mean([chord_follow_rate(p.notes, _spans(generator, request, p)) or 0.0 for p in pieces]) >= 0.9
 
 
 def test_a_fiddle_tune_with_chords_gets_an_accompaniment_on_the_chords_roots() -> None:

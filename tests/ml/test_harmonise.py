@@ -62,6 +62,26 @@ def test_the_top_line_of_a_texture_is_the_melody() -> None:
     assert list(melody_line(texture).pitch) == [72, 74, 76]
 
 
+def test_a_soprano_held_over_a_moving_alto_is_still_the_melody() -> None:
+    # A half note over two quarters of the alto, then a legato line whose notes overlap a little.
+    texture = NoteSequence.from_notes(start=np.array([0.0, 0.0, 1.0, 2.0, 2.0, 2.95]),
+                                      pitch=np.array([72, 64, 62, 74, 65, 71]),
+                                      duration=np.array([2.0, 1.0, 1.0, 1.05, 1.0, 1.0]), velocity=np.full(6, 80))
+    line = melody_line(texture)
+    assert list(line.pitch) == [72, 74, 71]
+    assert list(np.round(line.duration, 6)) == [2.0, 0.95, 1.0]
+    # A file of one note at each onset is a line, every note of it the tune's, however long it rings.
+    pedalled = NoteSequence.from_notes(start=np.array([0.0, 1.0, 2.0]), pitch=np.array([72, 67, 64]),
+                                       duration=np.array([3.0, 2.0, 1.0]), velocity=np.full(3, 80))
+    assert list(melody_line(pedalled).pitch) == [72, 67, 64]
+
+
+def test_each_melody_note_ends_where_the_next_begins() -> None:
+    notes, _ = melody_notes(melody_line(tune()), 4.0)  # 90 BPM: beats from seconds are inexact
+    for (onset, _, duration, _), (following, _, _, _) in zip(notes, notes[1:]):
+        assert abs(onset + duration - following) < 1e-9
+
+
 @pytest.fixture(scope="module")
 def harmonised() -> dict[str, list[NoteSequence]]:
     generator = Generator(PRETRAINED)
@@ -116,3 +136,26 @@ def test_voices_follow_the_nearest_line_and_double_when_too_many_sound() -> None
     assert list(voices) == [0, 1, 0, 0, 0, 1]  # 60 has no free voice at beat 2: it doubles the nearer line
     assert voice_names("chorale", 4) == ("Bass", "Tenor", "Alto", "Soprano")
     assert voice_names("chorale", 3) == ("Voice 1", "Voice 2", "Voice 3")
+
+
+# The four singers' ranges (MIDI), from the bass up, as harmony books give them.
+SINGERS = ((40, 62), (48, 67), (55, 74))
+
+
+def test_the_voices_under_the_melody_keep_their_ranges_and_move_in_no_parallels(
+        harmonised: dict[str, list[NoteSequence]]) -> None:
+    for seq in harmonised["on"]:
+        end = seq.start + seq.duration
+        chords = [sorted(int(p) for p in seq.pitch[(seq.start <= at + 1e-6) & (end > at + 1e-6)])
+                  for at in np.unique(np.round(seq.start, 6))]
+        four = [c for c in chords if len(c) == 4]
+        assert len(four) >= 0.8 * len(chords)
+        assert all(low <= p <= high for c in four for p, (low, high) in zip(c, SINGERS))
+        for before, after in zip(chords, chords[1:]):
+            if len(before) != 4 or len(after) != 4:
+                continue
+            for low in range(4):
+                for high in range(low + 1, 4):
+                    was, now = before[high] - before[low], after[high] - after[low]
+                    both_move = (after[low] - before[low]) * (after[high] - before[high]) > 0
+                    assert not (both_move and was % 12 in (0, 7) and now % 12 == was % 12), (before, after)
