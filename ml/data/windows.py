@@ -167,7 +167,7 @@ def half_bar_harmony(onset: np.ndarray, duration: np.ndarray, pitch: np.ndarray,
 
 
 def batch_arrays(ex: Examples, rows: np.ndarray, config: ModelConfig, rng: np.random.Generator | None = None, *,
-                 chord_share: float = CHORD_SHARE, future_share: float = FUTURE_SHARE
+                 chord_share: float = CHORD_SHARE, future_share: float = FUTURE_SHARE, transpose: bool = True
                  ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Inputs and targets for the examples `rows`.
 
@@ -184,7 +184,7 @@ def batch_arrays(ex: Examples, rows: np.ndarray, config: ModelConfig, rng: np.ra
     idx = np.where(pad, 0, idx)
     pitch = ex.pitch[idx]
     next_pitch = ex.pitch[target]
-    if rng is not None and config.transpose_range and not config.key_relative:
+    if rng is not None and transpose and config.transpose_range and not config.key_relative:
         shift = rng.integers(-config.transpose_range, config.transpose_range + 1, size=len(rows)).astype(np.int64)
         lo = np.where(pad, 127, pitch).min(axis=1)
         hi = np.where(pad, 0, pitch).max(axis=1)
@@ -268,12 +268,19 @@ def future_inputs(ex: Examples, config: ModelConfig, target: np.ndarray, rows: n
 
 
 class WindowBatches(keras.utils.PyDataset):
-    """Shuffled, augmented batches for training, or ordered, plain batches for evaluation."""
+    """Shuffled, augmented batches for training, or ordered, plain batches for evaluation.
+
+    `conditioned` ordered batches (validation during training) show the chords and the notes after
+    a gap in the same shares as training, drawn the same way every epoch, so that the validation
+    loss measures what the model is trained for; plain ones (the evaluation) show neither.
+    """
 
     def __init__(self, examples: Examples, config: ModelConfig, *, train: bool, seed: int = 0,
-                 steps: int | None = None, style_weights: dict[str, float] | None = None) -> None:
+                 steps: int | None = None, style_weights: dict[str, float] | None = None,
+                 conditioned: bool = False) -> None:
         super().__init__()
         self.ex, self.config, self.train, self.seed = examples, config, train, seed
+        self.conditioned = conditioned
         self.epoch = 0
         self.steps = steps
         # Per example, how often an epoch draws it: 1, or its style's weight (oversampling).
@@ -297,8 +304,11 @@ class WindowBatches(keras.utils.PyDataset):
 
     def __getitem__(self, i: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         rows = self._order[i * self.config.batch_size:(i + 1) * self.config.batch_size]
-        rng = np.random.default_rng((self.seed, self.epoch, i)) if self.train else None
-        return batch_arrays(self.ex, rows, self.config, rng)
+        if self.train:
+            return batch_arrays(self.ex, rows, self.config, np.random.default_rng((self.seed, self.epoch, i)))
+        if self.conditioned:
+            return batch_arrays(self.ex, rows, self.config, np.random.default_rng((self.seed, i)), transpose=False)
+        return batch_arrays(self.ex, rows, self.config, None)
 
     def on_epoch_end(self) -> None:
         self.epoch += 1

@@ -169,7 +169,8 @@ def train(dataset: NoteDataset, config: ModelConfig, out: Path, *, epochs: int =
         shutil.rmtree(backup)
     train_batches = WindowBatches(train_ex, config, train=True, seed=seed, steps=steps_per_epoch,
                                   style_weights=style_weights)
-    valid_batches = WindowBatches(valid_ex, config, train=False)
+    # Validation as trained: the chords and the notes after a gap shown in the training shares.
+    valid_batches = WindowBatches(valid_ex, config, train=False, conditioned=True)
     model.fit(
         as_tf_dataset(train_batches), validation_data=as_tf_dataset(valid_batches),
         steps_per_epoch=len(train_batches), validation_steps=len(valid_batches),

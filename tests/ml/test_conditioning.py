@@ -223,3 +223,19 @@ def test_the_conditioning_report_reads_the_same_notes_four_ways(tmp_path: Path) 
     old = load_model(train_tiny_model(tmp_path / "old", epochs=1, reads=False))
     with pytest.raises(ValueError, match="neither"):
         conditioning_report(old, tiny_dataset())
+
+
+def test_validation_shows_the_training_shares_the_same_way_every_epoch() -> None:
+    from ml.data.windows import WindowBatches
+
+    dataset = tiny_dataset()
+    config = tiny_config(dataset)
+    examples = make_examples(dataset, config, "validation")
+    batches = WindowBatches(examples, config, train=False, conditioned=True)
+    first, _ = batches[0]
+    batches.on_epoch_end()
+    again, _ = batches[0]
+    assert all(np.array_equal(first[k], again[k]) for k in first)
+    assert 0 < (first["next_chord"].sum(axis=1) > 0).mean() < 1
+    plain, _ = WindowBatches(examples, config, train=False)[0]
+    assert (plain["next_chord"] == 0).all() and (plain["future_pitch"] == PAD_PITCH).all()
