@@ -32,7 +32,9 @@ DEGREE_NAMES = ("1", "b2", "2", "b3", "3", "4", "#4", "5", "b6", "6", "b7", "7")
 TIME_BINS = np.log2(np.array([1 / 8, 1 / 4, 1 / 3, 1 / 2, 3 / 4, 1, 3 / 2, 2, 3, 4]))
 TIME_LABELS = ("1/8", "1/4", "1/3", "1/2", "3/4", "1", "3/2", "2", "3", "4+")
 INTERVAL_LABELS = ("repeated note", "step", "third", "fourth or fifth", "sixth to octave", "leap over an octave")
-POSITION_LABELS = ("downbeat", "other beat", "half beat", "quarter beat", "triplet", "other")
+# Where onsets fall, on the quarter-note grid (notation-free: a bar of 2/2 and one of 4/4 are one
+# length, and their quarters are the same quarters).
+POSITION_LABELS = ("bar line", "quarter note", "eighth note", "sixteenth note", "triplet eighth", "other")
 
 
 @dataclass(frozen=True)
@@ -106,19 +108,28 @@ def piece_features(seq: NoteSequence) -> np.ndarray:
     iois = np.diff(starts)
     ioi = _histogram(_time_classes(iois[iois > 0]), len(TIME_LABELS)) if len(iois) else np.zeros(len(TIME_LABELS))
     lengths = _histogram(_time_classes(duration), len(TIME_LABELS))
-    numerator, denominator = seq.time_signature
-    beat = 1.5 if denominator == 8 and numerator % 3 == 0 and numerator > 3 else 4.0 / denominator
     at = in_bar[first]
 
     def on(grid: float) -> np.ndarray:
         return np.abs(at / grid - np.round(at / grid)) < 1e-3
 
-    position = np.select([np.abs(at) < 1e-3, on(beat), on(beat / 2), on(beat / 4), on(beat / 3)], [0, 1, 2, 3, 4], 5)
+    position = np.select([np.abs(at) < 1e-3, on(1.0), on(0.5), on(0.25), on(1 / 3)], [0, 1, 2, 3, 4], 5)
     positions = _histogram(position, len(POSITION_LABELS))
     span = float(onset.max() - onset.min()) or 1.0
     texture = [len(pitch) / len(starts), len(starts) / span, float(pitch.max() - pitch.min()),
                float(top.max() - top.min())]
     return np.concatenate([degrees, [outside], intervals, [rising], ioi, lengths, positions, texture])
+
+
+def crop(seq: NoteSequence, beats: float) -> NoteSequence:
+    """The first `beats` quarter notes of a piece, a note still sounding there cut where it stops."""
+    onset, duration = _beats(seq)
+    keep = onset < beats - 1e-9
+    # A note's length in seconds shrinks in proportion to the beats it loses.
+    kept = np.minimum(onset + duration, beats)[keep] - onset[keep]
+    scale = np.divide(kept, duration[keep], out=np.ones(int(keep.sum())), where=duration[keep] > 0)
+    return NoteSequence.from_notes(seq.start[keep], seq.pitch[keep], seq.duration[keep] * scale,
+                                   seq.velocity[keep], **seq.meta())
 
 
 def _beats(seq: NoteSequence) -> tuple[np.ndarray, np.ndarray]:
@@ -225,13 +236,23 @@ def _words(feature: Feature, generated: float, real: float, ratio: float, style:
 
 
 def discriminator_report(real: Sequence[NoteSequence], generated: Sequence[NoteSequence],
-                         generated_groups: Sequence[int], style: str, *, seed: int = 0) -> dict[str, Any]:
+                         generated_groups: Sequence[int], style: str, *, seed: int = 0,
+                         crop_real: bool = True) -> dict[str, Any]:
     """The two-sample test of generated against real pieces of a style, the real-against-real floor,
-    and the features that separate them most, in words."""
+    and the features that separate them most, in words.
+
+    With `crop_real`, each real piece is cut to the median length of the generated ones (in
+    quarter notes): a piece's range, and how many sections it passes through, grow with its length.
+    """
+    crop_beats = None
+    if crop_real and generated:
+        crop_beats = float(np.median([float(np.max(np.sum(_beats(g), axis=0))) for g in generated if len(g)]))
+        real = [crop(r, crop_beats) for r in real]
     real_x, real_kept = feature_matrix(real)
     gen_x, gen_kept = feature_matrix(generated)
     gen_groups = [generated_groups[i] for i in gen_kept]
-    report: dict[str, Any] = {"real_pieces": len(real_kept), "generated_pieces": len(gen_kept)}
+    report: dict[str, Any] = {"real_pieces": len(real_kept), "generated_pieces": len(gen_kept),
+                              "real_cropped_to_beats": crop_beats}
     report["generated_vs_real"] = two_sample_test(gen_x, real_x, gen_groups, list(range(len(real_kept))), seed=seed)
     # The floor: two random halves of the real pieces.
     order = np.random.default_rng(seed).permutation(len(real_kept))

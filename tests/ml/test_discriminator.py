@@ -36,7 +36,8 @@ def test_the_features_of_a_c_major_scale_in_eighths() -> None:
     assert _feature(values, "interval_1") == pytest.approx(14 / 15)  # steps; one repeated C
     assert _feature(values, "interval_0") == pytest.approx(1 / 15)
     assert _feature(values, "ioi_1/2") == 1.0 and _feature(values, "duration_1/2") == 1.0
-    assert _feature(values, "position_0") == pytest.approx(2 / 16)  # two downbeats of 16 onsets
+    assert _feature(values, "position_0") == pytest.approx(2 / 16)  # two bar lines among 16 onsets
+    assert _feature(values, "position_1") == pytest.approx(6 / 16)  # the other quarters
     assert _feature(values, "position_2") == pytest.approx(8 / 16)  # the off-beat eighths
     assert _feature(values, "onsets_per_beat") == pytest.approx(16 / 7.5)
     assert _feature(values, "range") == 12.0
@@ -90,3 +91,16 @@ def test_too_few_pieces_say_so() -> None:
     with pytest.raises(ValueError, match="Too few"):
         two_sample_test(np.zeros((2, 3)), np.zeros((9, 3)), [0, 1], list(range(9)))
     assert wilson(50, 100)[0] < 0.5 < wilson(50, 100)[1]
+
+
+def test_real_pieces_are_cropped_to_the_generated_length() -> None:
+    from ml.evaluation.discriminator import crop
+
+    piece = _line(list(range(60, 84)), beats=1.0)  # 24 quarter notes
+    short = crop(piece, 10.5)
+    assert len(short) == 11 and float(short.duration[-1]) == pytest.approx(0.25)  # half a beat at 120 BPM
+    rng = np.random.default_rng(2)
+    report = discriminator_report([_line(list(range(60, 84)), beats=1.0) for _ in range(12)],
+                                  _pieces(rng, False, 12), list(range(12)), "test")
+    assert report["real_cropped_to_beats"] == pytest.approx(20.0)  # the generated pieces: 40 eighth notes
+
