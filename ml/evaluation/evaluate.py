@@ -300,17 +300,23 @@ def next_note_report(dataset: NoteDataset, notes: TestNotes, predictors: dict[st
 
 # -- MGEval comparison ---------------------------------------------------------------------------
 
-# The constraints that "guards off" switches off (the key, the range and the copied repeats stay).
-GUARDS = ("loop", "cadence", "voice", "metre")
+def every_constraint() -> tuple[str, ...]:
+    """The constraints a plain request is written under (key, range, repeats, metre, cadence, voice,
+    loop): the "every constraint off" set switches them all off, and the network writes alone."""
+    from ml.generation.constraints import CONSTRAINTS, REQUESTED
 
-def generator_sampler(model_path: Path, seconds: float, *, guards: bool = True,
+    return tuple(name for name in CONSTRAINTS if name not in REQUESTED)
+
+
+def generator_sampler(model_path: Path, seconds: float, *, constrained: bool = True,
                       chains: dict[str, JointMarkov] | None = None) -> PieceSampler:
-    """Pieces from `ml.generation.generator.Generator`, in batches of four variations, with its guards on or all off
-    (loop, cadence, voice leading, metre); with `chains`, the fair Markov baseline writes through the same sampler."""
+    """Pieces from `ml.generation.generator.Generator`, in batches of four variations, with the product's
+    constraints or with every one of them off; with `chains`, the fair Markov baseline writes through the
+    same sampler and constraints."""
     from ml.generation.generator import Generator
     from ml.generation.request import GenerationRequest
 
-    generator = Generator(model_path, off=() if guards else GUARDS,
+    generator = Generator(model_path, off=() if constrained else every_constraint(),
                           writer=chain_writer(chains) if chains is not None else None)
 
     def sample(style: str, count: int, seed: int) -> list[NoteSequence]:
@@ -589,8 +595,8 @@ def evaluate(model_path: Path, dataset: NoteDataset | Path, out_dir: Path, piece
         "markov": generator_sampler(Path(model_path), seconds, chains=chains),
     }
     if sampler is None:
-        # The guards ban what the loop, cadence and parallel counts count: report them off too.
-        samplers["model_unguarded"] = generator_sampler(Path(model_path), seconds, guards=False)
+        # The constraints make some measures true by construction: the network alone, every one off.
+        samplers["model_unconstrained"] = generator_sampler(Path(model_path), seconds, constrained=False)
     mgeval = mgeval_report(dataset, styles, samplers, pieces_per_style, seconds, seed, say)
     say("checking that requests for a key or a metre are honoured")
     requests = requests_report(Path(model_path), styles, max(MIN_SET_SIZE, pieces_per_style // 4), seconds, seed, say) \

@@ -148,16 +148,16 @@ def test_evaluate_writes_report_with_model_and_baselines(tiny_model_path: Path, 
             "velocity_mae"} <= set(overall["model"])
     assert set(data["next_note"]) == {"overall", "alpha", "beta"}
     mgeval = data["mgeval"]
-    assert set(mgeval["mean"]) == {"model", "markov", "model_unguarded"}  # the loop guard off, too
+    assert set(mgeval["mean"]) == {"model", "markov", "model_unconstrained"}  # every constraint off, too
     assert set(mgeval["mean"]["model"]) == set(FEATURES)
     assert 0 <= mgeval["model_overlap_at_least_markov"] <= len(FEATURES)
     for style in ("alpha", "beta"):
-        assert set(mgeval["per_style"][style]["sets"]) == {"held_out", "model", "markov", "model_unguarded"}
+        assert set(mgeval["per_style"][style]["sets"]) == {"held_out", "model", "markov", "model_unconstrained"}
         form = mgeval["per_style"][style]["form"]
-        assert set(form) == {"held_out", "model", "markov", "model_unguarded"}
+        assert set(form) == {"held_out", "model", "markov", "model_unconstrained"}
         assert 0 <= form["held_out"]["key_stability"] <= 1
         shared = mgeval["per_style"][style]["shared_with_training"]
-        assert set(shared) == {"held_out", "model", "markov", "model_unguarded"}
+        assert set(shared) == {"held_out", "model", "markov", "model_unconstrained"}
         assert all(0 <= v["median"] <= v["max"] for v in shared.values())
         metre = data["requests"]["per_style"][style]["metre"]
         assert set(metre) == {"4/4", "3/4", "6/8", "same_notes_as_4/4"}
