@@ -34,6 +34,8 @@ TIME_LABELS = ("1/8", "1/4", "1/3", "1/2", "3/4", "1", "3/2", "2", "3", "4+")
 INTERVAL_LABELS = ("repeated note", "step", "third", "fourth or fifth", "sixth to octave", "leap over an octave")
 # Where onsets fall, on the quarter-note grid (notation-free: a bar of 2/2 and one of 4/4 are one
 # length, and their quarters are the same quarters).
+# A style with fewer held-out test pieces than this is measured on its validation pieces too.
+FEW_REAL = 20
 POSITION_LABELS = ("bar line", "quarter note", "eighth note", "sixteenth note", "triplet eighth", "other")
 
 
@@ -291,7 +293,10 @@ def main(argv: list[str] | None = None) -> int:
     generator = Generator(args.model, off=args.off)
     report: dict[str, Any] = {"model": str(args.model), "off": args.off, "seconds": args.seconds, "styles": {}}
     for style in args.styles or [s for s in dataset.styles if s in generator.styles]:
-        real = [dataset.piece(int(i)) for i in dataset.indices("test", style)]
+        unseen = dataset.indices("test", style)
+        if len(unseen) < FEW_REAL:  # every piece training did not see (validation too), and say so
+            unseen = np.sort(np.concatenate([unseen, dataset.indices("validation", style)]))
+        real = [dataset.piece(int(i)) for i in unseen]
         generated, groups = [], []
         for r in range(args.requests):
             request = GenerationRequest(style=style, seconds=args.seconds, seed=1000 + r, variations=args.variations)
@@ -299,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
                 generated.append(piece.notes)
                 groups.append(r)
         report["styles"][style] = discriminator_report(real, generated, groups, style)
+        report["styles"][style]["real_source"] = "test" if len(unseen) == len(dataset.indices("test", style)) \
+            else f"test and validation ({len(unseen)} pieces: few)"
         row = report["styles"][style]
         print(style, row["generated_vs_real"]["accuracy"], row["generated_vs_real"]["ci95"],
               "floor", row["real_vs_real"].get("accuracy"), flush=True)
