@@ -132,6 +132,7 @@ class Batch:
         self.next_until = np.full(self.size, UNTIL_CLASSES - 1, np.int32)
         self.next_chord = np.zeros((self.size, 12), np.float32)
         self._future_seen: list[tuple[int, bool, bool]] = []
+        self._first_ahead: dict[tuple[Line, int], float | None] = {}
         # Per line, the pitches it may ever use (key, range): also what is left when the other
         # constraints together allow nothing.
         self.allowed: list[np.ndarray] = []
@@ -180,26 +181,36 @@ class Batch:
                 break
         return vector
 
+    def _ahead_known(self, line: Line) -> bool:
+        """Whether the notes the line's next stretch leads into are known now (cheap: no notes read)."""
+        if line.boundary >= len(self.boundaries) or line.scoring or line.queue:
+            return False
+        _, kind, index = self.boundaries[line.boundary]
+        if kind == "join":
+            return bool(line.after)
+        if kind != "copy" or self.repeats is None or not line.onsets:
+            return False
+        phrase = self.plan.phrases[index]
+        source = self.plan.phrases[phrase.copy_of] if phrase.copy_of is not None else phrase
+        return source.start + phrase.copy_until <= line.position + 1e-9  # its model phrase is written
+
     def ahead(self, line: Line) -> list[tuple[float, int, float, float]]:
         """The notes that the line's next stretch leads into, where they are known: the kept notes
         after a gap, or a repeat's notes once its model phrase is written."""
-        if line.boundary >= len(self.boundaries) or line.scoring or line.queue:
+        if not self._ahead_known(line):
             return []
-        beat, kind, index = self.boundaries[line.boundary]
+        _, kind, index = self.boundaries[line.boundary]
         if kind == "join":
             return list(line.after)
-        if kind != "copy" or self.repeats is None:
-            return []
+        assert self.repeats is not None  # only Repeats makes copy boundaries
         phrase = self.plan.phrases[index]
         source = self.plan.phrases[phrase.copy_of] if phrase.copy_of is not None else phrase
-        if source.start + phrase.copy_until > line.position + 1e-9 or not line.onsets:
-            return []  # its model phrase is still being written
         offset = phrase.start - source.start
         return [(onset + offset, pitch, duration, velocity)
                 for onset, pitch, duration, velocity in self.repeats.copied_notes(self, line, index)]
 
     def _future_state(self) -> list[tuple[int, bool, bool]]:
-        return [(line.boundary, bool(line.queue) or line.scoring, bool(self.ahead(line))) for line in self.lines]
+        return [(line.boundary, bool(line.queue) or line.scoring, self._ahead_known(line)) for line in self.lines]
 
     def future_changed(self) -> bool:
         """Whether any line's notes ahead changed since the last `future_arrays` (a boundary passed,
@@ -235,8 +246,16 @@ class Batch:
         return out
 
     def _until(self, line: Line, onset: float) -> int:
-        notes = self.ahead(line)
-        return int(until_class(notes[0][0] - onset)) if notes else UNTIL_CLASSES - 1
+        """The beats-to-what-follows class of an onset; the first note ahead is read once per boundary
+        (a repeat's notes are found among every note written, too slow to do at every step)."""
+        if not self._ahead_known(line):
+            return UNTIL_CLASSES - 1
+        key = (line, line.boundary)
+        if key not in self._first_ahead:
+            notes = self.ahead(line)
+            self._first_ahead[key] = notes[0][0] if notes else None
+        first = self._first_ahead[key]
+        return int(until_class(first - onset)) if first is not None else UNTIL_CLASSES - 1
 
     @property
     def done(self) -> bool:
