@@ -451,8 +451,7 @@ def score_to_notes(path: str, number: int | None, default_tempo: float) -> NoteS
     )
     # The pulse of the bar on top of the written level.
     in_bar, _, _ = seq.bar_positions()
-    seq.velocity = velocities(seq.velocity, np.zeros(len(seq)), metric_accent(in_bar, beat_length(primary))
-                              ).astype(np.int16)
+    seq.velocity = velocities(seq.velocity, metric_accent(in_bar, beat_length(primary))).astype(np.int16)
     # Remove exact duplicates (unisons between voices sound as one note on a piano).
     keep = np.ones(len(seq), dtype=bool)
     keep[1:] = ~((seq.step[1:] == 0) & (np.diff(seq.pitch) == 0))

@@ -87,9 +87,9 @@ def beat_length(time_signature: tuple[int, int]) -> float:
     return unit * 3 if denominator >= 8 and numerator % 3 == 0 and numerator > 3 else unit
 
 
-def velocities(level: np.ndarray, sudden: np.ndarray, accent: np.ndarray) -> np.ndarray:
-    """Written level + one-note accents + the pulse of the bar, as MIDI velocities 1..127."""
-    return np.clip(np.round(level + sudden + accent), 1, 127).astype(np.int64)
+def velocities(written: np.ndarray, accent: np.ndarray) -> np.ndarray:
+    """The written level (with one-note accents) + the pulse of the bar, as MIDI velocities 1..127."""
+    return np.clip(np.round(written + accent), 1, 127).astype(np.int64)
 
 
 def part_markings(part: object) -> Markings:
