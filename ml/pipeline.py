@@ -178,7 +178,9 @@ def piece_form(piece: GeneratedPiece) -> dict[str, Any]:
 
     form = piece.form() or {}
     tonic, mode = piece.key
-    return {**form, "key": f"{PITCH_CLASS_NAMES[tonic]} {mode}"}
+    numerator, denominator = piece.notes.time_signature
+    return {**form, "key": f"{PITCH_CLASS_NAMES[tonic]} {mode}", "time_signature": f"{numerator}/{denominator}",
+            "tempo_bpm": round(float(piece.notes.tempo_bpm), 2)}
 
 
 def chord_changes(notes: NoteSequence) -> list[list[float | str | None]]:

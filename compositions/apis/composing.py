@@ -37,7 +37,8 @@ def _control_field(name: str, control: Control, *, output: bool) -> serializers.
         return serializers.BooleanField(**common)
     if control.kind in ("style", "time_signature"):
         if control.kind == "time_signature":
-            common["help_text"] += f' Default "{DEFAULTS[name]}".'
+            common["help_text"] += (" Null or absent: one of the style's metres (its time_signatures), drawn as "
+                                    "often as its pieces use it.")
         return serializers.CharField(**common)
     bounds: dict[str, Any] = {"max_value": control.maximum}
     if control.minimum is not None and not control.above_minimum:
@@ -122,7 +123,11 @@ class StylesApi(APIView):
     @extend_schema(responses={200: OpenApiTypes.OBJECT, 503: ErrorSerializer})
     def get(self, request: Request) -> Response:
         generator = runtime.get_generator()
-        styles = [{"name": style, "default_tempo": generator.default_tempo(style)} for style in runtime.model_styles()]
+        styles = [{"name": style, "default_tempo": generator.default_tempo(style),
+                   "default_time_signature": "/".join(str(n) for n in generator.style_metre(style)),
+                   "time_signatures": ["/".join(str(n) for n in metre) for metre, _ in sorted(
+                       generator.style_metres(style).items(), key=lambda item: -item[1])]}
+                  for style in runtime.model_styles()]
         controls = {}
         for name, control in CONTROLS.items():
             controls[name] = {

@@ -58,9 +58,12 @@ def composition_version_render_again(*, version: CompositionVersion) -> None:
     from ml.pipeline import notes_from_piano_roll, render_piece
 
     request = GenerationRequest.from_dict(version.params)
+    written = version.form_json or {}  # the tempo and metre the piece was written in (a style's default)
+    numerator, denominator = str(written.get("time_signature", "4/4")).split("/")
+    metre = request.time_signature or (int(numerator), int(denominator))
     notes = notes_from_piano_roll(
-        version.notes_json, tempo_bpm=request.tempo_bpm or 120.0, time_signature=request.time_signature,
-        program=request.instrument,
+        version.notes_json, tempo_bpm=request.tempo_bpm or float(written.get("tempo_bpm", 120.0)),
+        time_signature=metre, program=request.instrument,
     )
     stem = f"{version.composition.public_id}-v{version.number}"
     # Rendered and stored outside any transaction: no write lock is held while files are made.

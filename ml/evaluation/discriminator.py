@@ -287,11 +287,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variations", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--off", nargs="*", default=[], help="constraints to switch off")
+    parser.add_argument("--set", nargs="*", default=[], metavar="CONTROL=VALUE",
+                        help="request controls other than the defaults (temperature=1.0 top_p=1)")
     parser.add_argument("--out", type=Path, default=Path("reports/discriminator.json"))
     args = parser.parse_args(argv)
+    controls = dict(item.split("=", 1) for item in args.set)
     dataset = NoteDataset.load(args.dataset)
     generator = Generator(args.model, off=args.off)
-    report: dict[str, Any] = {"model": str(args.model), "off": args.off, "seconds": args.seconds, "styles": {}}
+    report: dict[str, Any] = {"model": str(args.model), "off": args.off, "set": controls, "seconds": args.seconds,
+                              "styles": {}}
     for style in args.styles or [s for s in dataset.styles if s in generator.styles]:
         unseen = dataset.indices("test", style)
         if len(unseen) < FEW_REAL:  # every piece training did not see (validation too), and say so
@@ -299,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
         real = [dataset.piece(int(i)) for i in unseen]
         generated, groups = [], []
         for r in range(args.requests):
-            request = GenerationRequest(style=style, seconds=args.seconds, seed=1000 + r, variations=args.variations)
+            request = GenerationRequest.from_dict({**controls, "style": style, "seconds": args.seconds,
+                                                   "seed": 1000 + r, "variations": args.variations})
             for piece in generator.generate(request):
                 generated.append(piece.notes)
                 groups.append(r)

@@ -39,6 +39,7 @@ from ml.evaluation.baselines import (
     PitchBaseline,
     fit_pitch_baseline,
 )
+from ml.evaluation.discriminator import FEW_REAL, discriminator_report
 from ml.evaluation.form_metrics import DEFINITIONS as FORM_DEFINITIONS
 from ml.evaluation.form_metrics import downbeat_accent, downbeat_alignment, ending, form_scores
 from ml.evaluation.form_metrics import summarise as summarise_form
@@ -393,14 +394,32 @@ def mgeval_report(dataset: NoteDataset, styles: Sequence[str], samplers: dict[st
         features = {name: [piece_features(p) for p in pieces] for name, pieces in sets.items()}
         entry: dict[str, Any] = {"sets": {name: asdict(summarize(features[name], [len(p) for p in sets[name]]))
                                           for name in sets}}
-        # What a listener hears of form, for the same pieces and the same cropped real ones.
-        entry["form"] = {name: summarise_form([form_scores(p) for p in pieces]) for name, pieces in sets.items()}
+        # What a listener hears of form, for the same pieces and the same cropped real ones; but a real
+        # piece's ending is its own last bars, not where the crop fell.
+        entry["form"] = {name: summarise_form([form_scores(p) for p in pieces]) for name, pieces in sets.items()
+                         if name != "held_out"}
+        entry["form"] = {"held_out": summarise_form([_whole_ending(form_scores(c), dataset.piece(int(i)))
+                                                     for c, i in zip(held, held_idx)]), **entry["form"]}
         # Memorisation: how long a stretch of melody each set shares with some training piece.
         training = [dataset.piece(int(i)) for i in dataset.indices("train", style)]
         entry["shared_with_training"] = {}
         for name, runs in longest_shared_runs(sets, training).items():
             entry["shared_with_training"][name] = {
                 "median": float(np.median(runs)), "p90": float(np.percentile(runs, 90)), "max": int(max(runs))}
+        # Can a classifier tell each set from the real pieces? Every held-out piece training did not
+        # see (the validation pieces too where the test split is small), whole: the discriminator crops
+        # them to the generated pieces' length itself. Variations of one request share a fold.
+        unseen = dataset.indices("test", style)
+        if len(unseen) < FEW_REAL:
+            unseen = np.sort(np.concatenate([unseen, dataset.indices("validation", style)]))
+        real_whole = [dataset.piece(int(i)) for i in unseen]
+        entry["discriminator"] = {}
+        for name in samplers:
+            try:
+                entry["discriminator"][name] = discriminator_report(
+                    real_whole, sets[name], [i // 4 for i in range(len(sets[name]))], style, seed=seed)
+            except ValueError as exc:  # too few pieces for the folds
+                entry["discriminator"][name] = {"skipped": str(exc)}
         for name in samplers:
             if len(features[name]) < MIN_SET_SIZE:
                 entry[name] = {"skipped": "fewer than two generated pieces"}
@@ -426,75 +445,92 @@ def mgeval_report(dataset: NoteDataset, styles: Sequence[str], samplers: dict[st
     return report
 
 
+def _whole_ending(scores: Any, whole: NoteSequence) -> Any:
+    """A cropped real piece's measures, with its tonic ending and cadence read from the whole piece."""
+    from ml.data.notes import estimate_key
+
+    tonic_ending, cadence = ending(whole, estimate_key(whole))
+    return replace(scores, tonic_ending=tonic_ending, cadence=cadence)
+
+
 def requests_report(model_path: Path, styles: Sequence[str], pieces_per_style: int, seconds: float,
                     seed: int, log: Log | None = None) -> dict[str, Any]:
-    """Whether the model does what a request asks: the key it was given, and 3/4 or 6/8 over 4/4.
+    """Whether the model does what a request asks: the key it was given, and 3/4 or 6/8 over 4/4;
+    with the product's constraints and with every one of them off (the network alone).
 
     Every style gets `pieces_per_style` pieces in keys drawn at random (tonic and mode), and the
     same seeds in 4/4, 3/4 and 6/8; a metre is followed when the bars of its own length carry
     their accent on the first beat more often than bars of the other length do.
     """
     from ml.generation.generator import Generator
-    from ml.generation.request import GenerationRequest
 
-    generator = Generator(model_path)
-    names = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+    generators = {"defaults": Generator(model_path), "unconstrained": Generator(model_path, off=every_constraint())}
     per_style: dict[str, Any] = {}
     for s, style in enumerate(styles):
-        rng = np.random.default_rng(seed * 104729 + s)
-        hits = 0
-        for k in range(pieces_per_style):
-            tonic, mode = int(rng.integers(12)), ("major", "minor")[int(rng.integers(2))]
-            request = GenerationRequest(style=style, seconds=seconds, key=names[tonic], mode=mode,
-                                        seed=(seed + k) % 2**32)
-            piece = generator.generate(request)[0]
-            own = piece.notes.slice(piece.primer_length, len(piece.notes)) if piece.primer_length else piece.notes
-            hits += form_scores(own).key == (tonic, mode)
-        metre: dict[str, Any] = {}
-        notes_by_metre: dict[str, list[tuple[int, ...]]] = {}
-        for signature, bar in (("4/4", 4.0), ("3/4", 3.0), ("6/8", 3.0)):
-            numerator, denominator = (int(x) for x in signature.split("/"))
-            own_bar, other_bar, aligned = [], [], []
-            notes_by_metre[signature] = []
-            for k in range(pieces_per_style):
-                request = GenerationRequest(style=style, seconds=seconds, time_signature=(numerator, denominator),
-                                            seed=(seed + k) % 2**32)
-                notes = generator.generate(request)[0].notes
-                notes_by_metre[signature].append(tuple(int(p) for p in notes.pitch))
-                aligned.append(downbeat_alignment(notes, bar))
-                own_bar.append(downbeat_accent(notes, bar))
-                other_bar.append(downbeat_accent(notes, 3.0 if bar == 4.0 else 4.0))
-            mean_own = float(np.mean([v for v in own_bar if v is not None] or [0.0]))
-            mean_other = float(np.mean([v for v in other_bar if v is not None] or [0.0]))
-            # A metre is followed when its bars carry their accent on beat 1 more often than bars of
-            # the other length would.
-            metre[signature] = {"downbeat_alignment": float(np.mean([v for v in aligned if v is not None] or [0.0])),
-                                "downbeat_accent": mean_own, "in_the_other_metre": mean_other,
-                                "follows": mean_own > mean_other}
-        metre["same_notes_as_4/4"] = {
-            signature: float(np.mean([a == b for a, b in zip(notes_by_metre[signature], notes_by_metre["4/4"])]))
-            for signature in ("3/4", "6/8")
-        }
-        # Everything at once, as `compose --form AABB --key D --mode minor --time-signature 6/8` asks.
-        combined: dict[str, Any] = {"key": 0, "tonic_ending": 0, "whole_bars": 0, "downbeat": []}
-        for k in range(pieces_per_style):
-            request = GenerationRequest(style=style, seconds=seconds, form="AABB", key="D", mode="minor",
-                                        time_signature=(6, 8), seed=(seed + k) % 2**32)
-            notes = generator.generate(request)[0].notes
-            scores_ = form_scores(notes)
-            combined["key"] += scores_.key == (2, "minor")
-            combined["tonic_ending"] += ending(notes, (2, "minor"))[0]
-            bars = float(notes.seconds_to_beats(np.array([notes.end_time]))[0]) / 3.0
-            combined["whole_bars"] += abs(bars - round(bars)) < 1e-3 and abs(notes.end_time - seconds) <= (
-                3.0 * 60.0 / notes.tempo_bpm) / 2 + 1e-6
-            combined["downbeat"].append(downbeat_alignment(notes, 3.0))
-        per_style[style] = {"requested_key": hits / pieces_per_style, "metre": metre, "aabb_d_minor_6_8": {
-            "key": combined["key"] / pieces_per_style, "tonic_ending": combined["tonic_ending"] / pieces_per_style,
-            "whole_bars_within_a_bar": combined["whole_bars"] / pieces_per_style,
-            "downbeat_alignment": float(np.mean([v for v in combined["downbeat"] if v is not None] or [0.0]))}}
+        found = {name: _requests_of_style(generator, style, s, pieces_per_style, seconds, seed)
+                 for name, generator in generators.items()}
+        per_style[style] = {**found["defaults"], "unconstrained": found["unconstrained"]}
         if log:
-            log(f"{style}: requested key honoured in {hits}/{pieces_per_style}")
+            log(f"{style}: requested key honoured in {found['defaults']['requested_key']:.0%} "
+                f"({found['unconstrained']['requested_key']:.0%} with every constraint off)")
     return {"pieces_per_style": pieces_per_style, "seconds": seconds, "per_style": per_style}
+
+
+def _requests_of_style(generator: Any, style: str, s: int, pieces_per_style: int, seconds: float,
+                       seed: int) -> dict[str, Any]:
+    from ml.generation.request import GenerationRequest
+
+    names = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+    rng = np.random.default_rng(seed * 104729 + s)
+    hits = 0
+    for k in range(pieces_per_style):
+        tonic, mode = int(rng.integers(12)), ("major", "minor")[int(rng.integers(2))]
+        request = GenerationRequest(style=style, seconds=seconds, key=names[tonic], mode=mode,
+                                    seed=(seed + k) % 2**32)
+        piece = generator.generate(request)[0]
+        own = piece.notes.slice(piece.primer_length, len(piece.notes)) if piece.primer_length else piece.notes
+        hits += form_scores(own).key == (tonic, mode)
+    metre: dict[str, Any] = {}
+    notes_by_metre: dict[str, list[tuple[int, ...]]] = {}
+    for signature, bar in (("4/4", 4.0), ("3/4", 3.0), ("6/8", 3.0)):
+        numerator, denominator = (int(x) for x in signature.split("/"))
+        own_bar, other_bar, aligned = [], [], []
+        notes_by_metre[signature] = []
+        for k in range(pieces_per_style):
+            request = GenerationRequest(style=style, seconds=seconds, time_signature=(numerator, denominator),
+                                        seed=(seed + k) % 2**32)
+            notes = generator.generate(request)[0].notes
+            notes_by_metre[signature].append(tuple(int(p) for p in notes.pitch))
+            aligned.append(downbeat_alignment(notes, bar))
+            own_bar.append(downbeat_accent(notes, bar))
+            other_bar.append(downbeat_accent(notes, 3.0 if bar == 4.0 else 4.0))
+        mean_own = float(np.mean([v for v in own_bar if v is not None] or [0.0]))
+        mean_other = float(np.mean([v for v in other_bar if v is not None] or [0.0]))
+        # A metre is followed when its bars carry their accent on beat 1 more often than bars of
+        # the other length would.
+        metre[signature] = {"downbeat_alignment": float(np.mean([v for v in aligned if v is not None] or [0.0])),
+                            "downbeat_accent": mean_own, "in_the_other_metre": mean_other,
+                            "follows": mean_own > mean_other}
+    metre["same_notes_as_4/4"] = {
+        signature: float(np.mean([a == b for a, b in zip(notes_by_metre[signature], notes_by_metre["4/4"])]))
+        for signature in ("3/4", "6/8")
+    }
+    # Everything at once, as `compose --form AABB --key D --mode minor --time-signature 6/8` asks.
+    combined: dict[str, Any] = {"key": 0, "tonic_ending": 0, "whole_bars": 0, "downbeat": []}
+    for k in range(pieces_per_style):
+        request = GenerationRequest(style=style, seconds=seconds, form="AABB", key="D", mode="minor",
+                                    time_signature=(6, 8), seed=(seed + k) % 2**32)
+        notes = generator.generate(request)[0].notes
+        scores_ = form_scores(notes)
+        combined["key"] += scores_.key == (2, "minor")
+        combined["tonic_ending"] += ending(notes, (2, "minor"))[0]
+        bars = float(notes.seconds_to_beats(np.array([notes.end_time]))[0]) / 3.0
+        combined["whole_bars"] += abs(bars - round(bars)) < 1e-3
+        combined["downbeat"].append(downbeat_alignment(notes, 3.0))
+    return {"requested_key": hits / pieces_per_style, "metre": metre, "aabb_d_minor_6_8": {
+        "key": combined["key"] / pieces_per_style, "tonic_ending": combined["tonic_ending"] / pieces_per_style,
+        "whole_bars": combined["whole_bars"] / pieces_per_style,
+        "downbeat_alignment": float(np.mean([v for v in combined["downbeat"] if v is not None] or [0.0]))}}
 
 
 SWEEP = ((1.0, 1.0), (0.9, 1.0), (0.85, 0.95), (0.9, 0.95), (1.0, 0.95), (0.8, 0.9))
@@ -703,9 +739,10 @@ def markdown(report: dict[str, Any]) -> str:
         "## MGEval comparison with held-out pieces",
         "",
         f"{mg['pieces_per_style']} pieces of {mg['seconds']:.0f} s per style from the model and from "
-        "the joint-token Markov chain (the fair baseline: whole notes as tokens, key-relative, with the bar "
-        "position; it writes through the generator's own sampler, so it gets the same form plan and "
-        "repeats, key mask, range, cadence and voice guards and lengths), each "
+        "the joint-token Markov chain (the baseline: whole notes as tokens, key-relative, with the bar "
+        "position and the two tokens before; it writes through the generator's own sampler, so it gets the same "
+        "form plan and repeats, key, range, cadence, voice and loop constraints and lengths, but unlike the network "
+        "it does not read the metre, the mode, the beats to the next cadence or more than two notes back), each "
         "against the style's held-out test pieces cropped to the same length (Yang & Lerch 2018). "
         "OA: overlap of the held-out intra-set and the inter-set distance densities (higher is better); "
         "KL: KL(intra held-out || inter) in nats (lower is better). Averaged over styles.",
@@ -738,10 +775,39 @@ def markdown(report: dict[str, Any]) -> str:
             rows = _overlap_rows(entry["model"], entry["markov"], mg["features"])
             parts += [f"### {style}", "", _table(["feature", "model OA", f"{best} OA", "model KL", f"{best} KL"], rows),
                       ""]
+    parts += _discriminator_section(report)
     parts += _form_section(report)
     if report.get("plots"):
         parts += ["## Plots", ""] + [f"![{name}]({name})" for name in report["plots"]] + [""]
     return "\n".join(parts)
+
+
+def _discriminator_section(report: dict[str, Any]) -> list[str]:
+    """Accuracy of telling each set from the real pieces, per style, with the real-against-real floor."""
+    rows, words = [], []
+    for style, entry in report["mgeval"]["per_style"].items():
+        found = entry.get("discriminator") or {}
+        for name, row in found.items():
+            test = row.get("generated_vs_real")
+            if not test:
+                rows.append([style, name.replace("_", "-"), "n/a", "", "", row.get("skipped", "")])
+                continue
+            floor = row.get("real_vs_real", {}).get("accuracy")
+            rows.append([style, name.replace("_", "-"), f"{test['accuracy']:.2f}",
+                         f"{test['ci95'][0]:.2f}-{test['ci95'][1]:.2f}", "n/a" if floor is None else f"{floor:.2f}",
+                         f"{row['generated_pieces']} vs {row['real_pieces']}"])
+            if name == "model":
+                words += [f"- {style}: " + "; ".join(s["words"] for s in row.get("separating", [])[:3])]
+    if not rows:
+        return []
+    return ["## Can a classifier tell them from real music?", "",
+            "Per style, a logistic regression and a random forest (`ml.evaluation.discriminator`, the better of the "
+            "two) on tempo-free features of the notes (scale degrees, top-line intervals, inter-onset times and "
+            "durations, positions in the bar, texture), cross-validated with the variations of one request in one "
+            "fold; accuracy 0.5 is chance. The floor tells two random halves of the real pieces apart. Real pieces "
+            "are cropped to the generated pieces' median length.", "",
+            _table(["style", "set", "accuracy", "95% CI", "real vs real", "pieces (generated vs real)"], rows), "",
+            "What separates the model's pieces (defaults) most:", "", *words, ""]
 
 
 def _percent(value: Any) -> str:
@@ -751,7 +817,12 @@ def _percent(value: Any) -> str:
 def _form_section(report: dict[str, Any]) -> list[str]:
     """Form as a listener hears it: each set beside the held-out pieces cropped to the same length."""
     parts = ["## Form: key, metre, repetition, endings, voices", "",
-             "Every measure beside real held-out pieces of the style, cropped to the same length.", ""]
+             "Every measure beside real held-out pieces of the style, cropped to the same length, except the tonic "
+             "ending and the cadence, which are read on the real pieces' own last bars (whole pieces). What the "
+             "constraints make true by construction (with them on): the cadence and the tonic ending (the "
+             "`cadence` constraint writes V-I on the tonic), downbeat alignment (`metre` puts a note on every "
+             "downbeat), loops (`loop`), parallels in chorales (`voice`), and much of motif recurrence (`repeats` "
+             "copies the plan's repeated phrases). The *model-unconstrained* rows are the network alone.", ""]
     parts += [f"- **{name.replace('_', ' ')}**: {text}" for name, text in report.get("form_definitions", {}).items()]
     parts += [""]
     header = ["style", "set", "key stability", "tonic ending", "cadence", "downbeat", "accent", "off grid",
@@ -798,22 +869,25 @@ def _form_section(report: dict[str, Any]) -> list[str]:
                   "other length (4 beats for 3/4 and 6/8, 3 for 4/4): a metre is followed when the first is "
                   "higher. *Same notes*: share of pieces whose pitches equal the 4/4 piece of the same seed.", ""]
         rows = []
-        for style, entry in requests["per_style"].items():
-            metre = entry["metre"]
+        for style, by_style in requests["per_style"].items():
+            for name, entry in (("defaults", by_style), ("every constraint off", by_style.get("unconstrained"))):
+                if not entry:
+                    continue
+                metre = entry["metre"]
 
-            def both(signature: str, metre: dict[str, Any] = metre) -> str:
-                result = metre[signature]
-                return (f"{_percent(result['downbeat_alignment'])}; {_percent(result['downbeat_accent'])} "
-                        f"({_percent(result['in_the_other_metre'])})")
+                def both(signature: str, metre: dict[str, Any] = metre) -> str:
+                    result = metre[signature]
+                    return (f"{_percent(result['downbeat_alignment'])}; {_percent(result['downbeat_accent'])} "
+                            f"({_percent(result['in_the_other_metre'])})")
 
-            combined = entry.get("aabb_d_minor_6_8", {})
-            rows.append([style, _percent(entry["requested_key"]), both("4/4"), both("3/4"), both("6/8"),
-                         _percent(metre["same_notes_as_4/4"]["3/4"]),
-                         " / ".join(_percent(combined.get(k)) for k in
-                                    ("key", "tonic_ending", "whole_bars_within_a_bar", "downbeat_alignment"))])
-        parts += [_table(["style", "requested key", "4/4: aligned; accent (in 3)", "3/4 (in 4)", "6/8 (in 4)",
-                          "3/4 same notes as 4/4", "AABB in D minor, 6/8: key / tonic end / whole bars / downbeat"],
-                         rows), ""]
+                combined = entry.get("aabb_d_minor_6_8", {})
+                rows.append([style, name, _percent(entry["requested_key"]), both("4/4"), both("3/4"), both("6/8"),
+                             _percent(metre["same_notes_as_4/4"]["3/4"]),
+                             " / ".join(_percent(combined.get(k)) for k in
+                                        ("key", "tonic_ending", "whole_bars", "downbeat_alignment"))])
+        parts += [_table(["style", "constraints", "requested key", "4/4: aligned; accent (in 3)", "3/4 (in 4)",
+                          "6/8 (in 4)", "3/4 same notes as 4/4",
+                          "AABB in D minor, 6/8: key / tonic end / whole bars / downbeat"], rows), ""]
     return parts
 
 

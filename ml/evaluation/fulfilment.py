@@ -101,11 +101,19 @@ def fulfilment(*, parts: list[NoteSequence], settings: dict[str, Any], form: dic
         checks.append(key_check(everything, parse_key(key), str(settings.get("mode") or "major")))
     checks.append(metre_check(everything))
     if form and form.get("phrases"):
-        letters = "".join(p["letter"] + ("′" if p.get("varied") else "") for p in form["phrases"])
+        phrases = form["phrases"]
         asked = str(settings.get("form") or "the style's form")
-        plain = letters.replace("′", "")
-        met = None if not settings.get("form") else plain.startswith(str(settings["form"]))
-        checks.append(Check("form", asked, f"{letters} over {form.get('bars')} bars", met))
+        sections = len({p.get("section", 0) for p in phrases})
+        if sections > 1:  # a long piece: the form's letters are its sections
+            named = "".join(str(p["letter"])[0] for i, p in enumerate(phrases)
+                            if i == 0 or p.get("section", 0) != phrases[i - 1].get("section", 0))
+            did = f"{named} in {sections} sections of {len(phrases)} phrases over {form.get('bars')} bars"
+        else:
+            named = "".join(str(p["letter"]) for p in phrases)
+            did = "".join(p["letter"] + ("′" if p.get("varied") else "") for p in phrases) + \
+                f" over {form.get('bars')} bars"
+        met = None if not settings.get("form") else named.startswith(str(settings["form"]))
+        checks.append(Check("form", asked, did, met))
     if settings.get("chords") and chord_spans:
         rate = chord_follow_rate(everything, chord_spans)
         if rate is not None:

@@ -41,6 +41,11 @@ VOICE_RANGES: dict[str, tuple[tuple[int, int], ...]] = {
 SAME_PITCH_RUN = 6
 FIGURE_RUNS = {2: 4, 3: 3, 4: 3}
 LOOP_SPAN = max(SAME_PITCH_RUN, *(length * runs for length, runs in FIGURE_RUNS.items()))
+# How much rarer a note outside the key's scale is made: its logit is lowered by this much
+# (about 7 times rarer than the network has it).
+CHROMATIC = -2.0
+# In the minor mode, how much likelier the raised seventh is made in the bar before a cadence.
+LEADING_NOTE = 1.5
 # A chord is made whole within this many notes at one onset (the sampler stops a chord at six).
 MOST_CHORD_NOTES = 5
 
@@ -89,22 +94,41 @@ class Constraint:
         """The step classes (0: another note at this onset) the next note may take."""
         return mask
 
+    def bias(self, batch: Batch, line: Line, at: At) -> np.ndarray | None:
+        """Logits to add to the network's for the next note's pitch (a preference, not a rule), or None."""
+        return None
+
 
 class KeyScale(Constraint):
+    """The requested key, held by making notes outside its scale rarer rather than impossible.
+
+    Each note outside the scale of the key (of its section's key, where a long piece moves to a
+    related key for a while) has its logit lowered by CHROMATIC, so that what the network writes
+    as a leading note, a secondary dominant or a chromatic passing note can still come, as it does
+    in the music it learnt from, while a key the network wanders from is pulled back. A requested
+    chord's tones are in the scale in its bar. In the minor mode the sixth and seventh may be
+    raised (melodic and harmonic minor), and in the bar before a cadence the seventh is raised
+    (the leading note): the lowered seventh is made rarer there, and the raised one likelier.
+    """
+
     name = "key"
-    describes = "every note is in the scale of the requested key (a requested chord's tones too, in its bar)"
+    describes = "notes outside the key's scale are made rarer (not forbidden); in minor, the leading note at cadences"
 
-    def mask(self, batch: Batch, line: Line) -> np.ndarray | None:
-        if batch.request.key == "any" or batch.chords is not None:
-            return None  # with chords, the scale is widened by each bar's chord: see `pitches`
-        return np.isin(PITCH_CLASS, list(scale_pitch_classes(0, line.mode)))
-
-    def pitches(self, batch: Batch, line: Line, at: At, allowed: np.ndarray) -> np.ndarray:
-        if batch.request.key == "any" or batch.chords is None:
-            return allowed
-        # Where a chord and the key disagree (D7 in C), the chord wins for its bar.
-        tones = batch.chords.tones_at(line, at.onset)
-        return allowed & np.isin(PITCH_CLASS, list(scale_pitch_classes(0, line.mode) | tones))
+    def bias(self, batch: Batch, line: Line, at: At) -> np.ndarray | None:
+        if batch.request.key == "any":
+            return None
+        phrase = batch.plan.phrases[batch.plan.phrase_at(at.onset)]
+        # Away from home: the dominant of a major key, the relative major of a minor one.
+        mode = line.mode if phrase.key == 0 else "major"
+        scale = {(phrase.key + pc) % 12 for pc in scale_pitch_classes(0, mode)}
+        if batch.chords is not None:
+            scale |= batch.chords.tones_at(line, at.onset)
+        bias = np.where(np.isin(PITCH_CLASS, list(scale)), 0.0, CHROMATIC)
+        cadence = batch.plan.next_cadence(at.onset)
+        if mode in ("minor", "dorian") and cadence is not None and cadence - batch.plan.bar_beats <= at.onset < cadence:
+            bias[PITCH_CLASS == (phrase.key + 10) % 12] += CHROMATIC
+            bias[PITCH_CLASS == (phrase.key + 11) % 12] += LEADING_NOTE
+        return bias
 
 
 class PitchRange(Constraint):
@@ -281,6 +305,11 @@ class Loops(Constraint):
         if upcoming:  # the last bar before a repeat: no loop across into the copied notes
             allowed[loops_across(line.history, np.flatnonzero(allowed), upcoming)] = False
         return allowed
+
+    def joins_a_loop(self, line: Line, upcoming: list[int]) -> bool:
+        """Whether the notes before and `upcoming` (a copied phrase's) make a loop that neither makes alone."""
+        before, after = line.history[-LOOP_SPAN:], upcoming[:LOOP_SPAN]
+        return bool(before and after) and _loops(before + after) and not _loops(before) and not _loops(after)
 
 
 class ChordTargets(Constraint):
@@ -473,6 +502,8 @@ class GivenMelody(Constraint):
             # pitches above this one as they need, each in the key and, on a beat, no second or
             # seventh against the melody.
             room = batch.allowed[batch.lines.index(line)] & (np.arange(128) < top)
+            if batch.request.key != "any":
+                room &= np.isin(PITCH_CLASS, list(scale_pitch_classes(0, line.mode)))
             if batch.on_beat(at.onset):
                 room &= ~np.isin((top - np.arange(128)) % 12, (1, 2, 10, 11))
             above = np.append(np.cumsum(room[::-1])[::-1], 0)[1:]  # room strictly above each pitch

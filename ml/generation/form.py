@@ -8,7 +8,6 @@ chord is held to the end of the piece. Only numpy-free Python: the site shows th
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -36,7 +35,11 @@ STYLE_FORMS: dict[str, tuple[str, int]] = {
     "string-quartet": ("ABA", 4),
 }
 DEFAULT_FORM = ("AABA", 4)
-MAX_PHRASES = 64
+MAX_PHRASES = 256  # 600 s of 2-bar phrases at a fast tempo is about 150
+# A piece that would hear its form more than this many times over is planned in sections.
+SECTIONS_AFTER = 2
+# The most times a phrase is heard note for note (its first statement and two exact repeats).
+VERBATIM = 3
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,9 @@ class Phrase:
         cadence_at: Beat of the cadence's arrival: the downbeat of the phrase's last bar.
         final: The last phrase: it closes on the tonic and holds its last chord to `end`.
         varied: Some of its bars were written again after the piece was made (regenerated).
+        section: Index of its section (a long piece is planned in sections, one per letter of the
+            form; a short one is one section).
+        key: Semitones from the home tonic up to the tonic of its section's key (0: at home).
     """
 
     letter: str
@@ -64,6 +70,8 @@ class Phrase:
     cadence_at: float
     final: bool
     varied: bool = False
+    section: int = 0
+    key: int = 0
 
     @property
     def bars(self) -> float:
@@ -110,7 +118,7 @@ class FormPlan:
                          "last_bar": int(round(p.end / self.bar_beats)),
                          "repeat_of": p.copy_of,
                          "varied": p.varied or (p.copy_of is not None and p.copy_until < p.bars),
-                         "cadence": p.cadence} for p in self.phrases],
+                         "cadence": p.cadence, "section": p.section, "key": p.key} for p in self.phrases],
         }
 
 
@@ -128,7 +136,8 @@ def plan_from_dict(data: dict[str, Any]) -> FormPlan:
         phrases.append(Phrase(letter=str(row["letter"]), start=start, end=end, copy_of=copy_of,
                               copy_until=max(0.0, copy_until), cadence=bool(row.get("cadence", True)),
                               cadence_at=end - bar_beats, final=i == len(rows) - 1,
-                              varied=varied and copy_of is None))
+                              varied=varied and copy_of is None, section=int(row.get("section", 0)),
+                              key=int(row.get("key", 0))))
     return FormPlan(form=str(data.get("form", "")), bar_beats=bar_beats, bars=int(data["bars"]), phrases=tuple(phrases))
 
 
@@ -151,57 +160,100 @@ def style_form(style: str) -> tuple[str, int]:
 
 
 def plan_form(form: str, *, phrase_bars: int, total_bars: int, bar_beats: float,
-              cadences: str = "sections", ending_bars: int = 2) -> FormPlan:
-    """Lay out `form` over `total_bars` bars of `bar_beats` beats.
+              cadences: str = "sections", ending_bars: int = 2, mode: str = "major") -> FormPlan:
+    """Lay out `form` over about `total_bars` bars of `bar_beats` beats.
 
-    Phrases are `phrase_bars` long; a form shorter than the piece is played again (a fiddle tune's
-    AABB, then AABB), and a piece too short for the form at that length gets shorter phrases. Bars
-    that do not divide evenly go to the last phrase, which then repeats its model with a new
-    ending. `cadences` is "every" (each phrase closes, as chorale phrases at their fermatas) or
-    "sections" (phrases whose next phrase has another letter, and the last). A last phrase that
-    repeats an earlier one writes its last `ending_bars` anew: the close (a single line needs only
-    its final bar; parts in voices need the dominant bar before it too).
+    Phrases are `phrase_bars` long, and the piece is a whole number of them (its length moves by at
+    most half a phrase); a piece too short for its form at that length gets shorter phrases. A form
+    heard at most twice over the piece is played again (a fiddle tune's AABB, then AABB); a longer
+    piece is planned in sections, one per letter of the form, each made of phrases whose themes
+    follow the form's own pattern (section A of a long AABB piece is A1 A1 A2 A2 ...), a returning
+    section repeats the first one's phrases, and a section between two statements of A stands in
+    a related key (the dominant of a major key, the relative major of a minor one). No phrase is
+    heard note for note more than `VERBATIM` times: a later return writes its second half anew.
+    `cadences` is "every" (each phrase closes, as chorale phrases at their fermatas) or "sections"
+    (phrases whose next phrase has another label, and the last). A last phrase that repeats an
+    earlier one writes its last `ending_bars` anew: the close (a single line needs only its final
+    bar; parts in voices need the dominant bar before it too).
     """
     form = check_form(form)
     total_bars = max(1, int(total_bars))
-    letters = "A" * max(1, math.ceil(total_bars / max(1, phrase_bars))) if form == THROUGH else form
-    if form == THROUGH:
-        letters = "".join(chr(ord("A") + min(i, 25)) for i in range(len(letters)))
     phrase_bars = max(1, int(phrase_bars))
-    if total_bars >= phrase_bars * len(letters):
-        count = min(MAX_PHRASES, total_bars // phrase_bars)
-        letters = (letters * math.ceil(count / len(letters)))[:count]
+    shape = form if form != THROUGH else ""
+    labels: list[str]
+    sections: list[int]
+    keys: list[int]
+    if form == THROUGH or total_bars >= 0.75 * phrase_bars * len(shape):
+        count = min(MAX_PHRASES, max(len(shape), 1, int(total_bars / phrase_bars + 0.5)))
+        if total_bars < phrase_bars:
+            count, phrase_bars = 1, total_bars
+        lengths = [phrase_bars] * count
+        labels, sections, keys = _layout(form, count, mode)
     else:
-        phrase_bars = max(1, total_bars // len(letters))
-        letters = letters[:max(1, min(len(letters), total_bars // phrase_bars))]
-    lengths = [phrase_bars] * len(letters)
-    spare = total_bars - sum(lengths)
-    if len(letters) * phrase_bars > total_bars // 2 and spare < len(letters):
-        for k in range(spare):  # a short piece: the last phrases get a bar more each
-            lengths[len(letters) - 1 - k] += 1
-    else:
-        lengths[-1] += spare
+        # A short piece: the form once, in shorter phrases; the spare bars go to the last phrases.
+        phrase_bars = max(1, total_bars // len(shape))
+        labels = list(shape[:max(1, min(len(shape), total_bars // phrase_bars))])
+        lengths = [phrase_bars] * len(labels)
+        spare = total_bars - sum(lengths)
+        for k in range(spare):
+            lengths[len(labels) - 1 - k % len(labels)] += 1
+        sections, keys = [0] * len(labels), [0] * len(labels)
     phrases: list[Phrase] = []
     first_of: dict[str, int] = {}
+    heard: dict[int, int] = {}  # how often each first statement has been heard note for note
     start = 0.0
-    for i, (letter, bars) in enumerate(zip(letters, lengths)):
-        final = i == len(letters) - 1
+    for i, (label, bars) in enumerate(zip(labels, lengths)):
+        final = i == len(labels) - 1
         end = start + bars * bar_beats
-        source = first_of.get(letter)
+        source = first_of.get(label)
         copy_until = 0.0
-        if source is not None:
+        if source is not None and phrases[source].key == keys[i]:
             source_beats = phrases[source].end - phrases[source].start
             copy_until = min(source_beats, end - start)
+            if heard.get(source, 1) >= VERBATIM:
+                # Heard often enough as it was: this return keeps its first half and goes its own way.
+                copy_until = min(copy_until, max(1, bars // 2) * bar_beats)
             if final:
                 # The last phrase must close V-I: its ending is written anew.
                 copy_until = min(copy_until, (bars - ending_bars) * bar_beats)
             if copy_until <= 0:
                 source, copy_until = None, 0.0
+            elif copy_until >= source_beats - 1e-9 and copy_until >= end - start - 1e-9:
+                heard[source] = heard.get(source, 1) + 1
         else:
-            first_of[letter] = i
-        next_letter = letters[i + 1] if not final else None
-        cadence = final or cadences == "every" or next_letter != letter
-        phrases.append(Phrase(letter=letter, start=start, end=end, copy_of=source, copy_until=copy_until,
-                              cadence=cadence, cadence_at=end - bar_beats, final=final))
+            source = None
+            first_of.setdefault(label, i)
+        next_label = labels[i + 1] if not final else None
+        cadence = final or cadences == "every" or next_label != label
+        phrases.append(Phrase(letter=label, start=start, end=end, copy_of=source, copy_until=copy_until,
+                              cadence=cadence, cadence_at=end - bar_beats, final=final, section=sections[i],
+                              key=keys[i]))
         start = end
-    return FormPlan(form=form, bar_beats=bar_beats, bars=total_bars, phrases=tuple(phrases))
+    name = form if form == THROUGH else (shape if max(sections) > 0 else "".join(labels))
+    return FormPlan(form=name, bar_beats=bar_beats, bars=int(round(start / bar_beats)), phrases=tuple(phrases))
+
+
+def _layout(form: str, count: int, mode: str) -> tuple[list[str], list[int], list[int]]:
+    """Each phrase's label, section and key (semitones above the home tonic) for `count` phrases."""
+    if form == THROUGH:
+        labels = [chr(ord("A") + i % 26) + (str(i // 26 + 1) if i >= 26 else "") for i in range(count)]
+        return labels, [0] * count, [0] * count
+    if count <= SECTIONS_AFTER * len(form):
+        return [form[i % len(form)] for i in range(count)], [0] * count, [0] * count
+    # In sections: one per letter of the form, the spare phrases to the last (a coda).
+    size = count // len(form)
+    sizes = [size] * len(form)
+    sizes[-1] += count - size * len(form)
+    distinct = list(dict.fromkeys(form))
+    related = 7 if mode == "major" else 3
+    labels, sections, keys = [], [], []
+    for s, (letter, k) in enumerate(zip(form, sizes)):
+        # A section between two statements of A is the contrast, in the related key.
+        contrast = letter != form[0] and form[0] in form[:s] and form[0] in form[s + 1:]
+        for j in range(k):
+            cycle, place = divmod(j, len(form))
+            theme = cycle * len(distinct) + distinct.index(form[place]) + 1
+            labels.append(f"{letter}{theme}")
+            sections.append(s)
+            keys.append(related if contrast else 0)
+    return labels, sections, keys

@@ -125,7 +125,7 @@ class Generator:
 
     def plan(self, request: GenerationRequest) -> FormPlan:
         """The form of the piece: the request's (or the style's) phrases over whole bars."""
-        numerator, denominator = request.time_signature
+        numerator, denominator = request.metre
         bar_beats = numerator * 4.0 / denominator
         stats = self._stats(request.style)
         if request.seconds is not None:
@@ -137,7 +137,17 @@ class Generator:
         polyphonic = float(stats.get("notes_per_onset", 1.0)) >= 1.5
         return plan_form(request.form or form, phrase_bars=request.phrase_bars or phrase_bars,
                          total_bars=max(1, round(beats / bar_beats)), bar_beats=bar_beats,
-                         cadences="every" if every else "sections", ending_bars=2 if polyphonic else 1)
+                         cadences="every" if every else "sections", ending_bars=2 if polyphonic else 1,
+                         mode="minor" if request.mode in ("minor", "dorian") else "major")
+
+    def tempo(self, request: GenerationRequest, plan: FormPlan) -> float:
+        """The tempo a piece is written at: the request's, or the style's moved a little (by up to
+        FIT_TEMPO) so that the plan's whole phrases last the seconds asked for."""
+        tempo = self._tempo(request)
+        if request.tempo_bpm is not None or request.primer is not None or request.seconds is None:
+            return tempo
+        fitted = plan.beats * 60.0 / request.seconds
+        return round(fitted, 2) if abs(fitted / tempo - 1.0) <= FIT_TEMPO else tempo
 
     def learnt_metre(self, request: GenerationRequest) -> tuple[tuple[int, int], float]:
         """The time signature to write a request in, and how many of its beats make one requested beat.
@@ -148,7 +158,7 @@ class Generator:
         tempo, with halved note values in the result (as editions of such music transcribe it).
         A request with a MIDI file to continue keeps that file's notation.
         """
-        asked = request.time_signature
+        asked = request.metre
         seen = self._stats(request.style).get("metres")
         if not seen or request.primer is not None or seen.get(METRES[metre_class(asked)], 0) > 0:
             return asked, 1.0
@@ -163,19 +173,49 @@ class Generator:
                 return other, factor
         return asked, 1.0
 
+    def style_metres(self, style: str) -> dict[tuple[int, int], float]:
+        """The style's metres, each with how many of its training pieces were written in it."""
+        if style in STYLE_METRES:
+            return dict(STYLE_METRES[style])
+        seen = self._stats(style).get("metres") or {}
+        named = {tuple(int(n) for n in name.split("/")): float(count) for name, count in seen.items()
+                 if name != "other" and count}
+        return named or {(4, 4): 1.0}  # type: ignore[return-value]
+
+    def style_metre(self, style: str) -> tuple[int, int]:
+        """The metre most of the style's pieces are written in."""
+        metres = self.style_metres(style)
+        return max(metres, key=lambda m: metres[m])
+
+    def resolve(self, request: GenerationRequest) -> GenerationRequest:
+        """The request with what "the style's default" stands for filled in: its metre is drawn from
+        the style's metres as often as its pieces use them (with the request's seed, so that a seed
+        gives the same metre again); a MIDI file to continue keeps its own."""
+        if request.time_signature is not None:
+            return request
+        if request.primer is not None:
+            numerator, denominator = request.primer.time_signature
+            return replace(request, time_signature=(int(numerator), int(denominator)))
+        metres = self.style_metres(request.style)
+        names = sorted(metres)
+        weights = np.array([metres[m] for m in names], dtype=np.float64)
+        rng = np.random.default_rng(None if request.seed is None else [request.seed, 7])
+        return replace(request, time_signature=names[int(rng.choice(len(names), p=weights / weights.sum()))])
+
     def generate(self, request: GenerationRequest, progress: Callable[[float], None] | None = None
                  ) -> list[GeneratedPiece]:
         """Generate `request.variations` pieces in one batch."""
+        request = self.resolve(request)
         self.validate(request)
         self.load()
         written, factor = self.learnt_metre(request)
         if factor != 1.0:
             inner = replace(request, time_signature=written, tempo_bpm=self._tempo(request) * factor)
-            return [piece.renotated(request.time_signature, factor) for piece in self.generate(inner, progress)]
+            return [piece.renotated(request.metre, factor) for piece in self.generate(inner, progress)]
         config = self.config
         seeds, rngs = _seeds(request)
-        tempo = self._tempo(request)
         plan = self.plan(request)
+        tempo = self.tempo(request, plan)
         lines = [self._line(request, rng, config, plan) for rng in rngs]
         stats = self._stats(request.style)
         spans = self.chord_spans(request, plan)
@@ -196,7 +236,7 @@ class Generator:
                 steps = self._steps[len(lines)] = CompiledSteps(self._model, len(lines))
             reads_future = bool(self.writer is None and self.config.future)
             steps.reset(batch.window_arrays(), {
-                "style": self.config.style_index(request.style), "metre": metre_class(request.time_signature),
+                "style": self.config.style_index(request.style), "metre": metre_class(request.metre),
                 "mode": np.array([line.mode_index for line in lines], np.int32)},
                 batch.future_arrays() if reads_future else None)
             step_logits = steps.encode(None)
@@ -257,6 +297,9 @@ class Generator:
         `request.variations` candidates are written in one batch; the one whose notes lead best
         into the bars after the gap (the network's likelihood of those kept notes) is returned.
         """
+        if request.time_signature is None:  # the piece's own metre
+            numerator, denominator = passage.notes.time_signature
+            request = replace(request, time_signature=(int(numerator), int(denominator)))
         self.validate(request)
         self.load()
         seeds, rngs = _seeds(request)
@@ -282,7 +325,7 @@ class Generator:
         progression = request.progression
         if progression is None:
             return None
-        letters = [(p.letter, p.start, p.end) for p in plan.phrases]
+        letters = [(p.letter[:1], p.start, p.end) for p in plan.phrases]  # a section's phrases share its letter
         return chord_spans(progression, phrase_letters=letters, bar_beats=plan.bar_beats, total_beats=plan.beats)
 
     def _line(self, request: GenerationRequest, rng: np.random.Generator, config: ModelConfig,
@@ -318,6 +361,19 @@ class Generator:
         weights = np.array([float(keys[k]) for k in names])
         tonic, mode = names[int(rng.choice(len(names), p=weights / weights.sum()))].split(":")
         return int(tonic), mode
+
+
+# The metres of each corpus style's training pieces, counted (the corpus split of data/corpus-1500.npz;
+# a metre of fewer than 20 pieces is left out). A request for the style's default draws from them.
+STYLE_METRES: dict[str, dict[tuple[int, int], int]] = {
+    "chorale": {(4, 4): 293, (3, 4): 37},
+    "fiddle": {(6, 8): 332, (2, 2): 319, (2, 4): 251, (4, 4): 112, (3, 4): 84, (9, 8): 50},
+    "folk": {(2, 4): 355, (4, 4): 310, (3, 4): 221, (6, 8): 135, (4, 2): 46, (3, 8): 43},
+    "renaissance": {(4, 2): 939, (3, 2): 90, (4, 4): 45, (2, 2): 23},
+    "string-quartet": {(3, 4): 13, (4, 4): 7, (6, 8): 5},
+}
+# How far the style's tempo may move for whole phrases to fill the length asked for.
+FIT_TEMPO = 0.2
 
 
 def _seeds(request: GenerationRequest) -> tuple[list[int], list[np.random.Generator]]:

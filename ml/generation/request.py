@@ -21,7 +21,7 @@ from ml.generation.chords import ChordError, Progression, parse_progression
 from ml.generation.form import FORM_LABELS, FORMS, check_form
 
 DYNAMICS = ("soft", "medium", "loud", "crescendo", "diminuendo")
-TIME_SIGNATURES = ("4/4", "3/4", "2/4", "6/8", "3/8", "2/2", "5/4", "7/8")
+TIME_SIGNATURES = ("4/4", "3/4", "2/4", "6/8", "3/8", "2/2", "3/2", "4/2", "9/8", "12/8", "5/4", "7/8")
 KEYS = ("any", *PITCH_CLASS_NAMES)
 DENOMINATORS = (1, 2, 4, 8, 16, 32)
 
@@ -112,9 +112,10 @@ class GenerationRequest:
         None, kind="float", label="Tempo", minimum=20, maximum=300, nullable=True, cli="--tempo", unit="BPM",
         none_label="style default",
         help="20 to 300 beats per minute; empty for the style's usual tempo.")
-    time_signature: tuple[int, int] = _control(
-        (4, 4), kind="time_signature", label="Time signature", choices=tuple((t, t) for t in TIME_SIGNATURES),
-        help="Beats per bar over the beat's note value, such as 3/4 or 6/8.")
+    time_signature: tuple[int, int] | None = _control(
+        None, kind="time_signature", label="Time signature", choices=tuple((t, t) for t in TIME_SIGNATURES),
+        nullable=True, none_label="style default",
+        help="Beats per bar over the beat's note value, such as 3/4 or 6/8; empty for one of the style's own metres.")
     key: str = _control(
         "any", kind="choice", label="Key", choices=tuple((k, "Any key" if k == "any" else k) for k in KEYS),
         help="Every note is in the scale of this key and mode.")
@@ -206,8 +207,15 @@ class GenerationRequest:
         return parse_progression(self.chords, tonic=tonic, mode=self.mode)
 
     @property
-    def time_signature_text(self) -> str:
-        return f"{self.time_signature[0]}/{self.time_signature[1]}"
+    def metre(self) -> tuple[int, int]:
+        """The time signature to write in: the one asked for, or the one `Generator.resolve` drew for
+        the style (4/4 for a request no generator has resolved)."""
+        return self.time_signature or (4, 4)
+
+    @property
+    def time_signature_text(self) -> str | None:
+        """ "3/4", or None where the style's usual metre was asked for."""
+        return None if self.time_signature is None else f"{self.time_signature[0]}/{self.time_signature[1]}"
 
     def to_dict(self) -> dict[str, Any]:
         """Every control, as JSON values (the time signature as "3/4"); the primer is not included."""

@@ -10,7 +10,7 @@ import numpy as np
 from ml.data.notes import NoteSequence
 from ml.generation.accompaniment import accompaniment
 from ml.generation.chords import ChordSpan
-from ml.generation.constraints import LOOP_SPAN, At, Cadence, ChordTargets, Constraint, GivenMelody, Repeats
+from ml.generation.constraints import LOOP_SPAN, At, Cadence, ChordTargets, Constraint, GivenMelody, Loops, Repeats
 from ml.generation.form import FormPlan
 from ml.generation.piece import GeneratedPiece, apply_dynamics
 from ml.generation.request import GenerationRequest
@@ -105,7 +105,8 @@ class Batch:
         self.cadence = next((c for c in constraints if isinstance(c, Cadence)), None)
         self.chords = next((c for c in constraints if isinstance(c, ChordTargets)), None)
         self.melody = next((c for c in constraints if isinstance(c, GivenMelody)), None)
-        numerator, denominator = request.time_signature
+        self.loops = next((c for c in constraints if isinstance(c, Loops)), None)
+        numerator, denominator = request.metre
         # The beat a listener counts: the quarter in x/4, the half in x/2, the dotted quarter in 6/8.
         compound = denominator == 8 and numerator % 3 == 0 and numerator > 3
         self.beat = 1.5 if compound else 4.0 / denominator
@@ -133,7 +134,7 @@ class Batch:
         self.next_chord = np.zeros((self.size, 12), np.float32)
         self._future_seen: list[tuple[int, bool, bool]] = []
         self._first_ahead: dict[tuple[Line, int], float | None] = {}
-        # Per line, the pitches it may ever use (key, range): also what is left when the other
+        # Per line, the pitches it may ever use (the range): also what is left when the other
         # constraints together allow nothing.
         self.allowed: list[np.ndarray] = []
         for line in lines:
@@ -362,6 +363,9 @@ class Batch:
             return beat
         assert self.repeats is not None  # only Repeats makes copy boundaries
         self.repeats.queue(self, line, index)
+        if self.loops is not None and self.loops.joins_a_loop(line, [pitch for _, pitch, _, _ in line.queue]):
+            # Two copied phrases meet in a loop that neither holds alone: this one is written anew.
+            line.queue, line.not_before = [], beat
         if not line.queue:  # the model phrase holds no onsets (a long tie): write this one anew
             return beat
         line.forced = line.queue.pop(0)
@@ -386,7 +390,8 @@ class Batch:
             else:
                 in_chord = bool(line.chord) and abs(onset - line.position) < 1e-9 and bool(line.onsets)
                 allowed = self._pitch_mask(line, onset, in_chord)
-                pitch = sample(pitch_logits[v], allowed, r.temperature, r.top_k, r.top_p, rngs[v])
+                logits = pitch_logits[v].reshape(-1) + self._pitch_bias(line, onset, in_chord)
+                pitch = sample(logits, allowed, r.temperature, r.top_k, r.top_p, rngs[v])
                 dmask = np.ones(len(self.grid), dtype=bool)
                 dmask[0] = False
                 dmask[self.max_duration_class:] = False
@@ -413,7 +418,7 @@ class Batch:
         at = At(onset=onset, in_chord=in_chord, voice=len(line.chord) if in_chord else 0)
         for constraint in self.constraints:
             allowed = constraint.pitches(self, line, at, allowed)
-        if not allowed.any():  # the constraints leave nothing: fall back to the key, range and hard rules
+        if not allowed.any():  # the constraints leave nothing: fall back to the range and the hard rules
             allowed = self.allowed[self.lines.index(line)].copy()
             if in_chord and allowed[max(line.chord) + 1:].any():
                 allowed[:max(line.chord) + 1] = False
@@ -421,6 +426,16 @@ class Batch:
                 narrowed = constraint.essential(self, line, at, allowed)
                 allowed = narrowed if narrowed.any() else allowed
         return allowed
+
+    def _pitch_bias(self, line: Line, onset: float, in_chord: bool) -> np.ndarray | float:
+        """What the constraints that prefer rather than forbid add to the network's pitch logits."""
+        at = At(onset=onset, in_chord=in_chord, voice=len(line.chord) if in_chord else 0)
+        total: np.ndarray | float = 0.0
+        for constraint in self.constraints:
+            bias = constraint.bias(self, line, at)
+            if bias is not None:
+                total = total + bias
+        return total
 
     def copy_ahead(self, line: Line, onset: float) -> list[int]:
         """The first pitches of the repeat that starts within a bar of `onset`, or [] if none does."""
@@ -491,7 +506,7 @@ class Batch:
         seq = NoteSequence(
             pitch=pitches[order], step=np.diff(start[order], prepend=0.0), duration=durations[order] * spb,
             velocity=np.clip(np.round(velocity[order]), 1, 127), tempo_bpm=self.tempo,
-            time_signature=r.time_signature, program=r.instrument)
+            time_signature=r.metre, program=r.instrument)
         return GeneratedPiece(notes=seq, primer_length=primer_length, primer_end=primer_end, seed=seed,
                               plan=self.plan, plan_start=offset * spb, key=(line.tonic, line.mode),
                               accompaniment=self.backing(seq, offset * spb))
@@ -501,7 +516,7 @@ class Batch:
         r = self.request
         if not (r.accompany and not self.polyphonic and self.spans and len(melody)):
             return None
-        return accompaniment(self.spans, time_signature=r.time_signature, tempo_bpm=self.tempo,
+        return accompaniment(self.spans, time_signature=r.metre, tempo_bpm=self.tempo,
                              melody_low=int(melody.pitch.min()), start_seconds=start_seconds)
 
 

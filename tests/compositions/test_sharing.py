@@ -226,7 +226,9 @@ def test_styles_give_an_app_every_control_from_the_one_definition(db: None) -> N
     data = APIClient().get("/api/v1/styles/").json()
     assert data["styles"][0]["name"] == "alpha" and data["styles"][0]["default_tempo"] > 0
     assert data["controls"]["seconds"]["minimum"] == 5 and data["controls"]["key"]["choices"][0]["value"] == "any"
-    assert data["controls"]["time_signature"]["default"] == "4/4"
+    # The metre's default is the style's own: each style says which metres it draws from.
+    assert data["controls"]["time_signature"]["default"] is None and data["controls"]["time_signature"]["nullable"]
+    assert data["styles"][0]["default_time_signature"] in data["styles"][0]["time_signatures"]
 
 
 def test_the_api_lists_mine_favourites_and_public_with_cursor_pagination(

@@ -124,8 +124,9 @@ def test_compose_form_offers_every_control(user_client: Client) -> None:
     assert [value for value, _ in form.fields["mode"].choices] == ["major", "minor", "dorian", "mixolydian"]
     # The form defaults to the style's own; a plan of letters can be chosen instead.
     assert [v for v, _ in form.fields["form"].choices][:4] == ["", "through", "AABB", "AABA"]
+    # The metre too: the style's own (drawn from its pieces' metres), or one chosen.
     assert [v for v, _ in form.fields["time_signature"].choices] == [
-        "4/4", "3/4", "2/4", "6/8", "3/8", "2/2", "5/4", "7/8"
+        "", "4/4", "3/4", "2/4", "6/8", "3/8", "2/2", "3/2", "4/2", "9/8", "12/8", "5/4", "7/8"
     ]
     assert '<option value="60">C4 (60)</option>' in html
     assert '<option value="21" selected>A0 (21)</option>' in html

@@ -159,6 +159,12 @@ def test_evaluate_writes_report_with_model_and_baselines(tiny_model_path: Path, 
         shared = mgeval["per_style"][style]["shared_with_training"]
         assert set(shared) == {"held_out", "model", "markov", "model_unconstrained"}
         assert all(0 <= v["median"] <= v["max"] for v in shared.values())
+        # The discriminator, for every set: an accuracy with its interval and the real-against-real
+        # floor, or the reason it could not be run (three pieces do not fill the folds).
+        found = mgeval["per_style"][style]["discriminator"]
+        assert set(found) == {"model", "markov", "model_unconstrained"}
+        for row in found.values():
+            assert "skipped" in row or 0 <= row["generated_vs_real"]["accuracy"] <= 1
         metre = data["requests"]["per_style"][style]["metre"]
         assert set(metre) == {"4/4", "3/4", "6/8", "same_notes_as_4/4"}
     markdown = (tmp_path / "evaluation.md").read_text()

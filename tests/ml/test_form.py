@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 
 from ml.generation.form import THROUGH, check_form, plan_form
@@ -19,20 +21,58 @@ def test_aabb_lays_out_four_phrases_whose_repeats_point_at_their_model() -> None
 
 def test_a_form_shorter_than_the_piece_is_played_again_and_a_longer_one_gets_shorter_phrases() -> None:
     long = plan_form("AABB", phrase_bars=4, total_bars=32, bar_beats=3.0)
-    assert long.letters == "AABBAABB" and long.beats == 96
+    assert long.letters == "AABBAABB" and long.beats == 96 and long.form == "AABBAABB"
     assert long.phrases[4].copy_of == 0  # the second time through repeats the first A
+    # ... but the fourth A would be its fourth hearing note for note: it keeps only its first half.
+    assert long.phrases[5].copy_of == 0 and long.phrases[5].copy_until == 6
     short = plan_form("AABA", phrase_bars=4, total_bars=6, bar_beats=4.0)
     assert short.letters == "AABA"
     assert sum(p.end - p.start for p in short.phrases) == 24  # whole bars, all of them
     assert all((p.end - p.start) % 4 == 0 for p in short.phrases)
 
 
-def test_through_composed_has_no_repeats_and_every_plan_ends_on_a_held_cadence() -> None:
-    plan = plan_form(THROUGH, phrase_bars=2, total_bars=7, bar_beats=4.0, cadences="every")
-    assert all(p.copy_of is None for p in plan.phrases)
-    assert len(set(plan.letters)) == len(plan.letters)
-    assert all(p.cadence for p in plan.phrases)
-    assert plan.phrases[-1].end == 28 and plan.next_cadence(27.0) is None and plan.next_cadence(20.0) == 24
+def test_a_piece_is_whole_phrases_of_the_planned_length() -> None:
+    # 14 bars of a fiddle tune were 3+3+4+4; the piece is now 16 bars, four phrases of four.
+    plan = plan_form("AABB", phrase_bars=4, total_bars=14, bar_beats=4.0)
+    assert plan.bars == 16 and [p.end - p.start for p in plan.phrases] == [16.0] * 4
+    assert plan_form("AABB", phrase_bars=4, total_bars=17, bar_beats=4.0).bars == 16
+
+
+@pytest.mark.parametrize("form, phrase_bars", [("AABB", 4), ("ABA", 4), ("AABA", 4), ("AAB", 2), ("ABAC", 4),
+                                               ("AB", 8), ("AA", 4)])
+@pytest.mark.parametrize("bars", [8, 12, 16, 24, 40, 64, 100, 160, 250])
+def test_at_every_length_no_phrase_is_heard_note_for_note_more_than_three_times(form: str, phrase_bars: int,
+                                                                                 bars: int) -> None:
+    plan = plan_form(form, phrase_bars=phrase_bars, total_bars=bars, bar_beats=4.0, mode="minor")
+    exact = Counter(p.copy_of if p.copy_of is not None and p.copy_until >= p.end - p.start else i
+                    for i, p in enumerate(plan.phrases))
+    assert max(exact.values()) <= 3
+    if bars >= 0.75 * phrase_bars * len(form):
+        assert {p.end - p.start for p in plan.phrases} == {phrase_bars * 4.0}
+        assert abs(plan.bars - bars) <= max(phrase_bars / 2, phrase_bars * len(form) - bars)  # the form whole
+    # The form the plan is named by is the one its lane shows: its phrases' letters, or in a long
+    # piece its sections' letters, one per section.
+    sections = [next(p.letter[0] for p in plan.phrases if p.section == s)
+                for s in sorted({p.section for p in plan.phrases})]
+    assert plan.form == ("".join(sections) if len(sections) > 1 else plan.letters)
+    assert plan.phrases[-1].key == 0  # the piece ends at home
+
+
+def test_a_long_piece_is_planned_in_sections_with_a_contrast_in_a_related_key() -> None:
+    plan = plan_form("ABA", phrase_bars=4, total_bars=250, bar_beats=4.0, mode="minor")
+    assert plan.form == "ABA" and plan.bars == 252
+    by_section = {s: [p for p in plan.phrases if p.section == s] for s in range(3)}
+    assert {p.key for p in by_section[1]} == {3}  # B: the relative major
+    assert {p.key for p in by_section[0] + by_section[2]} == {0}
+    themes = {p.letter for p in by_section[0]}
+    assert len(themes) >= 10  # many tunes, not one heard 40 times
+    # The returning A repeats the first A's phrases (each exactly, or with its second half anew).
+    first = [p.letter for p in by_section[0]]
+    assert [p.letter for p in by_section[2]][:len(first)] == first
+    assert all(p.copy_of is not None for p in by_section[2][:len(first) - 1])
+    major = plan_form("AABA", phrase_bars=4, total_bars=100, bar_beats=4.0, mode="major")
+    assert {p.key for p in major.phrases if p.letter.startswith("B")} == {7}  # B: the dominant
+    assert {p.key for p in plan_form("AABB", phrase_bars=4, total_bars=100, bar_beats=4.0).phrases} == {0}
 
 
 @pytest.mark.parametrize("text, expected", [("aabb", "AABB"), (" AABA ", "AABA"), ("through", THROUGH),

@@ -29,29 +29,42 @@ def test_same_seed_gives_byte_identical_midi(generator: Generator) -> None:
     assert first.seed == 1234
 
 
-def test_every_note_respects_the_key_and_range(generator: Generator) -> None:
+def test_the_key_holds_most_notes_and_the_range_every_note(generator: Generator) -> None:
     scale = scale_pitch_classes(6, "minor")  # F# minor: far from the tiny model's C major
-    pieces = generator.generate(GenerationRequest(style="beta", notes=200, key="F#", mode="minor", seed=7,
-                                                  pitch_low=50, pitch_high=80, temperature=2.5, variations=4))
+    request = dict(style="beta", notes=200, mode="minor", seed=7, pitch_low=50, pitch_high=80, temperature=2.5,
+                   variations=4)
+    pieces = generator.generate(GenerationRequest(key="F#", **request))  # type: ignore[arg-type]
     pitches = np.concatenate([p.notes.pitch for p in pieces])
     assert len(pitches) > 400
-    assert {int(p) % 12 for p in pitches} <= scale
+    inside = np.mean([int(p) % 12 in scale for p in pitches])
+    # The key makes other notes rarer without forbidding them: without it, the tiny model's own
+    # C major comes through far more often.
+    free = np.concatenate([p.notes.pitch for p in generator.generate(GenerationRequest(key="any", **request))])  # type: ignore[arg-type]
+    assert inside >= 0.8 and inside > np.mean([int(p) % 12 in scale for p in free]) + 0.1
     assert pitches.min() >= 50 and pitches.max() <= 80
 
 
-def test_length_is_whole_bars_within_a_bar_of_the_request_and_the_last_chord_is_held(generator: Generator) -> None:
+def test_length_is_whole_phrases_at_the_style_tempo_fitted_to_the_request(generator: Generator) -> None:
     for seconds, tempo, signature in ((12, 90.0, (4, 4)), (20, 150.0, (3, 4)), (15, 120.0, (6, 8))):
+        # At a tempo asked for, the piece is whole phrases: within half a phrase of the length asked.
         piece = generator.generate(GenerationRequest(style="alpha", seconds=seconds, tempo_bpm=tempo, seed=3,
                                                      time_signature=signature))[0]
         seq = piece.notes
+        assert piece.plan is not None
         bar_seconds = signature[0] * 4 / signature[1] * 60 / tempo
+        phrase_bars = {round(p.bars / piece.plan.bar_beats) for p in piece.plan.phrases}
         ends = seq.start + seq.duration
-        assert abs(ends.max() - seconds) <= bar_seconds / 2 + 1e-6
+        assert abs(ends.max() - seconds) <= max(phrase_bars) * bar_seconds / 2 + 1e-6
         bars = ends.max() / bar_seconds
         assert bars == pytest.approx(round(bars), abs=1e-6)  # a whole number of bars
         last = seq.start >= seq.start.max() - 1e-6
         assert np.allclose(ends[last], ends.max())  # the final chord sounds to the end
         assert seq.tempo_bpm == tempo
+        # At the style's tempo, the tempo moves a little instead, and the length is as asked.
+        fitted = generator.generate(GenerationRequest(style="alpha", seconds=seconds, seed=3,
+                                                      time_signature=signature))[0].notes
+        assert abs(float((fitted.start + fitted.duration).max()) - seconds) < 0.01
+        assert abs(fitted.tempo_bpm / generator.default_tempo("alpha") - 1) <= 0.2
 
 
 def test_a_length_in_notes_plans_about_that_many(generator: Generator) -> None:

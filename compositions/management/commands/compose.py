@@ -90,7 +90,7 @@ class Command(BaseCommand):
                 phrases = " ".join(f"{p['letter']}{chr(8242) if p['varied'] else ''}({p['first_bar']}-{p['last_bar']})"
                                    for p in form.get("phrases", []))
                 self.stdout.write(f"Wrote {audio_path} ({seconds:.1f} s, {len(piece.notes)} notes): "
-                                  f"{form.get('bars', 0)} bars of {request.time_signature_text} in {form['key']}, "
+                                  f"{form.get('bars', 0)} bars of {form.get('time_signature')} in {form['key']}, "
                                   f"form {form.get('form', '?')}: {phrases}")
                 if melody is None:  # what was asked, and whether the piece did it
                     for check in piece_report(runtime.get_generator(), piece, request):
