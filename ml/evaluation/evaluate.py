@@ -539,40 +539,68 @@ SWEEP_MEASURES = ("key_stability", "tonic_ending", "downbeat_alignment", "off_gr
 
 def sampling_sweep(model_path: Path, dataset: NoteDataset, pieces_per_style: int, seconds: float, seed: int,
                    settings: Sequence[tuple[float, float]] = SWEEP, log: Log | None = None) -> dict[str, Any]:
-    """Which (pitch temperature, top-p) writes music closest to the held-out pieces of each style.
+    """Which (pitch temperature, top-p) writes music closest to the held-out pieces of each style,
+    with the product's constraints and with every one of them off.
 
-    For every setting, the same seeds in every style; the distance is the mean absolute difference
-    between the setting's form measures and the held-out pieces' (cropped to the same length), and
-    the parallel fifths and octaves per 100 chord changes over 10 where a style has chords.
+    For every setting, the same seeds in every style. Two distances: the discriminator's accuracy at
+    telling the pieces from the real ones (`ml.evaluation.discriminator`, 0.5 is chance), which
+    chooses the best setting, and the mean absolute difference between the setting's form measures
+    and the held-out pieces' (cropped to the same length), with the parallel fifths and octaves per
+    100 chord changes over 10 where a style has chords.
     """
     from ml.generation.generator import Generator
     from ml.generation.request import GenerationRequest
 
-    generator = Generator(model_path)
-    styles = [s for s in dataset.styles if s in generator.styles]
-    held = {style: summarise_form([form_scores(crop(dataset.piece(int(i)), seconds))
-                                   for i in dataset.indices("test", style)]) for style in styles}
+    generators = {"defaults": Generator(model_path), "unconstrained": Generator(model_path, off=every_constraint())}
+    styles = [s for s in dataset.styles if s in generators["defaults"].styles]
+    real: dict[str, list[NoteSequence]] = {}
+    for style in styles:
+        unseen = dataset.indices("test", style)
+        if len(unseen) < FEW_REAL:
+            unseen = np.sort(np.concatenate([unseen, dataset.indices("validation", style)]))
+        real[style] = [dataset.piece(int(i)) for i in unseen]
+    held = {style: summarise_form([form_scores(crop(piece, seconds)) for piece in real[style]]) for style in styles}
     results: list[dict[str, Any]] = []
     for temperature, top_p in settings:
-        per_style: dict[str, Any] = {}
-        for style in styles:
-            pieces = []
-            for k in range(0, pieces_per_style, 4):
-                request = GenerationRequest(style=style, seconds=seconds, temperature=temperature, top_p=top_p,
-                                            seed=(seed + k) % 2**32, variations=min(4, pieces_per_style - k))
-                pieces += [piece.notes for piece in generator.generate(request)]
-            summary = summarise_form([form_scores(p) for p in pieces])
-            gaps = [abs(summary[m] - held[style][m]) for m in SWEEP_MEASURES  # type: ignore[operator]
-                    if summary.get(m) is not None and held[style].get(m) is not None]
-            if summary.get("parallels_per_100") is not None and held[style].get("parallels_per_100") is not None:
-                gaps.append(abs(summary["parallels_per_100"] - held[style]["parallels_per_100"]) / 10)  # type: ignore[operator]
-            per_style[style] = {"summary": summary, "distance": float(np.mean(gaps)) if gaps else None}
-        distance = float(np.mean([v["distance"] for v in per_style.values() if v["distance"] is not None]))
-        results.append({"temperature": temperature, "top_p": top_p, "distance": distance, "per_style": per_style})
+        row: dict[str, Any] = {"temperature": temperature, "top_p": top_p}
+        for name, generator in generators.items():
+            per_style: dict[str, Any] = {}
+            for style in styles:
+                pieces, groups = [], []
+                for k in range(0, pieces_per_style, 4):
+                    request = GenerationRequest(style=style, seconds=seconds, temperature=temperature, top_p=top_p,
+                                                seed=(seed + k) % 2**32, variations=min(4, pieces_per_style - k))
+                    made = [piece.notes for piece in generator.generate(request)]
+                    pieces += made
+                    groups += [k] * len(made)
+                summary = summarise_form([form_scores(p) for p in pieces])
+                gaps = [abs(summary[m] - held[style][m]) for m in SWEEP_MEASURES  # type: ignore[operator]
+                        if summary.get(m) is not None and held[style].get(m) is not None]
+                if summary.get("parallels_per_100") is not None and held[style].get("parallels_per_100") is not None:
+                    gaps.append(abs(summary["parallels_per_100"] - held[style]["parallels_per_100"]) / 10)  # type: ignore[operator]
+                try:
+                    accuracy = discriminator_report(real[style], pieces, groups, style, seed=seed)[
+                        "generated_vs_real"]["accuracy"]
+                except ValueError:  # too few pieces for the folds
+                    accuracy = None
+                per_style[style] = {"summary": summary, "distance": float(np.mean(gaps)) if gaps else None,
+                                    "discriminator": accuracy}
+            accuracies = [v["discriminator"] for v in per_style.values() if v["discriminator"] is not None]
+            row[name] = {"per_style": per_style,
+                         "distance": float(np.mean([v["distance"] for v in per_style.values()
+                                                    if v["distance"] is not None])),
+                         "discriminator": float(np.mean(accuracies)) if accuracies else None}
+        # The defaults' figures stay at the top level, as before.
+        row.update(distance=row["defaults"]["distance"], discriminator=row["defaults"]["discriminator"],
+                   per_style=row["defaults"]["per_style"])
+        results.append(row)
         if log:
-            log(f"temperature {temperature}, top-p {top_p}: distance to held-out {distance:.3f}")
-    best = min(results, key=lambda r: r["distance"])
+            log(f"temperature {temperature}, top-p {top_p}: discriminator {row['discriminator']}, "
+                f"{row['unconstrained']['discriminator']} with every constraint off; distance {row['distance']:.3f}")
+    judged = [r for r in results if r["discriminator"] is not None]
+    best = min(judged, key=lambda r: r["discriminator"]) if judged else min(results, key=lambda r: r["distance"])
     return {"pieces_per_style": pieces_per_style, "seconds": seconds, "held_out": held, "settings": results,
+            "chosen_by": "discriminator" if judged else "distance",
             "best": {"temperature": best["temperature"], "top_p": best["top_p"]}}
 
 

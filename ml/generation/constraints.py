@@ -45,7 +45,7 @@ LOOP_SPAN = max(SAME_PITCH_RUN, *(length * runs for length, runs in FIGURE_RUNS.
 # (about 7 times rarer than the network has it).
 CHROMATIC = -2.0
 # In the minor mode, how much likelier the raised seventh is made in the bar before a cadence.
-LEADING_NOTE = 1.5
+LEADING_NOTE = 3.0
 # A chord is made whole within this many notes at one onset (the sampler stops a chord at six).
 MOST_CHORD_NOTES = 5
 
@@ -185,7 +185,8 @@ class Cadence(Constraint):
     """A piece opens on its tonic triad and closes V-I, the tonic in the bass, on a held chord."""
 
     name = "cadence"
-    describes = "the piece opens on the tonic triad and its last phrase closes V-I on the tonic"
+    describes = "the piece opens on the tonic triad and its last phrase closes V-I on the tonic (in minor, a single " \
+                "line's last note before it is the leading note where it lies within a third)"
 
     def pitches(self, batch: Batch, line: Line, at: At, allowed: np.ndarray) -> np.ndarray:
         if batch.chords is not None:
@@ -210,11 +211,16 @@ class Cadence(Constraint):
         return allowed
 
     def arrive(self, batch: Batch, line: Line) -> None:
-        """At the final tonic: a single line's note before it becomes the nearest tone of V."""
+        """At the final tonic: a single line's note before it becomes the nearest tone of V (in the
+        minor and dorian modes the leading note, the raised seventh, where it lies within a third)."""
         if batch.polyphonic or not line.pitches or batch.chords is not None:
             return
         allowed = batch.allowed[batch.lines.index(line)] & np.isin(PITCH_CLASS, [2, 7, 11])
         last = line.pitches[-1]
+        if line.mode in ("minor", "dorian"):
+            leading = allowed & (PITCH_CLASS == 11) & (np.abs(np.arange(128) - last) <= 4)
+            if leading.any():
+                allowed = leading
         if allowed.any() and not allowed[last]:
             options = np.flatnonzero(allowed)
             line.pitches[-1] = int(options[np.abs(options - last).argmin()])

@@ -12,6 +12,11 @@ from ml.generation.form import FormPlan
 
 _DYNAMIC_LEVELS = {"soft": (50, 50), "medium": (80, 80), "loud": (108, 108),
                    "crescendo": (40, 112), "diminuendo": (112, 40)}
+# How far the written dynamics of a style's scores move the loudness from phrase to phrase: the
+# standard deviation of the mean velocity of 4-bar stretches within a piece, median over its training
+# pieces (`python -m ml.evaluation.velocity --phrases`). Only the quartets' scores mark dynamics
+# that change the level (p, f, hairpins); the other styles carry the pulse of the bar (under 1).
+STYLE_DYNAMICS = {"string-quartet": 14.0}
 
 @dataclass
 class GeneratedPiece:
@@ -57,16 +62,48 @@ class GeneratedPiece:
         return data
 
 
+def phrase_dynamics(plan: FormPlan, onsets: np.ndarray, spread: float, rng: np.random.Generator) -> np.ndarray:
+    """A dynamic marking per phrase, as a score of the style would have it, in velocity units per note.
+
+    Each new phrase gets a level drawn around the piece's (standard deviation `spread`, at most twice
+    that either way); a phrase that returns (its letter again) keeps its level, a section in another
+    key is a little softer, and the last bar of each phrase swells or fades to the next phrase's level
+    (a hairpin). With no spread, nothing moves.
+    """
+    if spread <= 0 or not len(onsets):
+        return np.zeros(len(onsets))
+    levels: list[float] = []
+    by_letter: dict[str, float] = {}
+    for phrase in plan.phrases:
+        if phrase.letter not in by_letter:
+            drawn = float(np.clip(rng.normal(0.0, spread), -2 * spread, 2 * spread)) if levels else 0.0
+            by_letter[phrase.letter] = drawn - (spread / 2 if phrase.key else 0.0)
+        levels.append(by_letter[phrase.letter])
+    offsets = np.zeros(len(onsets))
+    for i, phrase in enumerate(plan.phrases):
+        inside = (onsets >= phrase.start - 1e-9) & (onsets < phrase.end - 1e-9)
+        following = levels[i + 1] if i + 1 < len(levels) else levels[i]
+        into_last_bar = np.clip((onsets[inside] - (phrase.end - plan.bar_beats)) / plan.bar_beats, 0.0, 1.0)
+        offsets[inside] = levels[i] + (following - levels[i]) * into_last_bar
+    return offsets
+
+
 def apply_dynamics(velocity: np.ndarray, onset_beats: np.ndarray, dynamics: str) -> np.ndarray:
     """Shape model velocities (0..127) to a dynamic level or a crescendo/diminuendo line.
 
-    The model's own note-to-note accents are kept as deviations from its mean; the level comes
-    from the user's choice.
+    The model's own contrast (its accents on the beat, its louder and softer passages as the scores'
+    dynamics taught it) is kept as deviations from its mean, up to CONTRAST either way; the level
+    comes from the user's choice.
     """
     if not len(velocity):
         return velocity
     begin, end = _DYNAMIC_LEVELS[dynamics]
     span = float(onset_beats.max()) or 1.0
     curve = begin + (end - begin) * (onset_beats / span)
-    accents = np.clip(velocity - velocity.mean(), -20, 20)
-    return np.clip(curve + accents, 1, 127)
+    contrast = np.clip(velocity - velocity.mean(), -CONTRAST, CONTRAST)
+    return np.clip(curve + contrast, 1, 127)
+
+
+# How far the model's own velocities may move a note from the chosen level (a pp in a f piece is
+# about 45 velocity units below it).
+CONTRAST = 45.0

@@ -12,7 +12,7 @@ from ml.generation.accompaniment import accompaniment
 from ml.generation.chords import ChordSpan
 from ml.generation.constraints import LOOP_SPAN, At, Cadence, ChordTargets, Constraint, GivenMelody, Loops, Repeats
 from ml.generation.form import FormPlan
-from ml.generation.piece import GeneratedPiece, apply_dynamics
+from ml.generation.piece import STYLE_DYNAMICS, GeneratedPiece, apply_dynamics, phrase_dynamics
 from ml.generation.request import GenerationRequest
 from ml.model.config import CADENCE_CLASSES, PAD_PITCH, UNTIL_CLASSES, ModelConfig, cadence_class, until_class
 
@@ -490,7 +490,9 @@ class Batch:
             last = onsets.max()
             durations = np.where(onsets < last - 1e-9, np.minimum(durations, last - onsets), end - last)
         relative = onsets - onsets.min() if len(onsets) else onsets
-        velocity = apply_dynamics(np.array(line.velocities) * 127.0, relative, r.dynamics)
+        marked = phrase_dynamics(self.plan, np.array(line.onsets), STYLE_DYNAMICS.get(r.style, 0.0),
+                                 np.random.default_rng([seed, 5]))
+        velocity = apply_dynamics(np.array(line.velocities) * 127.0 + marked, relative, r.dynamics)
         pitches = np.clip(np.array(line.pitches, dtype=np.int64) + line.shift, 0, 127)
         primer_length, primer_end = 0, 0.0
         if primer is not None:

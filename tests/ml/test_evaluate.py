@@ -185,3 +185,16 @@ def test_harmony_measure_counts_common_chords_once_per_onset() -> None:
     features = piece_features(seq)
     assert features.chord_onsets == 2
     assert features.common_chord_share == 0.5
+
+
+def test_the_sampling_sweep_scores_each_setting_with_the_constraints_and_without(tiny_model_path: Path) -> None:
+    from ml.evaluation.evaluate import sampling_sweep
+    from tests.tiny import tiny_dataset
+
+    sweep = sampling_sweep(tiny_model_path, tiny_dataset(), 4, 6.0, 1, settings=((1.0, 1.0), (0.5, 0.9)))
+    assert [(r["temperature"], r["top_p"]) for r in sweep["settings"]] == [(1.0, 1.0), (0.5, 0.9)]
+    for row in sweep["settings"]:
+        assert {"defaults", "unconstrained"} <= set(row)
+        assert row["defaults"]["per_style"].keys() == row["unconstrained"]["per_style"].keys() == {"alpha", "beta"}
+        assert row["distance"] == row["defaults"]["distance"] >= 0
+    assert (sweep["best"]["temperature"], sweep["best"]["top_p"]) in ((1.0, 1.0), (0.5, 0.9))

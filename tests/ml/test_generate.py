@@ -103,6 +103,10 @@ def test_dynamics_shape_velocity_the_right_way(generator: Generator) -> None:
     assert begin > end + 30
     shaped = apply_dynamics(np.full(5, 80.0), np.arange(5.0), "crescendo")
     assert np.all(np.diff(shaped) > 0)
+    # The model's own contrast (a loud passage, accents) is kept around the chosen level.
+    written = np.array([40.0, 40.0, 100.0, 100.0, 60.0])
+    kept = apply_dynamics(written, np.arange(5.0), "soft")
+    assert np.allclose(kept - kept.mean(), written - written.mean()) and kept.mean() == 50
 
 
 def test_variations_come_from_one_batch_and_differ(generator: Generator) -> None:
@@ -279,3 +283,19 @@ def test_the_loop_guard_sees_a_loop_that_would_run_on_into_a_copied_repeat() -> 
     assert _loops_across(history + [55], np.array([52, 59]), upcoming).tolist() == [52]
     # A loop inside the copied passage alone is the plan's repeat, not the note before it.
     assert _loops_across([48, 50], np.array([53]), [60] * 7).tolist() == []
+
+
+def test_a_style_with_written_dynamics_gets_a_level_per_phrase_and_hairpins_between() -> None:
+    from ml.generation.form import plan_form
+    from ml.generation.piece import phrase_dynamics
+
+    plan = plan_form("AABA", phrase_bars=2, total_bars=8, bar_beats=4.0)
+    onsets = np.arange(0.0, 32.0, 1.0)
+    levels = phrase_dynamics(plan, onsets, 14.0, np.random.default_rng(3))
+    first_bar = [levels[(onsets >= p.start) & (onsets < p.start + 4)] for p in plan.phrases]
+    assert np.all(first_bar[0] == 0)  # the piece starts at its level
+    assert np.allclose(first_bar[1], first_bar[0]) and np.allclose(first_bar[3], first_bar[0])  # A again: as before
+    assert not np.allclose(first_bar[2], first_bar[0])  # B: its own marking
+    last_bar_of_a2 = levels[(onsets >= 12) & (onsets < 16)]
+    assert np.all(np.diff(last_bar_of_a2) * np.sign(first_bar[2][0]) >= 0)  # a hairpin into B
+    assert not phrase_dynamics(plan, onsets, 0.0, np.random.default_rng(3)).any()

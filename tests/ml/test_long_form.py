@@ -43,3 +43,16 @@ def test_the_leading_note_is_heard_in_the_bar_before_the_last() -> None:
     with_it = _seq([(0.0, 62, 4.0), (4.0, 65, 4.0), (8.0, 64, 2.0), (10.0, 61, 2.0), (12.0, 62, 4.0)])
     without = _seq([(0.0, 62, 4.0), (4.0, 65, 4.0), (8.0, 64, 2.0), (10.0, 60, 2.0), (12.0, 62, 4.0)])
     assert leading_note(with_it, 2, 4.0) and not leading_note(without, 2, 4.0)
+
+
+def test_velocity_measures_read_the_level_of_phrases_and_the_pulse() -> None:
+    from ml.evaluation.velocity import phrase_spread, pulse
+
+    # 12 bars of 4/4 quarter notes: loud bars 1-4 and 9-12, soft 5-8; downbeats 10 louder.
+    notes = [(float(b), 60, 1.0) for b in range(48)]
+    seq = _seq(notes)
+    seq.velocity[:] = [(100 if (b // 16) != 1 else 50) + (10 if b % 4 == 0 else 0) for b in range(48)]
+    assert phrase_spread(seq) is not None and 20 < phrase_spread(seq) < 30  # type: ignore[operator]
+    eighths = _seq([(b * 0.5, 60, 0.5) for b in range(32)])
+    eighths.velocity[:] = [90 if b % 8 == 0 else 70 for b in range(32)]
+    assert pulse(eighths) == 20.0
