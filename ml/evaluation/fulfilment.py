@@ -126,10 +126,14 @@ def fulfilment(*, parts: list[NoteSequence], settings: dict[str, Any], form: dic
     checks.append(Check("range", f"{low}–{high}", "every note inside" if not outside else
                         f"{outside} notes outside", outside == 0))
     if requested_seconds and form and form.get("bars"):
-        bar_seconds = float(form.get("bar_beats", 4.0)) * 60.0 / float(seq.tempo_bpm)
+        # A piece is whole phrases: it may end up to half a phrase from the length asked for.
+        phrases = form.get("phrases") or []
+        bar_beats = float(form.get("bar_beats", 4.0))
+        phrase_beats = bar_beats * max((int(p.get("last_bar", 1)) - int(p.get("first_bar", 1)) + 1 for p in phrases),
+                                       default=1)
         length = float((seq.start + seq.duration).max())
         checks.append(Check("length", f"{requested_seconds:g} s", f"{length:.1f} s",
-                            abs(length - requested_seconds) <= bar_seconds / 2 + 1e-6))
+                            abs(length - requested_seconds) <= phrase_beats * 60.0 / float(seq.tempo_bpm) / 2 + 1e-6))
     if kept is not None:
         checks.append(Check("passage", kept[0], "every other note kept exactly" if kept[1]
                             else "some notes outside the passage changed", kept[1]))

@@ -28,7 +28,8 @@ FORM_LABELS = {
 # The style's usual form and phrase length in bars; styles a model was trained on elsewhere get
 # the last entry.
 STYLE_FORMS: dict[str, tuple[str, int]] = {
-    "chorale": ("AAB", 2),
+    # Bar form: the Stollen (two phrases) twice, then the Abgesang.
+    "chorale": ("ABABCD", 2),
     "fiddle": ("AABB", 4),
     "folk": ("AABA", 4),
     "renaissance": (THROUGH, 4),
@@ -164,7 +165,8 @@ def plan_form(form: str, *, phrase_bars: int, total_bars: int, bar_beats: float,
     """Lay out `form` over about `total_bars` bars of `bar_beats` beats.
 
     Phrases are `phrase_bars` long, and the piece is a whole number of them (its length moves by at
-    most half a phrase); a piece too short for its form at that length gets shorter phrases. A form
+    most half a phrase); a piece too short for its whole form at that length plays its first phrases
+    (a piece shorter than a phrase is one phrase of its bars). A form
     heard at most twice over the piece is played again (a fiddle tune's AABB, then AABB); a longer
     piece is planned in sections, one per letter of the form, each made of phrases whose themes
     follow the form's own pattern (section A of a long AABB piece is A1 A1 A2 A2 ...), a returning
@@ -183,21 +185,15 @@ def plan_form(form: str, *, phrase_bars: int, total_bars: int, bar_beats: float,
     labels: list[str]
     sections: list[int]
     keys: list[int]
-    if form == THROUGH or total_bars >= 0.75 * phrase_bars * len(shape):
-        count = min(MAX_PHRASES, max(len(shape), 1, int(total_bars / phrase_bars + 0.5)))
-        if total_bars < phrase_bars:
-            count, phrase_bars = 1, total_bars
-        lengths = [phrase_bars] * count
-        labels, sections, keys = _layout(form, count, mode)
+    count = min(MAX_PHRASES, int(total_bars / phrase_bars + 0.5))
+    if count < 1:  # shorter than one phrase: one phrase of the piece's bars
+        count, phrase_bars = 1, total_bars
+    if form != THROUGH and count < len(shape):
+        # Too short for the whole form at its phrase length: its first phrases (AABB's AAB).
+        labels, sections, keys = list(shape[:count]), [0] * count, [0] * count
     else:
-        # A short piece: the form once, in shorter phrases; the spare bars go to the last phrases.
-        phrase_bars = max(1, total_bars // len(shape))
-        labels = list(shape[:max(1, min(len(shape), total_bars // phrase_bars))])
-        lengths = [phrase_bars] * len(labels)
-        spare = total_bars - sum(lengths)
-        for k in range(spare):
-            lengths[len(labels) - 1 - k % len(labels)] += 1
-        sections, keys = [0] * len(labels), [0] * len(labels)
+        labels, sections, keys = _layout(form, count, mode)
+    lengths = [phrase_bars] * count
     phrases: list[Phrase] = []
     first_of: dict[str, int] = {}
     heard: dict[int, int] = {}  # how often each first statement has been heard note for note

@@ -135,6 +135,11 @@ class Generator:
         form, phrase_bars = style_form(request.style)
         every = float(stats.get("phrase_marks", 0.0)) >= 0.5  # trained with marked phrase ends
         polyphonic = float(stats.get("notes_per_onset", 1.0)) >= 1.5
+        if request.phrase_bars is None:
+            # The style's phrase is counted in bars of about four beats: twice the bars in 2/4 or 3/8,
+            # half in 4/2 or 3/2.
+            phrase_bars = phrase_bars * 2 if bar_beats <= 2 else max(1, phrase_bars // 2) if bar_beats >= 6 \
+                else phrase_bars
         return plan_form(request.form or form, phrase_bars=request.phrase_bars or phrase_bars,
                          total_bars=max(1, round(beats / bar_beats)), bar_beats=bar_beats,
                          cadences="every" if every else "sections", ending_bars=2 if polyphonic else 1,

@@ -299,3 +299,22 @@ def test_a_style_with_written_dynamics_gets_a_level_per_phrase_and_hairpins_betw
     last_bar_of_a2 = levels[(onsets >= 12) & (onsets < 16)]
     assert np.all(np.diff(last_bar_of_a2) * np.sign(first_bar[2][0]) >= 0)  # a hairpin into B
     assert not phrase_dynamics(plan, onsets, 0.0, np.random.default_rng(3)).any()
+
+
+def test_a_phrase_is_about_sixteen_beats_whatever_the_bar(generator: Generator) -> None:
+    bars = {}
+    for signature in ((4, 4), (2, 4), (3, 8), (4, 2), (3, 4)):
+        request = GenerationRequest(style="alpha", seconds=60, tempo_bpm=120, time_signature=signature)
+        plan = generator.plan(request)
+        bars[signature] = {round(p.bars / plan.bar_beats) for p in plan.phrases}
+    assert bars == {(4, 4): {4}, (2, 4): {8}, (3, 8): {8}, (4, 2): {2}, (3, 4): {4}}
+    assert generator.plan(GenerationRequest(style="alpha", seconds=60, tempo_bpm=120, time_signature=(2, 4),
+                                            phrase_bars=3)).phrases[0].bars == 6.0  # as asked: 3 bars of 2 beats
+
+
+def test_the_style_default_metre_is_drawn_from_the_style_and_kept_by_the_seed(generator: Generator) -> None:
+    drawn = {generator.resolve(GenerationRequest(style="renaissance", seed=s)).time_signature for s in range(40)}
+    assert (4, 2) in drawn and drawn <= {(4, 2), (3, 2), (4, 4), (2, 2)}
+    again = [generator.resolve(GenerationRequest(style="folk", seed=9)).time_signature for _ in range(3)]
+    assert len(set(again)) == 1
+    assert generator.resolve(GenerationRequest(style="folk", seed=9, time_signature=(6, 8))).time_signature == (6, 8)
