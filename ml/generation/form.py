@@ -172,7 +172,8 @@ def plan_form(form: str, *, phrase_bars: int, total_bars: int, bar_beats: float,
     follow the form's own pattern (section A of a long AABB piece is A1 A1 A2 A2 ...), a returning
     section repeats the first one's phrases, and a section between two statements of A stands in
     a related key (the dominant of a major key, the relative major of a minor one). No phrase is
-    heard note for note more than `VERBATIM` times: a later return writes its second half anew.
+    heard note for note more than `VERBATIM` times: a later return writes its second half anew, and
+    a repeat that leads on to other music (AABB's second A) has a second ending, its last bar anew.
     `cadences` is "every" (each phrase closes, as chorale phrases at their fermatas) or "sections"
     (phrases whose next phrase has another label, and the last). A last phrase that repeats an
     earlier one writes its last `ending_bars` anew: the close (a single line needs only its final
@@ -212,6 +213,9 @@ def plan_form(form: str, *, phrase_bars: int, total_bars: int, bar_beats: float,
             if final:
                 # The last phrase must close V-I: its ending is written anew.
                 copy_until = min(copy_until, (bars - ending_bars) * bar_beats)
+            elif i + 1 < len(labels) and labels[i + 1] != label and bars > 1:
+                # A repeat that leads on to other music has a second ending: its last bar anew.
+                copy_until = min(copy_until, (bars - 1) * bar_beats)
             if copy_until <= 0:
                 source, copy_until = None, 0.0
             elif copy_until >= source_beats - 1e-9 and copy_until >= end - start - 1e-9:

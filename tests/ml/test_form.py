@@ -12,7 +12,7 @@ def test_aabb_lays_out_four_phrases_whose_repeats_point_at_their_model() -> None
     assert plan.letters == "AABB"
     assert [(p.start, p.end) for p in plan.phrases] == [(0, 16), (16, 32), (32, 48), (48, 64)]
     assert [p.copy_of for p in plan.phrases] == [None, 0, None, 2]
-    assert plan.phrases[1].copy_until == 16  # an exact repeat
+    assert plan.phrases[1].copy_until == 12  # a repeat with a second ending: its last bar leads on to B
     # The last phrase repeats B but writes its own last two bars: the dominant, and the tonic held.
     last = plan.phrases[-1]
     assert last.final and last.copy_until == 8 and last.cadence_at == 60
@@ -22,9 +22,11 @@ def test_aabb_lays_out_four_phrases_whose_repeats_point_at_their_model() -> None
 def test_a_form_shorter_than_the_piece_is_played_again_and_a_longer_one_gets_shorter_phrases() -> None:
     long = plan_form("AABB", phrase_bars=4, total_bars=32, bar_beats=3.0)
     assert long.letters == "AABBAABB" and long.beats == 96 and long.form == "AABBAABB"
-    assert long.phrases[4].copy_of == 0  # the second time through repeats the first A
-    # ... but the fourth A would be its fourth hearing note for note: it keeps only its first half.
-    assert long.phrases[5].copy_of == 0 and long.phrases[5].copy_until == 6
+    assert long.phrases[4].copy_of == 0 and long.phrases[4].copy_until == 12  # the second time through: as the first
+    assert long.phrases[5].copy_of == 0 and long.phrases[5].copy_until == 9  # ... with its second ending
+    many = plan_form("AA", phrase_bars=4, total_bars=16, bar_beats=4.0)
+    # A fourth hearing note for note would be one too many: it keeps only its first half.
+    assert [p.copy_until for p in many.phrases] == [0, 16, 16, 8]
     # Too short for the whole form at its phrase length: its first phrases, as long as planned.
     short = plan_form("AABA", phrase_bars=4, total_bars=6, bar_beats=4.0)
     assert short.letters == "AA" and short.form == "AA" and short.bars == 8
