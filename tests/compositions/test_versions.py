@@ -165,6 +165,8 @@ def test_a_regenerated_passage_is_written_keeps_every_other_note_and_can_be_undo
     assert (third.number, third.kind, third.status) == (3, "regenerate", DONE)
     page = user_client.get(f"/compositions/{piece.public_id}/").content.decode()
     assert 'id="what-was-met"' in page and "Bars 1–2 regenerated from version 1" in page
+    # The metre the piece was written in (a style's own when none was asked for) is named with its bars.
+    assert f"{third.form_json['bars']} bars of {third.form_json['time_signature']}" in page
     assert "<dt>Regenerated</dt><dd>bars 1–2 of version 1</dd>" in page
 
 
