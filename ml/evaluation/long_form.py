@@ -7,7 +7,8 @@ generator laid the plan out (its copies and sections are not read):
   phrase span, relative to its start, compared as sets of onset, pitch and duration);
 - `named_is_lane`: whether the form the page names is the one its lane draws (the letters of the
   phrases, or of the sections of a long piece, one per section);
-- `phrase_bars`: the lengths of the phrases in bars, to compare with the style's planned length;
+- `phrase_bars`: the lengths of the phrases in bars; a phrase is as planned when its length in beats is
+  within a quarter of the style's phrase (its bars of about four beats: 4 bars, 16 beats, for most);
 - `leading_note`: in a piece in a minor key, whether the raised seventh (a semitone under the
   tonic) sounds in the bar before the final bar, where the closing cadence's dominant stands.
 
@@ -99,7 +100,8 @@ def measure(model: Path, styles: list[str], seconds: list[float], requests: int,
     for style in styles:
         planned = style_form(style)[1]
         for length in seconds:
-            rows: dict[str, Any] = {"most_heard": [], "named_is_lane": [], "phrase_bars": [], "leading_note": []}
+            rows: dict[str, Any] = {"most_heard": [], "named_is_lane": [], "phrase_bars": [], "phrase_beats": [],
+                                    "leading_note": []}
             for r in range(requests):
                 # Every other request in a minor key: the leading note is measured there.
                 key = "D" if r % 2 == 0 else "any"
@@ -113,16 +115,19 @@ def measure(model: Path, styles: list[str], seconds: list[float], requests: int,
                     rows["most_heard"].append(most_heard(piece.notes, form))
                     rows["named_is_lane"].append(named_is_lane(form))
                     rows["phrase_bars"].extend(phrase_bars(form))
+                    rows["phrase_beats"].extend(b * float(form["bar_beats"]) for b in phrase_bars(form))
                     if key != "any":
                         rows["leading_note"].append(leading_note(piece.notes, parse_key(key), float(form["bar_beats"]),
                                                                  form["plan_start_beats"]))
-            bars = rows["phrase_bars"]
+            beats_of = rows["phrase_beats"]
             report.setdefault(style, {})[f"{length:g}"] = {
                 "pieces": len(rows["most_heard"]),
                 "most_heard_max": max(rows["most_heard"] or [0]),
                 "named_is_lane": float(np.mean(rows["named_is_lane"])) if rows["named_is_lane"] else None,
-                "phrases_as_planned": float(np.mean(np.isclose(bars, planned))) if bars else None,
-                "planned_phrase_bars": planned,
+                # The style's phrase is `planned` bars of about four beats: within a quarter of that in beats.
+                "phrases_as_planned": float(np.mean([abs(b - planned * 4.0) <= planned for b in beats_of]))
+                if beats_of else None,
+                "planned_phrase_beats": planned * 4.0,
                 "leading_note_minor": float(np.mean(rows["leading_note"])) if rows["leading_note"] else None,
                 "minor_pieces": len(rows["leading_note"]),
             }

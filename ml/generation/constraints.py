@@ -170,6 +170,20 @@ class Repeats(Constraint):
                        if phrase.final else duration, velocity)
                       for onset, pitch, duration, velocity in self.copied_notes(batch, line, index)]
         line.not_before = phrase.start + phrase.copy_until
+        line.vary = None
+        if phrase.copy_of is not None and phrase.copy_until < phrase.end - phrase.start - 1e-9:
+            source = batch.plan.phrases[phrase.copy_of]
+            at = source.start + phrase.copy_until
+            there = frozenset(p for o, p in zip(line.onsets, line.pitches) if abs(o - at) < 1e-9)
+            line.vary = (phrase.start + phrase.copy_until, there) if there else None
+
+    def pitches(self, batch: Batch, line: Line, at: At, allowed: np.ndarray) -> np.ndarray:
+        """The first note of a repeat's new ending is not the note its model had there."""
+        if line.vary is None or at.voice != 0 or abs(at.onset - line.vary[0]) > 1e-9:
+            return allowed
+        other = allowed.copy()
+        other[list(line.vary[1])] = False
+        return other if other.any() else allowed
 
 
 class Metre(Constraint):

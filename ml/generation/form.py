@@ -218,7 +218,7 @@ def plan_form(form: str, *, phrase_bars: int, total_bars: int, bar_beats: float,
                 copy_until = min(copy_until, (bars - 1) * bar_beats)
             if copy_until <= 0:
                 source, copy_until = None, 0.0
-            elif copy_until >= source_beats - 1e-9 and copy_until >= end - start - 1e-9:
+            else:  # a return with a new ending counts as a hearing too: its ending may come out the same
                 heard[source] = heard.get(source, 1) + 1
         else:
             source = None

@@ -68,6 +68,9 @@ class Line:
     previous_sounding: list[int] = field(default_factory=list)  # pitches sounding at the previous onset
     position: float = -math.inf  # beats: onset of the last note
     not_before: float = -math.inf  # beats: no free onset before this (the end of a copied passage)
+    # Where a repeat's new ending starts, and the pitches its model had there: the first new note
+    # differs from them, so that a varied return is heard as varied.
+    vary: tuple[float, frozenset[int]] | None = None
     boundary: int = 0  # index of the next hard boundary
     arrived: bool = False  # the final cadence has sounded: only its chord may follow
     finished: bool = False

@@ -53,13 +53,14 @@ def shipped() -> Generator:
 # piece is whole phrases (of about 16 beats) with the style's tempo fitted to the length, chorales
 # are in bar form, the style's own metre is drawn when none is asked for, the key makes notes
 # outside its scale rarer instead of forbidding them (the leading note likelier before a cadence in
-# minor), and the quartets get a dynamic marking per phrase.
+# minor), the quartets get a dynamic marking per phrase, a return's new ending starts on another
+# note; and the shipped model is the third (the retraining), sampled at temperature 1.0, top-p 1.0.
 BEFORE_THE_OBJECTS = {
-    "chorale": "7124ef74b0c19035",
-    "fiddle": "bc7211dc9951611b",
-    "folk": "bd3b402926f8a4ab",
-    "renaissance": "d19518d1a5f37460",
-    "string-quartet": "9465e6d591aaa58b",
+    "chorale": "c6503d05b79a1788",
+    "fiddle": "d8702aa1c0d8509b",
+    "folk": "418039f7fad08224",
+    "renaissance": "0227c96ecedd6da5",
+    "string-quartet": "6cfc0264559e4d9b",
 }
 
 
@@ -72,10 +73,10 @@ def test_constraint_objects_write_the_same_notes_as_the_sampler_before_them(ship
 def test_a_key_a_metre_and_variations_are_unchanged_by_the_objects_too(shipped: Generator) -> None:
     request = GenerationRequest(style="chorale", seconds=12, seed=2, key="D", mode="minor", time_signature=(3, 4),
                                 variations=2)
-    assert digest(shipped.generate(request)) == "e04e7cc22c5063d5"
+    assert digest(shipped.generate(request)) == "3bbdce750dc4ff4a"
     guards_off = Generator(PRETRAINED, off=("loop", "cadence", "voice", "metre"))
     pieces = guards_off.generate(GenerationRequest(style="string-quartet", seconds=12, seed=3))
-    assert digest(pieces) == "4215be97f0cce07a"
+    assert digest(pieces) == "685569cde7c20cc1"
 
 
 def test_every_constraint_has_a_name_a_description_and_a_switch() -> None:
@@ -217,7 +218,8 @@ def test_the_voice_switch_lets_chorale_voices_leave_their_ranges(shipped: Genera
 
 
 def test_the_loop_switch_changes_what_is_written(shipped: Generator) -> None:
-    _both(shipped, "loop", GenerationRequest(style="fiddle", seconds=30, seed=10, variations=4, temperature=0.3))
+    _both(shipped, "loop", GenerationRequest(style="string-quartet", seconds=30, seed=10, variations=4,
+                                             temperature=0.3))
 
 
 def test_a_chord_completed_in_parallel_octaves_is_refused_and_a_contrary_one_kept() -> None:

@@ -23,7 +23,8 @@ def test_a_form_shorter_than_the_piece_is_played_again_and_a_longer_one_gets_sho
     long = plan_form("AABB", phrase_bars=4, total_bars=32, bar_beats=3.0)
     assert long.letters == "AABBAABB" and long.beats == 96 and long.form == "AABBAABB"
     assert long.phrases[4].copy_of == 0 and long.phrases[4].copy_until == 12  # the second time through: as the first
-    assert long.phrases[5].copy_of == 0 and long.phrases[5].copy_until == 9  # ... with its second ending
+    # ... but A has been heard three times (one with its second ending): the fourth keeps its first half.
+    assert long.phrases[5].copy_of == 0 and long.phrases[5].copy_until == 6
     many = plan_form("AA", phrase_bars=4, total_bars=16, bar_beats=4.0)
     # A fourth hearing note for note would be one too many: it keeps only its first half.
     assert [p.copy_until for p in many.phrases] == [0, 16, 16, 8]
@@ -48,9 +49,10 @@ def test_a_piece_is_whole_phrases_of_the_planned_length() -> None:
 def test_at_every_length_no_phrase_is_heard_note_for_note_more_than_three_times(form: str, phrase_bars: int,
                                                                                  bars: int) -> None:
     plan = plan_form(form, phrase_bars=phrase_bars, total_bars=bars, bar_beats=4.0, mode="minor")
-    exact = Counter(p.copy_of if p.copy_of is not None and p.copy_until >= p.end - p.start else i
+    # Every return counts, a new ending or not (the ending may come out as before).
+    heard = Counter(p.copy_of if p.copy_of is not None and p.copy_until > (p.end - p.start) / 2 else i
                     for i, p in enumerate(plan.phrases))
-    assert max(exact.values()) <= 3
+    assert max(heard.values()) <= 3
     assert {p.end - p.start for p in plan.phrases} == {phrase_bars * 4.0}
     assert abs(plan.bars - bars) <= phrase_bars / 2
     # The form the plan is named by is the one its lane shows: its phrases' letters, or in a long

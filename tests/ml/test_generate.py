@@ -318,3 +318,22 @@ def test_the_style_default_metre_is_drawn_from_the_style_and_kept_by_the_seed(ge
     again = [generator.resolve(GenerationRequest(style="folk", seed=9)).time_signature for _ in range(3)]
     assert len(set(again)) == 1
     assert generator.resolve(GenerationRequest(style="folk", seed=9, time_signature=(6, 8))).time_signature == (6, 8)
+
+
+def test_a_repeat_with_a_new_ending_starts_that_ending_on_another_note(generator: Generator) -> None:
+    checked = 0
+    for seed in range(6):
+        piece = generator.generate(GenerationRequest(style="alpha", seconds=40, tempo_bpm=120, seed=seed,
+                                                     form="AABB", time_signature=(4, 4), temperature=0.3))[0]
+        assert piece.plan is not None
+        beats = np.round((piece.notes.start - piece.plan_start) * 2.0, 6)  # 120 BPM: two beats a second
+        for phrase in piece.plan.phrases:
+            if phrase.copy_of is None or phrase.copy_until >= phrase.bars:
+                continue
+            model = piece.plan.phrases[phrase.copy_of]
+            was = set(piece.notes.pitch[beats == round(model.start + phrase.copy_until, 6)].tolist())
+            now = set(piece.notes.pitch[beats == round(phrase.start + phrase.copy_until, 6)].tolist())
+            if was and now:
+                checked += 1
+                assert min(now) not in was  # the lowest new note is not one its model had there
+    assert checked >= 3
