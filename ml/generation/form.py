@@ -39,6 +39,9 @@ DEFAULT_FORM = ("AABA", 4)
 MAX_PHRASES = 256  # 600 s of 2-bar phrases at a fast tempo is about 150
 # A piece that would hear its form more than this many times over is planned in sections.
 SECTIONS_AFTER = 2
+# How far (a share of the length) whole phrases may take a piece from its length; the generator's
+# tempo makes up the difference at the style's tempo.
+LENGTH_GIVE = 0.2
 # The most times a phrase is heard note for note (its first statement and two exact repeats).
 VERBATIM = 3
 
@@ -165,8 +168,8 @@ def plan_form(form: str, *, phrase_bars: int, total_bars: int, bar_beats: float,
     """Lay out `form` over about `total_bars` bars of `bar_beats` beats.
 
     Phrases are `phrase_bars` long, and the piece is a whole number of them (its length moves by at
-    most half a phrase); a piece too short for its whole form at that length plays its first phrases
-    (a piece shorter than a phrase is one phrase of its bars). A form
+    most half a phrase, or by a fifth of the piece: beyond that the phrases are shortened); a piece too
+    short for its whole form at that length plays its first phrases. A form
     heard at most twice over the piece is played again (a fiddle tune's AABB, then AABB); a longer
     piece is planned in sections, one per letter of the form, each made of phrases whose themes
     follow the form's own pattern (section A of a long AABB piece is A1 A1 A2 A2 ...), a returning
@@ -186,9 +189,11 @@ def plan_form(form: str, *, phrase_bars: int, total_bars: int, bar_beats: float,
     labels: list[str]
     sections: list[int]
     keys: list[int]
-    count = min(MAX_PHRASES, int(total_bars / phrase_bars + 0.5))
-    if count < 1:  # shorter than one phrase: one phrase of the piece's bars
-        count, phrase_bars = 1, total_bars
+    count = max(1, min(MAX_PHRASES, int(total_bars / phrase_bars + 0.5)))
+    if abs(count * phrase_bars - total_bars) > LENGTH_GIVE * total_bars:
+        # Whole phrases of the planned length would miss the length by more than a tempo can make
+        # up (a 5-second piece is not a 4-bar phrase): the phrases are as long as the piece allows.
+        phrase_bars = max(1, int(total_bars / count + 0.5))
     if form != THROUGH and count < len(shape):
         # Too short for the whole form at its phrase length: its first phrases (AABB's AAB).
         labels, sections, keys = list(shape[:count]), [0] * count, [0] * count

@@ -45,7 +45,9 @@ def test_compose_command_takes_every_control(db: None, style: str, tmp_path: Pat
     assert 20 <= len(music) <= 80  # a length in notes plans about that many, in whole bars
     assert (music.program, music.time_signature, round(music.tempo_bpm)) == (40, (3, 4), 90)
     assert 48 <= music.pitch.min() and music.pitch.max() <= 72
-    assert set(int(p) % 12 for p in music.pitch) <= scale_pitch_classes(parse_key("D"), "dorian")
+    # The key makes other notes rarer (not impossible): most notes are in D dorian.
+    scale = scale_pitch_classes(parse_key("D"), "dorian")
+    assert sum(int(p) % 12 in scale for p in music.pitch) >= 0.8 * len(music)
 
 
 def test_compose_command_continues_a_midi_file(db: None, style: str, tmp_path: Path) -> None:

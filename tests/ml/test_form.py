@@ -28,9 +28,10 @@ def test_a_form_shorter_than_the_piece_is_played_again_and_a_longer_one_gets_sho
     many = plan_form("AA", phrase_bars=4, total_bars=16, bar_beats=4.0)
     # A fourth hearing note for note would be one too many: it keeps only its first half.
     assert [p.copy_until for p in many.phrases] == [0, 16, 16, 8]
-    # Too short for the whole form at its phrase length: its first phrases, as long as planned.
+    # Too short for the whole form at its phrase length: its first phrases; two 4-bar phrases would make
+    # 6 bars 8, more than a tempo can make up, so they are 3 bars each.
     short = plan_form("AABA", phrase_bars=4, total_bars=6, bar_beats=4.0)
-    assert short.letters == "AA" and short.form == "AA" and short.bars == 8
+    assert short.letters == "AA" and short.form == "AA" and short.bars == 6
     assert plan_form("AABB", phrase_bars=4, total_bars=11, bar_beats=4.0).letters == "AAB"
     tiny = plan_form("AABB", phrase_bars=4, total_bars=1, bar_beats=4.0)
     assert tiny.letters == "A" and tiny.bars == 1 and tiny.phrases[0].final
@@ -53,8 +54,12 @@ def test_at_every_length_no_phrase_is_heard_note_for_note_more_than_three_times(
     heard = Counter(p.copy_of if p.copy_of is not None and p.copy_until > (p.end - p.start) / 2 else i
                     for i, p in enumerate(plan.phrases))
     assert max(heard.values()) <= 3
-    assert {p.end - p.start for p in plan.phrases} == {phrase_bars * 4.0}
-    assert abs(plan.bars - bars) <= phrase_bars / 2
+    lengths = {p.end - p.start for p in plan.phrases}
+    assert len(lengths) == 1  # every phrase as long as the others
+    if lengths != {phrase_bars * 4.0}:  # only where whole phrases would miss the length by over a fifth
+        count = max(1, int(bars / phrase_bars + 0.5))
+        assert abs(count * phrase_bars - bars) > 0.2 * bars
+    assert abs(plan.bars - bars) <= max(phrase_bars / 2, 0.2 * bars)
     # The form the plan is named by is the one its lane shows: its phrases' letters, or in a long
     # piece its sections' letters, one per section.
     sections = [next(p.letter[0] for p in plan.phrases if p.section == s)

@@ -77,7 +77,7 @@ def test_bars_that_cannot_be_regenerated_say_why(first: int, last: int, message:
 
 
 def test_the_regenerated_occurrence_of_a_repeated_phrase_is_marked_varied(generator: Generator) -> None:
-    piece = generator.generate(GenerationRequest(style="alpha", seconds=16, tempo_bpm=120, seed=3, form="AABA",
+    piece = generator.generate(GenerationRequest(style="alpha", seconds=16, tempo_bpm=120, seed=3, form="AA",
                                                  phrase_bars=2))[0]
     assert piece.plan is not None and piece.plan.phrases[1].copy_of == 0
     new = generator.regenerate(_passage(piece, 3, 3), GenerationRequest(style="alpha", seed=1))
