@@ -85,12 +85,17 @@ class PhraseSerializer(serializers.Serializer):
     repeat_of = serializers.IntegerField(allow_null=True, help_text="Index of the phrase this one repeats")
     varied = serializers.BooleanField(help_text="A repeat with an ending of its own")
     cadence = serializers.BooleanField(help_text="The phrase closes on a cadence")
+    section = serializers.IntegerField(required=False, help_text="Its section (a long piece is planned in sections)")
+    key = serializers.IntegerField(required=False,
+                                   help_text="Semitones from the home tonic to its section's tonic (0: at home)")
 
 
 class FormSerializer(serializers.Serializer):
     form = serializers.CharField(required=False, help_text='The plan, e.g. "AABB", or "through"')
     bars = serializers.IntegerField(required=False)
     key = serializers.CharField(required=False, help_text='The key it was written in, e.g. "D minor"')
+    time_signature = serializers.CharField(required=False, help_text='The metre it was written in, e.g. "4/2"')
+    tempo_bpm = serializers.FloatField(required=False, help_text="The tempo it was written at")
     phrases = PhraseSerializer(many=True, required=False)
 
 

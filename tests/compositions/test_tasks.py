@@ -100,6 +100,9 @@ def test_the_piece_keeps_the_form_it_was_written_to_and_its_key(request_piece: C
     detail.force_login(piece.composition.user)
     data = detail.get(f"/api/v1/compositions/{piece.composition.public_id}/").json()
     assert data["form"]["form"] == "AABB" and data["form"]["phrases"][1]["repeat_of"] == 0
+    # The metre and tempo it was written in (the style's own metre when none was asked for).
+    assert data["form"]["time_signature"] == form["time_signature"] == "4/4"
+    assert data["form"]["tempo_bpm"] > 0 and data["form"]["phrases"][0]["section"] == 0
 
 
 def test_the_row_says_loading_the_model_while_the_model_loads(
