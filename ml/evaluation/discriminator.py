@@ -21,21 +21,24 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ml.data.notes import NoteSequence, estimate_key_from_histogram, pitch_class_histogram
+
+if TYPE_CHECKING:
+    from ml.data.datasets import NoteDataset
 
 DEGREE_NAMES = ("1", "b2", "2", "b3", "3", "4", "#4", "5", "b6", "6", "b7", "7")
 # Time between onsets and note lengths in beats, in half-octave classes from 1/8 beat to 4 beats.
 TIME_BINS = np.log2(np.array([1 / 8, 1 / 4, 1 / 3, 1 / 2, 3 / 4, 1, 3 / 2, 2, 3, 4]))
 TIME_LABELS = ("1/8", "1/4", "1/3", "1/2", "3/4", "1", "3/2", "2", "3", "4+")
 INTERVAL_LABELS = ("repeated note", "step", "third", "fourth or fifth", "sixth to octave", "leap over an octave")
-# Where onsets fall, on the quarter-note grid (notation-free: a bar of 2/2 and one of 4/4 are one
-# length, and their quarters are the same quarters).
 # A style with fewer held-out test pieces than this is measured on its validation pieces too.
 FEW_REAL = 20
+# Where onsets fall, on the quarter-note grid (notation-free: a bar of 2/2 and one of 4/4 are one
+# length, and their quarters are the same quarters).
 POSITION_LABELS = ("bar line", "quarter note", "eighth note", "sixteenth note", "triplet eighth", "other")
 
 
@@ -121,6 +124,15 @@ def piece_features(seq: NoteSequence) -> np.ndarray:
     texture = [len(pitch) / len(starts), len(starts) / span, float(pitch.max() - pitch.min()),
                float(top.max() - top.min())]
     return np.concatenate([degrees, [outside], intervals, [rising], ioi, lengths, positions, texture])
+
+
+def unseen(dataset: NoteDataset, style: str) -> np.ndarray:
+    """Indices of the style's pieces that training did not see: its test pieces, and its validation
+    pieces too where the test split holds fewer than FEW_REAL."""
+    found = dataset.indices("test", style)
+    if len(found) < FEW_REAL:
+        found = np.sort(np.concatenate([found, dataset.indices("validation", style)]))
+    return found
 
 
 def crop(seq: NoteSequence, beats: float) -> NoteSequence:
@@ -297,10 +309,8 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {"model": str(args.model), "off": args.off, "set": controls, "seconds": args.seconds,
                               "styles": {}}
     for style in args.styles or [s for s in dataset.styles if s in generator.styles]:
-        unseen = dataset.indices("test", style)
-        if len(unseen) < FEW_REAL:  # every piece training did not see (validation too), and say so
-            unseen = np.sort(np.concatenate([unseen, dataset.indices("validation", style)]))
-        real = [dataset.piece(int(i)) for i in unseen]
+        held = unseen(dataset, style)  # every piece training did not see (validation too where few), said so
+        real = [dataset.piece(int(i)) for i in held]
         generated, groups = [], []
         for r in range(args.requests):
             request = GenerationRequest.from_dict({**controls, "style": style, "seconds": args.seconds,
@@ -309,8 +319,8 @@ def main(argv: list[str] | None = None) -> int:
                 generated.append(piece.notes)
                 groups.append(r)
         report["styles"][style] = discriminator_report(real, generated, groups, style)
-        report["styles"][style]["real_source"] = "test" if len(unseen) == len(dataset.indices("test", style)) \
-            else f"test and validation ({len(unseen)} pieces: few)"
+        report["styles"][style]["real_source"] = "test" if len(held) == len(dataset.indices("test", style)) \
+            else f"test and validation ({len(held)} pieces: few)"
         row = report["styles"][style]
         print(style, row["generated_vs_real"]["accuracy"], row["generated_vs_real"]["ci95"],
               "floor", row["real_vs_real"].get("accuracy"), flush=True)

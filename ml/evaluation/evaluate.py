@@ -39,7 +39,7 @@ from ml.evaluation.baselines import (
     PitchBaseline,
     fit_pitch_baseline,
 )
-from ml.evaluation.discriminator import FEW_REAL, discriminator_report
+from ml.evaluation.discriminator import discriminator_report, unseen
 from ml.evaluation.form_metrics import DEFINITIONS as FORM_DEFINITIONS
 from ml.evaluation.form_metrics import downbeat_accent, downbeat_alignment, ending, form_scores
 from ml.evaluation.form_metrics import summarise as summarise_form
@@ -384,7 +384,8 @@ def mgeval_report(dataset: NoteDataset, styles: Sequence[str], samplers: dict[st
             per_style[style] = {"skipped": "fewer than two held-out pieces"}
             continue
         # Features depend on length (pitch count, range): compare equally long stretches of music.
-        held = [crop(dataset.piece(int(i)), seconds) for i in held_idx]
+        whole = [dataset.piece(int(i)) for i in held_idx]
+        held = [crop(piece, seconds) for piece in whole]
         sets: dict[str, list[NoteSequence]] = {"held_out": held}
         for name, sampler in samplers.items():
             started = time.time()
@@ -396,10 +397,9 @@ def mgeval_report(dataset: NoteDataset, styles: Sequence[str], samplers: dict[st
                                           for name in sets}}
         # What a listener hears of form, for the same pieces and the same cropped real ones; but a real
         # piece's ending is its own last bars, not where the crop fell.
-        entry["form"] = {name: summarise_form([form_scores(p) for p in pieces]) for name, pieces in sets.items()
-                         if name != "held_out"}
-        entry["form"] = {"held_out": summarise_form([_whole_ending(form_scores(c), dataset.piece(int(i)))
-                                                     for c, i in zip(held, held_idx)]), **entry["form"]}
+        entry["form"] = {name: summarise_form([_whole_ending(form_scores(c), w) for c, w in zip(held, whole)]
+                                              if name == "held_out" else [form_scores(p) for p in pieces])
+                         for name, pieces in sets.items()}
         # Memorisation: how long a stretch of melody each set shares with some training piece.
         training = [dataset.piece(int(i)) for i in dataset.indices("train", style)]
         entry["shared_with_training"] = {}
@@ -409,10 +409,7 @@ def mgeval_report(dataset: NoteDataset, styles: Sequence[str], samplers: dict[st
         # Can a classifier tell each set from the real pieces? Every held-out piece training did not
         # see (the validation pieces too where the test split is small), whole: the discriminator crops
         # them to the generated pieces' length itself. Variations of one request share a fold.
-        unseen = dataset.indices("test", style)
-        if len(unseen) < FEW_REAL:
-            unseen = np.sort(np.concatenate([unseen, dataset.indices("validation", style)]))
-        real_whole = [dataset.piece(int(i)) for i in unseen]
+        real_whole = [dataset.piece(int(i)) for i in unseen(dataset, style)]
         entry["discriminator"] = {}
         for name in samplers:
             try:
@@ -555,10 +552,7 @@ def sampling_sweep(model_path: Path, dataset: NoteDataset, pieces_per_style: int
     styles = [s for s in dataset.styles if s in generators["defaults"].styles]
     real: dict[str, list[NoteSequence]] = {}
     for style in styles:
-        unseen = dataset.indices("test", style)
-        if len(unseen) < FEW_REAL:
-            unseen = np.sort(np.concatenate([unseen, dataset.indices("validation", style)]))
-        real[style] = [dataset.piece(int(i)) for i in unseen]
+        real[style] = [dataset.piece(int(i)) for i in unseen(dataset, style)]
     held = {style: summarise_form([form_scores(crop(piece, seconds)) for piece in real[style]]) for style in styles}
     results: list[dict[str, Any]] = []
     for temperature, top_p in settings:

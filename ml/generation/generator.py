@@ -192,14 +192,16 @@ class Generator:
         metres = self.style_metres(style)
         return max(metres, key=lambda m: metres[m])
 
-    def resolve(self, request: GenerationRequest) -> GenerationRequest:
+    def resolve(self, request: GenerationRequest, notes: NoteSequence | None = None) -> GenerationRequest:
         """The request with what "the style's default" stands for filled in: its metre is drawn from
         the style's metres as often as its pieces use them (with the request's seed, so that a seed
-        gives the same metre again); a MIDI file to continue keeps its own."""
+        gives the same metre again); music that is kept (`notes`, or a MIDI file to continue) keeps
+        its own."""
         if request.time_signature is not None:
             return request
-        if request.primer is not None:
-            numerator, denominator = request.primer.time_signature
+        kept = notes if notes is not None else request.primer
+        if kept is not None:
+            numerator, denominator = kept.time_signature
             return replace(request, time_signature=(int(numerator), int(denominator)))
         metres = self.style_metres(request.style)
         names = sorted(metres)
@@ -302,9 +304,7 @@ class Generator:
         `request.variations` candidates are written in one batch; the one whose notes lead best
         into the bars after the gap (the network's likelihood of those kept notes) is returned.
         """
-        if request.time_signature is None:  # the piece's own metre
-            numerator, denominator = passage.notes.time_signature
-            request = replace(request, time_signature=(int(numerator), int(denominator)))
+        request = self.resolve(request, passage.notes)  # the piece's own metre
         self.validate(request)
         self.load()
         seeds, rngs = _seeds(request)
@@ -369,7 +369,8 @@ class Generator:
 
 
 # The metres of each corpus style's training pieces, counted (the corpus split of data/corpus-1500.npz;
-# a metre of fewer than 20 pieces is left out). A request for the style's default draws from them.
+# the rarest left out: under 20 pieces, or under 5 of the quartets' 35). A request for the style's
+# default draws from them.
 STYLE_METRES: dict[str, dict[tuple[int, int], int]] = {
     "chorale": {(4, 4): 293, (3, 4): 37},
     "fiddle": {(6, 8): 332, (2, 2): 319, (2, 4): 251, (4, 4): 112, (3, 4): 84, (9, 8): 50},

@@ -17,6 +17,9 @@ _DYNAMIC_LEVELS = {"soft": (50, 50), "medium": (80, 80), "loud": (108, 108),
 # pieces (`python -m ml.evaluation.velocity --phrases`). Only the quartets' scores mark dynamics
 # that change the level (p, f, hairpins); the other styles carry the pulse of the bar (under 1).
 STYLE_DYNAMICS = {"string-quartet": 14.0}
+# How far the model's own velocities may move a note from the chosen level (a pp in a f piece is
+# about 45 velocity units below it).
+CONTRAST = 45.0
 
 @dataclass
 class GeneratedPiece:
@@ -102,8 +105,3 @@ def apply_dynamics(velocity: np.ndarray, onset_beats: np.ndarray, dynamics: str)
     curve = begin + (end - begin) * (onset_beats / span)
     contrast = np.clip(velocity - velocity.mean(), -CONTRAST, CONTRAST)
     return np.clip(curve + contrast, 1, 127)
-
-
-# How far the model's own velocities may move a note from the chosen level (a pp in a f piece is
-# about 45 velocity units below it).
-CONTRAST = 45.0

@@ -392,8 +392,9 @@ class Batch:
                     line.join += _log_softmax(pitch_logits[v])[int(pitch)] + line.step_score
             else:
                 in_chord = bool(line.chord) and abs(onset - line.position) < 1e-9 and bool(line.onsets)
-                allowed = self._pitch_mask(line, onset, in_chord)
-                logits = pitch_logits[v].reshape(-1) + self._pitch_bias(line, onset, in_chord)
+                at = At(onset=onset, in_chord=in_chord, voice=len(line.chord) if in_chord else 0)
+                allowed = self._pitch_mask(line, at)
+                logits = pitch_logits[v].reshape(-1) + self._pitch_bias(line, at)
                 pitch = sample(logits, allowed, r.temperature, r.top_k, r.top_p, rngs[v])
                 dmask = np.ones(len(self.grid), dtype=bool)
                 dmask[0] = False
@@ -413,12 +414,12 @@ class Batch:
                 note["until"][v] = self._until(line, onset)
         return note
 
-    def _pitch_mask(self, line: Line, onset: float, in_chord: bool) -> np.ndarray:
+    def _pitch_mask(self, line: Line, at: At) -> np.ndarray:
         """Which key-relative pitches the next note may have: what every constraint allows."""
+        in_chord = at.in_chord
         allowed = self.allowed[self.lines.index(line)].copy()
         if in_chord:
             allowed[:max(line.chord) + 1] = False  # chord notes are stored low to high
-        at = At(onset=onset, in_chord=in_chord, voice=len(line.chord) if in_chord else 0)
         for constraint in self.constraints:
             allowed = constraint.pitches(self, line, at, allowed)
         if not allowed.any():  # the constraints leave nothing: fall back to the range and the hard rules
@@ -430,9 +431,8 @@ class Batch:
                 allowed = narrowed if narrowed.any() else allowed
         return allowed
 
-    def _pitch_bias(self, line: Line, onset: float, in_chord: bool) -> np.ndarray | float:
+    def _pitch_bias(self, line: Line, at: At) -> np.ndarray | float:
         """What the constraints that prefer rather than forbid add to the network's pitch logits."""
-        at = At(onset=onset, in_chord=in_chord, voice=len(line.chord) if in_chord else 0)
         total: np.ndarray | float = 0.0
         for constraint in self.constraints:
             bias = constraint.bias(self, line, at)
