@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ from ml.data.dynamics import Markings, accent_of, beat_length, metric_accent, pa
 from ml.data.notes import MidiError, NoteSequence, chord_labels, estimate_key, notes_from_midi
 
 # Bump when feature extraction changes, so stale caches are not reused.
-EXTRACTOR_VERSION = 6  # 6: velocities from written dynamics, hairpins, accents and the bar
+EXTRACTOR_VERSION = 7  # 7: repeats written out; 6: velocities from written dynamics, hairpins, accents and the bar
 SPLITS = ("train", "validation", "test")
 MAX_PIECE_NOTES = 20000
 MAX_PIECE_SECONDS = 3600.0
@@ -376,6 +377,7 @@ def score_to_notes(path: str, number: int | None, default_tempo: float) -> NoteS
     score = converter.parse(path, number=number) if number is not None else converter.parse(path)
     if hasattr(score, "scores") and not hasattr(score, "parts"):  # an Opus
         score = score.scores[0]
+    score = expand_repeats(score)
     parts = list(getattr(score, "parts", [])) or [score]
     first = parts[0].flatten()
     marks = [(float(m.offset), float(m.getQuarterBPM())) for m in first.getElementsByClass(tempo.MetronomeMark)
@@ -459,6 +461,24 @@ def score_to_notes(path: str, number: int | None, default_tempo: float) -> NoteS
         seq = NoteSequence.from_notes(seq.start[keep], seq.pitch[keep], seq.duration[keep],
                                       seq.velocity[keep], **seq.meta())
     return seq
+
+
+def expand_repeats(score: Any) -> Any:
+    """The score as it is played: repeat signs, first and second endings and da capo written out.
+
+    A tune marked |: A :|: B :| is heard AABB; measuring its repetition (or learning from it) on the
+    page's AB would miss half of what a listener hears. A score whose repeats music21 cannot follow
+    (badly formed marks) is kept as written.
+    """
+    from music21 import bar, repeat
+
+    marked = next(iter(score.recurse().getElementsByClass((bar.Repeat, repeat.RepeatExpression))), None)
+    if marked is None:
+        return score
+    try:
+        return score.expandRepeats()
+    except Exception:  # music21's ExpanderException, or its own errors on odd marks
+        return score
 
 
 def _pickup_phase(part: object, bar_beats: float) -> float:

@@ -314,7 +314,8 @@ def main(argv: list[str] | None = None) -> int:
         generated, groups = [], []
         for r in range(args.requests):
             request = GenerationRequest.from_dict({**controls, "style": style, "seconds": args.seconds,
-                                                   "seed": 1000 + r, "variations": args.variations})
+                                                   "seed": 1000 + r * args.variations,  # variation v plays seed + v:
+                                                   "variations": args.variations})  # no piece twice
             for piece in generator.generate(request):
                 generated.append(piece.notes)
                 groups.append(r)

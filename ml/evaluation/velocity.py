@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         real = [dataset.piece(int(i)) for i in np.concatenate([dataset.indices("test", style),
                                                                 dataset.indices("validation", style)])]
         made = [piece.notes for r in range(args.requests) for piece in
-                generator.generate(GenerationRequest(style=style, seconds=args.seconds, seed=2000 + r, variations=2))]
+                generator.generate(GenerationRequest(style=style, seconds=args.seconds, seed=2000 + 2 * r, variations=2))]
         report[style] = {"real": summary(real), "generated": summary(made)}
         print(style, report[style], flush=True)
     print(json.dumps(report, indent=1))

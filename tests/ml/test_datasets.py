@@ -167,3 +167,17 @@ def test_a_pickup_bar_puts_the_first_notes_late_in_the_bar(tmp_path: Path) -> No
 def test_the_well_tempered_prelude_is_not_a_chorale() -> None:
     names = [Path(path).name for path, _, _ in corpus_jobs(["chorale"])]
     assert names and not any(name.startswith(("bwv846", "bwv1080")) for name in names)
+
+
+def test_repeat_signs_and_second_endings_are_written_out_as_the_tune_is_played(tmp_path: Path) -> None:
+    # |: C D E F |1 G4 :|2 c4 || then A B once: played C D E F G, C D E F c, A B.
+    score = tmp_path / "repeats.abc"
+    score.write_text("X:1\nT:Repeats\nM:4/4\nL:1/4\nK:C\n|:CDEF|1G4:|2c4||AB2z|]\n")
+    seq = score_to_notes(str(score), 1, default_tempo=120.0)
+    assert seq.pitch.tolist() == [60, 62, 64, 65, 67, 60, 62, 64, 65, 72, 69, 71]
+    position, bar, _ = seq.bar_positions()
+    assert bar.tolist() == [0, 0, 0, 0, 1, 2, 2, 2, 2, 3, 4, 4]
+    # A score without repeat signs is read as written.
+    plain = tmp_path / "plain.abc"
+    plain.write_text("X:1\nT:Plain\nM:4/4\nL:1/4\nK:C\nCDEF|G4|]\n")
+    assert score_to_notes(str(plain), 1, default_tempo=120.0).pitch.tolist() == [60, 62, 64, 65, 67]
