@@ -36,6 +36,11 @@ STYLE_FORMS: dict[str, tuple[str, int]] = {
     "string-quartet": ("ABA", 4),
 }
 DEFAULT_FORM = ("AABA", 4)
+# Where in its last bar a phrase's cadence arrives (beats after the bar line), by style and metre;
+# elsewhere on the downbeat. A chorale in 4/4 rests on beat 3, a quarter-note fermata before the
+# next phrase's pickup: of the fermatas in the training chorales in 4/4, 895 fall on beat 3 and 314
+# on beat 1; in 3/4, 187 of 224 fall on the downbeat.
+STYLE_CADENCE_BEAT: dict[tuple[str, tuple[int, int]], float] = {("chorale", (4, 4)): 2.0}
 MAX_PHRASES = 256  # 600 s of 2-bar phrases at a fast tempo is about 150
 # A piece that would hear its form more than this many times over is planned in sections.
 SECTIONS_AFTER = 2
@@ -57,7 +62,8 @@ class Phrase:
         copy_until: Beats into the phrase up to which the notes are copied; the rest is written
             anew (a changed ending). Equal to the phrase's length for an exact repeat.
         cadence: The phrase ends on a cadence (its closing note falls on `cadence_at`).
-        cadence_at: Beat of the cadence's arrival: the downbeat of the phrase's last bar.
+        cadence_at: Beat of the cadence's arrival: in the phrase's last bar, on its downbeat or where
+            the style closes its phrases (a chorale's beat 3).
         final: The last phrase: it closes on the tonic and holds its last chord to `end`.
         varied: Some of its bars were written again after the piece was made (regenerated).
         section: Index of its section (a long piece is planned in sections, one per letter of the
@@ -122,7 +128,8 @@ class FormPlan:
                          "last_bar": int(round(p.end / self.bar_beats)),
                          "repeat_of": p.copy_of,
                          "varied": p.varied or (p.copy_of is not None and p.copy_until < p.bars),
-                         "cadence": p.cadence, "section": p.section, "key": p.key} for p in self.phrases],
+                         "cadence": p.cadence, "cadence_at": p.cadence_at, "section": p.section,
+                         "key": p.key} for p in self.phrases],
         }
 
 
@@ -139,7 +146,7 @@ def plan_from_dict(data: dict[str, Any]) -> FormPlan:
         copy_until = 0.0 if copy_of is None else (end - start - (bar_beats if varied else 0.0))
         phrases.append(Phrase(letter=str(row["letter"]), start=start, end=end, copy_of=copy_of,
                               copy_until=max(0.0, copy_until), cadence=bool(row.get("cadence", True)),
-                              cadence_at=end - bar_beats, final=i == len(rows) - 1,
+                              cadence_at=float(row.get("cadence_at", end - bar_beats)), final=i == len(rows) - 1,
                               varied=varied and copy_of is None, section=int(row.get("section", 0)),
                               key=int(row.get("key", 0))))
     return FormPlan(form=str(data.get("form", "")), bar_beats=bar_beats, bars=int(data["bars"]), phrases=tuple(phrases))
@@ -163,8 +170,14 @@ def style_form(style: str) -> tuple[str, int]:
     return STYLE_FORMS.get(style, DEFAULT_FORM)
 
 
+def cadence_beat(style: str, metre: tuple[int, int]) -> float:
+    """Beats after its last bar line where a phrase of the style closes (STYLE_CADENCE_BEAT)."""
+    return STYLE_CADENCE_BEAT.get((style, (int(metre[0]), int(metre[1]))), 0.0)
+
+
 def plan_form(form: str, *, phrase_bars: int, total_bars: int, bar_beats: float,
-              cadences: str = "sections", ending_bars: int = 2, mode: str = "major") -> FormPlan:
+              cadences: str = "sections", ending_bars: int = 2, mode: str = "major",
+              cadence_beat: float = 0.0) -> FormPlan:
     """Lay out `form` over about `total_bars` bars of `bar_beats` beats.
 
     Phrases are `phrase_bars` long, and the piece is a whole number of them (its length moves by at
@@ -180,7 +193,9 @@ def plan_form(form: str, *, phrase_bars: int, total_bars: int, bar_beats: float,
     `cadences` is "every" (each phrase closes, as chorale phrases at their fermatas) or "sections"
     (phrases whose next phrase has another label, and the last). A last phrase that repeats an
     earlier one writes its last `ending_bars` anew: the close (a single line needs only its final
-    bar; parts in voices need the dominant bar before it too).
+    bar; parts in voices need the dominant bar before it too). A phrase's cadence arrives
+    `cadence_beat` beats into its last bar (the last phrase's on that bar's downbeat, to hold the
+    final chord).
     """
     form = check_form(form)
     total_bars = max(1, int(total_bars))
@@ -200,6 +215,7 @@ def plan_form(form: str, *, phrase_bars: int, total_bars: int, bar_beats: float,
     else:
         labels, sections, keys = _layout(form, count, mode)
     lengths = [phrase_bars] * count
+    arrive = cadence_beat if 0.0 <= cadence_beat < bar_beats else 0.0
     phrases: list[Phrase] = []
     first_of: dict[str, int] = {}
     heard: dict[int, int] = {}  # how often each first statement has been heard note for note
@@ -231,7 +247,8 @@ def plan_form(form: str, *, phrase_bars: int, total_bars: int, bar_beats: float,
         next_label = labels[i + 1] if not final else None
         cadence = final or cadences == "every" or next_label != label
         phrases.append(Phrase(letter=label, start=start, end=end, copy_of=source, copy_until=copy_until,
-                              cadence=cadence, cadence_at=end - bar_beats, final=final, section=sections[i],
+                              cadence=cadence, cadence_at=end - bar_beats + (0.0 if final else arrive),
+                              final=final, section=sections[i],
                               key=keys[i]))
         start = end
     name = form if form == THROUGH else (shape if max(sections) > 0 else "".join(labels))

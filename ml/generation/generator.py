@@ -25,7 +25,7 @@ import numpy as np
 from ml.data.notes import NoteSequence, estimate_key, parse_key
 from ml.generation.chords import ChordSpan, chord_spans, progression_key
 from ml.generation.constraints import build_constraints
-from ml.generation.form import FormPlan, plan_form, style_form
+from ml.generation.form import FormPlan, cadence_beat, plan_form, style_form
 from ml.generation.harmonise import melody_line, melody_notes, melody_plan
 from ml.generation.infill import Passage
 from ml.generation.piece import GeneratedPiece
@@ -143,7 +143,8 @@ class Generator:
         return plan_form(request.form or form, phrase_bars=request.phrase_bars or phrase_bars,
                          total_bars=max(1, round(beats / bar_beats)), bar_beats=bar_beats,
                          cadences="every" if every else "sections", ending_bars=2 if polyphonic else 1,
-                         mode="minor" if request.mode in ("minor", "dorian") else "major")
+                         mode="minor" if request.mode in ("minor", "dorian") else "major",
+                         cadence_beat=cadence_beat(request.style, request.metre))
 
     def tempo(self, request: GenerationRequest, plan: FormPlan) -> float:
         """The tempo a piece is written at: the request's, or the style's moved a little (by up to

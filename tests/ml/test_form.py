@@ -4,7 +4,7 @@ from collections import Counter
 
 import pytest
 
-from ml.generation.form import THROUGH, check_form, plan_form
+from ml.generation.form import THROUGH, cadence_beat, check_form, plan_form, plan_from_dict
 
 
 def test_aabb_lays_out_four_phrases_whose_repeats_point_at_their_model() -> None:
@@ -101,3 +101,17 @@ def test_bad_forms_are_refused_with_a_reason(text: str, message: str) -> None:
 def test_the_plan_as_the_site_shows_it_numbers_bars_from_one() -> None:
     data = plan_form("AB", phrase_bars=2, total_bars=4, bar_beats=3.0).to_dict()
     assert [(p["letter"], p["first_bar"], p["last_bar"]) for p in data["phrases"]] == [("A", 1, 2), ("B", 3, 4)]
+
+
+def test_a_chorale_in_four_four_rests_on_beat_three_and_its_last_chord_on_the_downbeat() -> None:
+    beat = cadence_beat("chorale", (4, 4))
+    assert beat == 2.0 and cadence_beat("chorale", (3, 4)) == 0.0 and cadence_beat("fiddle", (4, 4)) == 0.0
+    plan = plan_form("ABABCD", phrase_bars=2, total_bars=12, bar_beats=4.0, cadences="every", cadence_beat=beat)
+    inner, last = plan.phrases[:-1], plan.phrases[-1]
+    assert all(p.cadence and p.cadence_at == p.end - 2.0 for p in inner)
+    assert last.final and last.cadence_at == last.end - 4.0
+    # The stored plan keeps where each phrase closes (a regenerated passage reads it back).
+    again = plan_from_dict(plan.to_dict())
+    assert [p.cadence_at for p in again.phrases] == [p.cadence_at for p in plan.phrases]
+    # A beat past the bar is no place in it: the downbeat.
+    assert plan_form("AB", phrase_bars=2, total_bars=4, bar_beats=4.0, cadence_beat=4.0).phrases[0].cadence_at == 4.0
