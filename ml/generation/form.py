@@ -97,6 +97,11 @@ class FormPlan:
     bar_beats: float
     bars: int
     phrases: tuple[Phrase, ...]
+    # Whether the network is told of every phrase's cadence. A model learns what "the cadence is
+    # n beats away" means from its training pieces: where they mark their phrase ends (a chorale's
+    # fermatas) each phrase's close is signalled; where they mark only their end, so is the plan's,
+    # since a phrase's cadence signalled there reads "the piece ends here" (held chords mid-piece).
+    signalled: bool = True
 
     @property
     def beats(self) -> float:
@@ -118,6 +123,13 @@ class FormPlan:
             if phrase.cadence and phrase.cadence_at >= beat - 1e-9:
                 return phrase.cadence_at
         return None
+
+    def next_signal(self, beat: float) -> float | None:
+        """Beat of the next cadence the network is told of (see `signalled`), or None."""
+        if self.signalled:
+            return self.next_cadence(beat)
+        last = self.phrases[-1]
+        return last.cadence_at if last.cadence and last.cadence_at >= beat - 1e-9 else None
 
     def to_dict(self) -> dict[str, Any]:
         """The plan as the site stores and shows it: the letters with each phrase's bars."""

@@ -133,18 +133,24 @@ class Generator:
         else:
             beats = float(request.notes or 8) / max(0.25, float(stats.get("notes_per_beat", 2.0)))
         form, phrase_bars = style_form(request.style)
-        every = float(stats.get("phrase_marks", 0.0)) >= 0.5  # trained with marked phrase ends
+        every = self.marks_phrases(request.style)
         polyphonic = float(stats.get("notes_per_onset", 1.0)) >= 1.5
         if request.phrase_bars is None:
             # The style's phrase is counted in bars of about four beats: twice the bars in 2/4 or 3/8,
             # half in 4/2 or 3/2.
             phrase_bars = phrase_bars * 2 if bar_beats <= 2 else max(1, phrase_bars // 2) if bar_beats >= 6 \
                 else phrase_bars
-        return plan_form(request.form or form, phrase_bars=request.phrase_bars or phrase_bars,
+        plan = plan_form(request.form or form, phrase_bars=request.phrase_bars or phrase_bars,
                          total_bars=max(1, round(beats / bar_beats)), bar_beats=bar_beats,
                          cadences="every" if every else "sections", ending_bars=2 if polyphonic else 1,
                          mode="minor" if request.mode in ("minor", "dorian") else "major",
                          cadence_beat=cadence_beat(request.style, request.metre))
+        return replace(plan, signalled=every)
+
+    def marks_phrases(self, style: str) -> bool:
+        """Whether the style's training pieces marked their phrase ends (fermatas): only then is the
+        network told of every phrase's cadence (FormPlan.signalled)."""
+        return float(self._stats(style).get("phrase_marks", 0.0)) >= 0.5
 
     def tempo(self, request: GenerationRequest, plan: FormPlan) -> float:
         """The tempo a piece is written at: the request's, or the style's moved a little (by up to
@@ -310,6 +316,7 @@ class Generator:
         self.load()
         seeds, rngs = _seeds(request)
         config = self.config
+        passage = replace(passage, plan=replace(passage.plan, signalled=self.marks_phrases(request.style)))
         lines = [self._keyed_line(*passage.key) for _ in seeds]
         for line in lines:
             line.primer = passage.primer(config, line.shift)

@@ -85,7 +85,7 @@ class Passage:
         duration = np.minimum(self.notes.duration[before] / self.spb, self.gap[0] - onset)
         step = np.diff(onset, prepend=onset[0])
         pitch = self.notes.pitch[before].astype(np.int64)
-        upcoming = np.array([self.plan.next_cadence(float(b)) or math.inf for b in onset])
+        upcoming = np.array([self.plan.next_signal(float(b)) or math.inf for b in onset])
         return Primer(pitch=np.clip(pitch - shift, 0, 127).astype(np.int32), step=config.quantize_beats(step),
                       duration=config.quantize_beats(duration),
                       velocity=(self.notes.velocity[before] / 127.0).astype(np.float32),

@@ -41,7 +41,7 @@ class Primer:
         bar = plan.bar_beats
         plan_start = (math.floor(onset[-1] / bar + 1e-9) + 1) * bar
         pitch = np.clip(seq.pitch.astype(np.int64) + move, 0, 127)
-        cadence_at = plan.next_cadence(0.0)
+        cadence_at = plan.next_signal(0.0)
         to_cadence = (cadence_at if cadence_at is not None else math.inf) + plan_start - onset
         return cls(pitch=np.clip(pitch - shift, 0, 127).astype(np.int32), step=config.quantize_beats(step_beats),
                    duration=config.quantize_beats(duration_beats), velocity=(seq.velocity / 127.0).astype(np.float32),
@@ -271,7 +271,7 @@ class Batch:
 
     def _features(self, onset: float) -> tuple[int, int]:
         """Bar-position class and beats-to-cadence class of an onset (beats from the plan's start)."""
-        cadence_at = self.plan.next_cadence(onset)
+        cadence_at = self.plan.next_signal(onset)
         position = int(self.config.position_class(onset % self.plan.bar_beats))
         return position, int(cadence_class(cadence_at - onset if cadence_at is not None else math.inf))
 

@@ -115,3 +115,16 @@ def test_a_chorale_in_four_four_rests_on_beat_three_and_its_last_chord_on_the_do
     assert [p.cadence_at for p in again.phrases] == [p.cadence_at for p in plan.phrases]
     # A beat past the bar is no place in it: the downbeat.
     assert plan_form("AB", phrase_bars=2, total_bars=4, bar_beats=4.0, cadence_beat=4.0).phrases[0].cadence_at == 4.0
+
+
+def test_the_network_is_told_of_inner_cadences_only_where_its_training_pieces_marked_them() -> None:
+    from dataclasses import replace
+
+    plan = plan_form("AABB", phrase_bars=4, total_bars=16, bar_beats=4.0)
+    inner = [p.cadence_at for p in plan.phrases if p.cadence and not p.final]
+    assert inner == [28.0]  # AABB: the second A leads to B
+    assert plan.next_signal(0.0) == plan.next_cadence(0.0) == 28.0
+    # Trained on pieces that mark only their end: every onset is told of the last cadence alone.
+    told = replace(plan, signalled=False)
+    assert told.next_cadence(0.0) == 28.0 and told.next_signal(0.0) == 60.0 and told.next_signal(20.0) == 60.0
+    assert told.next_signal(60.5) is None

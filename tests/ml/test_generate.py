@@ -271,7 +271,8 @@ def test_a_metre_the_style_never_learnt_is_written_in_the_notation_it_did_learn(
     assert (piece.notes.time_signature, piece.notes.tempo_bpm) == ((4, 8), 60.0)
     assert piece.plan is not None and written.plan is not None and piece.plan.bar_beats == 2.0
     assert piece.form() == {**written.form(), "bar_beats": 2.0, "phrases": [  # type: ignore[dict-item]
-        {**p, "start": p["start"] / 2, "end": p["end"] / 2} for p in written.form()["phrases"]]}  # type: ignore[index]
+        {**p, "start": p["start"] / 2, "end": p["end"] / 2, "cadence_at": p["cadence_at"] / 2}
+        for p in written.form()["phrases"]]}  # type: ignore[index]
     midi = notes_to_midi(piece.notes)
     assert [(ts.numerator, ts.denominator) for ts in midi.time_signature_changes] == [(4, 8)]
     assert midi.get_tempo_changes()[1].tolist() == [60.0]
