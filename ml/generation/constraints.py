@@ -199,8 +199,9 @@ class Cadence(Constraint):
     """A piece opens on its tonic triad and closes V-I, the tonic in the bass, on a held chord."""
 
     name = "cadence"
-    describes = "the piece opens on the tonic triad and its last phrase closes V-I on the tonic (in minor, a single " \
-                "line's last note before it is the leading note where it lies within a third)"
+    describes = "the piece opens on the tonic triad and its last phrase closes V-I on the tonic, the dominant " \
+                "chord with its leading note (a single line's last note before the tonic is the leading note " \
+                "where it lies within a third, in minor)"
 
     def pitches(self, batch: Batch, line: Line, at: At, allowed: np.ndarray) -> np.ndarray:
         if batch.chords is not None:
@@ -213,7 +214,7 @@ class Cadence(Constraint):
             # opens in its key, as it closes; a continuation's opening is its primer's).
             bass_only = at.voice == 0 and (batch.polyphonic or line.arrived)
             return allowed & np.isin(PITCH_CLASS, [0] if bass_only else [0, third, 7])
-        if final_at - min(batch.plan.bar_beats, 2.0 if batch.polyphonic else 1.0) <= at.onset < final_at:
+        if self._dominant(batch, at.onset):
             # Just before it, the dominant: V in the bass (in a single line, a tone of V), the
             # dominant seventh chord above it. A line's last note before that is set by `arrive`.
             held = batch.sounding(line, at.onset)
@@ -221,8 +222,41 @@ class Cadence(Constraint):
             if at.voice > 0:
                 lowest[:] = False
             bass = [7] if batch.polyphonic else [2, 7, 11]
-            return allowed & np.where(lowest, np.isin(PITCH_CLASS, bass), np.isin(PITCH_CLASS, [2, 5, 7, 11]))
+            upper = [2, 5, 7, 11]
+            if batch.polyphonic and at.voice > 0 and not self._has_leading_note(batch, line, at.onset):
+                # The dominant chord's third is the leading note (raised in minor): it sounds.
+                above = np.arange(128) > max(line.chord) if line.chord else np.ones(128, dtype=bool)
+                if (allowed & above & (PITCH_CLASS == 11)).any():
+                    upper = [11]
+            return allowed & np.where(lowest, np.isin(PITCH_CLASS, bass), np.isin(PITCH_CLASS, upper))
         return allowed
+
+    def steps(self, batch: Batch, line: Line, mask: np.ndarray) -> np.ndarray:
+        """In voices, the dominant chord before the final tonic takes notes at its onset until its
+        leading note sounds (a V without its third does not lead home)."""
+        if not batch.polyphonic or batch.chords is not None or line.arrived or not mask[0] or not line.chord:
+            return mask
+        if not self._dominant(batch, line.position) or len(line.chord) >= MOST_CHORD_NOTES:
+            return mask
+        if self._has_leading_note(batch, line, line.position):
+            return mask
+        stay = np.zeros_like(mask)
+        stay[0] = True
+        return stay
+
+    @staticmethod
+    def _dominant(batch: Batch, onset: float) -> bool:
+        """Whether an onset falls where the final cadence's dominant stands: the last two beats
+        before it (half notes in 4/2, dotted quarters in 6/8), in a single line the last beat."""
+        final_at = batch.plan.phrases[-1].cadence_at
+        span = min(batch.plan.bar_beats, batch.beat * (2.0 if batch.polyphonic else 1.0))
+        return final_at - span <= onset < final_at
+
+    @staticmethod
+    def _has_leading_note(batch: Batch, line: Line, onset: float) -> bool:
+        """Whether the raised seventh sounds at an onset (held from before, or written there)."""
+        here = line.chord if line.onsets and abs(line.position - onset) < 1e-9 else []
+        return any(p % 12 == 11 for p in [*batch.sounding(line, onset), *here])
 
     def arrive(self, batch: Batch, line: Line) -> None:
         """At the final tonic: a single line's note before it becomes the nearest tone of V (in the

@@ -203,6 +203,27 @@ def test_the_cadence_switch_leaves_the_ending_to_the_network(shipped: Generator)
     assert any(final_bass(p) != 7 for p in off)
 
 
+@pytest.mark.parametrize("style", ["renaissance", "string-quartet"])
+def test_in_voices_the_dominant_before_the_final_tonic_sounds_its_leading_note(shipped: Generator, style: str) -> None:
+    # D minor: the leading note is C sharp. Renaissance pieces are in 4/2 (beats of half notes).
+    request = GenerationRequest(style=style, seconds=16, seed=5, key="D", mode="minor", variations=4)
+    on, off = _both(shipped, "cadence", request)
+
+    def leading_note_before_the_end(piece: GeneratedPiece) -> bool:
+        assert piece.plan is not None
+        spb = 60.0 / piece.notes.tempo_bpm
+        final = piece.plan_start + piece.plan.phrases[-1].cadence_at * spb
+        numerator, denominator = piece.notes.time_signature
+        window = min(numerator * 4.0 / denominator, 2 * 4.0 / denominator) * spb  # its last two beats
+        start, end = piece.notes.start, piece.notes.start + piece.notes.duration
+        sounding = (start < final - 1e-6) & (end > final - window + 1e-6)
+        return bool(np.any(piece.notes.pitch[sounding] % 12 == 1))
+
+    assert all(leading_note_before_the_end(p) for p in on)
+    if style == "renaissance":  # the quartets' network writes it on its own at this seed; Palestrina's does not
+        assert not all(leading_note_before_the_end(p) for p in off)
+
+
 def test_the_voice_switch_lets_chorale_voices_leave_their_ranges(shipped: Generator) -> None:
     request = GenerationRequest(style="chorale", seconds=20, seed=9, variations=2)
     on, off = _both(shipped, "voice", request)
