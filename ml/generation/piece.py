@@ -66,28 +66,39 @@ class GeneratedPiece:
 
 
 def phrase_dynamics(plan: FormPlan, onsets: np.ndarray, spread: float, rng: np.random.Generator) -> np.ndarray:
-    """A dynamic marking per phrase, as a score of the style would have it, in velocity units per note.
+    """Dynamic markings as a score of the style would have them, in velocity units per note.
 
-    Each new phrase gets a level drawn around the piece's (standard deviation `spread`, at most twice
-    that either way); a phrase that returns (its letter again) keeps its level, a section in another
-    key is a little softer, and the last bar of each phrase swells or fades to the next phrase's level
-    (a hairpin). With no spread, nothing moves.
+    Each phrase gets a level drawn around the piece's (standard deviation `spread`, at most twice
+    that either way; the levels average to the piece's, so it may open p in a mezzo-forte piece): a phrase repeated straight away is an echo with a level of its own, while one
+    that returns after other music (ABA's second A) comes back at its first level; a section in
+    another key is a little softer. Within a phrase the line swells towards its last third and falls
+    back to the cadence (a hairpin of up to `spread` / 2), and the last bar of each phrase moves to the
+    next phrase's level. With no spread, nothing moves.
     """
     if spread <= 0 or not len(onsets):
         return np.zeros(len(onsets))
     levels: list[float] = []
     by_letter: dict[str, float] = {}
-    for phrase in plan.phrases:
-        if phrase.letter not in by_letter:
-            drawn = float(np.clip(rng.normal(0.0, spread), -2 * spread, 2 * spread)) if levels else 0.0
-            by_letter[phrase.letter] = drawn - (spread / 2 if phrase.key else 0.0)
-        levels.append(by_letter[phrase.letter])
+    for i, phrase in enumerate(plan.phrases):
+        echo = i > 0 and plan.phrases[i - 1].letter == phrase.letter
+        if phrase.letter in by_letter and not echo:
+            levels.append(by_letter[phrase.letter])
+            continue
+        drawn = float(np.clip(rng.normal(0.0, spread), -2 * spread, 2 * spread))
+        levels.append(drawn - (spread / 2 if phrase.key else 0.0))
+        by_letter.setdefault(phrase.letter, levels[-1])
+    # The chosen dynamic is the piece's level on average (it may open softer or louder).
+    levels = [level - float(np.mean(levels)) for level in levels]
     offsets = np.zeros(len(onsets))
     for i, phrase in enumerate(plan.phrases):
         inside = (onsets >= phrase.start - 1e-9) & (onsets < phrase.end - 1e-9)
         following = levels[i + 1] if i + 1 < len(levels) else levels[i]
         into_last_bar = np.clip((onsets[inside] - (phrase.end - plan.bar_beats)) / plan.bar_beats, 0.0, 1.0)
-        offsets[inside] = levels[i] + (following - levels[i]) * into_last_bar
+        # The swell: 0 at the phrase's start, its height two thirds of the way, 0 again at the cadence.
+        where = (onsets[inside] - phrase.start) / max(phrase.cadence_at - phrase.start, 1e-9)
+        arch = np.clip(np.where(where < 2 / 3, where * 1.5, (1 - where) * 3), 0.0, 1.0)
+        height = min(abs(float(rng.normal(0.0, spread))), 2 * spread)
+        offsets[inside] = levels[i] + (following - levels[i]) * into_last_bar + height * arch
     return offsets
 
 

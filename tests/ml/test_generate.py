@@ -297,12 +297,14 @@ def test_a_style_with_written_dynamics_gets_a_level_per_phrase_and_hairpins_betw
     plan = plan_form("AABA", phrase_bars=2, total_bars=8, bar_beats=4.0)
     onsets = np.arange(0.0, 32.0, 1.0)
     levels = phrase_dynamics(plan, onsets, 14.0, np.random.default_rng(3))
-    first_bar = [levels[(onsets >= p.start) & (onsets < p.start + 4)] for p in plan.phrases]
-    assert np.all(first_bar[0] == 0)  # the piece starts at its level
-    assert np.allclose(first_bar[1], first_bar[0]) and np.allclose(first_bar[3], first_bar[0])  # A again: as before
-    assert not np.allclose(first_bar[2], first_bar[0])  # B: its own marking
+    base = [float(levels[onsets == p.start][0]) for p in plan.phrases]  # each phrase's marking, where it starts
+    assert abs(np.mean(base)) < 1e-9  # the piece's chosen level on average
+    assert base[3] == base[0]  # A after B comes back at its level
+    assert base[1] != base[0] and base[2] != base[0]  # A straight again is an echo; B has its own marking
+    swell = [float(levels[onsets == p.start + 2][0]) - b for p, b in zip(plan.phrases, base)]
+    assert all(s >= 0 for s in swell) and any(s > 1 for s in swell)  # each phrase swells towards its cadence
     last_bar_of_a2 = levels[(onsets >= 12) & (onsets < 16)]
-    assert np.all(np.diff(last_bar_of_a2) * np.sign(first_bar[2][0]) >= 0)  # a hairpin into B
+    assert np.all(np.diff(last_bar_of_a2) * np.sign(base[2] - base[1]) >= 0)  # a hairpin into B
     assert not phrase_dynamics(plan, onsets, 0.0, np.random.default_rng(3)).any()
 
 
