@@ -11,7 +11,7 @@ Real pieces read their velocities from the score's dynamics (ml.data.dynamics); 
 the network's velocity head. The `dynamics` control shapes the level; these measures read the
 contrast within it.
 
-    python -m ml.evaluation.velocity --model data/models/v3b.keras --requests 6
+    python -m ml.evaluation.velocity --requests 8     # generated 30 s against real openings as long
     python -m ml.evaluation.velocity --phrases    # the training pieces' phrase-level spread per style
 """
 
@@ -86,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
                      if s is not None]
             print(style, f"{np.median(found):.1f}" if found else "n/a", f"({len(found)} pieces)")
         return 0
+    from ml.evaluation.discriminator import crop
+
     generator = Generator(args.model)
     report: dict[str, Any] = {}
     for style in generator.styles:
@@ -93,7 +95,10 @@ def main(argv: list[str] | None = None) -> int:
                                                                 dataset.indices("validation", style)])]
         made = [piece.notes for r in range(args.requests) for piece in
                 generator.generate(GenerationRequest(style=style, seconds=args.seconds, seed=2000 + 2 * r, variations=2))]
-        report[style] = {"real": summary(real), "generated": summary(made)}
+        # Like for like: the real pieces' opening as long as the generated ones (in beats), and whole.
+        beats = float(np.median([np.cumsum(np.asarray(m.to_beats()[0], float)).max() for m in made]))
+        report[style] = {"real": summary([crop(r, beats) for r in real]), "real_whole": summary(real),
+                         "generated": summary(made), "cropped_to_beats": beats}
         print(style, report[style], flush=True)
     print(json.dumps(report, indent=1))
     return 0
