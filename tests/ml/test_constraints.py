@@ -14,6 +14,7 @@ from ml.generation.constraints import (
     CONSTRAINTS,
     At,
     KeyScale,
+    Register,
     build_constraints,
     by_rank_without_parallels,
     completes_without_parallels,
@@ -80,11 +81,12 @@ def test_a_key_a_metre_and_variations_are_unchanged_by_the_objects_too(shipped: 
 
 
 def test_every_constraint_has_a_name_a_description_and_a_switch() -> None:
-    assert set(CONSTRAINTS) == {"key", "range", "repeats", "metre", "cadence", "voice", "loop", "chords", "melody"}
+    assert set(CONSTRAINTS) == {"key", "range", "register", "repeats", "metre", "cadence", "voice", "loop", "chords",
+                                "melody"}
     for name, cls in CONSTRAINTS.items():
         assert cls.name == name and cls.describes
-    assert [c.name for c in build_constraints(frozenset({"voice", "loop"}))] == ["key", "range", "repeats", "metre",
-                                                                               "cadence"]
+    assert [c.name for c in build_constraints(frozenset({"voice", "loop"}))] == ["key", "range", "register", "repeats",
+                                                                               "metre", "cadence"]
     with pytest.raises(ValueError, match="Unknown constraint colour"):
         Generator(PRETRAINED, off=("colour",))
 
@@ -131,6 +133,31 @@ def test_a_note_outside_the_key_is_made_rarer_not_forbidden() -> None:
     assert (bias[60 + np.array([1, 3, 6, 8, 10])] < 0).all()  # the others: rarer, still possible
     any_key, _ = _key_batch("major", key="any")
     assert KeyScale().bias(any_key, line, At(onset=2.0, in_chord=False, voice=0)) is None  # type: ignore[arg-type]
+
+
+def test_a_tune_keeps_to_its_register_softly_and_only_a_single_line() -> None:
+    line = SimpleNamespace(pitches=[60, 62, 64, 65, 67, 65, 64, 62])  # its middle: 63.625
+    batch = SimpleNamespace(request=SimpleNamespace(style="folk"), polyphonic=False)
+    at = At(onset=8.0, in_chord=False, voice=0)
+    bias = Register().bias(batch, line, at)  # type: ignore[arg-type]
+    assert bias is not None and np.isfinite(bias).all()
+    assert (bias[59:69] == 0).all()  # within 1.5 x 3.1 semitones of the middle: as the network has it
+    assert bias[72] < 0 and bias[76] < bias[72] and bias[52] < 0  # further out: rarer, the more so the further
+    assert Register().bias(batch, SimpleNamespace(pitches=[60, 62]), at) is None  # type: ignore[arg-type]
+    voices = SimpleNamespace(request=SimpleNamespace(style="folk"), polyphonic=True)
+    assert Register().bias(voices, line, at) is None  # type: ignore[arg-type]
+    other = SimpleNamespace(request=SimpleNamespace(style="chorale"), polyphonic=False)
+    assert Register().bias(other, line, at) is None  # type: ignore[arg-type]
+
+
+def test_the_register_switch_lets_a_tune_wander(shipped: Generator) -> None:
+    request = GenerationRequest(style="folk", seconds=30, seed=11, variations=4)
+    on, off = _both(shipped, "register", request)
+
+    def span(pieces: Pieces) -> float:
+        return float(np.mean([np.ptp(p.notes.pitch) for p in pieces]))
+
+    assert span(on) < span(off)
 
 
 def test_in_minor_the_leading_note_is_likelier_in_the_bar_before_a_cadence() -> None:
