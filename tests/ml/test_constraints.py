@@ -55,13 +55,16 @@ def shipped() -> Generator:
 # are in bar form, the style's own metre is drawn when none is asked for, the key makes notes
 # outside its scale rarer instead of forbidding them (the leading note likelier before a cadence in
 # minor), the quartets get a dynamic marking per phrase, a return's new ending starts on another
-# note; and the shipped model is the third (the retraining), sampled at temperature 1.0, top-p 1.0.
+# note; and the shipped model is the third (the retraining), sampled at temperature 1.0, top-p 1.0; then
+# a chorale in 4/4 closes its phrases on beat 3, the network is told of inner cadences only in styles
+# that marked them in training, the final dominant sounds its leading note, quartet dynamics move per
+# phrase with a swell, and a single line keeps to its register.
 BEFORE_THE_OBJECTS = {
-    "chorale": "c6503d05b79a1788",
-    "fiddle": "597269bcffac5e3f",
+    "chorale": "7d262fa0cc1378ef",
+    "fiddle": "dbaf0f8d7a14208a",
     "folk": "7e63e3d742aad966",
-    "renaissance": "0227c96ecedd6da5",
-    "string-quartet": "6cfc0264559e4d9b",
+    "renaissance": "3fae7d549e778f9e",
+    "string-quartet": "1f8ee0468e29ca4b",
 }
 
 
@@ -74,10 +77,10 @@ def test_constraint_objects_write_the_same_notes_as_the_sampler_before_them(ship
 def test_a_key_a_metre_and_variations_are_unchanged_by_the_objects_too(shipped: Generator) -> None:
     request = GenerationRequest(style="chorale", seconds=12, seed=2, key="D", mode="minor", time_signature=(3, 4),
                                 variations=2)
-    assert digest(shipped.generate(request)) == "3bbdce750dc4ff4a"
+    assert digest(shipped.generate(request)) == "9ba37e1ae205f60d"
     guards_off = Generator(PRETRAINED, off=("loop", "cadence", "voice", "metre"))
     pieces = guards_off.generate(GenerationRequest(style="string-quartet", seconds=12, seed=3))
-    assert digest(pieces) == "16b99c84411ca21e"
+    assert digest(pieces) == "a535c35882184a88"
 
 
 def test_every_constraint_has_a_name_a_description_and_a_switch() -> None:
