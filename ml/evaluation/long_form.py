@@ -105,8 +105,9 @@ def measure(model: Path, styles: list[str], seconds: list[float], requests: int,
             for r in range(requests):
                 # Every other request in a minor key: the leading note is measured there.
                 key = "D" if r % 2 == 0 else "any"
-                request = GenerationRequest(style=style, seconds=length, seed=1000 + r * variations, variations=variations,
-                                            key=key, mode="minor" if key != "any" else "major")
+                request = GenerationRequest(style=style, seconds=length, seed=1000 + r * variations,
+                                            variations=variations, key=key,
+                                            mode="minor" if key != "any" else "major")
                 for piece in generator.generate(request):
                     form = piece.form() or {}
                     if not form:

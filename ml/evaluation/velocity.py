@@ -94,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         real = [dataset.piece(int(i)) for i in np.concatenate([dataset.indices("test", style),
                                                                 dataset.indices("validation", style)])]
         made = [piece.notes for r in range(args.requests) for piece in
-                generator.generate(GenerationRequest(style=style, seconds=args.seconds, seed=2000 + 2 * r, variations=2))]
+                generator.generate(GenerationRequest(style=style, seconds=args.seconds, seed=2000 + 2 * r,
+                                                     variations=2))]
         # Like for like: the real pieces' opening as long as the generated ones (in beats), and whole.
         beats = float(np.median([np.cumsum(np.asarray(m.to_beats()[0], float)).max() for m in made]))
         report[style] = {"real": summary([crop(r, beats) for r in real]), "real_whole": summary(real),

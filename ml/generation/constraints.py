@@ -231,7 +231,6 @@ class Cadence(Constraint):
     def pitches(self, batch: Batch, line: Line, at: At, allowed: np.ndarray) -> np.ndarray:
         if batch.chords is not None:
             return allowed  # the requested chords decide the opening and the close
-        final_at = batch.plan.phrases[-1].cadence_at
         third = 3 if line.mode in ("minor", "dorian") else 4
         opening = line.primer is None and (not line.onsets or (at.in_chord and line.onsets[0] == at.onset))
         if line.arrived or opening:

@@ -69,11 +69,12 @@ def phrase_dynamics(plan: FormPlan, onsets: np.ndarray, spread: float, rng: np.r
     """Dynamic markings as a score of the style would have them, in velocity units per note.
 
     Each phrase gets a level drawn around the piece's (standard deviation `spread`, at most twice
-    that either way; the levels average to the piece's, so it may open p in a mezzo-forte piece): a phrase repeated straight away is an echo with a level of its own, while one
-    that returns after other music (ABA's second A) comes back at its first level; a section in
-    another key is a little softer. Within a phrase the line swells towards its last third and falls
-    back to the cadence (a hairpin of up to `spread` / 2), and the last bar of each phrase moves to the
-    next phrase's level. With no spread, nothing moves.
+    that either way; the levels average to the piece's, so it may open p in a mezzo-forte piece): a
+    phrase repeated straight away is an echo with a level of its own, while one that returns after
+    other music (ABA's second A) comes back at its first level; a section in another key is a little
+    softer. Within a phrase the line swells towards its last third and falls back by its cadence (a
+    hairpin of a height drawn like the levels), and the last bar of each phrase moves to the next
+    phrase's level. With no spread, nothing moves.
     """
     if spread <= 0 or not len(onsets):
         return np.zeros(len(onsets))
