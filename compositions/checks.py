@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import CheckMessage, Warning, register
+from django.core.checks import CheckMessage, Error, Warning, register
 
 from compositions import runtime
 
@@ -28,3 +28,14 @@ def composing_tools_check(app_configs: Any = None, **kwargs: Any) -> list[CheckM
             )
         )
     return warnings
+
+
+@register()
+def loudness_settings_check(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """The loudness targets must make sense together (soft <= medium <= loud, all at most 0)."""
+    try:
+        runtime.loudness_for("medium")
+    except ValueError as exc:
+        return [Error(str(exc), hint="Fix the MUSIC_LOUDNESS_* and MUSIC_TRUE_PEAK_DBTP settings.",
+                      id="compositions.E001")]
+    return []

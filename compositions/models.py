@@ -151,6 +151,9 @@ class CompositionVersion(models.Model):
     # What was asked and what the piece did, one check per control the user set (ml.pipeline.piece_report):
     # [{"control", "asked", "did", "met"}, ...], met true, false or null (nothing to measure).
     constraints = models.JSONField(default=list, blank=True)
+    # The MP3 as ffmpeg's ebur128 measured it: {"integrated_lufs", "true_peak_dbtp", "range_lu"}; null
+    # before it is done, or where it could not be measured.
+    loudness = models.JSONField(null=True, blank=True)
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -84,6 +84,15 @@ def get_renderer() -> Renderer:
     return _renderers[path]
 
 
+def loudness_for(dynamics: str) -> tuple[float, float]:
+    """The integrated loudness (LUFS) a piece of `dynamics` is brought to, and the true-peak ceiling."""
+    from ml.audio.loudness import LoudnessTargets
+
+    targets = LoudnessTargets(medium=settings.MUSIC_LOUDNESS_LUFS, soft=settings.MUSIC_LOUDNESS_SOFT_LUFS,
+                              loud=settings.MUSIC_LOUDNESS_LOUD_LUFS, ceiling=settings.MUSIC_TRUE_PEAK_DBTP)
+    return targets.for_dynamics(dynamics), targets.ceiling
+
+
 def model_styles() -> list[str]:
     """Styles the active model can write: from its MusicModel row, else from its archive (no weights)."""
     try:

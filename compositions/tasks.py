@@ -149,7 +149,7 @@ class Written:
 
 def _write_versions(claim: Claim) -> None:
     from ml.data.notes import PITCH_CLASS_NAMES, estimate_key
-    from ml.pipeline import chord_changes, piano_roll, piece_form, render_piece
+    from ml.pipeline import arrangement_of, chord_changes, piano_roll, piece_form, render_piece
 
     versions = list(claim.rows().select_related("composition", "source").order_by("composition__variation_index"))
     if not versions:
@@ -173,8 +173,9 @@ def _write_versions(claim: Claim) -> None:
         stem = f"{version.composition.public_id}-v{version.number}"
         with tempfile.TemporaryDirectory(prefix="musicgen-") as tmp:
             midi_path, mp3_path = Path(tmp) / f"{stem}.mid", Path(tmp) / f"{stem}.mp3"
-            duration = render_piece(renderer, piece.notes, midi_path=midi_path, audio_path=mp3_path,
-                                    accompaniment=piece.accompaniment)
+            loudness, ceiling = runtime.loudness_for(result.request.dynamics)
+            rendered = render_piece(renderer, arrangement_of(piece, result.request), midi_path=midi_path,
+                                    audio_path=mp3_path, loudness=loudness, ceiling=ceiling)
             # Saved outside any transaction: a write lock is never held while files are copied.
             with midi_path.open("rb") as midi, mp3_path.open("rb") as mp3:
                 midi_name = default_storage.save(f"midi/{midi_path.name}", File(midi))
@@ -190,7 +191,8 @@ def _write_versions(claim: Claim) -> None:
                     "model_name": generator.name,
                     "model_path": str(generator.model_path),
                     "seed": piece.seed,  # the seed that reproduces this variation on its own
-                    "duration_seconds": duration,
+                    "duration_seconds": rendered.seconds,
+                    "loudness": rendered.loudness.to_dict() if rendered.loudness else None,
                     "notes_json": piano_roll(piece.notes),
                     "chords_json": chord_changes(piece.notes),
                     "form_json": piece_form(piece),

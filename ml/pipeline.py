@@ -3,7 +3,8 @@
 The site's worker, the `compose` command and `verify_media`'s repair all go through here:
 
     pieces = compose(generator, request, progress=..., stage=...)
-    seconds = render_piece(renderer, piece.notes, midi_path=..., audio_path=...)
+    rendered = render_piece(renderer, arrangement_of(piece, request), midi_path=..., audio_path=...,
+                            loudness=-14.0)
 
 Failures that a user should hear about raise `PipelineError` with a reason in plain words (and
 the technical detail for the logs); anything else is a bug and propagates as it is.
@@ -15,14 +16,17 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ml.data.notes import NoteSequence, chord_labels, notes_to_midi, write_midi
+from ml.data.notes import NoteSequence, chord_labels
 
 if TYPE_CHECKING:
+    from ml.audio.arrangement import Arrangement
+    from ml.audio.loudness import Loudness
     from ml.audio.render import Renderer
     from ml.generation.generator import Generator
     from ml.generation.piece import GeneratedPiece
@@ -129,28 +133,49 @@ def piece_report(generator: Generator, piece: GeneratedPiece, request: Generatio
     return [check.to_dict() for check in checks]
 
 
-def render_piece(renderer: Renderer, notes: NoteSequence, *, midi_path: Path, audio_path: Path,
-                 accompaniment: NoteSequence | None = None) -> float:
-    """Write `notes` (and an accompaniment on its own track) as MIDI and as audio (MP3, or WAV for a
-    .wav path); return the audio's length in seconds."""
-    others = (accompaniment,) if accompaniment is not None and len(accompaniment) else ()
+@dataclass(frozen=True)
+class Rendered:
+    seconds: float  # the audio's length
+    loudness: Loudness | None  # measured on the encoded MP3 (None for a WAV)
+
+
+def arrangement_of(piece: GeneratedPiece, request: GenerationRequest) -> Arrangement:
+    """The piece's voices on the instruments the request asks for (or the style's own)."""
+    from ml.audio.arrangement import arrange
+
+    return arrange(piece.notes, style=request.style, key=piece.key, accompaniment=piece.accompaniment,
+                   instrument=request.instrument, instruments=request.programs)
+
+
+def render_piece(renderer: Renderer, arrangement: Arrangement, *, midi_path: Path, audio_path: Path,
+                 loudness: float | None = None, ceiling: float = -1.0) -> Rendered:
+    """Write the arrangement as MIDI and as audio (MP3, or WAV for a .wav path), the audio brought to
+    `loudness` LUFS under a true peak of `ceiling` dBTP (as rendered, for None)."""
+    from ml.audio.loudness import LoudnessError, measure, normalise_wav
     from ml.audio.render import encode_mp3
 
     suffix = audio_path.suffix.lower()
     if suffix not in AUDIO_FORMATS:
         raise ValueError(f"Audio files are written as {' or '.join(AUDIO_FORMATS)}, not {suffix or 'no suffix'}.")
     with failure_reason("The MIDI file could not be written"):
-        write_midi(notes, midi_path, *others)
+        midi = arrangement.to_midi()
+        midi.write(str(midi_path))
     with tempfile.TemporaryDirectory(prefix="musicgen-") as tmp:
         wav_path = Path(tmp) / "piece.wav"
         with failure_reason("Audio rendering failed"):
-            seconds = renderer.render_wav(notes_to_midi(notes, *others), wav_path)
+            seconds = renderer.render_wav(midi, wav_path)
+            if loudness is not None:
+                normalise_wav(wav_path, target=loudness, ceiling=ceiling)
         if suffix == ".wav":
             shutil.move(wav_path, audio_path)
-        else:
-            with failure_reason("MP3 encoding failed"):
-                encode_mp3(wav_path, audio_path)
-    return float(seconds)
+            return Rendered(seconds=float(seconds), loudness=None)
+        with failure_reason("MP3 encoding failed"):
+            encode_mp3(wav_path, audio_path)
+    try:
+        measured = measure(audio_path)
+    except LoudnessError:  # the piece plays all the same; only its figure is missing
+        measured = None
+    return Rendered(seconds=float(seconds), loudness=measured)
 
 
 def piano_roll(notes: NoteSequence) -> list[list[float]]:

@@ -38,6 +38,18 @@ def envint(name: str, default: str) -> int:
         raise ValueError(f"{name} must be an integer, got {value!r}") from None
 
 
+def envfloat(name: str, default: str) -> float:
+    """Return the variable `name` as a finite number; anything else is an error."""
+    value = envstr(name, default).strip()
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if number != number or number in (float("inf"), float("-inf")):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return number
+
+
 def envlist(name: str, default: str) -> list[str]:
     """Return the comma-separated variable `name` as a list of non-empty items."""
     return [item.strip() for item in envstr(name, default).split(",") if item.strip()]
@@ -154,6 +166,13 @@ MEDIA_URL = "media/"
 
 # Empty means "let ml.audio.render.find_soundfont() pick the system General MIDI SoundFont".
 SOUNDFONT_PATH = envstr("SOUNDFONT_PATH", "")
+# Every MP3 is brought to an integrated loudness (LUFS) by its dynamics setting (medium, and
+# crescendo and diminuendo over the whole piece, at MUSIC_LOUDNESS_LUFS), its true peak held under
+# MUSIC_TRUE_PEAK_DBTP by a limiter; measured on the encoded file and stored with the piece.
+MUSIC_LOUDNESS_LUFS = envfloat("MUSIC_LOUDNESS_LUFS", "-14")
+MUSIC_LOUDNESS_SOFT_LUFS = envfloat("MUSIC_LOUDNESS_SOFT_LUFS", "-20")
+MUSIC_LOUDNESS_LOUD_LUFS = envfloat("MUSIC_LOUDNESS_LOUD_LUFS", "-11")
+MUSIC_TRUE_PEAK_DBTP = envfloat("MUSIC_TRUE_PEAK_DBTP", "-1")
 MUSIC_MODEL_PATH = Path(envstr("MUSIC_MODEL_PATH", str(BASE_DIR / "ml" / "pretrained" / "default.keras")))
 
 # Background jobs: django-q2 over the database unless REDIS_URL names a Redis broker.

@@ -54,6 +54,8 @@ def _composition_version_fail_for_lost_files(*, version: CompositionVersion, los
 
 def composition_version_render_again(*, version: CompositionVersion) -> None:
     """Write a done version's MIDI and MP3 again from its stored notes; the old files go."""
+    from ml.audio.arrangement import arrange
+    from ml.data.notes import MODES, parse_key
     from ml.generation.request import GenerationRequest
     from ml.pipeline import notes_from_piano_roll, render_piece
 
@@ -63,20 +65,29 @@ def composition_version_render_again(*, version: CompositionVersion) -> None:
     metre = request.time_signature or (int(numerator), int(denominator))
     notes = notes_from_piano_roll(
         version.notes_json, tempo_bpm=request.tempo_bpm or float(written.get("tempo_bpm", 120.0)),
-        time_signature=metre, program=request.instrument,
+        time_signature=metre, program=request.instrument or 0,
     )
+    key = None
+    tonic_name, _, mode = str(written.get("key") or version.detected_key or "").partition(" ")
+    if tonic_name and mode in MODES:
+        key = (parse_key(tonic_name), mode)
+    arrangement = arrange(notes, style=request.style, key=key, instrument=request.instrument,
+                          instruments=request.programs)
+    loudness, ceiling = runtime.loudness_for(request.dynamics)
     stem = f"{version.composition.public_id}-v{version.number}"
     # Rendered and stored outside any transaction: no write lock is held while files are made.
     with tempfile.TemporaryDirectory(prefix="musicgen-") as tmp:
         midi_path, mp3_path = Path(tmp) / f"{stem}.mid", Path(tmp) / f"{stem}.mp3"
-        duration = render_piece(runtime.get_renderer(), notes, midi_path=midi_path, audio_path=mp3_path)
+        rendered = render_piece(runtime.get_renderer(), arrangement, midi_path=midi_path, audio_path=mp3_path,
+                                loudness=loudness, ceiling=ceiling)
         with midi_path.open("rb") as midi, mp3_path.open("rb") as mp3:
             midi_name = default_storage.save(f"midi/{midi_path.name}", File(midi))
             mp3_name = default_storage.save(f"mp3/{mp3_path.name}", File(mp3))
     old = [name for name in (version.midi_file.name, version.mp3_file.name) if name]
     with transaction.atomic():
         CompositionVersion.objects.filter(id=version.id).update(
-            midi_file=midi_name, mp3_file=mp3_name, duration_seconds=duration, updated_at=timezone.now()
+            midi_file=midi_name, mp3_file=mp3_name, duration_seconds=rendered.seconds, updated_at=timezone.now(),
+            loudness=rendered.loudness.to_dict() if rendered.loudness else None,
         )
     for name in old:
         if name not in (midi_name, mp3_name) and default_storage.exists(name):

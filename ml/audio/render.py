@@ -34,7 +34,16 @@ DEBIAN_SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 # pretty_midi ships a small (6 MB) General MIDI SoundFont: worse sound, but always there.
 BUNDLED_SOUNDFONT = Path(pretty_midi.__file__).parent / "TimGM6mb.sf2"
 
-RELEASE_TAIL_SECONDS = 1.0   # lets the last notes and the reverb die away
+# After the last note the sound rings on (release, reverb) until it has decayed 60 dB below the
+# piece's loudest moment, or for this long, whichever comes first.
+MAX_TAIL_SECONDS = 3.0
+TAIL_DECAY_DB = 60.0
+TAIL_BLOCK = 2048            # frames; the tail is checked a block at a time (a multiple of FLUID_BLOCK)
+# The room: FluidSynth's reverb as a hall (room size and damping 0..1, width 0..100, level 0..1).
+# How much of each instrument reaches it is the track's own (MIDI controller 91; see
+# ml.audio.arrangement); chorus likewise (controller 93).
+REVERB_ROOM = {"synth.reverb.room-size": 0.65, "synth.reverb.damp": 0.35, "synth.reverb.width": 0.9,
+               "synth.reverb.level": 0.7}
 SYNTH_GAIN = 0.5             # peaks near -14 dBFS for a piano melody; a dense fff
                              # 32-voice piano cluster still stays below clipping
 DRUM_CHANNEL = 9             # General MIDI percussion channel (channel 10 counted from 1)
@@ -237,7 +246,8 @@ class Renderer:
             samplerate=self.sample_rate,
             channels=MIDI_CHANNELS,
             # A second core mixes voices in parallel: about 25% faster on 2 cores.
-            **{"synth.cpu-cores": min(2, os.cpu_count() or 1)},
+            **{"synth.cpu-cores": min(2, os.cpu_count() or 1), "synth.reverb.active": 1,
+               "synth.chorus.active": 1, **REVERB_ROOM},
         )
         sfid = synth.sfload(str(self.soundfont))
         if sfid < 0:
@@ -293,7 +303,8 @@ class Renderer:
                 renamed, so a failed render leaves nothing behind.
 
         Returns:
-            Seconds of audio written: the piece plus a one-second release tail.
+            Seconds of audio written: the piece and its tail (the sound ringing on until it has
+            decayed TAIL_DECAY_DB below the loudest moment, at most MAX_TAIL_SECONDS).
 
         Raises:
             RenderError: FluidSynth or the SoundFont is unavailable, the piece is
@@ -308,13 +319,13 @@ class Renderer:
                 self._select_program(synth, channel, instrument.program, instrument.is_drum)
             events = _events(midi, channels, self.sample_rate)
             last_frame = events[-1].frame if events else 0
-            total_frames = last_frame + round(RELEASE_TAIL_SECONDS * self.sample_rate)
             # Stop on a block boundary: FluidSynth keeps the rest of a partly
             # read block, which would shift every later render by a few frames.
-            total_frames = -(-total_frames // FLUID_BLOCK) * FLUID_BLOCK
-            if total_frames > self.max_seconds * self.sample_rate:
+            last_frame = -(-last_frame // FLUID_BLOCK) * FLUID_BLOCK
+            most_frames = last_frame + -(-round(MAX_TAIL_SECONDS * self.sample_rate) // FLUID_BLOCK) * FLUID_BLOCK
+            if most_frames > self.max_seconds * self.sample_rate:
                 raise RenderError(
-                    f"The piece is too long to render: {total_frames / self.sample_rate:.0f} s "
+                    f"The piece is too long to render: {most_frames / self.sample_rate:.0f} s "
                     f"(the limit is {self.max_seconds:.0f} s)"
                 )
             partial = wav_path.with_name(f".{wav_path.name}.{os.getpid()}.part")
@@ -323,7 +334,7 @@ class Renderer:
                     out.setnchannels(2)
                     out.setsampwidth(2)
                     out.setframerate(self.sample_rate)
-                    self._play(synth, events, total_frames, out)
+                    total_frames = self._play(synth, events, last_frame, most_frames, out)
                 os.replace(partial, wav_path)
             except OSError as exc:
                 raise RenderError(f"Could not write the audio file {wav_path}: {exc}") from exc
@@ -332,26 +343,33 @@ class Renderer:
                 self._reset(synth)
         return total_frames / self.sample_rate
 
-    def _play(self, synth: Any, events: list[_Event], total_frames: int, out: wave.Wave_write) -> None:
-        """Send events in order, synthesizing audio for the gaps between them."""
+    def _play(self, synth: Any, events: list[_Event], last_frame: int, most_frames: int,
+              out: wave.Wave_write) -> int:
+        """Send events in order, synthesizing audio for the gaps between them, then the tail until it
+        has decayed (or `most_frames`); returns the frames written."""
         buffer = np.zeros(2 * BLOCK_FRAMES, dtype=np.float32)
         pointer = buffer.ctypes.data
         handle = synth.synth
         written = 0
+        loudest = 0.0
 
-        def advance_to(frame: int) -> None:
+        def advance_to(frame: int) -> float:
+            """Synthesize up to `frame`; the largest magnitude of what was written."""
             nonlocal written
+            peak = 0.0
             while written < frame:
                 count = min(frame - written, BLOCK_FRAMES)
                 # Interleaved stereo: left at even, right at odd indices.
                 self._write_float(handle, count, pointer, 0, 2, pointer, 1, 2)
                 block = buffer[: 2 * count] * 32767.0
                 np.clip(block, -32768.0, 32767.0, out=block)
+                peak = max(peak, float(np.abs(block).max()))
                 out.writeframesraw(block.astype("<i2").tobytes())
                 written += count
+            return peak
 
         for event in events:
-            advance_to(event.frame)
+            loudest = max(loudest, advance_to(event.frame))
             if event.kind == _NOTE_ON:
                 synth.noteon(event.channel, event.data1, event.data2)
             elif event.kind == _NOTE_OFF:
@@ -360,7 +378,12 @@ class Renderer:
                 synth.cc(event.channel, event.data1, event.data2)
             elif event.kind == _PITCH_BEND:
                 synth.pitch_bend(event.channel, event.data1)
-        advance_to(total_frames)
+        loudest = max(loudest, advance_to(last_frame))
+        quiet = max(loudest, 1.0) * 10 ** (-TAIL_DECAY_DB / 20)
+        while written < most_frames:
+            if advance_to(min(most_frames, written + TAIL_BLOCK)) < quiet:
+                break
+        return written
 
     def close(self) -> None:
         """Free the synthesizer and SoundFont; a later render loads them again."""

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import pretty_midi
 
+from ml.audio.arrangement import InstrumentError, parse_instruments, style_voices
 from ml.data.notes import MODES, PITCH_CLASS_NAMES, NoteSequence, parse_key
 from ml.generation.chords import ChordError, Progression, parse_progression
 from ml.generation.form import FORM_LABELS, FORMS, check_form
@@ -150,8 +151,17 @@ class GenerationRequest:
                               help="A MIDI note number or a name: 36 or C2.")
     pitch_high: int = _control(108, kind="pitch", label="Highest note", minimum=0, maximum=127, advanced=True,
                                help="At least an octave above the lowest note.")
-    instrument: int = _control(0, kind="choice", label="Instrument", choices=INSTRUMENTS, advanced=True,
-                               help="General MIDI program, 0 to 127.")
+    instrument: int | None = _control(
+        None, kind="choice", label="Instrument", choices=INSTRUMENTS, advanced=True, nullable=True,
+        none_label="the style's own",
+        help="One General MIDI program (0 to 127) for every voice; empty for the style's own instruments "
+             "(a choir for chorales, violins, viola and cello for quartets, a fiddle, a flute, recorders).")
+    instruments: str | None = _control(
+        None, kind="text", label="Instrument per voice", maximum=200, nullable=True, advanced=True,
+        none_label="the style's own",
+        help="From the top voice down, General MIDI names or numbers: Violin, Violin, Viola, Cello. "
+             "One per voice of the style (four in chorales, quartets and Renaissance pieces, one in "
+             "fiddle tunes and folk songs), or one for all. Takes the place of Instrument.")
     dynamics: str = _control(
         "medium", kind="choice", label="Dynamics", advanced=True,
         choices=(("medium", "Medium"), ("soft", "Soft"), ("loud", "Loud"),
@@ -196,6 +206,10 @@ class GenerationRequest:
                     _ = self.progression  # read now, so a bad symbol is reported with the request
                 except ChordError as exc:
                     errors["chords"] = [str(exc)]
+            if self.instruments is not None:
+                message = _instruments_problem(self.instruments, self.style)
+                if message:
+                    errors["instruments"] = [message]
         if errors:
             raise RequestError(errors)
 
@@ -206,6 +220,11 @@ class GenerationRequest:
             return None
         tonic = None if self.key == "any" else parse_key(self.key)
         return parse_progression(self.chords, tonic=tonic, mode=self.mode)
+
+    @property
+    def programs(self) -> tuple[int, ...] | None:
+        """The instruments asked for per voice, from the top (None: one instrument, or the style's own)."""
+        return None if self.instruments is None else parse_instruments(self.instruments)
 
     @property
     def metre(self) -> tuple[int, int]:
@@ -264,6 +283,19 @@ DEFAULTS: dict[str, Any] = {
     f.name: f"{f.default[0]}/{f.default[1]}" if isinstance(f.default, tuple) else f.default
     for f in fields(GenerationRequest) if f.name in CONTROLS
 }
+
+
+def _instruments_problem(text: str, style: str) -> str:
+    """Why an instrument list cannot serve `style`, or "" when it can."""
+    try:
+        programs = parse_instruments(text)
+    except InstrumentError as exc:
+        return str(exc)
+    voices = style_voices(style)
+    if voices is not None and len(programs) not in (1, voices):
+        return (f"A {style.replace('-', ' ')} piece has {voices} voice{'s' if voices > 1 else ''}: "
+                f"name {voices} instrument{'s' if voices > 1 else ''}, from the top voice down, or one for all.")
+    return ""
 
 
 def _finite(value: object) -> bool:

@@ -511,7 +511,7 @@ class Batch:
         seq = NoteSequence(
             pitch=pitches[order], step=np.diff(start[order], prepend=0.0), duration=durations[order] * spb,
             velocity=np.clip(np.round(velocity[order]), 1, 127), tempo_bpm=self.tempo,
-            time_signature=r.metre, program=r.instrument)
+            time_signature=r.metre, program=r.instrument or 0)
         return GeneratedPiece(notes=seq, primer_length=primer_length, primer_end=primer_end, seed=seed,
                               plan=self.plan, plan_start=offset * spb, key=(line.tonic, line.mode),
                               accompaniment=self.backing(seq, offset * spb))

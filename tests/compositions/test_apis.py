@@ -124,7 +124,8 @@ def test_create_stores_every_control(api: APIClient, user: User, style: str, que
     response = api.post("/api/compositions/", payload, format="json")
     assert response.status_code == 202
     first = Composition.objects.filter(user=user).order_by("variation_index").first()
-    assert current(first).params == {**payload, "tempo_bpm": 100.0, "seconds": None, "chords": None}
+    assert current(first).params == {**payload, "tempo_bpm": 100.0, "seconds": None, "chords": None,
+                                     "instruments": None}
 
 
 def test_create_takes_a_midi_file_to_continue_as_multipart(

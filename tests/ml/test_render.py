@@ -13,7 +13,7 @@ import pretty_midi
 import pytest
 
 from ml.audio.render import (
-    RELEASE_TAIL_SECONDS,
+    MAX_TAIL_SECONDS,
     Renderer,
     RenderError,
     check_tools,
@@ -79,11 +79,11 @@ def test_find_soundfont_falls_back_to_an_existing_default() -> None:
     assert find_soundfont().is_file()
 
 
-def test_render_wav_writes_16_bit_stereo_of_the_piece_length(wav_file: Path, renderer: Renderer) -> None:
+def test_render_wav_writes_16_bit_stereo_of_the_piece_and_its_tail(wav_file: Path, renderer: Renderer) -> None:
     params, samples = read_wav(wav_file)
-    expected = 0.1 + 4 * 0.25 + RELEASE_TAIL_SECONDS
+    music = 0.1 + 4 * 0.25
     assert (params.nchannels, params.sampwidth, params.framerate) == (2, 2, RATE)
-    assert params.nframes / RATE == pytest.approx(expected, abs=0.01)
+    assert music + 0.2 < params.nframes / RATE <= music + MAX_TAIL_SECONDS + 0.05
     assert renderer.render_wav(tiny_midi(), wav_file) == pytest.approx(params.nframes / RATE)
 
 
@@ -211,3 +211,19 @@ def test_check_tools_reports_a_file_that_is_not_a_soundfont(tmp_path: Path) -> N
     bogus = tmp_path / "bogus.sf2"
     bogus.write_text("hello")
     assert check_tools(str(bogus)) == [f"The SoundFont file is not a .sf2 SoundFont: {bogus}"]
+
+
+def test_the_tail_rings_until_the_sound_has_died_away(renderer: Renderer, tmp_path: Path) -> None:
+    # A piano note held with reverb: the sound after the note-off decays, and the file ends once it is
+    # 60 dB below the loudest moment (or 3 s on), not cut to digital silence at once.
+    midi = tiny_midi((48,), step=1.0)
+    midi.instruments[0].control_changes.append(pretty_midi.ControlChange(91, 100, 0.0))
+    path = tmp_path / "ring.wav"
+    renderer.render_wav(midi, path)
+    _, samples = read_wav(path)
+    end = int(1.1 * RATE)
+    after = np.abs(samples[end:]).max(axis=1)
+    assert after[: RATE // 10].max() > 100  # still ringing just after the note ends
+    loudest = np.abs(samples).max()
+    assert after[-2048:].max() < loudest * 10 ** (-50 / 20)  # and quiet by the end of the file
+    assert len(samples) / RATE <= 1.1 + MAX_TAIL_SECONDS + 0.05

@@ -16,7 +16,16 @@ from tqdm import tqdm
 from compositions import runtime
 from compositions.errors import ComposingUnavailable, RequestInvalid
 from ml.generation.request import CONTROLS
-from ml.pipeline import AUDIO_FORMATS, PipelineError, compose, harmonise, piece_form, piece_report, render_piece
+from ml.pipeline import (
+    AUDIO_FORMATS,
+    PipelineError,
+    arrangement_of,
+    compose,
+    harmonise,
+    piece_form,
+    piece_report,
+    render_piece,
+)
 
 
 def _numbered(path: Path, index: int, count: int) -> Path:
@@ -84,12 +93,16 @@ class Command(BaseCommand):
                 with tempfile.TemporaryDirectory(prefix="musicgen-") as tmp:
                     midi_path = _numbered(options["midi"], index, len(pieces)) if options["midi"] \
                         else Path(tmp) / "piece.mid"
-                    seconds = render_piece(renderer, piece.notes, midi_path=midi_path, audio_path=audio_path,
-                                           accompaniment=piece.accompaniment)
+                    loudness, ceiling = runtime.loudness_for(request.dynamics)
+                    rendered = render_piece(renderer, arrangement_of(piece, request), midi_path=midi_path,
+                                            audio_path=audio_path, loudness=loudness, ceiling=ceiling)
+                    seconds = rendered.seconds
                 form = piece_form(piece)
                 phrases = " ".join(f"{p['letter']}{chr(8242) if p['varied'] else ''}({p['first_bar']}-{p['last_bar']})"
                                    for p in form.get("phrases", []))
-                self.stdout.write(f"Wrote {audio_path} ({seconds:.1f} s, {len(piece.notes)} notes): "
+                heard = (f", {rendered.loudness.integrated:.1f} LUFS, true peak {rendered.loudness.true_peak:.1f} dBTP"
+                         if rendered.loudness else "")
+                self.stdout.write(f"Wrote {audio_path} ({seconds:.1f} s, {len(piece.notes)} notes{heard}): "
                                   f"{form.get('bars', 0)} bars of {form.get('time_signature')} in {form['key']}, "
                                   f"form {form.get('form', '?')}: {phrases}")
                 if melody is None:  # what was asked, and whether the piece did it
