@@ -49,6 +49,7 @@ class CompositionDetail(CompositionStatus):
     chords: list[list[float | str | None]]
     form: dict[str, Any]
     constraints: list[dict[str, Any]]  # [{"control", "asked", "did", "met"}, ...]
+    loudness: dict[str, float] | None  # {"integrated_lufs", "true_peak_dbtp", "range_lu"} of the MP3
 
 
 class VersionItem(CompositionStatus):
@@ -63,6 +64,7 @@ class VersionItem(CompositionStatus):
     duration_seconds: float | None
     created_at: datetime
     constraints: list[dict[str, Any]]
+    loudness: dict[str, float] | None
 
 
 # What a list of pieces never shows: the notes, chords and form of their current versions.
@@ -239,6 +241,7 @@ def composition_detail(*, composition: Composition) -> CompositionDetail:
         "chords": version.chords_json,
         "form": version.form_json,
         "constraints": version.constraints,
+        "loudness": version.loudness,
     }
 
 
@@ -257,6 +260,7 @@ def composition_version_item(*, composition: Composition, version: CompositionVe
         "duration_seconds": version.duration_seconds,
         "created_at": version.created_at,
         "constraints": version.constraints,
+        "loudness": version.loudness,
     }
 
 

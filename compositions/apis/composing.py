@@ -106,6 +106,12 @@ class ConstraintCheckSerializer(serializers.Serializer):
     met = serializers.BooleanField(allow_null=True, help_text="Whether it was met (null: nothing to measure)")
 
 
+class LoudnessSerializer(serializers.Serializer):
+    integrated_lufs = serializers.FloatField(help_text="Integrated loudness of the MP3 (EBU R 128), LUFS")
+    true_peak_dbtp = serializers.FloatField(help_text="Its true peak, dBTP")
+    range_lu = serializers.FloatField(help_text="Its loudness range, LU")
+
+
 class CompositionDetailSerializer(CompositionStatusSerializer):
     version = serializers.IntegerField(help_text="The number of the current version, the one described here")
     versions_url = serializers.CharField(help_text="The piece's versions")
@@ -118,6 +124,8 @@ class CompositionDetailSerializer(CompositionStatusSerializer):
     form = FormSerializer(help_text="The form the piece was written to, and its key; empty until it is done")
     constraints = ConstraintCheckSerializer(many=True, help_text="What was asked and what the piece did, one "
                                                                  "check per control; empty until it is done")
+    loudness = LoudnessSerializer(allow_null=True, help_text="The MP3 as measured (ffmpeg ebur128); null until "
+                                                             "it is done")
 
 
 class StylesApi(APIView):

@@ -21,6 +21,7 @@ from compositions.apis.composing import (
     CompositionDetailSerializer,
     CompositionStatusSerializer,
     ConstraintCheckSerializer,
+    LoudnessSerializer,
 )
 from compositions.apis.exception_handlers import ErrorSerializer
 from compositions.apis.routing import owned_with_input
@@ -48,6 +49,7 @@ class VersionSerializer(CompositionStatusSerializer):
     created_at = serializers.DateTimeField()
     constraints = ConstraintCheckSerializer(many=True, help_text="What was asked and what it did; empty until "
                                                                    "it is written")
+    loudness = LoudnessSerializer(allow_null=True, help_text="The MP3 as measured; null until it is written")
 
 
 class CompositionVersionListApi(APIView):

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.test import Client
 from pydub import AudioSegment
@@ -65,6 +66,9 @@ def test_a_five_second_piece_is_composed_rendered_and_stored(request_piece: Call
     audio = AudioSegment.from_file(piece.mp3_file.path, format="mp3")
     assert midi.end_time + 0.2 < audio.duration_seconds <= midi.end_time + MAX_TAIL_SECONDS + 0.2
     assert piece.duration_seconds == pytest.approx(audio.duration_seconds, abs=0.2)
+    # At the medium dynamics' loudness, as ffmpeg measured the stored MP3.
+    assert piece.loudness["integrated_lufs"] == pytest.approx(settings.MUSIC_LOUDNESS_LUFS, abs=1.0)
+    assert piece.loudness["true_peak_dbtp"] <= settings.MUSIC_TRUE_PEAK_DBTP
     assert len(midi) == len(piece.notes_json) > 0
     pitch, start, duration, velocity = piece.notes_json[0]
     assert 0 <= pitch <= 127 and start >= 0 and duration > 0 and 1 <= velocity <= 127
