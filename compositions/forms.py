@@ -14,6 +14,7 @@ from django.forms.utils import ErrorDict
 
 from compositions import runtime
 from compositions.auth import login_locked_for
+from compositions.models import style_label
 from ml.generation.request import CONTROLS, DEFAULTS, Control
 
 PITCH_CHOICES = [(str(p), f"{pretty_midi.note_number_to_name(p)} ({p})") for p in range(128)]
@@ -88,7 +89,7 @@ class CompositionForm(forms.Form):
         )
         # Why composing is impossible right now (no model file, no SoundFont), shown above the form.
         styles, self.model_problem = runtime.composing_state()
-        self.fields["style"].choices = [(style, style.replace("_", " ").title()) for style in styles]
+        self.fields["style"].choices = [(style, style_label(style)) for style in styles]
 
     def basic_fields(self) -> list[forms.BoundField]:
         return [self[name] for name, control in CONTROLS.items() if not control.advanced]

@@ -14,6 +14,11 @@ _TITLE_NOUNS = ("Heron", "Harbour", "Lantern", "Meadow", "River", "Sparrow", "Or
                 "Comet", "Island", "Ember", "Garden", "Echo", "Valley", "Falcon", "Tide", "Cedar", "Fable", "Bell")
 
 
+
+def style_label(style: str) -> str:
+    """A style's name as a title shows it: "String quartet", "Chorale"."""
+    return style.replace("-", " ").replace("_", " ").capitalize()
+
 class Composition(models.Model):
     """One piece: its owner, title, sharing and plays, and the version of it that is heard now.
 
@@ -62,13 +67,17 @@ class Composition(models.Model):
         """ "Chorale in D minor · Amber Heron": style, key and two words drawn from the piece's id."""
         version = self.current_version
         params = version.params if version else {}
-        key = (version.detected_key if version else "") or (
+        key = (version.key_label if version else "") or (
             f"{params['key']} {params.get('mode', 'major')}" if params.get("key", "any") != "any" else ""
         )
         words = _TITLE_WORDS[self.public_id.int % len(_TITLE_WORDS)], _TITLE_NOUNS[self.public_id.int // 7 % len(
             _TITLE_NOUNS)]
-        style = self.style.replace("-", " ").replace("_", " ").capitalize()
+        style = self.style_label
         return f"{style}{' in ' + key if key else ''} · {words[0]} {words[1]}"
+
+    @property
+    def style_label(self) -> str:
+        return style_label(self.style)
 
     @property
     def display_title(self) -> str:
@@ -166,6 +175,11 @@ class CompositionVersion(models.Model):
 
     def __str__(self) -> str:
         return f"Version {self.number} of {self.composition_id} ({self.get_status_display()})"
+
+    @property
+    def key_label(self) -> str:
+        """The key the piece was written in ("Db major"), else the one heard in its notes; "" before it is done."""
+        return str((self.form_json or {}).get("key") or self.detected_key)
 
     @property
     def length_label(self) -> str:

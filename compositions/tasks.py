@@ -148,7 +148,7 @@ class Written:
 
 
 def _write_versions(claim: Claim) -> None:
-    from ml.data.notes import PITCH_CLASS_NAMES, estimate_key
+    from ml.data.notes import estimate_key, key_name
     from ml.pipeline import arrangement_of, chord_changes, piano_roll, piece_form, render_piece
 
     versions = list(claim.rows().select_related("composition", "source").order_by("composition__variation_index"))
@@ -194,10 +194,10 @@ def _write_versions(claim: Claim) -> None:
                     "duration_seconds": rendered.seconds,
                     "loudness": rendered.loudness.to_dict() if rendered.loudness else None,
                     "notes_json": piano_roll(piece.notes),
-                    "chords_json": chord_changes(piece.notes),
+                    "chords_json": chord_changes(piece.notes, piece.key),
                     "form_json": piece_form(piece),
                     "primer_end": piece.primer_end if piece.primer_length else None,
-                    "detected_key": f"{PITCH_CLASS_NAMES[tonic]} {mode}",
+                    "detected_key": key_name(tonic, mode),
                     "constraints": _report(generator, result),
                 },
             ),

@@ -199,20 +199,20 @@ def notes_from_piano_roll(rows: list[list[float]], *, tempo_bpm: float, time_sig
 
 def piece_form(piece: GeneratedPiece) -> dict[str, Any]:
     """The form a piece was written to, with phrase times in seconds and the key it was written in."""
-    from ml.data.notes import PITCH_CLASS_NAMES
+    from ml.data.notes import key_name
 
     form = piece.form() or {}
-    tonic, mode = piece.key
     numerator, denominator = piece.notes.time_signature
-    return {**form, "key": f"{PITCH_CLASS_NAMES[tonic]} {mode}", "time_signature": f"{numerator}/{denominator}",
+    return {**form, "key": key_name(*piece.key), "time_signature": f"{numerator}/{denominator}",
             "tempo_bpm": round(float(piece.notes.tempo_bpm), 2)}
 
 
-def chord_changes(notes: NoteSequence) -> list[list[float | str | None]]:
-    """[start_s, label] wherever the sounding chord changes; label None where no chord sounds."""
+def chord_changes(notes: NoteSequence, key: tuple[int, str] | None = None) -> list[list[float | str | None]]:
+    """[start_s, label] wherever the sounding chord changes, spelled in `key` where one is given; label
+    None where no chord sounds."""
     changes: list[list[float | str | None]] = []
     current: str | None = None
-    for start, label in zip(notes.start, chord_labels(notes)):
+    for start, label in zip(notes.start, chord_labels(notes, key)):
         if label != current:
             changes.append([round(float(start), 3), label])
             current = label

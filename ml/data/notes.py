@@ -280,11 +280,53 @@ def estimate_key_from_histogram(histogram: np.ndarray) -> tuple[int, str]:
     return best[1], best[2]
 
 
-def chord_labels(seq: NoteSequence) -> list[str | None]:
+_LETTERS = "CDEFGAB"
+_NATURAL = (0, 2, 4, 5, 7, 9, 11)
+# The scale degree (0 = the tonic's letter) each pitch class above the tonic is written on, in major
+# and minor alike: the flat second (Neapolitan), the flat and natural third, the sharp fourth, the flat
+# and natural sixth and seventh (the raised sixth and the leading note in minor).
+_DEGREE_OF = (0, 1, 1, 2, 2, 3, 3, 4, 5, 5, 6, 6)
+# The tonic's spelling with the fewer accidentals in its key signature (Db major, C# minor).
+_MAJOR_TONICS = ("C", "Db", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+_MINOR_TONICS = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "G#", "A", "Bb", "B")
+_MODE_SHIFT = {"dorian": 2, "mixolydian": 7}  # semitones from the major key whose notes a mode uses
+
+
+def _spelled(letter: int, pitch_class: int) -> str:
+    alter = (pitch_class - _NATURAL[letter % 7] + 6) % 12 - 6
+    return _LETTERS[letter % 7] + ("#" * alter if alter > 0 else "b" * -alter)
+
+
+def tonic_name(tonic: int, mode: str) -> str:
+    """The tonic as its key signature writes it: Db major, C# minor, and a mode as its parent major's
+    degree (D dorian, G mixolydian, C# dorian with B major's signature)."""
+    tonic %= 12
+    if mode in _MODE_SHIFT:
+        parent = (tonic - _MODE_SHIFT[mode]) % 12
+        parent_name = _MAJOR_TONICS[parent]
+        return _spelled(_LETTERS.index(parent_name[0]) + _DEGREE_OF[_MODE_SHIFT[mode]], tonic)
+    return (_MINOR_TONICS if mode == "minor" else _MAJOR_TONICS)[tonic]
+
+
+def key_name(tonic: int, mode: str) -> str:
+    """ "Db major", "C# minor", "D dorian"."""
+    return f"{tonic_name(tonic, mode)} {mode}"
+
+
+def spell_pitch_class(pitch_class: int, tonic: int, mode: str) -> str:
+    """A pitch class as a musician writes it in a key: the scale's own letter where it is in the scale
+    (B minor's A# leading note, F major's Bb), and the usual chromatic degrees otherwise (the flat
+    seventh, the sharp fourth)."""
+    name = tonic_name(tonic, mode)
+    return _spelled(_LETTERS.index(name[0]) + _DEGREE_OF[(pitch_class - tonic) % 12], pitch_class % 12)
+
+
+def chord_labels(seq: NoteSequence, key: tuple[int, str] | None = None) -> list[str | None]:
     """Name the chord sounding at each note's onset (None where fewer than three pitch classes sound).
 
     Every note that is still held at an onset counts, so suspensions and held basses are part of
-    the chord, as a listener hears it.
+    the chord, as a listener hears it. With a key, the chord's notes are spelled in it (Bb major, not
+    A# major, in F); without, as music21 spells pitch classes.
     """
     start = seq.start
     end = start + seq.duration
@@ -295,18 +337,22 @@ def chord_labels(seq: NoteSequence) -> list[str | None]:
         sounding = (start <= onset + 1e-6) & (end > onset + 1e-6)
         pitches = seq.pitch[sounding]
         if len(pitches):
-            label = chord_name(tuple(sorted({int(p) % 12 for p in pitches})), int(pitches.min()) % 12)
+            label = chord_name(tuple(sorted({int(p) % 12 for p in pitches})), int(pitches.min()) % 12, key)
             labels[bounds[k]:bounds[k + 1]] = [label] * (bounds[k + 1] - bounds[k])
     return labels
 
 
 @lru_cache(maxsize=8192)
-def chord_name(pitch_classes: tuple[int, ...], bass: int) -> str | None:
-    """music21's name for a pitch-class set, e.g. "D minor triad"; cached, since sets repeat."""
+def chord_name(pitch_classes: tuple[int, ...], bass: int, key: tuple[int, str] | None = None) -> str | None:
+    """music21's name for a pitch-class set, e.g. "D minor triad", its notes spelled in `key` where one
+    is given; cached, since sets repeat."""
     if len(pitch_classes) < 3:
         return None
     from music21 import chord  # music21 is heavy to import; only harmony analysis needs it
 
-    c = chord.Chord([60 + pc for pc in pitch_classes])
+    if key is None:
+        c = chord.Chord([60 + pc for pc in pitch_classes])
+    else:
+        c = chord.Chord([spell_pitch_class(pc, *key).replace("b", "-") + "4" for pc in pitch_classes])
     root = c.root().name.replace("-", "b")
     return f"{root} {c.commonName}"

@@ -92,3 +92,28 @@ def test_key_names_and_scales() -> None:
     assert scale_pitch_classes(2, "major") == {2, 4, 6, 7, 9, 11, 1}
     with pytest.raises(ValueError, match="Unknown key"):
         parse_key("H")
+
+
+def test_keys_are_named_with_the_signature_of_fewer_accidentals() -> None:
+    from ml.data.notes import key_name
+
+    assert [key_name(t, "major") for t in (1, 6, 8, 10)] == ["Db major", "F# major", "Ab major", "Bb major"]
+    assert [key_name(t, "minor") for t in (1, 3, 8, 10)] == ["C# minor", "Eb minor", "G# minor", "Bb minor"]
+    assert key_name(1, "dorian") == "C# dorian" and key_name(10, "mixolydian") == "Bb mixolydian"
+
+
+def test_chords_are_spelled_in_their_key() -> None:
+    from ml.data.notes import chord_name, spell_pitch_class
+
+    # The scale's own letters, the leading note of minor raised, chromatic degrees as musicians write them.
+    assert [spell_pitch_class(pc, 11, "minor") for pc in (11, 1, 2, 4, 6, 7, 9, 10)] == [
+        "B", "C#", "D", "E", "F#", "G", "A", "A#"]
+    assert [spell_pitch_class(pc, 5, "major") for pc in (10, 3, 8, 11)] == ["Bb", "Eb", "Ab", "B"]
+    # B minor's tonic triad and A major's dominant, where pitch classes alone gave Cb and Fb.
+    assert chord_name((2, 6, 11), 11, (11, "minor")) == "B minor triad"
+    assert chord_name((4, 8, 11), 4, (9, "major")) == "E major triad"
+    assert chord_name((3, 6, 9, 11), 11, (9, "major")) == "B dominant seventh chord"  # V/V in A
+    # In a flat key, Bb and Eb, never A# and D#.
+    assert chord_name((2, 5, 10), 10, (5, "major")) == "Bb major triad"
+    assert chord_name((3, 7, 10), 3, (10, "major")) == "Eb major triad"
+    assert chord_name((2, 6, 10), 10, (11, "minor")) == "D augmented triad"  # III+ of harmonic B minor
