@@ -13,7 +13,12 @@ from compositions.apis.composing import (
     PrimerCreateApi,
     StylesApi,
 )
-from compositions.apis.files import CompositionMidiApi, CompositionMp3Api
+from compositions.apis.files import (
+    CompositionMidiApi,
+    CompositionMp3Api,
+    CompositionMusicXmlApi,
+    CompositionScoreSvgApi,
+)
 from compositions.apis.gallery import CompositionListApi, CompositionShareApi, CompositionUpdateApi
 from compositions.apis.routing import method_router
 from compositions.apis.versions import (
@@ -52,4 +57,7 @@ urlpatterns = [
          name="composition-version-current"),
     path("compositions/<uuid:public_id>/audio.mp3", CompositionMp3Api.as_view(), name="composition-mp3"),
     path("compositions/<uuid:public_id>/score.mid", CompositionMidiApi.as_view(), name="composition-midi"),
+    path("compositions/<uuid:public_id>/score.svg", CompositionScoreSvgApi.as_view(), name="composition-score-svg"),
+    path("compositions/<uuid:public_id>/score.musicxml", CompositionMusicXmlApi.as_view(),
+         name="composition-musicxml"),
 ]

@@ -1,4 +1,4 @@
-"""The MP3 and MIDI files of a piece's version as HTTP responses, for the pages and the API alike."""
+"""The MP3, MIDI and score files of a piece's version as HTTP responses, for the pages and the API alike."""
 
 from __future__ import annotations
 
@@ -10,13 +10,16 @@ from django.http import FileResponse, Http404, HttpResponse
 
 from compositions.models import Composition, CompositionVersion
 
-FileKind = Literal["mp3", "midi"]
+FileKind = Literal["mp3", "midi", "svg", "musicxml"]
 
 # kind -> (model field, content type, file extension)
 FILE_KINDS: dict[str, tuple[str, str, str]] = {
     "mp3": ("mp3_file", "audio/mpeg", "mp3"),
     "midi": ("midi_file", "audio/midi", "mid"),
+    "svg": ("score_svg", "image/svg+xml", "svg"),
+    "musicxml": ("score_musicxml", "application/vnd.recordare.musicxml+xml", "musicxml"),
 }
+SCORE_KINDS = ("svg", "musicxml")
 
 
 def composition_file_response(
@@ -33,7 +36,9 @@ def composition_file_response(
     field, content_type, extension = FILE_KINDS[kind]
     file = getattr(version, field)
     if not file:
-        raise Http404("This file is not ready.")
+        raise Http404("This file is not ready." if kind not in SCORE_KINDS else
+                      f"No score for this piece: {version.score_error}" if version.score_error else
+                      "The score is being engraved.")
     number = f"-v{version.number}" if version.number > 1 else ""
     filename = f"{composition.style}-{composition.public_id.hex[:8]}{number}.{extension}"
     response: FileResponse | HttpResponse
@@ -45,6 +50,8 @@ def composition_file_response(
     else:
         response = FileResponse(file.open("rb"), as_attachment=as_attachment, filename=filename,
                                 content_type=content_type)
+    if kind == "svg":  # an engraving holds no scripts; a browser opening it alone runs none either
+        response["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'"
     # Private files: no shared cache may keep them.
     response["Cache-Control"] = "private, max-age=3600" if pinned else "private, no-cache"
     return response

@@ -163,9 +163,18 @@ class CompositionVersion(models.Model):
     # The MP3 as ffmpeg's ebur128 measured it: {"integrated_lufs", "true_peak_dbtp", "range_lu"}; null
     # before it is done, or where it could not be measured.
     loudness = models.JSONField(null=True, blank=True)
+    # The score, engraved after the piece is done (a moment later): Verovio's SVG and the MusicXML it was
+    # engraved from, the start of each bar in seconds (to follow playback), or why there is none.
+    score_svg = models.FileField(upload_to="scores/", blank=True)
+    score_musicxml = models.FileField(upload_to="scores/", blank=True)
+    score_bars = models.JSONField(default=list, blank=True)
+    score_error = models.CharField(max_length=300, blank=True)
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    # Every stored file a version names (what verify_media checks and a deletion removes).
+    FILE_FIELDS = ("midi_file", "mp3_file", "primer_file", "score_svg", "score_musicxml")
 
     class Meta:
         ordering = ["composition_id", "number"]
@@ -175,6 +184,15 @@ class CompositionVersion(models.Model):
 
     def __str__(self) -> str:
         return f"Version {self.number} of {self.composition_id} ({self.get_status_display()})"
+
+    @property
+    def score_state(self) -> str:
+        """ "ready", "none" (engraving gave a reason), "pending" (done, being engraved) or "" (not done)."""
+        if self.score_svg:
+            return "ready"
+        if self.score_error:
+            return "none"
+        return "pending" if self.status == self.Status.DONE else ""
 
     @property
     def key_label(self) -> str:

@@ -50,6 +50,7 @@ class CompositionDetail(CompositionStatus):
     form: dict[str, Any]
     constraints: list[dict[str, Any]]  # [{"control", "asked", "did", "met"}, ...]
     loudness: dict[str, float] | None  # {"integrated_lufs", "true_peak_dbtp", "range_lu"} of the MP3
+    score: dict[str, Any]  # {"state", "reason", "svg_url", "musicxml_url", "bar_times"}
 
 
 class VersionItem(CompositionStatus):
@@ -65,6 +66,7 @@ class VersionItem(CompositionStatus):
     created_at: datetime
     constraints: list[dict[str, Any]]
     loudness: dict[str, float] | None
+    score: dict[str, Any]
 
 
 # What a list of pieces never shows: the notes, chords and form of their current versions.
@@ -194,6 +196,25 @@ def _file_urls(composition: Composition, version: CompositionVersion, *, for_api
             for kind, name in zip(("mp3_url", "midi_url"), names)}
 
 
+def _score(composition: Composition, version: CompositionVersion, *, for_api: bool,
+           share_token: str = "") -> dict[str, Any]:
+    """The score of a version: its state, the SVG and MusicXML URLs once ready, the reason where there is none,
+    and the start of each bar in seconds."""
+    state = version.score_state
+    urls: dict[str, str | None] = {"svg_url": None, "musicxml_url": None}
+    if state == "ready":
+        names = ("api:composition-score-svg", "api:composition-musicxml") if for_api else \
+            ("compositions:score-svg", "compositions:musicxml")
+        query = {} if composition.current_version_id == version.id else {"version": version.number}
+        if share_token:
+            query["share_token"] = share_token
+        suffix = f"?{urlencode(query)}" if query else ""
+        urls = {kind: reverse(name, args=[composition.public_id]) + suffix
+                for kind, name in zip(("svg_url", "musicxml_url"), names)}
+    return {"state": state or "not written", "reason": version.score_error, **urls,
+            "bar_times": version.score_bars if state == "ready" else []}
+
+
 def composition_version_status(
     *, composition: Composition, version: CompositionVersion, for_api: bool = False, share_token: str = "",
 ) -> CompositionStatus:
@@ -242,6 +263,7 @@ def composition_detail(*, composition: Composition) -> CompositionDetail:
         "form": version.form_json,
         "constraints": version.constraints,
         "loudness": version.loudness,
+        "score": _score(composition, version, for_api=True),
     }
 
 
@@ -261,6 +283,7 @@ def composition_version_item(*, composition: Composition, version: CompositionVe
         "created_at": version.created_at,
         "constraints": version.constraints,
         "loudness": version.loudness,
+        "score": _score(composition, version, for_api=for_api, share_token=share_token),
     }
 
 
@@ -401,15 +424,15 @@ class MediaReport:
         return not self.missing and not self.orphans
 
 
-MEDIA_FOLDERS = ("midi", "mp3", "primers")
+MEDIA_FOLDERS = ("midi", "mp3", "primers", "scores")
 
 
 def media_report() -> MediaReport:
     """Compare the stored files with the versions (and uploaded primers) that name them."""
     report = MediaReport()
     named: set[str] = set(Primer.objects.values_list("file", flat=True))
-    rows = CompositionVersion.objects.values_list("id", "composition_id", "number", "status", "midi_file",
-                                                  "mp3_file", "primer_file")
+    rows = CompositionVersion.objects.values_list("id", "composition_id", "number", "status",
+                                                  *CompositionVersion.FILE_FIELDS)
     for version_id, composition_id, number, status, *names in rows.iterator():
         for name in names:
             if not name:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.files import File
+from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import DatabaseError, connection
 
@@ -28,6 +29,7 @@ from compositions.services.task_writes import (
     composition_version_finish,
     composition_version_progress,
     composition_version_rendering,
+    composition_version_score,
 )
 from compositions.services.training import training_fail, training_finish, training_start
 from ml.pipeline import PipelineError
@@ -202,6 +204,43 @@ def _write_versions(claim: Claim) -> None:
                 },
             ),
         )
+
+
+def composition_version_engrave(version_id: int) -> None:
+    """Engrave a done version's score (Verovio SVG and MusicXML) and store it, or store why it has none.
+
+    Idempotent: a version with a score (or a reason) already, or not done, is left alone. The
+    engraving runs in a child process under SCORE_TIMEOUT_SECONDS; whatever goes wrong, the piece
+    stays done and playable, and says why it has no score.
+    """
+    from compositions.services.media import version_arrangement
+    from ml.audio.score import ScoreError, engrave_apart
+
+    version = CompositionVersion.objects.filter(id=version_id).select_related("composition").first()
+    if version is None or version.status != CompositionVersion.Status.DONE or version.score_state != "pending":
+        return
+    if settings.SCORE_TIMEOUT_SECONDS <= 0:
+        composition_version_score(version_id=version_id, error="Scores are turned off on this site.")
+        return
+    started = time.monotonic()
+    try:
+        arrangement, _ = version_arrangement(version=version)
+        score = engrave_apart(arrangement, timeout=settings.SCORE_TIMEOUT_SECONDS)
+    except ScoreError as exc:
+        composition_version_score(version_id=version_id, error=str(exc))
+        logger.info("Version %s has no score: %s", version_id, exc)
+        return
+    except Exception as exc:  # the worker must survive anything ml/ throws
+        logger.exception("Version %s: the score could not be engraved", version_id)
+        composition_version_score(version_id=version_id,
+                                  error=f"The score could not be engraved ({type(exc).__name__}).")
+        return
+    stem = f"{version.composition.public_id}-v{version.number}"
+    svg_name = default_storage.save(f"scores/{stem}.svg", ContentFile(score.svg.encode("utf-8")))
+    musicxml_name = default_storage.save(f"scores/{stem}.musicxml", ContentFile(score.musicxml.encode("utf-8")))
+    composition_version_score(version_id=version_id, svg_name=svg_name, musicxml_name=musicxml_name,
+                              bars=score.bar_times)
+    logger.info("Version %s engraved in %.1f s (%d bars)", version_id, time.monotonic() - started, score.bars)
 
 
 def _report(generator: Generator, result: Written) -> list[dict[str, Any]]:

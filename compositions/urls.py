@@ -26,4 +26,6 @@ urlpatterns = [
     path("<uuid:public_id>/versions/<int:number>/delete/", views.composition_version_delete, name="version-delete"),
     path("<uuid:public_id>/audio.mp3", views.composition_file, {"kind": "mp3"}, name="mp3"),
     path("<uuid:public_id>/score.mid", views.composition_file, {"kind": "midi"}, name="midi"),
+    path("<uuid:public_id>/score.svg", views.composition_file, {"kind": "svg"}, name="score-svg"),
+    path("<uuid:public_id>/score.musicxml", views.composition_file, {"kind": "musicxml"}, name="musicxml"),
 ]

@@ -163,10 +163,11 @@ def _owner_page(request: HttpRequest, composition: Composition, *, regenerate: d
 
 def _listen_urls(composition: Composition, token: str = "") -> dict[str, Any]:
     """The file and play-count URLs of the player: by the piece's id, or by its share link's token."""
+    names = {"mp3": "mp3", "midi": "midi", "svg": "score-svg", "musicxml": "musicxml"}
     if token:
-        files = {kind: reverse(f"shared-{kind}", args=[token]) for kind in ("mp3", "midi")}
+        files = {kind: reverse(f"shared-{name}", args=[token]) for kind, name in names.items()}
         return {"files": files, "play_url": reverse("shared-play", args=[token])}
-    files = {kind: reverse(f"compositions:{kind}", args=[composition.public_id]) for kind in ("mp3", "midi")}
+    files = {kind: reverse(f"compositions:{name}", args=[composition.public_id]) for kind, name in names.items()}
     return {"files": files, "play_url": reverse("compositions:play", args=[composition.public_id])}
 
 

@@ -173,6 +173,9 @@ MUSIC_LOUDNESS_LUFS = envfloat("MUSIC_LOUDNESS_LUFS", "-14")
 MUSIC_LOUDNESS_SOFT_LUFS = envfloat("MUSIC_LOUDNESS_SOFT_LUFS", "-20")
 MUSIC_LOUDNESS_LOUD_LUFS = envfloat("MUSIC_LOUDNESS_LOUD_LUFS", "-11")
 MUSIC_TRUE_PEAK_DBTP = envfloat("MUSIC_TRUE_PEAK_DBTP", "-1")
+# A score is engraved after each piece is done, in a child process stopped after this many seconds
+# (0 turns scores off).
+SCORE_TIMEOUT_SECONDS = envint("SCORE_TIMEOUT_SECONDS", "60")
 MUSIC_MODEL_PATH = Path(envstr("MUSIC_MODEL_PATH", str(BASE_DIR / "ml" / "pretrained" / "default.keras")))
 
 # Background jobs: django-q2 over the database unless REDIS_URL names a Redis broker.

@@ -37,6 +37,7 @@ def isolated_site(settings: Any, tmp_path: Path, tiny_model_path: Path) -> None:
     settings.Q_SYNC = True
     settings.MUSIC_MODEL_PATH = tiny_model_path
     settings.SOUNDFONT_PATH = ""
+    settings.SCORE_TIMEOUT_SECONDS = 0  # engraving takes a child process per piece: the score tests turn it on
 
 
 @pytest.fixture

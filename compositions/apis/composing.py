@@ -112,6 +112,17 @@ class LoudnessSerializer(serializers.Serializer):
     range_lu = serializers.FloatField(help_text="Its loudness range, LU")
 
 
+class ScoreSerializer(serializers.Serializer):
+    state = serializers.ChoiceField(choices=["ready", "pending", "none", "not written"],
+                                    help_text="ready; pending (the piece is done, its score follows in a moment); "
+                                              "none (see reason); not written (the piece is not done)")
+    reason = serializers.CharField(help_text="Why the piece has no score (state none)")
+    svg_url = serializers.CharField(allow_null=True, help_text="The engraved score (SVG), once ready")
+    musicxml_url = serializers.CharField(allow_null=True, help_text="The score as MusicXML, once ready")
+    bar_times = serializers.ListField(child=serializers.FloatField(),
+                                      help_text="Seconds where each bar starts, to follow playback")
+
+
 class CompositionDetailSerializer(CompositionStatusSerializer):
     version = serializers.IntegerField(help_text="The number of the current version, the one described here")
     versions_url = serializers.CharField(help_text="The piece's versions")
@@ -126,6 +137,7 @@ class CompositionDetailSerializer(CompositionStatusSerializer):
                                                                  "check per control; empty until it is done")
     loudness = LoudnessSerializer(allow_null=True, help_text="The MP3 as measured (ffmpeg ebur128); null until "
                                                              "it is done")
+    score = ScoreSerializer(help_text="The piece as sheet music")
 
 
 class StylesApi(APIView):

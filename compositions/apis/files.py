@@ -18,7 +18,7 @@ from rest_framework.views import APIView
 
 from compositions import selectors
 from compositions.apis.exception_handlers import ErrorSerializer
-from compositions.downloads import FileKind, composition_file_response
+from compositions.downloads import SCORE_KINDS, FileKind, composition_file_response
 from compositions.models import CompositionVersion
 
 
@@ -36,7 +36,7 @@ class _AnyMediaType(BaseContentNegotiation):
 
 class CompositionFileApi(APIView):
     """GET a file of a piece's current version, or of `?version=n`: yours, a public piece, or with its
-    share token; audio/mpeg or audio/midi.
+    share token; audio/mpeg, audio/midi, or its score (an SVG engraving, or MusicXML).
 
     409 while it is being written (with the status and progress), 410 once it failed or was
     cancelled, 404 when it does not exist or is not yours to hear.
@@ -58,6 +58,12 @@ class CompositionFileApi(APIView):
         if version.status != CompositionVersion.Status.DONE:
             return Response({"detail": "This piece is not ready yet.", "status": version.status,
                              "progress": version.progress}, status=status.HTTP_409_CONFLICT)
+        if self.kind in SCORE_KINDS and version.score_state == "pending":
+            return Response({"detail": "The score is being engraved.", "status": version.status},
+                            status=status.HTTP_409_CONFLICT)
+        if self.kind in SCORE_KINDS and version.score_state == "none":
+            return Response({"detail": f"No score for this piece: {version.score_error}"},
+                            status=status.HTTP_404_NOT_FOUND)
         return composition_file_response(composition=composition, version=version, kind=self.kind,
                                          as_attachment=True, pinned=bool(number))
 
@@ -78,3 +84,19 @@ class CompositionMp3Api(CompositionFileApi):
                responses={(200, "audio/midi"): OpenApiTypes.BINARY, **FILE_ERRORS})
 class CompositionMidiApi(CompositionFileApi):
     kind: FileKind = "midi"
+
+
+@extend_schema(parameters=[SHARE_TOKEN, VERSION],
+               responses={(200, "image/svg+xml"): OpenApiTypes.BINARY, **FILE_ERRORS},
+               description="The score engraved (SVG): 409 while it is being engraved (it follows the MP3 by a "
+                           "moment), 404 with the reason where the piece has none.")
+class CompositionScoreSvgApi(CompositionFileApi):
+    kind: FileKind = "svg"
+
+
+@extend_schema(parameters=[SHARE_TOKEN, VERSION],
+               responses={(200, "application/vnd.recordare.musicxml+xml"): OpenApiTypes.BINARY, **FILE_ERRORS},
+               description="The score as MusicXML, for notation programs: 409 while it is being engraved, 404 "
+                           "with the reason where the piece has none.")
+class CompositionMusicXmlApi(CompositionFileApi):
+    kind: FileKind = "musicxml"

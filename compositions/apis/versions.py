@@ -22,6 +22,7 @@ from compositions.apis.composing import (
     CompositionStatusSerializer,
     ConstraintCheckSerializer,
     LoudnessSerializer,
+    ScoreSerializer,
 )
 from compositions.apis.exception_handlers import ErrorSerializer
 from compositions.apis.routing import owned_with_input
@@ -50,6 +51,7 @@ class VersionSerializer(CompositionStatusSerializer):
     constraints = ConstraintCheckSerializer(many=True, help_text="What was asked and what it did; empty until "
                                                                    "it is written")
     loudness = LoudnessSerializer(allow_null=True, help_text="The MP3 as measured; null until it is written")
+    score = ScoreSerializer(help_text="The version as sheet music")
 
 
 class CompositionVersionListApi(APIView):

@@ -135,9 +135,10 @@ def composition_cancel(*, composition: Composition) -> Composition:
 def composition_delete(*, composition: Composition) -> None:
     """Delete a piece, its versions and their files. A run still writing one finds it gone and cleans up."""
     with transaction.atomic():
-        names = list(composition.versions.values_list("midi_file", "mp3_file", "primer_file"))
-        files = [name for midi, mp3, _ in names for name in (midi, mp3)]
-        primers = {primer for _, _, primer in names if primer}
+        fields = CompositionVersion.FILE_FIELDS
+        rows = [dict(zip(fields, row)) for row in composition.versions.values_list(*fields)]
+        files = [row[name] for row in rows for name in fields if name != "primer_file"]
+        primers = {row["primer_file"] for row in rows if row["primer_file"]}
         composition.delete()
         # A batch shares one primer: it goes with the last version that continues it.
         files.extend(primer for primer in primers if not CompositionVersion.objects.filter(primer_file=primer).exists())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from django.core.files import File
 from django.core.files.storage import default_storage
@@ -12,6 +13,11 @@ from django.utils import timezone
 
 from compositions import runtime, selectors
 from compositions.models import CompositionVersion
+from compositions.services.queueing import ENGRAVE_TASK, queue_after_commit
+
+if TYPE_CHECKING:
+    from ml.audio.arrangement import Arrangement
+    from ml.generation.request import GenerationRequest
 
 ORPHANS_FOLDER = "orphans"
 
@@ -44,7 +50,7 @@ def media_repair(*, report: selectors.MediaReport) -> dict[str, int]:
 @transaction.atomic
 def _composition_version_fail_for_lost_files(*, version: CompositionVersion, lost: set[str]) -> None:
     # The names of lost files go too, so the version no longer points at nothing.
-    gone = {field: "" for field in ("midi_file", "mp3_file", "primer_file") if getattr(version, field).name in lost}
+    gone = {field: "" for field in CompositionVersion.FILE_FIELDS if getattr(version, field).name in lost}
     CompositionVersion.objects.filter(id=version.id).update(
         status=CompositionVersion.Status.FAILED, status_message="Failed", claim=None, updated_at=timezone.now(),
         error="The files of this piece were lost. Try again to write it anew.",
@@ -52,12 +58,12 @@ def _composition_version_fail_for_lost_files(*, version: CompositionVersion, los
     )
 
 
-def composition_version_render_again(*, version: CompositionVersion) -> None:
-    """Write a done version's MIDI and MP3 again from its stored notes; the old files go."""
+def version_arrangement(*, version: CompositionVersion) -> tuple[Arrangement, GenerationRequest]:
+    """A done version's voices on their instruments, from its stored notes, form and settings."""
     from ml.audio.arrangement import arrange
     from ml.data.notes import MODES, parse_key
     from ml.generation.request import GenerationRequest
-    from ml.pipeline import notes_from_piano_roll, render_piece
+    from ml.pipeline import notes_from_piano_roll
 
     request = GenerationRequest.from_dict(version.params)
     written = version.form_json or {}  # the tempo and metre the piece was written in (a style's default)
@@ -73,6 +79,15 @@ def composition_version_render_again(*, version: CompositionVersion) -> None:
         key = (parse_key(tonic_name), mode)
     arrangement = arrange(notes, style=request.style, key=key, instrument=request.instrument,
                           instruments=request.programs)
+    return arrangement, request
+
+
+def composition_version_render_again(*, version: CompositionVersion) -> None:
+    """Write a done version's MIDI and MP3 again from its stored notes, and engrave its score again;
+    the old files go."""
+    from ml.pipeline import render_piece
+
+    arrangement, request = version_arrangement(version=version)
     loudness, ceiling = runtime.loudness_for(request.dynamics)
     stem = f"{version.composition.public_id}-v{version.number}"
     # Rendered and stored outside any transaction: no write lock is held while files are made.
@@ -83,12 +98,15 @@ def composition_version_render_again(*, version: CompositionVersion) -> None:
         with midi_path.open("rb") as midi, mp3_path.open("rb") as mp3:
             midi_name = default_storage.save(f"midi/{midi_path.name}", File(midi))
             mp3_name = default_storage.save(f"mp3/{mp3_path.name}", File(mp3))
-    old = [name for name in (version.midi_file.name, version.mp3_file.name) if name]
+    old = [name for name in (version.midi_file.name, version.mp3_file.name, version.score_svg.name,
+                             version.score_musicxml.name) if name]
     with transaction.atomic():
         CompositionVersion.objects.filter(id=version.id).update(
             midi_file=midi_name, mp3_file=mp3_name, duration_seconds=rendered.seconds, updated_at=timezone.now(),
             loudness=rendered.loudness.to_dict() if rendered.loudness else None,
+            score_svg="", score_musicxml="", score_bars=[], score_error="",
         )
+        queue_after_commit(ENGRAVE_TASK, version.id)
     for name in old:
         if name not in (midi_name, mp3_name) and default_storage.exists(name):
             default_storage.delete(name)

@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from compositions import selectors
 from compositions.models import Composition, CompositionVersion
+from compositions.services.queueing import ENGRAVE_TASK, queue_after_commit
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,8 @@ def composition_version_finish(*, claim: Claim, finished: FinishedVersion) -> bo
             Composition.objects.filter(versions__id=finished.version_id).update(
                 current_version_id=finished.version_id, updated_at=timezone.now()
             )
+            # The piece plays now; its score is engraved a moment later, by whichever worker is free.
+            queue_after_commit(ENGRAVE_TASK, finished.version_id)
     if not updated:
         for name in (finished.midi_name, finished.mp3_name):
             default_storage.delete(name)
@@ -123,3 +126,21 @@ def composition_version_fail(*, claim: Claim, reason: str, detail: str) -> int:
         status=CompositionVersion.Status.FAILED, status_message="Failed", claim=None, error=reason[:300],
         error_detail=detail, updated_at=timezone.now(),
     )
+
+
+def composition_version_score(*, version_id: int, svg_name: str = "", musicxml_name: str = "",
+                              bars: list[float] | None = None, error: str = "") -> bool:
+    """Store a done version's score (its files, saved before), or the reason it has none.
+
+    Returns False (and removes the files) when the version is gone or no longer done.
+    """
+    with transaction.atomic():
+        updated = CompositionVersion.objects.filter(id=version_id, status=CompositionVersion.Status.DONE).update(
+            score_svg=svg_name, score_musicxml=musicxml_name, score_bars=bars or [], score_error=error[:300],
+            updated_at=timezone.now(),
+        )
+    if not updated:
+        for name in (svg_name, musicxml_name):
+            if name:
+                default_storage.delete(name)
+    return bool(updated)

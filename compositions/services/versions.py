@@ -212,7 +212,7 @@ def composition_version_delete(*, version: CompositionVersion) -> None:
             raise NotAllowed("The current version cannot be deleted; make another one current first.")
         if version.status in CompositionVersion.UNFINISHED_STATUSES:
             raise NotAllowed("A version that is being written cannot be deleted; cancel it first.")
-        files = [version.midi_file.name, version.mp3_file.name]
+        files = [getattr(version, name).name for name in CompositionVersion.FILE_FIELDS if name != "primer_file"]
         primer = version.primer_file.name
         version.delete()
         if primer and not CompositionVersion.objects.filter(primer_file=primer).exists():

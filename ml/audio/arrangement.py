@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pretty_midi
@@ -193,3 +194,27 @@ def _polyphony(notes: NoteSequence) -> int:
         return 1
     _, counts = np.unique(np.round(notes.start, 4), return_counts=True)
     return int(min(4, counts.max()))
+
+
+def arrangement_to_dict(arrangement: Arrangement) -> dict[str, Any]:
+    """The arrangement as JSON values (to hand to another process)."""
+    def notes(seq: NoteSequence) -> dict[str, Any]:
+        return {"start": seq.start.tolist(), "pitch": seq.pitch.tolist(), "duration": seq.duration.tolist(),
+                "velocity": seq.velocity.tolist(), "tempo_bpm": float(seq.tempo_bpm),
+                "time_signature": list(seq.time_signature), "bar_phase": float(seq.bar_phase)}
+
+    return {"style": arrangement.style, "key": list(arrangement.key) if arrangement.key else None,
+            "parts": [{"name": p.name, "program": int(p.program), "notes": notes(p.notes)} for p in arrangement.parts]}
+
+
+def arrangement_from_dict(data: dict[str, Any]) -> Arrangement:
+    def notes(d: dict[str, Any]) -> NoteSequence:
+        seq = NoteSequence.from_notes(start=np.asarray(d["start"], dtype=np.float64), pitch=np.asarray(d["pitch"]),
+                                      duration=np.asarray(d["duration"]), velocity=np.asarray(d["velocity"]),
+                                      tempo_bpm=d["tempo_bpm"], time_signature=tuple(d["time_signature"]))
+        seq.bar_phase = float(d.get("bar_phase", 0.0))
+        return seq
+
+    key = data.get("key")
+    return Arrangement(parts=tuple(Part(p["name"], int(p["program"]), notes(p["notes"])) for p in data["parts"]),
+                       key=(int(key[0]), str(key[1])) if key else None, style=str(data.get("style", "")))
