@@ -176,8 +176,9 @@ def _write_versions(claim: Claim) -> None:
         with tempfile.TemporaryDirectory(prefix="musicgen-") as tmp:
             midi_path, mp3_path = Path(tmp) / f"{stem}.mid", Path(tmp) / f"{stem}.mp3"
             loudness, ceiling = runtime.loudness_for(result.request.dynamics)
-            rendered = render_piece(renderer, arrangement_of(piece, result.request), midi_path=midi_path,
-                                    audio_path=mp3_path, loudness=loudness, ceiling=ceiling)
+            arrangement = arrangement_of(piece, result.request)
+            rendered = render_piece(renderer, arrangement, midi_path=midi_path, audio_path=mp3_path,
+                                    loudness=loudness, ceiling=ceiling)
             # Saved outside any transaction: a write lock is never held while files are copied.
             with midi_path.open("rb") as midi, mp3_path.open("rb") as mp3:
                 midi_name = default_storage.save(f"midi/{midi_path.name}", File(midi))
@@ -195,9 +196,9 @@ def _write_versions(claim: Claim) -> None:
                     "seed": piece.seed,  # the seed that reproduces this variation on its own
                     "duration_seconds": rendered.seconds,
                     "loudness": rendered.loudness.to_dict() if rendered.loudness else None,
-                    "notes_json": piano_roll(piece.notes),
+                    "notes_json": piano_roll(piece.notes, arrangement.voice_of),
                     "chords_json": chord_changes(piece.notes, piece.key),
-                    "form_json": piece_form(piece),
+                    "form_json": {**piece_form(piece), "voices": arrangement.voice_names},
                     "primer_end": piece.primer_end if piece.primer_length else None,
                     "detected_key": key_name(tonic, mode),
                     "constraints": _report(generator, result),

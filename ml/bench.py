@@ -104,6 +104,10 @@ class RenderSpeed:
     encode_seconds: list[float]
     realtime_multiple: float  # audio seconds per wall second, median render
     encode_median_seconds: float
+    normalise_median_seconds: float = 0.0  # loudness to its target under the true-peak ceiling
+    measure_median_seconds: float = 0.0  # ffmpeg ebur128 on the MP3
+    engrave_seconds: float = 0.0  # the score (MusicXML and SVG) in a child process, as the worker does
+    score_bars: int = 0
 
 
 def median(values: list[float]) -> float:
@@ -251,15 +255,20 @@ def variation_speed(generator: Any, model: ModelUnderTest, options: BenchOptions
 def render_speed(generator: Any, model: ModelUnderTest, options: BenchOptions, soundfont: Path | None = None,
                  progress: Callable[[str], None] = print) -> RenderSpeed:
     """Render a generated piece to WAV (times real time) and encode it to MP3, repeatedly."""
+    from ml.audio.arrangement import arrange
+    from ml.audio.loudness import measure, normalise_wav
     from ml.audio.render import Renderer, encode_mp3, find_soundfont
-    from ml.data.notes import notes_to_midi
+    from ml.audio.score import ScoreError, engrave_apart
 
     piece = generator.generate(_request(model.style, seconds=options.render_seconds, seed=7))[0]
-    midi = notes_to_midi(piece.notes)
+    arrangement = arrange(piece.notes, style=model.style, key=piece.key, accompaniment=piece.accompaniment)
+    midi = arrangement.to_midi()
     font = find_soundfont(soundfont)
     renderer = Renderer(font)
     renders: list[float] = []
     encodes: list[float] = []
+    normalises: list[float] = []
+    measures: list[float] = []
     try:
         with tempfile.TemporaryDirectory(prefix="musicgen-bench-") as tmp:
             wav, mp3 = Path(tmp) / "piece.wav", Path(tmp) / "piece.mp3"
@@ -270,16 +279,32 @@ def render_speed(generator: Any, model: ModelUnderTest, options: BenchOptions, s
                     renderer.render_wav(midi, wav)
                 renders.append(t[0])
                 with stopwatch() as t:
+                    normalise_wav(wav, target=-14.0)
+                normalises.append(t[0])
+                with stopwatch() as t:
                     encode_mp3(wav, mp3)
                 encodes.append(t[0])
-                progress(f"  render {rep + 1}/{options.reps}: {renders[-1]:.2f} s, mp3 {encodes[-1]:.2f} s")
+                with stopwatch() as t:
+                    measure(mp3)
+                measures.append(t[0])
+                progress(f"  render {rep + 1}/{options.reps}: {renders[-1]:.2f} s, loudness {normalises[-1]:.2f} s, "
+                         f"mp3 {encodes[-1]:.2f} s, measured in {measures[-1]:.2f} s")
     finally:
         renderer.close()
+    try:
+        with stopwatch() as t:
+            score = engrave_apart(arrangement, timeout=120)
+        engrave_seconds, bars = t[0], score.bars
+        progress(f"  score: {bars} bars engraved in {engrave_seconds:.2f} s")
+    except ScoreError as exc:
+        engrave_seconds, bars = float("nan"), 0
+        progress(f"  score: none ({exc})")
     return RenderSpeed(
         piece_seconds=options.render_seconds, notes=len(piece.notes), audio_seconds=audio_seconds,
         soundfont=str(font), soundfont_load_seconds=max(0.0, first[0] - median(renders)),
         render_seconds=renders, encode_seconds=encodes, realtime_multiple=audio_seconds / median(renders),
-        encode_median_seconds=median(encodes))
+        encode_median_seconds=median(encodes), normalise_median_seconds=median(normalises),
+        measure_median_seconds=median(measures), engrave_seconds=engrave_seconds, score_bars=bars)
 
 
 @dataclass
@@ -329,7 +354,10 @@ def ml_rows(results: MlResults) -> list[Row]:
         Row("batch gain (4 total / 1)", f"{v.batch_gain:.2f}x"),
         Row(f"render WAV ({r.audio_seconds:.0f} s audio, {r.notes} notes)", f"{r.realtime_multiple:.0f}x real time"),
         Row("SoundFont load (first render)", f"{r.soundfont_load_seconds:.2f} s"),
+        Row("loudness: normalise to -14 LUFS, true peak -1 dBTP", f"{r.normalise_median_seconds:.2f} s"),
         Row("MP3 encode", f"{r.encode_median_seconds:.2f} s"),
+        Row("loudness: ffmpeg ebur128 on the MP3", f"{r.measure_median_seconds:.2f} s"),
+        Row(f"score: engrave {r.score_bars} bars (a task after the MP3)", f"{r.engrave_seconds:.2f} s"),
     ]
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,18 +178,24 @@ def render_piece(renderer: Renderer, arrangement: Arrangement, *, midi_path: Pat
     return Rendered(seconds=float(seconds), loudness=measured)
 
 
-def piano_roll(notes: NoteSequence) -> list[list[float]]:
-    """Notes as [pitch, start_s, duration_s, velocity] rows, as the piano roll draws them."""
-    return [
+def piano_roll(notes: NoteSequence, voices: Sequence[int] = ()) -> list[list[float]]:
+    """Notes as [pitch, start_s, duration_s, velocity] rows, as the piano roll draws them, with each note's
+    voice (0: the top voice) as a fifth value where `voices` gives them."""
+    rows = [
         [int(pitch), round(float(start), 3), round(float(duration), 3), int(velocity)]
         for pitch, start, duration, velocity in zip(notes.pitch, notes.start, notes.duration, notes.velocity)
     ]
+    if len(voices) == len(rows) and any(voices):  # a single line needs no voices
+        for row, voice in zip(rows, voices):
+            row.append(int(voice))
+    return rows
 
 
 def notes_from_piano_roll(rows: list[list[float]], *, tempo_bpm: float, time_signature: tuple[int, int],
                           program: int) -> NoteSequence:
-    """The notes of `piano_roll` rows again, to render a piece anew."""
-    table = np.asarray(rows, dtype=np.float64).reshape(-1, 4)
+    """The notes of `piano_roll` rows again, to render a piece anew (a row's voice is not needed: the
+    voices are found again)."""
+    table = np.asarray([row[:4] for row in rows], dtype=np.float64).reshape(-1, 4)
     return NoteSequence.from_notes(
         start=table[:, 1], pitch=table[:, 0].astype(np.int16), duration=table[:, 2],
         velocity=table[:, 3].astype(np.int16), tempo_bpm=tempo_bpm, time_signature=time_signature,

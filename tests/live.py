@@ -148,12 +148,13 @@ class LiveSite:
         """Pieces (of `usernames`, else all) with their current versions, read straight from the site's database."""
         sql = (
             "SELECT c.id, c.public_id, v.status, v.attempts, v.error, v.error_detail, v.midi_file, v.mp3_file, "
-            "u.username, v.primer_file, v.claimed_by, v.progress FROM compositions_composition c "
+            "u.username, v.primer_file, v.claimed_by, v.progress, v.score_svg, v.score_error "
+            "FROM compositions_composition c "
             "JOIN compositions_compositionversion v ON v.id = c.current_version_id "
             "JOIN auth_user u ON u.id = c.user_id ORDER BY c.id"
         )
         names = ("id", "public_id", "status", "attempts", "error", "error_detail", "midi_file", "mp3_file",
-                 "username", "primer_file", "claimed_by", "progress")
+                 "username", "primer_file", "claimed_by", "progress", "score_svg", "score_error")
         url = self.env["DATABASE_URL"]
         if url.startswith("sqlite"):
             import sqlite3

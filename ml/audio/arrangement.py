@@ -87,6 +87,13 @@ class Arrangement:
     parts: tuple[Part, ...]
     key: tuple[int, str] | None = None  # tonic pitch class and mode, for the key signature
     style: str = ""
+    # The voice of each note of the notes it was made from (0: the top voice), for the piano roll.
+    voice_of: tuple[int, ...] = ()
+
+    @property
+    def voice_names(self) -> list[str]:
+        """The voices' names, from the top down (no accompaniment)."""
+        return [part.name for part in self.parts if part.name != ACCOMPANIMENT_NAME]
 
     @property
     def notes(self) -> NoteSequence:
@@ -177,7 +184,8 @@ def arrange(notes: NoteSequence, *, style: str, key: tuple[int, str] | None = No
     parts[0] = Part(parts[0].name, parts[0].program, _with_meta(head, notes))
     if accompaniment is not None and len(accompaniment):
         parts.append(Part(ACCOMPANIMENT_NAME, int(accompaniment.program), accompaniment))
-    return Arrangement(parts=tuple(parts), key=key, style=style)
+    return Arrangement(parts=tuple(parts), key=key, style=style,
+                       voice_of=tuple(int(voices - 1 - v) for v in which))
 
 
 def _with_meta(part: NoteSequence, piece: NoteSequence) -> NoteSequence:

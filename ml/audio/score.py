@@ -77,7 +77,7 @@ def engrave(arrangement: Arrangement, *, title: str = "") -> Score:
         raise
     except Exception as exc:  # music21 raises many kinds on odd rhythms; the piece plays all the same
         raise ScoreError(f"The notes could not be written as a score ({type(exc).__name__}: {exc}).") from exc
-    svg = render_svg(musicxml)
+    svg = render_svg(musicxml, title=title)
     return Score(musicxml=musicxml, svg=svg, bars=bars, staves=len(score.parts), bar_times=bar_times)
 
 
@@ -135,8 +135,8 @@ def _music21_score(arrangement: Arrangement, title: str) -> tuple[Any, int, list
     phase = Fraction(round(float(head.bar_phase) * 12), 12) % bar_ql
     spell = arrangement.key
     score = stream.Score()
-    if title:
-        score.metadata = metadata.Metadata(title=title)
+    # music21 calls an untitled score "Music21 Fragment": the title is the piece's, or none.
+    score.metadata = metadata.Metadata(title=title, movementName=title)
     end = Fraction(0)
     parts = []
     for index, part in enumerate(arrangement.parts):
@@ -207,14 +207,16 @@ def _musicxml(score: Any) -> str:
     return data.decode("utf-8") if isinstance(data, bytes) else str(data)
 
 
-def render_svg(musicxml: str) -> str:
-    """Verovio's engraving of `musicxml`: every page, one above the other, in one SVG document."""
+def render_svg(musicxml: str, *, title: str = "") -> str:
+    """Verovio's engraving of `musicxml`: every page, one above the other, in one SVG document (a
+    title above the first where one is given)."""
     import verovio
 
     toolkit = verovio.toolkit()
     toolkit.setOptions({
         "pageWidth": PAGE_WIDTH, "pageHeight": PAGE_HEIGHT, "adjustPageHeight": True, "scale": SCALE,
-        "breaks": "auto", "footer": "none", "header": "auto", "svgViewBox": True, "svgHtml5": True,
+        "breaks": "auto", "footer": "none", "header": "auto" if title else "none", "svgViewBox": True,
+        "svgHtml5": True,
         "mnumInterval": 1,
     })
     if not toolkit.loadData(musicxml):

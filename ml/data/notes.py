@@ -313,12 +313,39 @@ def key_name(tonic: int, mode: str) -> str:
     return f"{tonic_name(tonic, mode)} {mode}"
 
 
-def spell_pitch_class(pitch_class: int, tonic: int, mode: str) -> str:
-    """A pitch class as a musician writes it in a key: the scale's own letter where it is in the scale
-    (B minor's A# leading note, F major's Bb), and the usual chromatic degrees otherwise (the flat
-    seventh, the sharp fourth)."""
+_FIFTHS = {"C": 0, "G": 1, "D": 2, "A": 3, "E": 4, "B": 5, "F#": 6, "F": -1, "Bb": -2, "Eb": -3, "Ab": -4, "Db": -5}
+_PARENT_SHIFT = {"major": 0, "minor": 3, "dorian": -2, "mixolydian": -7}  # to the major key of the same signature
+
+
+def _signature_side(tonic: int, mode: str) -> int:
+    """+1 for a key signature of sharps, -1 of flats, 0 for none."""
     name = tonic_name(tonic, mode)
-    return _spelled(_LETTERS.index(name[0]) + _DEGREE_OF[(pitch_class - tonic) % 12], pitch_class % 12)
+    if len(name) > 1:
+        return 1 if name.endswith("#") else -1
+    fifths = _FIFTHS[_MAJOR_TONICS[(tonic + _PARENT_SHIFT.get(mode, 0)) % 12]]
+    return (fifths > 0) - (fifths < 0)
+
+
+def spell_pitch_class(pitch_class: int, tonic: int, mode: str) -> str:
+    """A pitch class as a musician writes it in a key: a note of the scale on its own letter (B minor's
+    A# leading note, F major's Bb); a note outside it with no accidental where it has none (E, not Fb, in
+    Ab major), else sharp in a sharp key and flat in a flat one (Bb, not A#, in F; in C major the flat
+    sixth and seventh, the sharp fourth); never a double sharp or flat."""
+    name = tonic_name(tonic, mode)
+    relative = (pitch_class - tonic) % 12
+    if relative in SCALES.get(mode, SCALES["major"]):
+        spelled = _spelled(_LETTERS.index(name[0]) + _DEGREE_OF[relative], pitch_class % 12)
+        if len(spelled) <= 2:
+            return spelled
+    pitch_class %= 12
+    if pitch_class in _NATURAL:
+        return _LETTERS[_NATURAL.index(pitch_class)]
+    side = _signature_side(tonic, mode)
+    if side > 0:
+        return _LETTERS[_NATURAL.index(pitch_class - 1)] + "#"
+    if side < 0:
+        return _LETTERS[_NATURAL.index(pitch_class + 1)] + "b"
+    return _spelled(_LETTERS.index(name[0]) + _DEGREE_OF[relative], pitch_class)
 
 
 def chord_labels(seq: NoteSequence, key: tuple[int, str] | None = None) -> list[str | None]:

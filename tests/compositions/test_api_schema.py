@@ -39,6 +39,8 @@ OPERATIONS: dict[tuple[str, str], set[str]] = {
     ("post", "/api/v1/compositions/{public_id}/versions/{number}/current/"): {"200", "401", "404", "409"},
     ("get", "/api/v1/compositions/{public_id}/audio.mp3"): {"200", "404", "409", "410"},
     ("get", "/api/v1/compositions/{public_id}/score.mid"): {"200", "404", "409", "410"},
+    ("get", "/api/v1/compositions/{public_id}/score.svg"): {"200", "404", "409", "410"},
+    ("get", "/api/v1/compositions/{public_id}/score.musicxml"): {"200", "404", "409", "410"},
 }
 # Components an app builds on: the request and its controls, a piece as listed, detailed and polled.
 COMPONENTS = {
@@ -84,6 +86,9 @@ def test_the_schema_has_the_components_and_the_one_error_shape(schema_json: dict
     check = {"$ref": "#/components/schemas/ConstraintCheck"}
     for name in ("CompositionDetail", "Version"):
         assert components[name]["properties"]["constraints"]["items"] == check
+        score = components[name]["properties"]["score"]
+        assert score.get("$ref", score.get("allOf", [{}])[0].get("$ref")) == "#/components/schemas/Score"
+    assert set(components["Score"]["required"]) == {"state", "reason", "svg_url", "musicxml_url", "bar_times"}
     assert set(components["ConstraintCheck"]["required"]) == {"control", "asked", "did", "met"}
     bars = components["RegenerateRequest"]["properties"]["bars"]
     assert (bars["minItems"], bars["maxItems"], bars["items"]["type"]) == (2, 2, "integer")

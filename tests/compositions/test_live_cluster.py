@@ -247,6 +247,9 @@ def test_a_backup_restores_into_a_fresh_database_and_the_pieces_play(
         assert response.status_code == 202
     done = site.wait_until_finished(3, timeout=300, usernames=["archivist"])
     assert [row["status"] for row in done] == ["done"] * 3, site.log("cluster")
+    # Each score follows its MP3 as a task of its own; the backup is taken once they are engraved.
+    done = _wait_for(site, "archivist", lambda rows: all(row["score_svg"] or row["score_error"] for row in rows))
+    assert all(row["score_svg"] for row in done), [row["score_error"] for row in done]
     backend = "sqlite" if site.env["DATABASE_URL"].startswith("sqlite") else "postgres"
     new_db = f"restored_{uuid.uuid4().hex[:8]}"
     env = {

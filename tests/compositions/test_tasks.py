@@ -18,7 +18,7 @@ from compositions.services.composing import composition_request, composition_ret
 from compositions.services.task_writes import composition_version_claim
 from ml import pipeline
 from ml.audio.render import MAX_TAIL_SECONDS
-from ml.data.notes import notes_from_midi
+from ml.data.notes import notes_from_midi, parse_key
 from ml.generation.generator import Generator
 from ml.pipeline import chord_changes
 from tests.conftest import current, midi_bytes
@@ -70,7 +70,7 @@ def test_a_five_second_piece_is_composed_rendered_and_stored(request_piece: Call
     assert piece.loudness["integrated_lufs"] == pytest.approx(settings.MUSIC_LOUDNESS_LUFS, abs=1.0)
     assert piece.loudness["true_peak_dbtp"] <= settings.MUSIC_TRUE_PEAK_DBTP
     assert len(midi) == len(piece.notes_json) > 0
-    pitch, start, duration, velocity = piece.notes_json[0]
+    pitch, start, duration, velocity = piece.notes_json[0][:4]
     assert 0 <= pitch <= 127 and start >= 0 and duration > 0 and 1 <= velocity <= 127
     assert piece.primer_end is None
 
@@ -78,9 +78,10 @@ def test_a_five_second_piece_is_composed_rendered_and_stored(request_piece: Call
 def test_the_piece_keeps_its_chord_changes(request_piece: Callable) -> None:
     [piece] = request_piece(seconds=20, timing_temperature=2.5)
 
-    # The stored changes are the analysis of the written MIDI file (the tiny model's overlapping
-    # notes make chords; with none, both sides are empty).
-    written = chord_changes(notes_from_midi(Path(piece.midi_file.path)))
+    # The stored changes are the analysis of the written MIDI file, spelled in the key it was written
+    # in (the tiny model's overlapping notes make chords; with none, both sides are empty).
+    tonic, mode = piece.form_json["key"].split()
+    written = chord_changes(notes_from_midi(Path(piece.midi_file.path)), (parse_key(tonic), mode))
     assert [label for _, label in piece.chords_json] == [label for _, label in written]
     assert [start for start, _ in piece.chords_json] == pytest.approx([start for start, _ in written], abs=2e-3)
     starts = [start for start, _ in piece.chords_json]
