@@ -34,6 +34,8 @@ OVERSAMPLE = 4
 LIMITER_ATTACK_S = 0.005  # the gain starts falling this long before a peak
 LIMITER_RELEASE_S = 0.08  # and recovers over about this long after it
 CHUNK_FRAMES = 1 << 18  # oversampled a chunk at a time, to keep a 10-minute piece's memory small
+PEAK_BLOCK = 4096  # frames; a block whose samples stay 4 dB under the ceiling is not oversampled
+SCREEN_DB = 4.0
 
 
 @dataclass(frozen=True)
@@ -102,20 +104,40 @@ def integrated_loudness(audio: np.ndarray, rate: int) -> float:
     return float(pyloudnorm.Meter(rate).integrated_loudness(audio))
 
 
-def peak_envelope(audio: np.ndarray) -> np.ndarray:
+def peak_envelope(audio: np.ndarray, floor: float = 0.0) -> np.ndarray:
     """Per frame, the largest magnitude of any channel between it and the next frame, oversampled
-    4x (the inter-sample peaks a player's converter makes)."""
+    4x (the inter-sample peaks a player's converter makes). Stretches whose samples stay under
+    `floor` keep their sample peaks: an inter-sample peak rises at most about 3 dB above them, so
+    a floor 4 dB under a ceiling leaves nothing near it unexamined, and quiet music costs nothing."""
     from scipy.signal import resample_poly
 
     margin = 64
-    out = np.empty(len(audio), dtype=np.float32)
-    for first in range(0, len(audio), CHUNK_FRAMES):
-        last = min(len(audio), first + CHUNK_FRAMES)
-        lo, hi = max(0, first - margin), min(len(audio), last + margin)
-        upsampled = np.abs(resample_poly(audio[lo:hi], OVERSAMPLE, 1, axis=0)).max(axis=1)
+    out = _largest(np.abs(audio))
+    if not len(out):
+        return out
+    loud = np.flatnonzero(np.maximum.reduceat(out, np.arange(0, len(out), PEAK_BLOCK)) >= floor)
+    # Runs of consecutive loud blocks, each oversampled in one call (at most CHUNK_FRAMES at a time).
+    runs: list[tuple[int, int]] = []
+    for block in loud.tolist():
+        first, last = block * PEAK_BLOCK, min(len(out), (block + 1) * PEAK_BLOCK)
+        if runs and runs[-1][1] == first and last - runs[-1][0] <= CHUNK_FRAMES:
+            runs[-1] = (runs[-1][0], last)
+        else:
+            runs.append((first, last))
+    for first, last in runs:
+        lo, hi = max(0, first - margin), min(len(out), last + margin)
+        upsampled = _largest(np.abs(resample_poly(audio[lo:hi], OVERSAMPLE, 1, axis=0)))
         chunk = upsampled[(first - lo) * OVERSAMPLE:(last - lo) * OVERSAMPLE]
-        out[first:last] = chunk.reshape(-1, OVERSAMPLE).max(axis=1)
-    return np.maximum(out, np.abs(audio).max(axis=1))
+        out[first:last] = np.maximum(out[first:last], _largest(chunk.reshape(-1, OVERSAMPLE)))
+    return out
+
+
+def _largest(table: np.ndarray) -> np.ndarray:
+    """The largest value of each row (a column at a time: numpy's max over a short last axis is slow)."""
+    out = table[:, 0].copy()
+    for column in range(1, table.shape[1]):
+        np.maximum(out, table[:, column], out=out)
+    return out
 
 
 def limit(audio: np.ndarray, rate: int, ceiling_db: float) -> np.ndarray:
@@ -125,7 +147,7 @@ def limit(audio: np.ndarray, rate: int, ceiling_db: float) -> np.ndarray:
     from scipy.ndimage import minimum_filter1d, uniform_filter1d
 
     ceiling = 10 ** (ceiling_db / 20)
-    envelope = peak_envelope(audio)
+    envelope = peak_envelope(audio, floor=ceiling * 10 ** (-SCREEN_DB / 20))
     if envelope.max() <= ceiling:
         return audio
     need = np.minimum(1.0, ceiling / np.maximum(envelope, 1e-9))
@@ -153,7 +175,10 @@ def normalise(audio: np.ndarray, rate: int, *, target: float, ceiling: float) ->
     gain_db = target - measured
     result = audio
     for _ in range(3):
-        result = limit((audio * 10 ** (gain_db / 20)).astype(np.float32), rate, ceiling - ENCODER_MARGIN_DB)
+        gained = (audio * 10 ** (gain_db / 20)).astype(np.float32)
+        result = limit(gained, rate, ceiling - ENCODER_MARGIN_DB)
+        if result is gained:  # nothing came near the ceiling: the gain alone hit the target
+            break
         now = integrated_loudness(result, rate)
         if not math.isfinite(now) or abs(now - target) < 0.3:
             break

@@ -35,14 +35,22 @@
       audio.addEventListener("seeked", function () { light(barAt(audio.currentTime)); });
     }
     Array.prototype.forEach.call(measures, function (measure, index) {
-      if (index >= barTimes.length) return;
-      measure.classList.add("seekable");
-      measure.addEventListener("click", function () {
-        if (!audio) return;
-        audio.currentTime = barTimes[index];
-        light(index);
-        audio.play().catch(function () {});
-      });
+      if (index < barTimes.length) measure.classList.add("seekable");
+    });
+    // A bar is mostly white space, which an SVG group does not catch: the click finds the bar whose
+    // box holds it.
+    view.addEventListener("click", function (event) {
+      if (!audio) return;
+      for (var index = 0; index < Math.min(measures.length, barTimes.length); index++) {
+        var box = measures[index].getBoundingClientRect();
+        if (event.clientX >= box.left && event.clientX <= box.right &&
+            event.clientY >= box.top && event.clientY <= box.bottom) {
+          audio.currentTime = barTimes[index];
+          light(index);
+          audio.play().catch(function () {});
+          return;
+        }
+      }
     });
   }
 

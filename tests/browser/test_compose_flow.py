@@ -90,7 +90,7 @@ def test_the_roll_seeks_where_it_is_clicked_zooms_and_reads_from_the_keyboard(
     assert page.evaluate("document.querySelector('.player audio').currentTime") == pytest.approx(3, abs=0.05)
     assert "bar 1" in page.inner_text("#roll-info")
     # The voices have their own colours, named in the legend.
-    assert page.locator("#roll-voices .voice-key").all_inner_texts() == [" Violin I", " Violin II"]
+    assert page.locator("#roll-voices .voice-key").all_inner_texts() == ["Violin I", "Violin II"]
     # Zoom in: the time axis grows and scrolls; "Whole piece" fits it again.
     before = page.evaluate("pianoRoll.xOf(4) - pianoRoll.xOf(0)")
     page.click("[data-zoom=in]")
