@@ -19,7 +19,7 @@ import numpy as np
 import pretty_midi
 
 from ml.data.notes import NoteSequence
-from ml.generation.voices import VOICE_NAMES, assign_voices, voice_names
+from ml.generation.voices import VOICE_NAMES, VOICE_RANGES, assign_voices, voice_names
 
 # General MIDI programs (0-based) per voice, from the top voice down.
 STYLE_PROGRAMS: dict[str, tuple[int, ...]] = {
@@ -173,7 +173,9 @@ def arrange(notes: NoteSequence, *, style: str, key: tuple[int, str] | None = No
     voices = style_voices(style) or _polyphony(notes)
     if not len(notes):
         voices = 1
-    which = assign_voices(notes, voices) if voices > 1 else np.zeros(len(notes), dtype=np.int64)
+    ranges = VOICE_RANGES.get(style)
+    which = assign_voices(notes, voices, ranges if ranges and len(ranges) == voices else None) \
+        if voices > 1 else np.zeros(len(notes), dtype=np.int64)
     names = voice_names(style, voices) if voices > 1 else (VOICE_NAMES.get(style, ("Melody",))[0],)
     programs = programs_for(style, voices, instrument=instrument, instruments=instruments)
     parts = []

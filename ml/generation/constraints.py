@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 
 from ml.data.notes import scale_pitch_classes
+from ml.generation import voices
 from ml.generation.chords import ChordSpan, span_at
 
 if TYPE_CHECKING:
@@ -31,9 +32,9 @@ PITCH_CLASS = np.arange(128) % 12
 
 # Chorale voices from the bass up (MIDI pitches): the ranges harmony books give the four singers,
 # bass E2-D4, tenor C3-G4, alto G3-D5, soprano C4-A5 (Bach's own parts leave them in one chord in
-# twenty-five, mostly a tenor or alto a step higher).
+# twenty-five, mostly a tenor or alto a step higher). The voice rule holds the chorales to them.
 VOICE_RANGES: dict[str, tuple[tuple[int, int], ...]] = {
-    "chorale": ((40, 62), (48, 67), (55, 74), (60, 81)),
+    "chorale": voices.VOICE_RANGES["chorale"],
 }
 # A line loops when one pitch sounds more than 5 times running, or a figure of 2 pitches comes 4
 # times running, or one of 3 or 4 pitches 3 times: longer than a trill, a drone or a sequence

@@ -90,6 +90,10 @@ def test_every_style_shows_its_roll_and_score_at_desktop_and_phone_widths(
             page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
             assert page.evaluate("document.querySelector('.player audio').currentTime") == pytest.approx(4, abs=0.05)
             assert page.locator("#score-view g.measure.playing").count() == 1
+            # The notes in figures: a bar per pitch from the lowest to the highest, and the loudness line.
+            low, high = min(n[0] for n in current(piece).notes_json), max(n[0] for n in current(piece).notes_json)
+            assert page.locator("#plot-pitch rect").count() == high - low + 1
+            assert page.locator("#plot-velocity polyline").count() == 1
             # The roll names its voices; the legend shows one swatch each.
             assert page.locator("#roll-voices .voice-key").count() == (0 if staves == 1 else 4)
             # Nothing is wider than the screen: the roll and the score scroll inside their own boxes.

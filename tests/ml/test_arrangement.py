@@ -145,3 +145,18 @@ def test_key_signatures_follow_the_mode() -> None:
     assert key_signature_number(9, "minor") == 21
     assert key_signature_number(7, "mixolydian") == 0  # G mixolydian: no sharps
     assert key_signature_number(10, "major") == 10
+
+
+def test_a_line_above_the_cellos_range_goes_to_the_viola() -> None:
+    # A chord with the cello high, then a line alone just above it: nearest to the cello's last note,
+    # but above where a cello plays well, so the viola takes it (and no voice crosses another).
+    start = np.array([0.0] * 4 + [1.0 + 0.5 * k for k in range(4)])
+    pitch = np.array([70, 80, 90, 97, 75, 76, 77, 78])
+    seq = NoteSequence.from_notes(start=start, pitch=pitch, duration=np.array([0.9] * 4 + [0.5] * 4),
+                                  velocity=np.full(8, 80), tempo_bpm=60)
+    parts = {p.name: p.notes.pitch.tolist() for p in arrange(seq, style="string-quartet").parts}
+    assert parts["Cello"] == [70]
+    assert parts["Viola"] == [80, 75, 76, 77, 78]
+    # Without the ranges (a style this code does not know) the nearest voice, the lowest, would take it.
+    unknown = {p.name: p.notes.pitch.tolist() for p in arrange(seq, style="consort").parts}
+    assert unknown["Voice 1"] == [70, 75, 76, 77, 78]
