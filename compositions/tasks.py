@@ -27,6 +27,7 @@ from compositions.services.task_writes import (
     composition_version_claim,
     composition_version_fail,
     composition_version_finish,
+    composition_version_loudness,
     composition_version_progress,
     composition_version_rendering,
     composition_version_score,
@@ -177,8 +178,9 @@ def _write_versions(claim: Claim) -> None:
             midi_path, mp3_path = Path(tmp) / f"{stem}.mid", Path(tmp) / f"{stem}.mp3"
             loudness, ceiling = runtime.loudness_for(result.request.dynamics)
             arrangement = arrangement_of(piece, result.request)
+            # The MP3's loudness is measured by the follow-up task: the piece plays without waiting for it.
             rendered = render_piece(renderer, arrangement, midi_path=midi_path, audio_path=mp3_path,
-                                    loudness=loudness, ceiling=ceiling)
+                                    loudness=loudness, ceiling=ceiling, measure=False)
             # Saved outside any transaction: a write lock is never held while files are copied.
             with midi_path.open("rb") as midi, mp3_path.open("rb") as mp3:
                 midi_name = default_storage.save(f"midi/{midi_path.name}", File(midi))
@@ -195,7 +197,6 @@ def _write_versions(claim: Claim) -> None:
                     "model_path": str(generator.model_path),
                     "seed": piece.seed,  # the seed that reproduces this variation on its own
                     "duration_seconds": rendered.seconds,
-                    "loudness": rendered.loudness.to_dict() if rendered.loudness else None,
                     "notes_json": piano_roll(piece.notes, arrangement.voice_of),
                     "chords_json": chord_changes(piece.notes, piece.key),
                     "form_json": {**piece_form(piece), "voices": arrangement.voice_names},
@@ -207,19 +208,43 @@ def _write_versions(claim: Claim) -> None:
         )
 
 
-def composition_version_engrave(version_id: int) -> None:
-    """Engrave a done version's score (Verovio SVG and MusicXML) and store it, or store why it has none.
+def composition_version_follow_up(version_id: int) -> None:
+    """What follows a finished version while it already plays: its MP3's loudness as ffmpeg measures
+    it, and its score (Verovio SVG and MusicXML) engraved, or why it has none.
 
-    Idempotent: a version with a score (or a reason) already, or not done, is left alone. The
+    Idempotent: what a version has already is left alone, and a version not done is skipped. The
     engraving runs in a child process under SCORE_TIMEOUT_SECONDS; whatever goes wrong, the piece
-    stays done and playable, and says why it has no score.
+    stays done and playable.
     """
+    version = CompositionVersion.objects.filter(id=version_id).select_related("composition").first()
+    if version is None or version.status != CompositionVersion.Status.DONE:
+        return
+    if version.loudness is None and version.mp3_file:
+        _measure_loudness(version)
+    if version.score_state == "pending":
+        _engrave(version)
+
+
+def _measure_loudness(version: CompositionVersion) -> None:
+    from ml.audio.loudness import LoudnessError, measure
+
+    try:
+        with tempfile.TemporaryDirectory(prefix="musicgen-") as tmp:
+            local = Path(tmp) / "piece.mp3"
+            with version.mp3_file.open("rb") as source, local.open("wb") as copy:
+                copy.write(source.read())
+            heard = measure(local)
+    except (LoudnessError, OSError) as exc:
+        logger.warning("Version %s: loudness not measured (%s)", version.id, exc)
+        return
+    composition_version_loudness(version_id=version.id, loudness=heard.to_dict())
+
+
+def _engrave(version: CompositionVersion) -> None:
     from compositions.services.media import version_arrangement
     from ml.audio.score import ScoreError, engrave_apart
 
-    version = CompositionVersion.objects.filter(id=version_id).select_related("composition").first()
-    if version is None or version.status != CompositionVersion.Status.DONE or version.score_state != "pending":
-        return
+    version_id = version.id
     if settings.SCORE_TIMEOUT_SECONDS <= 0:
         composition_version_score(version_id=version_id, error="Scores are turned off on this site.")
         return

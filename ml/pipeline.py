@@ -12,9 +12,7 @@ the technical detail for the logs); anything else is a bug and propagates as it 
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,11 +146,12 @@ def arrangement_of(piece: GeneratedPiece, request: GenerationRequest) -> Arrange
 
 
 def render_piece(renderer: Renderer, arrangement: Arrangement, *, midi_path: Path, audio_path: Path,
-                 loudness: float | None = None, ceiling: float = -1.0) -> Rendered:
+                 loudness: float | None = None, ceiling: float = -1.0, measure: bool = True) -> Rendered:
     """Write the arrangement as MIDI and as audio (MP3, or WAV for a .wav path), the audio brought to
-    `loudness` LUFS under a true peak of `ceiling` dBTP (as rendered, for None)."""
-    from ml.audio.loudness import LoudnessError, measure, normalise_wav
-    from ml.audio.render import encode_mp3
+    `loudness` LUFS under a true peak of `ceiling` dBTP (as rendered, for None); with `measure`, the
+    MP3's loudness as ffmpeg measures it (else that is left to the caller, off the listener's wait)."""
+    from ml.audio import loudness as meter
+    from ml.audio.render import encode_mp3_stream
 
     suffix = audio_path.suffix.lower()
     if suffix not in AUDIO_FORMATS:
@@ -160,20 +159,31 @@ def render_piece(renderer: Renderer, arrangement: Arrangement, *, midi_path: Pat
     with failure_reason("The MIDI file could not be written"):
         midi = arrangement.to_midi()
         midi.write(str(midi_path))
-    with tempfile.TemporaryDirectory(prefix="musicgen-") as tmp:
-        wav_path = Path(tmp) / "piece.wav"
+    with failure_reason("Audio rendering failed"):
+        pcm = renderer.render(midi)
+        seconds = len(pcm) / renderer.sample_rate
+        audio = pcm.astype(np.float32) / 32768.0
+    rate = renderer.sample_rate
+    if suffix == ".wav":
         with failure_reason("Audio rendering failed"):
-            seconds = renderer.render_wav(midi, wav_path)
             if loudness is not None:
-                normalise_wav(wav_path, target=loudness, ceiling=ceiling)
-        if suffix == ".wav":
-            shutil.move(wav_path, audio_path)
-            return Rendered(seconds=float(seconds), loudness=None)
-        with failure_reason("MP3 encoding failed"):
-            encode_mp3(wav_path, audio_path)
+                audio = meter.normalise(audio, rate, target=loudness, ceiling=ceiling)
+            meter.write_wav(audio_path, audio, rate)
+        return Rendered(seconds=float(seconds), loudness=None)
+    with failure_reason("MP3 encoding failed"):
+        # One gain to the target for the whole piece, then limited and encoded a block at a time:
+        # ffmpeg encodes each block on the other core while the next is limited.
+        if loudness is None:
+            blocks: Iterable[np.ndarray] = [pcm]
+        else:
+            gain = meter.gain_for(audio, rate, loudness)
+            blocks = meter.limited_blocks(audio, rate, gain_db=gain, ceiling=ceiling)
+        encode_mp3_stream(blocks, audio_path, sample_rate=rate)
+    if not measure:
+        return Rendered(seconds=float(seconds), loudness=None)
     try:
-        measured = measure(audio_path)
-    except LoudnessError:  # the piece plays all the same; only its figure is missing
+        measured = meter.measure(audio_path)
+    except meter.LoudnessError:  # the piece plays all the same; only its figure is missing
         measured = None
     return Rendered(seconds=float(seconds), loudness=measured)
 

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from compositions import runtime, selectors
 from compositions.models import CompositionVersion
-from compositions.services.queueing import ENGRAVE_TASK, queue_after_commit
+from compositions.services.queueing import FOLLOW_UP_TASK, queue_after_commit
 
 if TYPE_CHECKING:
     from ml.audio.arrangement import Arrangement
@@ -106,7 +106,7 @@ def composition_version_render_again(*, version: CompositionVersion) -> None:
             loudness=rendered.loudness.to_dict() if rendered.loudness else None,
             score_svg="", score_musicxml="", score_bars=[], score_error="",
         )
-        queue_after_commit(ENGRAVE_TASK, version.id)
+        queue_after_commit(FOLLOW_UP_TASK, version.id)
     for name in old:
         if name not in (midi_name, mp3_name) and default_storage.exists(name):
             default_storage.delete(name)

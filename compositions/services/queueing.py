@@ -15,7 +15,7 @@ from compositions.models import CompositionVersion
 
 GENERATE_TASK = "compositions.tasks.composition_version_generate"
 TRAIN_TASK = "compositions.tasks.model_train"
-ENGRAVE_TASK = "compositions.tasks.composition_version_engrave"
+FOLLOW_UP_TASK = "compositions.tasks.composition_version_follow_up"
 
 
 def queue_after_commit(func: str, *args: object, **options: Any) -> None:

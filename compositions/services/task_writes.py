@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from compositions import selectors
 from compositions.models import Composition, CompositionVersion
-from compositions.services.queueing import ENGRAVE_TASK, queue_after_commit
+from compositions.services.queueing import FOLLOW_UP_TASK, queue_after_commit
 
 
 @dataclass(frozen=True)
@@ -112,8 +112,9 @@ def composition_version_finish(*, claim: Claim, finished: FinishedVersion) -> bo
             Composition.objects.filter(versions__id=finished.version_id).update(
                 current_version_id=finished.version_id, updated_at=timezone.now()
             )
-            # The piece plays now; its score is engraved a moment later, by whichever worker is free.
-            queue_after_commit(ENGRAVE_TASK, finished.version_id)
+            # The piece plays now; its loudness is measured and its score engraved a moment later, by
+            # whichever worker is free.
+            queue_after_commit(FOLLOW_UP_TASK, finished.version_id)
     if not updated:
         for name in (finished.midi_name, finished.mp3_name):
             default_storage.delete(name)
@@ -144,3 +145,9 @@ def composition_version_score(*, version_id: int, svg_name: str = "", musicxml_n
             if name:
                 default_storage.delete(name)
     return bool(updated)
+
+
+def composition_version_loudness(*, version_id: int, loudness: dict[str, float]) -> bool:
+    """Store the loudness measured on a done version's MP3."""
+    return bool(CompositionVersion.objects.filter(id=version_id, status=CompositionVersion.Status.DONE).update(
+        loudness=loudness, updated_at=timezone.now()))

@@ -18,6 +18,7 @@ import math
 import re
 import subprocess
 import wave
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -166,8 +167,9 @@ def limit(audio: np.ndarray, rate: int, ceiling_db: float) -> np.ndarray:
 def normalise(audio: np.ndarray, rate: int, *, target: float, ceiling: float) -> np.ndarray:
     """`audio` at `target` LUFS with its true peaks under `ceiling` dBTP (less ENCODER_MARGIN_DB).
 
-    One gain for the whole piece, then the limiter; where limiting took loudness away, the gain is
-    raised and the piece limited again (at most three times). Silence is left as it is.
+    One gain for the whole piece, then the limiter; where limiting took more than 0.3 dB of the
+    piece's energy (it seldom does: it touches moments), the loudness is measured again and the
+    gain raised, and the piece limited again (at most three times). Silence is left as it is.
     """
     measured = integrated_loudness(audio, rate)
     if not math.isfinite(measured):
@@ -179,11 +181,37 @@ def normalise(audio: np.ndarray, rate: int, *, target: float, ceiling: float) ->
         result = limit(gained, rate, ceiling - ENCODER_MARGIN_DB)
         if result is gained:  # nothing came near the ceiling: the gain alone hit the target
             break
-        now = integrated_loudness(result, rate)
+        lost = 10 * math.log10(float(np.mean(np.square(result, dtype=np.float64))) /
+                               max(float(np.mean(np.square(gained, dtype=np.float64))), 1e-20))
+        if lost > -0.3:
+            break
+        now = integrated_loudness(result, rate)  # a real loss: measure it, as gating weighs it
         if not math.isfinite(now) or abs(now - target) < 0.3:
             break
         gain_db += target - now
     return result
+
+
+def gain_for(audio: np.ndarray, rate: int, target: float) -> float:
+    """The gain (dB) that brings `audio` to `target` LUFS; 0 for silence."""
+    measured = integrated_loudness(audio, rate)
+    return target - measured if math.isfinite(measured) else 0.0
+
+
+def limited_blocks(audio: np.ndarray, rate: int, *, gain_db: float, ceiling: float = CEILING_DBTP,
+                   block_frames: int = 1 << 18) -> Iterator[np.ndarray]:
+    """`audio` with `gain_db` applied and limited as `limit` does, as 16-bit blocks in order, each
+    limited with enough of its neighbours around it that the result is the whole piece's (the
+    limiter looks LIMITER_ATTACK_S + LIMITER_RELEASE_S either way, twice). For encoding while the next
+    block is made."""
+    reach = round(LIMITER_ATTACK_S * rate) + max(round(LIMITER_ATTACK_S * rate), round(LIMITER_RELEASE_S * rate))
+    margin = 2 * reach + 2 * PEAK_BLOCK
+    scale = np.float32(10 ** (gain_db / 20))
+    for first in range(0, len(audio), block_frames):
+        last = min(len(audio), first + block_frames)
+        lo, hi = max(0, first - margin), min(len(audio), last + margin)
+        done = limit(audio[lo:hi] * scale, rate, ceiling - ENCODER_MARGIN_DB)[first - lo:last - lo]
+        yield np.clip(np.round(done * 32768.0), -32768, 32767).astype("<i2")
 
 
 def normalise_wav(path: Path, *, target: float, ceiling: float = CEILING_DBTP) -> None:

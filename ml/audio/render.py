@@ -22,6 +22,7 @@ import tempfile
 import threading
 import warnings
 import wave
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType, TracebackType
@@ -311,40 +312,54 @@ class Renderer:
                 too long, or the file cannot be written.
         """
         wav_path = Path(wav_path)
+        partial = wav_path.with_name(f".{wav_path.name}.{os.getpid()}.part")
+        try:
+            with wave.open(str(partial), "wb") as out:
+                out.setnchannels(2)
+                out.setsampwidth(2)
+                out.setframerate(self.sample_rate)
+                total_frames = self._render(midi, lambda block: out.writeframesraw(block.tobytes()))
+            os.replace(partial, wav_path)
+        except OSError as exc:
+            raise RenderError(f"Could not write the audio file {wav_path}: {exc}") from exc
+        finally:
+            partial.unlink(missing_ok=True)
+        return total_frames / self.sample_rate
+
+    def render(self, midi: pretty_midi.PrettyMIDI) -> np.ndarray:
+        """Render ``midi`` to 16-bit stereo samples in memory (frames x 2), as `render_wav` writes them."""
+        blocks: list[np.ndarray] = []
+        self._render(midi, blocks.append)
+        return np.concatenate(blocks).reshape(-1, 2) if blocks else np.zeros((0, 2), dtype="<i2")
+
+    def _render(self, midi: pretty_midi.PrettyMIDI, sink: Callable[[np.ndarray], object]) -> int:
+        """Play ``midi`` through the synthesizer, handing each block of interleaved 16-bit samples to
+        ``sink``; returns the frames written."""
         with self._lock:
             synth = self._ensure_synth()
             self._reset(synth)
-            channels = _channel_plan(midi.instruments)
-            for instrument, channel in zip(midi.instruments, channels):
-                self._select_program(synth, channel, instrument.program, instrument.is_drum)
-            events = _events(midi, channels, self.sample_rate)
-            last_frame = events[-1].frame if events else 0
-            # Stop on a block boundary: FluidSynth keeps the rest of a partly
-            # read block, which would shift every later render by a few frames.
-            last_frame = -(-last_frame // FLUID_BLOCK) * FLUID_BLOCK
-            most_frames = last_frame + -(-round(MAX_TAIL_SECONDS * self.sample_rate) // FLUID_BLOCK) * FLUID_BLOCK
-            if most_frames > self.max_seconds * self.sample_rate:
-                raise RenderError(
-                    f"The piece is too long to render: {most_frames / self.sample_rate:.0f} s "
-                    f"(the limit is {self.max_seconds:.0f} s)"
-                )
-            partial = wav_path.with_name(f".{wav_path.name}.{os.getpid()}.part")
             try:
-                with wave.open(str(partial), "wb") as out:
-                    out.setnchannels(2)
-                    out.setsampwidth(2)
-                    out.setframerate(self.sample_rate)
-                    total_frames = self._play(synth, events, last_frame, most_frames, out)
-                os.replace(partial, wav_path)
-            except OSError as exc:
-                raise RenderError(f"Could not write the audio file {wav_path}: {exc}") from exc
+                channels = _channel_plan(midi.instruments)
+                for instrument, channel in zip(midi.instruments, channels):
+                    self._select_program(synth, channel, instrument.program, instrument.is_drum)
+                events = _events(midi, channels, self.sample_rate)
+                last_frame = events[-1].frame if events else 0
+                # Stop on a block boundary: FluidSynth keeps the rest of a partly
+                # read block, which would shift every later render by a few frames.
+                last_frame = -(-last_frame // FLUID_BLOCK) * FLUID_BLOCK
+                tail = -(-round(MAX_TAIL_SECONDS * self.sample_rate) // FLUID_BLOCK) * FLUID_BLOCK
+                most_frames = last_frame + tail
+                if most_frames > self.max_seconds * self.sample_rate:
+                    raise RenderError(
+                        f"The piece is too long to render: {most_frames / self.sample_rate:.0f} s "
+                        f"(the limit is {self.max_seconds:.0f} s)"
+                    )
+                return self._play(synth, events, last_frame, most_frames, sink)
             finally:
-                partial.unlink(missing_ok=True)
                 self._reset(synth)
-        return total_frames / self.sample_rate
 
     def _play(self, synth: Any, events: list[_Event], last_frame: int, most_frames: int,
-              out: wave.Wave_write) -> int:
+              sink: Callable[[np.ndarray], object]) -> int:
         """Send events in order, synthesizing audio for the gaps between them, then the tail until it
         has decayed (or `most_frames`); returns the frames written."""
         buffer = np.zeros(2 * BLOCK_FRAMES, dtype=np.float32)
@@ -364,7 +379,7 @@ class Renderer:
                 block = buffer[: 2 * count] * 32767.0
                 np.clip(block, -32768.0, 32767.0, out=block)
                 peak = max(peak, float(np.abs(block).max()))
-                out.writeframesraw(block.astype("<i2").tobytes())
+                sink(block.astype("<i2"))
                 written += count
             return peak
 
@@ -451,6 +466,66 @@ def encode_mp3(
             detail = result.stderr.decode(errors="replace").strip().splitlines()
             reason = detail[-1] if detail else f"exit status {result.returncode}"
             raise RenderError(f"MP3 encoding failed: {reason}")
+        os.replace(partial, mp3_path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def encode_mp3_stream(
+    blocks: Iterable[np.ndarray], mp3_path: Path, *, sample_rate: int, bitrate: str = "192k",
+    timeout: float = 60.0,
+) -> None:
+    """Encode 16-bit stereo blocks (frames x 2) to MP3 as they come: ffmpeg encodes one block on
+    the other core while the caller makes the next, so the MP3 is done soon after the last block.
+
+    Written to a temporary file beside `mp3_path` and renamed; RenderError as `encode_mp3`.
+    """
+    mp3_path = Path(mp3_path)
+    ffmpeg = _ffmpeg_path()
+    fd, partial_name = tempfile.mkstemp(prefix=f".{mp3_path.name}.", suffix=".part", dir=mp3_path.parent)
+    os.close(fd)
+    partial = Path(partial_name)
+    command = [
+        ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
+        "-f", "s16le", "-ar", str(sample_rate), "-ac", "2", "-i", "pipe:0",
+        "-codec:a", "libmp3lame", "-b:a", bitrate, "-compression_level", str(LAME_QUALITY),
+        "-f", "mp3", str(partial),
+    ]
+    try:
+        with tempfile.TemporaryFile() as errors:
+            try:
+                process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errors)
+            except OSError as exc:
+                raise RenderError(f"ffmpeg could not be started: {exc}") from exc
+            assert process.stdin is not None
+            expired = threading.Event()
+
+            def stop() -> None:  # a write into a stuck ffmpeg would wait for ever: the watchdog ends it
+                expired.set()
+                process.kill()
+
+            watchdog = threading.Timer(timeout, stop)
+            watchdog.start()
+            try:
+                for block in blocks:
+                    process.stdin.write(np.ascontiguousarray(block, dtype="<i2").tobytes())
+                process.stdin.close()
+                process.wait()
+            except BrokenPipeError:  # ffmpeg stopped reading: its exit status (or the watchdog) says why
+                process.wait()
+            except BaseException:
+                process.kill()
+                process.wait()
+                raise
+            finally:
+                watchdog.cancel()
+            if expired.is_set():
+                raise RenderError(f"MP3 encoding timed out after {timeout:g} s")
+            if process.returncode != 0:
+                errors.seek(0)
+                detail = errors.read().decode(errors="replace").strip().splitlines()
+                reason = detail[-1] if detail else f"exit status {process.returncode}"
+                raise RenderError(f"MP3 encoding failed: {reason}")
         os.replace(partial, mp3_path)
     finally:
         partial.unlink(missing_ok=True)

@@ -57,7 +57,7 @@ def pieces(user_factory: Any, composition_factory: Any, settings: Any) -> dict[s
             notes_json=piano_roll(notes, arrangement.voice_of), chords_json=chord_changes(notes, (0, "major")),
             form_json={**form(), "voices": arrangement.voice_names},
         )
-        tasks.composition_version_engrave(current(piece).id)
+        tasks.composition_version_follow_up(current(piece).id)
         made[style] = piece
     return made
 

@@ -101,7 +101,7 @@ def test_while_the_score_is_engraved_it_is_409_and_the_page_waits_for_it(
     user: User, style: str, user_client: Client, api: APIClient, django_capture_on_commit_callbacks: Callable,
     monkeypatch: pytest.MonkeyPatch, settings: Any
 ) -> None:
-    monkeypatch.setattr(tasks, "composition_version_engrave", lambda version_id: None)  # not engraved yet
+    monkeypatch.setattr(tasks, "composition_version_follow_up", lambda version_id: None)  # not engraved yet
     with django_capture_on_commit_callbacks(execute=True):
         [row] = composition_request(user=user, params={"style": style, "seconds": 5, "seed": 2})
     version = current(row)
@@ -112,11 +112,11 @@ def test_while_the_score_is_engraved_it_is_409_and_the_page_waits_for_it(
     # The task, run again (a redelivery), engraves it once; a third run changes nothing.
     monkeypatch.undo()
     settings.SCORE_TIMEOUT_SECONDS = 60
-    tasks.composition_version_engrave(version.id)
+    tasks.composition_version_follow_up(version.id)
     version.refresh_from_db()
     first = version.score_svg.name
     assert version.score_state == "ready"
-    tasks.composition_version_engrave(version.id)
+    tasks.composition_version_follow_up(version.id)
     version.refresh_from_db()
     assert version.score_svg.name == first
 

@@ -224,7 +224,7 @@ def test_mp3_encoding_failure_is_reported(request_piece: Callable, monkeypatch: 
     def broken_encoder(*args: Any, **kwargs: Any) -> None:
         raise ml.audio.render.RenderError("ffmpeg exited with status 1")
 
-    monkeypatch.setattr(ml.audio.render, "encode_mp3", broken_encoder)
+    monkeypatch.setattr(ml.audio.render, "encode_mp3_stream", broken_encoder)
     [piece] = request_piece()
     assert (piece.status, piece.error) == (CompositionVersion.Status.FAILED, "MP3 encoding failed")
     assert "ffmpeg exited" in piece.error_detail

@@ -18,6 +18,7 @@ from ml.audio.render import (
     RenderError,
     check_tools,
     encode_mp3,
+    encode_mp3_stream,
     find_soundfont,
 )
 
@@ -227,3 +228,34 @@ def test_the_tail_rings_until_the_sound_has_died_away(renderer: Renderer, tmp_pa
     loudest = np.abs(samples).max()
     assert after[-2048:].max() < loudest * 10 ** (-50 / 20)  # and quiet by the end of the file
     assert len(samples) / RATE <= 1.1 + MAX_TAIL_SECONDS + 0.05
+
+
+def _blocks(seconds: float = 3.0, size: int = 44100) -> list[np.ndarray]:
+    t = np.arange(int(seconds * RATE)) / RATE
+    tone = (8000 * np.sin(2 * np.pi * 220 * t)).astype("<i2")
+    stereo = np.stack([tone, tone], axis=1)
+    return [stereo[i:i + size] for i in range(0, len(stereo), size)]
+
+
+def test_encode_mp3_stream_encodes_blocks_as_they_come(tmp_path: Path) -> None:
+    from pydub import AudioSegment
+
+    encode_mp3_stream(iter(_blocks()), tmp_path / "piece.mp3", sample_rate=RATE)
+    audio = AudioSegment.from_file(tmp_path / "piece.mp3", format="mp3")
+    assert audio.channels == 2 and audio.duration_seconds == pytest.approx(3.0, abs=0.06)
+    assert [p.name for p in tmp_path.iterdir()] == ["piece.mp3"]
+
+
+def test_encode_mp3_stream_failure_and_timeout_leave_no_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydub import AudioSegment
+
+    failing = fake_converter(tmp_path / "bin", 'echo "codec exploded" >&2; exit 1')
+    monkeypatch.setattr(AudioSegment, "converter", str(failing))
+    with pytest.raises(RenderError, match="MP3 encoding failed: codec exploded"):
+        encode_mp3_stream(iter(_blocks()), tmp_path / "piece.mp3", sample_rate=RATE)
+    # An ffmpeg that never reads: the writer would wait on a full pipe, the watchdog ends it.
+    stuck = fake_converter(tmp_path / "bin2", "exec sleep 30")
+    monkeypatch.setattr(AudioSegment, "converter", str(stuck))
+    with pytest.raises(RenderError, match=r"MP3 encoding timed out after 0\.5 s"):
+        encode_mp3_stream(iter(_blocks(size=RATE * 3)), tmp_path / "piece.mp3", sample_rate=RATE, timeout=0.5)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bin", "bin2"]

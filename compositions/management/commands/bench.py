@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import logging
@@ -13,6 +14,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,7 @@ from django.test import override_settings
 from compositions import runtime
 from compositions.models import CompositionVersion
 from compositions.services.composing import composition_request
-from compositions.services.queueing import ENGRAVE_TASK, GENERATE_TASK
+from compositions.services.queueing import FOLLOW_UP_TASK, GENERATE_TASK
 
 SITE_TARGET_SECONDS = 3.0
 TASK_FUNC = GENERATE_TASK
@@ -44,6 +46,39 @@ class SiteSpeed:
     seconds: list[float]
     median_seconds: float
     notes: list[int]
+
+
+class _FollowUps:
+    """The follow-up tasks queued while the clock runs, run once it has stopped."""
+
+    def __init__(self) -> None:
+        self.pending: list[int] = []
+
+    def run(self) -> None:
+        from compositions.tasks import composition_version_follow_up
+
+        while self.pending:
+            composition_version_follow_up(self.pending.pop(0))
+
+
+@contextlib.contextmanager
+def _follow_ups_after() -> Iterator[_FollowUps]:
+    """Hold back the follow-up tasks the timed calls queue (the rest run as they would)."""
+    from unittest import mock
+
+    from compositions.services import queueing
+
+    follow_ups = _FollowUps()
+    queue = queueing.async_task  # type: ignore[attr-defined]
+
+    def deferred(func: str, *args: Any, **kwargs: Any) -> Any:
+        if func == FOLLOW_UP_TASK:
+            follow_ups.pending.append(int(args[0]))
+            return None
+        return queue(func, *args, **kwargs)
+
+    with mock.patch.object(queueing, "async_task", deferred):
+        yield follow_ups
 
 
 class Command(BaseCommand):
@@ -121,8 +156,10 @@ class Command(BaseCommand):
         q_logger.setLevel(logging.WARNING)
         try:
             user = get_user_model().objects.create_user(username=username, password=None)
-            # The score is a task of its own that follows the MP3 (the ml part times its engraving).
-            with override_settings(MEDIA_ROOT=media, Q_SYNC=True, MUSIC_MODEL_PATH=model_path, SCORE_TIMEOUT_SECONDS=0):
+            # The follow-up (the MP3's loudness measured, the score engraved) is a task of its own that
+            # comes after the piece plays: it is run after the clock stops (the ml part times both).
+            with override_settings(MEDIA_ROOT=media, Q_SYNC=True, MUSIC_MODEL_PATH=model_path,
+                                   SCORE_TIMEOUT_SECONDS=0), _follow_ups_after() as follow_ups:
                 used_model = str(runtime.active_model_path())
                 times: list[float] = []
                 notes: list[int] = []
@@ -131,6 +168,7 @@ class Command(BaseCommand):
                     rows = composition_request(user=user, params={"style": style, "seconds": seconds, "seed": rep})
                     rows[0].refresh_from_db()
                     elapsed = time.perf_counter() - start
+                    follow_ups.run()
                     row = rows[0].current_version
                     assert row is not None
                     if row.status != CompositionVersion.Status.DONE or not Path(row.mp3_file.path).is_file():
@@ -157,7 +195,7 @@ class Command(BaseCommand):
         from django_q.models import Task
 
         ids = set(CompositionVersion.objects.filter(composition__user=user).values_list("id", flat=True))
-        ours = [task.id for task in Task.objects.filter(func__in=(TASK_FUNC, ENGRAVE_TASK), started__gte=started)
+        ours = [task.id for task in Task.objects.filter(func__in=(TASK_FUNC, FOLLOW_UP_TASK), started__gte=started)
                 if task.args and task.args[0] in ids]
         Task.objects.filter(id__in=ours).delete()
         user.delete()
