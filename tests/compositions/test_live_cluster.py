@@ -247,9 +247,14 @@ def test_a_backup_restores_into_a_fresh_database_and_the_pieces_play(
         assert response.status_code == 202
     done = site.wait_until_finished(3, timeout=300, usernames=["archivist"])
     assert [row["status"] for row in done] == ["done"] * 3, site.log("cluster")
-    # Each score follows its MP3 as a task of its own; the backup is taken once they are engraved.
+    # Each score follows its MP3 as a task of its own; the backup is taken once every piece on the site
+    # (earlier tests' too) has its score, so that the copy of the files and the database agree.
     done = _wait_for(site, "archivist", lambda rows: all(row["score_svg"] or row["score_error"] for row in rows))
     assert all(row["score_svg"] for row in done), [row["score_error"] for row in done]
+    deadline = time.monotonic() + 120
+    while any(row["status"] == "done" and not (row["score_svg"] or row["score_error"]) for row in site.compositions()):
+        assert time.monotonic() < deadline, site.log("cluster")
+        time.sleep(0.2)
     backend = "sqlite" if site.env["DATABASE_URL"].startswith("sqlite") else "postgres"
     new_db = f"restored_{uuid.uuid4().hex[:8]}"
     env = {
