@@ -70,6 +70,8 @@ class Control:
             return self.none_label
         if self.kind == "bool":
             return "On" if value else "Off"
+        if self.kind == "style":
+            return str(value).replace("-", " ").replace("_", " ").capitalize()
         if self.kind == "pitch":
             return f"{pretty_midi.note_number_to_name(int(value))} ({int(value)})"
         if self.choices and self.kind == "choice":

@@ -83,3 +83,8 @@ def test_the_settings_table_shows_values_as_musicians_read_them() -> None:
     assert CONTROLS["instrument"].display(40) == "Violin"
     assert CONTROLS["tempo_bpm"].display(None) == "style default"
     assert CONTROLS["seed"].display(None) == "random"
+
+
+def test_the_settings_table_names_a_style_as_a_title_does() -> None:
+    assert CONTROLS["style"].display("string-quartet") == "String quartet"
+    assert CONTROLS["instrument"].display(None) == "the style's own"
