@@ -1,9 +1,11 @@
 """Loudness: bring a rendered piece to a target integrated loudness under a true-peak ceiling, and
 measure the encoded file as a listener's player would.
 
-    normalise_wav(Path("piece.wav"), target=-14.0, ceiling=-1.0)
-    encode_mp3(Path("piece.wav"), Path("piece.mp3"))
+    gain = gain_for(audio, rate, target=-14.0)
+    encode_mp3_stream(limited_blocks(audio, rate, gain_db=gain, ceiling=-1.0), Path("piece.mp3"), sample_rate=rate)
     measure(Path("piece.mp3"))  # Loudness(integrated=-14.0, true_peak=-1.3, range=4.1)
+
+(`normalise` does the same in one piece for a WAV file.)
 
 The normaliser reads the loudness with pyloudnorm (ITU-R BS.1770-4 gating, K-weighting) and
 estimates true peaks by 4x oversampling; where the gain would push a peak past the ceiling, a
@@ -141,6 +143,12 @@ def _largest(table: np.ndarray) -> np.ndarray:
     return out
 
 
+def _limiter_frames(rate: int) -> tuple[int, int]:
+    """The limiter's attack and release, in frames."""
+    attack = max(1, round(LIMITER_ATTACK_S * rate))
+    return attack, max(attack, round(LIMITER_RELEASE_S * rate))
+
+
 def limit(audio: np.ndarray, rate: int, ceiling_db: float) -> np.ndarray:
     """`audio` with its true peaks held under `ceiling_db`: a smooth gain that starts falling
     LIMITER_ATTACK_S before each peak and recovers over LIMITER_RELEASE_S (untouched where no
@@ -152,8 +160,7 @@ def limit(audio: np.ndarray, rate: int, ceiling_db: float) -> np.ndarray:
     if envelope.max() <= ceiling:
         return audio
     need = np.minimum(1.0, ceiling / np.maximum(envelope, 1e-9))
-    attack = max(1, round(LIMITER_ATTACK_S * rate))
-    release = max(attack, round(LIMITER_RELEASE_S * rate))
+    attack, release = _limiter_frames(rate)
     # Each frame's gain is at most the least gain needed within reach of the two smoothing passes,
     # so that after smoothing every peak is still under the ceiling.
     reach = attack + release
@@ -204,20 +211,13 @@ def limited_blocks(audio: np.ndarray, rate: int, *, gain_db: float, ceiling: flo
     limited with enough of its neighbours around it that the result is the whole piece's (the
     limiter looks LIMITER_ATTACK_S + LIMITER_RELEASE_S either way, twice). For encoding while the next
     block is made."""
-    reach = round(LIMITER_ATTACK_S * rate) + max(round(LIMITER_ATTACK_S * rate), round(LIMITER_RELEASE_S * rate))
-    margin = 2 * reach + 2 * PEAK_BLOCK
+    margin = 2 * sum(_limiter_frames(rate)) + 2 * PEAK_BLOCK
     scale = np.float32(10 ** (gain_db / 20))
     for first in range(0, len(audio), block_frames):
         last = min(len(audio), first + block_frames)
         lo, hi = max(0, first - margin), min(len(audio), last + margin)
         done = limit(audio[lo:hi] * scale, rate, ceiling - ENCODER_MARGIN_DB)[first - lo:last - lo]
         yield np.clip(np.round(done * 32768.0), -32768, 32767).astype("<i2")
-
-
-def normalise_wav(path: Path, *, target: float, ceiling: float = CEILING_DBTP) -> None:
-    """Normalise a 16-bit WAV file in place (see `normalise`)."""
-    audio, rate = read_wav(path)
-    write_wav(path, normalise(audio, rate, target=target, ceiling=ceiling), rate)
 
 
 _SUMMARY = {

@@ -22,7 +22,7 @@ import tempfile
 import threading
 import warnings
 import wave
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType, TracebackType
@@ -414,13 +414,12 @@ class Renderer:
 def encode_mp3(
     wav_path: Path, mp3_path: Path, *, bitrate: str = "192k", timeout: float = 60.0
 ) -> None:
-    """Encode a WAV file to MP3 with ffmpeg.
+    """Encode a 16-bit WAV file to MP3 with ffmpeg: its frames go through `encode_mp3_stream`.
 
     pydub's ``AudioSegment.export`` would decode the WAV into memory, copy it to
     a temporary file and wait on ffmpeg with no timeout. We only take pydub's
     choice of converter (``AudioSegment.converter``, so configuring pydub still
-    works) and run ffmpeg ourselves on the file already on disk, under a
-    timeout that kills it.
+    works) and run ffmpeg ourselves, under a timeout that kills it.
 
     Args:
         wav_path: the input WAV.
@@ -430,55 +429,33 @@ def encode_mp3(
         timeout: seconds before ffmpeg is killed.
 
     Raises:
-        RenderError: ffmpeg is missing, fails or times out.
+        RenderError: the WAV is missing or not 16-bit, or ffmpeg is missing, fails or times out.
     """
-    wav_path, mp3_path = Path(wav_path), Path(mp3_path)
+    wav_path = Path(wav_path)
     if not wav_path.is_file():
         raise RenderError(f"The audio file to encode is missing: {wav_path}")
-    ffmpeg = _ffmpeg_path()
-    fd, partial_name = tempfile.mkstemp(
-        prefix=f".{mp3_path.name}.", suffix=".part", dir=mp3_path.parent
-    )
-    os.close(fd)
-    partial = Path(partial_name)
-    command = [
-        ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
-        "-i", str(wav_path),
-        "-codec:a", "libmp3lame", "-b:a", bitrate,
-        "-compression_level", str(LAME_QUALITY),
-        "-f", "mp3", str(partial),
-    ]
-    try:
-        try:
-            result = subprocess.run(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                timeout=timeout,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise RenderError(f"MP3 encoding timed out after {timeout:g} s") from exc
-        except OSError as exc:
-            raise RenderError(f"ffmpeg could not be started: {exc}") from exc
-        if result.returncode != 0:
-            detail = result.stderr.decode(errors="replace").strip().splitlines()
-            reason = detail[-1] if detail else f"exit status {result.returncode}"
-            raise RenderError(f"MP3 encoding failed: {reason}")
-        os.replace(partial, mp3_path)
-    finally:
-        partial.unlink(missing_ok=True)
+    with wave.open(str(wav_path), "rb") as wav:
+        if wav.getsampwidth() != 2:
+            raise RenderError(f"The audio file to encode is not 16-bit PCM: {wav_path}")
+        channels, rate = wav.getnchannels(), wav.getframerate()
+
+        def blocks() -> Iterator[np.ndarray]:
+            while frames := wav.readframes(BLOCK_FRAMES * 8):
+                yield np.frombuffer(frames, dtype="<i2").reshape(-1, channels)
+
+        encode_mp3_stream(blocks(), mp3_path, sample_rate=rate, channels=channels, bitrate=bitrate,
+                          timeout=timeout)
 
 
 def encode_mp3_stream(
-    blocks: Iterable[np.ndarray], mp3_path: Path, *, sample_rate: int, bitrate: str = "192k",
-    timeout: float = 60.0,
+    blocks: Iterable[np.ndarray], mp3_path: Path, *, sample_rate: int, channels: int = 2,
+    bitrate: str = "192k", timeout: float = 60.0,
 ) -> None:
-    """Encode 16-bit stereo blocks (frames x 2) to MP3 as they come: ffmpeg encodes one block on
+    """Encode 16-bit blocks (frames x channels) to MP3 as they come: ffmpeg encodes one block on
     the other core while the caller makes the next, so the MP3 is done soon after the last block.
 
-    Written to a temporary file beside `mp3_path` and renamed; RenderError as `encode_mp3`.
+    Written to a temporary file beside `mp3_path` and renamed, so failures leave nothing behind;
+    RenderError when ffmpeg is missing, fails or takes longer than `timeout` seconds.
     """
     mp3_path = Path(mp3_path)
     ffmpeg = _ffmpeg_path()
@@ -487,7 +464,7 @@ def encode_mp3_stream(
     partial = Path(partial_name)
     command = [
         ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
-        "-f", "s16le", "-ar", str(sample_rate), "-ac", "2", "-i", "pipe:0",
+        "-f", "s16le", "-ar", str(sample_rate), "-ac", str(channels), "-i", "pipe:0",
         "-codec:a", "libmp3lame", "-b:a", bitrate, "-compression_level", str(LAME_QUALITY),
         "-f", "mp3", str(partial),
     ]
