@@ -14,8 +14,7 @@ from django.forms.utils import ErrorDict
 
 from compositions import runtime
 from compositions.auth import login_locked_for
-from compositions.models import style_label
-from ml.generation.request import CONTROLS, DEFAULTS, Control
+from ml.generation.request import CONTROLS, DEFAULTS, Control, style_label
 
 PITCH_CHOICES = [(str(p), f"{pretty_midi.note_number_to_name(p)} ({p})") for p in range(128)]
 # Shown in the empty form where the request's default is "none given".

@@ -15,10 +15,6 @@ _TITLE_NOUNS = ("Heron", "Harbour", "Lantern", "Meadow", "River", "Sparrow", "Or
 
 
 
-def style_label(style: str) -> str:
-    """A style's name as a title shows it: "String quartet", "Chorale"."""
-    return style.replace("-", " ").replace("_", " ").capitalize()
-
 class Composition(models.Model):
     """One piece: its owner, title, sharing and plays, and the version of it that is heard now.
 
@@ -77,6 +73,8 @@ class Composition(models.Model):
 
     @property
     def style_label(self) -> str:
+        from ml.generation.request import style_label  # not at import: models load in every command
+
         return style_label(self.style)
 
     @property

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django import template
 
-from compositions import models
+from ml.generation import request
 
 register = template.Library()
 
@@ -12,4 +12,4 @@ register = template.Library()
 @register.filter
 def style_label(style: str) -> str:
     """ "string-quartet" as "String quartet"."""
-    return models.style_label(style)
+    return request.style_label(style)

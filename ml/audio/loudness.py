@@ -227,8 +227,15 @@ _SUMMARY = {
 }
 
 
-def measure(path: Path, *, ffmpeg: str = "ffmpeg", timeout: float = 60.0) -> Loudness:
-    """The integrated loudness, true peak and loudness range of an audio file, by ffmpeg's ebur128."""
+def measure(path: Path, *, timeout: float = 60.0) -> Loudness:
+    """The integrated loudness, true peak and loudness range of an audio file, by ffmpeg's ebur128
+    (the ffmpeg that encodes: pydub's configured converter)."""
+    from ml.audio.render import RenderError, ffmpeg_path
+
+    try:
+        ffmpeg = ffmpeg_path()
+    except RenderError as exc:
+        raise LoudnessError(str(exc)) from exc
     command = [ffmpeg, "-nostdin", "-hide_banner", "-nostats", "-i", str(path),
                "-af", "ebur128=peak=true", "-f", "null", "-"]
     try:

@@ -105,7 +105,7 @@ def _import_fluidsynth() -> ModuleType:
     return fluidsynth
 
 
-def _ffmpeg_path() -> str:
+def ffmpeg_path() -> str:
     """The ffmpeg binary pydub is configured to use, resolved on PATH now."""
     with warnings.catch_warnings():
         # pydub warns at import when ffmpeg is missing; we report that ourselves.
@@ -128,7 +128,7 @@ def check_tools(soundfont: str | os.PathLike[str] | None = None) -> list[str]:
         An empty list when FluidSynth, ffmpeg and a readable SoundFont are there.
     """
     problems: list[str] = []
-    for check in (_import_fluidsynth, _ffmpeg_path):
+    for check in (_import_fluidsynth, ffmpeg_path):
         try:
             check()
         except RenderError as exc:
@@ -458,7 +458,7 @@ def encode_mp3_stream(
     RenderError when ffmpeg is missing, fails or takes longer than `timeout` seconds.
     """
     mp3_path = Path(mp3_path)
-    ffmpeg = _ffmpeg_path()
+    ffmpeg = ffmpeg_path()
     fd, partial_name = tempfile.mkstemp(prefix=f".{mp3_path.name}.", suffix=".part", dir=mp3_path.parent)
     os.close(fd)
     partial = Path(partial_name)

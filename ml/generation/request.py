@@ -71,7 +71,7 @@ class Control:
         if self.kind == "bool":
             return "On" if value else "Off"
         if self.kind == "style":
-            return str(value).replace("-", " ").replace("_", " ").capitalize()
+            return style_label(str(value))
         if self.kind == "pitch":
             return f"{pretty_midi.note_number_to_name(int(value))} ({int(value)})"
         if self.choices and self.kind == "choice":
@@ -79,6 +79,11 @@ class Control:
         if isinstance(value, float):
             return f"{value:g}"
         return str(value)
+
+
+def style_label(style: str) -> str:
+    """A style's name as a title shows it: "String quartet", "Chorale"."""
+    return style.replace("-", " ").replace("_", " ").capitalize()
 
 
 def _number(value: float | None) -> str:
