@@ -1,8 +1,9 @@
 # Everyday commands. `make run` is all a new checkout needs.
 #
 # Steps that are slow the first time are remembered: the virtual environment is
-# keyed on a hash of requirements.txt (a stamp file in .venv), and system
-# packages are only installed when dpkg says they are missing.
+# keyed on a hash of requirements.txt (what the site runs on) and, for the tests,
+# of requirements-dev.txt (stamp files in .venv), and system packages are only
+# installed when dpkg says they are missing.
 
 PYTHON ?= python3
 PY := .venv/bin/python
@@ -11,15 +12,18 @@ PYTEST_ARGS ?=
 SYSTEM_PACKAGES := libfluidsynth3 fluidsynth ffmpeg fluid-soundfont-gm chromium
 
 REQUIREMENTS_HASH := $(shell sha256sum requirements.txt 2>/dev/null | cut -c1-16)
+DEV_REQUIREMENTS_HASH := $(shell cat requirements.txt requirements-dev.txt 2>/dev/null | sha256sum | cut -c1-16)
 VENV_STAMP := .venv/.requirements-$(REQUIREMENTS_HASH)
+DEV_STAMP := .venv/.dev-requirements-$(DEV_REQUIREMENTS_HASH)
 
 .DEFAULT_GOAL := help
-.PHONY: help run install system venv migrate check lint test bench stress evaluate train
+.PHONY: help run install system venv dev migrate check lint test bench stress evaluate train
 
 help:
 	@echo "make run       install what is missing, migrate, start the site on http://$(ADDRESS)/ and one worker"
 	@echo "make install   system packages and the virtual environment"
 	@echo "make venv      only the virtual environment (.venv, from requirements.txt)"
+	@echo "make dev       the virtual environment with the test tools (requirements-dev.txt)"
 	@echo "make test      the linter, the type checker and the test suite (PYTEST_ARGS='-k render' to select)"
 	@echo "make lint      only ruff and mypy (configured in pyproject.toml)"
 	@echo "make check     Django system checks, including the rendering tools"
@@ -50,25 +54,31 @@ $(VENV_STAMP): requirements.txt
 	@rm -f .venv/.requirements-*
 	@touch $@
 
+dev: $(DEV_STAMP)
+
+$(DEV_STAMP): requirements.txt requirements-dev.txt | $(VENV_STAMP)
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements-dev.txt
+	@rm -f .venv/.dev-requirements-*
+	@touch $@
+
 migrate: venv
 	$(PY) manage.py migrate --noinput
-	$(PY) manage.py createcachetable
 
 check: venv
 	$(PY) manage.py check
 
-lint: venv
+lint: dev
 	$(PY) -m ruff check .
 	$(PY) -m mypy
 
 test: lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-bench: venv
+bench: migrate
 	$(PY) manage.py bench
 
 STRESS_ARGS ?=
-stress: venv
+stress: dev
 	$(PY) -m tests.stress $(STRESS_ARGS)
 
 # The corpus, parsed once (minutes) into per-style caches and one merged dataset file.

@@ -5,7 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import CheckMessage, Error, Warning, register
+from django.core.cache import caches
+from django.core.cache.backends.db import DatabaseCache
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.db import DatabaseError, connections, router
 
 from compositions import runtime
 
@@ -39,3 +42,51 @@ def loudness_settings_check(app_configs: Any = None, **kwargs: Any) -> list[Chec
         return [Error(str(exc), hint="Fix the MUSIC_LOUDNESS_* and MUSIC_TRUE_PEAK_DBTP settings.",
                       id="compositions.E001")]
     return []
+
+
+@register(Tags.database)
+def cache_table_check(app_configs: Any = None, databases: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """With the database cache, its table must exist: without it signing in answers 500.
+
+    A database check, so it runs where the database is meant to be reached (`check --database
+    default`, `migrate`), not at every import."""
+    errors: list[CheckMessage] = []
+    for alias in settings.CACHES:
+        cache = caches[alias]
+        if not isinstance(cache, DatabaseCache):
+            continue
+        using = router.db_for_read(cache.cache_model_class)
+        if databases is not None and using not in databases:
+            continue
+        try:
+            with connections[using].cursor() as cursor:
+                tables = connections[using].introspection.table_names(cursor)
+        except DatabaseError as exc:
+            errors.append(Error(f"The database {using!r} cannot be reached: {exc}", id="compositions.E003"))
+            continue
+        if cache._table not in tables:
+            errors.append(Error(
+                f"The cache table {cache._table!r} is missing from the database {using!r}.",
+                hint="Run `manage.py migrate` (it makes the table) or `manage.py createcachetable`.",
+                id="compositions.E002",
+            ))
+    return errors
+
+
+@register()
+def storage_settings_check(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """The ways of serving private files must fit where they are stored."""
+    object_storage = "storages.backends" in str(settings.STORAGES["default"]["BACKEND"])
+    messages: list[CheckMessage] = []
+    if object_storage and settings.MEDIA_ACCEL_REDIRECT_PREFIX:
+        messages.append(Error(
+            "MEDIA_ACCEL_REDIRECT_PREFIX sends files from a local folder, but STORAGE_URL keeps them elsewhere.",
+            hint="Unset MEDIA_ACCEL_REDIRECT_PREFIX, and set MEDIA_PRESIGNED_SECONDS to send listeners to the store.",
+            id="compositions.E004",
+        ))
+    if settings.MEDIA_PRESIGNED_SECONDS and not object_storage:
+        messages.append(Warning(
+            "MEDIA_PRESIGNED_SECONDS has no effect with files on this machine's disk (no STORAGE_URL).",
+            id="compositions.W003",
+        ))
+    return messages

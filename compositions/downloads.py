@@ -6,7 +6,7 @@ from typing import Literal
 from urllib.parse import quote
 
 from django.conf import settings
-from django.http import FileResponse, Http404, HttpResponse
+from django.http import FileResponse, Http404, HttpResponse, HttpResponseRedirect
 
 from compositions.models import Composition, CompositionVersion
 
@@ -31,7 +31,9 @@ def composition_file_response(
     the piece's own URL follows its current version, so a browser asks again each time.
 
     With MEDIA_ACCEL_REDIRECT_PREFIX set, the web server in front sends the bytes (X-Accel-Redirect)
-    and this process only decides who may have them.
+    and this process only decides who may have them; with MEDIA_PRESIGNED_SECONDS set (object
+    storage), the answer is a redirect to a presigned URL of the store that expires that soon.
+    Otherwise the bytes are streamed from the storage, wherever it is.
     """
     field, content_type, extension = FILE_KINDS[kind]
     file = getattr(version, field)
@@ -42,10 +44,18 @@ def composition_file_response(
     number = f"-v{version.number}" if version.number > 1 else ""
     filename = f"{composition.style}-{composition.public_id.hex[:8]}{number}.{extension}"
     response: FileResponse | HttpResponse
+    disposition = "attachment" if as_attachment else "inline"
+    if settings.MEDIA_PRESIGNED_SECONDS and hasattr(file.storage, "bucket_name"):
+        url = file.storage.url(file.name, expire=settings.MEDIA_PRESIGNED_SECONDS, parameters={
+            "ResponseContentType": content_type,
+            "ResponseContentDisposition": f'{disposition}; filename="{filename}"',
+        })
+        redirect = HttpResponseRedirect(url)
+        redirect["Cache-Control"] = "private, no-store"  # the signed URL expires; ask again each time
+        return redirect
     if settings.MEDIA_ACCEL_REDIRECT_PREFIX:
         response = HttpResponse(content_type=content_type)
         response["X-Accel-Redirect"] = settings.MEDIA_ACCEL_REDIRECT_PREFIX.rstrip("/") + "/" + quote(file.name)
-        disposition = "attachment" if as_attachment else "inline"
         response["Content-Disposition"] = f'{disposition}; filename="{filename}"'
     else:
         response = FileResponse(file.open("rb"), as_attachment=as_attachment, filename=filename,

@@ -149,8 +149,48 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(envstr("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
+# Where the pieces' files, uploads, scores, model files and data set archives live: empty (the
+# default) means MEDIA_ROOT on this machine; "s3://bucket/optional/prefix" means S3-compatible
+# object storage (django-storages and boto3), which is what lets web hosts and workers on other
+# machines share them. Credentials come the usual way for boto3 (AWS_ACCESS_KEY_ID and
+# AWS_SECRET_ACCESS_KEY, or the host's role); S3_ENDPOINT_URL names a server other than AWS.
+STORAGE_URL = envstr("STORAGE_URL", "")
+S3_ENDPOINT_URL = envstr("S3_ENDPOINT_URL", "")
+S3_REGION = envstr("S3_REGION", "")
+# 0: private files are streamed through the web process after its permission check. N > 0: the
+# check answers with a redirect to a presigned URL of the object store that works for N seconds
+# (the bucket stays private; the score viewer's fetch needs the bucket to allow the site's origin).
+MEDIA_PRESIGNED_SECONDS = envint("MEDIA_PRESIGNED_SECONDS", "0")
+if MEDIA_PRESIGNED_SECONDS < 0:
+    raise ValueError("MEDIA_PRESIGNED_SECONDS must be 0 (stream) or a number of seconds")
+
+
+def _default_storage(url: str) -> dict[str, object]:
+    if not url:
+        return {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+    scheme, _, rest = url.partition("://")
+    bucket, _, location = rest.partition("/")
+    if scheme != "s3" or not bucket:
+        raise ValueError(f"STORAGE_URL must be empty or s3://bucket[/prefix], got {url!r}")
+    options: dict[str, object] = {
+        "bucket_name": bucket,
+        "location": location.strip("/"),
+        "default_acl": None,  # the bucket's own policy: private
+        "querystring_auth": True,  # every URL made is presigned...
+        "querystring_expire": MEDIA_PRESIGNED_SECONDS or 60,  # ...and short-lived
+        "file_overwrite": False,  # a name taken gets a new one, as on a local disk
+        "signature_version": "s3v4",
+    }
+    if S3_ENDPOINT_URL:
+        options["endpoint_url"] = S3_ENDPOINT_URL
+        options["addressing_style"] = "path"  # servers other than AWS rarely have per-bucket host names
+    if S3_REGION:
+        options["region_name"] = S3_REGION
+    return {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": options}
+
+
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": _default_storage(STORAGE_URL),
     "staticfiles": {
         # The manifest needs `collectstatic`; plain storage keeps DEBUG and tests free of that step.
         "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
@@ -229,6 +269,19 @@ if MAX_VERSIONS_PER_PIECE < 1:
 # Failed logins per user name and per address before a pause, and the pause in seconds.
 LOGIN_ATTEMPTS = envint("LOGIN_ATTEMPTS", "5")
 LOGIN_LOCKOUT_SECONDS = envint("LOGIN_LOCKOUT_SECONDS", "300")
+# An API token works for this many days after it is made (0: until it is revoked).
+API_TOKEN_DAYS = envint("API_TOKEN_DAYS", "365")
+if API_TOKEN_DAYS < 0:
+    raise ValueError("API_TOKEN_DAYS must be 0 (never expire) or a number of days")
+# Password reset e-mails. The console backend prints them (development); production sets
+# django.core.mail.backends.smtp.EmailBackend and the EMAIL_HOST_* variables.
+EMAIL_BACKEND = envstr("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "musicgen <noreply@localhost>")
+EMAIL_HOST = envstr("EMAIL_HOST", "localhost")
+EMAIL_PORT = envint("EMAIL_PORT", "587")
+EMAIL_HOST_USER = envstr("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = envstr("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", "true")
 
 # Uploaded MIDI files are refused before any work is queued when they are bigger than this, or
 # claim more than these (checked from the file's own header and events, then parsed in a

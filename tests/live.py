@@ -247,7 +247,6 @@ def live_site(tmp: Path, *, backend: str, model_path: Path, **settings: str) -> 
     site = LiveSite(url=f"http://127.0.0.1:{_free_port()}", env=env, media=media, logs=logs)
     try:
         site.manage("migrate", "--noinput")
-        site.manage("createcachetable")
         site.start_cluster()
         site.start_web()
         yield site
