@@ -233,9 +233,11 @@ class TrainingDatasetAdmin(admin.ModelAdmin):
 
 @admin.register(ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
-    list_display = ("user", "created")
-    search_fields = ("user__username",)
-    readonly_fields = ("key", "user", "password_fingerprint", "created")
+    # Only the key's digest is stored: an admin sees which token it is, never the key.
+    list_display = ("name", "prefix", "user", "created", "last_used_at", "expires_at")
+    search_fields = ("user__username", "name", "prefix")
+    readonly_fields = ("name", "prefix", "user", "created", "last_used_at", "expires_at")
+    exclude = ("digest", "password_fingerprint")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # a token is made by signing in (POST /api/auth/token/), bound to the password

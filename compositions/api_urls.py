@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from django.urls import path
 
-from compositions.apis.accounts import RegisterApi, TokenCreateApi, TokenDeleteApi
+from compositions.apis.accounts import (
+    AccountDeleteApi,
+    RegisterApi,
+    TokenCreateApi,
+    TokenDeleteApi,
+    TokenListApi,
+    TokenRevokeApi,
+)
 from compositions.apis.composing import (
     CompositionCreateApi,
     CompositionDeleteApi,
@@ -35,6 +42,9 @@ app_name = "api"
 urlpatterns = [
     path("auth/register/", RegisterApi.as_view(), name="register"),
     path("auth/token/", method_router(post=TokenCreateApi, delete=TokenDeleteApi), name="token"),
+    path("auth/tokens/", TokenListApi.as_view(), name="tokens"),
+    path("auth/tokens/<int:token_id>/", TokenRevokeApi.as_view(), name="token-revoke"),
+    path("auth/account/", AccountDeleteApi.as_view(), name="account"),
     path("styles/", StylesApi.as_view(), name="styles"),
     path("primers/", PrimerCreateApi.as_view(), name="primers"),
     path("compositions/", method_router(get=CompositionListApi, post=CompositionCreateApi),

@@ -1,4 +1,4 @@
-"""Who may sign in: login throttling, and API tokens that die with the password.
+"""Who may sign in: login throttling, and API tokens kept as digests that die with the password.
 
 Both the login page and the API's token endpoint authenticate through `ThrottledModelBackend`,
 so a guesser gets the same few tries on either door. Counters live in the shared cache (Redis,
@@ -7,6 +7,10 @@ or the database), keyed by user name and by client address.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import secrets
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -14,7 +18,8 @@ from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
 from django.http import HttpRequest
-from django.utils.crypto import constant_time_compare, salted_hmac
+from django.utils import timezone
+from django.utils.crypto import constant_time_compare
 from rest_framework import authentication, exceptions
 
 from compositions.models import ApiToken
@@ -65,18 +70,54 @@ class ThrottledModelBackend(ModelBackend):
         return user
 
 
-def password_fingerprint(user: AbstractBaseUser) -> str:
-    """A digest of the user's password hash: it changes whenever the password does."""
-    return salted_hmac("compositions.ApiToken", user.password, algorithm="sha256").hexdigest()
+# Marks a key as this site's, for the people and secret scanners who find one pasted somewhere.
+API_TOKEN_KEY_PREFIX = "mgt_"
+# last_used_at is written at most this often per token: one write a minute, not one per request.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+def api_token_key_new() -> str:
+    """A new API key: the marker and 256 random bits (43 URL-safe characters)."""
+    return API_TOKEN_KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def api_token_digest(key: str) -> str:
+    """What the database keeps of an API key: its SHA-256, in hex.
+
+    A plain hash, not an HMAC with SECRET_KEY: the keys are random (256 bits; the first keys, 160),
+    so there is nothing to guess from a digest and nothing a salt or a pepper would add, and the
+    digest does not change when SECRET_KEY is rotated (the migration that hashed the first keys
+    needs no secret either). This is what GitHub and django-rest-knox do.
+    """
+    return hashlib.sha256(key.encode()).hexdigest()
 
 
 class TokenAuthentication(authentication.TokenAuthentication):
-    """DRF's token scheme over ApiToken: a token made before the last password change is dead."""
+    """DRF's `Authorization: Token <key>` scheme over ApiToken, where only the key's digest is stored.
+
+    A token that expired, or was made before the last password change, is refused with a 401 that
+    says why.
+    """
 
     model = ApiToken
 
     def authenticate_credentials(self, key: str) -> tuple[AbstractBaseUser, ApiToken]:
-        user, token = super().authenticate_credentials(key)
-        if not constant_time_compare(token.password_fingerprint, password_fingerprint(user)):
+        digest = api_token_digest(key)
+        candidates = ApiToken.objects.select_related("user").filter(prefix=key[: ApiToken.PREFIX_LENGTH])
+        token = next((t for t in candidates if hmac.compare_digest(t.digest, digest)), None)
+        if token is None:
+            raise exceptions.AuthenticationFailed("Invalid token.")
+        user = token.user
+        if not user.is_active:
+            raise exceptions.AuthenticationFailed("User inactive or deleted.")
+        now = timezone.now()
+        if token.expires_at is not None and token.expires_at <= now:
+            raise exceptions.AuthenticationFailed(
+                f"This token expired on {timezone.localtime(token.expires_at):%Y-%m-%d}; sign in again for a new one.")
+        if not constant_time_compare(token.password_fingerprint, ApiToken.fingerprint_of(user)):
             raise exceptions.AuthenticationFailed("This token was revoked by a password change; sign in again.")
+        if token.last_used_at is None or now - token.last_used_at >= LAST_USED_RESOLUTION:
+            # Bookkeeping of the sign-in itself, as Django's update_last_login is: one UPDATE, no save().
+            ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+            token.last_used_at = now
         return user, token

@@ -111,3 +111,24 @@ class CompositionForm(forms.Form):
         for field, messages in errors.items():
             for message in messages:
                 self.add_error(field if field in self.fields else NON_FIELD_ERRORS, message)
+
+
+class ApiTokenForm(forms.Form):
+    """A new API token's name: the device or program that will use it."""
+
+    name = forms.CharField(max_length=100, label="Name", help_text="The device or program that will use it.",
+                           widget=forms.TextInput(attrs={"placeholder": "Alice's phone"}))
+
+
+class EmailForm(forms.Form):
+    """The address password reset e-mails go to, confirmed with the password."""
+
+    email = forms.EmailField(required=False, label="E-mail address",
+                             help_text="Where a password reset link is sent. Leave it empty for none.")
+    password = forms.CharField(strip=False, label="Your password", widget=forms.PasswordInput)
+
+
+class AccountDeleteForm(forms.Form):
+    """Deleting the account is confirmed with the password."""
+
+    password = forms.CharField(strip=False, label="Your password", widget=forms.PasswordInput)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.conf import settings
 from django.db import models
+from django.utils.crypto import salted_hmac
 
 # Two words from the piece's id make titles that tell pieces apart and are easy to say.
 _TITLE_WORDS = ("Amber", "Silver", "Quiet", "Bright", "Velvet", "Morning", "Autumn", "Hidden", "Golden", "Misty",
@@ -269,19 +271,44 @@ class TrainingDataset(models.Model):
         return self.name
 
 
-class ApiToken(models.Model):
-    """A user's key to the API. It dies when the password changes (its fingerprint no longer matches)."""
+class ApiTokenQuerySet(models.QuerySet["ApiToken"]):
+    def of_current_password(self, user: Any) -> ApiTokenQuerySet:
+        """`user`'s tokens made since the last password change (expired ones too), newest first."""
+        return self.filter(user=user, password_fingerprint=ApiToken.fingerprint_of(user)).order_by("-created", "-id")
 
-    key = models.CharField(max_length=40, primary_key=True)
+
+class ApiToken(models.Model):
+    """A key to the API for one of a user's devices, kept as a digest: the key itself is shown once.
+
+    It dies when it expires, when it is revoked, and when the password changes (its fingerprint no
+    longer matches).
+    """
+
+    # The key's first characters, kept in the clear: the owner tells keys apart by them, and
+    # authentication finds a key's row by them before comparing digests.
+    PREFIX_LENGTH = 10
+
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=PREFIX_LENGTH, db_index=True)
+    digest = models.CharField(max_length=64, unique=True)  # SHA-256 of the key, in hex
     password_fingerprint = models.CharField(max_length=64)
     created = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True)  # None: lives until revoked
+    last_used_at = models.DateTimeField(null=True, blank=True)  # to the minute
+
+    objects = ApiTokenQuerySet.as_manager()
 
     class Meta:
         verbose_name = "API token"
 
+    @staticmethod
+    def fingerprint_of(user: Any) -> str:
+        """A digest of the user's password hash: it changes whenever the password does."""
+        return salted_hmac("compositions.ApiToken", user.password, algorithm="sha256").hexdigest()
+
     def __str__(self) -> str:
-        return f"API token of {self.user}"
+        return f"{self.name} ({self.prefix}…) of {self.user}"
 
 
 class Primer(models.Model):

@@ -65,7 +65,7 @@ class LoginView(auth_views.LoginView):
 def logout_everywhere(request: HttpRequest) -> HttpResponse:
     accounts.user_logout_everywhere(user=request.user)
     logout(request)
-    messages.success(request, "You are signed out on every device, and your API token no longer works.")
+    messages.success(request, "You are signed out on every device, and your API tokens no longer work.")
     return redirect("login")
 
 

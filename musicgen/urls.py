@@ -6,13 +6,18 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from compositions import views
+from compositions import account_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("signup/", views.signup, name="signup"),
     path("accounts/login/", views.LoginView.as_view(), name="login"),
     path("accounts/logout-everywhere/", views.logout_everywhere, name="logout-everywhere"),
+    path("accounts/", account_views.account, name="account"),
+    path("accounts/tokens/", account_views.account_token_create, name="account-token-create"),
+    path("accounts/tokens/<int:token_id>/revoke/", account_views.account_token_revoke, name="account-token-revoke"),
+    path("accounts/email/", account_views.account_email, name="account-email"),
+    path("accounts/delete/", account_views.account_delete, name="account-delete"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("compositions/", include("compositions.urls")),
     path("gallery/", views.gallery, name="gallery"),

@@ -9,14 +9,14 @@ from django.core.files.base import ContentFile
 from rest_framework.test import APIClient
 
 from compositions.models import Composition, CompositionVersion
-from compositions.services.accounts import api_token_get_or_create
+from compositions.services.accounts import api_token_create
 from ml.data.notes import notes_from_midi
 from tests.conftest import PASSWORD, current, midi_bytes
 
 
 def token_client(user: User) -> APIClient:
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {api_token_get_or_create(user=user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_token_create(user=user).key}")
     return client
 
 

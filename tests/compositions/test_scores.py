@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 
 from compositions import tasks
 from compositions.models import CompositionVersion
-from compositions.services.accounts import api_token_get_or_create
+from compositions.services.accounts import api_token_create
 from compositions.services.composing import composition_request
 from ml.audio import score as score_module
 from tests.conftest import current
@@ -38,7 +38,7 @@ def compose(user: User, style: str, settings: Any, django_capture_on_commit_call
 @pytest.fixture
 def api(user: User) -> APIClient:
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {api_token_get_or_create(user=user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_token_create(user=user).key}")
     return client
 
 

@@ -18,7 +18,7 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from compositions.models import Composition, CompositionVersion
-from compositions.services.accounts import api_token_get_or_create
+from compositions.services.accounts import api_token_create
 from tests.conftest import PASSWORD, current
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -101,7 +101,7 @@ def test_session_authenticated_api_writes_need_the_csrf_token(user: User, style:
     assert response.status_code == 403 and "CSRF" in response.json()["detail"]
     assert not Composition.objects.exists()
     # A token client is not a browser: no cookie, no CSRF.
-    assert APIClient(HTTP_AUTHORIZATION=f"Token {api_token_get_or_create(user=user).key}").post(
+    assert APIClient(HTTP_AUTHORIZATION=f"Token {api_token_create(user=user).key}").post(
         "/api/compositions/", {"style": style}, format="json").status_code == 202
 
 
@@ -143,8 +143,11 @@ def test_a_token_dies_when_the_password_changes(user: User) -> None:
                             ).json()["token"] != token
 
 
-def test_the_same_token_comes_back_until_the_password_changes(user: User) -> None:
-    assert _token(user.username) == _token(user.username)
+def test_each_sign_in_gets_a_token_of_its_own_and_the_earlier_ones_keep_working(user: User) -> None:
+    first, second = _token(user.username), _token(user.username)
+    assert first != second
+    for token in (first, second):
+        assert APIClient(HTTP_AUTHORIZATION=f"Token {token}").get("/api/v1/auth/tokens/").status_code == 200
 
 
 def test_log_out_everywhere_ends_every_session_and_the_token(user: User) -> None:

@@ -11,7 +11,7 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from compositions.models import Composition, CompositionVersion
-from compositions.services.accounts import api_token_get_or_create
+from compositions.services.accounts import api_token_create
 from compositions.services.sharing import composition_share
 from tests.conftest import PASSWORD, current, midi_bytes
 
@@ -44,7 +44,7 @@ def clients(user: User, user_factory: Callable[..., User]) -> dict[str, tuple[Cl
         page, api = Client(), APIClient()
         if who is not None:
             page.force_login(who)
-            api.credentials(HTTP_AUTHORIZATION=f"Token {api_token_get_or_create(user=who).key}")
+            api.credentials(HTTP_AUTHORIZATION=f"Token {api_token_create(user=who).key}")
         result[name] = (page, api)
     return result
 
@@ -238,7 +238,7 @@ def test_the_api_lists_mine_favourites_and_public_with_cursor_pagination(
     shared = composition_factory(other_user, status=CompositionVersion.Status.DONE, title="theirs")
     composition_share(composition=shared, visibility="public")
     api = APIClient()
-    api.credentials(HTTP_AUTHORIZATION=f"Token {api_token_get_or_create(user=user).key}")
+    api.credentials(HTTP_AUTHORIZATION=f"Token {api_token_create(user=user).key}")
     first = api.get("/api/v1/compositions/").json()
     assert len(first["results"]) == 20 and first["next"]
     second = api.get(first["next"]).json()
@@ -252,7 +252,7 @@ def test_the_api_lists_mine_favourites_and_public_with_cursor_pagination(
 def test_the_api_renames_favourites_shares_and_deletes(user: User, composition_factory: Callable) -> None:
     piece = composition_factory(user, status=CompositionVersion.Status.DONE)
     api = APIClient()
-    api.credentials(HTTP_AUTHORIZATION=f"Token {api_token_get_or_create(user=user).key}")
+    api.credentials(HTTP_AUTHORIZATION=f"Token {api_token_create(user=user).key}")
     url = f"/api/v1/compositions/{piece.public_id}/"
     assert api.patch(url, {"title": "Mine", "is_favourite": True}, format="json").status_code == 200
     shared = api.post(url + "share/", {"visibility": "unlisted"}, format="json").json()
@@ -265,7 +265,7 @@ def test_the_api_renames_favourites_shares_and_deletes(user: User, composition_f
 
 def test_the_unversioned_paths_are_aliases_and_the_schema_documents_v1(user: User) -> None:
     api = APIClient()
-    api.credentials(HTTP_AUTHORIZATION=f"Token {api_token_get_or_create(user=user).key}")
+    api.credentials(HTTP_AUTHORIZATION=f"Token {api_token_create(user=user).key}")
     assert api.get("/api/compositions/").status_code == api.get("/api/v1/compositions/").status_code == 200
     schema = APIClient().get("/api/schema/?format=json").json()
     assert all(path.startswith("/api/v1/") for path in schema["paths"])
@@ -282,7 +282,7 @@ def test_a_primer_uploaded_once_is_continued_by_id_and_only_by_its_owner(
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     api = APIClient()
-    api.credentials(HTTP_AUTHORIZATION=f"Token {api_token_get_or_create(user=user).key}")
+    api.credentials(HTTP_AUTHORIZATION=f"Token {api_token_create(user=user).key}")
     sent = api.post("/api/v1/primers/", {"file": SimpleUploadedFile("t.mid", midi_bytes([60, 62, 64, 65]))},
                     format="multipart")
     assert sent.status_code == 201 and sent.json()["notes"] == 4
@@ -291,6 +291,6 @@ def test_a_primer_uploaded_once_is_continued_by_id_and_only_by_its_owner(
     made = api.post("/api/v1/compositions/", {"style": style, "primer_id": sent.json()["id"]}, format="json")
     assert made.status_code == 202 and current(Composition.objects.get()).primer_file
     thief = APIClient()
-    thief.credentials(HTTP_AUTHORIZATION=f"Token {api_token_get_or_create(user=other_user).key}")
+    thief.credentials(HTTP_AUTHORIZATION=f"Token {api_token_create(user=other_user).key}")
     stolen = thief.post("/api/v1/compositions/", {"style": style, "primer_id": sent.json()["id"]}, format="json")
     assert stolen.status_code == 400 and "primer_id" in stolen.json()["errors"]
