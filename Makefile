@@ -17,7 +17,7 @@ VENV_STAMP := .venv/.requirements-$(REQUIREMENTS_HASH)
 DEV_STAMP := .venv/.dev-requirements-$(DEV_REQUIREMENTS_HASH)
 
 .DEFAULT_GOAL := help
-.PHONY: help run install system venv dev migrate check lint test bench stress evaluate train
+.PHONY: help run install system venv dev migrate check lint test bench stress load throughput evaluate train
 
 help:
 	@echo "make run       install what is missing, migrate, start the site on http://$(ADDRESS)/ and one worker"
@@ -29,6 +29,8 @@ help:
 	@echo "make check     Django system checks, including the rendering tools"
 	@echo "make bench     generation and rendering benchmarks -> bench/results.json"
 	@echo "make stress    100 requests from 10 users at once against a live site (STRESS_ARGS='--backend postgres')"
+	@echo "make load      read traffic at 10, 50 and 100 users against gunicorn, PostgreSQL, Redis -> bench/load.json"
+	@echo "make throughput  pieces per minute with 1, 2 and 4 worker processes -> bench/throughput.json"
 	@echo "make evaluate  model evaluation -> reports/"
 	@echo "make train     train a model on the corpus -> data/models/default.keras"
 
@@ -80,6 +82,15 @@ bench: migrate
 STRESS_ARGS ?=
 stress: dev
 	$(PY) -m tests.stress $(STRESS_ARGS)
+
+LOAD_ARGS ?=
+load: dev
+	@command -v wrk >/dev/null || .ci/system-packages wrk
+	$(PY) -m tests.load $(LOAD_ARGS)
+
+THROUGHPUT_ARGS ?=
+throughput: dev
+	$(PY) -m tests.throughput $(THROUGHPUT_ARGS)
 
 # The corpus, parsed once (minutes) into per-style caches and one merged dataset file.
 CORPUS := data/corpus-1500.npz

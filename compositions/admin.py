@@ -18,6 +18,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html_join
+from django.utils.text import slugify
 
 from compositions import selectors
 from compositions.errors import NotAllowed
@@ -94,11 +95,12 @@ MAX_MODEL_BYTES = 200 * 1024 * 1024
 
 
 class MusicModelForm(forms.ModelForm):
-    """A model is added by uploading its .keras file, checked before it is kept (or by naming a path)."""
+    """A model is added by uploading its .keras file, checked before it is stored (or by naming a path)."""
 
-    upload = forms.FileField(required=False, help_text="A .keras file written by `make train` (at most 200 MB).")
+    upload = forms.FileField(required=False, help_text="A .keras file written by `make train` (at most 200 MB); "
+                                                       "it is kept in the site's storage, for every worker.")
     path = forms.CharField(required=False, max_length=500,
-                           help_text="Or the path of a .keras file on the worker machines.")
+                           help_text="Or the path of a .keras file on every worker machine.")
 
     class Meta:
         model = MusicModel
@@ -110,23 +112,28 @@ class MusicModelForm(forms.ModelForm):
         if upload is not None:
             if upload.size > MAX_MODEL_BYTES:
                 raise forms.ValidationError("The model file is larger than 200 MB.")
-            folder = Path(settings.MUSIC_MODEL_PATH).parent
-            target = folder / f"uploaded-{uuid.uuid4().hex[:8]}.keras"
-            with tempfile.NamedTemporaryFile(suffix=".keras", dir=folder, delete=False) as tmp:
-                for chunk in upload.chunks():
-                    tmp.write(chunk)
-            try:
-                info = read_model_info(Path(tmp.name))
-            except ValueError as exc:
-                Path(tmp.name).unlink()
-                raise forms.ValidationError(f"This is not a music model: {exc}") from exc
-            Path(tmp.name).replace(target)
-            cleaned["path"] = str(target)
+            with tempfile.TemporaryDirectory(prefix="musicgen-upload-") as folder:
+                checked = Path(folder) / "model.keras"
+                with checked.open("wb") as tmp:
+                    for chunk in upload.chunks():
+                        tmp.write(chunk)
+                try:
+                    info = read_model_info(checked)
+                except ValueError as exc:
+                    raise forms.ValidationError(f"This is not a music model: {exc}") from exc
+            upload.seek(0)
+            cleaned["path"] = ""
             self.instance.styles = list(info["config"].styles)
             self.instance.metrics = dict(info["extra"].get("training", {}))
-        elif not cleaned.get("path"):
+        elif not cleaned.get("path") and not self.instance.file:
             raise forms.ValidationError("Upload a .keras file or give its path on the workers.")
         return cleaned
+
+    def save(self, commit: bool = True) -> MusicModel:
+        upload = self.cleaned_data.get("upload")
+        if upload is not None:  # checked in clean(); stored only now that the whole form is valid
+            self.instance.file.save(f"{slugify(self.cleaned_data['name']) or 'model'}.keras", upload, save=False)
+        return super().save(commit)
 
 
 @admin.register(MusicModel)
@@ -140,7 +147,7 @@ class MusicModelAdmin(admin.ModelAdmin):
     def samples(self, music_model: MusicModel) -> str:
         # Public pieces only: a model's samples never expose someone's private work.
         pieces = selectors.composition_public_list().filter(
-            current_version__model_name=Path(music_model.path).stem)[:3]
+            current_version__model_name=music_model.stem)[:3]
         if not pieces:
             return "No piece yet."
         return format_html_join(
@@ -170,9 +177,10 @@ MAX_ZIP_BYTES = 500 * 1024 * 1024
 
 
 class TrainingDatasetForm(forms.ModelForm):
-    """A data set is the bundled corpus, a MAESTRO or MIDI folder on the server, or an uploaded zip of MIDI files."""
+    """A data set is the bundled corpus, a MAESTRO or MIDI folder on the workers, or an uploaded zip of MIDI files."""
 
-    upload = forms.FileField(required=False, help_text="A zip of .mid files (at most 500 MB); it becomes a folder.")
+    upload = forms.FileField(required=False, help_text="A zip of .mid files (at most 500 MB), kept in the site's "
+                                                       "storage and unpacked by the worker that trains on it.")
     path = forms.CharField(required=False, max_length=500, help_text="A MAESTRO or MIDI folder on the worker machines.")
 
     class Meta:
@@ -185,22 +193,31 @@ class TrainingDatasetForm(forms.ModelForm):
         if upload is not None:
             if upload.size > MAX_ZIP_BYTES:
                 raise forms.ValidationError("The zip is larger than 500 MB.")
-            target = Path(settings.MEDIA_ROOT) / "datasets" / uuid.uuid4().hex
-            with tempfile.NamedTemporaryFile(suffix=".zip") as tmp:
-                for chunk in upload.chunks():
-                    tmp.write(chunk)
-                tmp.flush()
+            # Unpacked once here to check it (and report what it holds), then kept only as the zip.
+            with tempfile.TemporaryDirectory(prefix="musicgen-upload-") as folder:
+                archive = Path(folder) / "set.zip"
+                with archive.open("wb") as tmp:
+                    for chunk in upload.chunks():
+                        tmp.write(chunk)
                 try:
-                    report = extract_midi_zip(Path(tmp.name), target)
+                    report = extract_midi_zip(archive, Path(folder) / "files")
                 except ArchiveError as exc:
                     raise forms.ValidationError(str(exc)) from exc
             if not report.extracted:
                 raise forms.ValidationError(f"The zip holds no usable MIDI file ({dict(report.skipped)}).")
-            cleaned["path"], cleaned["source"] = str(target), TrainingDataset.Source.FOLDER
+            upload.seek(0)
+            cleaned["path"], cleaned["source"] = "", TrainingDataset.Source.FOLDER
             self.instance.report = {"upload": report.to_dict()}
-        elif cleaned.get("source") != TrainingDataset.Source.CORPUS and not cleaned.get("path"):
+        elif cleaned.get("source") != TrainingDataset.Source.CORPUS and not cleaned.get("path") \
+                and not self.instance.archive:
             raise forms.ValidationError("Give the folder's path, or upload a zip of MIDI files.")
         return cleaned
+
+    def save(self, commit: bool = True) -> TrainingDataset:
+        upload = self.cleaned_data.get("upload")
+        if upload is not None:
+            self.instance.archive.save(f"{uuid.uuid4().hex}.zip", upload, save=False)
+        return super().save(commit)
 
 
 @admin.register(TrainingDataset)
@@ -221,8 +238,8 @@ class TrainingDatasetAdmin(admin.ModelAdmin):
 
     @admin.action(description="Train a new model on the selected data sets")
     def train(self, request: HttpRequest, queryset: QuerySet[TrainingDataset]) -> None:
-        # New models go beside the configured one, named by time so none is overwritten.
-        out_path = settings.MUSIC_MODEL_PATH.parent / f"model-{timezone.now():%Y%m%d-%H%M%S}.keras"
+        # Named by time so none is overwritten; the worker stores the file where every host reads it.
+        out_path = Path(f"model-{timezone.now():%Y%m%d-%H%M%S}.keras")
         try:
             training_request(datasets=list(queryset), out_path=out_path)
         except NotAllowed as exc:

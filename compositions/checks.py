@@ -44,19 +44,22 @@ def loudness_settings_check(app_configs: Any = None, **kwargs: Any) -> list[Chec
     return []
 
 
-@register(Tags.database)
+@register(Tags.database, deploy=True)
 def cache_table_check(app_configs: Any = None, databases: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """With the database cache, its table must exist: without it signing in answers 500.
 
-    A database check, so it runs where the database is meant to be reached (`check --database
-    default`, `migrate`), not at every import."""
+    Run by `check --deploy --database default` (and the health endpoint's database probe): a
+    database check needs the database named, and a deploy check stays out of `migrate`'s own
+    checks, which run before the migration that makes the table."""
+    if databases is None:
+        return []
     errors: list[CheckMessage] = []
     for alias in settings.CACHES:
         cache = caches[alias]
         if not isinstance(cache, DatabaseCache):
             continue
         using = router.db_for_read(cache.cache_model_class)
-        if databases is not None and using not in databases:
+        if using not in databases:
             continue
         try:
             with connections[using].cursor() as cursor:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -219,10 +220,16 @@ class CompositionVersion(models.Model):
 
 
 class MusicModel(models.Model):
-    """A trained network on disk; the active one serves new compositions."""
+    """A trained network; the active one serves new compositions.
+
+    Its .keras file is kept in the site's storage (`file`, shared by every host; each worker copies
+    it once into MODEL_CACHE_DIR), or lies at `path` on every worker machine.
+    """
 
     name = models.CharField(max_length=200, unique=True)
-    path = models.CharField(max_length=500, help_text="Path of the .keras file on the worker machine.")
+    file = models.FileField(upload_to="models/", blank=True)
+    path = models.CharField(max_length=500, blank=True,
+                            help_text="Path of the .keras file on the worker machines, where there is no stored file.")
     styles = models.JSONField(default=list, blank=True)
     is_active = models.BooleanField(default=False)
     metrics = models.JSONField(default=dict, blank=True)
@@ -238,6 +245,11 @@ class MusicModel(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def stem(self) -> str:
+        """The file's name without its folder and extension: what versions record as their model_name."""
+        return Path(self.file.name or self.path).stem
 
 
 class TrainingDataset(models.Model):
@@ -257,7 +269,8 @@ class TrainingDataset(models.Model):
 
     name = models.CharField(max_length=200, unique=True)
     source = models.CharField(max_length=16, choices=Source.choices, default=Source.FOLDER)
-    path = models.CharField(max_length=500, blank=True)
+    path = models.CharField(max_length=500, blank=True)  # a folder on the worker machines
+    archive = models.FileField(upload_to="datasets/", blank=True)  # or an uploaded zip of MIDI files, stored
     style = models.CharField(max_length=64)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.IDLE)
     status_changed_at = models.DateTimeField(null=True, blank=True)  # when a training run last touched it

@@ -8,6 +8,9 @@ imported before.
 
 from __future__ import annotations
 
+import hashlib
+import os
+import shutil
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,13 +31,48 @@ if TYPE_CHECKING:
     from ml.generation.generator import Generator
     from ml.generation.request import GenerationRequest
 
-def active_model_path() -> Path:
-    """The .keras file new compositions use: the active MusicModel row, else MUSIC_MODEL_PATH."""
+def model_file(music_model: MusicModel) -> Path:
+    """Where this machine reads `music_model`'s .keras file: its stored file (the path itself on a
+    local disk; from object storage, a copy made once per machine in MODEL_CACHE_DIR, which stays
+    valid because a stored name is never written twice), else its `path` on the workers.
+
+    Raises ComposingUnavailable when the stored file cannot be read.
+    """
+    if not music_model.file:
+        return Path(music_model.path)
+    name = music_model.file.name
     try:
-        active = MusicModel.objects.filter(is_active=True).values_list("path", flat=True).first()
+        return Path(music_model.file.path)  # FileSystemStorage: the file itself
+    except NotImplementedError:  # object storage has no local path
+        pass
+    local = Path(settings.MODEL_CACHE_DIR) / hashlib.sha256(name.encode()).hexdigest()[:16] / Path(name).name
+    if local.is_file():
+        return local
+    local.parent.mkdir(parents=True, exist_ok=True)
+    partial = local.with_name(f".{local.name}.{os.getpid()}.part")
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        with music_model.file.open("rb") as source, partial.open("wb") as copy:
+            shutil.copyfileobj(source, copy, 1 << 20)
+        os.replace(partial, local)  # whole or not at all, also with several workers copying at once
+    except (OSError, ValueError, BotoCoreError, ClientError) as exc:
+        partial.unlink(missing_ok=True)
+        raise ComposingUnavailable("The music model file cannot be read from storage", f"{name}: {exc}") from exc
+    return local
+
+
+def active_model_path() -> Path:
+    """The .keras file new compositions use: the active MusicModel row's, else MUSIC_MODEL_PATH.
+
+    Read from the database on every call, so that a model activated in the admin reaches every
+    worker with its next piece, without a restart.
+    """
+    try:
+        active = MusicModel.objects.filter(is_active=True).first()
     except DatabaseError:  # before the first migrate (e.g. during `manage.py check`)
         active = None
-    return Path(active) if active else Path(settings.MUSIC_MODEL_PATH)
+    return model_file(active) if active is not None else Path(settings.MUSIC_MODEL_PATH)
 
 
 def model_file_of(*, version: CompositionVersion) -> Path | None:
@@ -43,10 +81,20 @@ def model_file_of(*, version: CompositionVersion) -> Path | None:
     The file it was written with, else a file the site knows (a MusicModel row, MUSIC_MODEL_PATH)
     under the name the version records.
     """
-    known = [*MusicModel.objects.values_list("path", flat=True), str(settings.MUSIC_MODEL_PATH)]
-    candidates = [version.model_path] if version.model_path else []
-    candidates += [path for path in known if version.model_name and Path(path).stem == version.model_name]
-    return next((Path(path) for path in candidates if Path(path).is_file()), None)
+    if version.model_path and Path(version.model_path).is_file():
+        return Path(version.model_path)
+    if not version.model_name:
+        return None
+    for music_model in MusicModel.objects.all():
+        if music_model.stem == version.model_name:
+            try:
+                path = model_file(music_model)
+            except ComposingUnavailable:
+                continue
+            if path.is_file():
+                return path
+    default = Path(settings.MUSIC_MODEL_PATH)
+    return default if default.stem == version.model_name and default.is_file() else None
 
 
 _generators: dict[Path, tuple[float, Generator]] = {}  # path -> (file mtime, generator)

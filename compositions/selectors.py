@@ -19,7 +19,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from compositions.errors import RequestInvalid
-from compositions.models import Composition, CompositionVersion, Primer
+from compositions.models import Composition, CompositionVersion, MusicModel, Primer, TrainingDataset
 
 
 class CompositionStatus(TypedDict):
@@ -70,7 +70,8 @@ class VersionItem(CompositionStatus):
 
 
 # What a list of pieces never shows: the notes, chords and form of their current versions.
-_HEAVY = ("current_version__notes_json", "current_version__chords_json", "current_version__form_json")
+# Loaded only where one piece is shown; the form plan stays (a few kB) because every card names its key.
+_HEAVY = ("current_version__notes_json", "current_version__chords_json")
 
 
 def composition_list_for_user(
@@ -424,13 +425,15 @@ class MediaReport:
         return not self.missing and not self.orphans
 
 
-MEDIA_FOLDERS = ("midi", "mp3", "primers", "scores")
+MEDIA_FOLDERS = ("midi", "mp3", "primers", "scores", "models", "datasets")
 
 
 def media_report() -> MediaReport:
     """Compare the stored files with the versions (and uploaded primers) that name them."""
     report = MediaReport()
-    named: set[str] = set(Primer.objects.values_list("file", flat=True))
+    named: set[str] = {*Primer.objects.values_list("file", flat=True),
+                       *MusicModel.objects.values_list("file", flat=True),
+                       *TrainingDataset.objects.values_list("archive", flat=True)}
     rows = CompositionVersion.objects.values_list("id", "composition_id", "number", "status",
                                                   *CompositionVersion.FILE_FIELDS)
     for version_id, composition_id, number, status, *names in rows.iterator():

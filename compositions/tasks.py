@@ -443,10 +443,13 @@ def model_train(dataset_ids: list[int], out_path: str) -> None:
     if not held:
         logger.info("Training on data sets %s: nothing left to do", dataset_ids)
         return
-    try:
-        result = training.run_training(held, Path(out_path))
-    except Exception as exc:  # the worker must survive a failed training run
-        logger.exception("Training on data sets %s failed", held)
-        training_fail(dataset_ids=held, error=f"{type(exc).__name__}: {exc}")
-        return
-    training_finish(dataset_ids=held, out_path=Path(out_path), result=result)
+    # Written in a temporary folder of this worker, then stored where every host reads it.
+    with tempfile.TemporaryDirectory(prefix="musicgen-training-") as folder:
+        local = Path(folder) / Path(out_path).name
+        try:
+            result = training.run_training(held, local)
+        except Exception as exc:  # the worker must survive a failed training run
+            logger.exception("Training on data sets %s failed", held)
+            training_fail(dataset_ids=held, error=f"{type(exc).__name__}: {exc}")
+            return
+        training_finish(dataset_ids=held, out_path=local, result=result)

@@ -6,6 +6,8 @@ The task that runs it (`compositions.tasks.model_train`) writes the data sets' s
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,11 +29,20 @@ class TrainingResult:
 
 
 def load_dataset(dataset: TrainingDataset) -> tuple[NoteDataset, ImportReport]:
-    """Import the notes of one TrainingDataset row from its source."""
+    """Import the notes of one TrainingDataset row from its source: the corpus, a folder on this
+    worker, or its stored zip (copied and unpacked into a temporary folder, gone afterwards)."""
     from ml.data import datasets
+    from ml.data.archives import extract_midi_zip
 
     if dataset.source == TrainingDataset.Source.CORPUS:
         return datasets.load_corpus(styles=[dataset.style])
+    if dataset.archive:
+        with tempfile.TemporaryDirectory(prefix="musicgen-dataset-") as folder:
+            archive = Path(folder) / "set.zip"
+            with dataset.archive.open("rb") as source, archive.open("wb") as copy:
+                shutil.copyfileobj(source, copy, 1 << 20)
+            extract_midi_zip(archive, Path(folder) / "files")
+            return datasets.import_midi_folder(Path(folder) / "files", dataset.style)
     if dataset.source == TrainingDataset.Source.MAESTRO:
         return datasets.import_maestro(Path(dataset.path))
     return datasets.import_midi_folder(Path(dataset.path), dataset.style)

@@ -16,6 +16,7 @@ from django.core.paginator import Paginator
 from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from compositions import selectors
@@ -26,6 +27,8 @@ from compositions.models import Composition, CompositionVersion
 from compositions.services import accounts, composing, sharing, versions
 
 
+# Pages with play buttons give signed-out listeners the CSRF cookie the play counter's POST needs.
+@ensure_csrf_cookie
 def home(request: HttpRequest) -> HttpResponse:
     recent = selectors.composition_list_for_user(user=request.user)[:6] if request.user.is_authenticated else []
     # A visitor hears what the site makes before signing up.
@@ -37,6 +40,7 @@ PAGE_SIZE = 24
 
 
 @require_GET
+@ensure_csrf_cookie
 def gallery(request: HttpRequest) -> HttpResponse:
     order = "popular" if request.GET.get("order") == "popular" else "newest"
     page = Paginator(selectors.composition_public_list(order=order), PAGE_SIZE).get_page(request.GET.get("page"))
@@ -126,6 +130,7 @@ def composition_new(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
+@ensure_csrf_cookie
 def composition_detail(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
     """The owner's page of a piece and its versions; anyone else sees a public piece's shared view (or 404)."""
     composition = selectors.composition_get_for_viewer(user=request.user, public_id=public_id)
@@ -187,6 +192,7 @@ def _shared_page(request: HttpRequest, composition: Composition, token: str = ""
 
 
 @require_GET
+@ensure_csrf_cookie
 def shared(request: HttpRequest, token: str) -> HttpResponse:
     return _shared_page(request, selectors.composition_get_by_share_token(token=token), token)
 

@@ -7,6 +7,7 @@ Production changes only through the variables listed in `.env.example`.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import dj_database_url
@@ -82,6 +83,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # /health/ and /health/workers/ for load balancers: before host checks and HTTPS redirects.
+    "compositions.apis.health.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -217,6 +220,8 @@ MUSIC_TRUE_PEAK_DBTP = envfloat("MUSIC_TRUE_PEAK_DBTP", "-1")
 # (0 turns scores off).
 SCORE_TIMEOUT_SECONDS = envint("SCORE_TIMEOUT_SECONDS", "60")
 MUSIC_MODEL_PATH = Path(envstr("MUSIC_MODEL_PATH", str(BASE_DIR / "ml" / "pretrained" / "default.keras")))
+# Where a machine keeps its copies of model files read from object storage (one per stored file).
+MODEL_CACHE_DIR = Path(envstr("MODEL_CACHE_DIR", str(Path(tempfile.gettempdir()) / "musicgen-models")))
 
 # Background jobs: django-q2 over the database unless REDIS_URL names a Redis broker.
 # Q_SYNC runs each task inside the caller (tests, debugging); it is read per call so the
@@ -236,6 +241,9 @@ Q_STALL_SECONDS = envint("Q_STALL_SECONDS", "90")
 Q_ORPHAN_SECONDS = envint("Q_ORPHAN_SECONDS", "120")
 # How many times a piece is started (or queued again) before it is failed for good.
 Q_MAX_ATTEMPTS = envint("Q_MAX_ATTEMPTS", "3")
+# SIGTERM or Ctrl-C to `manage.py worker`: a piece being written gets this long to finish; then its
+# worker is stopped and the piece is queued again when a worker next starts.
+Q_STOP_GRACE_SECONDS = envint("Q_STOP_GRACE_SECONDS", "30")
 # Load and compile the model in every worker as it starts, so that no user waits for it.
 Q_WARMUP = envbool("Q_WARMUP", "true")
 if Q_HEARTBEAT_SECONDS * 3 > Q_STALL_SECONDS:
@@ -266,6 +274,8 @@ QUOTA_PIECES_PER_DAY = envint("QUOTA_PIECES_PER_DAY", "200")  # in any 24 hours
 MAX_VERSIONS_PER_PIECE = envint("MAX_VERSIONS_PER_PIECE", "20")
 if MAX_VERSIONS_PER_PIECE < 1:
     raise ValueError("MAX_VERSIONS_PER_PIECE must be at least 1")
+# Plays counted per listener (signed-in user, or address) per hour, over all pieces.
+PLAYS_PER_LISTENER_PER_HOUR = envint("PLAYS_PER_LISTENER_PER_HOUR", "120")
 # Failed logins per user name and per address before a pause, and the pause in seconds.
 LOGIN_ATTEMPTS = envint("LOGIN_ATTEMPTS", "5")
 LOGIN_LOCKOUT_SECONDS = envint("LOGIN_LOCKOUT_SECONDS", "300")

@@ -1,4 +1,4 @@
-"""A whole site in child processes: a database of its own, gunicorn, and a real `qcluster`.
+"""A whole site in child processes: a database of its own, gunicorn, and a real django-q2 cluster (`manage.py worker`).
 
 Tests that run tasks inline cannot see races between workers, lost tasks or dead processes;
 these run the site as `make run` does (SQLite with the ORM broker) or as production does
@@ -77,7 +77,7 @@ class LiveSite:
 
     def start_cluster(self) -> None:
         self.cluster = subprocess.Popen(
-            [sys.executable, "manage.py", "qcluster"], cwd=ROOT, env=self.env,
+            [sys.executable, "manage.py", "worker"], cwd=ROOT, env=self.env,
             stdout=(self.logs / "cluster.log").open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
         )
 
@@ -93,7 +93,7 @@ class LiveSite:
     def start_web(self) -> None:
         self.web = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "musicgen.wsgi", "--bind", self.url.removeprefix("http://"),
-             "--workers", "2", "--threads", "8", "--timeout", "120"],
+             "--workers", self.env.get("WEB_WORKERS", "2"), "--threads", "8", "--timeout", "120"],
             cwd=ROOT, env=self.env, stdout=(self.logs / "web.log").open("ab"), stderr=subprocess.STDOUT,
             start_new_session=True,
         )
@@ -206,8 +206,10 @@ def _kill_group(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def live_site(tmp: Path, *, backend: str, model_path: Path, **settings: str) -> Iterator[LiveSite]:
-    """Start a site on `backend` ("sqlite" with the ORM broker, or "postgres" with Redis)."""
+def live_site(tmp: Path, *, backend: str, model_path: Path, cluster: bool = True, **settings: str,
+              ) -> Iterator[LiveSite]:
+    """Start a site on `backend` ("sqlite" with the ORM broker, or "postgres" with Redis), with its
+    workers unless `cluster` is False."""
     media, logs = tmp / "media", tmp / "logs"
     media.mkdir()
     logs.mkdir()
@@ -247,7 +249,8 @@ def live_site(tmp: Path, *, backend: str, model_path: Path, **settings: str) -> 
     site = LiveSite(url=f"http://127.0.0.1:{_free_port()}", env=env, media=media, logs=logs)
     try:
         site.manage("migrate", "--noinput")
-        site.start_cluster()
+        if cluster:
+            site.start_cluster()
         site.start_web()
         yield site
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 from django.db.models import F
@@ -54,9 +55,20 @@ def composition_share(*, composition: Composition, visibility: str, new_link: bo
 
 
 def composition_play(*, composition: Composition, listener: str) -> bool:
-    """Count a play: once per listener (user id or address) per piece per hour. True when counted."""
+    """Count a play: once per listener (user id or address) per piece per hour, and at most
+    PLAYS_PER_LISTENER_PER_HOUR pieces per listener, so that no one script fills "most played".
+    True when counted."""
     window = int(timezone.now().timestamp()) // PLAY_WINDOW_SECONDS
     if not cache.add(f"play:{composition.id}:{listener}:{window}", 1, timeout=PLAY_WINDOW_SECONDS):
+        return False
+    rate_key = f"plays:{listener}:{window}"
+    cache.add(rate_key, 0, timeout=PLAY_WINDOW_SECONDS)
+    try:
+        counted = cache.incr(rate_key)
+    except ValueError:  # expired between the two calls
+        counted = 1
+        cache.set(rate_key, counted, timeout=PLAY_WINDOW_SECONDS)
+    if counted > settings.PLAYS_PER_LISTENER_PER_HOUR:
         return False
     Composition.objects.filter(id=composition.id).update(play_count=F("play_count") + 1)
     return True

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from django.conf import settings
+from django.core.files import File
 from django.db import transaction
 from django.utils import timezone
 
@@ -85,8 +86,15 @@ def training_finish(*, dataset_ids: Sequence[int], out_path: Path, result: Train
             status=TrainingDataset.Status.TRAINED, status_changed_at=now, report=result.reports.get(dataset_id, {})
         )
     music_model, _ = MusicModel.objects.update_or_create(
-        name=out_path.stem, defaults={"path": str(out_path), "styles": result.styles, "metrics": result.metrics},
+        name=out_path.stem, defaults={"styles": result.styles, "metrics": result.metrics},
     )
+    if out_path.is_file():  # kept in the site's storage, where every worker reads it
+        with out_path.open("rb") as model_file:
+            music_model.file.save(out_path.name, File(model_file), save=False)
+        music_model.path = ""
+    else:
+        music_model.path = str(out_path)
+    music_model.save(update_fields=["file", "path"])
     return music_model
 
 

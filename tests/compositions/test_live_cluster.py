@@ -164,6 +164,21 @@ def test_a_worker_killed_in_the_middle_of_a_piece_is_replaced_and_the_piece_ends
     assert _mp3_files(site) - before == {row["mp3_file"]}
 
 
+def test_the_health_endpoints_see_the_live_cluster_and_its_workers(site: LiveSite) -> None:
+    deadline = time.monotonic() + 60
+    while True:  # the cluster reports itself every few seconds once it is up
+        workers = requests.get(site.url + "/health/workers/", timeout=30)
+        if workers.status_code == 200 or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert workers.status_code == 200, workers.text
+    [cluster] = workers.json()["clusters"]
+    assert (cluster["status"], cluster["workers"]) == ("Idle", 2) or cluster["status"] == "Working", cluster
+    assert cluster["seconds_since_heartbeat"] < 10
+    web = requests.get(site.url + "/health/", timeout=30)
+    assert web.status_code == 200 and web.json()["database"]["ok"]
+
+
 def test_sigterm_lets_the_piece_in_flight_finish_before_the_cluster_stops(site: LiveSite, style: str) -> None:
     site.add_users(["patient"])
     response = site.api("patient").post(
@@ -175,6 +190,35 @@ def test_sigterm_lets_the_piece_in_flight_finish_before_the_cluster_stops(site: 
     [row] = site.compositions(["patient"])
     assert (row["status"], row["attempts"]) == ("done", 1), site.log("cluster")
     site.start_cluster()  # for the tests after this one
+
+
+def test_sigterm_stops_a_piece_past_the_grace_period_and_it_is_written_again_after_the_restart(
+    site: LiveSite, style: str,
+) -> None:
+    site.add_users(["impatient"])
+    site.stop_cluster()
+    site.env["Q_STOP_GRACE_SECONDS"] = "1"
+    site.start_cluster()
+    try:
+        api = site.api("impatient")
+        long_piece = api.post(site.url + "/api/compositions/", json={"style": style, "notes": 4000, "seed": 9},
+                              timeout=60)
+        queued = api.post(site.url + "/api/compositions/", json={"style": style, "notes": 64, "seed": 10},
+                          timeout=60)
+        assert (long_piece.status_code, queued.status_code) == (202, 202)
+        _wait_for(site, "impatient", lambda rows: any(r["status"] == "generating" for r in rows))
+        started = time.monotonic()
+        assert site.stop_cluster(signal.SIGTERM, timeout=60) == 0
+        assert time.monotonic() - started < 30, site.log("cluster")
+        rows = site.compositions(["impatient"])
+        assert all(row["status"] != "done" or row["mp3_file"] for row in rows)  # nothing half-written
+        assert "did not finish within the grace period" in site.log("cluster")
+    finally:
+        site.env.pop("Q_STOP_GRACE_SECONDS")
+        site.start_cluster()
+    rows = site.wait_until_finished(2, timeout=300, usernames=["impatient"])
+    assert [row["status"] for row in rows] == ["done", "done"], site.log("cluster")
+    assert max(row["attempts"] for row in rows) == 2  # the piece cut short was written again, once
 
 
 def test_the_site_keeps_answering_while_the_workers_are_busy(site: LiveSite, style: str) -> None:

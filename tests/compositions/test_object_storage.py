@@ -118,3 +118,46 @@ def test_verify_media_finds_an_object_lost_from_the_bucket_and_renders_it_again(
     assert version.status == CompositionVersion.Status.DONE
     assert default_storage.exists(version.mp3_file.name)
     assert f"media/{version.mp3_file.name}" in s3.keys(bucket)
+
+
+def test_a_model_in_the_bucket_is_copied_once_per_machine_and_an_activation_reaches_the_next_piece(
+    s3: S3Server, bucket: str, compose: Callable[..., CompositionVersion], settings: Any, tmp_path: Path,
+    tiny_model_path: Path,
+) -> None:
+    from django.core.files.base import ContentFile
+
+    from compositions import runtime
+    from compositions.models import MusicModel
+    from compositions.services.training import music_model_activate
+
+    settings.MODEL_CACHE_DIR = tmp_path / "model-cache"
+    settings.MUSIC_MODEL_PATH = tmp_path / "not-here.keras"  # only the bucket has a model
+    rows = []
+    for name in ("first", "second"):
+        row = MusicModel(name=name, styles=["alpha", "beta"])
+        row.file.save(f"{name}.keras", ContentFile(tiny_model_path.read_bytes()), save=True)
+        rows.append(row)
+    assert s3.keys(bucket) == ["media/models/first.keras", "media/models/second.keras"]
+    music_model_activate(music_model=rows[0])
+
+    local = runtime.active_model_path()
+    assert local.is_relative_to(settings.MODEL_CACHE_DIR) and local.name == "first.keras"
+    assert local.read_bytes() == tiny_model_path.read_bytes()
+    copied_at = local.stat().st_mtime_ns
+    version = compose()
+    assert (version.status, version.model_name) == (CompositionVersion.Status.DONE, "first")
+    assert runtime.active_model_path().stat().st_mtime_ns == copied_at  # not fetched again
+
+    music_model_activate(music_model=rows[1])  # as the admin's action does, with workers running
+    assert compose().model_name == "second"
+    assert sorted(path.name for path in settings.MODEL_CACHE_DIR.rglob("*.keras")) == ["first.keras", "second.keras"]
+    assert not list(settings.MODEL_CACHE_DIR.rglob("*.part"))
+
+    # A stored file that went missing says so, instead of a 500 or a crashed worker.
+    s3.client().delete_object(Bucket=bucket, Key="media/models/second.keras")
+    for path in settings.MODEL_CACHE_DIR.rglob("second.keras"):
+        path.unlink()
+    from compositions.errors import ComposingUnavailable
+
+    with pytest.raises(ComposingUnavailable, match="cannot be read from storage"):
+        runtime.active_model_path()

@@ -161,6 +161,33 @@ def test_plays_are_counted_once_per_listener_per_hour(pieces: dict[str, Composit
     assert client.post(f"/compositions/{pieces['private'].public_id}/play/").status_code == 404
 
 
+@pytest.mark.parametrize("page", ["/", "/gallery/", "shared", "detail"])
+def test_a_signed_out_listener_gets_the_cookie_the_play_counter_needs_from_every_page_that_plays(
+    pieces: dict[str, Composition], page: str,
+) -> None:
+    piece = pieces["unlisted"] if page == "shared" else pieces["public"]
+    browser = Client(enforce_csrf_checks=True)  # as a browser is: no CSRF exemption
+    url = {"shared": f"/s/{piece.share_token}/", "detail": f"/compositions/{piece.public_id}/"}.get(page, page)
+    assert browser.get(url).status_code == 200
+    token = browser.cookies["csrftoken"].value
+    play = f"/s/{piece.share_token}/play/" if page == "shared" else f"/compositions/{piece.public_id}/play/"
+    assert browser.post(play).status_code == 403  # without the token, as from another site
+    assert browser.post(play, HTTP_X_CSRFTOKEN=token).json() == {"counted": True}
+    piece.refresh_from_db()
+    assert piece.play_count == 1
+
+
+def test_one_listener_counts_at_most_so_many_plays_an_hour(
+    user: User, composition_factory: Callable[..., Composition], client: Client, settings: Any,
+) -> None:
+    settings.PLAYS_PER_LISTENER_PER_HOUR = 3
+    played = [composition_factory(user, status="done", visibility="public") for _ in range(5)]
+    counted = [client.post(f"/compositions/{piece.public_id}/play/").json()["counted"] for piece in played]
+    assert counted == [True, True, True, False, False]
+    other = Client(REMOTE_ADDR="10.9.8.7")  # another listener is not held back by the first
+    assert other.post(f"/compositions/{played[4].public_id}/play/").json() == {"counted": True}
+
+
 def test_the_gallery_lists_public_pieces_only_and_the_home_page_offers_some(
         pieces: dict[str, Composition], client: Client) -> None:
     html = client.get("/gallery/").content.decode()

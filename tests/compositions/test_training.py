@@ -6,9 +6,10 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.core.files.storage import default_storage
 from django.test import Client
 
-from compositions import tasks
+from compositions import runtime, tasks
 from compositions.errors import NotAllowed
 from compositions.models import MusicModel, TrainingDataset
 from compositions.services.sharing import composition_share
@@ -143,16 +144,20 @@ def test_an_uploaded_model_is_checked_before_it_is_kept(
         "name": "tiny-upload", "path": "", "upload": SimpleUploadedFile("tiny.keras", tiny_model_path.read_bytes())})
     assert good.status_code == 302
     model = MusicModel.objects.get(name="tiny-upload")
-    assert Path(model.path).is_file() and model.styles == ["alpha", "beta"]
-    assert list(tmp_path.glob("*.keras")) == [Path(model.path)]  # the junk left nothing behind
+    assert model.path == "" and model.file.name == "models/tiny-upload.keras" and model.styles == ["alpha", "beta"]
+    assert default_storage.open(model.file.name).read() == tiny_model_path.read_bytes()
+    assert default_storage.listdir("models")[1] == ["tiny-upload.keras"]  # the junk left nothing behind
+    assert runtime.model_file(model).read_bytes() == tiny_model_path.read_bytes()
 
 
-def test_an_uploaded_zip_of_midi_files_becomes_a_data_set_folder(admin_client: Any, tmp_path: Path) -> None:
+def test_an_uploaded_zip_of_midi_files_is_stored_and_unpacked_by_the_worker_that_trains(
+        admin_client: Any, tmp_path: Path) -> None:
     import io
     import zipfile
 
     from django.core.files.uploadedfile import SimpleUploadedFile
 
+    from compositions.training import load_dataset
     from tests.conftest import midi_bytes
 
     buffer = io.BytesIO()
@@ -165,8 +170,10 @@ def test_an_uploaded_zip_of_midi_files_becomes_a_data_set_folder(admin_client: A
         "upload": SimpleUploadedFile("set.zip", buffer.getvalue())})
     assert response.status_code == 302
     dataset = TrainingDataset.objects.get(name="mine")
-    assert [p.suffix for p in Path(dataset.path).iterdir()] == [".mid"]
+    assert dataset.path == "" and default_storage.exists(dataset.archive.name)
     assert dataset.report["upload"]["skipped"] == {"path outside the archive": 1, "not a MIDI file": 1}
+    notes, report = load_dataset(dataset)  # copied from storage, unpacked in a temporary folder
+    assert report.imported == 1 and notes.styles == ["reels"]
     refused = admin_client.post("/admin/compositions/trainingdataset/add/", {
         "name": "junk", "source": "folder", "style": "reels", "path": "",
         "upload": SimpleUploadedFile("junk.zip", b"<html>")})

@@ -21,6 +21,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.files.storage import default_storage
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 from django.test import override_settings
@@ -171,7 +172,7 @@ class Command(BaseCommand):
                     follow_ups.run()
                     row = rows[0].current_version
                     assert row is not None
-                    if row.status != CompositionVersion.Status.DONE or not Path(row.mp3_file.path).is_file():
+                    if row.status != CompositionVersion.Status.DONE or not default_storage.exists(row.mp3_file.name):
                         raise CommandError(f"The site did not finish a piece: {row.error} {row.error_detail}")
                     times.append(elapsed)
                     notes.append(len(row.notes_json))
