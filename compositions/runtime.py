@@ -97,25 +97,27 @@ def model_file_of(*, version: CompositionVersion) -> Path | None:
     return default if default.stem == version.model_name and default.is_file() else None
 
 
-_generators: dict[Path, tuple[float, Generator]] = {}  # path -> (file mtime, generator)
+_generators: dict[tuple[Path, str], tuple[float, Generator]] = {}  # (path, engine) -> (file mtime, generator)
 _renderers: dict[Path, Renderer] = {}
 
 
-def get_generator(model_path: Path | None = None) -> Generator:
+def get_generator(model_path: Path | None = None, *, engine: str = "compiled") -> Generator:
     """The generator for `model_path`, created once per process (again if the file changes).
 
-    Creating it reads no weights; they load on first use, after the worker forked.
+    Creating it reads no weights; they load on first use, after the worker forked. Workers keep
+    the compiled engine; a one-shot command asks for engine="numpy" (no TensorFlow to import,
+    nothing to compile).
     """
     path = model_path or active_model_path()
     if not path.is_file():
         raise ComposingUnavailable("The music model file is missing", str(path))
     mtime = path.stat().st_mtime
-    cached = _generators.get(path)
+    cached = _generators.get((path, engine))
     if cached is None or cached[0] != mtime:  # a retrained file replaces the old weights in memory
         from ml.generation.generator import Generator
 
-        _generators[path] = (mtime, Generator(path))
-    return _generators[path][1]
+        _generators[(path, engine)] = (mtime, Generator(path, engine=engine))
+    return _generators[(path, engine)][1]
 
 
 def get_renderer() -> Renderer:

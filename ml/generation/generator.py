@@ -39,12 +39,19 @@ class Generator:
     """Loads a model lazily and generates pieces. One per worker process; thread-safe."""
 
     def __init__(self, model_path: Path, *, off: Iterable[str] = (),
-                 writer: Callable[[str, int], Any] | None = None) -> None:
+                 writer: Callable[[str, int], Any] | None = None, engine: str = "compiled") -> None:
         """`off` names the constraints to switch off (ml.generation.constraints.CONSTRAINTS), so that
         the evaluation can measure what the model does alone. With `writer` (style, batch size ->
         an object with CompiledSteps' reset, encode and decode) something else writes instead of
         the network, through the same sampler and constraints: the evaluation's Markov chain, its
-        fair baseline, comes in this way."""
+        fair baseline, comes in this way.
+
+        `engine`: "compiled" (Keras, its steps compiled with XLA: for long-lived workers) or "numpy"
+        (ml.model.inference, no TensorFlow imported: for one-shot runs; a model file without the
+        NumPy engine's weights falls back to "compiled")."""
+        if engine not in ("compiled", "numpy"):
+            raise ValueError(f"Unknown engine {engine!r}: 'compiled' or 'numpy'.")
+        self.engine = engine
         self.model_path = Path(model_path)
         self.off = frozenset(off)
         build_constraints(self.off)  # an unknown name fails here, not at the first request
@@ -88,9 +95,14 @@ class Generator:
             return
         with self._lock:
             if self._model is None:
-                from ml.model.network import load_model
+                from ml.model.inference import NumpyNet, has_inference_weights
 
-                self._model = load_model(self.model_path)
+                if self.engine == "numpy" and has_inference_weights(self.model_path):
+                    self._model = NumpyNet.from_archive(self.model_path)
+                else:
+                    from ml.model.network import load_model
+
+                    self._model = load_model(self.model_path)
                 self._config, self._extra = self._model.config, self._model.extra
 
     def warm_up(self) -> None:

@@ -13,13 +13,24 @@ FLOAT_INPUTS = ("velocity", "chord")
 FUTURE_NOTE_INPUTS = ("future_pitch", "future_step", "future_duration", "future_position")
 
 
+def _is_tensorflow_model(model: Any) -> bool:
+    """A Keras model under the TensorFlow backend (compiled with XLA); a NumpyNet or another backend is not."""
+    from ml.model.inference import NumpyNet
+
+    if isinstance(model, NumpyNet):
+        return False
+    import keras
+
+    return bool(keras.backend.backend() == "tensorflow")
+
+
 class CompiledSteps:
     """The model's two per-note calls, compiled once per batch size, with the window in variables.
 
     Under TensorFlow both calls are `tf.function`s compiled with XLA; the window (and the notes
     after a gap, for a model that reads them) lives in preallocated variables that the graph
-    shifts in place. Other backends fall back to eager calls on numpy arrays (correct, slower), so
-    the engine also runs where TF is absent.
+    shifts in place. Other backends, and `ml.model.inference.NumpyNet` (a one-shot run that should
+    not import TensorFlow at all), take eager calls on numpy arrays.
 
     Host API: `reset(window, piece, future)`, `encode(note)` (the note just written, or None for
     the first call; `note["until"]` is the beats-to-the-future class after it), `decode(step,
@@ -27,20 +38,18 @@ class CompiledSteps:
     """
 
     def __init__(self, model: Any, batch: int) -> None:
-        import keras
-
-        from ml.model.network import context_size
-
         self.model = model
         self.config: ModelConfig = model.config
         c = self.config
         self.batch = batch
         self.window_inputs = c.window_inputs
         self.int_inputs = tuple(key for key in self.window_inputs if key not in FLOAT_INPUTS)
-        self.tf = keras.backend.backend() == "tensorflow"
+        self.tf = _is_tensorflow_model(model)
         w = c.window
         if self.tf:
             import tensorflow as tf
+
+            from ml.model.network import context_size
 
             def zeros(shape: tuple[int, ...], key: str) -> Any:
                 return tf.Variable(tf.zeros(shape, tf.float32 if key in FLOAT_INPUTS else tf.int32))

@@ -34,6 +34,7 @@ from ml.model.config import (
     ModelConfig,
     read_model_info,
 )
+from ml.model.inference import add_to_archive
 
 
 @keras.saving.register_keras_serializable(package="musicgen")
@@ -336,4 +337,5 @@ def save_model(model: NoteModel, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.stem + ".tmp.keras")
     model.save(tmp)
+    add_to_archive(model, tmp)  # the same weights by name, for the NumPy engine of one-shot runs
     tmp.replace(path)  # never leave a half-written model where workers load from

@@ -1,6 +1,11 @@
 from __future__ import annotations
 
+import json
+import os
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +16,8 @@ from pydub import AudioSegment
 from ml.audio.render import MAX_TAIL_SECONDS
 from ml.data.notes import notes_from_midi, parse_key, scale_pitch_classes
 from tests.conftest import midi_bytes
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_compose_command_writes_an_mp3_and_a_midi_file(db: None, style: str, tmp_path: Path) -> None:
@@ -120,3 +127,25 @@ def test_compose_command_refuses_an_audio_format_it_cannot_write(
     with pytest.raises(CommandError, match=r"\.mp3 or \.wav"):
         call_command("compose", "--style", style, "--seconds", "5", "--out", str(tmp_path / name))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_compose_from_the_shell_never_imports_tensorflow(tiny_model_path: Path, tmp_path: Path) -> None:
+    """One piece and the process ends: the NumPy engine (ml.model.inference) writes it, nothing is compiled."""
+    shutil.copy(tiny_model_path, tmp_path / "model.keras")
+    code = (
+        "import json, sys, django\n"
+        "django.setup()\n"
+        "from django.core.management import call_command\n"
+        "from ml.model.config import read_model_info\n"
+        f"style = read_model_info({str(tmp_path / 'model.keras')!r})['config'].styles[0]\n"
+        f"call_command('compose', '--style', style, '--notes', '24', '--out', {str(tmp_path / 'p.mp3')!r})\n"
+        "print(json.dumps([m for m in ('tensorflow', 'keras', 'jax') if m in sys.modules]))\n"
+    )
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "REDIS_URL"))},
+           "DJANGO_SETTINGS_MODULE": "musicgen.settings", "MUSIC_MODEL_PATH": str(tmp_path / "model.keras"),
+           "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+    assert (tmp_path / "p.mp3").stat().st_size > 1000

@@ -10,6 +10,7 @@ import os
 import platform
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -32,7 +33,22 @@ from compositions.services.composing import composition_request
 from compositions.services.queueing import FOLLOW_UP_TASK, GENERATE_TASK
 
 SITE_TARGET_SECONDS = 3.0
+COLD_START_TARGET_RATIO = 2.0
 TASK_FUNC = GENERATE_TASK
+
+
+@dataclass
+class ColdStart:
+    """`manage.py compose` as a whole process, cold, against the seed project's flow writing as many notes."""
+
+    piece_seconds: float
+    style: str
+    compose_seconds: list[float]
+    seed_seconds: list[float]
+    ratio: float  # median of the per-repetition ratios seed / compose
+    compose_breakdown: dict[str, float]  # median seconds per step of our run
+    seed_breakdown: dict[str, float]  # median seconds per step of the seed's
+    notes: list[int]
 
 
 @dataclass
@@ -95,6 +111,8 @@ class Command(BaseCommand):
         parser.add_argument("--notes", type=int, help="notes per engine and naive run (default 200; --quick 48)")
         parser.add_argument("--reps", type=int, help="repetitions of each ml measurement (default 5; --quick 2)")
         parser.add_argument("--seconds", type=float, help="length of the rendered and composed piece (default 60)")
+        parser.add_argument("--cold-reps", type=int, help="cold starts of compose and of the seed flow (default 3; "
+                                                          "--quick 1)")
 
     def handle(self, *args: Any, **options: Any) -> None:
         from ml import bench
@@ -124,20 +142,32 @@ class Command(BaseCommand):
             del generator  # the site loads its own, as a worker would
             self.stdout.write(f"Site: service call to MP3 ({ml_options.render_seconds:g}-s piece, {site_reps} reps)")
             site = self._site_speed(path, model.style, ml_options.render_seconds, site_reps)
+            cold_reps = options["cold_reps"] or (1 if options["quick"] else 3)
+            self.stdout.write(f"Cold start: manage.py compose against the seed flow ({cold_reps} reps)")
+            cold = self._cold_start(path, model.style, ml_options.render_seconds, cold_reps)
 
         rows = bench.ml_rows(ml_results) + [
             bench.Row("site warm-up call (load + compile)", f"{site.warmup_seconds:.2f} s"),
             bench.Row(f"site: service call -> MP3 ({site.piece_seconds:g} s piece)", f"{site.median_seconds:.2f} s",
                       f"<= {SITE_TARGET_SECONDS:g} s", site.median_seconds <= SITE_TARGET_SECONDS),
+            bench.Row(f"cold `manage.py compose` ({cold.piece_seconds:g} s piece, whole process)",
+                      f"{statistics.median(cold.compose_seconds):.2f} s"),
+            bench.Row("seed flow, as many notes (predict per note, music21, fluidsynth, ffmpeg)",
+                      f"{statistics.median(cold.seed_seconds):.2f} s"),
+            bench.Row("cold compose speed-up over the seed flow", f"{cold.ratio:.1f}x",
+                      f">= {COLD_START_TARGET_RATIO:g}x", cold.ratio >= COLD_START_TARGET_RATIO),
         ]
         report = {
             "machine": self._machine(model),
             "options": {**asdict(ml_options), "site_reps": site_reps, "quick": options["quick"]},
-            "targets": {"engine_speedup_min": 25.0, "site_seconds_max": SITE_TARGET_SECONDS},
+            "targets": {"engine_speedup_min": 25.0, "site_seconds_max": SITE_TARGET_SECONDS,
+                        "cold_start_ratio_min": COLD_START_TARGET_RATIO},
             "passed": {"engine_speedup": ml_results.engine.speedup >= 25.0,
-                       "site_seconds": site.median_seconds <= SITE_TARGET_SECONDS},
+                       "site_seconds": site.median_seconds <= SITE_TARGET_SECONDS,
+                       "cold_start_ratio": cold.ratio >= COLD_START_TARGET_RATIO},
             **ml_results.to_dict(),
             "site": asdict(site),
+            "cold_start": asdict(cold),
         }
         out: Path = options["out"]
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -188,6 +218,55 @@ class Command(BaseCommand):
                          database=settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1],
                          warmup_seconds=times[0], seconds=times[1:], median_seconds=statistics.median(times[1:]),
                          notes=notes[1:])
+
+    def _cold_start(self, model_path: Path, style: str, seconds: float, reps: int) -> ColdStart:
+        """Both flows as fresh processes, one after the other; the seed writes as many notes as ours did."""
+        from ml.audio.render import find_soundfont
+
+        soundfont = find_soundfont(settings.SOUNDFONT_PATH or None)
+        env = {**os.environ, "MUSIC_MODEL_PATH": str(model_path), "PYTHONDONTWRITEBYTECODE": "1"}
+        ours: list[float] = []
+        theirs: list[float] = []
+        our_steps: list[dict[str, float]] = []
+        seed_steps: list[dict[str, float]] = []
+        notes: list[int] = []
+
+        def run(command: list[str]) -> tuple[float, str]:
+            start = time.perf_counter()
+            result = subprocess.run(command, cwd=settings.BASE_DIR, env=env, capture_output=True, text=True,
+                                    timeout=900)
+            elapsed = time.perf_counter() - start
+            if result.returncode != 0:
+                raise CommandError(f"{' '.join(command[:4])} failed: {result.stderr[-2000:]}")
+            return elapsed, result.stdout
+
+        with tempfile.TemporaryDirectory(prefix="musicgen-cold-") as tmp:
+            for rep in range(reps):
+                compose = [sys.executable, "manage.py", "compose", "--style", style, "--seconds", f"{seconds:g}",
+                           "--seed", str(rep), "--out", f"{tmp}/ours-{rep}.mp3", "--timings"]
+
+                elapsed, out = run(compose)  # ours first: the seed then finds the files in the page cache too
+                count = json.loads(out.split("TIMINGS ", 1)[1].splitlines()[0])["notes"]
+                elapsed_seed, seed_out = run([
+                    sys.executable, "-m", "ml.seed_flow", "--model", str(model_path), "--style", style,
+                    "--notes", str(count), "--soundfont", str(soundfont), "--seed", str(rep),
+                    "--out", f"{tmp}/seed-{rep}.mp3"])
+                timings = json.loads(out.split("TIMINGS ", 1)[1].splitlines()[0])
+                seed_report = json.loads(seed_out.strip().splitlines()[-1])
+                ours.append(elapsed)
+                theirs.append(elapsed_seed)
+                notes.append(int(timings.pop("notes")))
+                our_steps.append(timings)
+                seed_steps.append(seed_report["steps"])
+                self.stdout.write(f"  cold start {rep + 1}/{reps}: compose {elapsed:.2f} s ({notes[-1]} notes), "
+                                  f"seed flow {elapsed_seed:.2f} s ({seed_report['notes']} notes)")
+
+        def medians(rows: list[dict[str, float]]) -> dict[str, float]:
+            return {key: round(statistics.median(row[key] for row in rows), 3) for key in rows[0]}
+
+        return ColdStart(piece_seconds=seconds, style=style, compose_seconds=ours, seed_seconds=theirs,
+                         ratio=statistics.median(t / o for t, o in zip(theirs, ours)),
+                         compose_breakdown=medians(our_steps), seed_breakdown=medians(seed_steps), notes=notes)
 
     def _clean_up(self, user: Any, started: datetime.datetime) -> None:
         """Delete the user (its compositions cascade) and the task results django-q2 saved for them."""

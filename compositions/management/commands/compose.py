@@ -6,10 +6,13 @@ by the same code as the site and the API, so the messages match.
 
 from __future__ import annotations
 
+import json
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
@@ -59,8 +62,12 @@ class Command(BaseCommand):
                             help="a MIDI file for the piece to continue")
         parser.add_argument("--harmonise", type=Path, metavar="FILE.mid",
                             help="a melody (or a piece whose top line is the tune) to write voices under")
+        parser.add_argument("--timings", action="store_true",
+                            help="print a JSON line of where the time went (start, model load, generate, render)")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        timings = {"start": round(time.time() - psutil.Process().create_time(), 3)}  # interpreter, Django, imports
+        lap = time.perf_counter()
         out: Path = options["out"]
         if out.suffix.lower() not in AUDIO_FORMATS:
             raise CommandError(f"--out must end in .mp3 or .wav, not {out.name!r}.")
@@ -83,10 +90,16 @@ class Command(BaseCommand):
                 def progress(fraction: float) -> None:
                     bar.update(max(0, round(fraction * 100) - bar.n))
 
+                # One piece, then the process ends: the NumPy engine starts at once, where compiling
+                # the Keras steps (and importing TensorFlow) would cost more than they save.
+                generator = runtime.get_generator(engine="numpy")
+                generator.load()
+                timings["model_load"], lap = round(time.perf_counter() - lap, 3), time.perf_counter()
                 if melody is not None:
-                    pieces = harmonise(runtime.get_generator(), melody, request, progress=progress)
+                    pieces = harmonise(generator, melody, request, progress=progress)
                 else:
-                    pieces = compose(runtime.get_generator(), request, progress=progress, stage=bar.set_description)
+                    pieces = compose(generator, request, progress=progress, stage=bar.set_description)
+                timings["generate"], lap = round(time.perf_counter() - lap, 3), time.perf_counter()
             renderer = runtime.get_renderer()
             for index, piece in enumerate(pieces):
                 audio_path = _numbered(out, index, len(pieces))
@@ -106,9 +119,12 @@ class Command(BaseCommand):
                                   f"{form.get('bars', 0)} bars of {form.get('time_signature')} in {form['key']}, "
                                   f"form {form.get('form', '?')}: {phrases}")
                 if melody is None:  # what was asked, and whether the piece did it
-                    for check in piece_report(runtime.get_generator(), piece, request):
+                    for check in piece_report(generator, piece, request):
                         verdict = {True: "met", False: "NOT MET", None: "-"}[check["met"]]
                         self.stdout.write(f"  {check['control']}: asked {check['asked']}; {check['did']}: {verdict}")
+            timings["render_encode_report"] = round(time.perf_counter() - lap, 3)
+            if options["timings"]:
+                self.stdout.write("TIMINGS " + json.dumps({**timings, "notes": sum(len(p.notes) for p in pieces)}))
         except RequestInvalid as exc:
             raise CommandError(" ".join(f"{_label(field)}{message}" for field, messages in exc.errors.items()
                                         for message in messages)) from exc
