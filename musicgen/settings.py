@@ -297,6 +297,13 @@ EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", "true")
 # claim more than these (checked from the file's own header and events, then parsed in a
 # subprocess with the time and memory limits below).
 PRIMER_MAX_BYTES = envint("PRIMER_MAX_BYTES", str(1024 * 1024))
+# "Export everything" (an account's pieces as one zip): an export whose files come to more than
+# EXPORT_MAX_BYTES fails with that reason instead of writing it; a finished zip is deleted after
+# EXPORT_KEEP_HOURS.
+EXPORT_MAX_BYTES = envint("EXPORT_MAX_BYTES", str(2 * 1024**3))
+EXPORT_KEEP_HOURS = envint("EXPORT_KEEP_HOURS", "24")
+if EXPORT_MAX_BYTES < 1 or EXPORT_KEEP_HOURS < 1:
+    raise ValueError("EXPORT_MAX_BYTES and EXPORT_KEEP_HOURS must be at least 1")
 
 CACHES = {
     # Shared by every process (login attempt counters): Redis when there is one, else the database.
@@ -304,6 +311,11 @@ CACHES = {
     if REDIS_URL
     else {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "musicgen_cache"}
 }
+
+# Sessions are read from the shared cache and written through to the database: with Redis, a
+# signed-in request (a status poll every second or so while a piece is written) costs the
+# database no session query, and nobody is signed out when Redis restarts.
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

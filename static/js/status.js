@@ -6,7 +6,9 @@
   var text = document.getElementById("status-text");
   var bar = document.getElementById("progress-bar");
   var url = panel.dataset.statusUrl;
-  var POLL_MS = 700;
+  // Often at first (a short piece is done in a few seconds), then less often: a long piece's page
+  // left open asks about once every 3 s.
+  var POLL_MS = 700, MAX_POLL_MS = 3000, every = POLL_MS;
 
   function label(data) {
     if (data.status === "pending") return "Queued";
@@ -32,7 +34,8 @@
           // The server renders the player (or the retry button) for finished pieces.
           window.location.reload();
         } else {
-          window.setTimeout(poll, POLL_MS);
+          every = Math.min(MAX_POLL_MS, every * 1.25);
+          window.setTimeout(poll, every);
         }
       })
       .catch(function () {
