@@ -17,6 +17,22 @@ from compositions.models import Composition, CompositionVersion
 
 PASSWORD = "a-Long-enough-pa55word"
 
+_multi_host: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Remember how the multi-host tests went, to say so at the end of the run (CI's log shows it)."""
+    if "multi_host" in report.keywords and (report.when == "call" or report.outcome != "passed"):
+        why = f" ({report.longrepr[2]})" if report.skipped and isinstance(report.longrepr, tuple) else ""
+        _multi_host.append(f"{report.nodeid.split('::')[-1]}: {report.outcome} in {report.duration:.0f} s{why}")
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _multi_host:
+        terminalreporter.section("multi-host test (web and worker hosts in network namespaces)")
+        for line in _multi_host:
+            terminalreporter.write_line(line)
+
 
 @pytest.fixture(scope="session")
 def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:

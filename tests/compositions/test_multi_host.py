@@ -28,7 +28,7 @@ from tests.live import POSTGRES_URL, REDIS_URL, ROOT, LiveSite, _kill_group, pos
 from tests.s3 import S3Server, s3_server
 
 _why_not = namespaces_unavailable() or ("" if postgres_and_redis_answer() else "PostgreSQL or Redis is not running")
-pytestmark = [pytest.mark.live, pytest.mark.skipif(bool(_why_not), reason=_why_not)]
+pytestmark = [pytest.mark.live, pytest.mark.multi_host, pytest.mark.skipif(bool(_why_not), reason=_why_not)]
 
 USERS = [f"listener{n}" for n in range(10)]
 PIECES_PER_USER = 5
