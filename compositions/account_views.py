@@ -1,23 +1,28 @@
-"""The account page: API tokens, e-mail address, password, signing out everywhere, deleting the account."""
+"""The account page: API tokens, e-mail address, password, exporting everything, signing out everywhere,
+deleting the account."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import logout
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from compositions import exporting
 from compositions.errors import RequestInvalid
 from compositions.forms import AccountDeleteForm, ApiTokenForm, EmailForm
 from compositions.models import ApiToken
-from compositions.services import accounts
+from compositions.services import accounts, exports
 
 
 def _show_errors(form: forms.Form, exc: RequestInvalid) -> None:
@@ -35,6 +40,8 @@ def _account_page(request: HttpRequest, *, token_form: ApiTokenForm | None = Non
         "token_form": token_form or ApiTokenForm(),
         "email_form": email_form or EmailForm(initial={"email": request.user.email}),
         "issued": issued,
+        "export": exporting.account_export_latest(user=request.user),
+        "export_keep_hours": settings.EXPORT_KEEP_HOURS,
     }
     return render(request, "registration/account.html", context, status=status)
 
@@ -107,3 +114,27 @@ def account_delete(request: HttpRequest) -> HttpResponse:
             return redirect("home")
     status = 400 if request.method == "POST" else 200
     return render(request, "registration/account_delete.html", {"form": form}, status=status)
+
+
+@login_required
+@require_POST
+def account_export_create(request: HttpRequest) -> HttpResponse:
+    """Ask for an export of everything; the account page shows its progress, then its download link."""
+    requested = exports.account_export_request(user=request.user)
+    if requested.created:
+        messages.success(request, "Your export is being made: it appears below when it is ready.")
+    else:
+        messages.info(request, "Your export is being made already: it appears below when it is ready.")
+    return redirect(reverse("account") + "#export")
+
+
+@login_required
+@require_GET
+def account_export_download(request: HttpRequest, public_id: uuid.UUID) -> FileResponse | HttpResponse:
+    """The zip of one of the user's exports: 404 for anyone else's, 409 while it is made, 410 once gone."""
+    export = exporting.account_export_get_for_user(user=request.user, public_id=public_id)
+    unavailable = exporting.account_export_unavailable(export=export)
+    if unavailable is not None:
+        code, reason = unavailable
+        return HttpResponse(reason, status=code, content_type="text/plain; charset=utf-8")
+    return exporting.account_export_file_response(export=export)

@@ -22,7 +22,14 @@ from django.utils.text import slugify
 
 from compositions import selectors
 from compositions.errors import NotAllowed
-from compositions.models import ApiToken, Composition, CompositionVersion, MusicModel, TrainingDataset
+from compositions.models import (
+    AccountExport,
+    ApiToken,
+    Composition,
+    CompositionVersion,
+    MusicModel,
+    TrainingDataset,
+)
 from compositions.services.training import music_model_activate, training_request
 from ml.data.archives import ArchiveError, extract_midi_zip
 from ml.model.config import read_model_info
@@ -258,3 +265,27 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # a token is made by signing in (POST /api/auth/token/), bound to the password
+
+
+@admin.register(AccountExport)
+class AccountExportAdmin(admin.ModelAdmin):
+    """Users' exports, to see how far one is or why it failed; written by the task, never edited here.
+
+    No deleting either: a row deleted here would leave its zip in storage (the sweep deletes zips,
+    deleting the account deletes the rows).
+    """
+
+    list_display = ("public_id", "user", "status", "progress", "size_bytes", "created_at", "finished_at")
+    list_filter = ("status",)
+    search_fields = ("user__username", "public_id")
+    readonly_fields = ("public_id", "user", "status", "progress", "file", "size_bytes", "error", "created_at",
+                       "started_at", "finished_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -20,6 +20,7 @@ from compositions.apis.composing import (
     PrimerCreateApi,
     StylesApi,
 )
+from compositions.apis.exports import AccountExportCreateApi, AccountExportDetailApi, AccountExportDownloadApi
 from compositions.apis.files import (
     CompositionMidiApi,
     CompositionMp3Api,
@@ -70,4 +71,8 @@ urlpatterns = [
     path("compositions/<uuid:public_id>/score.svg", CompositionScoreSvgApi.as_view(), name="composition-score-svg"),
     path("compositions/<uuid:public_id>/score.musicxml", CompositionMusicXmlApi.as_view(),
          name="composition-musicxml"),
+    path("auth/export/", AccountExportCreateApi.as_view(), name="account-export"),
+    path("auth/export/<uuid:public_id>/", AccountExportDetailApi.as_view(), name="account-export-detail"),
+    path("auth/export/<uuid:public_id>/download.zip", AccountExportDownloadApi.as_view(),
+         name="account-export-download"),
 ]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
 # Two words from the piece's id make titles that tell pieces apart and are easy to say.
@@ -336,3 +338,60 @@ class Primer(models.Model):
 
     def __str__(self) -> str:
         return f"Primer {self.public_id} of {self.user}"
+
+
+class AccountExport(models.Model):
+    """A zip of everything a user made ("Export everything"), written by a background job.
+
+    It holds every version of every piece (MIDI, MP3, score, settings) and a JSON of the account.
+    A user has at most one export pending or running at a time (the constraint below); the zip is
+    deleted EXPORT_KEEP_HOURS after it is made, and the row stays to say that it expired.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Queued"
+        RUNNING = "running", "Being made"
+        DONE = "done", "Ready"
+        FAILED = "failed", "Failed"
+
+    UNFINISHED_STATUSES = ("pending", "running")
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="account_exports")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    progress = models.PositiveSmallIntegerField(default=0)  # percent, 0..100
+    file = models.FileField(upload_to="exports/", blank=True)  # "" before it is done and once it expired
+    size_bytes = models.PositiveBigIntegerField(null=True, blank=True)  # of the zip, once it is done
+    error = models.CharField(max_length=300, blank=True)  # why it failed, shown to the user
+    created_at = models.DateTimeField(auto_now_add=True)
+    # When a worker took it: the job's time limit (Q_TIMEOUT) counts from here.
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["user"], condition=models.Q(status__in=("pending", "running")),
+                                    name="one_unfinished_export_per_user"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Export {self.public_id} of {self.user} ({self.get_status_display()})"
+
+    @property
+    def expires_at(self) -> datetime | None:
+        """When a finished export's zip is deleted; None for one that is not done."""
+        if self.status != self.Status.DONE or self.finished_at is None:
+            return None
+        return self.finished_at + timedelta(hours=settings.EXPORT_KEEP_HOURS)
+
+    @property
+    def is_expired(self) -> bool:
+        """Done, and its zip deleted or past its time (the sweep deletes it within a minute)."""
+        expires_at = self.expires_at
+        return expires_at is not None and (not self.file or expires_at <= timezone.now())
+
+    @property
+    def is_ready(self) -> bool:
+        """Done and not expired: its zip can be downloaded."""
+        return self.status == self.Status.DONE and not self.is_expired

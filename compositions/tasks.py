@@ -19,8 +19,15 @@ from django.db import DatabaseError, connection
 
 from compositions import runtime, training
 from compositions.errors import ComposingUnavailable
+from compositions.exporting import ExportStopped, ExportTooLarge, account_export_write
 from compositions.models import CompositionVersion
 from compositions.services import reconciling
+from compositions.services.exports import (
+    account_export_fail,
+    account_export_finish,
+    account_export_progress,
+    account_export_start,
+)
 from compositions.services.task_writes import (
     Claim,
     FinishedVersion,
@@ -453,3 +460,60 @@ def model_train(dataset_ids: list[int], out_path: str) -> None:
             training_fail(dataset_ids=held, error=f"{type(exc).__name__}: {exc}")
             return
         training_finish(dataset_ids=held, out_path=local, result=result)
+
+
+# Copying the files into the zip fills the bar up to here; storing the zip takes the rest.
+EXPORT_COPY_SHARE = 95
+
+
+class ExportProgressWriter:
+    """Progress callback for compositions.exporting that writes throttled percentages to the export's row."""
+
+    def __init__(self, export_id: int) -> None:
+        self.export_id = export_id
+        self.written = 0
+
+    def __call__(self, fraction: float) -> None:
+        percent = int(max(0.0, min(1.0, fraction)) * EXPORT_COPY_SHARE)
+        if percent >= self.written + PROGRESS_STEP:
+            self.written = percent
+            if not account_export_progress(export_id=self.export_id, percent=percent):
+                raise ExportStopped
+
+
+def account_export_build(export_id: int) -> None:
+    """Write the zip of everything the export's user made, store it under exports/, and mark it done.
+
+    Idempotent: an export that is running, done, failed or gone is left alone, so a second
+    delivery does nothing. Whatever goes wrong ends as a failed export with a reason (past
+    EXPORT_MAX_BYTES, the reason says so), and the worker carries on; nothing of a failed export
+    stays in storage.
+    """
+    export = account_export_start(export_id=export_id)
+    if export is None:
+        logger.info("Export %s: nothing left to do", export_id)
+        return
+    started = time.monotonic()
+    try:
+        # Written in a temporary folder of this worker, then stored where every host reads it.
+        with tempfile.TemporaryDirectory(prefix="musicgen-export-") as folder:
+            archive = account_export_write(export=export, folder=Path(folder),
+                                           progress=ExportProgressWriter(export_id))
+            size = archive.stat().st_size
+            with archive.open("rb") as zipped:
+                name = default_storage.save(f"exports/musicgen-export-{export.public_id.hex}.zip", File(zipped))
+    except ExportStopped:
+        logger.info("Export %s stopped: deleted or given up", export_id)
+        return
+    except ExportTooLarge as exc:
+        account_export_fail(export_id=export_id, reason=exc.reason)
+        logger.warning("Export %s failed: %s", export_id, exc.reason)
+        return
+    except Exception as exc:  # the worker must survive a failed export
+        logger.exception("Export %s failed", export_id)
+        account_export_fail(export_id=export_id,
+                            reason=f"Something went wrong while making the export ({type(exc).__name__}). "
+                                   "Try again in a little while.")
+        return
+    if account_export_finish(export_id=export_id, name=name, size_bytes=size):
+        logger.info("Export %s finished in %.1f s (%d bytes)", export_id, time.monotonic() - started, size)

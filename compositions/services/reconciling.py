@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from compositions import selectors
 from compositions.models import CompositionVersion, TrainingDataset
+from compositions.services.exports import account_export_sweep
 from compositions.services.queueing import batch_queue
 
 logger = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ def composition_reconcile() -> dict[str, int]:
             counts["orphaned"] += 0 if was_stalled else len(ids)
             batch_queue(version_id=min(ids), batch_id=batch_id)
     counts["training_failed"] = training_reconcile()
+    account_export_sweep()  # expired zips deleted, exports whose job died failed (it logs its own counts)
     if any(counts.values()):
         logger.warning("Reconciled compositions: %s", counts)
     return counts
