@@ -6,6 +6,7 @@ from typing import Literal
 from urllib.parse import quote
 
 from django.conf import settings
+from django.db.models.fields.files import FieldFile
 from django.http import FileResponse, Http404, HttpResponse, HttpResponseRedirect
 
 from compositions.models import Composition, CompositionVersion
@@ -20,6 +21,23 @@ FILE_KINDS: dict[str, tuple[str, str, str]] = {
     "musicxml": ("score_musicxml", "application/vnd.recordare.musicxml+xml", "musicxml"),
 }
 SCORE_KINDS = ("svg", "musicxml")
+
+
+def stored_file_response(file: FieldFile, *, content_type: str, filename: str, as_attachment: bool,
+                         ) -> FileResponse | HttpResponse:
+    """A stored file as the answer to a request already allowed: a redirect to a presigned URL of the
+    object store (MEDIA_PRESIGNED_SECONDS), X-Accel-Redirect for the web server in front
+    (MEDIA_ACCEL_REDIRECT_PREFIX, local files), else the bytes streamed from the storage."""
+    disposition = f'{"attachment" if as_attachment else "inline"}; filename="{filename}"'
+    if settings.MEDIA_PRESIGNED_SECONDS and hasattr(file.storage, "bucket_name"):
+        return HttpResponseRedirect(file.storage.url(file.name, expire=settings.MEDIA_PRESIGNED_SECONDS, parameters={
+            "ResponseContentType": content_type, "ResponseContentDisposition": disposition}))
+    if settings.MEDIA_ACCEL_REDIRECT_PREFIX:
+        response = HttpResponse(content_type=content_type)
+        response["X-Accel-Redirect"] = settings.MEDIA_ACCEL_REDIRECT_PREFIX.rstrip("/") + "/" + quote(file.name)
+        response["Content-Disposition"] = disposition
+        return response
+    return FileResponse(file.open("rb"), as_attachment=as_attachment, filename=filename, content_type=content_type)
 
 
 def composition_file_response(
@@ -43,23 +61,10 @@ def composition_file_response(
                       "The score is being engraved.")
     number = f"-v{version.number}" if version.number > 1 else ""
     filename = f"{composition.style}-{composition.public_id.hex[:8]}{number}.{extension}"
-    response: FileResponse | HttpResponse
-    disposition = "attachment" if as_attachment else "inline"
-    if settings.MEDIA_PRESIGNED_SECONDS and hasattr(file.storage, "bucket_name"):
-        url = file.storage.url(file.name, expire=settings.MEDIA_PRESIGNED_SECONDS, parameters={
-            "ResponseContentType": content_type,
-            "ResponseContentDisposition": f'{disposition}; filename="{filename}"',
-        })
-        redirect = HttpResponseRedirect(url)
-        redirect["Cache-Control"] = "private, no-store"  # the signed URL expires; ask again each time
-        return redirect
-    if settings.MEDIA_ACCEL_REDIRECT_PREFIX:
-        response = HttpResponse(content_type=content_type)
-        response["X-Accel-Redirect"] = settings.MEDIA_ACCEL_REDIRECT_PREFIX.rstrip("/") + "/" + quote(file.name)
-        response["Content-Disposition"] = f'{disposition}; filename="{filename}"'
-    else:
-        response = FileResponse(file.open("rb"), as_attachment=as_attachment, filename=filename,
-                                content_type=content_type)
+    response = stored_file_response(file, content_type=content_type, filename=filename, as_attachment=as_attachment)
+    if isinstance(response, HttpResponseRedirect):
+        response["Cache-Control"] = "private, no-store"  # the signed URL expires; ask again each time
+        return response
     if kind == "svg":  # an engraving holds no scripts; a browser opening it alone runs none either
         response["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'"
     # Private files: no shared cache may keep them.

@@ -18,19 +18,18 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypedDict
-from urllib.parse import quote
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db.models.fields.files import FieldFile
-from django.http import FileResponse, Http404, HttpResponse, HttpResponseRedirect
+from django.http import FileResponse, Http404, HttpResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import slugify
 
 from compositions import selectors
-from compositions.downloads import FILE_KINDS
+from compositions.downloads import FILE_KINDS, stored_file_response
 from compositions.models import AccountExport, Composition, CompositionVersion
 
 CONTENT_TYPE = "application/zip"
@@ -115,20 +114,8 @@ def account_export_file_response(*, export: AccountExport) -> FileResponse | Htt
     MEDIA_PRESIGNED_SECONDS and object storage, X-Accel-Redirect with MEDIA_ACCEL_REDIRECT_PREFIX,
     else the bytes streamed from the storage.
     """
-    file = export.file
-    filename = account_export_filename(export=export)
-    disposition = f'attachment; filename="{filename}"'
-    response: FileResponse | HttpResponse
-    if settings.MEDIA_PRESIGNED_SECONDS and hasattr(file.storage, "bucket_name"):
-        url = file.storage.url(file.name, expire=settings.MEDIA_PRESIGNED_SECONDS, parameters={
-            "ResponseContentType": CONTENT_TYPE, "ResponseContentDisposition": disposition})
-        response = HttpResponseRedirect(url)
-    elif settings.MEDIA_ACCEL_REDIRECT_PREFIX:
-        response = HttpResponse(content_type=CONTENT_TYPE)
-        response["X-Accel-Redirect"] = settings.MEDIA_ACCEL_REDIRECT_PREFIX.rstrip("/") + "/" + quote(file.name)
-        response["Content-Disposition"] = disposition
-    else:
-        response = FileResponse(file.open("rb"), as_attachment=True, filename=filename, content_type=CONTENT_TYPE)
+    response = stored_file_response(export.file, content_type=CONTENT_TYPE,
+                                    filename=account_export_filename(export=export), as_attachment=True)
     response["Cache-Control"] = "private, no-store"  # everything the user made: no cache keeps a copy
     return response
 

@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from compositions.apis.exception_handlers import ErrorSerializer
-from compositions.apis.files import _AnyMediaType
+from compositions.apis.files import AnyMediaType
 from compositions.exporting import (
     account_export_file_response,
     account_export_get_for_user,
@@ -82,7 +82,7 @@ class AccountExportDownloadApi(APIView):
     """The zip of one of your exports: 409 while it is being made (with its progress), 410 once it failed or
     expired, 404 when it is not yours."""
 
-    content_negotiation_class = _AnyMediaType
+    content_negotiation_class = AnyMediaType
 
     @extend_schema(responses={(200, "application/zip"): OpenApiTypes.BINARY, 401: ErrorSerializer,
                               404: ErrorSerializer, 409: ErrorSerializer, 410: ErrorSerializer})

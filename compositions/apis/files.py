@@ -22,7 +22,7 @@ from compositions.downloads import SCORE_KINDS, FileKind, composition_file_respo
 from compositions.models import CompositionVersion
 
 
-class _AnyMediaType(BaseContentNegotiation):
+class AnyMediaType(BaseContentNegotiation):
     """Files answer whatever the client accepts (curl, <audio>, download managers); errors stay JSON."""
 
     def select_parser(self, request: Request, parsers: list[Any]) -> Any:
@@ -42,7 +42,7 @@ class CompositionFileApi(APIView):
     cancelled, 404 when it does not exist or is not yours to hear.
     """
 
-    content_negotiation_class = _AnyMediaType
+    content_negotiation_class = AnyMediaType
     permission_classes = [AllowAny]
     kind: FileKind = "mp3"
 
