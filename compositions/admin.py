@@ -13,6 +13,7 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.models import User
+from django.core.files.uploadedfile import UploadedFile
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
@@ -101,6 +102,14 @@ admin.site.register(User, UsageUserAdmin)
 MAX_MODEL_BYTES = 200 * 1024 * 1024
 
 
+def _spool(upload: UploadedFile, path: Path) -> Path:
+    """Write an upload to `path` (in a temporary folder) a chunk at a time, to be checked there."""
+    with path.open("wb") as out:
+        for chunk in upload.chunks():
+            out.write(chunk)
+    return path
+
+
 class MusicModelForm(forms.ModelForm):
     """A model is added by uploading its .keras file, checked before it is stored (or by naming a path)."""
 
@@ -120,12 +129,8 @@ class MusicModelForm(forms.ModelForm):
             if upload.size > MAX_MODEL_BYTES:
                 raise forms.ValidationError("The model file is larger than 200 MB.")
             with tempfile.TemporaryDirectory(prefix="musicgen-upload-") as folder:
-                checked = Path(folder) / "model.keras"
-                with checked.open("wb") as tmp:
-                    for chunk in upload.chunks():
-                        tmp.write(chunk)
                 try:
-                    info = read_model_info(checked)
+                    info = read_model_info(_spool(upload, Path(folder) / "model.keras"))
                 except ValueError as exc:
                     raise forms.ValidationError(f"This is not a music model: {exc}") from exc
             upload.seek(0)
@@ -202,12 +207,8 @@ class TrainingDatasetForm(forms.ModelForm):
                 raise forms.ValidationError("The zip is larger than 500 MB.")
             # Unpacked once here to check it (and report what it holds), then kept only as the zip.
             with tempfile.TemporaryDirectory(prefix="musicgen-upload-") as folder:
-                archive = Path(folder) / "set.zip"
-                with archive.open("wb") as tmp:
-                    for chunk in upload.chunks():
-                        tmp.write(chunk)
                 try:
-                    report = extract_midi_zip(archive, Path(folder) / "files")
+                    report = extract_midi_zip(_spool(upload, Path(folder) / "set.zip"), Path(folder) / "files")
                 except ArchiveError as exc:
                     raise forms.ValidationError(str(exc)) from exc
             if not report.extracted:

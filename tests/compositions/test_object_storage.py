@@ -13,13 +13,10 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 import requests
-from django.contrib.auth.models import User
 from django.core.files.storage import default_storage
 from django.test import Client
 
 from compositions.models import CompositionVersion
-from compositions.services.composing import composition_request
-from tests.conftest import current
 from tests.s3 import S3Server, s3_server
 
 
@@ -38,19 +35,6 @@ def bucket(s3: S3Server, settings: Any) -> str:
     return name
 
 
-@pytest.fixture
-def compose(user: User, style: str, settings: Any, django_capture_on_commit_callbacks: Callable
-            ) -> Callable[..., CompositionVersion]:
-    settings.SCORE_TIMEOUT_SECONDS = 60
-
-    def make(**params: Any) -> CompositionVersion:
-        with django_capture_on_commit_callbacks(execute=True):
-            [row] = composition_request(user=user, params={"style": style, "seconds": 5, "seed": 3, **params})
-        version = current(row)
-        version.refresh_from_db()
-        return version
-
-    return make
 
 
 def test_a_piece_is_written_to_the_bucket_and_streamed_from_it(

@@ -20,22 +20,6 @@ from tests.conftest import current
 
 
 @pytest.fixture
-def compose(user: User, style: str, settings: Any, django_capture_on_commit_callbacks: Callable
-            ) -> Callable[..., CompositionVersion]:
-    """A piece written the way the site writes it, scores on; its current version once every task ran."""
-    settings.SCORE_TIMEOUT_SECONDS = 60
-
-    def make(**params: Any) -> CompositionVersion:
-        with django_capture_on_commit_callbacks(execute=True):
-            [row] = composition_request(user=user, params={"style": style, "seconds": 5, "seed": 2, **params})
-        version = current(row)
-        version.refresh_from_db()
-        return version
-
-    return make
-
-
-@pytest.fixture
 def api(user: User) -> APIClient:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {api_token_create(user=user).key}")
