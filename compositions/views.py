@@ -20,6 +20,7 @@ from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from compositions import selectors
+from compositions.apis.routing import api_not_found
 from compositions.downloads import FileKind, composition_file_response
 from compositions.errors import ComposingUnavailable, NotAllowed, QuotaExceeded, RequestInvalid
 from compositions.forms import CompositionForm, ThrottledAuthenticationForm
@@ -351,5 +352,5 @@ def composition_file(request: HttpRequest, public_id: uuid.UUID, kind: FileKind)
 def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     """404 as JSON under /api/ (one error shape for apps), the site's page elsewhere."""
     if request.path.startswith("/api/"):
-        return JsonResponse({"detail": "Not found."}, status=404)
+        return api_not_found(request)
     return render(request, "404.html", status=404)

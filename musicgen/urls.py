@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from compositions import account_views, views
+from compositions.apis.routing import api_not_found
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -35,6 +36,8 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     # The first API had no version in its paths; they stay, as aliases of /api/v1/.
     path("api/", include("compositions.api_urls", namespace="api-unversioned")),
+    # Any other path under /api/: JSON 404, DEBUG on or off (no slash is appended here).
+    re_path(r"^api/", api_not_found),
     path("admin/", admin.site.urls),
 ]
 

@@ -85,12 +85,13 @@ class RegisterApi(APIView):
     throttle_scope = "register"
 
     class RegisterInputSerializer(serializers.Serializer):
-        username = serializers.CharField(max_length=150)
-        password = serializers.CharField(max_length=4096, trim_whitespace=False)
+        username = serializers.CharField(min_length=1, max_length=150)
+        password = serializers.CharField(min_length=1, max_length=4096, trim_whitespace=False)
         name = serializers.CharField(max_length=100, required=False, help_text=NAME_HELP)
 
     @extend_schema(request=RegisterInputSerializer,
-                   responses={201: TokenOutputSerializer, 400: ErrorSerializer, 429: ErrorSerializer})
+                   responses={201: TokenOutputSerializer, 400: ErrorSerializer, 415: ErrorSerializer,
+                              429: ErrorSerializer})
     def post(self, request: Request) -> Response:
         # Missing fields reach the service as "", so that every bad field is named in one answer.
         issued = user_register_with_token(
@@ -110,13 +111,15 @@ class TokenCreateApi(APIView):
     throttle_classes = [_PerAddressThrottle]
 
     class TokenInputSerializer(serializers.Serializer):
-        username = serializers.CharField(max_length=150)
-        password = serializers.CharField(max_length=4096, trim_whitespace=False, style={"input_type": "password"})
+        username = serializers.CharField(min_length=1, max_length=150)
+        password = serializers.CharField(min_length=1, max_length=4096, trim_whitespace=False,
+                                         style={"input_type": "password"})
         name = serializers.CharField(max_length=100, required=False, help_text=NAME_HELP)
 
     # 200, not 201: the first clients were written against the answer of the one token per user.
     @extend_schema(request=TokenInputSerializer, auth=[],
-                   responses={200: TokenOutputSerializer, 400: ErrorSerializer, 429: ErrorSerializer})
+                   responses={200: TokenOutputSerializer, 400: ErrorSerializer, 415: ErrorSerializer,
+                              429: ErrorSerializer})
     def post(self, request: Request) -> Response:
         serializer = self.TokenInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -176,7 +179,8 @@ class AccountDeleteApi(APIView):
     # OpenAPI 3.0 gives a DELETE body no meaning, so the schema cannot declare it: the description does.
     @extend_schema(request=None, description='Send the password in the body: `{"password": "..."}`. '
                    "400 for a wrong or missing password, which leaves everything as it was.",
-                   responses={204: None, 400: ErrorSerializer, 401: ErrorSerializer, 429: ErrorSerializer})
+                   responses={204: None, 400: ErrorSerializer, 401: ErrorSerializer, 415: ErrorSerializer,
+                              429: ErrorSerializer})
     def delete(self, request: Request) -> Response:
         serializer = self.AccountDeleteInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

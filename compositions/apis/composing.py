@@ -7,7 +7,7 @@ from typing import Any
 
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiRequest, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import AllowAny
@@ -50,11 +50,21 @@ def _control_field(name: str, control: Control, *, output: bool) -> serializers.
     return serializers.IntegerField(**common, **bounds)
 
 
+@extend_schema_field(OpenApiTypes.BINARY)
+class MidiFileField(serializers.FileField):
+    """A MIDI file, as a multipart part (binary in the schema: drf-spectacular would say uri, as for an answer)."""
+
+
+def _midi_file(field: str) -> dict[str, dict[str, str]]:
+    """The multipart encoding of a form field that carries a MIDI file."""
+    return {field: {"contentType": "audio/midi"}}
+
+
 # Built from the one definition of the controls; they document the API (the schema), while
 # services.composing.composition_request checks what is sent.
 CompositionRequestSerializer = type("CompositionRequestSerializer", (serializers.Serializer,), {
     **{name: _control_field(name, control, output=False) for name, control in CONTROLS.items()},
-    "primer": serializers.FileField(required=False, help_text="A MIDI file to continue (multipart only)"),
+    "primer": MidiFileField(required=False, help_text="A MIDI file to continue (multipart only)"),
     "primer_id": serializers.UUIDField(required=False, help_text="Or the id of a file sent to primers/ before"),
     "harmonise": serializers.BooleanField(required=False, default=False,
                                           help_text="Harmonise the MIDI file's melody (its top line, kept as the "
@@ -145,7 +155,7 @@ class StylesApi(APIView):
 
     permission_classes = [AllowAny]
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT, 503: ErrorSerializer})
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, 401: ErrorSerializer, 503: ErrorSerializer})
     def get(self, request: Request) -> Response:
         generator = runtime.get_generator()
         styles = [{"name": style, "default_tempo": generator.default_tempo(style),
@@ -171,15 +181,18 @@ class PrimerCreateApi(APIView):
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "upload"
 
+    class PrimerUploadSerializer(serializers.Serializer):
+        file = MidiFileField(help_text="A MIDI file: its notes are what a piece will continue")
+
     class PrimerSerializer(serializers.Serializer):
         id = serializers.UUIDField(source="public_id")
         notes = serializers.IntegerField()
         seconds = serializers.FloatField()
 
     @extend_schema(
-        request={"multipart/form-data": {"type": "object", "properties": {"file": {"type": "string",
-                                                                                  "format": "binary"}}}},
-        responses={201: PrimerSerializer, 400: ErrorSerializer, 401: ErrorSerializer, 429: ErrorSerializer},
+        request={"multipart/form-data": OpenApiRequest(PrimerUploadSerializer, encoding=_midi_file("file"))},
+        responses={201: PrimerSerializer, 400: ErrorSerializer, 401: ErrorSerializer, 415: ErrorSerializer,
+                   429: ErrorSerializer},
     )
     def post(self, request: Request) -> Response:
         primer = primer_upload(user=request.user, upload=request.FILES.get("file"))
@@ -199,9 +212,13 @@ class CompositionCreateApi(APIView):
         compositions = CompositionStatusSerializer(many=True)
 
     @extend_schema(
-        request=CompositionRequestSerializer,
-        responses={202: CreatedSerializer, 400: ErrorSerializer, 401: ErrorSerializer, 429: ErrorSerializer,
-                   503: ErrorSerializer},
+        request={
+            "application/json": CompositionRequestSerializer,
+            "multipart/form-data": OpenApiRequest(CompositionRequestSerializer, encoding=_midi_file("primer")),
+            "application/x-www-form-urlencoded": CompositionRequestSerializer,
+        },
+        responses={202: CreatedSerializer, 400: ErrorSerializer, 401: ErrorSerializer, 415: ErrorSerializer,
+                   429: ErrorSerializer, 503: ErrorSerializer},
     )
     def post(self, request: Request) -> Response:
         params = {name: value for name, value in request.data.items() if name not in ("primer", "primer_id")}
@@ -224,7 +241,7 @@ class CompositionDetailApi(APIView):
 
     permission_classes = [AllowAny]
 
-    @extend_schema(responses={200: CompositionDetailSerializer, 404: ErrorSerializer})
+    @extend_schema(responses={200: CompositionDetailSerializer, 401: ErrorSerializer, 404: ErrorSerializer})
     def get(self, request: Request, public_id: uuid.UUID) -> Response:
         composition = selectors.composition_get_for_viewer(user=request.user, public_id=public_id)
         return Response(CompositionDetailSerializer(selectors.composition_detail(composition=composition)).data)

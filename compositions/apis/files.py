@@ -68,7 +68,7 @@ class CompositionFileApi(APIView):
                                          as_attachment=True, pinned=bool(number))
 
 
-FILE_ERRORS = {404: ErrorSerializer, 409: ErrorSerializer, 410: ErrorSerializer}
+FILE_ERRORS = {401: ErrorSerializer, 404: ErrorSerializer, 409: ErrorSerializer, 410: ErrorSerializer}
 SHARE_TOKEN = OpenApiParameter("share_token", str, description="The token of an unlisted piece's link")
 VERSION = OpenApiParameter("version", int, description="A version's number (see versions/); without it, the "
                                                        "piece's current version")

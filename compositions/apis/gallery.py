@@ -6,7 +6,7 @@ import uuid
 from typing import Any
 
 from django.urls import reverse
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
@@ -19,7 +19,6 @@ from compositions import selectors
 from compositions.apis.composing import CompositionDetailSerializer, CompositionStatusSerializer
 from compositions.apis.exception_handlers import ErrorSerializer
 from compositions.apis.routing import owned_with_input
-from compositions.errors import RequestInvalid
 from compositions.models import Composition, CompositionVersion
 from compositions.services.sharing import composition_share, composition_update
 
@@ -60,8 +59,35 @@ class CompositionCursor(CursorPagination):
     ordering = ("-created_at", "-id")
 
 
+# drf-spectacular documents a blank-allowing field as oneOf [this, ""]: the pattern must not match "".
+@extend_schema_field({"type": "string", "pattern": r"^[^\u0000]+$"})
+class TextFilterField(serializers.CharField):
+    """Any text, blank included, but NUL: DRF refuses it in every text field (and PostgreSQL cannot store it)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(required=False, allow_blank=True, **kwargs)
+
+
+class CompositionListFilterSerializer(serializers.Serializer):
+    """The list's query parameters: an unknown scope or status is a 400 that names it, not an empty page."""
+
+    scope = serializers.ChoiceField(choices=["mine", "public", "favourites"], default="mine")
+    style = TextFilterField()
+    status = serializers.ChoiceField(choices=CompositionVersion.Status.values, required=False,
+                                     help_text="The status of the piece's current version")
+    q = TextFilterField(help_text="Search in titles, styles and keys")
+
+
+# The list's security, as drf-spectacular writes it for the other public reads: scope=public needs no login
+# (hence {}), the other scopes do. Its `auth` is typed as names but takes these requirement objects.
+OPTIONAL_LOGIN: Any = [{"tokenAuth": []}, {"cookieAuth": []}, {}]
+
+
 class CompositionListApi(APIView):
-    """The caller's pieces (scope=mine), their favourites, or the public gallery (no login needed)."""
+    """The caller's pieces (scope=mine), their favourites, or the public gallery (no login needed).
+
+    `style`, `status` and `q` filter your pieces and favourites; the public gallery is not filtered.
+    """
 
     def get_permissions(self) -> list[Any]:
         if self.request.query_params.get("scope") == "public":
@@ -70,24 +96,23 @@ class CompositionListApi(APIView):
 
     @extend_schema(
         operation_id="compositions_list",
-        parameters=[
-            OpenApiParameter("scope", enum=["mine", "public", "favourites"], default="mine"),
-            OpenApiParameter("style", str), OpenApiParameter("status", enum=CompositionVersion.Status.values),
-            OpenApiParameter("q", str, description="Search in titles, styles and keys"),
-        ],
+        parameters=[CompositionListFilterSerializer],
+        auth=OPTIONAL_LOGIN,
         responses={200: CompositionPageSerializer, 400: ErrorSerializer, 401: ErrorSerializer},
     )
     def get(self, request: Request) -> Response:
-        scope = request.query_params.get("scope", "mine")
-        if scope not in ("mine", "public", "favourites"):
-            raise RequestInvalid.of("scope", "scope must be mine, public or favourites.")
+        # A plain dict, not the QueryDict: DRF reads an empty form value as absent, and `?status=` is
+        # no more a status than `?status=AAA`.
+        filters = CompositionListFilterSerializer(data=request.query_params.dict())
+        filters.is_valid(raise_exception=True)
+        chosen = filters.validated_data
+        scope = chosen["scope"]
         if scope == "public":
             pieces = selectors.composition_public_list()
         else:
             pieces = selectors.composition_list_for_user(
-                user=request.user, style=request.query_params.get("style", ""),
-                status=request.query_params.get("status", ""), query=request.query_params.get("q", ""),
-                favourites=scope == "favourites",
+                user=request.user, style=chosen.get("style", ""), status=chosen.get("status", ""),
+                query=chosen.get("q", ""), favourites=scope == "favourites",
             )
         paginator = CompositionCursor()
         page = paginator.paginate_queryset(pieces, request, view=self) or []
@@ -105,7 +130,8 @@ class CompositionUpdateApi(APIView):
         is_favourite = serializers.BooleanField(required=False)
 
     @extend_schema(request=PatchSerializer, responses={200: CompositionDetailSerializer, 400: ErrorSerializer,
-                                                       401: ErrorSerializer, 404: ErrorSerializer})
+                                                       401: ErrorSerializer, 404: ErrorSerializer,
+                                                       415: ErrorSerializer})
     def patch(self, request: Request, public_id: uuid.UUID) -> Response:
         composition, data = owned_with_input(request, public_id, self.PatchSerializer)
         composition = composition_update(composition=composition, **data)
@@ -125,7 +151,8 @@ class CompositionShareApi(APIView):
         share_url = serializers.CharField(allow_null=True)
 
     @extend_schema(request=ShareInputSerializer, responses={200: ShareOutputSerializer, 400: ErrorSerializer,
-                                                       401: ErrorSerializer, 404: ErrorSerializer})
+                                                            401: ErrorSerializer, 404: ErrorSerializer,
+                                                            415: ErrorSerializer})
     def post(self, request: Request, public_id: uuid.UUID) -> Response:
         composition, data = owned_with_input(request, public_id, self.ShareInputSerializer)
         composition = composition_share(composition=composition, **data)

@@ -40,6 +40,16 @@ def method_router(**views: type[APIView]) -> Callable[..., HttpResponse]:
     return route
 
 
+@csrf_exempt
+def api_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+    """404 in the one error shape for any path under /api/ that no operation serves.
+
+    Routed after every API URL: with DEBUG on, Django answers a path that matches no URL with its
+    HTML technical page and never calls handler404, so the API must match the path itself.
+    """
+    return JsonResponse({"detail": "Not found."}, status=404)
+
+
 def owned_with_input(request: Request, public_id: Any, serializer_class: type[serializers.Serializer]
                      ) -> tuple[Composition, dict[str, Any]]:
     """The caller's own piece (404 for anyone else's) and the request body, validated (a 400 that

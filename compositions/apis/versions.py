@@ -59,7 +59,8 @@ class CompositionVersionListApi(APIView):
 
     permission_classes = [AllowAny]
 
-    @extend_schema(parameters=[SHARE_TOKEN], responses={200: VersionSerializer(many=True), 404: ErrorSerializer})
+    @extend_schema(parameters=[SHARE_TOKEN], responses={200: VersionSerializer(many=True), 401: ErrorSerializer,
+                                                             404: ErrorSerializer})
     def get(self, request: Request, public_id: uuid.UUID) -> Response:
         token = request.query_params.get("share_token", "")
         composition = selectors.composition_get_for_listener(user=request.user, public_id=public_id,
@@ -104,8 +105,8 @@ class CompositionVersionCreateApi(APIView):
 
     @extend_schema(request=VersionRequestSerializer,
                    responses={202: VersionSerializer, 400: ErrorSerializer, 401: ErrorSerializer,
-                              404: ErrorSerializer, 409: ErrorSerializer, 429: ErrorSerializer,
-                              503: ErrorSerializer})
+                              404: ErrorSerializer, 409: ErrorSerializer, 415: ErrorSerializer,
+                              429: ErrorSerializer, 503: ErrorSerializer})
     def post(self, request: Request, public_id: uuid.UUID) -> Response:
         composition, data = owned_with_input(request, public_id, self.VersionRequestSerializer)
         if data["kind"] == CompositionVersion.Kind.HARMONISE:
@@ -156,8 +157,8 @@ class CompositionRegenerateApi(APIView):
 
     @extend_schema(request=RegenerateRequestSerializer,
                    responses={202: VersionSerializer, 400: ErrorSerializer, 401: ErrorSerializer,
-                              404: ErrorSerializer, 409: ErrorSerializer, 429: ErrorSerializer,
-                              503: ErrorSerializer})
+                              404: ErrorSerializer, 409: ErrorSerializer, 415: ErrorSerializer,
+                              429: ErrorSerializer, 503: ErrorSerializer})
     def post(self, request: Request, public_id: uuid.UUID) -> Response:
         composition, data = owned_with_input(request, public_id, self.RegenerateRequestSerializer)
         version = composition_regenerate(composition=composition, bars=data["bars"], seed=data.get("seed"),
@@ -170,7 +171,8 @@ class CompositionVersionDetailApi(APIView):
 
     permission_classes = [AllowAny]
 
-    @extend_schema(parameters=[SHARE_TOKEN], responses={200: VersionSerializer, 404: ErrorSerializer})
+    @extend_schema(parameters=[SHARE_TOKEN],
+                   responses={200: VersionSerializer, 401: ErrorSerializer, 404: ErrorSerializer})
     def get(self, request: Request, public_id: uuid.UUID, number: int) -> Response:
         token = request.query_params.get("share_token", "")
         composition = selectors.composition_get_for_listener(user=request.user, public_id=public_id,
