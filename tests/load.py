@@ -4,9 +4,10 @@
 
 A production-like site (DEBUG off, static files collected, gunicorn with --web-workers processes
 of 8 threads) on its own PostgreSQL database and Redis, holding --pieces public pieces and a
-reader with 50 of their own. Each endpoint is loaded on its own by wrk for --seconds per level;
-a user waits about --think seconds between requests, as a listener does (--think 0: back to
-back, which measures the most the site serves). wrk runs on the same 2 cores as the site, so the
+reader with 50 of their own. Each endpoint is loaded on its own for --seconds per level: by
+listeners in threads who arrive over the first --think seconds and wait about that long between
+requests, as people do; with --think 0 by wrk, back to back, which measures the most the site
+serves. wrk runs on the same 2 cores as the site, so the
 figures are a floor for a machine that only serves. Also measured: the database queries one
 status poll costs (a page polling 100 pieces makes 100 of them). The site, its database and its
 files are removed afterwards.
@@ -107,6 +108,64 @@ def _wrk(url: str, users: int, seconds: float, token: str, script: Path, think: 
     }
 
 
+def _listeners(url: str, users: int, seconds: float, token: str, think: float) -> dict[str, Any]:
+    """`users` listeners in threads, each arriving at a random moment of the first think time, then
+    asking, reading for 0.5x to 1.5x `think` seconds, and asking again until `seconds` are over.
+
+    wrk starts every connection at the same instant, a burst no audience makes, and it would be
+    most of the slowest 5% of a short run: this client is the one for the latency at N users;
+    wrk (think 0) measures what the site can serve at most.
+    """
+    import random
+    import threading
+
+    import requests
+
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    lock = threading.Lock()
+    started = time.monotonic()
+    deadline = started + seconds
+
+    def listener(index: int) -> None:
+        rng = random.Random(index)
+        session = requests.Session()
+        if token:
+            session.headers["Authorization"] = f"Token {token}"
+        time.sleep(rng.uniform(0, think))
+        while time.monotonic() < deadline:
+            sent = time.perf_counter()
+            try:
+                response = session.get(url, timeout=10)
+                _ = response.content
+                kind = "" if response.status_code < 400 else f"status {response.status_code}"
+            except requests.RequestException as exc:
+                kind = type(exc).__name__
+            elapsed = time.perf_counter() - sent
+            with lock:
+                if kind:
+                    errors[kind] = errors.get(kind, 0) + 1
+                else:
+                    latencies.append(elapsed)
+            time.sleep(think * rng.uniform(0.5, 1.5))
+
+    threads = [threading.Thread(target=listener, args=(n,), daemon=True) for n in range(users)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(seconds + 30)
+    wall = time.monotonic() - started
+    ordered = sorted(latencies)
+
+    def percentile(p: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000, 1) if ordered else 0.0
+
+    return {"requests_per_second": round((len(latencies) + sum(errors.values())) / wall, 1),
+            "p50_ms": percentile(50), "p95_ms": percentile(95), "p99_ms": percentile(99),
+            "max_ms": round(ordered[-1] * 1000, 1) if ordered else 0.0, "requests": len(latencies),
+            "errors": sum(errors.values()), "error_kinds": errors}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", default="10,50,100", help="concurrency levels, comma-separated")
@@ -149,12 +208,16 @@ def main() -> None:
             results: dict[str, dict[str, Any]] = {}
             for users in levels:
                 for name, (path, auth) in endpoints.items():
-                    results.setdefault(name, {})[str(users)] = _wrk(site.url + path, users, args.seconds, auth, script,
-                                                                    args.think)
+                    if args.think:
+                        row = _listeners(site.url + path, users, args.seconds, auth, args.think)
+                    else:
+                        row = _wrk(site.url + path, users, args.seconds, auth, script, args.think)
+                    results.setdefault(name, {})[str(users)] = row
                     time.sleep(1)
             polls = site.python(QUERIES_PER_POLL)
     report = {
-        "what": "wrk per endpoint and concurrency level; load generator on the same 2 cores as the site",
+        "what": ("listeners in threads, arriving over the first think time" if args.think else "wrk") +
+                " per endpoint and level; the load generator shares the site's 2 cores",
         "users": f"each user (a connection) waits {args.think / 2:g}-{args.think * 3 / 2:g} s between requests"
                  if args.think else "each user sends its next request as soon as the last is answered",
         "command": f"python -m tests.load --users {args.users} --seconds {args.seconds:g} --pieces {args.pieces} "
