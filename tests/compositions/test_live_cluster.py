@@ -219,6 +219,8 @@ def test_sigterm_stops_a_piece_past_the_grace_period_and_it_is_written_again_aft
     rows = site.wait_until_finished(2, timeout=300, usernames=["impatient"])
     assert [row["status"] for row in rows] == ["done", "done"], site.log("cluster")
     assert max(row["attempts"] for row in rows) == 2  # the piece cut short was written again, once
+    # The workers are left free for the tests after this one: the long piece's score takes a while.
+    _wait_for(site, "impatient", lambda rows: all(row["score_svg"] or row["score_error"] for row in rows), 300)
 
 
 def test_the_site_keeps_answering_while_the_workers_are_busy(site: LiveSite, style: str) -> None:
