@@ -10,7 +10,9 @@ from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import logout
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import PasswordResetForm
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -19,6 +21,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from compositions import exporting
+from compositions.auth import password_resets_allowed
 from compositions.errors import RequestInvalid
 from compositions.forms import AccountDeleteForm, ApiTokenForm, EmailForm
 from compositions.models import ApiToken
@@ -138,3 +141,13 @@ def account_export_download(request: HttpRequest, public_id: uuid.UUID) -> FileR
         code, reason = unavailable
         return HttpResponse(reason, status=code, content_type="text/plain; charset=utf-8")
     return exporting.account_export_file_response(export=export)
+
+
+class PasswordResetView(auth_views.PasswordResetView):
+    """Django's reset form, with a limit on the e-mails it sends (per address asking, per e-mail asked for)."""
+
+    def form_valid(self, form: PasswordResetForm) -> HttpResponse:
+        if not password_resets_allowed(self.request, form.cleaned_data["email"]):
+            form.add_error(None, "Too many reset e-mails were asked for; try again in an hour.")
+            return self.render_to_response(self.get_context_data(form=form), status=429)
+        return super().form_valid(form)

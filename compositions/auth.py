@@ -41,14 +41,31 @@ def login_locked_for(request: HttpRequest | None, username: str | None) -> int:
     return 0
 
 
+def count_in_window(key: str, seconds: int) -> int:
+    """Add one to the shared counter `key`, which lasts `seconds` from its first count; the new count.
+
+    add() then incr() is atomic in both cache backends (Redis, the database), so processes on
+    every host count together."""
+    cache.add(key, 0, timeout=seconds)
+    try:
+        return int(cache.incr(key))
+    except ValueError:  # expired between the two calls
+        cache.set(key, 1, timeout=seconds)
+        return 1
+
+
 def _record_failure(request: HttpRequest | None, username: str | None) -> None:
     for key in _keys(request, username):
-        # add() then incr() is atomic in both cache backends; the window starts at the first failure.
-        cache.add(key, 0, timeout=settings.LOGIN_LOCKOUT_SECONDS)
-        try:
-            cache.incr(key)
-        except ValueError:  # expired between the two calls
-            cache.set(key, 1, timeout=settings.LOGIN_LOCKOUT_SECONDS)
+        count_in_window(key, settings.LOGIN_LOCKOUT_SECONDS)
+
+
+def password_resets_allowed(request: HttpRequest, email: str) -> bool:
+    """Whether another reset e-mail may go out now: at most PASSWORD_RESETS_PER_HOUR per address
+    asking and per e-mail address asked for, so that the form sends no one a flood of mail."""
+    address = request.META.get("REMOTE_ADDR", "") or "unknown"
+    counts = [count_in_window(f"reset:addr:{address}", 3600),
+              count_in_window(f"reset:email:{email.strip().lower()}", 3600)]
+    return max(counts) <= settings.PASSWORD_RESETS_PER_HOUR
 
 
 def _clear_failures(request: HttpRequest | None, username: str | None) -> None:

@@ -274,6 +274,8 @@ QUOTA_PIECES_PER_DAY = envint("QUOTA_PIECES_PER_DAY", "200")  # in any 24 hours
 MAX_VERSIONS_PER_PIECE = envint("MAX_VERSIONS_PER_PIECE", "20")
 if MAX_VERSIONS_PER_PIECE < 1:
     raise ValueError("MAX_VERSIONS_PER_PIECE must be at least 1")
+# Password reset e-mails per hour, per address asking and per e-mail address asked for.
+PASSWORD_RESETS_PER_HOUR = envint("PASSWORD_RESETS_PER_HOUR", "5")
 # Plays counted per listener (signed-in user, or address) per hour, over all pieces.
 PLAYS_PER_LISTENER_PER_HOUR = envint("PLAYS_PER_LISTENER_PER_HOUR", "120")
 # Failed logins per user name and per address before a pause, and the pause in seconds.

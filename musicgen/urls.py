@@ -22,6 +22,7 @@ urlpatterns = [
     path("accounts/export/", account_views.account_export_create, name="account-export-create"),
     path("accounts/export/<uuid:public_id>/download.zip", account_views.account_export_download,
          name="account-export-download"),
+    path("accounts/password_reset/", account_views.PasswordResetView.as_view(), name="password_reset"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("compositions/", include("compositions.urls")),
     path("gallery/", views.gallery, name="gallery"),

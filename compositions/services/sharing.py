@@ -11,6 +11,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from compositions.auth import count_in_window
 from compositions.errors import RequestInvalid
 from compositions.models import Composition
 
@@ -61,14 +62,7 @@ def composition_play(*, composition: Composition, listener: str) -> bool:
     window = int(timezone.now().timestamp()) // PLAY_WINDOW_SECONDS
     if not cache.add(f"play:{composition.id}:{listener}:{window}", 1, timeout=PLAY_WINDOW_SECONDS):
         return False
-    rate_key = f"plays:{listener}:{window}"
-    cache.add(rate_key, 0, timeout=PLAY_WINDOW_SECONDS)
-    try:
-        counted = cache.incr(rate_key)
-    except ValueError:  # expired between the two calls
-        counted = 1
-        cache.set(rate_key, counted, timeout=PLAY_WINDOW_SECONDS)
-    if counted > settings.PLAYS_PER_LISTENER_PER_HOUR:
+    if count_in_window(f"plays:{listener}:{window}", PLAY_WINDOW_SECONDS) > settings.PLAYS_PER_LISTENER_PER_HOUR:
         return False
     Composition.objects.filter(id=composition.id).update(play_count=F("play_count") + 1)
     return True

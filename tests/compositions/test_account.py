@@ -167,6 +167,18 @@ def test_a_reset_for_an_unknown_address_sends_nothing_and_says_the_same(client: 
     assert mail.outbox == []
 
 
+def test_the_reset_form_sends_no_one_a_flood_of_mail(client: Client, user: User, settings: Any) -> None:
+    settings.PASSWORD_RESETS_PER_HOUR = 2
+    user.email = "alice@example.com"
+    user.save()
+    codes = [client.post(reverse("password_reset"), {"email": "alice@example.com"}).status_code for _ in range(3)]
+    assert codes == [302, 302, 429] and len(mail.outbox) == 2
+    # Another address asking for the same account is held back by the e-mail's own count.
+    elsewhere = Client(REMOTE_ADDR="10.7.7.7")
+    refused = elsewhere.post(reverse("password_reset"), {"email": "Alice@Example.com"})
+    assert refused.status_code == 429 and b"try again in an hour" in refused.content and len(mail.outbox) == 2
+
+
 # -- deleting the account ---------------------------------------------------------------------------------
 
 
