@@ -124,7 +124,7 @@ def composition_visible_to(*, composition: Composition, user: AbstractBaseUser |
 def composition_get_by_share_token(*, token: str) -> Composition:
     """The piece a share link names: unlisted or public, not hidden; Http404 once the link is revoked."""
     composition = None
-    if token:
+    if token and "\x00" not in token:  # no token holds a NUL, which PostgreSQL refuses in a query
         composition = Composition.objects.filter(
             share_token=token, hidden=False,
             visibility__in=(Composition.Visibility.UNLISTED, Composition.Visibility.PUBLIC),

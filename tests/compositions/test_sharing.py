@@ -321,3 +321,11 @@ def test_a_primer_uploaded_once_is_continued_by_id_and_only_by_its_owner(
     thief.credentials(HTTP_AUTHORIZATION=f"Token {api_token_create(user=other_user).key}")
     stolen = thief.post("/api/v1/compositions/", {"style": style, "primer_id": sent.json()["id"]}, format="json")
     assert stolen.status_code == 400 and "primer_id" in stolen.json()["errors"]
+
+
+@pytest.mark.parametrize("token", ["\x00", "abc\x00def"])
+def test_a_share_token_with_a_nul_is_no_such_piece(pieces: dict[str, Composition], client: Client, token: str) -> None:
+    piece = pieces["unlisted"]
+    assert client.get(f"/api/v1/compositions/{piece.public_id}/versions/", {"share_token": token}).status_code == 404
+    assert client.get(f"/api/v1/compositions/{piece.public_id}/audio.mp3", {"share_token": token}).status_code == 404
+
