@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from compositions.services.accounts import api_token_create
-from tests.conftest import PASSWORD
+from tests.browser.session import sign_in
 
 pytestmark = [pytest.mark.browser]
 
@@ -20,11 +20,7 @@ def test_the_account_page_fits_a_phone_and_each_token_can_be_revoked_there(
         api_token_create(user=user, name=name)
     phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
     page = phone.new_page()
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("#id_username", "pocket")
-    page.fill("#id_password", PASSWORD)
-    page.click("main button[type=submit]")
-    page.wait_for_url("**/compositions/")
+    sign_in(page, live_server.url, "pocket")
     page.goto(f"{live_server.url}/accounts/")
     assert page.evaluate("document.documentElement.scrollWidth") <= 390  # nothing runs off the side
     revoke = page.locator(".token-table button", has_text="Revoke")

@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 
 from tests.browser.conftest import sign_up
-from tests.conftest import PASSWORD
+from tests.browser.session import sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -43,11 +43,7 @@ def test_the_chord_lane_names_the_chords_above_the_piano_roll(
             {"letter": "B", "start_s": 2.0, "end_s": 4.0, "first_bar": 2, "last_bar": 2, "repeat_of": None,
              "varied": False, "cadence": True}]},
     )
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("#id_username", "harmonist")
-    page.fill("#id_password", PASSWORD)
-    page.click("main button[type=submit]")
-    page.wait_for_url("**/compositions/")
+    sign_in(page, live_server.url, "harmonist")
 
     page.goto(f"{live_server.url}/compositions/{piece.public_id}/")
     chords = page.locator("#chord-lane .chord")
@@ -78,11 +74,7 @@ def test_the_roll_seeks_where_it_is_clicked_zooms_and_reads_from_the_keyboard(
                        {"letter": "A", "start": 0, "end": 8, "start_s": 0.0, "end_s": 8.0, "first_bar": 1,
                         "last_bar": 2, "repeat_of": None, "varied": False, "cadence": True}]},
     )
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("#id_username", "player")
-    page.fill("#id_password", PASSWORD)
-    page.click("main button[type=submit]")
-    page.wait_for_url("**/compositions/")
+    sign_in(page, live_server.url, "player")
     page.goto(f"{live_server.url}/compositions/{piece.public_id}/")
     roll = page.locator("#piano-roll").bounding_box()
     # A click at 3 s plays from there (a drag would pick bars: this is the owner's page).

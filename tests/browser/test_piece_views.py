@@ -14,7 +14,8 @@ from compositions import tasks
 from ml.audio.arrangement import arrange
 from ml.data.notes import NoteSequence
 from ml.pipeline import chord_changes, piano_roll
-from tests.conftest import PASSWORD, current
+from tests.browser.session import sign_in
+from tests.conftest import current
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -62,13 +63,6 @@ def pieces(user_factory: Any, composition_factory: Any, settings: Any) -> dict[s
     return made
 
 
-def sign_in(page: Any, base: str) -> None:
-    page.goto(f"{base}/accounts/login/")
-    page.fill("#id_username", "reader")
-    page.fill("#id_password", PASSWORD)
-    page.click("main button[type=submit]")
-    page.wait_for_url("**/compositions/")
-
 
 def test_every_style_shows_its_roll_and_score_at_desktop_and_phone_widths(
     browser: Any, live_server: Any, pieces: dict[str, Any]
@@ -77,7 +71,7 @@ def test_every_style_shows_its_roll_and_score_at_desktop_and_phone_widths(
         context = browser.new_context(viewport={"width": width, "height": height})
         page = context.new_page()
         page.set_default_timeout(60_000)
-        sign_in(page, live_server.url)
+        sign_in(page, live_server.url, "reader")
         for style, piece in pieces.items():
             page.goto(f"{live_server.url}/compositions/{piece.public_id}/")
             page.wait_for_selector("#score-view svg g.measure")
