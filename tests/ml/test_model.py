@@ -113,6 +113,22 @@ def test_oversampling_draws_a_style_more_often_and_validation_stays_plain() -> N
         list(range(len(examples)))
 
 
+def test_cadence_weight_draws_the_notes_that_close_a_phrase_more_often() -> None:
+    dataset = tiny_dataset()
+    config = tiny_config(dataset)
+    examples = make_examples(dataset, config, "train")
+    # Independently of the weighting: a target closes a phrase when its piece's last onset is at
+    # most two beats after it (tiny pieces mark no phrase ends).
+    last_onset = np.array([examples.onset[examples.first[i]:examples.last[i]].max() for i in range(len(examples))])
+    closing = last_onset - examples.onset[examples.targets] <= 2.0
+    assert 0 < closing.sum() < len(examples)
+    counts = np.bincount(WindowBatches(examples, config, train=True, cadence_weight=4.0)._order,
+                         minlength=len(examples))
+    assert set(counts[closing].tolist()) == {4} and set(counts[~closing].tolist()) == {1}
+    with pytest.raises(ValueError, match="cadence weight"):
+        train(dataset, config, Path("unused.keras"), epochs=1, verbose=0, cadence_weight=-1.0)
+
+
 @pytest.mark.parametrize("weights", [{"nobody": 2.0}, {"beta": -1.0}, {"beta": float("nan")}])
 def test_training_refuses_bad_style_weights_before_it_starts(tmp_path: Path, weights: dict) -> None:
     dataset = tiny_dataset()
