@@ -41,7 +41,7 @@ from ml.evaluation.baselines import (
 )
 from ml.evaluation.discriminator import discriminator_report, unseen
 from ml.evaluation.form_metrics import DEFINITIONS as FORM_DEFINITIONS
-from ml.evaluation.form_metrics import downbeat_accent, downbeat_alignment, ending, form_scores
+from ml.evaluation.form_metrics import against_real, downbeat_accent, downbeat_alignment, ending, form_scores
 from ml.evaluation.form_metrics import summarise as summarise_form
 from ml.evaluation.joint_markov import JointMarkov, chain_writer
 from ml.evaluation.mgeval import FEATURES, compare_sets, crop, piece_features, summarize
@@ -397,9 +397,11 @@ def mgeval_report(dataset: NoteDataset, styles: Sequence[str], samplers: dict[st
                                           for name in sets}}
         # What a listener hears of form, for the same pieces and the same cropped real ones; but a real
         # piece's ending is its own last bars, not where the crop fell.
-        entry["form"] = {name: summarise_form([_whole_ending(form_scores(c), w) for c, w in zip(held, whole)]
-                                              if name == "held_out" else [form_scores(p) for p in pieces])
-                         for name, pieces in sets.items()}
+        scores = {name: [_whole_ending(form_scores(c), w) for c, w in zip(held, whole)]
+                  if name == "held_out" else [form_scores(p) for p in pieces] for name, pieces in sets.items()}
+        entry["form"] = {name: summarise_form(values) for name, values in scores.items()}
+        # Each set against the real pieces, both ways: as tonal and as repetitive, neither less nor more.
+        entry["form_against_real"] = {name: against_real(scores[name], scores["held_out"]) for name in samplers}
         # Memorisation: how long a stretch of melody each set shares with some training piece.
         training = [dataset.piece(int(i)) for i in dataset.indices("train", style)]
         entry["shared_with_training"] = {}
@@ -859,6 +861,19 @@ def _form_section(report: dict[str, Any]) -> list[str]:
                          _percent(form.get("off_grid_onsets")),
                          _percent(form.get("motif_recurrence")), "n/a" if parallels is None else f"{parallels:.1f}"])
     parts += [_table(header, rows), ""]
+    parts += ["### Like the real pieces, both ways", "",
+              "A measure is like the real pieces' when the set's mean is within 0.10 of theirs or, for the "
+              "measures that spread per piece (key stability, downbeat alignment and accent, motif recurrence), "
+              "inside their interquartile range; otherwise it is *more* or *less* than real.", ""]
+    rows = []
+    for style, entry in report["mgeval"]["per_style"].items():
+        for name, verdicts in entry.get("form_against_real", {}).items():
+            rows.append([style, name.replace("_", "-")] + [
+                f"{v['direction']} ({v['generated']:.0%} / {v['real']:.0%})" if v else "n/a"
+                for v in (verdicts.get(m) for m in ("key_stability", "tonic_ending", "cadence", "downbeat_alignment",
+                                                    "downbeat_accent", "motif_recurrence"))])
+    parts += [_table(["style", "set", "key stability", "tonic ending", "cadence", "downbeat", "accent",
+                      "motifs recur"], rows), ""]
     parts += ["### Memorisation", "",
               "The longest run of top-line notes (intervals and lengths, so in any key) that a piece shares with "
               "some training piece of its style, in notes (runs tried: " + ", ".join(map(str, RUN_LENGTHS)) + "). "

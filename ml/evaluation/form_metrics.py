@@ -11,6 +11,7 @@ Only numpy: no Django, no TensorFlow.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -261,3 +262,36 @@ def summarise(scores: list[FormScores], requested: tuple[int, str] | None = None
     if requested is not None:
         summary["requested_key"] = mean([float(s.key == requested) for s in scores])
     return summary
+
+
+# Measures whose per-piece values spread (shares of windows, bars, motifs): a set is like the real
+# pieces when its mean is within WITHIN_REAL of theirs or inside their interquartile range. The
+# yes/no measures (tonic ending, cadence) have no spread per piece: only the first test applies.
+SPREAD_MEASURES = ("key_stability", "downbeat_alignment", "downbeat_accent", "motif_recurrence")
+RATE_MEASURES = ("tonic_ending", "cadence")
+WITHIN_REAL = 0.10
+
+
+def against_real(generated: list[FormScores], real: list[FormScores]) -> dict[str, dict[str, Any]]:
+    """Per measure, whether generated pieces are as tonal, metrical and repetitive as real ones, both
+    ways (neither less nor more): the two means, the real interquartile range and the verdict."""
+    verdicts: dict[str, dict[str, Any]] = {}
+    for name in (*RATE_MEASURES, *SPREAD_MEASURES):
+        def values(scores: list[FormScores], name: str = name) -> np.ndarray:
+            picked = [getattr(s, name) for s in scores]
+            return np.array([float(v) for v in picked if v is not None], dtype=np.float64)
+
+        ours, theirs = values(generated), values(real)
+        if not len(ours) or not len(theirs):
+            continue
+        mean, real_mean = float(ours.mean()), float(theirs.mean())
+        entry: dict[str, Any] = {"generated": mean, "real": real_mean}
+        within = abs(mean - real_mean) <= WITHIN_REAL + 1e-9
+        if name in SPREAD_MEASURES:
+            low, high = (float(q) for q in np.percentile(theirs, [25, 75]))
+            entry["real_iqr"] = [low, high]
+            within = within or low <= mean <= high
+        entry["within"] = bool(within)
+        entry["direction"] = "same" if within else ("more" if mean > real_mean else "less")
+        verdicts[name] = entry
+    return verdicts

@@ -155,6 +155,9 @@ def test_evaluate_writes_report_with_model_and_baselines(tiny_model_path: Path, 
         assert set(mgeval["per_style"][style]["sets"]) == {"held_out", "model", "markov", "model_unconstrained"}
         form = mgeval["per_style"][style]["form"]
         assert set(form) == {"held_out", "model", "markov", "model_unconstrained"}
+        against = mgeval["per_style"][style]["form_against_real"]
+        assert set(against) == {"model", "markov", "model_unconstrained"}
+        assert all(v["direction"] in ("same", "more", "less") for v in against["model"].values())
         assert 0 <= form["held_out"]["key_stability"] <= 1
         shared = mgeval["per_style"][style]["shared_with_training"]
         assert set(shared) == {"held_out", "model", "markov", "model_unconstrained"}
@@ -170,7 +173,8 @@ def test_evaluate_writes_report_with_model_and_baselines(tiny_model_path: Path, 
     markdown = (tmp_path / "evaluation.md").read_text()
     assert "Next-note scores" in markdown and "MGEval" in markdown and "loop rate" in markdown
     assert "## Form: key, metre, repetition, endings, voices" in markdown and "requested key" in markdown
-    assert "### Memorisation" in markdown and "against the fair chain" in markdown
+    assert "### Like the real pieces, both ways" in markdown and "### Memorisation" in markdown
+    assert "against the fair chain" in markdown
     for plot in report["plots"]:
         assert (tmp_path / plot).stat().st_size > 0
     assert "pitch_class_histograms.png" in report["plots"]

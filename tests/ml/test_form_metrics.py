@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from ml.data.notes import NoteSequence
 from ml.evaluation.form_metrics import (
     DEFINITIONS,
+    against_real,
     downbeat_accent,
     downbeat_alignment,
     ending,
@@ -114,3 +116,17 @@ def test_float_noise_in_onsets_does_not_move_a_note_into_the_previous_bar() -> N
     noisy = [(t - 1e-4 if t % 3 == 0 and t else t, p, d) for t, p, d in waltz()]
     assert downbeat_alignment(piece(noisy, (3, 4))) == 1.0
     assert downbeat_accent(piece(noisy, (3, 4))) == 1.0
+
+
+def test_a_set_is_like_the_real_pieces_only_when_neither_more_nor_less_repetitive_or_tonal() -> None:
+    base = form_scores(piece(scale_tune(60)))
+    real = [replace(base, motif_recurrence=r, tonic_ending=t)
+            for r, t in [(0.0, True), (0.1, True), (0.2, False), (0.3, True), (0.4, False)]]  # IQR 0.1-0.3
+    like = against_real([replace(base, motif_recurrence=0.28, tonic_ending=True)] * 4, real)
+    assert like["motif_recurrence"]["within"] and like["motif_recurrence"]["real_iqr"] == [0.1, 0.3]
+    assert like["tonic_ending"]["direction"] == "more"  # every piece against 60% of the real ones
+    looped = against_real([replace(base, motif_recurrence=0.6)] * 4, real)["motif_recurrence"]
+    assert (looped["within"], looped["direction"]) == (False, "more")
+    aimless = against_real([replace(base, motif_recurrence=0.0)] * 4, real)["motif_recurrence"]
+    assert (aimless["within"], aimless["direction"]) == (False, "less")
+    assert "parallels_per_100" not in like  # not a share: it has its own target
