@@ -114,7 +114,8 @@ def piece_features(seq: NoteSequence, config: ModelConfig, tonic: int) -> dict[s
     """The model's per-note inputs for a piece: (key-relative) pitch, bar position, beats to
     cadence, onset in beats, and the harmony of each note's half bar.
 
-    A piece's cadences are its phrase ends (fermatas) and its last onset.
+    A piece's cadences are its phrase ends (fermatas) and its last onset, the final cadence (a
+    class of its own where the config tells it apart).
     """
     onset = np.round(seq.seconds_to_beats(seq.start) * 48) / 48
     in_bar, _, bar_length = seq.bar_positions()
@@ -124,7 +125,8 @@ def piece_features(seq: NoteSequence, config: ModelConfig, tonic: int) -> dict[s
     shift = key_shift(tonic) if config.key_relative else 0
     pitch = np.clip(seq.pitch.astype(np.int32) - shift, 0, PITCHES - 1)
     _, duration = seq.to_beats()
-    return {"pitch": pitch, "position": config.position_class(in_bar), "cadence": cadence_class(upcoming - onset),
+    cadence = config.cadence_input(upcoming - onset, final=upcoming >= ends[-1] - 1e-9)
+    return {"pitch": pitch, "position": config.position_class(in_bar), "cadence": cadence,
             "onset": onset, "chord": half_bar_harmony(onset, duration.astype(np.float64), pitch, in_bar, bar_length)}
 
 
@@ -200,7 +202,7 @@ def batch_arrays(ex: Examples, rows: np.ndarray, config: ModelConfig, rng: np.ra
         "duration": np.where(pad, config.pad_time, ex.duration[idx]).astype(np.int32),
         "velocity": np.where(pad, 0.0, ex.velocity[idx]).astype(np.float32),
         "position": np.where(pad, config.pad_position, ex.position[idx]).astype(np.int32),
-        "cadence": np.where(pad, CADENCE_CLASSES, ex.cadence[idx]).astype(np.int32),
+        "cadence": np.where(pad, config.pad_cadence, ex.cadence[idx]).astype(np.int32),
         "style": ex.style[rows],
         "metre": ex.metre[rows],
         "mode": ex.mode[rows],
@@ -291,7 +293,7 @@ class WindowBatches(keras.utils.PyDataset):
             self.weights[examples.style == config.style_index(name)] = weight
         # The notes that close a phrase are few (a fiddle tune's last two beats are about 1% of its
         # notes): `cadence_weight` draws those within CADENCE_NEAR_BEATS of a cadence more often.
-        near = examples.cadence[examples.targets] <= cadence_class(CADENCE_NEAR_BEATS)
+        near = examples.cadence[examples.targets] % CADENCE_CLASSES <= cadence_class(CADENCE_NEAR_BEATS)
         self.weights[near] *= cadence_weight
         self._order = self._shuffle()
 

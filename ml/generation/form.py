@@ -131,6 +131,11 @@ class FormPlan:
         last = self.phrases[-1]
         return last.cadence_at if last.cadence and last.cadence_at >= beat - 1e-9 else None
 
+    def is_final(self, cadence_at: float | None) -> bool:
+        """Whether a cadence (a beat from `next_cadence` or `next_signal`) is the one that ends the piece."""
+        last = self.phrases[-1]
+        return cadence_at is not None and last.cadence and abs(cadence_at - last.cadence_at) < 1e-9
+
     def to_dict(self) -> dict[str, Any]:
         """The plan as the site stores and shows it: the letters with each phrase's bars."""
         return {

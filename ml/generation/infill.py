@@ -20,7 +20,7 @@ from ml.data.notes import NoteSequence
 from ml.generation.form import FormPlan
 from ml.generation.piece import GeneratedPiece
 from ml.generation.sampler import Line, Primer
-from ml.model.config import ModelConfig, cadence_class
+from ml.model.config import ModelConfig
 
 JOIN_NOTES = 12  # notes after the gap that score how well a candidate leads into them
 EDGE = 1e-6
@@ -85,12 +85,14 @@ class Passage:
         duration = np.minimum(self.notes.duration[before] / self.spb, self.gap[0] - onset)
         step = np.diff(onset, prepend=onset[0])
         pitch = self.notes.pitch[before].astype(np.int64)
-        upcoming = np.array([self.plan.next_signal(float(b)) or math.inf for b in onset])
+        signals = [self.plan.next_signal(float(b)) for b in onset]
+        upcoming = np.array([math.inf if s is None else s for s in signals])
+        final = np.array([self.plan.is_final(s) for s in signals])
         return Primer(pitch=np.clip(pitch - shift, 0, 127).astype(np.int32), step=config.quantize_beats(step),
                       duration=config.quantize_beats(duration),
                       velocity=(self.notes.velocity[before] / 127.0).astype(np.float32),
                       position=config.position_class(np.mod(onset, self.plan.bar_beats)),
-                      cadence=cadence_class(upcoming - onset),
+                      cadence=config.cadence_input(upcoming - onset, final=final),
                       output=(onset, pitch, duration, self.notes.velocity[before].astype(np.float64)), plan_start=0.0)
 
     def after(self, shift: int) -> list[tuple[float, int, float, float]]:

@@ -14,7 +14,7 @@ from ml.generation.constraints import LOOP_SPAN, At, Cadence, ChordTargets, Cons
 from ml.generation.form import FormPlan
 from ml.generation.piece import STYLE_DYNAMICS, GeneratedPiece, apply_dynamics, phrase_dynamics
 from ml.generation.request import GenerationRequest
-from ml.model.config import CADENCE_CLASSES, PAD_PITCH, UNTIL_CLASSES, ModelConfig, cadence_class, until_class
+from ml.model.config import PAD_PITCH, UNTIL_CLASSES, ModelConfig, until_class
 
 MAX_NOTES_PER_VARIATION = 6000
 MAX_CHORD_NOTES = 6  # more simultaneous onsets than this is a stuck timing head, not music
@@ -45,7 +45,8 @@ class Primer:
         to_cadence = (cadence_at if cadence_at is not None else math.inf) + plan_start - onset
         return cls(pitch=np.clip(pitch - shift, 0, 127).astype(np.int32), step=config.quantize_beats(step_beats),
                    duration=config.quantize_beats(duration_beats), velocity=(seq.velocity / 127.0).astype(np.float32),
-                   position=config.position_class(np.mod(onset - plan_start, bar)), cadence=cadence_class(to_cadence),
+                   position=config.position_class(np.mod(onset - plan_start, bar)),
+                   cadence=config.cadence_input(to_cadence, final=plan.is_final(cadence_at)),
                    output=(onset, pitch, duration_beats.astype(np.float64), seq.velocity.copy()), plan_start=plan_start)
 
 
@@ -157,7 +158,7 @@ class Batch:
                "duration": np.full((self.size, w), c.pad_time, np.int32),
                "velocity": np.zeros((self.size, w), np.float32),
                "position": np.full((self.size, w), c.pad_position, np.int32),
-               "cadence": np.full((self.size, w), CADENCE_CLASSES, np.int32)}
+               "cadence": np.full((self.size, w), c.pad_cadence, np.int32)}
         for v, line in enumerate(self.lines):
             p = line.primer
             n = min(w, len(p.pitch)) if p is not None else 0
@@ -273,7 +274,8 @@ class Batch:
         """Bar-position class and beats-to-cadence class of an onset (beats from the plan's start)."""
         cadence_at = self.plan.next_signal(onset)
         position = int(self.config.position_class(onset % self.plan.bar_beats))
-        return position, int(cadence_class(cadence_at - onset if cadence_at is not None else math.inf))
+        to_cadence = cadence_at - onset if cadence_at is not None else math.inf
+        return position, int(self.config.cadence_input(to_cadence, final=self.plan.is_final(cadence_at)))
 
     def sample_steps(self, logits: np.ndarray, rngs: list[np.random.Generator]
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -103,6 +103,8 @@ class ModelConfig:
             written into a gap leads into what follows it.
         future_units: Units of the LSTM that reads the notes after the gap.
         until_embedding: Width of the embedding of the beats left to the notes after the gap.
+        final_cadence: The piece's last cadence is told apart from the others (a chorale's inner
+            fermatas): its beats-to-cadence classes are a second set, CADENCE_CLASSES on.
     """
 
     styles: tuple[str, ...]
@@ -130,6 +132,7 @@ class ModelConfig:
     future: int = 0
     future_units: int = 64
     until_embedding: int = 8
+    final_cadence: bool = False
 
     @property
     def window_inputs(self) -> tuple[str, ...]:
@@ -187,6 +190,25 @@ class ModelConfig:
     @property
     def pad_position(self) -> int:
         return self.positions
+
+    @property
+    def cadence_classes(self) -> int:
+        """Beats-to-cadence classes: one set, or two where the final cadence is told apart."""
+        return CADENCE_CLASSES * (2 if self.final_cadence else 1)
+
+    @property
+    def pad_cadence(self) -> int:
+        """Input-only cadence class for window positions before the piece starts."""
+        return self.cadence_classes
+
+    def cadence_input(self, beats_to_cadence: np.ndarray | float, final: np.ndarray | bool) -> np.ndarray:
+        """The model's beats-to-cadence class: `cadence_class`, moved to the second set when the
+        cadence is the piece's last and the model tells it apart."""
+        classes = cadence_class(beats_to_cadence)
+        if not self.final_cadence:
+            return classes
+        near = np.asarray(final, dtype=bool) & (classes < CADENCE_CLASSES - 1)
+        return np.where(near, classes + CADENCE_CLASSES, classes).astype(np.int32)
 
     def style_index(self, style: str) -> int:
         try:

@@ -25,7 +25,6 @@ import numpy as np
 from keras import layers, ops
 
 from ml.model.config import (
-    CADENCE_CLASSES,
     METRES,
     MODE_NAMES,
     PAD_PITCH,
@@ -52,7 +51,7 @@ class NoteModel(keras.Model):
         self.style_embed = layers.Embedding(len(c.styles), c.style_embedding, name="style_embed")
         self.next_step_embed = layers.Embedding(c.time_classes, c.time_embedding, name="next_step_embed")
         self.position_embed = layers.Embedding(c.positions + 1, c.position_embedding, name="position_embed")
-        self.cadence_embed = layers.Embedding(CADENCE_CLASSES + 1, c.cadence_embedding, name="cadence_embed")
+        self.cadence_embed = layers.Embedding(c.cadence_classes + 1, c.cadence_embedding, name="cadence_embed")
         self.metre_embed = layers.Embedding(len(METRES), c.metre_embedding, name="metre_embed")
         self.mode_embed = layers.Embedding(len(MODE_NAMES), c.mode_embedding, name="mode_embed")
         self.project = layers.Dense(c.lstm_units, activation="tanh", name="project")
@@ -182,7 +181,7 @@ def dummy_inputs(config: ModelConfig, batch: int) -> dict[str, np.ndarray]:
         "duration": np.full((batch, w), config.pad_time, dtype="int32"),
         "velocity": np.zeros((batch, w), dtype="float32"),
         "position": np.full((batch, w), config.pad_position, dtype="int32"),
-        "cadence": np.full((batch, w), CADENCE_CLASSES, dtype="int32"),
+        "cadence": np.full((batch, w), config.pad_cadence, dtype="int32"),
         "style": np.zeros((batch,), dtype="int32"),
         "metre": np.zeros((batch,), dtype="int32"),
         "mode": np.zeros((batch,), dtype="int32"),
@@ -203,7 +202,8 @@ def warm_start(model: NoteModel, source: NoteModel) -> list[str]:
     it starts from what that one learnt instead of from nothing. A Dense layer that reads more
     inputs than the source's takes the source's rows for the inputs both have, and zeros for the
     new ones: the new model starts out computing exactly what the old one did, and training
-    teaches it what the new inputs say.
+    teaches it what the new inputs say. A model that tells the final cadence apart starts with the
+    final classes equal to the others (`widen_cadence_embedding`).
     """
     copied = []
     theirs = {layer.name: layer for layer in source.layers}
@@ -216,6 +216,9 @@ def warm_start(model: NoteModel, source: NoteModel) -> list[str]:
         if mine and len(mine) == len(given) and all(a.shape == b.shape for a, b in zip(mine, given)):
             layer.set_weights(given)
             copied.append(layer.name)
+        elif layer.name == "cadence_embed" and len(mine) == len(given) == 1 and mine[0].shape[1] == given[0].shape[1]:
+            layer.set_weights([widen_cadence_embedding(given[0], mine[0].shape[0] - 1)])
+            copied.append(layer.name)
         elif layer.name in mine_blocks and len(mine) == len(given) == 2 and mine[1].shape == given[1].shape:
             old_rows = _block_rows(their_blocks[layer.name])
             kernel = np.zeros_like(mine[0])
@@ -225,6 +228,15 @@ def warm_start(model: NoteModel, source: NoteModel) -> list[str]:
             layer.set_weights([kernel, given[1]])
             copied.append(layer.name)
     return copied
+
+
+def widen_cadence_embedding(table: np.ndarray, classes: int) -> np.ndarray:
+    """A cadence embedding of one set of classes (and its pad row) as one of `classes`: the second
+    set, where there is one, starts as a copy of the first."""
+    rows = table.shape[0] - 1
+    if classes % rows:
+        raise ValueError(f"Cannot widen {rows} cadence classes to {classes}.")
+    return np.concatenate([np.tile(table[:rows], (classes // rows, 1)), table[rows:]])
 
 
 def _block_rows(blocks: list[tuple[str, int]]) -> dict[str, slice]:
