@@ -43,7 +43,7 @@ def test_the_last_cadence_has_classes_of_its_own_and_the_inner_ones_keep_theirs(
 
 def test_a_plan_knows_which_cadence_ends_it() -> None:
     plan = plan_form("AABB", phrase_bars=4, total_bars=16, bar_beats=4.0)
-    cadences = sorted({plan.next_cadence(b) for b in np.arange(0, plan.beats, 1.0)} - {None})
+    cadences = sorted({c for b in np.arange(0, plan.beats, 1.0) if (c := plan.next_cadence(float(b))) is not None})
     assert len(cadences) >= 2
     assert [plan.is_final(c) for c in cadences] == [False] * (len(cadences) - 1) + [True]
     assert not plan.is_final(None)
@@ -69,9 +69,10 @@ def test_a_model_that_tells_the_final_cadence_apart_starts_as_the_one_it_grew_fr
     fed: list[np.ndarray] = []
     decode = CompiledSteps.decode
 
-    def spy(self: CompiledSteps, step: np.ndarray, position: np.ndarray, cadence: np.ndarray, *args: object) -> object:
+    def spy(self: CompiledSteps, step: np.ndarray, position: np.ndarray, cadence: np.ndarray,
+            until: np.ndarray | None = None, chord: np.ndarray | None = None) -> object:
         fed.append(np.asarray(cadence).copy())
-        return decode(self, step, position, cadence, *args)
+        return decode(self, step, position, cadence, until, chord)
 
     monkeypatch.setattr(CompiledSteps, "decode", spy)
     pieces = Generator(path).generate(GenerationRequest(style="alpha", seconds=8, seed=1))
