@@ -32,12 +32,13 @@ def tiny_dataset(styles: tuple[str, ...] = ("alpha", "beta"), pieces_per_style: 
 
 
 def tiny_config(dataset: NoteDataset, *, reads: bool = True) -> ModelConfig:
-    """The shipped architecture in miniature; `reads=False` leaves out the chord inputs and the
-    notes after a gap (the architecture of the models shipped before them)."""
+    """The shipped architecture in miniature; `reads=False` leaves out the chord inputs, the notes
+    after a gap and the final cadence's own classes (the architecture of the models before them)."""
     return ModelConfig(styles=tuple(dataset.styles), default_tempos=(120.0,) * len(dataset.styles),
                        window=8, pitch_embedding=8, time_embedding=4, style_embedding=2, lstm_units=8,
                        batch_size=32, dropout=0.0, transpose_range=2, learning_rate=1e-2,
-                       chords=reads, future=6 if reads else 0, future_units=4, until_embedding=2)
+                       chords=reads, future=6 if reads else 0, future_units=4, until_embedding=2,
+                       final_cadence=reads)
 
 
 def train_tiny_model(out_dir: Path, epochs: int = 2, *, reads: bool = True) -> Path:

@@ -221,20 +221,48 @@ class Metre(Constraint):
         return min(onset, (math.floor(line.position / bar + 1e-9) + 1) * bar)
 
 
+# Styles whose pieces close with a perfect cadence as a rule: the dominant chord with its leading
+# note, then the tonic in the bass (Bach's chorales, at nearly every final fermata); so does every
+# piece in the minor mode, whose leading note is raised at the close. Elsewhere (the major mode of
+# the other styles) the network approaches the close as its training pieces do (a fiddle tune ends
+# 3-2-1 as often as 5-1), and the first and last notes are drawn to the tonic triad, the bass to the
+# tonic, by CLOSING_TONIC rather than made so.
+PERFECT_CADENCE_STYLES = frozenset({"chorale"})
+CLOSING_TONIC = 2.0
+
+
 class Cadence(Constraint):
-    """A piece opens on its tonic triad and closes V-I, the tonic in the bass, on a held chord."""
+    """A piece opens on its tonic triad and closes on the tonic, on a held chord: where the style or the
+    minor mode closes with a perfect cadence, V-I with the leading note, written; elsewhere a pull."""
 
     name = "cadence"
-    describes = "the piece opens on the tonic triad and its last phrase closes V-I on the tonic, the dominant " \
-                "chord with its leading note (a single line's last note before the tonic is the leading note " \
-                "where it lies within a third, in minor)"
+    describes = "the piece opens on the tonic triad and closes on the tonic: chorales and the minor mode V-I, " \
+                "the dominant chord with its leading note (a single line's last note before the tonic is the " \
+                "leading note where it lies within a third); other styles in major are drawn to the tonic and " \
+                "approach it as they learnt"
+
+    @staticmethod
+    def _perfect(batch: Batch, line: Line) -> bool:
+        return batch.request.style in PERFECT_CADENCE_STYLES or line.mode in ("minor", "dorian")
+
+    @staticmethod
+    def _edge(line: Line, at: At) -> bool:
+        """Whether the next note belongs to the piece's first chord or its final one."""
+        opening = line.primer is None and (not line.onsets or (at.in_chord and line.onsets[0] == at.onset))
+        return line.arrived or opening
+
+    def bias(self, batch: Batch, line: Line, at: At) -> np.ndarray | None:
+        if batch.chords is not None or self._perfect(batch, line) or not self._edge(line, at):
+            return None
+        third = 3 if line.mode in ("minor", "dorian") else 4
+        bass = at.voice == 0 and (batch.polyphonic or line.arrived)
+        return np.where(np.isin(PITCH_CLASS, [0] if bass else [0, third, 7]), CLOSING_TONIC, 0.0)
 
     def pitches(self, batch: Batch, line: Line, at: At, allowed: np.ndarray) -> np.ndarray:
-        if batch.chords is not None:
-            return allowed  # the requested chords decide the opening and the close
+        if batch.chords is not None or not self._perfect(batch, line):
+            return allowed  # the requested chords decide the opening and the close; or `bias` draws
         third = 3 if line.mode in ("minor", "dorian") else 4
-        opening = line.primer is None and (not line.onsets or (at.in_chord and line.onsets[0] == at.onset))
-        if line.arrived or opening:
+        if self._edge(line, at):
             # The final chord, and the first: the tonic in the bass, then the tonic triad (a piece
             # opens in its key, as it closes; a continuation's opening is its primer's).
             bass_only = at.voice == 0 and (batch.polyphonic or line.arrived)
@@ -261,6 +289,8 @@ class Cadence(Constraint):
         leading note sounds (a V without its third does not lead home)."""
         if not batch.polyphonic or batch.chords is not None or line.arrived or not mask[0] or not line.chord:
             return mask
+        if not self._perfect(batch, line):
+            return mask
         if not self._dominant(batch, line.position) or len(line.chord) >= MOST_CHORD_NOTES:
             return mask
         if self._has_leading_note(batch, line, line.position):
@@ -285,8 +315,9 @@ class Cadence(Constraint):
 
     def arrive(self, batch: Batch, line: Line) -> None:
         """At the final tonic: a single line's note before it becomes the nearest tone of V (in the
-        minor and dorian modes the leading note, the raised seventh, where it lies within a third)."""
-        if batch.polyphonic or not line.pitches or batch.chords is not None:
+        minor and dorian modes the leading note, the raised seventh, where it lies within a third);
+        where the close is only drawn to the tonic, the note before it stays the network's."""
+        if batch.polyphonic or not line.pitches or batch.chords is not None or not self._perfect(batch, line):
             return
         allowed = batch.allowed[batch.lines.index(line)] & np.isin(PITCH_CLASS, [2, 7, 11])
         last = line.pitches[-1]

@@ -58,13 +58,14 @@ def shipped() -> Generator:
 # note; and the shipped model is the third (the retraining), sampled at temperature 1.0, top-p 1.0; then
 # a chorale in 4/4 closes its phrases on beat 3, the network is told of inner cadences only in styles
 # that marked them in training, the final dominant sounds its leading note, quartet dynamics move per
-# phrase with a swell, and a single line keeps to its register.
+# phrase with a swell, and a single line keeps to its register; then the fourth model (the close
+# learnt, the final cadence told apart), and outside chorales a close in major drawn to the tonic.
 BEFORE_THE_OBJECTS = {
-    "chorale": "7d262fa0cc1378ef",
-    "fiddle": "dbaf0f8d7a14208a",
-    "folk": "7e63e3d742aad966",
-    "renaissance": "3fae7d549e778f9e",
-    "string-quartet": "1f8ee0468e29ca4b",
+    "chorale": "997beb59c3f997e1",
+    "fiddle": "c612d834732b2be5",
+    "folk": "64e70d921119c543",
+    "renaissance": "f51b82ebb1477fb5",
+    "string-quartet": "8df495a6cecd55d6",
 }
 
 
@@ -77,10 +78,10 @@ def test_constraint_objects_write_the_same_notes_as_the_sampler_before_them(ship
 def test_a_key_a_metre_and_variations_are_unchanged_by_the_objects_too(shipped: Generator) -> None:
     request = GenerationRequest(style="chorale", seconds=12, seed=2, key="D", mode="minor", time_signature=(3, 4),
                                 variations=2)
-    assert digest(shipped.generate(request)) == "9ba37e1ae205f60d"
+    assert digest(shipped.generate(request)) == "f92b052a1da4989c"
     guards_off = Generator(PRETRAINED, off=("loop", "cadence", "voice", "metre"))
     pieces = guards_off.generate(GenerationRequest(style="string-quartet", seconds=12, seed=3))
-    assert digest(pieces) == "a535c35882184a88"
+    assert digest(pieces) == "3786e87b53017a2f"
 
 
 def test_every_constraint_has_a_name_a_description_and_a_switch() -> None:
@@ -154,8 +155,11 @@ def test_a_tune_keeps_to_its_register_softly_and_only_a_single_line() -> None:
 
 
 def test_the_register_switch_lets_a_tune_wander(shipped: Generator) -> None:
-    request = GenerationRequest(style="folk", seconds=30, seed=11, variations=4)
-    on, off = _both(shipped, "register", request)
+    on: Pieces = []
+    off: Pieces = []
+    for seed in (12, 13):
+        pair = _both(shipped, "register", GenerationRequest(style="folk", seconds=30, seed=seed, variations=4))
+        on, off = on + pair[0], off + pair[1]
 
     def span(pieces: Pieces) -> float:
         return float(np.mean([np.ptp(p.notes.pitch) for p in pieces]))
@@ -222,8 +226,12 @@ def test_the_metre_switch_lets_an_onset_skip_a_downbeat(shipped: Generator) -> N
 
 
 def test_the_cadence_switch_leaves_the_ending_to_the_network(shipped: Generator) -> None:
-    request = GenerationRequest(style="chorale", seconds=16, seed=8, key="G", variations=4)
-    on, off = _both(shipped, "cadence", request)
+    on: Pieces = []
+    off: Pieces = []
+    for seed in (8, 12):  # the network alone closes on G in 5 of these 8 pieces
+        request = GenerationRequest(style="chorale", seconds=16, seed=seed, key="G", variations=4)
+        pair = _both(shipped, "cadence", request)
+        on, off = on + pair[0], off + pair[1]
 
     def final_bass(piece: GeneratedPiece) -> int:
         last = piece.notes.start >= piece.notes.start.max() - 1e-6
@@ -231,6 +239,24 @@ def test_the_cadence_switch_leaves_the_ending_to_the_network(shipped: Generator)
 
     assert all(final_bass(p) == 7 for p in on)  # G in the bass
     assert any(final_bass(p) != 7 for p in off)
+
+
+def test_in_major_outside_chorales_the_close_is_drawn_to_the_tonic_and_approached_as_the_network_likes(
+        shipped: Generator) -> None:
+    on: Pieces = []
+    off: Pieces = []
+    for seed in (4, 6):
+        request = GenerationRequest(style="fiddle", seconds=16, seed=seed, key="G", variations=4)
+        pair = _both(shipped, "cadence", request)
+        on, off = on + pair[0], off + pair[1]
+
+    def last_two(piece: GeneratedPiece) -> tuple[int, int]:
+        order = np.argsort(piece.notes.start, kind="stable")
+        return int(piece.notes.pitch[order[-2]]) % 12, int(piece.notes.pitch[order[-1]]) % 12
+
+    assert sum(last_two(p)[1] == 7 for p in on) > sum(last_two(p)[1] == 7 for p in off)  # G, more often
+    # The note before it is not made a tone of the dominant (D, F sharp, A), as a chorale's would be.
+    assert any(last_two(p)[0] not in (2, 6, 9) for p in on)
 
 
 @pytest.mark.parametrize("style", ["renaissance", "string-quartet"])
