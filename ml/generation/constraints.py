@@ -238,7 +238,7 @@ class Cadence(Constraint):
     name = "cadence"
     describes = "the piece opens on the tonic triad and closes on the tonic: chorales and the minor mode V-I, " \
                 "the dominant chord with its leading note (a single line's last note before the tonic is the " \
-                "leading note where it lies within a third); other styles in major are drawn to the tonic and " \
+                "leading note where it lies within a fifth); other styles in major are drawn to the tonic and " \
                 "approach it as they learnt"
 
     @staticmethod
@@ -315,16 +315,21 @@ class Cadence(Constraint):
 
     def arrive(self, batch: Batch, line: Line) -> None:
         """At the final tonic: a single line's note before it becomes the nearest tone of V (in the
-        minor and dorian modes the leading note, the raised seventh, where it lies within a third);
+        minor and dorian modes the leading note, the raised seventh, within a third or else a fifth);
         where the close is only drawn to the tonic, the note before it stays the network's."""
         if batch.polyphonic or not line.pitches or batch.chords is not None or not self._perfect(batch, line):
             return
         allowed = batch.allowed[batch.lines.index(line)] & np.isin(PITCH_CLASS, [2, 7, 11])
         last = line.pitches[-1]
         if line.mode in ("minor", "dorian"):
-            leading = allowed & (PITCH_CLASS == 11) & (np.abs(np.arange(128) - last) <= 4)
-            if leading.any():
-                allowed = leading
+            # The nearest leading note: within a third where there is one, else within a fifth (a
+            # line that comes from the third of the key leaps down to it and rises to the tonic).
+            distance = np.abs(np.arange(128) - last)
+            for reach in (4, 7):
+                leading = allowed & (PITCH_CLASS == 11) & (distance <= reach)
+                if leading.any():
+                    allowed = leading
+                    break
         if allowed.any() and not allowed[last]:
             options = np.flatnonzero(allowed)
             line.pitches[-1] = int(options[np.abs(options - last).argmin()])
