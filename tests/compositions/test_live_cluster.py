@@ -297,8 +297,12 @@ def test_a_backup_restores_into_a_fresh_database_and_the_pieces_play(
     # (earlier tests' too) has its score, so that the copy of the files and the database agree.
     done = _wait_for(site, "archivist", lambda rows: all(row["score_svg"] or row["score_error"] for row in rows))
     assert all(row["score_svg"] for row in done), [row["score_error"] for row in done]
-    deadline = time.monotonic() + 120
-    while any(row["status"] == "done" and not (row["score_svg"] or row["score_error"]) for row in site.compositions()):
+    # And nothing is being written: a piece an earlier test left queued or rendering would write its
+    # files between the database dump and the copy of the media (files the restored database lacks).
+    deadline = time.monotonic() + 180
+    while any(row["status"] in ("pending", "generating", "rendering")
+              or (row["status"] == "done" and not (row["score_svg"] or row["score_error"]))
+              for row in site.compositions()):
         assert time.monotonic() < deadline, site.log("cluster")
         time.sleep(0.2)
     backend = "sqlite" if site.env["DATABASE_URL"].startswith("sqlite") else "postgres"
