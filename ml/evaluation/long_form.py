@@ -8,7 +8,8 @@ generator laid the plan out (its copies and sections are not read):
 - `named_is_lane`: whether the form the page names is the one its lane draws (the letters of the
   phrases, or of the sections of a long piece, one per section);
 - `phrase_bars`: the lengths of the phrases in bars; a phrase is as planned when its length in beats is
-  within a quarter of the style's phrase (its bars of about four beats: 4 bars, 16 beats, for most);
+  within a quarter of the style's phrase (its bars of about four beats: 4 bars, 16 beats, for most;
+  a chorale's phrase is what Bach writes between fermatas, 8 beats in 4/4 and 12 in 3/4);
 - `leading_note`: in a piece in a minor key, whether the raised seventh (a semitone under the
   tonic) sounds in the bar before the final bar, where the closing cadence's dominant stands.
 
@@ -32,6 +33,9 @@ import numpy as np
 from ml.data.notes import NoteSequence
 
 DEFAULT_MODEL = Path("ml/pretrained/default.keras")
+# Where a style's phrase is not about sixteen beats: Bach's chorales between fermatas, by metre (the
+# commonest spacing in the corpus's chorales: 8 beats in 4/4, 12 in 3/4).
+PHRASE_BEATS: dict[tuple[str, tuple[int, ...]], float] = {("chorale", (4, 4)): 8.0, ("chorale", (3, 4)): 12.0}
 
 
 def _beats(seq: NoteSequence) -> tuple[np.ndarray, np.ndarray]:
@@ -101,7 +105,7 @@ def measure(model: Path, styles: list[str], seconds: list[float], requests: int,
         planned = style_form(style)[1]
         for length in seconds:
             rows: dict[str, Any] = {"most_heard": [], "named_is_lane": [], "phrase_bars": [], "phrase_beats": [],
-                                    "leading_note": []}
+                                    "planned_beats": [], "leading_note": []}
             for r in range(requests):
                 # Every other request in a minor key: the leading note is measured there.
                 key = "D" if r % 2 == 0 else "any"
@@ -117,6 +121,9 @@ def measure(model: Path, styles: list[str], seconds: list[float], requests: int,
                     rows["named_is_lane"].append(named_is_lane(form))
                     rows["phrase_bars"].extend(phrase_bars(form))
                     rows["phrase_beats"].extend(b * float(form["bar_beats"]) for b in phrase_bars(form))
+                    expected = PHRASE_BEATS.get((style, tuple(int(n) for n in piece.notes.time_signature)),
+                                                planned * 4.0)
+                    rows["planned_beats"].extend(expected for _ in phrase_bars(form))
                     if key != "any":
                         rows["leading_note"].append(leading_note(piece.notes, parse_key(key), float(form["bar_beats"]),
                                                                  form["plan_start_beats"]))
@@ -125,10 +132,12 @@ def measure(model: Path, styles: list[str], seconds: list[float], requests: int,
                 "pieces": len(rows["most_heard"]),
                 "most_heard_max": max(rows["most_heard"] or [0]),
                 "named_is_lane": float(np.mean(rows["named_is_lane"])) if rows["named_is_lane"] else None,
-                # The style's phrase is `planned` bars of about four beats: within a quarter of that in beats.
-                "phrases_as_planned": float(np.mean([abs(b - planned * 4.0) <= planned for b in beats_of]))
+                # The style's phrase in beats (`planned` bars of about four beats, or PHRASE_BEATS): within
+                # a quarter of it.
+                "phrases_as_planned": float(np.mean([abs(b - e) <= e / 4 for b, e in zip(beats_of,
+                                                                                    rows["planned_beats"])]))
                 if beats_of else None,
-                "planned_phrase_beats": planned * 4.0,
+                "planned_phrase_beats": sorted(set(rows["planned_beats"])),
                 "leading_note_minor": float(np.mean(rows["leading_note"])) if rows["leading_note"] else None,
                 "minor_pieces": len(rows["leading_note"]),
             }

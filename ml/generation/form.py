@@ -41,6 +41,10 @@ DEFAULT_FORM = ("AABA", 4)
 # next phrase's pickup: of the fermatas in the training chorales in 4/4, 895 fall on beat 3 and 314
 # on beat 1; in 3/4, 187 of 224 fall on the downbeat.
 STYLE_CADENCE_BEAT: dict[tuple[str, tuple[int, int]], float] = {("chorale", (4, 4)): 2.0}
+# A style's phrase is counted in bars of about four beats (STYLE_FORMS), except where its pieces in a
+# metre phrase otherwise: Bach's chorales in 3/4 put 12 beats between fermatas (54% of the 188 phrases
+# of the training chorales in 3/4; 8 beats, two bars, in 48% of 1882 in 4/4): four bars, not two.
+STYLE_METRE_PHRASE_BARS: dict[tuple[str, tuple[int, int]], int] = {("chorale", (3, 4)): 4}
 MAX_PHRASES = 256  # 600 s of 2-bar phrases at a fast tempo is about 150
 # A piece that would hear its form more than this many times over is planned in sections.
 SECTIONS_AFTER = 2
@@ -185,6 +189,16 @@ def check_form(form: str) -> str:
 
 def style_form(style: str) -> tuple[str, int]:
     return STYLE_FORMS.get(style, DEFAULT_FORM)
+
+
+def style_phrase_bars(style: str, metre: tuple[int, int]) -> int:
+    """Bars in a phrase of the style in `metre`: its phrase of bars of about four beats (twice the
+    bars in 2/4 or 3/8, half in 4/2 or 3/2), or what its pieces in that metre do."""
+    metre = (int(metre[0]), int(metre[1]))
+    if (style, metre) in STYLE_METRE_PHRASE_BARS:
+        return STYLE_METRE_PHRASE_BARS[(style, metre)]
+    bars, bar_beats = style_form(style)[1], metre[0] * 4.0 / metre[1]
+    return bars * 2 if bar_beats <= 2 else max(1, bars // 2) if bar_beats >= 6 else bars
 
 
 def cadence_beat(style: str, metre: tuple[int, int]) -> float:

@@ -25,7 +25,7 @@ import numpy as np
 from ml.data.notes import NoteSequence, estimate_key, parse_key
 from ml.generation.chords import ChordSpan, chord_spans, progression_key
 from ml.generation.constraints import build_constraints
-from ml.generation.form import FormPlan, cadence_beat, plan_form, style_form
+from ml.generation.form import FormPlan, cadence_beat, plan_form, style_form, style_phrase_bars
 from ml.generation.harmonise import melody_line, melody_notes, melody_plan
 from ml.generation.infill import Passage
 from ml.generation.piece import GeneratedPiece
@@ -144,15 +144,11 @@ class Generator:
             beats = request.seconds * self._tempo(request) / 60.0
         else:
             beats = float(request.notes or 8) / max(0.25, float(stats.get("notes_per_beat", 2.0)))
-        form, phrase_bars = style_form(request.style)
+        form = style_form(request.style)[0]
         every = self.marks_phrases(request.style)
         polyphonic = float(stats.get("notes_per_onset", 1.0)) >= 1.5
-        if request.phrase_bars is None:
-            # The style's phrase is counted in bars of about four beats: twice the bars in 2/4 or 3/8,
-            # half in 4/2 or 3/2.
-            phrase_bars = phrase_bars * 2 if bar_beats <= 2 else max(1, phrase_bars // 2) if bar_beats >= 6 \
-                else phrase_bars
-        plan = plan_form(request.form or form, phrase_bars=request.phrase_bars or phrase_bars,
+        phrase_bars = request.phrase_bars or style_phrase_bars(request.style, request.metre)
+        plan = plan_form(request.form or form, phrase_bars=phrase_bars,
                          total_bars=max(1, round(beats / bar_beats)), bar_beats=bar_beats,
                          cadences="every" if every else "sections", ending_bars=2 if polyphonic else 1,
                          mode="minor" if request.mode in ("minor", "dorian") else "major",

@@ -4,7 +4,7 @@ from collections import Counter
 
 import pytest
 
-from ml.generation.form import THROUGH, cadence_beat, check_form, plan_form, plan_from_dict
+from ml.generation.form import THROUGH, cadence_beat, check_form, plan_form, plan_from_dict, style_phrase_bars
 
 
 def test_aabb_lays_out_four_phrases_whose_repeats_point_at_their_model() -> None:
@@ -115,6 +115,15 @@ def test_a_chorale_in_four_four_rests_on_beat_three_and_its_last_chord_on_the_do
     assert [p.cadence_at for p in again.phrases] == [p.cadence_at for p in plan.phrases]
     # A beat past the bar is no place in it: the downbeat.
     assert plan_form("AB", phrase_bars=2, total_bars=4, bar_beats=4.0, cadence_beat=4.0).phrases[0].cadence_at == 4.0
+
+
+def test_a_chorale_phrases_as_bach_does_in_its_metre() -> None:
+    # Between two fermatas: 8 beats in 4/4 (two bars), 12 in 3/4 (four bars, not two bars of six beats,
+    # half of them a held cadence).
+    assert style_phrase_bars("chorale", (4, 4)) == 2 and style_phrase_bars("chorale", (3, 4)) == 4
+    # Elsewhere a phrase is counted in bars of about four beats.
+    assert [style_phrase_bars("fiddle", m) for m in ((4, 4), (3, 4), (6, 8), (2, 4), (4, 2))] == [4, 4, 4, 8, 2]
+    assert style_phrase_bars("renaissance", (3, 2)) == 2 and style_phrase_bars("unknown", (2, 4)) == 8
 
 
 def test_the_network_is_told_of_inner_cadences_only_where_its_training_pieces_marked_them() -> None:
