@@ -226,9 +226,13 @@ class Metre(Constraint):
 # piece in the minor mode, whose leading note is raised at the close. Elsewhere (the major mode of
 # the other styles) the network approaches the close as its training pieces do (a fiddle tune ends
 # 3-2-1 as often as 5-1), and the first and last notes are drawn to the tonic triad, the bass to the
-# tonic, by CLOSING_TONIC rather than made so.
+# tonic, by these logits rather than made so. A single line's last note is pulled harder: at +2 fiddle
+# tunes closed on the tonic in 59-67% of pieces against 79% of real tunes (at +4, 73%; folk 77 / 80%
+# against 73%), while voices at +2 close about as often as real pieces do (quartets 60-67% against
+# 62%; `make evaluate`, "tonic ending").
 PERFECT_CADENCE_STYLES = frozenset({"chorale"})
 CLOSING_TONIC = 2.0
+LINE_CLOSING_TONIC = 4.0
 
 
 class Cadence(Constraint):
@@ -256,7 +260,8 @@ class Cadence(Constraint):
             return None
         third = 3 if line.mode in ("minor", "dorian") else 4
         bass = at.voice == 0 and (batch.polyphonic or line.arrived)
-        return np.where(np.isin(PITCH_CLASS, [0] if bass else [0, third, 7]), CLOSING_TONIC, 0.0)
+        pull = LINE_CLOSING_TONIC if line.arrived and not batch.polyphonic else CLOSING_TONIC
+        return np.where(np.isin(PITCH_CLASS, [0] if bass else [0, third, 7]), pull, 0.0)
 
     def pitches(self, batch: Batch, line: Line, at: At, allowed: np.ndarray) -> np.ndarray:
         if batch.chords is not None or not self._perfect(batch, line):
