@@ -281,6 +281,18 @@ def test_in_voices_the_dominant_before_the_final_tonic_sounds_its_leading_note(s
         assert not all(leading_note_before_the_end(p) for p in off)
 
 
+def test_a_chorale_in_three_four_closes_a_phrase_every_four_bars_on_the_downbeat(shipped: Generator) -> None:
+    three = shipped.plan(GenerationRequest(style="chorale", seconds=60, time_signature=(3, 4), seed=1))
+    four = shipped.plan(GenerationRequest(style="chorale", seconds=60, time_signature=(4, 4), seed=1))
+    assert {p.end - p.start for p in three.phrases} == {12.0}  # not two bars, one of them held
+    assert all(p.cadence_at == p.end - 3.0 for p in three.phrases)  # the last bar's downbeat
+    assert {p.end - p.start for p in four.phrases} == {8.0}
+    assert all(p.cadence_at == p.end - 2.0 for p in four.phrases[:-1])  # beat 3, as Bach's fermatas
+    # A piece written to that plan keeps it.
+    piece = shipped.generate(GenerationRequest(style="chorale", seconds=20, time_signature=(3, 4), seed=3))[0]
+    assert piece.plan is not None and {p.end - p.start for p in piece.plan.phrases} == {12.0}
+
+
 def test_the_voice_switch_lets_chorale_voices_leave_their_ranges(shipped: Generator) -> None:
     request = GenerationRequest(style="chorale", seconds=20, seed=9, variations=2)
     on, off = _both(shipped, "voice", request)
