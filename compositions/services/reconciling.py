@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -14,9 +14,11 @@ from django.utils import timezone
 from compositions import selectors
 from compositions.models import CompositionVersion, TrainingDataset
 from compositions.services.exports import account_export_sweep
-from compositions.services.queueing import batch_queue
+from compositions.services.queueing import FOLLOW_UP_TASK, batch_queue, queue_after_commit
 
 logger = logging.getLogger(__name__)
+# Follow-ups queued again per run of the reconciler (it runs every minute).
+UNSCORED_PER_RUN = 100
 
 
 def composition_reconcile() -> dict[str, int]:
@@ -25,10 +27,11 @@ def composition_reconcile() -> dict[str, int]:
     Runs on the cluster's schedule and when a worker starts. Two kinds of version are found:
     those a dead worker left generating or rendering (silent for Q_STALL_SECONDS), and pending
     ones whose task left the queue without claiming them (lost by the broker, or failed before
-    it could claim). Both are queued again; the task's claim makes a duplicate harmless.
+    it could claim). Both are queued again; the task's claim makes a duplicate harmless. A done
+    version whose score never came (its follow-up died with its worker) gets its follow-up again.
     """
     now = timezone.now()
-    counts = {"stalled": 0, "orphaned": 0, "failed": 0, "training_failed": 0}
+    counts = {"stalled": 0, "orphaned": 0, "failed": 0, "unscored": 0, "training_failed": 0}
     with transaction.atomic():
         # Silent for too long, or held by a worker process of this machine that is gone.
         abandoned = selectors.stalled_filter() | Q(claim__in=selectors.claims_of_dead_local_workers())
@@ -67,11 +70,27 @@ def composition_reconcile() -> dict[str, int]:
                 continue  # finished meanwhile, or its task is still in the queue
             counts["orphaned"] += 0 if was_stalled else len(ids)
             batch_queue(version_id=min(ids), batch_id=batch_id)
+    counts["unscored"] = _unscored_reconcile(now)
     counts["training_failed"] = training_reconcile()
     account_export_sweep()  # expired zips deleted, exports whose job died failed (it logs its own counts)
     if any(counts.values()):
         logger.warning("Reconciled compositions: %s", counts)
     return counts
+
+
+def _unscored_reconcile(now: datetime) -> int:
+    """Queue the follow-up (loudness, score) again for done versions with neither a score nor a reason,
+    silent for longer than a queued follow-up and its engraving may take. The follow-up is idempotent,
+    and a second engraving's files are dropped when the first one's score is in."""
+    before = now - timedelta(seconds=settings.Q_ORPHAN_SECONDS + settings.SCORE_TIMEOUT_SECONDS)
+    with transaction.atomic():
+        ids = list(CompositionVersion.objects.filter(
+            status=CompositionVersion.Status.DONE, score_svg="", score_error="", updated_at__lt=before,
+        ).values_list("id", flat=True)[:UNSCORED_PER_RUN])
+        CompositionVersion.objects.filter(id__in=ids).update(updated_at=now)  # not again until it is silent again
+        for version_id in ids:
+            queue_after_commit(FOLLOW_UP_TASK, version_id)
+    return len(ids)
 
 
 @transaction.atomic

@@ -133,10 +133,12 @@ def composition_version_score(*, version_id: int, svg_name: str = "", musicxml_n
                               bars: list[float] | None = None, error: str = "") -> bool:
     """Store a done version's score (its files, saved before), or the reason it has none.
 
-    Returns False (and removes the files) when the version is gone or no longer done.
+    Returns False (and removes the files) when the version is gone, no longer done, or already has its
+    score or its reason (a follow-up queued again by the reconciler ran beside the first).
     """
     with transaction.atomic():
-        updated = CompositionVersion.objects.filter(id=version_id, status=CompositionVersion.Status.DONE).update(
+        updated = CompositionVersion.objects.filter(
+            id=version_id, status=CompositionVersion.Status.DONE, score_svg="", score_error="").update(
             score_svg=svg_name, score_musicxml=musicxml_name, score_bars=bars or [], score_error=error[:300],
             updated_at=timezone.now(),
         )

@@ -33,6 +33,7 @@ from compositions.services.task_writes import (
     composition_version_finish,
     composition_version_progress,
     composition_version_rendering,
+    composition_version_score,
 )
 from compositions.services.training import training_request
 from tests.conftest import current
@@ -185,7 +186,36 @@ def test_a_piece_held_by_a_live_worker_is_left_alone(
         orm_queue: None, user: User, composition_factory: Callable[..., Composition]) -> None:
     piece = composition_factory(user)
     assert composition_version_claim(version_id=current(piece).id) is not None  # claimed by this process
-    assert composition_reconcile() == {"stalled": 0, "orphaned": 0, "failed": 0, "training_failed": 0}
+    assert composition_reconcile() == {"stalled": 0, "orphaned": 0, "failed": 0, "unscored": 0, "training_failed": 0}
+
+
+def test_a_done_piece_whose_score_never_came_gets_its_follow_up_again_once(
+        orm_queue: None, user: User, composition_factory: Callable[..., Composition], settings: Any,
+        django_capture_on_commit_callbacks: Callable) -> None:
+    from django_q.signing import SignedPackage
+
+    lost = composition_factory(user, status=CompositionVersion.Status.DONE)  # its follow-up died with a worker
+    scored = composition_factory(user, status=CompositionVersion.Status.DONE, score_svg="scores/x.svg")
+    reason = composition_factory(user, status=CompositionVersion.Status.DONE, score_error="Too long to engrave.")
+    recent = composition_factory(user, status=CompositionVersion.Status.DONE)  # its follow-up may be on its way
+    silent = settings.Q_ORPHAN_SECONDS + settings.SCORE_TIMEOUT_SECONDS + 5
+    for piece in (lost, scored, reason):
+        _age(piece, silent)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert composition_reconcile()["unscored"] == 1
+    queued = [SignedPackage.loads(p) for p in OrmQ.objects.values_list("payload", flat=True)]
+    assert [(t["func"], t["args"]) for t in queued] == [(queueing.FOLLOW_UP_TASK, (current(lost).id,))]
+    with django_capture_on_commit_callbacks(execute=True):
+        assert composition_reconcile()["unscored"] == 0  # not again while its follow-up may be running
+    assert current(recent).score_state == "pending"
+
+    # Two follow-ups of one version: the second one's score is not stored, and its files go.
+    first = default_storage.save("scores/first.svg", ContentFile(b"<svg/>"))
+    second = default_storage.save("scores/second.svg", ContentFile(b"<svg/>"))
+    assert composition_version_score(version_id=current(lost).id, svg_name=first, bars=[0.0])
+    assert not composition_version_score(version_id=current(lost).id, svg_name=second, bars=[0.0])
+    assert current(lost).score_svg.name == first and default_storage.exists(first)
+    assert not default_storage.exists(second)
 
 
 def test_the_reconciler_is_on_the_cluster_schedule(db: None) -> None:
