@@ -29,6 +29,8 @@ import numpy as np
 
 if TYPE_CHECKING:
     from ml.data.datasets import NoteDataset
+    from ml.data.windows import Examples
+    from ml.generation.generator import Generator
 
 # (label, lowest, highest) in beats, both ends included.
 GROUPS: tuple[tuple[str, float, float], ...] = (
@@ -76,13 +78,12 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return z / z.sum(axis=1, keepdims=True)
 
 
-def teacher_forced(model: Any, dataset: NoteDataset, style: str, *, max_notes: int = 6000, seed: int = 0,
+def teacher_forced(model: Any, examples: Examples, style: str, *, max_notes: int = 6000, seed: int = 0,
                    batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
-    """(real, predicted) shares over the held-out test notes of `style` (at most `max_notes` of them)."""
-    from ml.data.windows import batch_arrays, make_examples
+    """(real, predicted) shares over the held-out notes of `style` in `examples` (at most `max_notes`)."""
+    from ml.data.windows import batch_arrays
 
     config = replace(model.config, batch_size=batch_size)
-    examples = make_examples(dataset, config, "test")
     rows = np.flatnonzero(examples.style == config.style_index(style))
     if not len(rows):
         raise ValueError(f"No held-out test notes of style {style!r}.")
@@ -99,14 +100,10 @@ def teacher_forced(model: Any, dataset: NoteDataset, style: str, *, max_notes: i
     return shares(grid[np.concatenate(targets)]), predicted_shares(np.concatenate(probabilities), grid)
 
 
-def generated(model_path: Path, style: str, *, pieces: int, seconds: float, seed: int = 2000) -> np.ndarray:
-    """Step shares of `pieces` pieces the network writes alone (every constraint off), on its time grid."""
-    from ml.evaluation.evaluate import every_constraint
-    from ml.generation.generator import Generator
+def generated(generator: Generator, style: str, *, pieces: int, seconds: float, seed: int = 2000) -> np.ndarray:
+    """Step shares of `pieces` pieces `generator` writes (its config's time grid)."""
     from ml.generation.request import GenerationRequest
 
-    generator = Generator(model_path, off=every_constraint())
-    generator.load()
     grid = np.asarray(generator.config.time_grid)
     steps: list[np.ndarray] = []
     while len(steps) < pieces:
@@ -120,14 +117,21 @@ def generated(model_path: Path, style: str, *, pieces: int, seconds: float, seed
 
 def drift_report(model_path: Path, dataset: NoteDataset, styles: list[str], *, pieces: int = 24,
                  seconds: float = 30.0, max_notes: int = 6000) -> dict[str, Any]:
+    """The three sets per style: the test split's windows and the generator are built once for all styles."""
+    from ml.data.windows import make_examples
+    from ml.evaluation.evaluate import every_constraint
+    from ml.generation.generator import Generator
     from ml.model.network import load_model
 
     model = load_model(model_path)
+    examples = make_examples(dataset, model.config, "test")
+    generator = Generator(model_path, off=every_constraint())  # the network alone
+    generator.load()
     report: dict[str, Any] = {"model": str(model_path), "groups": list(LABELS), "pieces": pieces,
                               "seconds": seconds, "styles": {}}
     for style in styles:
-        real, predicted = teacher_forced(model, dataset, style, max_notes=max_notes)
-        written = generated(model_path, style, pieces=pieces, seconds=seconds)
+        real, predicted = teacher_forced(model, examples, style, max_notes=max_notes)
+        written = generated(generator, style, pieces=pieces, seconds=seconds)
         report["styles"][style] = {
             "real": [round(float(x), 4) for x in real],
             "predicted": [round(float(x), 4) for x in predicted],
