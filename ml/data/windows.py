@@ -171,15 +171,16 @@ def half_bar_harmony(onset: np.ndarray, duration: np.ndarray, pitch: np.ndarray,
 
 
 def batch_arrays(ex: Examples, rows: np.ndarray, config: ModelConfig, rng: np.random.Generator | None = None, *,
-                 chord_share: float = CHORD_SHARE, future_share: float = FUTURE_SHARE, transpose: bool = True
-                 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+                 chord_share: float = CHORD_SHARE, future_share: float = FUTURE_SHARE, transpose: bool = True,
+                 noise: float = 0.0) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Inputs and targets for the examples `rows`.
 
     With `rng` (training), each example is transposed at random (absolute-pitch models), and a
     model with chord inputs or future notes sees them in a random share of the examples. Without
     it, the model reads what plain generation gives it: no chords and nothing after the note.
     The shares say which part of the examples see the chords and a future (the evaluation sets
-    them to 0 or 1 to measure what each input is worth).
+    them to 0 or 1 to measure what each input is worth). `noise` (training, with `rng`) is the
+    share of window notes whose pitch, step and duration are each read from another note (`noisy`).
     """
     target = ex.targets[rows]
     shift = np.zeros(len(rows), np.int64)
@@ -210,6 +211,9 @@ def batch_arrays(ex: Examples, rows: np.ndarray, config: ModelConfig, rng: np.ra
         "next_position": ex.position[target].astype(np.int32),
         "next_cadence": ex.cadence[target].astype(np.int32),
     }
+    if rng is not None and noise > 0:
+        for name in ("pitch", "step", "duration"):
+            inputs[name] = noisy(inputs[name], pad, noise, rng, within_window=name == "pitch")
     if config.chords:
         inputs.update(chord_inputs(ex, idx, pad, target, shift, rng, chord_share))
     if config.future:
@@ -221,6 +225,29 @@ def batch_arrays(ex: Examples, rows: np.ndarray, config: ModelConfig, rng: np.ra
         "velocity": ex.velocity[target][:, None],
     }
     return inputs, outputs
+
+
+def noisy(values: np.ndarray, pad: np.ndarray, share: float, rng: np.random.Generator, *,
+          within_window: bool = False) -> np.ndarray:
+    """`values` (examples x window, padded on the left) with a `share` of the non-pad entries
+    replaced by another note's: with `within_window` (pitches) one of the same window, still in
+    its key and register; otherwise (steps, durations) one drawn from the whole batch, the note
+    values of the music it learns from. A cheap stand-in for reading its own samples (scheduled
+    sampling): the notes the network writes are mostly likely ones, sometimes not, and what
+    follows should not hang on each of them."""
+    hit = (rng.random(values.shape) < share) & ~pad
+    if not hit.any():
+        return values
+    out = values.copy()
+    rows, columns = np.nonzero(hit)
+    if within_window:
+        first = pad.sum(axis=1)[rows]
+        width = values.shape[1] - first
+        out[rows, columns] = values[rows, first + (rng.random(len(rows)) * width).astype(np.int64)]
+    else:
+        real = np.flatnonzero(~pad.reshape(-1))
+        out[rows, columns] = values.reshape(-1)[real[rng.integers(0, len(real), len(rows))]]
+    return out
 
 
 def chord_inputs(ex: Examples, idx: np.ndarray, pad: np.ndarray, target: np.ndarray, shift: np.ndarray,
@@ -313,7 +340,8 @@ class WindowBatches(keras.utils.PyDataset):
     def __getitem__(self, i: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         rows = self._order[i * self.config.batch_size:(i + 1) * self.config.batch_size]
         if self.train:
-            return batch_arrays(self.ex, rows, self.config, np.random.default_rng((self.seed, self.epoch, i)))
+            return batch_arrays(self.ex, rows, self.config, np.random.default_rng((self.seed, self.epoch, i)),
+                                noise=self.config.input_noise)
         if self.conditioned:
             return batch_arrays(self.ex, rows, self.config, np.random.default_rng((self.seed, i)), transpose=False)
         return batch_arrays(self.ex, rows, self.config, None)

@@ -105,6 +105,10 @@ class ModelConfig:
         until_embedding: Width of the embedding of the beats left to the notes after the gap.
         final_cadence: The piece's last cadence is told apart from the others (a chorale's inner
             fermatas): its beats-to-cadence classes are a second set, CADENCE_CLASSES on.
+        input_noise: In training, the share of the window's notes whose pitch, step and duration
+            are each replaced (independently) by those of another note: the network learns not to
+            take every note it reads as certain, as it must when it reads its own (see
+            ml.data.windows.noisy). Bar positions and cadence distances stay true.
     """
 
     styles: tuple[str, ...]
@@ -133,6 +137,7 @@ class ModelConfig:
     future_units: int = 64
     until_embedding: int = 8
     final_cadence: bool = False
+    input_noise: float = 0.0
 
     @property
     def window_inputs(self) -> tuple[str, ...]:
@@ -164,6 +169,8 @@ class ModelConfig:
             raise ValueError(f"future must be a whole number of notes from 0 to 64, not {self.future!r}.")
         if not 0 <= self.dropout < 1:
             raise ValueError("dropout must be in [0, 1).")
+        if not 0.0 <= self.input_noise < 1.0:
+            raise ValueError("input_noise must be in [0, 1).")
         if set(self.loss_weights) != {"pitch", "step", "duration", "velocity"}:
             raise ValueError("loss_weights needs exactly pitch, step, duration and velocity.")
         if any(not math.isfinite(w) or w < 0 for w in self.loss_weights.values()):

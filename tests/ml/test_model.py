@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ml.data.windows import WindowBatches, batch_arrays, make_examples
+from ml.data.windows import WindowBatches, batch_arrays, make_examples, noisy
 from ml.model.config import ModelConfig, key_shift, read_model_info
 from ml.model.network import build_model, compile_model, load_model, save_model
 from ml.model.train import train
@@ -18,6 +18,7 @@ from tests.tiny import tiny_config, tiny_dataset
     ({"styles": ("a", "a")}, "unique"),
     ({"window": 0}, "window must be a positive"),
     ({"dropout": 1.5}, "dropout"),
+    ({"input_noise": 1.0}, "input_noise"),
     ({"loss_weights": {"pitch": 1.0}}, "loss_weights"),
     ({"default_tempos": (500.0,)}, "tempo"),
     ({"time_grid": (0.5, 0.25)}, "time_grid"),
@@ -52,6 +53,38 @@ def test_windows_are_padded_at_piece_starts_and_never_cross_pieces() -> None:
     piece = int(examples.piece[first_of_second_piece])
     assert outputs["pitch"][0] == dataset.pitch[target] - key_shift(int(dataset.piece_key[piece]))
     assert inputs["next_position"][0] == examples.position[target]
+
+
+def test_input_noise_replaces_a_share_of_the_notes_read_and_never_what_is_predicted() -> None:
+    rng = np.random.default_rng(0)
+    pad = np.zeros((400, 24), bool)
+    pad[:, :4] = True  # the first notes of a piece: nothing before them
+    pitch = np.where(pad, 128, 60 + rng.integers(0, 12, pad.shape) + 24 * (np.arange(400) % 2)[:, None])
+    out = noisy(pitch, pad, 0.2, np.random.default_rng(1), within_window=True)
+    changed = out != pitch
+    assert 0.15 < changed[~pad].mean() < 0.2 and not changed[pad].any()  # a share (some draw their own note)
+    for row in range(400):  # a pitch is another note of its own window: its key and its register
+        assert set(out[row][~pad[row]]) <= set(pitch[row][~pad[row]])
+    steps = np.where(pad, 99, np.tile([10, 16], (400, 12)))
+    drawn = noisy(steps, pad, 0.2, np.random.default_rng(2))
+    assert set(np.unique(drawn[~pad])) == {10, 16} and (drawn[pad] == 99).all()  # note values of the batch
+    assert noisy(steps, pad, 0.0, np.random.default_rng(2)) is steps
+
+    dataset = tiny_dataset()
+    config = replace(tiny_config(dataset), input_noise=0.5)
+    examples = make_examples(dataset, config, "train")
+    batches = WindowBatches(examples, config, train=True, seed=3)
+    noised, targets = batches[0]
+    true, true_targets = batch_arrays(examples, batches._order[:config.batch_size], config,
+                                      np.random.default_rng((3, 0, 0)))
+    real = true["pitch"] != 128
+    assert (noised["pitch"] != true["pitch"])[real].mean() > 0.2  # the notes read are noised in training
+    for name in ("position", "cadence", "next_step", "next_position"):  # where they fall stays true
+        assert np.array_equal(noised[name], true[name])
+    assert all(np.array_equal(targets[name], true_targets[name]) for name in targets)  # and what is predicted
+    evaluation, _ = WindowBatches(examples, config, train=False)[0]
+    assert np.array_equal(evaluation["pitch"], batch_arrays(examples, np.arange(len(evaluation["pitch"])),
+                                                            config)[0]["pitch"])  # evaluation reads true notes
 
 
 def test_save_and_load_give_identical_predictions(tmp_path: Path) -> None:
