@@ -126,7 +126,8 @@ class GenerationRequest:
         help="Beats per bar over the beat's note value, such as 3/4 or 6/8; empty for one of the style's own metres.")
     key: str = _control(
         "any", kind="choice", label="Key", choices=tuple((k, "Any key" if k == "any" else k) for k in KEYS),
-        help="Every note is in the scale of this key and mode.")
+        help="Notes outside this key's scale are made rarer, and in minor the leading note comes before "
+             "cadences; with Any key, a key the style's pieces use, and the network's own notes.")
     mode: str = _control(
         "major", kind="choice", label="Mode", choices=tuple((m, m.title()) for m in MODES),
         help="Applies only with a key.")
