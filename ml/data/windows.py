@@ -7,7 +7,7 @@ computed here once per piece; `WindowBatches` cuts the windows and shuffles them
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -250,6 +250,37 @@ def noisy(values: np.ndarray, pad: np.ndarray, share: float, rng: np.random.Gene
     return out
 
 
+Predict = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
+
+
+def own_samples(ex: Examples, rows: np.ndarray, config: ModelConfig, inputs: dict[str, np.ndarray],
+                predict: Predict, share: float, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """`inputs` with the last window note of a `share` of the examples replaced by the network's own
+    sample for that note: its step drawn from the network's step distribution and its pitch and
+    duration from theirs given the real step, each given the real notes before it (what generation
+    reads, without chords or notes after a gap). The targets stay the real notes, so the network
+    learns to go on from a note it wrote as well as from one the composer wrote (scheduled sampling,
+    one note deep: what each next note costs is one more forward pass over a `share` of the batch)."""
+    target = ex.targets[rows]
+    previous = np.clip(np.searchsorted(ex.targets, target - 1), 0, len(ex.targets) - 1)
+    chosen = ((ex.targets[previous] == target - 1) & (target - 1 >= ex.first[rows])
+              & (rng.random(len(rows)) < share))
+    if not chosen.any():
+        return inputs
+    before, _ = batch_arrays(ex, previous[chosen], config, None)
+    out = predict(before)
+    inputs = dict(inputs)
+    for name in ("step", "pitch", "duration"):
+        logits = np.asarray(out[name], dtype=np.float64)
+        p = np.exp(logits - logits.max(axis=1, keepdims=True))
+        cumulative = np.cumsum(p / p.sum(axis=1, keepdims=True), axis=1)
+        drawn = (cumulative < rng.random((len(logits), 1))).sum(axis=1).clip(0, logits.shape[1] - 1)
+        column = inputs[name].copy()
+        column[chosen, -1] = drawn
+        inputs[name] = column
+    return inputs
+
+
 def chord_inputs(ex: Examples, idx: np.ndarray, pad: np.ndarray, target: np.ndarray, shift: np.ndarray,
                  rng: np.random.Generator | None, share: float = CHORD_SHARE) -> dict[str, np.ndarray]:
     """The harmony of each window note's half bar and of the note to predict, for a share of the
@@ -312,6 +343,8 @@ class WindowBatches(keras.utils.PyDataset):
         super().__init__()
         self.ex, self.config, self.train, self.seed = examples, config, train, seed
         self.conditioned = conditioned
+        # What the network predicts for some inputs: set by training when the config asks for its own samples.
+        self.predict: Predict | None = None
         self.epoch = 0
         self.steps = steps
         # Per example, how often an epoch draws it: 1, or its style's weight (oversampling).
@@ -340,8 +373,11 @@ class WindowBatches(keras.utils.PyDataset):
     def __getitem__(self, i: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         rows = self._order[i * self.config.batch_size:(i + 1) * self.config.batch_size]
         if self.train:
-            return batch_arrays(self.ex, rows, self.config, np.random.default_rng((self.seed, self.epoch, i)),
-                                noise=self.config.input_noise)
+            rng = np.random.default_rng((self.seed, self.epoch, i))
+            inputs, outputs = batch_arrays(self.ex, rows, self.config, rng, noise=self.config.input_noise)
+            if self.predict is not None and self.config.own_samples > 0:
+                inputs = own_samples(self.ex, rows, self.config, inputs, self.predict, self.config.own_samples, rng)
+            return inputs, outputs
         if self.conditioned:
             return batch_arrays(self.ex, rows, self.config, np.random.default_rng((self.seed, i)), transpose=False)
         return batch_arrays(self.ex, rows, self.config, None)

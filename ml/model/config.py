@@ -109,6 +109,10 @@ class ModelConfig:
             are each replaced (independently) by those of another note: the network learns not to
             take every note it reads as certain, as it must when it reads its own (see
             ml.data.windows.noisy). Bar positions and cadence distances stay true.
+        own_samples: In training, the share of the examples whose last window note is the network's
+            own sample for it (its pitch, step and duration drawn from the network's prediction
+            given the real notes before it), the targets staying true: scheduled sampling, one
+            note deep (see ml.data.windows.own_samples).
     """
 
     styles: tuple[str, ...]
@@ -138,6 +142,7 @@ class ModelConfig:
     until_embedding: int = 8
     final_cadence: bool = False
     input_noise: float = 0.0
+    own_samples: float = 0.0
 
     @property
     def window_inputs(self) -> tuple[str, ...]:
@@ -171,6 +176,8 @@ class ModelConfig:
             raise ValueError("dropout must be in [0, 1).")
         if not 0.0 <= self.input_noise < 1.0:
             raise ValueError("input_noise must be in [0, 1).")
+        if not 0.0 <= self.own_samples <= 1.0:
+            raise ValueError("own_samples must be in [0, 1].")
         if set(self.loss_weights) != {"pitch", "step", "duration", "velocity"}:
             raise ValueError("loss_weights needs exactly pitch, step, duration and velocity.")
         if any(not math.isfinite(w) or w < 0 for w in self.loss_weights.values()):

@@ -173,10 +173,16 @@ def train(dataset: NoteDataset, config: ModelConfig, out: Path, *, epochs: int =
         shutil.rmtree(backup)
     train_batches = WindowBatches(train_ex, config, train=True, seed=seed, steps=steps_per_epoch,
                                   style_weights=style_weights, cadence_weight=cadence_weight)
+    if config.own_samples > 0:
+        train_batches.predict = lambda inputs: {name: keras.ops.convert_to_numpy(value)
+                                                for name, value in model(inputs, training=False).items()}
     # Validation as trained: the chords and the notes after a gap shown in the training shares.
     valid_batches = WindowBatches(valid_ex, config, train=False, conditioned=True)
     model.fit(
-        as_tf_dataset(train_batches), validation_data=as_tf_dataset(valid_batches),
+        # Batches that draw the network's own samples are not prefetched ahead (as_tf_dataset): each
+        # reads the network as it is at its training step.
+        train_batches if train_batches.predict is not None else as_tf_dataset(train_batches),
+        validation_data=as_tf_dataset(valid_batches),
         steps_per_epoch=len(train_batches), validation_steps=len(valid_batches),
         epochs=epochs, callbacks=callbacks, verbose=verbose, shuffle=False,  # WindowBatches shuffles
     )

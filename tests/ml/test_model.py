@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ml.data.windows import WindowBatches, batch_arrays, make_examples, noisy
+from ml.data.windows import WindowBatches, batch_arrays, make_examples, noisy, own_samples
 from ml.model.config import ModelConfig, key_shift, read_model_info
 from ml.model.network import build_model, compile_model, load_model, save_model
 from ml.model.train import train
@@ -19,6 +19,7 @@ from tests.tiny import tiny_config, tiny_dataset
     ({"window": 0}, "window must be a positive"),
     ({"dropout": 1.5}, "dropout"),
     ({"input_noise": 1.0}, "input_noise"),
+    ({"own_samples": 1.5}, "own_samples"),
     ({"loss_weights": {"pitch": 1.0}}, "loss_weights"),
     ({"default_tempos": (500.0,)}, "tempo"),
     ({"time_grid": (0.5, 0.25)}, "time_grid"),
@@ -85,6 +86,40 @@ def test_input_noise_replaces_a_share_of_the_notes_read_and_never_what_is_predic
     evaluation, _ = WindowBatches(examples, config, train=False)[0]
     assert np.array_equal(evaluation["pitch"], batch_arrays(examples, np.arange(len(evaluation["pitch"])),
                                                             config)[0]["pitch"])  # evaluation reads true notes
+
+
+def test_own_samples_put_the_network_s_note_last_in_the_window_and_keep_the_real_targets(tmp_path: Path) -> None:
+    dataset = tiny_dataset()
+    config = replace(tiny_config(dataset), own_samples=1.0)
+    examples = make_examples(dataset, config, "train")
+    calls: list[int] = []
+
+    def certain(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:  # a network sure of one note
+        calls.append(len(inputs["pitch"]))
+        rows = len(inputs["pitch"])
+        out = {"pitch": np.full((rows, 129), -50.0), "step": np.full((rows, config.time_classes), -50.0),
+               "duration": np.full((rows, config.time_classes), -50.0)}
+        out["pitch"][:, 7], out["step"][:, 5], out["duration"][:, 9] = 50.0, 50.0, 50.0
+        return out
+
+    batches = WindowBatches(examples, config, train=True, seed=3)
+    rows = batches._order[:config.batch_size]
+    plain, plain_targets = batches[0]
+    batches.predict = certain
+    inputs, targets = batches[0]
+    after_a_note = examples.targets[rows] - 1 >= examples.first[rows]  # the first note of a piece reads nothing
+    assert calls == [int(after_a_note.sum())] and after_a_note.any() and not after_a_note.all()
+    assert (inputs["pitch"][after_a_note, -1] == 7).all() and (inputs["step"][after_a_note, -1] == 5).all()
+    assert (inputs["duration"][after_a_note, -1] == 9).all()
+    assert np.array_equal(inputs["pitch"][~after_a_note], plain["pitch"][~after_a_note])
+    assert np.array_equal(inputs["pitch"][:, :-1], plain["pitch"][:, :-1])  # only the last note is its own
+    assert all(np.array_equal(targets[name], plain_targets[name]) for name in targets)  # what it learns stays real
+    none = own_samples(examples, rows, config, plain, certain, 0.0, np.random.default_rng(0))
+    assert none is plain and len(calls) == 1
+
+    # Training draws them from the network as it learns.
+    result = train(dataset, replace(config, own_samples=0.5), tmp_path / "own.keras", epochs=1, verbose=0)
+    assert np.isfinite(result.history[0]["loss"]) and load_model(result.model_path).config.own_samples == 0.5
 
 
 def test_save_and_load_give_identical_predictions(tmp_path: Path) -> None:
