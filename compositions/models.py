@@ -157,7 +157,7 @@ class CompositionVersion(models.Model):
     # [[start_s, label], ...] at each chord change; label None where no chord sounds.
     chords_json = models.JSONField(default=list, blank=True)
     # The form it was written to: {"form", "bars", "key", "phrases": [{"letter", "start_s", "end_s",
-    # "first_bar", "last_bar", "repeat_of", "varied", "cadence"}, ...]}; {} before it is done.
+    # "first_bar", "last_bar", "repeat_of", "varied", "ornamented", "cadence"}, ...]}; {} before it is done.
     form_json = models.JSONField(default=dict, blank=True)
     detected_key = models.CharField(max_length=16, blank=True)  # "D minor", estimated from the notes
     # What was asked and what the piece did, one check per control the user set (ml.pipeline.piece_report):

@@ -93,7 +93,9 @@ class PhraseSerializer(serializers.Serializer):
     first_bar = serializers.IntegerField()
     last_bar = serializers.IntegerField()
     repeat_of = serializers.IntegerField(allow_null=True, help_text="Index of the phrase this one repeats")
-    varied = serializers.BooleanField(help_text="A repeat with an ending of its own")
+    varied = serializers.BooleanField(help_text="A repeat with an ending of its own, or ornamented")
+    ornamented = serializers.BooleanField(
+        required=False, help_text="A return whose strong beats are its model's and whose notes between them are new")
     cadence = serializers.BooleanField(help_text="The phrase closes on a cadence")
     section = serializers.IntegerField(required=False, help_text="Its section (a long piece is planned in sections)")
     key = serializers.IntegerField(required=False,

@@ -189,12 +189,18 @@ class Repeats(Constraint):
                 if source.start - 1e-9 <= note[0] < source.start + phrase.copy_until - 1e-9]
 
     def queue(self, batch: Batch, line: Line, index: int) -> None:
-        """Queue the notes of phrase `index`, moved to where it starts."""
+        """Queue the notes of phrase `index`, moved to where it starts (an ornamented return's: those
+        on its strong beats, between which the sampler lets the network write)."""
         phrase = batch.plan.phrases[index]
         offset = phrase.start - (phrase.start if phrase.copy_of is None else batch.plan.phrases[phrase.copy_of].start)
         line.queue = [(onset + offset, pitch, min(duration, phrase.start + phrase.copy_until - onset - offset)
                        if phrase.final else duration, velocity)
                       for onset, pitch, duration, velocity in self.copied_notes(batch, line, index)]
+        line.ornament = phrase.ornamented and phrase.copy_of is not None
+        if line.ornament:
+            strong = strong_beats(batch.plan.bar_beats, batch.beat)
+            line.queue = [note for note in line.queue
+                          if abs((note[0] - phrase.start + 1e-9) % strong) < 1e-6]
         line.not_before = phrase.start + phrase.copy_until
         line.vary = None
         if phrase.copy_of is not None and phrase.copy_until < phrase.end - phrase.start - 1e-9:
@@ -210,6 +216,13 @@ class Repeats(Constraint):
         other = allowed.copy()
         other[list(line.vary[1])] = False
         return other if other.any() else allowed
+
+
+def strong_beats(bar_beats: float, beat: float) -> float:
+    """Beats between the strong beats of a bar: two beats in a bar of four (4/4's beats 1 and 3,
+    12/8's first and third dotted quarters), else the bar (3/4, 2/4 and 6/8 have one strong beat)."""
+    pulses = int(round(bar_beats / beat)) if beat > 0 else 1
+    return 2 * beat if pulses >= 4 and pulses % 2 == 0 else bar_beats
 
 
 class Metre(Constraint):

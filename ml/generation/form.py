@@ -73,6 +73,9 @@ class Phrase:
         section: Index of its section (a long piece is planned in sections, one per letter of the
             form; a short one is one section).
         key: Semitones from the home tonic up to the tonic of its section's key (0: at home).
+        ornamented: A return (its model phrase heard before other music came between, and no
+            strain restated with it): only the notes on its strong beats are copied, and the
+            network writes what lies between them anew, leading to each (a varied reprise).
     """
 
     letter: str
@@ -86,6 +89,7 @@ class Phrase:
     varied: bool = False
     section: int = 0
     key: int = 0
+    ornamented: bool = False
 
     @property
     def bars(self) -> float:
@@ -148,7 +152,8 @@ class FormPlan:
                          "first_bar": int(round(p.start / self.bar_beats)) + 1,
                          "last_bar": int(round(p.end / self.bar_beats)),
                          "repeat_of": p.copy_of,
-                         "varied": p.varied or (p.copy_of is not None and p.copy_until < p.bars),
+                         "varied": p.varied or (p.copy_of is not None and (p.copy_until < p.bars or p.ornamented)),
+                         "ornamented": p.ornamented,
                          "cadence": p.cadence, "cadence_at": p.cadence_at, "section": p.section,
                          "key": p.key} for p in self.phrases],
         }
@@ -169,7 +174,8 @@ def plan_from_dict(data: dict[str, Any]) -> FormPlan:
                               copy_until=max(0.0, copy_until), cadence=bool(row.get("cadence", True)),
                               cadence_at=float(row.get("cadence_at", end - bar_beats)), final=i == len(rows) - 1,
                               varied=varied and copy_of is None, section=int(row.get("section", 0)),
-                              key=int(row.get("key", 0))))
+                              key=int(row.get("key", 0)),
+                              ornamented=bool(row.get("ornamented")) and copy_of is not None))
     return FormPlan(form=str(data.get("form", "")), bar_beats=bar_beats, bars=int(data["bars"]), phrases=tuple(phrases))
 
 
@@ -221,6 +227,9 @@ def plan_form(form: str, *, phrase_bars: int, total_bars: int, bar_beats: float,
     a related key (the dominant of a major key, the relative major of a minor one). No phrase is
     heard note for note more than `VERBATIM` times: a later return writes its second half anew, and
     a repeat that leads on to other music (AABB's second A) has a second ending, its last bar anew.
+    A return after other music (AABA's last A, ABA's second A) is ornamented: its strong beats are
+    its model's, what lies between them is written anew. An immediate repeat (AA) and a strain
+    restated whole (ABAB's second AB, the chorale's repeated Stollen) are copied as they are.
     `cadences` is "every" (each phrase closes, as chorale phrases at their fermatas) or "sections"
     (phrases whose next phrase has another label, and the last). A last phrase that repeats an
     earlier one writes its last `ending_bars` anew: the close (a single line needs only its final
@@ -277,10 +286,18 @@ def plan_form(form: str, *, phrase_bars: int, total_bars: int, bar_beats: float,
             first_of.setdefault(label, i)
         next_label = labels[i + 1] if not final else None
         cadence = final or cadences == "every" or next_label != label
+        # A return, not a repeat: neither straight after its model phrase, nor a strain restated
+        # with the phrase before or after it (in the form as written: a chorale cut short after
+        # ABA is singing its Stollen AB again).
+        following = next_label if next_label is not None else (
+            shape[i + 1] if len(labels) < len(shape) else None)
+        ornamented = source is not None and labels[i - 1] != label and not (
+            following is not None and source + 1 < i and labels[source + 1] == following) and not (
+            source >= 1 and labels[source - 1] == labels[i - 1])
         phrases.append(Phrase(letter=label, start=start, end=end, copy_of=source, copy_until=copy_until,
                               cadence=cadence, cadence_at=end - bar_beats + (0.0 if final else arrive),
                               final=final, section=sections[i],
-                              key=keys[i]))
+                              key=keys[i], ornamented=ornamented))
         start = end
     name = form if form == THROUGH else (shape if max(sections) > 0 else "".join(labels))
     return FormPlan(form=name, bar_beats=bar_beats, bars=int(round(start / bar_beats)), phrases=tuple(phrases))

@@ -64,6 +64,8 @@ class Line:
     durations: list[float] = field(default_factory=list)
     velocities: list[float] = field(default_factory=list)
     queue: list[tuple[float, int, float, float]] = field(default_factory=list)  # notes of a repeat, to copy
+    # The queue holds an ornamented return's strong-beat notes: the network writes between them.
+    ornament: bool = False
     forced: tuple[float, int, float, float] | None = None  # the copied note this step writes
     chord: list[int] = field(default_factory=list)  # pitches at the current onset
     previous_sounding: list[int] = field(default_factory=list)  # pitches sounding at the previous onset
@@ -137,7 +139,7 @@ class Batch:
         self.next_until = np.full(self.size, UNTIL_CLASSES - 1, np.int32)
         self.next_chord = np.zeros((self.size, 12), np.float32)
         self._future_seen: list[tuple[int, bool, bool]] = []
-        self._first_ahead: dict[tuple[Line, int], float | None] = {}
+        self._first_ahead: dict[tuple[Line, int, int], float | None] = {}
         # Per line, the pitches it may ever use (the range): also what is left when the other
         # constraints together allow nothing.
         self.allowed: list[np.ndarray] = []
@@ -188,6 +190,8 @@ class Batch:
 
     def _ahead_known(self, line: Line) -> bool:
         """Whether the notes the line's next stretch leads into are known now (cheap: no notes read)."""
+        if line.queue and line.ornament and not line.scoring:
+            return True  # the next kept note of an ornamented return
         if line.boundary >= len(self.boundaries) or line.scoring or line.queue:
             return False
         _, kind, index = self.boundaries[line.boundary]
@@ -204,6 +208,8 @@ class Batch:
         after a gap, or a repeat's notes once its model phrase is written."""
         if not self._ahead_known(line):
             return []
+        if line.queue:  # an ornamented return: its kept notes
+            return list(line.queue)
         _, kind, index = self.boundaries[line.boundary]
         if kind == "join":
             return list(line.after)
@@ -215,7 +221,8 @@ class Batch:
                 for onset, pitch, duration, velocity in self.repeats.copied_notes(self, line, index)]
 
     def _future_state(self) -> list[tuple[int, bool, bool]]:
-        return [(line.boundary, bool(line.queue) or line.scoring, self._ahead_known(line)) for line in self.lines]
+        return [(line.boundary, len(line.queue) if line.ornament else bool(line.queue) or line.scoring,
+                 self._ahead_known(line)) for line in self.lines]
 
     def future_changed(self) -> bool:
         """Whether any line's notes ahead changed since the last `future_arrays` (a boundary passed,
@@ -255,7 +262,7 @@ class Batch:
         (a repeat's notes are found among every note written, too slow to do at every step)."""
         if not self._ahead_known(line):
             return UNTIL_CLASSES - 1
-        key = (line, line.boundary)
+        key = (line, line.boundary, len(line.queue) if line.ornament else -1)
         if key not in self._first_ahead:
             notes = self.ahead(line)
             self._first_ahead[key] = notes[0][0] if notes else None
@@ -305,6 +312,10 @@ class Batch:
         if line.finished:
             return line.position
         if line.queue:
+            if line.ornament and not line.scoring and line.onsets:
+                free = self._between(line, logits, rng)
+                if free is not None:
+                    return free
             line.forced = line.queue.pop(0)
             return line.forced[0]
         if line.scoring:  # every note after the gap has been scored
@@ -332,7 +343,8 @@ class Batch:
                 line.finished = True
             return line.position
         boundary = self.boundaries[line.boundary][0]
-        copying_left_off = line.not_before > line.position + 1e-9
+        # An ornamented return's network goes on writing between its last kept note and its end.
+        copying_left_off = line.not_before > line.position + 1e-9 and not line.ornament
         if chord_full or copying_left_off:  # no note joins a full chord, or a copied one
             mask[0] = False
         # The model's step is sampled as it is; a step past the next boundary lands on it (a phrase
@@ -349,12 +361,33 @@ class Batch:
             return self._arrive(line, boundary)
         return onset
 
+    def _between(self, line: Line, logits: np.ndarray, rng: np.random.Generator) -> float | None:
+        """In an ornamented return, the onset of a note the network writes before the next kept
+        (strong-beat) note, or None where its step reaches that note: the kept note comes next."""
+        kept = line.queue[0][0]
+        if kept <= line.position + 1e-9:
+            return None
+        mask = np.ones(len(self.grid), dtype=bool)
+        mask[self.max_step_class:] = False
+        if len(line.chord) >= MAX_CHORD_NOTES:
+            mask[0] = False
+        for constraint in self.constraints:
+            mask = constraint.steps(self, line, mask)
+        c = sample(logits, mask, self.request.timing_temperature, 0, 1.0, rng)
+        onset = line.position + self.grid[c]
+        if onset >= kept - 1e-6:
+            return None
+        if c != 0 and not self.polyphonic and line.durations:
+            # A single line: the kept note before it gives way to the new one.
+            line.durations[-1] = min(line.durations[-1], onset - line.position)
+        return onset
+
     def _arrive(self, line: Line, beat: float) -> float:
         """Reach a hard boundary: start copying a repeat, or sound the final cadence."""
         _, kind, index = self.boundaries[line.boundary]
         line.boundary += 1
         if kind == "join":  # the end of a gap: what follows it is fed through and scored
-            line.scoring = True
+            line.scoring, line.ornament = True, False
             line.queue = list(line.after)
             if not line.queue:
                 line.finished = True

@@ -147,7 +147,8 @@
       block.setAttribute("role", "listitem");
       block.textContent = phrase.letter + (phrase.varied ? "\u2032" : "");
       block.title = "Phrase " + phrase.letter + ", bars " + phrase.first_bar + "\u2013" + phrase.last_bar +
-        (phrase.repeat_of !== null ? (phrase.varied ? " (a repeat with its own ending)" : " (a repeat)") : "") +
+        (phrase.repeat_of !== null ? (phrase.ornamented ? " (an ornamented return: its strong beats as before)" :
+          phrase.varied ? " (a repeat with its own ending)" : " (a repeat)") : "") +
         (phrase.cadence ? ", closing on a cadence" : "");
       block.addEventListener("click", function () { say(block.title); });
       formLane.appendChild(block);

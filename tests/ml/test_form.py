@@ -137,3 +137,22 @@ def test_the_network_is_told_of_inner_cadences_only_where_its_training_pieces_ma
     told = replace(plan, signalled=False)
     assert told.next_cadence(0.0) == 28.0 and told.next_signal(0.0) == 60.0 and told.next_signal(20.0) == 60.0
     assert told.next_signal(60.5) is None
+
+
+def test_a_return_after_other_music_is_ornamented_and_a_repeat_or_restated_strain_is_not() -> None:
+    def ornamented(form: str, count: int) -> list[bool]:
+        return [p.ornamented for p in plan_form(form, phrase_bars=4, total_bars=4 * count, bar_beats=4.0).phrases]
+
+    assert ornamented("AABA", 4) == [False, False, False, True]  # the last A comes back after B
+    assert ornamented("ABA", 3) == [False, False, True]
+    assert ornamented("AABB", 4) == [False] * 4  # straight repeats, as with repeat signs
+    assert ornamented("ABAB", 4) == [False] * 4  # the strain AB restated whole
+    assert ornamented("ABABCD", 6) == [False] * 6  # a chorale's Stollen sung twice
+    assert ornamented("ABABCD", 3) == [False] * 3  # ... even where the piece ends before its B
+    assert ornamented("AABBAABB", 8) == [False] * 8  # the tune played again as it was
+    assert ornamented("AABBA", 5) == [False, False, False, False, True]
+    plan = plan_form("AABA", phrase_bars=4, total_bars=16, bar_beats=4.0)
+    shown = plan.to_dict()["phrases"]
+    assert [p["ornamented"] for p in shown] == [False, False, False, True]
+    assert shown[3]["varied"]  # the lane shows it as A′
+    assert [p.ornamented for p in plan_from_dict(plan.to_dict()).phrases] == [False, False, False, True]

@@ -344,3 +344,29 @@ def test_a_repeat_with_a_new_ending_starts_that_ending_on_another_note(generator
                 checked += 1
                 assert min(now) not in was  # the lowest new note is not one its model had there
     assert checked >= 3
+
+
+@pytest.mark.parametrize("metre, strong", [((4, 4), 2.0), ((3, 4), 3.0), ((6, 8), 3.0), ((2, 4), 2.0)])
+def test_an_ornamented_return_keeps_its_models_strong_beats_and_writes_between_them(
+        generator: Generator, metre: tuple[int, int], strong: float) -> None:
+    from ml.generation.constraints import strong_beats
+
+    bar = metre[0] * 4.0 / metre[1]
+    assert strong_beats(bar, 1.5 if metre == (6, 8) else 4.0 / metre[1]) == strong
+    changed = 0
+    for seed in range(3):
+        piece = generator.generate(GenerationRequest(style="alpha", seconds=3 * 4 * bar / 2, tempo_bpm=120, seed=seed,
+                                                     form="ABA", phrase_bars=4, time_signature=metre))[0]
+        assert piece.plan is not None and piece.plan.letters == "ABA"
+        model, ret = piece.plan.phrases[0], piece.plan.phrases[2]
+        assert ret.ornamented and ret.copy_of == 0
+        first, again = _phrase_notes(piece, 0), _phrase_notes(piece, 2)
+        on_strong = [(o, p) for o, p, _ in first if o < ret.copy_until - bar and abs(o % strong) < 1e-6]
+        assert on_strong  # the bars before the close: its new ending leads to the final cadence
+        # Every strong-beat note of the model comes back, at its place, with its pitch.
+        assert set(on_strong) <= {(o, p) for o, p, _ in again}
+        between = [(o, p) for o, p, _ in again if abs(o % strong) > 1e-6]
+        changed += between != [(o, p) for o, p, _ in first if abs(o % strong) > 1e-6 and o < ret.copy_until]
+    assert changed >= 2  # what lies between the strong beats is written anew
+    form = piece.form()
+    assert form is not None and [p["varied"] for p in form["phrases"]] == [False, False, True]
