@@ -138,7 +138,7 @@ class Batch:
         # What a model with chord inputs or future notes is told about the note it predicts.
         self.next_until = np.full(self.size, UNTIL_CLASSES - 1, np.int32)
         self.next_chord = np.zeros((self.size, 12), np.float32)
-        self._future_seen: list[tuple[int, bool, bool]] = []
+        self._future_seen: list[tuple[int, int, bool]] = []
         self._first_ahead: dict[tuple[Line, int, int], float | None] = {}
         # Per line, the pitches it may ever use (the range): also what is left when the other
         # constraints together allow nothing.
@@ -220,8 +220,9 @@ class Batch:
         return [(onset + offset, pitch, duration, velocity)
                 for onset, pitch, duration, velocity in self.repeats.copied_notes(self, line, index)]
 
-    def _future_state(self) -> list[tuple[int, bool, bool]]:
-        return [(line.boundary, len(line.queue) if line.ornament else bool(line.queue) or line.scoring,
+    def _future_state(self) -> list[tuple[int, int, bool]]:
+        # An ornamented return's next kept note changes as its queue is read: the count is the state.
+        return [(line.boundary, len(line.queue) if line.ornament else int(bool(line.queue) or line.scoring),
                  self._ahead_known(line)) for line in self.lines]
 
     def future_changed(self) -> bool:

@@ -358,7 +358,7 @@ def test_an_ornamented_return_keeps_its_models_strong_beats_and_writes_between_t
         piece = generator.generate(GenerationRequest(style="alpha", seconds=3 * 4 * bar / 2, tempo_bpm=120, seed=seed,
                                                      form="ABA", phrase_bars=4, time_signature=metre))[0]
         assert piece.plan is not None and piece.plan.letters == "ABA"
-        model, ret = piece.plan.phrases[0], piece.plan.phrases[2]
+        ret = piece.plan.phrases[2]
         assert ret.ornamented and ret.copy_of == 0
         first, again = _phrase_notes(piece, 0), _phrase_notes(piece, 2)
         on_strong = [(o, p) for o, p, _ in first if o < ret.copy_until - bar and abs(o % strong) < 1e-6]
