@@ -197,10 +197,20 @@ class Repeats(Constraint):
                        if phrase.final else duration, velocity)
                       for onset, pitch, duration, velocity in self.copied_notes(batch, line, index)]
         line.ornament = phrase.ornamented and phrase.copy_of is not None
+        line.between = []
         if line.ornament:
             strong = strong_beats(batch.plan.bar_beats, batch.beat)
-            line.queue = [note for note in line.queue
-                          if abs((note[0] - phrase.start + 1e-9) % strong) < 1e-6]
+            kept = [abs((note[0] - phrase.start + 1e-9) % strong) < 1e-6 for note in line.queue]
+            # Between two kept notes the network writes at most one note more than the model had
+            # there: an ornament, not a denser texture (a 600-s quartet would outrun its notes).
+            dropped = 0
+            for keep in kept:
+                if keep:
+                    line.between.append(dropped + 1)
+                    dropped = 0
+                else:
+                    dropped += 1
+            line.queue = [note for note, keep in zip(line.queue, kept) if keep]
         line.not_before = phrase.start + phrase.copy_until
         line.vary = None
         if phrase.copy_of is not None and phrase.copy_until < phrase.end - phrase.start - 1e-9:

@@ -66,6 +66,7 @@ class Line:
     queue: list[tuple[float, int, float, float]] = field(default_factory=list)  # notes of a repeat, to copy
     # The queue holds an ornamented return's strong-beat notes: the network writes between them.
     ornament: bool = False
+    between: list[int] = field(default_factory=list)  # per kept note, how many notes may come before it
     forced: tuple[float, int, float, float] | None = None  # the copied note this step writes
     chord: list[int] = field(default_factory=list)  # pitches at the current onset
     previous_sounding: list[int] = field(default_factory=list)  # pitches sounding at the previous onset
@@ -317,6 +318,8 @@ class Batch:
                 free = self._between(line, logits, rng)
                 if free is not None:
                     return free
+                if line.between:
+                    line.between.pop(0)
             line.forced = line.queue.pop(0)
             return line.forced[0]
         if line.scoring:  # every note after the gap has been scored
@@ -366,7 +369,7 @@ class Batch:
         """In an ornamented return, the onset of a note the network writes before the next kept
         (strong-beat) note, or None where its step reaches that note: the kept note comes next."""
         kept = line.queue[0][0]
-        if kept <= line.position + 1e-9:
+        if kept <= line.position + 1e-9 or (line.between and line.between[0] <= 0):
             return None
         mask = np.ones(len(self.grid), dtype=bool)
         mask[self.max_step_class:] = False
@@ -381,6 +384,8 @@ class Batch:
         if c != 0 and not self.polyphonic and line.durations:
             # A single line: the kept note before it gives way to the new one.
             line.durations[-1] = min(line.durations[-1], onset - line.position)
+        if line.between:
+            line.between[0] -= 1
         return onset
 
     def _arrive(self, line: Line, beat: float) -> float:
@@ -404,10 +409,12 @@ class Batch:
         self.repeats.queue(self, line, index)
         if self.loops is not None and self.loops.joins_a_loop(line, [pitch for _, pitch, _, _ in line.queue]):
             # Two copied phrases meet in a loop that neither holds alone: this one is written anew.
-            line.queue, line.not_before = [], beat
+            line.queue, line.not_before, line.between = [], beat, []
         if not line.queue:  # the model phrase holds no onsets (a long tie): write this one anew
             return beat
         line.forced = line.queue.pop(0)
+        if line.between:  # nothing came before the first kept note
+            line.between.pop(0)
         return line.forced[0]
 
     def sample_notes(self, step: np.ndarray, pitch_logits: np.ndarray, duration_logits: np.ndarray,

@@ -366,6 +366,13 @@ def test_an_ornamented_return_keeps_its_models_strong_beats_and_writes_between_t
         # Every strong-beat note of the model comes back, at its place, with its pitch.
         assert set(on_strong) <= {(o, p) for o, p, _ in again}
         between = [(o, p) for o, p, _ in again if abs(o % strong) > 1e-6]
+        # Between two kept notes, at most one note more than the model had there (a 600-s piece
+        # stays within its notes).
+        for beat in np.arange(0.0, ret.copy_until - strong, strong):
+            def count(notes: list[tuple[float, int, float]], beat: float = beat) -> int:
+                return sum(beat + 1e-6 < o < beat + strong - 1e-6 for o, _, _ in notes)
+            if any(abs(o - beat - strong) < 1e-6 for o, _, _ in first):
+                assert count(again) <= count(first) + 1
         changed += between != [(o, p) for o, p, _ in first if abs(o % strong) > 1e-6 and o < ret.copy_until]
     assert changed >= 2  # what lies between the strong beats is written anew
     form = piece.form()
