@@ -196,7 +196,7 @@ class Repeats(Constraint):
         line.queue = [(onset + offset, pitch, min(duration, phrase.start + phrase.copy_until - onset - offset)
                        if phrase.final else duration, velocity)
                       for onset, pitch, duration, velocity in self.copied_notes(batch, line, index)]
-        line.ornament = phrase.ornamented and phrase.copy_of is not None
+        line.ornament = phrase.ornamented
         line.between = []
         if line.ornament:
             strong = strong_beats(batch.plan.bar_beats, batch.beat)

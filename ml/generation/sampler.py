@@ -332,12 +332,8 @@ class Batch:
         if not line.onsets:  # the first note opens the plan's first bar (or the gap)
             first = self.gap[0] if self.gap is not None else self.start
             return self._arrive(line, first) if self.boundaries[line.boundary][0] <= first else first
-        chord_full = len(line.chord) >= MAX_CHORD_NOTES or bool(
-            line.chord and max(line.chord) + line.shift >= self.request.pitch_high)
-        mask = np.ones(len(self.grid), dtype=bool)
-        mask[self.max_step_class:] = False
-        for constraint in self.constraints:
-            mask = constraint.steps(self, line, mask)
+        chord_full = self._chord_full(line)
+        mask = self._step_mask(line)
         if line.arrived:  # after the final chord's first note only its other notes may come
             if chord_full:
                 line.finished = True
@@ -365,18 +361,29 @@ class Batch:
             return self._arrive(line, boundary)
         return onset
 
+    def _chord_full(self, line: Line) -> bool:
+        """Whether no note may join the chord at the line's last onset (it has its most notes, or
+        reaches the top of the range)."""
+        return len(line.chord) >= MAX_CHORD_NOTES or bool(
+            line.chord and max(line.chord) + line.shift >= self.request.pitch_high)
+
+    def _step_mask(self, line: Line) -> np.ndarray:
+        """The step classes every constraint allows the line's next note (up to the longest step)."""
+        mask = np.ones(len(self.grid), dtype=bool)
+        mask[self.max_step_class:] = False
+        for constraint in self.constraints:
+            mask = constraint.steps(self, line, mask)
+        return mask
+
     def _between(self, line: Line, logits: np.ndarray, rng: np.random.Generator) -> float | None:
         """In an ornamented return, the onset of a note the network writes before the next kept
         (strong-beat) note, or None where its step reaches that note: the kept note comes next."""
         kept = line.queue[0][0]
         if kept <= line.position + 1e-9 or (line.between and line.between[0] <= 0):
             return None
-        mask = np.ones(len(self.grid), dtype=bool)
-        mask[self.max_step_class:] = False
-        if len(line.chord) >= MAX_CHORD_NOTES:
+        mask = self._step_mask(line)
+        if self._chord_full(line):
             mask[0] = False
-        for constraint in self.constraints:
-            mask = constraint.steps(self, line, mask)
         c = sample(logits, mask, self.request.timing_temperature, 0, 1.0, rng)
         onset = line.position + self.grid[c]
         if onset >= kept - 1e-6:
