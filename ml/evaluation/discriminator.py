@@ -126,6 +126,14 @@ def piece_features(seq: NoteSequence) -> np.ndarray:
     return np.concatenate([degrees, [outside], intervals, [rising], ioi, lengths, positions, texture])
 
 
+def tuning_pieces(dataset: NoteDataset, style: str) -> np.ndarray:
+    """Indices of real pieces to tune sampling against without touching the test pieces: the
+    style's validation pieces, or its training pieces where validation holds fewer than FEW_REAL
+    (the quartets' 6 movements)."""
+    found = dataset.indices("validation", style)
+    return found if len(found) >= FEW_REAL else dataset.indices("train", style)
+
+
 def unseen(dataset: NoteDataset, style: str) -> np.ndarray:
     """Indices of the style's pieces that training did not see: its test pieces, and its validation
     pieces too where the test split holds fewer than FEW_REAL."""
@@ -301,6 +309,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--off", nargs="*", default=[], help="constraints to switch off")
     parser.add_argument("--set", nargs="*", default=[], metavar="CONTROL=VALUE",
                         help="request controls other than the defaults (temperature=1.0 top_p=1)")
+    parser.add_argument("--real", choices=("test", "tuning"), default="test",
+                        help="the real side: the held-out test pieces, or the pieces sampling is tuned "
+                             "against (validation; training where validation is few)")
+    parser.add_argument("--seed", type=int, default=1000, help="the first request's seed")
     parser.add_argument("--out", type=Path, default=Path("reports/discriminator.json"))
     args = parser.parse_args(argv)
     controls = dict(item.split("=", 1) for item in args.set)
@@ -309,19 +321,26 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {"model": str(args.model), "off": args.off, "set": controls, "seconds": args.seconds,
                               "styles": {}}
     for style in args.styles or [s for s in dataset.styles if s in generator.styles]:
-        held = unseen(dataset, style)  # every piece training did not see (validation too where few), said so
+        # Every piece training did not see (validation too where few), said so; or the tuning pieces.
+        held = unseen(dataset, style) if args.real == "test" else tuning_pieces(dataset, style)
         real = [dataset.piece(int(i)) for i in held]
         generated, groups = [], []
         for r in range(args.requests):
             request = GenerationRequest.from_dict({**controls, "style": style, "seconds": args.seconds,
-                                                   "seed": 1000 + r * args.variations,  # variation v plays seed + v:
-                                                   "variations": args.variations})  # no piece twice
+                                                   # variation v plays seed + v: no piece twice
+                                                   "seed": args.seed + r * args.variations,
+                                                   "variations": args.variations})
             for piece in generator.generate(request):
                 generated.append(piece.notes)
                 groups.append(r)
         report["styles"][style] = discriminator_report(real, generated, groups, style)
-        report["styles"][style]["real_source"] = "test" if len(held) == len(dataset.indices("test", style)) \
-            else f"test and validation ({len(held)} pieces: few)"
+        if args.real == "tuning":
+            source = "validation" if len(held) == len(dataset.indices("validation", style)) else "train"
+        elif len(held) == len(dataset.indices("test", style)):
+            source = "test"
+        else:
+            source = f"test and validation ({len(held)} pieces: few)"
+        report["styles"][style]["real_source"] = source
         row = report["styles"][style]
         print(style, row["generated_vs_real"]["accuracy"], row["generated_vs_real"]["ci95"],
               "floor", row["real_vs_real"].get("accuracy"), flush=True)

@@ -39,7 +39,8 @@ class Generator:
     """Loads a model lazily and generates pieces. One per worker process; thread-safe."""
 
     def __init__(self, model_path: Path, *, off: Iterable[str] = (),
-                 writer: Callable[[str, int], Any] | None = None, engine: str = "compiled") -> None:
+                 writer: Callable[[str, int], Any] | None = None, engine: str = "compiled",
+                 calibrated: bool = True) -> None:
         """`off` names the constraints to switch off (ml.generation.constraints.CONSTRAINTS), so that
         the evaluation can measure what the model does alone. With `writer` (style, batch size ->
         an object with CompiledSteps' reset, encode and decode) something else writes instead of
@@ -48,7 +49,11 @@ class Generator:
 
         `engine`: "compiled" (Keras, its steps compiled with XLA: for long-lived workers) or "numpy"
         (ml.model.inference, no TensorFlow imported: for one-shot runs; a model file without the
-        NumPy engine's weights falls back to "compiled")."""
+        NumPy engine's weights falls back to "compiled").
+
+        `calibrated`: a request's temperatures are relative to the style's calibrated sampling that
+        the model file carries (`extra["sampling"]`, written by ml.evaluation.calibration); False
+        samples at the request's temperatures as they are (what the calibration itself measures)."""
         if engine not in ("compiled", "numpy"):
             raise ValueError(f"Unknown engine {engine!r}: 'compiled' or 'numpy'.")
         self.engine = engine
@@ -56,6 +61,7 @@ class Generator:
         self.off = frozenset(off)
         build_constraints(self.off)  # an unknown name fails here, not at the first request
         self.writer = writer
+        self.calibrated = calibrated
         self._model: Any = None
         self._config: ModelConfig | None = None
         self._extra: dict[str, Any] = {}
@@ -89,6 +95,22 @@ class Generator:
         self._info()
         stats: dict[str, Any] = self._extra.get("stats", {}).get(style, {})
         return stats
+
+    def sampling(self, style: str) -> dict[str, float]:
+        """The style's calibrated temperatures: pitch ("temperature") and rhythm ("timing_temperature"),
+        each 1.0 (the network's own distribution) unless the model file says otherwise."""
+        self._info()
+        found = self._extra.get("sampling", {}).get(style, {}) if self.calibrated else {}
+        return {name: float(found.get(name, 1.0)) for name in ("temperature", "timing_temperature")}
+
+    def _sampled(self, request: GenerationRequest) -> GenerationRequest:
+        """The request as the sampler reads it: its temperatures times the style's calibration."""
+        scale = self.sampling(request.style)
+        if scale == {"temperature": 1.0, "timing_temperature": 1.0}:
+            return request
+        # A request holds temperatures up to 3 (its controls' range), the scaled ones too.
+        return replace(request, temperature=min(request.temperature * scale["temperature"], 3.0),
+                       timing_temperature=min(request.timing_temperature * scale["timing_temperature"], 3.0))
 
     def load(self) -> None:
         if self.writer is not None:
@@ -241,7 +263,7 @@ class Generator:
         lines = [self._line(request, rng, config, plan) for rng in rngs]
         stats = self._stats(request.style)
         spans = self.chord_spans(request, plan)
-        batch = Batch(request, config, tempo, plan, lines,
+        batch = Batch(self._sampled(request), config, tempo, plan, lines,
                       polyphonic=float(stats.get("notes_per_onset", 1.0)) >= 1.5,
                       constraints=build_constraints(self.off, chords=spans), spans=spans)
         self._run(batch, rngs, progress)
@@ -305,7 +327,8 @@ class Generator:
             tonic, mode = estimate_key(line)
         lines = [self._keyed_line(tonic, mode) for _ in seeds]
         melody_off = "melody" in self.off
-        batch = Batch(request, config, float(request.tempo_bpm or line.tempo_bpm), plan, lines, polyphonic=True,
+        batch = Batch(self._sampled(request), config, float(request.tempo_bpm or line.tempo_bpm), plan, lines,
+                      polyphonic=True,
                       constraints=build_constraints(self.off | {"repeats"}, melody=notes),
                       start=notes[0][0] if not melody_off else 0.0)
         self._run(batch, rngs, progress)
@@ -330,7 +353,7 @@ class Generator:
             line.primer = passage.primer(config, line.shift)
         stats = self._stats(request.style)
         spans = self.chord_spans(request, passage.plan)
-        batch = Batch(request, config, float(passage.notes.tempo_bpm), passage.plan, lines,
+        batch = Batch(self._sampled(request), config, float(passage.notes.tempo_bpm), passage.plan, lines,
                       polyphonic=float(stats.get("notes_per_onset", 1.0)) >= 1.5,
                       constraints=build_constraints(self.off | {"repeats"}, chords=spans), spans=spans,
                       gap=passage.gap, after=[passage.after(line.shift) for line in lines])

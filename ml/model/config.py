@@ -256,6 +256,22 @@ class ModelConfig:
         return cls(**known)  # type: ignore[arg-type]
 
 
+def write_model_extra(path: Path, key: str, value: Any) -> None:
+    """Set one entry of a saved `.keras` archive's extras (config.json), every other member copied as
+    it is: what is learnt about a model after training (its sampling calibration) travels with it."""
+    path = Path(path)
+    scratch = path.with_name(path.name + ".tmp")
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(scratch, "w") as target:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename == "config.json":
+                document = json.loads(data)
+                document["config"].setdefault("extra", {})[key] = value
+                data = json.dumps(document).encode()
+            target.writestr(item, data)
+    scratch.replace(path)
+
+
 def read_model_info(path: Path) -> dict[str, Any]:
     """Config and extras of a saved `.keras` model, read from the archive's config.json.
 
