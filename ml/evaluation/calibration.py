@@ -92,7 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variations", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--seed", type=int, default=5000, help="the first request's seed (the test's are 1000 on)")
-    parser.add_argument("--tolerance", type=float, default=0.03)
+    parser.add_argument("--tolerance", type=float, default=0.05,
+                        help="keep the network's own distribution unless another pair scores this much lower "
+                             "(about half the width of the test's 95%% interval)")
     parser.add_argument("--write", action="store_true", help="store the chosen temperatures in the model file")
     parser.add_argument("--out", type=Path, default=Path("reports/calibration.json"))
     args = parser.parse_args(argv)

@@ -39,7 +39,7 @@ from ml.evaluation.baselines import (
     PitchBaseline,
     fit_pitch_baseline,
 )
-from ml.evaluation.discriminator import discriminator_report, unseen
+from ml.evaluation.discriminator import discriminator_report, generated_beats, training_sample, unseen
 from ml.evaluation.form_metrics import DEFINITIONS as FORM_DEFINITIONS
 from ml.evaluation.form_metrics import against_real, downbeat_accent, downbeat_alignment, ending, form_scores
 from ml.evaluation.form_metrics import summarise as summarise_form
@@ -419,6 +419,16 @@ def mgeval_report(dataset: NoteDataset, styles: Sequence[str], samplers: dict[st
                     real_whole, sets[name], [i // 4 for i in range(len(sets[name]))], style, seed=seed)
             except ValueError as exc:  # too few pieces for the folds
                 entry["discriminator"][name] = {"skipped": str(exc)}
+        # What a model would score that wrote exactly its training pieces: as many of them as the
+        # model wrote, cut to its length (where the test pieces differ from the training ones, the
+        # real-against-real floor is out of any model's reach).
+        if sets.get("model"):
+            learnt = training_sample(dataset, style, len(sets["model"]), generated_beats(sets["model"]), seed=seed)
+            try:
+                entry["discriminator"]["training"] = discriminator_report(
+                    real_whole, learnt, list(range(len(learnt))), style, seed=seed)
+            except ValueError as exc:
+                entry["discriminator"]["training"] = {"skipped": str(exc)}
         for name in samplers:
             if len(features[name]) < MIN_SET_SIZE:
                 entry[name] = {"skipped": "fewer than two generated pieces"}
@@ -829,7 +839,9 @@ def _discriminator_section(report: dict[str, Any]) -> list[str]:
             "two) on tempo-free features of the notes (scale degrees, top-line intervals, inter-onset times and "
             "durations, positions in the bar, texture), cross-validated with the variations of one request in one "
             "fold; accuracy 0.5 is chance. The floor tells two random halves of the real pieces apart. Real pieces "
-            "are cropped to the generated pieces' median length.", "",
+            "are cropped to the generated pieces' median length. The set `training` is as many of the style's "
+            "training pieces, cut to the model's length: what a model would score that wrote exactly the music "
+            "it learnt from.", "",
             _table(["style", "set", "accuracy", "95% CI", "real vs real", "pieces (generated vs real)"], rows), "",
             "What separates the model's pieces (defaults) most:", "", *words, ""]
 

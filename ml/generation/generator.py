@@ -53,7 +53,8 @@ class Generator:
 
         `calibrated`: a request's temperatures are relative to the style's calibrated sampling that
         the model file carries (`extra["sampling"]`, written by ml.evaluation.calibration); False
-        samples at the request's temperatures as they are (what the calibration itself measures)."""
+        samples at the request's temperatures as they are (what the calibration itself measures). The
+        calibration is the network's: something else writing (`writer`) samples at the request's own."""
         if engine not in ("compiled", "numpy"):
             raise ValueError(f"Unknown engine {engine!r}: 'compiled' or 'numpy'.")
         self.engine = engine
@@ -100,7 +101,8 @@ class Generator:
         """The style's calibrated temperatures: pitch ("temperature") and rhythm ("timing_temperature"),
         each 1.0 (the network's own distribution) unless the model file says otherwise."""
         self._info()
-        found = self._extra.get("sampling", {}).get(style, {}) if self.calibrated else {}
+        calibrated = self.calibrated and self.writer is None
+        found = self._extra.get("sampling", {}).get(style, {}) if calibrated else {}
         return {name: float(found.get(name, 1.0)) for name in ("temperature", "timing_temperature")}
 
     def _sampled(self, request: GenerationRequest) -> GenerationRequest:

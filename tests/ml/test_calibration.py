@@ -54,6 +54,8 @@ def test_a_requests_temperatures_are_relative_to_the_styles_calibration(tiny_mod
     assert not np.array_equal(ones, _notes(plain))
     # The sweep measures the file without its calibration.
     np.testing.assert_array_equal(_notes(Generator(calibrated_path, calibrated=False)), _notes(plain))
+    # The calibration is the network's: a baseline writing in its place samples at the request's own.
+    assert Generator(calibrated_path, writer=lambda style, n: None).sampling("alpha")["temperature"] == 1.0
     # A scaled temperature stays inside the range a request holds.
     hot = calibrated._sampled(GenerationRequest(style="alpha", seconds=8, temperature=3.0, timing_temperature=2.0))
     assert (hot.temperature, hot.timing_temperature) == (1.5, 3.0)

@@ -104,3 +104,19 @@ def test_real_pieces_are_cropped_to_the_generated_length() -> None:
                                   _pieces(rng, False, 12), list(range(12)), "test")
     assert report["real_cropped_to_beats"] == pytest.approx(20.0)  # the generated pieces: 40 eighth notes
 
+
+
+def test_the_training_floor_draws_training_pieces_cut_to_the_generated_length() -> None:
+    from ml.evaluation.discriminator import _beats, generated_beats, training_sample
+    from tests.tiny import tiny_dataset
+
+    dataset = tiny_dataset(pieces_per_style=12, notes=48)
+    train = dataset.indices("train", "alpha")
+    assert 2 < len(train) < 12  # the draw below has to choose among them
+    sample = training_sample(dataset, "alpha", 3, 6.0, seed=1)
+    assert len(sample) == 3
+    ends = [float(np.max(np.sum(_beats(p), axis=0))) for p in sample]
+    assert all(end <= 6.0 + 1e-9 for end in ends) and generated_beats(sample) == pytest.approx(6.0, abs=0.5)
+    whole = {dataset.piece(int(i)).pitch[:4].tobytes() for i in train}
+    assert all(p.pitch[:4].tobytes() in whole for p in sample)  # training pieces, not others
+    assert len(training_sample(dataset, "alpha", 99, 6.0)) == len(train)  # at most what there is

@@ -165,7 +165,7 @@ def test_evaluate_writes_report_with_model_and_baselines(tiny_model_path: Path, 
         # The discriminator, for every set: an accuracy with its interval and the real-against-real
         # floor, or the reason it could not be run (three pieces do not fill the folds).
         found = mgeval["per_style"][style]["discriminator"]
-        assert set(found) == {"model", "markov", "model_unconstrained"}
+        assert set(found) == {"model", "markov", "model_unconstrained", "training"}
         for row in found.values():
             assert "skipped" in row or 0 <= row["generated_vs_real"]["accuracy"] <= 1
         metre = data["requests"]["per_style"][style]["metre"]
