@@ -106,17 +106,18 @@ def test_real_pieces_are_cropped_to_the_generated_length() -> None:
 
 
 
-def test_the_training_floor_draws_training_pieces_cut_to_the_generated_length() -> None:
-    from ml.evaluation.discriminator import _beats, generated_beats, training_sample
+def test_the_training_floor_tells_training_pieces_from_other_music_and_not_from_their_own() -> None:
+    from ml.evaluation.discriminator import training_floor
     from tests.tiny import tiny_dataset
 
-    dataset = tiny_dataset(pieces_per_style=12, notes=48)
-    train = dataset.indices("train", "alpha")
-    assert 2 < len(train) < 12  # the draw below has to choose among them
-    sample = training_sample(dataset, "alpha", 3, 6.0, seed=1)
-    assert len(sample) == 3
-    ends = [float(np.max(np.sum(_beats(p), axis=0))) for p in sample]
-    assert all(end <= 6.0 + 1e-9 for end in ends) and generated_beats(sample) == pytest.approx(6.0, abs=0.5)
-    whole = {dataset.piece(int(i)).pitch[:4].tobytes() for i in train}
-    assert all(p.pitch[:4].tobytes() in whole for p in sample)  # training pieces, not others
-    assert len(training_sample(dataset, "alpha", 99, 6.0)) == len(train)  # at most what there is
+    dataset = tiny_dataset(pieces_per_style=30, notes=48)
+    held = {style: [dataset.piece(int(i)) for split in ("validation", "test") for i in dataset.indices(split, style)]
+            for style in ("alpha", "beta")}
+    own = training_floor(dataset, held["alpha"], "alpha", 12, 16.0, draws=3)
+    other = training_floor(dataset, held["beta"], "alpha", 12, 16.0, draws=3)
+    assert own["training_pieces"] == 12 and own["draws"] == 3
+    assert own["range"][0] <= own["accuracy"] <= own["range"][1]
+    assert other["accuracy"] >= 0.9 > 0.7 >= own["accuracy"]
+    # At most the pieces there are.
+    assert training_floor(dataset, held["alpha"], "alpha", 999, 16.0, draws=1)["training_pieces"] == \
+        len(dataset.indices("train", "alpha"))

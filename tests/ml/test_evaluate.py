@@ -165,7 +165,9 @@ def test_evaluate_writes_report_with_model_and_baselines(tiny_model_path: Path, 
         # The discriminator, for every set: an accuracy with its interval and the real-against-real
         # floor, or the reason it could not be run (three pieces do not fill the folds).
         found = mgeval["per_style"][style]["discriminator"]
-        assert set(found) == {"model", "markov", "model_unconstrained", "training"}
+        assert set(found) == {"model", "markov", "model_unconstrained"}
+        floor = mgeval["per_style"][style]["discriminator_training_floor"]
+        assert "skipped" in floor or 0 <= floor["range"][0] <= floor["accuracy"] <= floor["range"][1] <= 1
         for row in found.values():
             assert "skipped" in row or 0 <= row["generated_vs_real"]["accuracy"] <= 1
         metre = data["requests"]["per_style"][style]["metre"]
@@ -174,7 +176,7 @@ def test_evaluate_writes_report_with_model_and_baselines(tiny_model_path: Path, 
     assert "Next-note scores" in markdown and "MGEval" in markdown and "loop rate" in markdown
     assert "## Form: key, metre, repetition, endings, voices" in markdown and "requested key" in markdown
     assert "### Like the real pieces, both ways" in markdown and "### Memorisation" in markdown
-    assert "against the fair chain" in markdown
+    assert "against the fair chain" in markdown and "training vs real" in markdown
     for plot in report["plots"]:
         assert (tmp_path / plot).stat().st_size > 0
     assert "pitch_class_histograms.png" in report["plots"]
