@@ -35,6 +35,8 @@ DEGREE_NAMES = ("1", "b2", "2", "b3", "3", "4", "#4", "5", "b6", "6", "b7", "7")
 TIME_BINS = np.log2(np.array([1 / 8, 1 / 4, 1 / 3, 1 / 2, 3 / 4, 1, 3 / 2, 2, 3, 4]))
 TIME_LABELS = ("1/8", "1/4", "1/3", "1/2", "3/4", "1", "3/2", "2", "3", "4+")
 INTERVAL_LABELS = ("repeated note", "step", "third", "fourth or fifth", "sixth to octave", "leap over an octave")
+# Cross-validations per two-sample test, each with its own subsample and folds (see two_sample_test).
+REPEATS = 5
 # A style with fewer held-out test pieces than this is measured on its validation pieces too.
 FEW_REAL = 20
 # Where onsets fall, on the quarter-note grid (notation-free: a bar of 2/2 and one of 4/4 are one
@@ -144,21 +146,23 @@ def unseen(dataset: NoteDataset, style: str) -> np.ndarray:
 
 
 def training_floor(dataset: NoteDataset, real: Sequence[NoteSequence], style: str, count: int, beats: float, *,
-                   seed: int = 0, draws: int = 5) -> dict[str, Any]:
+                   seed: int = 0, draws: int = 5, repeats: int = REPEATS) -> dict[str, Any]:
     """What a model would score that wrote exactly the music it learnt from: `count` of the style's
     training pieces (a seeded draw), each cut to `beats` quarter notes, against the `real` pieces.
 
     Where the test pieces differ from the training pieces (a split's chorales with more sixteenths),
-    no model of those can reach the real-against-real floor. One draw moves by up to 0.1 with the
-    pieces drawn and how the folds fall, so the figure is the mean of `draws` draws, their range beside it.
+    no model of those can reach the real-against-real floor. One draw moves with the pieces drawn,
+    so the figure is the mean of `draws` draws, their range beside it.
     """
     found = dataset.indices("train", style)
+    real_x, _ = feature_matrix([crop(r, beats) for r in real])
     accuracies = []
     for draw in range(draws):
         chosen = np.random.default_rng(seed + draw).choice(found, size=min(count, len(found)), replace=False)
-        learnt = [crop(dataset.piece(int(i)), beats) for i in chosen]
-        test = discriminator_report(real, learnt, list(range(len(learnt))), style, seed=seed)
-        accuracies.append(test["generated_vs_real"]["accuracy"])
+        learnt_x, _ = feature_matrix([crop(dataset.piece(int(i)), beats) for i in chosen])
+        test = two_sample_test(learnt_x, real_x, list(range(len(learnt_x))), list(range(len(real_x))),
+                               seed=seed + 1000 * draw, repeats=repeats)
+        accuracies.append(test["accuracy"])
     return {"accuracy": round(float(np.mean(accuracies)), 4), "range": [min(accuracies), max(accuracies)],
             "draws": draws, "training_pieces": int(min(count, len(found)))}
 
@@ -207,48 +211,64 @@ def wilson(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 
 def two_sample_test(a: np.ndarray, b: np.ndarray, groups_a: Sequence[int], groups_b: Sequence[int], *,
-                    seed: int = 0, folds: int = 5) -> dict[str, Any]:
+                    seed: int = 0, folds: int = 5, repeats: int = REPEATS) -> dict[str, Any]:
     """Cross-validated accuracy of telling rows of `a` (label 1) from rows of `b` (label 0).
 
     The larger side is subsampled to the size of the smaller (chance is 0.5); folds are grouped.
     Returns per classifier the accuracy and its 95% interval, and the best of them.
+
+    One cross-validation moves by up to 0.1 (0.25 in the quartets, 14 real movements) with the
+    subsample drawn and how the groups fall into folds, the same pieces on both sides. So each of
+    `repeats` repetitions draws the subsample anew and deals the groups into folds anew (shuffled,
+    the two sides in every fold), and a classifier's accuracy is its mean over them; the interval is
+    a single cross-validation's (Wilson, on the pieces of one), so it errs wide. `repeats=1` is the
+    first procedure (commit 32183dc): one subsample, the groups dealt by GroupKFold.
     """
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import GroupKFold
+    from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    rng = np.random.default_rng(seed)
     n = min(len(a), len(b))
     if n < 4:
         raise ValueError(f"Too few pieces to test: {len(a)} against {len(b)}.")
-    pick_a = np.sort(rng.choice(len(a), n, replace=False))
-    pick_b = np.sort(rng.choice(len(b), n, replace=False))
-    x = np.vstack([a[pick_a], b[pick_b]])
-    y = np.r_[np.ones(n), np.zeros(n)]
-    # Group ids on the two sides never collide.
-    group_a = np.asarray(groups_a)[pick_a]
-    group_b = np.asarray(groups_b)[pick_b] + (int(group_a.max()) + 1 if len(group_a) else 0)
-    groups = np.r_[group_a, group_b]
-    k = int(min(folds, len(np.unique(group_a)), len(np.unique(group_b))))
-    if k < 2:
-        raise ValueError("Too few independent pieces (groups) on one side to cross-validate.")
     classifiers = {
         "logistic regression": lambda: make_pipeline(StandardScaler(), LogisticRegression(C=0.5, max_iter=5000)),
         "random forest": lambda: RandomForestClassifier(n_estimators=200, max_depth=6, min_samples_leaf=2,
                                                         random_state=seed, n_jobs=1),
     }
-    out: dict[str, Any] = {"pieces_per_side": int(n), "folds": k, "classifiers": {}}
-    for name, make in classifiers.items():
-        predicted = np.zeros(len(y))
-        for train, test in GroupKFold(n_splits=k).split(x, y, groups):
-            model = make()
-            model.fit(x[train], y[train])
-            predicted[test] = model.predict(x[test])
-        correct = int((predicted == y).sum())
-        low, high = wilson(correct, len(y))
-        out["classifiers"][name] = {"accuracy": round(correct / len(y), 4), "ci95": [round(low, 4), round(high, 4)]}
+    accuracies: dict[str, list[float]] = {name: [] for name in classifiers}
+    k = 0
+    for repeat in range(repeats):
+        rng = np.random.default_rng(seed + repeat)
+        pick_a = np.sort(rng.choice(len(a), n, replace=False))
+        pick_b = np.sort(rng.choice(len(b), n, replace=False))
+        x = np.vstack([a[pick_a], b[pick_b]])
+        y = np.r_[np.ones(n), np.zeros(n)]
+        # Group ids on the two sides never collide.
+        group_a = np.asarray(groups_a)[pick_a]
+        group_b = np.asarray(groups_b)[pick_b] + (int(group_a.max()) + 1 if len(group_a) else 0)
+        groups = np.r_[group_a, group_b]
+        k = int(min(folds, len(np.unique(group_a)), len(np.unique(group_b))))
+        if k < 2:
+            raise ValueError("Too few independent pieces (groups) on one side to cross-validate.")
+        splitter = GroupKFold(n_splits=k) if repeats == 1 else \
+            StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed + repeat)
+        splits = list(splitter.split(x, y, groups))
+        for name, make in classifiers.items():
+            predicted = np.zeros(len(y))
+            for train, test in splits:
+                model = make()
+                model.fit(x[train], y[train])
+                predicted[test] = model.predict(x[test])
+            accuracies[name].append(float((predicted == y).mean()))
+    out: dict[str, Any] = {"pieces_per_side": int(n), "folds": k, "repeats": repeats, "classifiers": {}}
+    for name, found in accuracies.items():
+        accuracy = float(np.mean(found))
+        low, high = wilson(int(round(accuracy * 2 * n)), 2 * n)
+        out["classifiers"][name] = {"accuracy": round(accuracy, 4), "ci95": [round(low, 4), round(high, 4)],
+                                    "spread": [round(min(found), 4), round(max(found), 4)]}
     best = max(out["classifiers"].items(), key=lambda item: item[1]["accuracy"])
     out["accuracy"], out["ci95"], out["best"] = best[1]["accuracy"], best[1]["ci95"], best[0]
     return out
@@ -284,7 +304,7 @@ def _words(feature: Feature, generated: float, real: float, ratio: float, style:
 
 def discriminator_report(real: Sequence[NoteSequence], generated: Sequence[NoteSequence],
                          generated_groups: Sequence[int], style: str, *, seed: int = 0,
-                         crop_real: bool = True) -> dict[str, Any]:
+                         crop_real: bool = True, repeats: int = REPEATS) -> dict[str, Any]:
     """The two-sample test of generated against real pieces of a style, the real-against-real floor,
     and the features that separate them most, in words.
 
@@ -300,13 +320,14 @@ def discriminator_report(real: Sequence[NoteSequence], generated: Sequence[NoteS
     gen_groups = [generated_groups[i] for i in gen_kept]
     report: dict[str, Any] = {"real_pieces": len(real_kept), "generated_pieces": len(gen_kept),
                               "real_cropped_to_beats": crop_beats}
-    report["generated_vs_real"] = two_sample_test(gen_x, real_x, gen_groups, list(range(len(real_kept))), seed=seed)
+    report["generated_vs_real"] = two_sample_test(gen_x, real_x, gen_groups, list(range(len(real_kept))), seed=seed,
+                                                  repeats=repeats)
     # The floor: two random halves of the real pieces.
     order = np.random.default_rng(seed).permutation(len(real_kept))
     half = len(order) // 2
     try:
         report["real_vs_real"] = two_sample_test(real_x[order[:half]], real_x[order[half:2 * half]],
-                                                 list(range(half)), list(range(half)), seed=seed)
+                                                 list(range(half)), list(range(half)), seed=seed, repeats=repeats)
     except ValueError as exc:
         report["real_vs_real"] = {"error": str(exc)}
     report["separating"] = separating_features(gen_x, real_x, style)
@@ -338,6 +359,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the real side: the held-out test pieces, or the pieces sampling is tuned "
                              "against (validation; training where validation is few)")
     parser.add_argument("--seed", type=int, default=1000, help="the first request's seed")
+    parser.add_argument("--repeats", type=int, default=REPEATS,
+                        help="cross-validations, each with its own subsample and folds (1: the first procedure)")
     parser.add_argument("--out", type=Path, default=Path("reports/discriminator.json"))
     args = parser.parse_args(argv)
     controls = dict(item.split("=", 1) for item in args.set)
@@ -358,10 +381,10 @@ def main(argv: list[str] | None = None) -> int:
             for piece in generator.generate(request):
                 generated.append(piece.notes)
                 groups.append(r)
-        report["styles"][style] = discriminator_report(real, generated, groups, style)
+        report["styles"][style] = discriminator_report(real, generated, groups, style, repeats=args.repeats)
         if args.real == "test":  # the tuning pieces may be training pieces themselves
             report["styles"][style]["training_vs_real"] = training_floor(
-                dataset, real, style, len(generated), generated_beats(generated))
+                dataset, real, style, len(generated), generated_beats(generated), repeats=args.repeats)
         if args.real == "tuning":
             source = "validation" if len(held) == len(dataset.indices("validation", style)) else "train"
         elif len(held) == len(dataset.indices("test", style)):

@@ -149,7 +149,7 @@ class GenerationRequest:
     # real music (`python -m ml.evaluation.discriminator --set temperature=1.0 top_p=1`; README).
     temperature: float = _control(
         1.0, kind="float", label="Temperature", minimum=0, maximum=3, above_minimum=True,
-        help="Pitch sampling: higher is more adventurous; up to 3.")
+        help="Pitch sampling, 1 being the style's calibrated setting: higher is more adventurous; up to 3.")
     seed: int | None = _control(
         None, kind="int", label="Seed", minimum=0, maximum=2**32 - 1, nullable=True, none_label="random",
         help="The same seed and settings give the same piece.")
@@ -176,7 +176,7 @@ class GenerationRequest:
                  ("crescendo", "Crescendo (getting louder)"), ("diminuendo", "Diminuendo (getting softer)")))
     timing_temperature: float = _control(
         1.0, kind="float", label="Rhythm temperature", minimum=0, maximum=3, above_minimum=True, advanced=True,
-        help="Step and duration sampling; up to 3.")
+        help="Step and duration sampling, 1 being the style's calibrated setting; up to 3.")
     top_k: int = _control(0, kind="int", label="Top-k", minimum=0, maximum=128, advanced=True,
                           help="Sample among the k likeliest pitches; 0 turns it off.")
     top_p: float = _control(1.0, kind="float", label="Top-p", minimum=0, maximum=1, above_minimum=True,

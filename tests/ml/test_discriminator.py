@@ -87,6 +87,21 @@ def test_variations_of_one_request_stay_in_one_fold() -> None:
     assert report["folds"] >= 2 and report["accuracy"] < 0.8
 
 
+def test_repeated_cross_validation_averages_subsamples_and_folds() -> None:
+    rng = np.random.default_rng(3)
+    a = np.array([piece_features(p) for p in _pieces(rng, False, 40)])
+    b = np.array([piece_features(p) for p in _pieces(rng, False, 16)])
+    once = two_sample_test(a, b, list(range(40)), list(range(16)), repeats=1)
+    many = two_sample_test(a, b, list(range(40)), list(range(16)), repeats=6)
+    assert once["repeats"] == 1 and many["repeats"] == 6
+    for name, row in many["classifiers"].items():
+        low, high = row["spread"]
+        assert low <= row["accuracy"] <= high
+        assert once["classifiers"][name]["spread"][0] == once["classifiers"][name]["spread"][1]
+    # Each repetition draws its own 16 of the 40 and its own folds: the figures differ between them.
+    assert any(row["spread"][0] < row["spread"][1] for row in many["classifiers"].values())
+
+
 def test_too_few_pieces_say_so() -> None:
     with pytest.raises(ValueError, match="Too few"):
         two_sample_test(np.zeros((2, 3)), np.zeros((9, 3)), [0, 1], list(range(9)))
