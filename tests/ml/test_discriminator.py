@@ -128,11 +128,11 @@ def test_the_training_floor_tells_training_pieces_from_other_music_and_not_from_
     dataset = tiny_dataset(pieces_per_style=30, notes=48)
     held = {style: [dataset.piece(int(i)) for split in ("validation", "test") for i in dataset.indices(split, style)]
             for style in ("alpha", "beta")}
-    own = training_floor(dataset, held["alpha"], "alpha", 12, 16.0, draws=3)
-    other = training_floor(dataset, held["beta"], "alpha", 12, 16.0, draws=3)
-    assert own["training_pieces"] == 12 and own["draws"] == 3
+    own = training_floor(dataset, held["alpha"], "alpha", 12, 16.0, draws=2, repeats=2)
+    other = training_floor(dataset, held["beta"], "alpha", 12, 16.0, draws=2, repeats=2)
+    assert own["training_pieces"] == 12 and own["draws"] == 2
     assert own["range"][0] <= own["accuracy"] <= own["range"][1]
     assert other["accuracy"] >= 0.9 > 0.7 >= own["accuracy"]
     # At most the pieces there are.
-    assert training_floor(dataset, held["alpha"], "alpha", 999, 16.0, draws=1)["training_pieces"] == \
+    assert training_floor(dataset, held["alpha"], "alpha", 999, 16.0, draws=1, repeats=1)["training_pieces"] == \
         len(dataset.indices("train", "alpha"))
