@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ml.evaluation.discriminator import discriminator_report, tuning_pieces
+from ml.evaluation.discriminator import discriminator_report, generated_pieces, tuning_pieces
 
 if TYPE_CHECKING:
     from ml.data.datasets import NoteDataset
@@ -53,19 +53,11 @@ def choose(rows: Sequence[dict[str, Any]], tolerance: float) -> dict[str, float]
 def sweep_style(generator: Generator, dataset: NoteDataset, style: str, pairs: Sequence[tuple[float, float]], *,
                 requests: int, variations: int, seconds: float, seed: int) -> list[dict[str, Any]]:
     """One row per pair of (pitch, rhythm) temperatures: the test's report and its score."""
-    from ml.generation.request import GenerationRequest
-
     real = [dataset.piece(int(i)) for i in tuning_pieces(dataset, style)]
     rows = []
     for temperature, timing in pairs:
-        generated, groups = [], []
-        for r in range(requests):
-            request = GenerationRequest.from_dict({
-                "style": style, "seconds": seconds, "seed": seed + r * variations, "variations": variations,
-                "temperature": temperature, "timing_temperature": timing})
-            for piece in generator.generate(request):
-                generated.append(piece.notes)
-                groups.append(r)
+        controls = {"style": style, "seconds": seconds, "temperature": temperature, "timing_temperature": timing}
+        generated, groups = generated_pieces(generator, controls, requests, variations, seed)
         report = discriminator_report(real, generated, groups, style)
         rows.append({"temperature": temperature, "timing_temperature": timing, "score": round(score(report), 4),
                      "accuracy": report["generated_vs_real"]["accuracy"], "real_pieces": report["real_pieces"],

@@ -29,6 +29,7 @@ from ml.data.notes import NoteSequence, estimate_key_from_histogram, pitch_class
 
 if TYPE_CHECKING:
     from ml.data.datasets import NoteDataset
+    from ml.generation.generator import Generator
 
 DEGREE_NAMES = ("1", "b2", "2", "b3", "3", "4", "#4", "5", "b6", "6", "b7", "7")
 # Time between onsets and note lengths in beats, in half-octave classes from 1/8 beat to 4 beats.
@@ -170,6 +171,22 @@ def training_floor(dataset: NoteDataset, real: Sequence[NoteSequence], style: st
 def generated_beats(generated: Sequence[NoteSequence]) -> float:
     """The median length of the generated pieces in quarter notes: real pieces are cut to it."""
     return float(np.median([float(np.max(np.sum(_beats(g), axis=0))) for g in generated if len(g)]))
+
+
+def generated_pieces(generator: Generator, controls: dict[str, Any], requests: int, variations: int, seed: int
+                     ) -> tuple[list[NoteSequence], list[int]]:
+    """`requests` requests of `variations` pieces with `controls`, request r from seed `seed + r *
+    variations` (variation v plays its seed + v: no piece twice), and each piece's request, its fold
+    group."""
+    from ml.generation.request import GenerationRequest
+
+    generated, groups = [], []
+    for r in range(requests):
+        request = GenerationRequest.from_dict({**controls, "seed": seed + r * variations, "variations": variations})
+        for piece in generator.generate(request):
+            generated.append(piece.notes)
+            groups.append(r)
+    return generated, groups
 
 
 def crop(seq: NoteSequence, beats: float) -> NoteSequence:
@@ -343,7 +360,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from ml.data.datasets import NoteDataset
     from ml.generation.generator import Generator
-    from ml.generation.request import GenerationRequest
 
     parser = argparse.ArgumentParser(description="Tell generated pieces from real ones, per style.")
     parser.add_argument("--model", type=Path, default=Path("ml/pretrained/default.keras"))
@@ -372,15 +388,8 @@ def main(argv: list[str] | None = None) -> int:
         # Every piece training did not see (validation too where few), said so; or the tuning pieces.
         held = unseen(dataset, style) if args.real == "test" else tuning_pieces(dataset, style)
         real = [dataset.piece(int(i)) for i in held]
-        generated, groups = [], []
-        for r in range(args.requests):
-            request = GenerationRequest.from_dict({**controls, "style": style, "seconds": args.seconds,
-                                                   # variation v plays seed + v: no piece twice
-                                                   "seed": args.seed + r * args.variations,
-                                                   "variations": args.variations})
-            for piece in generator.generate(request):
-                generated.append(piece.notes)
-                groups.append(r)
+        generated, groups = generated_pieces(generator, {**controls, "style": style, "seconds": args.seconds},
+                                             args.requests, args.variations, args.seed)
         report["styles"][style] = discriminator_report(real, generated, groups, style, repeats=args.repeats)
         if args.real == "test":  # the tuning pieces may be training pieces themselves
             report["styles"][style]["training_vs_real"] = training_floor(

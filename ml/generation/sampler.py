@@ -318,10 +318,7 @@ class Batch:
                 free = self._between(line, logits, rng)
                 if free is not None:
                     return free
-                if line.between:
-                    line.between.pop(0)
-            line.forced = line.queue.pop(0)
-            return line.forced[0]
+            return self._take_queued(line)
         if line.scoring:  # every note after the gap has been scored
             line.finished = True
             return line.position
@@ -405,8 +402,7 @@ class Batch:
             if not line.queue:
                 line.finished = True
                 return beat
-            line.forced = line.queue.pop(0)
-            return line.forced[0]
+            return self._take_queued(line)
         if kind == "final":
             line.arrived = True
             if self.cadence is not None:
@@ -419,8 +415,14 @@ class Batch:
             line.queue, line.not_before, line.between = [], beat, []
         if not line.queue:  # the model phrase holds no onsets (a long tie): write this one anew
             return beat
+        return self._take_queued(line)  # nothing comes before the first kept note
+
+    @staticmethod
+    def _take_queued(line: Line) -> float:
+        """Write the line's next queued note (copied, kept or after the gap) and return its onset; an
+        ornamented return's budget of notes before it goes with it (`between` runs beside `queue`)."""
         line.forced = line.queue.pop(0)
-        if line.between:  # nothing came before the first kept note
+        if line.between:
             line.between.pop(0)
         return line.forced[0]
 
