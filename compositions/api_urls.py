@@ -13,6 +13,7 @@ from compositions.apis.accounts import (
     TokenRevokeApi,
 )
 from compositions.apis.composing import (
+    CompositionCancelApi,
     CompositionCreateApi,
     CompositionDeleteApi,
     CompositionDetailApi,
@@ -55,6 +56,7 @@ urlpatterns = [
         method_router(get=CompositionDetailApi, patch=CompositionUpdateApi, delete=CompositionDeleteApi),
         name="composition-detail",
     ),
+    path("compositions/<uuid:public_id>/cancel/", CompositionCancelApi.as_view(), name="composition-cancel"),
     path("compositions/<uuid:public_id>/retry/", CompositionRetryApi.as_view(), name="composition-retry"),
     path("compositions/<uuid:public_id>/share/", CompositionShareApi.as_view(), name="composition-share"),
     path("compositions/<uuid:public_id>/regenerate/", CompositionRegenerateApi.as_view(),

@@ -375,13 +375,18 @@ def claims_of_dead_local_workers() -> list[uuid.UUID]:
 
 
 def queued_version_ids() -> set[int]:
-    """Version ids that the generation tasks still waiting in the broker (or, with the ORM broker, running) were given.
+    """Version ids that the generation tasks waiting in the broker, or held by a live cluster, were given.
 
     Redis hands a task out by removing it from its list, so there a running task is not seen;
-    it has claimed its versions by then, which is what the reconciler looks at first.
+    it has claimed its versions by then, which is what the reconciler looks at first. The ORM
+    broker keeps a task it hands out, locked for `retry` seconds (hours). A task handed out before
+    every live cluster started was taken by a cluster that has stopped since: one whose worker was
+    stopped past the grace period before it claimed the piece, or that held the task in its own
+    queue. It would come back only when the lock runs out, so it does not count as queued.
     """
     from django_q.brokers import get_broker
     from django_q.signing import SignedPackage
+    from django_q.status import Stat
 
     from compositions.services.queueing import GENERATE_TASK
 
@@ -389,7 +394,12 @@ def queued_version_ids() -> set[int]:
     if settings.Q_CLUSTER.get("orm"):
         from django_q.models import OrmQ
 
-        payloads = list(OrmQ.objects.filter(key=broker.list_key).values_list("payload", flat=True))
+        now = timezone.now()
+        births = [stat.tob for stat in Stat.get_all(broker=broker) if stat.tob]
+        oldest_live = min(births, default=now)
+        retry = timedelta(seconds=int(settings.Q_CLUSTER["retry"]))
+        rows = OrmQ.objects.filter(key=broker.list_key).values_list("payload", "lock")
+        payloads = [payload for payload, lock in rows if lock <= now or lock - retry >= oldest_live]
     else:
         payloads = broker.connection.lrange(broker.list_key, 0, -1)
     ids: set[int] = set()

@@ -40,7 +40,7 @@ from compositions.services.task_writes import (
     composition_version_score,
 )
 from compositions.services.training import training_fail, training_finish, training_start
-from ml.pipeline import PipelineError
+from ml.pipeline import PipelineError, Stopped
 
 if TYPE_CHECKING:
     from ml.data.notes import NoteSequence
@@ -58,7 +58,7 @@ PROGRESS_STEP = 5
 REGENERATE_CANDIDATES = 4
 
 
-class Cancelled(Exception):
+class Cancelled(Stopped):
     """Every version of the run was cancelled, deleted or taken over: stop working on them."""
 
 

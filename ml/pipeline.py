@@ -42,12 +42,19 @@ class PipelineError(Exception):
         self.detail = detail
 
 
+class Stopped(Exception):
+    """Raised by a caller's progress or stage callback to stop the run; it reaches the caller as raised."""
+
+
 @contextmanager
 def failure_reason(reason: str) -> Iterator[None]:
-    """Turn any exception inside the block into PipelineError(reason), keeping the detail."""
+    """Turn any exception inside the block into PipelineError(reason), keeping the detail.
+
+    A callback's Stopped is the caller's own decision, not a failure: it passes through.
+    """
     try:
         yield
-    except PipelineError:
+    except (PipelineError, Stopped):
         raise
     except Exception as exc:
         raise PipelineError(reason, f"{type(exc).__name__}: {exc}") from exc

@@ -18,7 +18,13 @@ from rest_framework.views import APIView
 
 from compositions import runtime, selectors
 from compositions.apis.exception_handlers import ErrorSerializer
-from compositions.services.composing import composition_delete, composition_request, composition_retry, primer_upload
+from compositions.services.composing import (
+    composition_cancel,
+    composition_delete,
+    composition_request,
+    composition_retry,
+    primer_upload,
+)
 from ml.generation.request import CONTROLS, DEFAULTS, Control
 
 
@@ -257,6 +263,18 @@ class CompositionDeleteApi(APIView):
         composition = selectors.composition_get_for_user(user=request.user, public_id=public_id)
         composition_delete(composition=composition)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class CompositionCancelApi(APIView):
+    """Stop a piece of yours that is queued or being written; its worker drops it at its next write."""
+
+    @extend_schema(request=None, responses={200: CompositionStatusSerializer, 401: ErrorSerializer,
+                                            404: ErrorSerializer, 409: ErrorSerializer})
+    def post(self, request: Request, public_id: uuid.UUID) -> Response:
+        composition = selectors.composition_get_for_user(user=request.user, public_id=public_id)
+        composition = composition_cancel(composition=composition)
+        return Response(CompositionStatusSerializer(selectors.composition_status(composition=composition,
+                                                                                 for_api=True)).data)
 
 
 class CompositionRetryApi(APIView):

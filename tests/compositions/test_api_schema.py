@@ -42,6 +42,7 @@ OPERATIONS: dict[tuple[str, str], set[str]] = {
     ("get", "/api/v1/compositions/{public_id}/"): {"200", "401", "404"},
     ("patch", "/api/v1/compositions/{public_id}/"): {"200", "400", "401", "404", "415"},
     ("delete", "/api/v1/compositions/{public_id}/"): {"204", "401", "404"},
+    ("post", "/api/v1/compositions/{public_id}/cancel/"): {"200", "401", "404", "409"},
     ("post", "/api/v1/compositions/{public_id}/retry/"): {"202", "401", "404", "409", "429"},
     ("post", "/api/v1/compositions/{public_id}/share/"): {"200", "400", "401", "404", "415"},
     ("post", "/api/v1/compositions/{public_id}/regenerate/"): {

@@ -10,6 +10,7 @@ import io
 import os
 import signal
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -149,7 +150,7 @@ def test_a_worker_killed_in_the_middle_of_a_piece_is_replaced_and_the_piece_ends
         site: LiveSite, style: str) -> None:
     site.add_users(["victim"])
     response = site.api("victim").post(
-        site.url + "/api/compositions/", json={"style": style, "notes": 4000, "seed": 7}, timeout=60
+        site.url + "/api/compositions/", json={"style": style, "notes": 1500, "seed": 7}, timeout=60
     )
     assert response.status_code == 202
     row = _wait_for(site, "victim", _last_is_generating)[-1]
@@ -201,7 +202,7 @@ def test_sigterm_stops_a_piece_past_the_grace_period_and_it_is_written_again_aft
     site.start_cluster()
     try:
         api = site.api("impatient")
-        long_piece = api.post(site.url + "/api/compositions/", json={"style": style, "notes": 4000, "seed": 9},
+        long_piece = api.post(site.url + "/api/compositions/", json={"style": style, "notes": 1500, "seed": 9},
                               timeout=60)
         queued = api.post(site.url + "/api/compositions/", json={"style": style, "notes": 64, "seed": 10},
                           timeout=60)
@@ -221,6 +222,11 @@ def test_sigterm_stops_a_piece_past_the_grace_period_and_it_is_written_again_aft
     assert max(row["attempts"] for row in rows) == 2  # the piece cut short was written again, once
     # The workers are left free for the tests after this one: the long piece's score takes a while.
     _wait_for(site, "impatient", lambda rows: all(row["score_svg"] or row["score_error"] for row in rows), 300)
+
+
+def _dropped(site: LiveSite) -> int:
+    """How many runs the cluster has stopped because their pieces were cancelled or deleted."""
+    return (site.logs / "cluster.log").read_text(errors="replace").count("stopped: cancelled or deleted")
 
 
 def test_the_site_keeps_answering_while_the_workers_are_busy(site: LiveSite, style: str) -> None:
@@ -246,9 +252,21 @@ def test_the_site_keeps_answering_while_the_workers_are_busy(site: LiveSite, sty
     assert all(row["status"] in ("generating", "rendering") for row in rows), rows
     assert elapsed < 60
 
-    # The workers are left free for the tests after this one.
-    site.wait_until_finished(2, timeout=300, usernames=["busy"])
-    site.wait_until_finished(1, timeout=300, usernames=["reader"])
+    # The workers are freed for the tests after this one by cancelling the long pieces, through the
+    # API as an app would: each worker drops its piece at its next write and takes the queued one.
+    dropped = _dropped(site)
+    for row in rows:
+        public_id = uuid.UUID(str(row["public_id"]))  # SQLite keeps it as 32 hex digits
+        cancelled = busy.post(f"{site.url}/api/v1/compositions/{public_id}/cancel/", timeout=30)
+        assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled", cancelled.text
+    [done] = site.wait_until_finished(1, timeout=300, usernames=["reader"])
+    assert done["status"] == "done", site.log("cluster")
+    assert [row["status"] for row in site.wait_until_finished(2, timeout=60, usernames=["busy"])] == ["cancelled"] * 2
+    assert not any(row["mp3_file"] for row in site.compositions(["busy"]))
+    deadline = time.monotonic() + 120
+    while _dropped(site) < dropped + 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _dropped(site) == dropped + 2, site.log("cluster")
 
 
 # The recipe in README.md ("Backups"), run as written there.

@@ -3,8 +3,10 @@ and the reconciler gives every unfinished piece (every version being written) a 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -13,6 +15,7 @@ from typing import Any
 import pytest
 from django.conf import settings as django_settings
 from django.contrib.auth.models import User
+from django.core.cache import cache
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.test import Client
@@ -154,6 +157,49 @@ def test_a_pending_piece_whose_task_vanished_is_queued_again_once(
     assert OrmQ.objects.count() == 1
 
 
+def _cluster_alive_since(born: Any) -> None:
+    """Report a cluster to the broker as django-q2's sentinel does every few seconds (its Stat)."""
+    from types import SimpleNamespace
+
+    from django_q.brokers import get_broker
+    from django_q.status import Stat
+
+    empty = SimpleNamespace(qsize=lambda: 0)
+    sentinel = SimpleNamespace(
+        parent_pid=None, pid=os.getpid(), cluster_id=uuid.uuid4(), broker=get_broker(), tob=born, reincarnations=0,
+        status=lambda: "Working", result_queue=empty, task_queue=empty, monitor=None, pusher=None, pool=[],
+    )
+    Stat(sentinel).save()
+
+
+def test_a_task_handed_out_to_a_cluster_that_stopped_does_not_keep_its_piece_waiting_for_hours(
+        orm_queue: None, user: User, composition_factory: Callable[..., Composition], settings: Any,
+        django_capture_on_commit_callbacks: Callable) -> None:
+    """A cluster stopped past its grace period can take a task with it before the task claims its piece:
+    the ORM broker keeps it, locked until `retry` (hours). Once every live cluster is younger than the
+    hand-out, the piece is queued again."""
+    from django_q.brokers import get_broker
+
+    piece = composition_factory(user)
+    with django_capture_on_commit_callbacks(execute=True):
+        queueing.batch_queue(version_id=current(piece).id, batch_id=current(piece).batch_id)
+    [(task_id, payload)] = get_broker().dequeue()  # handed out now, locked for `retry` seconds
+    handed_out = timezone.now()
+    _age(piece, settings.Q_ORPHAN_SECONDS + 5, "queued_at")
+
+    _cluster_alive_since(handed_out - timedelta(minutes=5))  # the cluster that took it is still up
+    assert selectors.queued_version_ids() == {current(piece).id}
+    assert composition_reconcile()["orphaned"] == 0
+
+    cache.clear()  # that cluster's reports are gone: it stopped, and another one started since
+    _cluster_alive_since(handed_out + timedelta(seconds=1))
+    assert selectors.queued_version_ids() == set()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert composition_reconcile()["orphaned"] == 1
+    assert current(piece).queue_count == 2
+    assert selectors.queued_version_ids() == {current(piece).id}  # the new entry waits in the queue
+
+
 def test_a_pending_piece_that_no_task_will_start_is_failed_after_its_attempts(
         orm_queue: None, user: User, composition_factory: Callable[..., Composition], settings: Any,
         django_capture_on_commit_callbacks: Callable) -> None:
@@ -242,6 +288,30 @@ def test_an_unfinished_piece_can_be_cancelled_and_its_run_stops(
     assert current(piece).status == CompositionVersion.Status.CANCELLED
     with pytest.raises(tasks.Cancelled):
         tasks.ProgressWriter(claim)(0.5)
+
+
+def test_the_api_cancels_a_piece_being_written_and_refuses_one_that_is_done_or_not_yours(
+        user: User, other_user: User, composition_factory: Callable[..., Composition]) -> None:
+    from tests.compositions.test_apis import token_client
+
+    piece = composition_factory(user)
+    claim = composition_version_claim(version_id=current(piece).id)
+    assert claim is not None
+    url = f"/api/v1/compositions/{piece.public_id}/cancel/"
+    assert token_client(other_user).post(url).status_code == 404
+    assert current(piece).status == CompositionVersion.Status.GENERATING
+
+    response = token_client(user).post(url)
+    assert response.status_code == 200, response.content
+    assert response.json()["status"] == "cancelled"
+    with pytest.raises(tasks.Cancelled):
+        tasks.ProgressWriter(claim)(0.5)
+    again = token_client(user).post(url)
+    assert again.status_code == 409 and "queued or being written" in again.json()["detail"]
+
+    finished = composition_factory(user, status=CompositionVersion.Status.DONE)
+    assert token_client(user).post(f"/api/v1/compositions/{finished.public_id}/cancel/").status_code == 409
+    assert current(finished).status == CompositionVersion.Status.DONE
 
 
 def test_a_cancelled_piece_offers_try_again_and_is_queued(

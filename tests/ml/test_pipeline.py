@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from ml.data.notes import NoteSequence
-from ml.pipeline import chord_changes, notes_from_piano_roll, piano_roll
+from ml.generation.generator import Generator
+from ml.generation.request import GenerationRequest
+from ml.pipeline import PipelineError, Stopped, chord_changes, compose, notes_from_piano_roll, piano_roll
 
 
 def test_chord_changes_name_each_new_chord_once() -> None:
@@ -29,3 +32,26 @@ def test_the_piano_roll_gives_back_the_notes_it_was_made_from() -> None:
     again = notes_from_piano_roll(piano_roll(notes), tempo_bpm=90, time_signature=(3, 4), program=40)
     assert piano_roll(again) == piano_roll(notes)
     assert (again.tempo_bpm, again.time_signature, again.program) == (90, (3, 4), 40)
+
+
+def test_a_callback_that_stops_the_run_reaches_the_caller_as_raised_not_as_a_failure(generator: Generator) -> None:
+    class Cancelled(Stopped):
+        pass
+
+    calls: list[float] = []
+
+    def progress(fraction: float) -> None:
+        calls.append(fraction)
+        if fraction > 0.3:
+            raise Cancelled
+
+    with pytest.raises(Cancelled):
+        compose(generator, GenerationRequest(style="alpha", seconds=8, seed=1), progress=progress)
+    assert calls and calls[-1] > 0.3 and max(calls) < 1.0  # it stopped there, before the end
+
+    def broken(fraction: float) -> None:
+        raise RuntimeError("a bug in the caller")
+
+    with pytest.raises(PipelineError, match="could not write") as failure:
+        compose(generator, GenerationRequest(style="alpha", seconds=8, seed=1), progress=broken)
+    assert "RuntimeError: a bug in the caller" in failure.value.detail
