@@ -6,7 +6,7 @@ import logging
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -91,8 +91,15 @@ class Heartbeat:
 
     def __init__(self, claim: Claim) -> None:
         self.claim = claim
+        self.lost = threading.Event()  # a beat found none of the versions held: cancelled, deleted or taken
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
+
+    def check(self) -> None:
+        """Raise Cancelled once a beat has found the run holds nothing: called between blocks of work
+        that write nothing themselves (rendering), so that a cancel stops it within a beat."""
+        if self.lost.is_set():
+            raise Cancelled
 
     def __enter__(self) -> Heartbeat:
         self._thread.start()
@@ -106,7 +113,9 @@ class Heartbeat:
         try:
             while not self._stop.wait(settings.Q_HEARTBEAT_SECONDS):
                 try:
-                    composition_version_progress(claim=self.claim)
+                    if not composition_version_progress(claim=self.claim):
+                        self.lost.set()
+                        return
                 except DatabaseError:  # a busy database: the next beat tries again
                     logger.warning("Heartbeat for %s missed", self.claim.ids, exc_info=True)
         finally:
@@ -129,8 +138,8 @@ def composition_version_generate(version_id: int) -> None:
     started = time.monotonic()
     logger.info("Version batch %s started (versions %s)", version_id, claim.ids)
     try:
-        with Heartbeat(claim):
-            _write_versions(claim)
+        with Heartbeat(claim) as beat:
+            _write_versions(claim, beat.check)
     except Cancelled:
         logger.info("Version batch %s stopped: cancelled or deleted", version_id)
         return
@@ -157,7 +166,7 @@ class Written:
     melody_kept: tuple[int, int] | None = None  # melody notes found on top, of all of them
 
 
-def _write_versions(claim: Claim) -> None:
+def _write_versions(claim: Claim, check: Callable[[], None]) -> None:
     from ml.data.notes import estimate_key, key_name
     from ml.pipeline import arrangement_of, chord_changes, piano_roll, piece_form, render_piece
 
@@ -178,7 +187,10 @@ def _write_versions(claim: Claim) -> None:
     if not composition_version_rendering(claim=claim, percent=GENERATION_SHARE):
         raise Cancelled
     renderer = runtime.get_renderer()
+    finished = 0
     for version, result in zip(versions, written):
+        if not claim.rows().filter(id=version.id).exists():
+            continue  # this variation was cancelled or deleted while the others were written
         piece = result.piece
         stem = f"{version.composition.public_id}-v{version.number}"
         with tempfile.TemporaryDirectory(prefix="musicgen-") as tmp:
@@ -187,13 +199,13 @@ def _write_versions(claim: Claim) -> None:
             arrangement = arrangement_of(piece, result.request)
             # The MP3's loudness is measured by the follow-up task: the piece plays without waiting for it.
             rendered = render_piece(renderer, arrangement, midi_path=midi_path, audio_path=mp3_path,
-                                    loudness=loudness, ceiling=ceiling, measure=False)
+                                    loudness=loudness, ceiling=ceiling, measure=False, check=check)
             # Saved outside any transaction: a write lock is never held while files are copied.
             with midi_path.open("rb") as midi, mp3_path.open("rb") as mp3:
                 midi_name = default_storage.save(f"midi/{midi_path.name}", File(midi))
                 mp3_name = default_storage.save(f"mp3/{mp3_path.name}", File(mp3))
         tonic, mode = estimate_key(piece.notes)
-        composition_version_finish(
+        finished += composition_version_finish(
             claim=claim,
             finished=FinishedVersion(
                 version_id=version.id,
@@ -213,6 +225,8 @@ def _write_versions(claim: Claim) -> None:
                 },
             ),
         )
+    if not finished:
+        raise Cancelled  # every version went while it was rendered: nothing of this run is kept
 
 
 def composition_version_follow_up(version_id: int) -> None:

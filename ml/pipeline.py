@@ -152,11 +152,21 @@ def arrangement_of(piece: GeneratedPiece, request: GenerationRequest) -> Arrange
                    instrument=request.instrument, instruments=request.programs)
 
 
+def _checked(blocks: Iterable[np.ndarray], check: Callable[[], None] | None) -> Iterator[np.ndarray]:
+    for block in blocks:
+        if check is not None:
+            check()
+        yield block
+
+
 def render_piece(renderer: Renderer, arrangement: Arrangement, *, midi_path: Path, audio_path: Path,
-                 loudness: float | None = None, ceiling: float = -1.0, measure: bool = True) -> Rendered:
+                 loudness: float | None = None, ceiling: float = -1.0, measure: bool = True,
+                 check: Callable[[], None] | None = None) -> Rendered:
     """Write the arrangement as MIDI and as audio (MP3, or WAV for a .wav path), the audio brought to
     `loudness` LUFS under a true peak of `ceiling` dBTP (as rendered, for None); with `measure`, the
-    MP3's loudness as ffmpeg measures it (else that is left to the caller, off the listener's wait)."""
+    MP3's loudness as ffmpeg measures it (else that is left to the caller, off the listener's wait).
+    `check` is called between blocks of audio synthesised and encoded; the Stopped it raises stops
+    the rendering and reaches the caller."""
     from ml.audio import loudness as meter
     from ml.audio.render import encode_mp3_stream
 
@@ -167,7 +177,7 @@ def render_piece(renderer: Renderer, arrangement: Arrangement, *, midi_path: Pat
         midi = arrangement.to_midi()
         midi.write(str(midi_path))
     with failure_reason("Audio rendering failed"):
-        pcm = renderer.render(midi)
+        pcm = renderer.render(midi, check=check)
         seconds = len(pcm) / renderer.sample_rate
         audio = pcm.astype(np.float32) / 32768.0
     rate = renderer.sample_rate
@@ -185,7 +195,7 @@ def render_piece(renderer: Renderer, arrangement: Arrangement, *, midi_path: Pat
         else:
             gain = meter.gain_for(audio, rate, loudness)
             blocks = meter.limited_blocks(audio, rate, gain_db=gain, ceiling=ceiling)
-        encode_mp3_stream(blocks, audio_path, sample_rate=rate)
+        encode_mp3_stream(_checked(blocks, check), audio_path, sample_rate=rate)
     if not measure:
         return Rendered(seconds=float(seconds), loudness=None)
     try:

@@ -223,6 +223,7 @@ class Renderer:
         self._sfid = -1
         self._write_float: Any = None
         self._set_rate: Any = None
+        self._partial = 0  # frames written into FluidSynth's current 64-frame block
         self._lock = threading.Lock()
 
     def __enter__(self) -> Renderer:
@@ -282,6 +283,13 @@ class Renderer:
         """Silence everything and restore defaults so renders are independent."""
         for channel in range(MIDI_CHANNELS):
             synth.all_sounds_off(channel)
+        # A render stopped part way (its caller's check raised) ends inside one of FluidSynth's
+        # blocks, whose rest it would hand to the next render, shifting it: that rest is thrown away.
+        if self._partial:
+            scratch = np.zeros(2 * FLUID_BLOCK, dtype=np.float32)
+            pointer = scratch.ctypes.data
+            self._write_float(synth.synth, FLUID_BLOCK - self._partial, pointer, 0, 2, pointer, 1, 2)
+            self._partial = 0
         # Also resets every controller and program.
         synth.system_reset()
         if self._set_rate is not None:
@@ -326,10 +334,17 @@ class Renderer:
             partial.unlink(missing_ok=True)
         return total_frames / self.sample_rate
 
-    def render(self, midi: pretty_midi.PrettyMIDI) -> np.ndarray:
-        """Render ``midi`` to 16-bit stereo samples in memory (frames x 2), as `render_wav` writes them."""
+    def render(self, midi: pretty_midi.PrettyMIDI, check: Callable[[], None] | None = None) -> np.ndarray:
+        """Render ``midi`` to 16-bit stereo samples in memory (frames x 2), as `render_wav` writes them;
+        `check` is called after each block (what it raises stops the rendering)."""
         blocks: list[np.ndarray] = []
-        self._render(midi, blocks.append)
+
+        def sink(block: np.ndarray) -> None:
+            blocks.append(block)
+            if check is not None:
+                check()
+
+        self._render(midi, sink)
         return np.concatenate(blocks).reshape(-1, 2) if blocks else np.zeros((0, 2), dtype="<i2")
 
     def _render(self, midi: pretty_midi.PrettyMIDI, sink: Callable[[np.ndarray], object]) -> int:
@@ -379,8 +394,9 @@ class Renderer:
                 block = buffer[: 2 * count] * 32767.0
                 np.clip(block, -32768.0, 32767.0, out=block)
                 peak = max(peak, float(np.abs(block).max()))
-                sink(block.astype("<i2"))
                 written += count
+                self._partial = (self._partial + count) % FLUID_BLOCK
+                sink(block.astype("<i2"))
             return peak
 
         for event in events:
@@ -409,6 +425,7 @@ class Renderer:
                 self._sfid = -1
                 self._write_float = None
                 self._set_rate = None
+                self._partial = 0
 
 
 def encode_mp3(

@@ -150,7 +150,7 @@ def test_a_worker_killed_in_the_middle_of_a_piece_is_replaced_and_the_piece_ends
         site: LiveSite, style: str) -> None:
     site.add_users(["victim"])
     response = site.api("victim").post(
-        site.url + "/api/compositions/", json={"style": style, "notes": 1500, "seed": 7}, timeout=60
+        site.url + "/api/compositions/", json={"style": style, "notes": 600, "seed": 7}, timeout=60
     )
     assert response.status_code == 202
     row = _wait_for(site, "victim", _last_is_generating)[-1]
@@ -183,7 +183,7 @@ def test_the_health_endpoints_see_the_live_cluster_and_its_workers(site: LiveSit
 def test_sigterm_lets_the_piece_in_flight_finish_before_the_cluster_stops(site: LiveSite, style: str) -> None:
     site.add_users(["patient"])
     response = site.api("patient").post(
-        site.url + "/api/compositions/", json={"style": style, "notes": 1500, "seed": 8}, timeout=60
+        site.url + "/api/compositions/", json={"style": style, "notes": 600, "seed": 8}, timeout=60
     )
     assert response.status_code == 202
     _wait_for(site, "patient", _last_is_generating)
@@ -202,7 +202,7 @@ def test_sigterm_stops_a_piece_past_the_grace_period_and_it_is_written_again_aft
     site.start_cluster()
     try:
         api = site.api("impatient")
-        long_piece = api.post(site.url + "/api/compositions/", json={"style": style, "notes": 1500, "seed": 9},
+        long_piece = api.post(site.url + "/api/compositions/", json={"style": style, "notes": 600, "seed": 9},
                               timeout=60)
         queued = api.post(site.url + "/api/compositions/", json={"style": style, "notes": 64, "seed": 10},
                           timeout=60)
@@ -252,9 +252,12 @@ def test_the_site_keeps_answering_while_the_workers_are_busy(site: LiveSite, sty
     assert all(row["status"] in ("generating", "rendering") for row in rows), rows
     assert elapsed < 60
 
-    # The workers are freed for the tests after this one by cancelling the long pieces, through the
-    # API as an app would: each worker drops its piece at its next write and takes the queued one.
+    # The workers are freed for the tests after this one by cancelling the long pieces through the API,
+    # as an app would, once they are being rendered (the longest stage, which writes no progress): each
+    # worker learns of it at its next heartbeat, drops its piece and takes the queued one.
+    rows = _wait_for(site, "busy", lambda rows: [row["status"] for row in rows] == ["rendering"] * 2)
     dropped = _dropped(site)
+    cancelled_at = time.monotonic()
     for row in rows:
         public_id = uuid.UUID(str(row["public_id"]))  # SQLite keeps it as 32 hex digits
         cancelled = busy.post(f"{site.url}/api/v1/compositions/{public_id}/cancel/", timeout=30)
@@ -267,6 +270,7 @@ def test_the_site_keeps_answering_while_the_workers_are_busy(site: LiveSite, sty
     while _dropped(site) < dropped + 2 and time.monotonic() < deadline:
         time.sleep(0.5)
     assert _dropped(site) == dropped + 2, site.log("cluster")
+    assert time.monotonic() - cancelled_at < 20  # a heartbeat is 2 s here; the rendering alone takes longer
 
 
 # The recipe in README.md ("Backups"), run as written there.

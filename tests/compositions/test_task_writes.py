@@ -314,6 +314,22 @@ def test_the_api_cancels_a_piece_being_written_and_refuses_one_that_is_done_or_n
     assert current(finished).status == CompositionVersion.Status.DONE
 
 
+@pytest.mark.django_db(transaction=True)
+def test_the_heartbeat_finds_a_piece_cancelled_while_it_renders_and_the_run_stops_at_its_next_block(
+        user: User, composition_factory: Callable[..., Composition], settings: Any) -> None:
+    settings.Q_HEARTBEAT_SECONDS = 0.05
+    piece = composition_factory(user)
+    claim = composition_version_claim(version_id=current(piece).id)
+    assert claim is not None
+    with tasks.Heartbeat(claim) as beat:
+        assert not beat.lost.wait(0.3)  # beats find the piece held: the run goes on
+        beat.check()
+        composition_cancel(composition=piece)
+        assert beat.lost.wait(5)
+        with pytest.raises(tasks.Cancelled):
+            beat.check()
+
+
 def test_a_cancelled_piece_offers_try_again_and_is_queued(
         user: User, user_client: Client, composition_factory: Callable[..., Composition], queued_tasks: list) -> None:
     piece = composition_factory(user, status=CompositionVersion.Status.CANCELLED)

@@ -259,3 +259,24 @@ def test_encode_mp3_stream_failure_and_timeout_leave_no_files(tmp_path: Path, mo
     with pytest.raises(RenderError, match=r"MP3 encoding timed out after 0\.5 s"):
         encode_mp3_stream(iter(_blocks(size=RATE * 3)), tmp_path / "piece.mp3", sample_rate=RATE, timeout=0.5)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bin", "bin2"]
+
+
+def test_a_check_that_raises_stops_the_rendering_and_the_next_render_is_whole(renderer: Renderer) -> None:
+    class Stop(Exception):
+        pass
+
+    whole = renderer.render(tiny_midi())
+    calls = 0
+
+    def check() -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise Stop
+
+    with pytest.raises(Stop):
+        renderer.render(tiny_midi(), check=check)
+    assert calls == 3  # it stopped at the third block, not at the end
+    again = renderer.render(tiny_midi(), check=lambda: None)
+    assert again.shape == whole.shape
+    assert np.abs(again.astype(np.int32) - whole).max() <= 0.02 * np.abs(whole).max()
