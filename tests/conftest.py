@@ -42,6 +42,14 @@ def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return train_tiny_model(tmp_path_factory.mktemp("tiny-model"))
 
 
+@pytest.fixture(scope="session")
+def old_tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny model that reads neither chords nor what follows a gap, as the first models did (one epoch)."""
+    from tests.tiny import train_tiny_model
+
+    return train_tiny_model(tmp_path_factory.mktemp("old-tiny-model"), epochs=1, reads=False)
+
+
 @pytest.fixture
 def isolated_site(settings: Any, tmp_path: Path, tiny_model_path: Path) -> None:
     """Site tests write media to their own folder, run tasks inline and compose with the tiny model.

@@ -18,7 +18,7 @@ from ml.generation.request import GenerationRequest
 from ml.generation.steps import CompiledSteps
 from ml.model.config import PAD_PITCH, UNTIL_CLASSES, key_shift, until_class
 from ml.model.network import build_model, dummy_inputs, load_model, warm_start
-from tests.tiny import tiny_config, tiny_dataset, train_tiny_model
+from tests.tiny import tiny_config, tiny_dataset
 
 
 # -- the harmony of a half bar ------------------------------------------------------------------
@@ -72,8 +72,9 @@ def test_training_batches_show_chords_and_future_notes_to_about_half_the_windows
 
 
 # -- the network ----------------------------------------------------------------------------------
-def test_a_model_with_new_inputs_starts_out_computing_what_the_old_one_did(tmp_path: Path) -> None:
-    old = load_model(train_tiny_model(tmp_path, epochs=1, reads=False))
+def test_a_model_with_new_inputs_starts_out_computing_what_the_old_one_did(
+        old_tiny_model_path: Path, tiny_model_path: Path) -> None:
+    old = load_model(old_tiny_model_path)
     config = dataclasses.replace(old.config, chords=True, future=6, future_units=4, until_embedding=2)
     new = build_model(config)
     assert "project" in warm_start(new, old) and "decoder_hidden" in warm_start(new, old)
@@ -89,7 +90,7 @@ def test_a_model_with_new_inputs_starts_out_computing_what_the_old_one_did(tmp_p
     for head in ("pitch", "step", "duration", "velocity"):
         np.testing.assert_allclose(np.asarray(ours[head]), np.asarray(theirs[head]), atol=1e-5)
     # ... and once trained, what it reads changes what it predicts.
-    trained = load_model(train_tiny_model(tmp_path / "reads", epochs=1))
+    trained = load_model(tiny_model_path)
     x = dummy_inputs(trained.config, 2)
     x["next_chord"][1, [0, 4, 7]] = 1
     x["future_pitch"][1] = 60
@@ -98,8 +99,8 @@ def test_a_model_with_new_inputs_starts_out_computing_what_the_old_one_did(tmp_p
     assert not np.allclose(out[0], out[1])
 
 
-def test_the_compiled_steps_compute_what_the_network_does(tmp_path: Path) -> None:
-    model = load_model(train_tiny_model(tmp_path, epochs=1))
+def test_the_compiled_steps_compute_what_the_network_does(tiny_model_path: Path) -> None:
+    model = load_model(tiny_model_path)
     config = model.config
     steps = CompiledSteps(model, 2)
     window = {k: v for k, v in dummy_inputs(config, 2).items() if k in config.window_inputs}
@@ -211,16 +212,17 @@ def test_the_pulse_of_the_bar_counts_dotted_quarters_in_compound_time() -> None:
     assert list(accent[[0, 3]]) == [6, 0] and (accent[[1, 2, 4]] < 0).all()
 
 
-def test_the_conditioning_report_reads_the_same_notes_four_ways(tmp_path: Path) -> None:
+def test_the_conditioning_report_reads_the_same_notes_four_ways(
+        old_tiny_model_path: Path, tiny_model_path: Path) -> None:
     from ml.evaluation.conditioning import conditioning_report
 
-    model = load_model(train_tiny_model(tmp_path, epochs=2))
+    model = load_model(tiny_model_path)
     report = conditioning_report(model, tiny_dataset(), split="test", max_notes=200, batch_size=64)
     assert set(report["all"]) == {"plain", "chords", "future", "both"}
     assert all(row["notes"] == report["notes"] for row in report["all"].values())
     # A tiny model trained for seconds: reading what follows a gap must at least not mislead it.
     assert report["all"]["future"]["pitch_ce"] < report["all"]["plain"]["pitch_ce"] + 0.05
-    old = load_model(train_tiny_model(tmp_path / "old", epochs=1, reads=False))
+    old = load_model(old_tiny_model_path)
     with pytest.raises(ValueError, match="neither"):
         conditioning_report(old, tiny_dataset())
 

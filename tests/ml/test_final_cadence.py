@@ -17,7 +17,7 @@ from ml.generation.request import GenerationRequest
 from ml.generation.steps import CompiledSteps
 from ml.model.config import CADENCE_CLASSES
 from ml.model.network import build_model, dummy_inputs, load_model, save_model, warm_start
-from tests.tiny import tiny_config, tiny_dataset, train_tiny_model
+from tests.tiny import tiny_config, tiny_dataset
 
 FAR = CADENCE_CLASSES - 1
 
@@ -50,8 +50,8 @@ def test_a_plan_knows_which_cadence_ends_it() -> None:
 
 
 def test_a_model_that_tells_the_final_cadence_apart_starts_as_the_one_it_grew_from(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    old = load_model(train_tiny_model(tmp_path, epochs=1, reads=False))  # one set of cadence classes
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, old_tiny_model_path: Path) -> None:
+    old = load_model(old_tiny_model_path)  # one set of cadence classes
     assert not old.config.final_cadence
     new = build_model(dataclasses.replace(old.config, final_cadence=True))
     assert "cadence_embed" in warm_start(new, old)
