@@ -266,7 +266,8 @@ class CompositionDeleteApi(APIView):
 
 
 class CompositionCancelApi(APIView):
-    """Stop a piece of yours that is queued or being written; its worker drops it at its next write."""
+    """Stop a piece of yours that is queued or being written: its worker drops it at its next progress
+    write while it generates, or at its next heartbeat while it renders, and keeps no file of it."""
 
     @extend_schema(request=None, responses={200: CompositionStatusSerializer, 401: ErrorSerializer,
                                             404: ErrorSerializer, 409: ErrorSerializer})

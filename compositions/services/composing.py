@@ -120,7 +120,8 @@ def composition_retry(*, composition: Composition) -> Composition:
 
 @transaction.atomic
 def composition_cancel(*, composition: Composition) -> Composition:
-    """Stop the version of a piece that is queued or being written; the worker drops it at its next write."""
+    """Stop the version of a piece that is queued or being written: its worker drops it at its next
+    progress write while it generates, or at its next heartbeat while it renders."""
     updated = CompositionVersion.objects.filter(
         composition=composition, status__in=CompositionVersion.UNFINISHED_STATUSES
     ).update(
