@@ -265,6 +265,33 @@ def pitch_class_histogram(pitch: np.ndarray, weights: np.ndarray | None = None) 
     return np.bincount(np.asarray(pitch) % 12, weights=weights, minlength=12).astype(np.float64)
 
 
+# How a piece closes, in the bass: on the tonic approached from the dominant (an authentic cadence; in
+# a single line, from a tone of the dominant chord: the second, fifth or leading note), on the tonic
+# approached otherwise (a plagal close, a line falling 3-1), or elsewhere (a half close on V, a modal
+# final the key estimate does not call the tonic).
+CLOSES = ("perfect", "tonic", "open")
+
+
+def close_kind(seq: NoteSequence, tonic: int) -> str | None:
+    """Which of `CLOSES` a piece makes: the lowest note sounding at its final onset against `tonic` (a
+    pitch class), and the lowest sounding at the onset before, its approach (what the cadence
+    constraint writes there: V in the bass; in a single line a tone of V). A tonic repeated or held
+    into the final onset is a close on the tonic, not a perfect one. None for a piece with no notes."""
+    if not len(seq):
+        return None
+    start = np.round(seq.start.astype(np.float64), 4)
+    end = start + seq.duration.astype(np.float64)
+    onsets = np.unique(start)
+    # The lowest note sounding at the last two onsets (a held bass is still the bass).
+    bass = [int(seq.pitch[((start <= at) & (end > at + 1e-4)) | (start == at)].min()) for at in onsets[-2:]]
+    if bass[-1] % 12 != tonic % 12:
+        return "open"
+    if len(bass) < 2:
+        return "tonic"
+    dominant = {7} if len(seq) >= 1.5 * len(onsets) else {2, 7, 11}
+    return "perfect" if (bass[-2] - tonic) % 12 in dominant else "tonic"
+
+
 def estimate_key(seq: NoteSequence) -> tuple[int, str]:
     """Krumhansl-Schmuckler key estimate from the duration-weighted pitch-class histogram."""
     return estimate_key_from_histogram(pitch_class_histogram(seq.pitch, seq.duration + 1e-3))

@@ -255,28 +255,43 @@ Predict = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 
 def own_samples(ex: Examples, rows: np.ndarray, config: ModelConfig, inputs: dict[str, np.ndarray],
                 predict: Predict, share: float, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """`inputs` with the last window note of a `share` of the examples replaced by the network's own
-    sample for that note: its step drawn from the network's step distribution and its pitch and
-    duration from theirs given the real step, each given the real notes before it (what generation
-    reads, without chords or notes after a gap). The targets stay the real notes, so the network
-    learns to go on from a note it wrote as well as from one the composer wrote (scheduled sampling,
-    one note deep: what each next note costs is one more forward pass over a `share` of the batch)."""
+    """`inputs` with the last window notes of a `share` of the examples replaced by the network's own
+    samples for them, each drawn given the real notes before it (what generation reads, without
+    chords or notes after a gap). The targets stay the real notes, so the network learns to go on
+    from notes it wrote as well as from notes the composer wrote (scheduled sampling).
+
+    One note deep (`config.own_depth` 1), the last note's step is drawn from the network's step
+    distribution, then its pitch and duration from theirs given the real step. Deeper, the pitches and
+    durations of the last `own_depth` notes are drawn in order, each reading the ones drawn before it,
+    and every step stays real, so that bar positions stay true. Each note deep costs one more forward
+    pass over the `share` of the batch."""
+    depth = config.own_depth
     target = ex.targets[rows]
-    previous = np.clip(np.searchsorted(ex.targets, target - 1), 0, len(ex.targets) - 1)
-    chosen = ((ex.targets[previous] == target - 1) & (target - 1 >= ex.first[rows])
-              & (rng.random(len(rows)) < share))
+    chosen = (target - depth >= ex.first[rows]) & (rng.random(len(rows)) < share)
+    earlier = []  # per depth j (deepest first), the example whose target is the note j before
+    for j in range(depth, 0, -1):
+        at = np.clip(np.searchsorted(ex.targets, target - j), 0, len(ex.targets) - 1)
+        chosen &= ex.targets[at] == target - j
+        earlier.append(at)
     if not chosen.any():
         return inputs
-    before, _ = batch_arrays(ex, previous[chosen], config, None)
-    out = predict(before)
+    drawn_names = ("step", "pitch", "duration") if depth == 1 else ("pitch", "duration")
+    drawn = {name: np.zeros((int(chosen.sum()), depth), np.int32) for name in drawn_names}
+    for k, at in enumerate(earlier):  # note t - depth + k, read after the k notes drawn before it
+        before, _ = batch_arrays(ex, at[chosen], config, None)
+        if k:
+            for name in drawn_names:
+                before[name][:, -k:] = drawn[name][:, :k]
+        out = predict(before)
+        for name in drawn_names:
+            logits = np.asarray(out[name], dtype=np.float64)
+            p = np.exp(logits - logits.max(axis=1, keepdims=True))
+            cumulative = np.cumsum(p / p.sum(axis=1, keepdims=True), axis=1)
+            drawn[name][:, k] = (cumulative < rng.random((len(logits), 1))).sum(axis=1).clip(0, logits.shape[1] - 1)
     inputs = dict(inputs)
-    for name in ("step", "pitch", "duration"):
-        logits = np.asarray(out[name], dtype=np.float64)
-        p = np.exp(logits - logits.max(axis=1, keepdims=True))
-        cumulative = np.cumsum(p / p.sum(axis=1, keepdims=True), axis=1)
-        drawn = (cumulative < rng.random((len(logits), 1))).sum(axis=1).clip(0, logits.shape[1] - 1)
+    for name in drawn_names:
         column = inputs[name].copy()
-        column[chosen, -1] = drawn
+        column[np.flatnonzero(chosen)[:, None], np.arange(-depth, 0)[None, :]] = drawn[name]
         inputs[name] = column
     return inputs
 

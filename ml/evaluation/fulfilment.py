@@ -80,6 +80,29 @@ def metre_check(seq: NoteSequence) -> Check:
                  share >= METRE_ACCENT)
 
 
+ENDINGS = {"perfect": "a perfect cadence (V-I)", "tonic": "on the tonic", "open": "open"}
+
+
+def ending_check(seq: NoteSequence, tonic: int, ending: str) -> Check:
+    """The close as heard: the lowest note sounding at the last onset, and the lowest at the onset
+    before it. A perfect cadence is the tonic there after the dominant (in a single line, after a tone
+    of the dominant chord: the second, fifth or leading note); an open ending is whatever the network
+    wrote, so it is reported, not judged."""
+    start = np.round(seq.start.astype(np.float64), 4)
+    end = start + seq.duration
+    onsets = np.unique(start)
+    lowest = [int(seq.pitch[(start == at) | ((start < at) & (end > at + 1e-4))].min()) for at in onsets[-2:]]
+    final = (lowest[-1] - tonic) % 12
+    before = (lowest[0] - tonic) % 12 if len(lowest) == 2 else None
+    line = len(seq) < 1.5 * len(onsets)
+    dominant = before in ((2, 7, 11) if line else (7,))
+    degree = {0: "the tonic", 7: "the dominant", 5: "the subdominant"}
+    did = f"closes on {degree.get(final, f'{PITCH_CLASS_NAMES[(tonic + final) % 12]} (not the tonic)')}" + (
+        f", after {degree.get(before, PITCH_CLASS_NAMES[(tonic + before) % 12])}" if before is not None else "")
+    met = {"perfect": final == 0 and dominant, "tonic": final == 0}.get(ending)
+    return Check("ending", ENDINGS.get(ending, ending), did, met)
+
+
 def fulfilment(*, parts: list[NoteSequence], settings: dict[str, Any], form: dict[str, Any] | None,
                chord_spans: list[tuple[float, float, frozenset[int], int]] | None = None,
                requested_seconds: float | None = None, kept: tuple[str, bool] | None = None,
@@ -121,6 +144,9 @@ def fulfilment(*, parts: list[NoteSequence], settings: dict[str, Any], form: dic
             note = "" if closes else "; the progression does not end on the tonic, and the piece ends as it does"
             checks.append(Check("chords", str(settings["chords"]),
                                 f"{rate:.0%} of bars read as the chord asked for{note}", rate >= CHORDS_FOLLOWED))
+    ending = str(settings.get("ending") or "style")
+    if ending != "style" and tonic is not None and not settings.get("chords"):
+        checks.append(ending_check(everything, tonic, ending))
     low, high = int(settings.get("pitch_low", 0)), int(settings.get("pitch_high", 127))
     outside = int(((seq.pitch < low) | (seq.pitch > high)).sum())
     checks.append(Check("range", f"{low}–{high}", "every note inside" if not outside else

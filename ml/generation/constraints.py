@@ -259,18 +259,27 @@ LINE_CLOSING_TONIC = 4.0
 
 
 class Cadence(Constraint):
-    """A piece opens on its tonic triad and closes on the tonic, on a held chord: where the style or the
-    minor mode closes with a perfect cadence, V-I with the leading note, written; elsewhere a pull."""
+    """A piece opens on its tonic triad and closes as drawn for it (`Line.close`, from the closes of the
+    style's training pieces in its mode): a perfect cadence, V-I with the leading note, written; the
+    tonic chord written, its approach the network's; or an open close, all the network's. A line with
+    no drawn close (a model without those counts) closes as its style's rule says: chorales and the
+    minor mode V-I, written; elsewhere a pull to the tonic. The opening follows that rule too."""
 
     name = "cadence"
-    describes = "the piece opens on the tonic triad and closes on the tonic: chorales and the minor mode V-I, " \
-                "the dominant chord with its leading note (a single line's last note before the tonic is the " \
-                "leading note where it lies within a fifth); other styles in major are drawn to the tonic and " \
-                "approach it as they learnt"
+    describes = "the piece opens on the tonic triad and closes as the style's pieces in its mode close, drawn " \
+                "piece by piece: V-I with the leading note (in a single line the last note before the tonic a " \
+                "tone of V), on the tonic chord approached as the network writes, or as the network ends it"
 
     @staticmethod
-    def _perfect(batch: Batch, line: Line) -> bool:
+    def _rule(batch: Batch, line: Line) -> bool:
+        """Whether the style's rule writes the edges (else it pulls them to the tonic)."""
         return batch.request.style in PERFECT_CADENCE_STYLES or line.mode in ("minor", "dorian")
+
+    def _close(self, batch: Batch, line: Line) -> str:
+        """"perfect", "tonic" or "open" (drawn for the line), or "pull" (the rule, where none was drawn)."""
+        if line.close is not None:
+            return line.close
+        return "perfect" if self._rule(batch, line) else "pull"
 
     @staticmethod
     def _edge(line: Line, at: At) -> bool:
@@ -278,8 +287,16 @@ class Cadence(Constraint):
         opening = line.primer is None and (not line.onsets or (at.in_chord and line.onsets[0] == at.onset))
         return line.arrived or opening
 
+    def _writes_edge(self, batch: Batch, line: Line) -> bool:
+        """Whether the edge the line is at (its final chord once arrived, else its first) is written."""
+        if line.arrived:
+            return self._close(batch, line) in ("perfect", "tonic")
+        return self._rule(batch, line)
+
     def bias(self, batch: Batch, line: Line, at: At) -> np.ndarray | None:
-        if batch.chords is not None or self._perfect(batch, line) or not self._edge(line, at):
+        if batch.chords is not None or not self._edge(line, at) or self._writes_edge(batch, line):
+            return None
+        if line.arrived and self._close(batch, line) == "open":
             return None
         third = 3 if line.mode in ("minor", "dorian") else 4
         bass = at.voice == 0 and (batch.polyphonic or line.arrived)
@@ -287,15 +304,17 @@ class Cadence(Constraint):
         return np.where(np.isin(PITCH_CLASS, [0] if bass else [0, third, 7]), pull, 0.0)
 
     def pitches(self, batch: Batch, line: Line, at: At, allowed: np.ndarray) -> np.ndarray:
-        if batch.chords is not None or not self._perfect(batch, line):
-            return allowed  # the requested chords decide the opening and the close; or `bias` draws
+        if batch.chords is not None:
+            return allowed  # the requested chords decide the opening and the close
         third = 3 if line.mode in ("minor", "dorian") else 4
         if self._edge(line, at):
+            if not self._writes_edge(batch, line):
+                return allowed  # `bias` draws it, or the network writes it
             # The final chord, and the first: the tonic in the bass, then the tonic triad (a piece
             # opens in its key, as it closes; a continuation's opening is its primer's).
             bass_only = at.voice == 0 and (batch.polyphonic or line.arrived)
             return allowed & np.isin(PITCH_CLASS, [0] if bass_only else [0, third, 7])
-        if self._dominant(batch, at.onset):
+        if self._close(batch, line) == "perfect" and self._dominant(batch, at.onset):
             # Just before it, the dominant: V in the bass (in a single line, a tone of V), the
             # dominant seventh chord above it. A line's last note before that is set by `arrive`.
             held = batch.sounding(line, at.onset)
@@ -317,7 +336,7 @@ class Cadence(Constraint):
         leading note sounds (a V without its third does not lead home)."""
         if not batch.polyphonic or batch.chords is not None or line.arrived or not mask[0] or not line.chord:
             return mask
-        if not self._perfect(batch, line):
+        if self._close(batch, line) != "perfect":
             return mask
         if not self._dominant(batch, line.position) or len(line.chord) >= MOST_CHORD_NOTES:
             return mask
@@ -345,7 +364,7 @@ class Cadence(Constraint):
         """At the final tonic: a single line's note before it becomes the nearest tone of V (in the
         minor and dorian modes the leading note, the raised seventh, within a third or else a fifth);
         where the close is only drawn to the tonic, the note before it stays the network's."""
-        if batch.polyphonic or not line.pitches or batch.chords is not None or not self._perfect(batch, line):
+        if batch.polyphonic or not line.pitches or batch.chords is not None or self._close(batch, line) != "perfect":
             return
         allowed = batch.allowed[batch.lines.index(line)] & np.isin(PITCH_CLASS, [2, 7, 11])
         last = line.pitches[-1]

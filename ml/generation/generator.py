@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ml.data.notes import NoteSequence, estimate_key, parse_key
+from ml.data.notes import CLOSES, NoteSequence, estimate_key, parse_key
 from ml.generation.chords import ChordSpan, chord_spans, progression_key
 from ml.generation.constraints import build_constraints
 from ml.generation.form import FormPlan, cadence_beat, plan_form, style_form, style_phrase_bars
@@ -328,6 +328,8 @@ class Generator:
         else:
             tonic, mode = estimate_key(line)
         lines = [self._keyed_line(tonic, mode) for _ in seeds]
+        for voices in lines:  # a melody's close is the style's rule's, unless another was asked for
+            voices.close = None if request.ending == "style" else request.ending
         melody_off = "melody" in self.off
         batch = Batch(self._sampled(request), config, float(request.tempo_bpm or line.tempo_bpm), plan, lines,
                       polyphonic=True,
@@ -353,6 +355,7 @@ class Generator:
         lines = [self._keyed_line(*passage.key) for _ in seeds]
         for line in lines:
             line.primer = passage.primer(config, line.shift)
+            line.close = None if request.ending == "style" else request.ending
         stats = self._stats(request.style)
         spans = self.chord_spans(request, passage.plan)
         batch = Batch(self._sampled(request), config, float(passage.notes.tempo_bpm), passage.plan, lines,
@@ -387,6 +390,7 @@ class Generator:
         else:
             tonic, mode = self._style_key(request.style, rng)
         line = self._keyed_line(tonic, mode)
+        line.close = self._style_close(request.style, mode, rng) if request.ending == "style" else request.ending
         if request.primer is not None:
             move = 0
             if request.key != "any":  # the primer is moved into the requested key, the nearer way
@@ -399,6 +403,19 @@ class Generator:
         shift = key_shift(tonic) if self.config.key_relative else 0
         model_mode = "minor" if mode in ("minor", "dorian") else "major"
         return Line(tonic=tonic, mode=mode, shift=shift, mode_index=MODE_NAMES.index(model_mode), primer=None)
+
+    def _style_close(self, style: str, mode: str, rng: np.random.Generator) -> str | None:
+        """How a piece closes (`ml.data.notes.CLOSES`), drawn from the closes of the style's training
+        pieces in its mode (the dorian mode reads the minor pieces'). None where the model has no such
+        counts: the cadence constraint then follows the style's rule. The draw comes from a stream of
+        its own (spawned from the variation's), so every other draw of the piece is what it was."""
+        counts = (self._stats(style).get("closes") or {}).get("minor" if mode in ("minor", "dorian") else "major")
+        counts = counts or {}
+        kinds = [kind for kind in CLOSES if float(counts.get(kind, 0)) > 0]
+        if not kinds:
+            return None
+        weights = np.array([float(counts[kind]) for kind in kinds])
+        return kinds[int(rng.spawn(1)[0].choice(len(kinds), p=weights / weights.sum()))]
 
     def _style_key(self, style: str, rng: np.random.Generator) -> tuple[int, str]:
         """A key drawn from the keys of the style's training pieces."""

@@ -135,6 +135,13 @@ class GenerationRequest:
         None, kind="choice", label="Form", choices=tuple((f, FORM_LABELS[f]) for f in FORMS), nullable=True,
         none_label="style default",
         help="The plan of phrases: a repeated letter is the same music again; the last phrase closes on the tonic.")
+    ending: str = _control(
+        "style", kind="choice", label="Ending", advanced=True,
+        choices=(("style", "As the style's pieces end"), ("perfect", "Perfect cadence (V-I)"),
+                 ("tonic", "On the tonic chord"), ("open", "Open (the network's own)")),
+        help="How the piece closes: V-I with the leading note; on the tonic chord, approached as the network "
+             "writes; or as the network ends it. By default one of these, drawn as often as the style's pieces "
+             "in the mode close that way. Requested chords decide the close themselves.")
     phrase_bars: int | None = _control(
         None, kind="int", label="Phrase length", minimum=1, maximum=16, nullable=True, unit="bars",
         none_label="style default", advanced=True, help="Bars per phrase of the form, 1 to 16.")

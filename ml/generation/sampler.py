@@ -59,6 +59,8 @@ class Line:
     shift: int  # semitones from the key-relative space to the piece's key
     mode_index: int
     primer: Primer | None
+    # How it closes: "perfect", "tonic" or "open", drawn from its style's closes (None: the style's rule).
+    close: str | None = None
     onsets: list[float] = field(default_factory=list)
     pitches: list[int] = field(default_factory=list)  # key-relative
     durations: list[float] = field(default_factory=list)

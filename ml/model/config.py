@@ -113,6 +113,10 @@ class ModelConfig:
             own sample for it (its pitch, step and duration drawn from the network's prediction
             given the real notes before it), the targets staying true: scheduled sampling, one
             note deep (see ml.data.windows.own_samples).
+        own_depth: How many of the window's last notes are the network's own in those examples. One
+            note deep, its step is drawn too; deeper, the pitches and durations of the last
+            `own_depth` notes are drawn one after another, each given the notes drawn before it and
+            the real steps (a drawn rhythm would move the bar position of every note after it).
     """
 
     styles: tuple[str, ...]
@@ -143,6 +147,7 @@ class ModelConfig:
     final_cadence: bool = False
     input_noise: float = 0.0
     own_samples: float = 0.0
+    own_depth: int = 1
 
     @property
     def window_inputs(self) -> tuple[str, ...]:
@@ -178,6 +183,8 @@ class ModelConfig:
             raise ValueError("input_noise must be in [0, 1).")
         if not 0.0 <= self.own_samples <= 1.0:
             raise ValueError("own_samples must be in [0, 1].")
+        if not isinstance(self.own_depth, int) or not 1 <= self.own_depth <= self.window:
+            raise ValueError(f"own_depth must be a whole number of notes from 1 to the window, not {self.own_depth!r}.")
         if set(self.loss_weights) != {"pitch", "step", "duration", "velocity"}:
             raise ValueError("loss_weights needs exactly pitch, step, duration and velocity.")
         if any(not math.isfinite(w) or w < 0 for w in self.loss_weights.values()):

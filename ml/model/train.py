@@ -23,6 +23,7 @@ import keras
 import numpy as np
 
 from ml.data.datasets import CORPUS_STYLES, NoteDataset, corpus_dataset
+from ml.data.notes import CLOSES, close_kind
 from ml.data.windows import WindowBatches, as_tf_dataset, make_examples
 from ml.model.config import METRES, ModelConfig, metre_class
 from ml.model.network import build_model, compile_model, load_model, save_model, warm_start, warm_start_from_v1
@@ -47,8 +48,20 @@ def style_stats(dataset: NoteDataset) -> dict[str, dict[str, Any]]:
                         "keys": dict(keys.most_common()),
                         # Training pieces per time signature class: which metres the style has learnt.
                         "metres": dict(Counter(METRES[metre_class(tuple(dataset.piece_time_signature[i]))]
-                                               for i in pieces).most_common())}
+                                               for i in pieces).most_common()),
+                        "closes": style_closes(dataset, pieces)}
     return stats
+
+
+def style_closes(dataset: NoteDataset, pieces: np.ndarray) -> dict[str, dict[str, int]]:
+    """Per mode (major, minor), how many of `pieces` close each way (`ml.data.notes.CLOSES`) in the key
+    the dataset gives them: generation draws a piece's close from these counts."""
+    counts: dict[str, Counter[str]] = {"major": Counter(), "minor": Counter()}
+    for i in pieces:
+        kind = close_kind(dataset.piece(int(i)), int(dataset.piece_key[i]))
+        if kind is not None:
+            counts["minor" if dataset.piece_mode[i] else "major"][kind] += 1
+    return {mode: {kind: counted[kind] for kind in CLOSES} for mode, counted in counts.items()}
 
 
 class _JsonHistory(keras.callbacks.Callback):

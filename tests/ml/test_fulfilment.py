@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ml.data.notes import NoteSequence
-from ml.evaluation.fulfilment import fulfilment, key_check, metre_check
+from ml.evaluation.fulfilment import ending_check, fulfilment, key_check, metre_check
 
 
 def _seq(pitches: list[int], beats: list[float], *, tempo: float = 60.0,
@@ -39,3 +39,19 @@ def test_a_report_names_each_control_and_says_plainly_what_was_not_met() -> None
     assert checks["range"].met is False and "notes outside" in checks["range"].did
     assert checks["form"].did.startswith("AB′") and checks["form"].met is True
     assert checks["length"].met is True
+
+
+def test_the_ending_asked_for_is_judged_on_the_close_as_heard() -> None:
+    five_one = _seq([64, 62, 69, 62], [1, 1, 1, 1])  # ... A then D: a line's 5-1 in D
+    three_one = _seq([64, 62, 66, 62], [1, 1, 1, 1])  # F sharp then D: 3-1
+    on_a = _seq([62, 66, 64, 69], [1, 1, 1, 1])  # ends on A, the dominant
+    assert ending_check(five_one, 2, "perfect").met is True
+    assert ending_check(three_one, 2, "perfect").met is False and ending_check(three_one, 2, "tonic").met is True
+    open_close = ending_check(on_a, 2, "open")
+    assert open_close.met is None and "dominant" in open_close.did  # reported, not judged
+    assert ending_check(on_a, 2, "tonic").met is False
+    # In the report only when an ending was asked for, and not under requested chords, which decide it.
+    report = {c.control for c in fulfilment(parts=[five_one], settings={"ending": "perfect"}, form=None, tonic=2)}
+    assert "ending" in report
+    for settings in ({"ending": "style"}, {"ending": "perfect", "chords": "D A D"}):
+        assert "ending" not in {c.control for c in fulfilment(parts=[five_one], settings=settings, form=None, tonic=2)}

@@ -218,7 +218,7 @@ def test_a_repeat_in_the_form_is_the_same_music_again(generator: Generator) -> N
 def test_the_piece_closes_on_the_tonic_of_the_requested_key(generator: Generator) -> None:
     for key, mode, tonic in (("D", "minor", 2), ("Bb", "major", 10), ("F#", "major", 6)):
         for piece in generator.generate(GenerationRequest(style="beta", seconds=10, key=key, mode=mode, seed=4,
-                                                          variations=2)):
+                                                          variations=2, ending="tonic")):
             seq = piece.notes
             last = seq.start >= seq.start.max() - 1e-6
             assert int(seq.pitch[last].min()) % 12 == tonic  # the tonic in the bass

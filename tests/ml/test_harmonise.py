@@ -159,3 +159,14 @@ def test_the_voices_under_the_melody_keep_their_ranges_and_move_in_no_parallels(
                     was, now = before[high] - before[low], after[high] - after[low]
                     both_move = (after[low] - before[low]) * (after[high] - before[high]) > 0
                     assert not (both_move and was % 12 in (0, 7) and now % 12 == was % 12), (before, after)
+
+
+def test_a_harmonisation_closes_as_asked() -> None:
+    generator = Generator(PRETRAINED)
+    for ending in ("perfect", "tonic"):
+        for seq in (p.notes for p in generator.harmonise(tune(), GenerationRequest(style="chorale", seed=3,
+                                                                                   ending=ending))):
+            start, end = np.round(seq.start, 4), np.round(seq.start + seq.duration, 4)
+            bass = [int(seq.pitch[(start <= at) & (end > at)].min()) % 12 for at in np.unique(start)[-2:]]
+            assert bass[-1] == 2  # D, the tune's tonic, in the bass
+            assert ending != "perfect" or bass[0] == 9  # after A, the dominant

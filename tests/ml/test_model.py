@@ -122,6 +122,40 @@ def test_own_samples_put_the_network_s_note_last_in_the_window_and_keep_the_real
     assert np.isfinite(result.history[0]["loss"]) and load_model(result.model_path).config.own_samples == 0.5
 
 
+def test_deeper_own_samples_draw_the_last_notes_in_order_each_reading_the_ones_drawn_before_it() -> None:
+    dataset = tiny_dataset()
+    config = replace(tiny_config(dataset), own_samples=1.0, own_depth=3)
+    examples = make_examples(dataset, config, "train")
+    seen: list[dict[str, np.ndarray]] = []
+
+    def sure_of_the_next(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:  # pitch 7, then 8, then 9
+        seen.append(inputs)
+        rows = len(inputs["pitch"])
+        out = {"pitch": np.full((rows, 129), -50.0), "step": np.full((rows, config.time_classes), -50.0),
+               "duration": np.full((rows, config.time_classes), -50.0)}
+        out["pitch"][:, 6 + len(seen)], out["step"][:, 5], out["duration"][:, 9 + len(seen)] = 50.0, 50.0, 50.0
+        return out
+
+    batches = WindowBatches(examples, config, train=True, seed=3)
+    rows = batches._order[:config.batch_size]
+    plain, plain_targets = batches[0]
+    batches.predict = sure_of_the_next
+    inputs, targets = batches[0]
+    deep_enough = examples.targets[rows] - 3 >= examples.first[rows]
+    assert deep_enough.any() and not deep_enough.all() and len(seen) == 3
+    assert all(len(s["pitch"]) == int(deep_enough.sum()) for s in seen)
+    assert (seen[1]["pitch"][:, -1] == 7).all() and (seen[2]["pitch"][:, -2:] == [7, 8]).all()
+    assert (seen[2]["duration"][:, -2:] == [10, 11]).all()
+    assert (inputs["pitch"][deep_enough, -3:] == [7, 8, 9]).all()
+    assert (inputs["duration"][deep_enough, -3:] == [10, 11, 12]).all()
+    assert np.array_equal(inputs["step"], plain["step"])  # the rhythm stays real, so bar positions do
+    assert np.array_equal(inputs["pitch"][~deep_enough], plain["pitch"][~deep_enough])
+    assert np.array_equal(inputs["pitch"][:, :-3], plain["pitch"][:, :-3])
+    assert all(np.array_equal(targets[name], plain_targets[name]) for name in targets)
+    with pytest.raises(ValueError, match="own_depth"):
+        replace(config, own_depth=config.window + 1)
+
+
 def test_save_and_load_give_identical_predictions(tmp_path: Path) -> None:
     dataset = tiny_dataset()
     config = tiny_config(dataset)

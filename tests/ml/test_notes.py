@@ -9,6 +9,7 @@ from ml.data.notes import (
     MidiError,
     NoteSequence,
     chord_labels,
+    close_kind,
     estimate_key,
     notes_from_midi,
     notes_to_midi,
@@ -117,3 +118,35 @@ def test_chords_are_spelled_in_their_key() -> None:
     assert chord_name((2, 5, 10), 10, (5, "major")) == "Bb major triad"
     assert chord_name((3, 7, 10), 3, (10, "major")) == "Eb major triad"
     assert chord_name((2, 6, 10), 10, (11, "minor")) == "D augmented triad"  # III+ of harmonic B minor
+
+
+def _chords(*bars: tuple[int, ...]) -> NoteSequence:
+    """One chord a beat (a half second at 120), the lowest pitch its bass."""
+    rows = [(beat * 0.5, pitch) for beat, chord in enumerate(bars) for pitch in chord]
+    return NoteSequence.from_notes(np.array([r[0] for r in rows]), np.array([r[1] for r in rows]),
+                                   np.full(len(rows), 0.5), np.full(len(rows), 80), tempo_bpm=120.0)
+
+
+@pytest.mark.parametrize(("notes", "kind"), [
+    (((48, 52, 55), (43, 50, 55, 59), (43, 50, 55, 59), (48, 52, 55)), "perfect"),  # V, held, then I
+    (((48, 52, 55), (41, 53, 57, 60), (48, 52, 55, 60)), "tonic"),  # IV-I, the plagal close
+    (((48, 52, 55), (50, 53, 57), (43, 50, 55, 59)), "open"),  # ii-V, a half close
+    (((64,), (62,), (60,)), "perfect"),  # a line: 3-2-1
+    (((64,), (62,), (60,), (60,)), "tonic"),  # the tonic repeated: its approach is the tonic
+    (((67,), (64,), (60,)), "tonic"),  # 5-3-1: the third is no tone of V
+    (((60,), (59,), (55,)), "open"),
+])
+def test_a_close_is_read_from_the_bass_against_the_tonic(notes: tuple[tuple[int, ...], ...], kind: str) -> None:
+    assert close_kind(_chords(*notes), 0) == kind
+    assert close_kind(_chords(*(tuple(p + 2 for p in chord) for chord in notes)), 2) == kind  # in D
+    assert close_kind(_chords(*notes), 5) == "open"  # F is not where any of them ends
+
+
+def test_a_held_bass_is_the_bass_of_the_chords_above_it() -> None:
+    # The dominant held under a 6-4 and a 5-3 above it, then the tonic: still V-I.
+    rows = [(0.0, 43, 1.0), (0.0, 60, 0.5), (0.0, 64, 0.5), (0.5, 59, 0.5), (0.5, 62, 0.5), (1.0, 48, 0.5),
+            (1.0, 60, 0.5)]
+    seq = NoteSequence.from_notes(np.array([r[0] for r in rows]), np.array([r[1] for r in rows]),
+                                  np.array([r[2] for r in rows]), np.full(len(rows), 80), tempo_bpm=120.0)
+    assert close_kind(seq, 0) == "perfect"
+    assert close_kind(NoteSequence.from_notes(np.zeros(0), np.zeros(0, int), np.zeros(0), np.zeros(0, int)), 0) is None
