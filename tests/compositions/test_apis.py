@@ -119,7 +119,7 @@ def test_create_stores_every_control(api: APIClient, user: User, style: str, que
         "style": style, "notes": 48, "tempo_bpm": 100, "time_signature": "6/8", "key": "Bb", "mode": "mixolydian",
         "pitch_low": 55, "pitch_high": 79, "temperature": 1.3, "timing_temperature": 0.7, "top_k": 20,
         "top_p": 0.95, "seed": 99, "dynamics": "diminuendo", "instrument": 73, "variations": 2, "form": "ABAC",
-        "phrase_bars": 2, "accompany": False,
+        "phrase_bars": 2, "accompany": False, "ending": "perfect",
     }
     response = api.post("/api/compositions/", payload, format="json")
     assert response.status_code == 202

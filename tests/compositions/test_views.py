@@ -119,7 +119,7 @@ def test_compose_form_offers_every_control(user_client: Client) -> None:
     assert set(form.fields) == {
         "style", "seconds", "notes", "tempo_bpm", "time_signature", "key", "mode", "pitch_low", "pitch_high",
         "temperature", "timing_temperature", "top_k", "top_p", "seed", "dynamics", "instrument", "instruments",
-        "variations", "form", "phrase_bars", "chords", "accompany", "primer", "harmonise",
+        "variations", "form", "ending", "phrase_bars", "chords", "accompany", "primer", "harmonise",
     }
     assert [value for value, _ in form.fields["mode"].choices] == ["major", "minor", "dorian", "mixolydian"]
     # The form defaults to the style's own; a plan of letters can be chosen instead.
@@ -141,7 +141,7 @@ def test_every_control_is_stored_on_the_piece(
             style, seconds="", notes="64", tempo_bpm="90", time_signature="3/4", key="D", mode="dorian",
             pitch_low="48", pitch_high="72", temperature="0.9", timing_temperature="1.2", top_k="12",
             top_p="0.9", seed="5", dynamics="crescendo", instrument="40", variations="3", form="abac",
-            phrase_bars="2", accompany="false", instruments="Violin, Viola",
+            phrase_bars="2", accompany="false", instruments="Violin, Viola", ending="open",
         ),
     )
     assert response.status_code == 302
@@ -152,7 +152,7 @@ def test_every_control_is_stored_on_the_piece(
         "mode": "dorian",
         "pitch_low": 48, "pitch_high": 72, "temperature": 0.9, "timing_temperature": 1.2, "top_k": 12,
         "top_p": 0.9, "seed": 5, "dynamics": "crescendo", "instrument": 40, "variations": 3, "form": "ABAC",
-        "phrase_bars": 2, "chords": None, "accompany": False, "instruments": "Violin, Viola",
+        "phrase_bars": 2, "chords": None, "accompany": False, "instruments": "Violin, Viola", "ending": "open",
     }
 
 
