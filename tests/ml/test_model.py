@@ -88,19 +88,23 @@ def test_input_noise_replaces_a_share_of_the_notes_read_and_never_what_is_predic
                                                             config)[0]["pitch"])  # evaluation reads true notes
 
 
+def _sure(config: ModelConfig, rows: int, pitch: int, step: int, duration: int) -> dict[str, np.ndarray]:
+    """The outputs of a network sure of one note."""
+    out = {"pitch": np.full((rows, 129), -50.0), "step": np.full((rows, config.time_classes), -50.0),
+           "duration": np.full((rows, config.time_classes), -50.0)}
+    out["pitch"][:, pitch], out["step"][:, step], out["duration"][:, duration] = 50.0, 50.0, 50.0
+    return out
+
+
 def test_own_samples_put_the_network_s_note_last_in_the_window_and_keep_the_real_targets(tmp_path: Path) -> None:
     dataset = tiny_dataset()
     config = replace(tiny_config(dataset), own_samples=1.0)
     examples = make_examples(dataset, config, "train")
     calls: list[int] = []
 
-    def certain(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:  # a network sure of one note
+    def certain(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         calls.append(len(inputs["pitch"]))
-        rows = len(inputs["pitch"])
-        out = {"pitch": np.full((rows, 129), -50.0), "step": np.full((rows, config.time_classes), -50.0),
-               "duration": np.full((rows, config.time_classes), -50.0)}
-        out["pitch"][:, 7], out["step"][:, 5], out["duration"][:, 9] = 50.0, 50.0, 50.0
-        return out
+        return _sure(config, len(inputs["pitch"]), 7, 5, 9)
 
     batches = WindowBatches(examples, config, train=True, seed=3)
     rows = batches._order[:config.batch_size]
@@ -130,11 +134,7 @@ def test_deeper_own_samples_draw_the_last_notes_in_order_each_reading_the_ones_d
 
     def sure_of_the_next(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:  # pitch 7, then 8, then 9
         seen.append(inputs)
-        rows = len(inputs["pitch"])
-        out = {"pitch": np.full((rows, 129), -50.0), "step": np.full((rows, config.time_classes), -50.0),
-               "duration": np.full((rows, config.time_classes), -50.0)}
-        out["pitch"][:, 6 + len(seen)], out["step"][:, 5], out["duration"][:, 9 + len(seen)] = 50.0, 50.0, 50.0
-        return out
+        return _sure(config, len(inputs["pitch"]), 6 + len(seen), 5, 9 + len(seen))
 
     batches = WindowBatches(examples, config, train=True, seed=3)
     rows = batches._order[:config.batch_size]
