@@ -390,7 +390,12 @@ class Generator:
         else:
             tonic, mode = self._style_key(request.style, rng)
         line = self._keyed_line(tonic, mode)
-        line.close = self._style_close(request.style, mode, rng) if request.ending == "style" else request.ending
+        if request.ending != "style":
+            line.close = request.ending
+        elif request.key != "any" and mode in ("minor", "dorian"):
+            line.close = "perfect"  # a minor key asked for closes with its leading note, as the mode promises
+        else:
+            line.close = self._style_close(request.style, mode, rng)
         if request.primer is not None:
             move = 0
             if request.key != "any":  # the primer is moved into the requested key, the nearer way

@@ -141,7 +141,8 @@ class GenerationRequest:
                  ("tonic", "On the tonic chord"), ("open", "Open (the network's own)")),
         help="How the piece closes: V-I with the leading note; on the tonic chord, approached as the network "
              "writes; or as the network ends it. By default one of these, drawn as often as the style's pieces "
-             "in the mode close that way. Requested chords decide the close themselves.")
+             "in the mode close that way; a minor or dorian key you choose closes V-I with its leading note. "
+             "Requested chords decide the close themselves.")
     phrase_bars: int | None = _control(
         None, kind="int", label="Phrase length", minimum=1, maximum=16, nullable=True, unit="bars",
         none_label="style default", advanced=True, help="Bars per phrase of the form, 1 to 16.")

@@ -371,3 +371,15 @@ def test_a_voice_under_a_melody_moves_in_no_parallels_with_the_voice_of_its_rank
     # A voice is its rank: a tenor leaping to A4 moves from G3 (a twelfth over the bass, as before),
     # although the nearest pitch before it was the soprano's C5.
     assert not tenor[69] and no_parallels(before, [50])[69]
+
+
+def test_a_minor_key_asked_for_closes_with_its_leading_note_and_any_key_draws_its_close(shipped: Generator) -> None:
+    minor = GenerationRequest(style="fiddle", seconds=12, seed=3, key="D", mode="minor", variations=4)
+    for piece in shipped.generate(minor):
+        order = np.argsort(piece.notes.start, kind="stable")
+        assert int(piece.notes.pitch[order[-1]]) % 12 == 2  # D
+        assert int(piece.notes.pitch[order[-2]]) % 12 in (4, 9, 1)  # after E, A or C sharp: a tone of V
+    rng = np.random.default_rng(3)
+    line = shipped._line(GenerationRequest(style="fiddle", seconds=12, seed=3), rng, shipped.config,
+                         shipped.plan(GenerationRequest(style="fiddle", seconds=12, seed=3)))
+    assert line.close in ("perfect", "tonic", "open")
