@@ -80,14 +80,14 @@ def metre_check(seq: NoteSequence) -> Check:
                  share >= METRE_ACCENT)
 
 
-ENDINGS = {"perfect": "a perfect cadence (V-I)", "tonic": "on the tonic", "open": "open"}
+ENDINGS = {"perfect": "a perfect cadence (V-I)", "tonic": "on the tonic, not from V", "open": "open"}
 
 
 def ending_check(seq: NoteSequence, tonic: int, ending: str) -> Check:
     """The close as heard: the lowest note sounding at the last onset, and the lowest at the onset
     before it. A perfect cadence is the tonic there after the dominant (in a single line, after a tone
     of the dominant chord: the second, fifth or leading note); an open ending is whatever the network
-    wrote, so it is reported, not judged."""
+    wrote, so it is reported, not judged; a close on the tonic is met when it is not a perfect one."""
     start = np.round(seq.start.astype(np.float64), 4)
     end = start + seq.duration
     onsets = np.unique(start)
@@ -99,7 +99,7 @@ def ending_check(seq: NoteSequence, tonic: int, ending: str) -> Check:
     degree = {0: "the tonic", 7: "the dominant", 5: "the subdominant"}
     did = f"closes on {degree.get(final, f'{PITCH_CLASS_NAMES[(tonic + final) % 12]} (not the tonic)')}" + (
         f", after {degree.get(before, PITCH_CLASS_NAMES[(tonic + before) % 12])}" if before is not None else "")
-    met = {"perfect": final == 0 and dominant, "tonic": final == 0}.get(ending)
+    met = {"perfect": final == 0 and dominant, "tonic": final == 0 and not dominant}.get(ending)
     return Check("ending", ENDINGS.get(ending, ending), did, met)
 
 

@@ -261,14 +261,15 @@ LINE_CLOSING_TONIC = 4.0
 class Cadence(Constraint):
     """A piece opens on its tonic triad and closes as drawn for it (`Line.close`, from the closes of the
     style's training pieces in its mode): a perfect cadence, V-I with the leading note, written; the
-    tonic chord written, its approach the network's; or an open close, all the network's. A line with
+    tonic chord written, approached otherwise than from V (no V in the bass just before it; a single
+    line's note before it no tone of V); or an open close, all the network's. A line with
     no drawn close (a model without those counts) closes as its style's rule says: chorales and the
     minor mode V-I, written; elsewhere a pull to the tonic. The opening follows that rule too."""
 
     name = "cadence"
     describes = "the piece opens on the tonic triad and closes as the style's pieces in its mode close, drawn " \
                 "piece by piece: V-I with the leading note (in a single line the last note before the tonic a " \
-                "tone of V), on the tonic chord approached as the network writes, or as the network ends it"
+                "tone of V), on the tonic chord approached otherwise (IV-I, 3-1), or as the network ends it"
 
     @staticmethod
     def _rule(batch: Batch, line: Line) -> bool:
@@ -314,7 +315,14 @@ class Cadence(Constraint):
             # opens in its key, as it closes; a continuation's opening is its primer's).
             bass_only = at.voice == 0 and (batch.polyphonic or line.arrived)
             return allowed & np.isin(PITCH_CLASS, [0] if bass_only else [0, third, 7])
-        if self._close(batch, line) == "perfect" and self._dominant(batch, at.onset):
+        close = self._close(batch, line)
+        if close == "tonic" and batch.polyphonic and at.voice == 0 and self._dominant(batch, at.onset):
+            # A close on the tonic approached otherwise: no V in the bass just before it (IV-I, I6-I).
+            held = batch.sounding(line, at.onset)
+            under = np.arange(128) < (min(held) if held else 128)
+            kept = allowed & ~(under & (PITCH_CLASS == 7))
+            return kept if kept.any() else allowed
+        if close == "perfect" and self._dominant(batch, at.onset):
             # Just before it, the dominant: V in the bass (in a single line, a tone of V), the
             # dominant seventh chord above it. A line's last note before that is set by `arrive`.
             held = batch.sounding(line, at.onset)
@@ -362,12 +370,22 @@ class Cadence(Constraint):
 
     def arrive(self, batch: Batch, line: Line) -> None:
         """At the final tonic: a single line's note before it becomes the nearest tone of V (in the
-        minor and dorian modes the leading note, the raised seventh, within a third or else a fifth);
-        where the close is only drawn to the tonic, the note before it stays the network's."""
-        if batch.polyphonic or not line.pitches or batch.chords is not None or self._close(batch, line) != "perfect":
+        minor and dorian modes the leading note, the raised seventh, within a third or else a fifth) in
+        a perfect close; in a close on the tonic approached otherwise, a tone of V there becomes the
+        nearest note that is none (the tonic repeated, the third, the fourth or the sixth); where the
+        close is only drawn to the tonic, or open, the note before it stays the network's."""
+        close = self._close(batch, line)
+        if batch.polyphonic or not line.pitches or batch.chords is not None or close not in ("perfect", "tonic"):
+            return
+        last = line.pitches[-1]
+        if close == "tonic":
+            if PITCH_CLASS[last] in (2, 7, 11):
+                other = batch.allowed[batch.lines.index(line)] & ~np.isin(PITCH_CLASS, [2, 7, 11])
+                if other.any():
+                    options = np.flatnonzero(other)
+                    line.pitches[-1] = int(options[np.abs(options - last).argmin()])
             return
         allowed = batch.allowed[batch.lines.index(line)] & np.isin(PITCH_CLASS, [2, 7, 11])
-        last = line.pitches[-1]
         if line.mode in ("minor", "dorian"):
             # The nearest leading note: within a third where there is one, else within a fifth (a
             # line that comes from the third of the key leaps down to it and rises to the tonic).

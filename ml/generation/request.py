@@ -138,9 +138,9 @@ class GenerationRequest:
     ending: str = _control(
         "style", kind="choice", label="Ending", advanced=True,
         choices=(("style", "As the style's pieces end"), ("perfect", "Perfect cadence (V-I)"),
-                 ("tonic", "On the tonic chord"), ("open", "Open (the network's own)")),
-        help="How the piece closes: V-I with the leading note; on the tonic chord, approached as the network "
-             "writes; or as the network ends it. By default one of these, drawn as often as the style's pieces "
+                 ("tonic", "On the tonic, not from V"), ("open", "Open (the network's own)")),
+        help="How the piece closes: V-I with the leading note; on the tonic chord, approached otherwise (IV-I, "
+             "a line's 3-1); or as the network ends it. By default one of these, drawn as often as the style's pieces "
              "in the mode close that way; a minor or dorian key you choose closes V-I with its leading note. "
              "Requested chords decide the close themselves.")
     phrase_bars: int | None = _control(

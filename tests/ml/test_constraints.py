@@ -61,10 +61,10 @@ def shipped() -> Generator:
 # phrase with a swell, and a single line keeps to its register; then the fourth model (the close
 # learnt, the final cadence told apart), and outside chorales a close in major drawn to the tonic
 # (a single line's last note harder), and a chorale in 3/4 phrases in four bars; then the close drawn per
-# piece from the closes of the style's training pieces in its mode (these chorale, fiddle, Renaissance and
-# D minor chorale requests drew another close than the old rule's).
+# piece from the closes of the style's training pieces in its mode (these chorale, fiddle and Renaissance
+# requests drew another close than the old rule's; a D minor asked for still closes V-I, as before).
 BEFORE_THE_OBJECTS = {
-    "chorale": "cf8ed0a52a3c677a",
+    "chorale": "5771a5ad62277a31",
     "fiddle": "ad2cc0794ce2986a",
     "folk": "64e70d921119c543",
     "renaissance": "ebc56b940041ca8d",
@@ -81,7 +81,7 @@ def test_constraint_objects_write_the_same_notes_as_the_sampler_before_them(ship
 def test_a_key_a_metre_and_variations_are_unchanged_by_the_objects_too(shipped: Generator) -> None:
     request = GenerationRequest(style="chorale", seconds=12, seed=2, key="D", mode="minor", time_signature=(3, 4),
                                 variations=2)
-    assert digest(shipped.generate(request)) == "7a83048c735ab15b"
+    assert digest(shipped.generate(request)) == "50a6a46a269468a5"
     guards_off = Generator(PRETRAINED, off=("loop", "cadence", "voice", "metre"))
     pieces = guards_off.generate(GenerationRequest(style="string-quartet", seconds=12, seed=3))
     assert digest(pieces) == "3786e87b53017a2f"
@@ -244,7 +244,7 @@ def test_the_cadence_switch_leaves_the_ending_to_the_network(shipped: Generator)
     assert any(final_bass(p) != 7 for p in off)
 
 
-def test_a_close_on_the_tonic_is_approached_as_the_network_likes(shipped: Generator) -> None:
+def test_a_close_on_the_tonic_is_approached_otherwise_than_from_the_dominant(shipped: Generator) -> None:
     on: Pieces = []
     off: Pieces = []
     for seed in (4, 6):
@@ -257,8 +257,8 @@ def test_a_close_on_the_tonic_is_approached_as_the_network_likes(shipped: Genera
         return int(piece.notes.pitch[order[-2]]) % 12, int(piece.notes.pitch[order[-1]]) % 12
 
     assert all(last_two(p)[1] == 7 for p in on) and not all(last_two(p)[1] == 7 for p in off)  # G
-    # The note before it is not made a tone of the dominant (D, F sharp, A), as a chorale's would be.
-    assert any(last_two(p)[0] not in (2, 6, 9) for p in on)
+    # The note before it is no tone of the dominant (D, F sharp, A): it is approached otherwise.
+    assert all(last_two(p)[0] not in (2, 6, 9) for p in on) and any(last_two(p)[0] in (2, 6, 9) for p in off)
 
 
 def _final_and_before(piece: GeneratedPiece) -> tuple[int, int]:
@@ -275,7 +275,7 @@ def test_the_ending_control_writes_the_close_asked_for(shipped: Generator) -> No
         return [_final_and_before(p) for p in shipped.generate(request)]
 
     assert all(close == (7, 2) for close in closes("perfect"))  # D, then G in the bass
-    assert all(final == 7 for final, _ in closes("tonic"))
+    assert all(final == 7 and before != 2 for final, before in closes("tonic"))  # G, not after D
     assert any(final != 7 for final, _ in closes("open"))  # the network's own: not always on G
     assert all(close == (7, 2) for close in closes("perfect", "renaissance"))
     with pytest.raises(ValueError, match="ending"):
