@@ -134,7 +134,7 @@ def piece_report(generator: Generator, piece: GeneratedPiece, request: Generatio
     form = piece.form()
     checks = fulfilment(parts=piece.parts, settings=request.to_dict(), form=form, chord_spans=spans,
                         requested_seconds=request.seconds if request.primer is None else None, kept=kept,
-                        melody_kept=melody_kept, tonic=piece.key[0])
+                        melody_kept=melody_kept, tonic=piece.key[0], mode=piece.key[1])
     return [check.to_dict() for check in checks]
 
 

@@ -12,7 +12,14 @@ from typing import Any
 
 import numpy as np
 
-from ml.data.notes import PITCH_CLASS_NAMES, NoteSequence, estimate_key_from_histogram, merge, pitch_class_histogram
+from ml.data.notes import (
+    PITCH_CLASS_NAMES,
+    NoteSequence,
+    estimate_key_from_histogram,
+    merge,
+    pitch_class_histogram,
+    spell_pitch_class,
+)
 from ml.evaluation.harmony import chord_follow_rate
 
 METRE_ACCENT = 0.75  # share of bars whose first beat is among their two heaviest onsets
@@ -83,7 +90,7 @@ def metre_check(seq: NoteSequence) -> Check:
 ENDINGS = {"perfect": "a perfect cadence (V-I)", "tonic": "on the tonic, not from V", "open": "open"}
 
 
-def ending_check(seq: NoteSequence, tonic: int, ending: str) -> Check:
+def ending_check(seq: NoteSequence, tonic: int, ending: str, mode: str = "major") -> Check:
     """The close as heard: the lowest note sounding at the last onset, and the lowest at the onset
     before it. A perfect cadence is the tonic there after the dominant (in a single line, after a tone
     of the dominant chord: the second, fifth or leading note); an open ending is whatever the network
@@ -97,8 +104,11 @@ def ending_check(seq: NoteSequence, tonic: int, ending: str) -> Check:
     line = len(seq) < 1.5 * len(onsets)
     dominant = before in ((2, 7, 11) if line else (7,))
     degree = {0: "the tonic", 7: "the dominant", 5: "the subdominant"}
-    did = f"closes on {degree.get(final, f'{PITCH_CLASS_NAMES[(tonic + final) % 12]} (not the tonic)')}" + (
-        f", after {degree.get(before, PITCH_CLASS_NAMES[(tonic + before) % 12])}" if before is not None else "")
+    def name(relative: int) -> str:
+        return spell_pitch_class((tonic + relative) % 12, tonic, mode if mode in ("major", "minor") else "major")
+
+    did = f"closes on {degree.get(final, f'{name(final)} (not the tonic)')}" + (
+        f", after {degree.get(before, name(before))}" if before is not None else "")
     met = {"perfect": final == 0 and dominant, "tonic": final == 0 and not dominant}.get(ending)
     return Check("ending", ENDINGS.get(ending, ending), did, met)
 
@@ -106,12 +116,13 @@ def ending_check(seq: NoteSequence, tonic: int, ending: str) -> Check:
 def fulfilment(*, parts: list[NoteSequence], settings: dict[str, Any], form: dict[str, Any] | None,
                chord_spans: list[tuple[float, float, frozenset[int], int]] | None = None,
                requested_seconds: float | None = None, kept: tuple[str, bool] | None = None,
-               melody_kept: tuple[int, int] | None = None, tonic: int | None = None) -> list[Check]:
+               melody_kept: tuple[int, int] | None = None, tonic: int | None = None,
+               mode: str = "major") -> list[Check]:
     """The checks for what the user set: `settings` as the request stores them; `form` as the plan
     is stored (with bars); `chord_spans` (start s, end s, tones, root) of the requested chords;
     `kept`: (what was to be kept, whether every such note is); `melody_kept`: (notes of the melody
-    found as the top voice, notes of the melody); `tonic`: the key's tonic, to say whether the
-    progression closes on it."""
+    found as the top voice, notes of the melody); `tonic` and `mode`: the key the piece was written in,
+    to say whether the progression closes on its tonic and how the piece closes."""
     seq = parts[0]
     everything = merge(parts)
     checks: list[Check] = []
@@ -146,7 +157,7 @@ def fulfilment(*, parts: list[NoteSequence], settings: dict[str, Any], form: dic
                                 f"{rate:.0%} of bars read as the chord asked for{note}", rate >= CHORDS_FOLLOWED))
     ending = str(settings.get("ending") or "style")
     if ending != "style" and tonic is not None and not settings.get("chords"):
-        checks.append(ending_check(everything, tonic, ending))
+        checks.append(ending_check(everything, tonic, ending, mode))
     low, high = int(settings.get("pitch_low", 0)), int(settings.get("pitch_high", 127))
     outside = int(((seq.pitch < low) | (seq.pitch > high)).sum())
     checks.append(Check("range", f"{low}–{high}", "every note inside" if not outside else

@@ -137,7 +137,7 @@ class GenerationRequest:
         help="The plan of phrases: a repeated letter is the same music again; the last phrase closes on the tonic.")
     ending: str = _control(
         "style", kind="choice", label="Ending", advanced=True,
-        choices=(("style", "As the style's pieces end"), ("perfect", "Perfect cadence (V-I)"),
+        choices=(("style", "Style default"), ("perfect", "Perfect cadence (V-I)"),
                  ("tonic", "On the tonic, not from V"), ("open", "Open (the network's own)")),
         help="How the piece closes: V-I with the leading note; on the tonic chord, approached otherwise (IV-I, "
              "a line's 3-1); or as the network ends it. By default one of these, drawn as often as the style's pieces "

@@ -50,6 +50,8 @@ def test_the_ending_asked_for_is_judged_on_the_close_as_heard() -> None:
     open_close = ending_check(on_a, 2, "open")
     assert open_close.met is None and "dominant" in open_close.did  # reported, not judged
     assert ending_check(on_a, 2, "tonic").met is False and ending_check(five_one, 2, "tonic").met is False
+    after_g_sharp = ending_check(_seq([64, 68, 62], [1, 1, 1]), 2, "tonic")  # spelled in D: G sharp, not A flat
+    assert after_g_sharp.did == "closes on the tonic, after G#" and after_g_sharp.met is True
     # In the report only when an ending was asked for, and not under requested chords, which decide it.
     report = {c.control for c in fulfilment(parts=[five_one], settings={"ending": "perfect"}, form=None, tonic=2)}
     assert "ending" in report
