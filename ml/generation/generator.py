@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ml.data.notes import CLOSES, NoteSequence, estimate_key, parse_key
+from ml.data.notes import CLOSES, NoteSequence, close_kind, estimate_key, parse_key
 from ml.generation.chords import ChordSpan, chord_spans, progression_key
 from ml.generation.constraints import build_constraints
 from ml.generation.form import FormPlan, cadence_beat, plan_form, style_form, style_phrase_bars
@@ -353,9 +353,11 @@ class Generator:
         config = self.config
         passage = replace(passage, plan=replace(passage.plan, signalled=self.marks_phrases(request.style)))
         lines = [self._keyed_line(*passage.key) for _ in seeds]
+        # The close the piece has (what the bars after the gap keep), unless another was asked for.
+        close = close_kind(passage.notes, passage.key[0]) if request.ending == "style" else request.ending
         for line in lines:
             line.primer = passage.primer(config, line.shift)
-            line.close = None if request.ending == "style" else request.ending
+            line.close = close
         stats = self._stats(request.style)
         spans = self.chord_spans(request, passage.plan)
         batch = Batch(self._sampled(request), config, float(passage.notes.tempo_bpm), passage.plan, lines,

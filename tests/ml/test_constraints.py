@@ -383,3 +383,16 @@ def test_a_minor_key_asked_for_closes_with_its_leading_note_and_any_key_draws_it
     line = shipped._line(GenerationRequest(style="fiddle", seconds=12, seed=3), rng, shipped.config,
                          shipped.plan(GenerationRequest(style="fiddle", seconds=12, seed=3)))
     assert line.close in ("perfect", "tonic", "open")
+
+
+def test_bars_written_again_at_the_end_keep_the_close_the_piece_had(shipped: Generator) -> None:
+    from ml.data.notes import close_kind
+    from ml.generation.infill import Passage
+
+    request = GenerationRequest(style="fiddle", seconds=16, seed=4, key="G", ending="tonic", variations=4)
+    for piece in shipped.generate(request):
+        assert piece.plan is not None and close_kind(piece.notes, 7) == "tonic"
+        passage = Passage(notes=piece.notes, plan=piece.plan, plan_start=piece.plan_start, key=piece.key,
+                          first_bar=piece.plan.bars - 1, last_bar=piece.plan.bars)
+        again = shipped.regenerate(passage, GenerationRequest(style="fiddle", seconds=16, seed=9, variations=2))
+        assert close_kind(again.notes, 7) == "tonic"  # on G, not from a tone of D major
