@@ -378,14 +378,12 @@ class Cadence(Constraint):
         if batch.polyphonic or not line.pitches or batch.chords is not None or close not in ("perfect", "tonic"):
             return
         last = line.pitches[-1]
+        of_v = np.isin(PITCH_CLASS, [2, 7, 11])
         if close == "tonic":
-            if PITCH_CLASS[last] in (2, 7, 11):
-                other = batch.allowed[batch.lines.index(line)] & ~np.isin(PITCH_CLASS, [2, 7, 11])
-                if other.any():
-                    options = np.flatnonzero(other)
-                    line.pitches[-1] = int(options[np.abs(options - last).argmin()])
+            if of_v[last]:
+                line.pitches[-1] = _nearest(batch.allowed[batch.lines.index(line)] & ~of_v, last)
             return
-        allowed = batch.allowed[batch.lines.index(line)] & np.isin(PITCH_CLASS, [2, 7, 11])
+        allowed = batch.allowed[batch.lines.index(line)] & of_v
         if line.mode in ("minor", "dorian"):
             # The nearest leading note: within a third where there is one, else within a fifth (a
             # line that comes from the third of the key leaps down to it and rises to the tonic).
@@ -395,9 +393,14 @@ class Cadence(Constraint):
                 if leading.any():
                     allowed = leading
                     break
-        if allowed.any() and not allowed[last]:
-            options = np.flatnonzero(allowed)
-            line.pitches[-1] = int(options[np.abs(options - last).argmin()])
+        if not allowed[last]:
+            line.pitches[-1] = _nearest(allowed, last)
+
+
+def _nearest(allowed: np.ndarray, pitch: int) -> int:
+    """The allowed pitch nearest to `pitch` (the lower of two as near); `pitch` itself where none is allowed."""
+    options = np.flatnonzero(allowed)
+    return int(options[np.abs(options - pitch).argmin()]) if len(options) else pitch
 
 
 class VoiceLeading(Constraint):

@@ -416,8 +416,7 @@ class Generator:
         pieces in its mode (the dorian mode reads the minor pieces'). None where the model has no such
         counts: the cadence constraint then follows the style's rule. The draw comes from a stream of
         its own (spawned from the variation's), so every other draw of the piece is what it was."""
-        counts = (self._stats(style).get("closes") or {}).get("minor" if mode in ("minor", "dorian") else "major")
-        counts = counts or {}
+        counts = (self._stats(style).get("closes") or {}).get("minor" if mode in ("minor", "dorian") else "major") or {}
         kinds = [kind for kind in CLOSES if float(counts.get(kind, 0)) > 0]
         if not kinds:
             return None
