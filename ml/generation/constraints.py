@@ -99,6 +99,14 @@ class Constraint:
         """Logits to add to the network's for the next note's pitch (a preference, not a rule), or None."""
         return None
 
+    def step_bias(self, batch: Batch, line: Line) -> np.ndarray | None:
+        """Logits to add to the network's for the step to the line's next note, or None."""
+        return None
+
+    def duration_bias(self, batch: Batch, line: Line, onset: float) -> np.ndarray | None:
+        """Logits to add to the network's for the length of a note starting at `onset`, or None."""
+        return None
+
 
 class KeyScale(Constraint):
     """The requested key, held by making notes outside its scale rarer rather than impossible.
@@ -495,6 +503,68 @@ class Loops(Constraint):
         return bool(before and after) and _loops(before + after) and not _loops(before) and not _loops(after)
 
 
+def step_row(in_bar: float) -> int:
+    """The row of a drift table a note's place in its bar falls in: 12 for a downbeat, else where in
+    its quarter note it falls, in twelfths (0 on the beat, 6 half way)."""
+    if in_bar < 1e-6:
+        return DRIFT_DOWNBEAT
+    return int(round((in_bar % 1.0) * 12)) % 12
+
+
+# The rows of a drift table's steps: twelve places in the quarter note, and the downbeat.
+DRIFT_DOWNBEAT = 12
+DRIFT_ROWS = 13
+
+
+class Drift(Constraint):
+    """The network's drift from its style, writing alone, taken back (a preference, not a rule).
+
+    Read note by note the network gives each step and scale degree its share in the music it learnt
+    from; writing from its own notes it drifts (exposure bias): its chorales lose their passing
+    eighths and sixteenths, its folk songs run in eighths. `ml.generation.correction` writes pieces
+    of each style, tabulates how often each step follows each place in the bar (twelve places in
+    the quarter note, and the downbeat), how long a note starting there lasts, and how often each
+    scale degree sounds, against the style's training
+    pieces, and stores the log-ratios in the model file (`extra["correction"]`, clipped). This
+    adds them to the network's logits: a step or degree the network overwrites is made rarer by
+    its ratio, one it loses likelier. Where a table is missing (a model file without one, a
+    section away from the home key), it adds nothing.
+    """
+
+    name = "drift"
+    describes = ("steps, note lengths and scale degrees kept as common as in the style's training pieces, "
+                 "where the network writing alone drifts from them")
+
+    def __init__(self, tables: dict[str, object]) -> None:
+        steps, durations = tables.get("steps"), tables.get("durations")
+        self.steps_table = np.asarray(steps, dtype=np.float64) if steps is not None else None
+        self.durations_table = np.asarray(durations, dtype=np.float64) if durations is not None else None
+        degrees = tables.get("degrees") or {}
+        assert isinstance(degrees, dict)
+        self.degrees = {mode: np.asarray(values, dtype=np.float64)[PITCH_CLASS] for mode, values in degrees.items()}
+
+    def step_bias(self, batch: Batch, line: Line) -> np.ndarray | None:
+        if self.steps_table is None or not line.onsets:
+            return None
+        row = self.steps_table[step_row(line.position % batch.plan.bar_beats)]
+        return row if len(row) == len(batch.grid) else None
+
+    def duration_bias(self, batch: Batch, line: Line, onset: float) -> np.ndarray | None:
+        if self.durations_table is None:
+            return None
+        row = self.durations_table[step_row(onset % batch.plan.bar_beats)]
+        return row if len(row) == len(batch.grid) else None
+
+    def bias(self, batch: Batch, line: Line, at: At) -> np.ndarray | None:
+        if batch.plan.phrases[batch.plan.phrase_at(at.onset)].key != 0:
+            return None
+        return self.degrees.get(DRIFT_MODES.get(line.mode, line.mode))
+
+
+# The modes the tables are kept for (the training pieces' keys are major or minor).
+DRIFT_MODES = {"dorian": "minor", "mixolydian": "major"}
+
+
 class ChordTargets(Constraint):
     """The sounding harmony of each bar (or half bar) is the requested chord.
 
@@ -768,24 +838,31 @@ def by_rank_without_parallels(before: list[int], under: list[int], top: int | No
 # In the order the sampler applies them (the order does not change what they allow together).
 CONSTRAINTS: dict[str, type[Constraint]] = {
     c.name: c for c in (KeyScale, PitchRange, Register, Repeats, Metre, Cadence, VoiceLeading, Loops,
-                        ChordTargets, GivenMelody)
+                        ChordTargets, GivenMelody, Drift)
 }
 # Constraints that act only when the request asks for them (chords, a melody), with what they need.
 REQUESTED = ("chords", "melody")
+# Constraints that act where the model file holds what they need (the drift tables), as the
+# product's defaults: every constraint off switches them off too.
+FROM_MODEL = ("drift",)
 
 
 def build_constraints(off: frozenset[str] = frozenset(), *, chords: list[ChordSpan] | None = None,
-                      melody: list[tuple[float, int, float, float]] | None = None) -> list[Constraint]:
+                      melody: list[tuple[float, int, float, float]] | None = None,
+                      drift: dict[str, object] | None = None) -> list[Constraint]:
     """Every constraint except those named in `off`, and the requested ones that were asked for;
     ValueError names an unknown one."""
     unknown = sorted(set(off) - set(CONSTRAINTS))
     if unknown:
         raise ValueError(f"Unknown constraint {', '.join(unknown)}: choose from {', '.join(CONSTRAINTS)}.")
-    built: list[Constraint] = [cls() for name, cls in CONSTRAINTS.items() if name not in off and name not in REQUESTED]
+    built: list[Constraint] = [cls() for name, cls in CONSTRAINTS.items()
+                               if name not in off and name not in REQUESTED and name not in FROM_MODEL]
     if chords and "chords" not in off:
         built.append(ChordTargets(chords))
     if melody and "melody" not in off:
         built.append(GivenMelody(melody))
+    if drift and "drift" not in off:
+        built.append(Drift(drift))
     return built
 
 

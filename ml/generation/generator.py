@@ -40,7 +40,7 @@ class Generator:
 
     def __init__(self, model_path: Path, *, off: Iterable[str] = (),
                  writer: Callable[[str, int], Any] | None = None, engine: str = "compiled",
-                 calibrated: bool = True) -> None:
+                 calibrated: bool = True, drift: dict[str, Any] | None = None) -> None:
         """`off` names the constraints to switch off (ml.generation.constraints.CONSTRAINTS), so that
         the evaluation can measure what the model does alone. With `writer` (style, batch size ->
         an object with CompiledSteps' reset, encode and decode) something else writes instead of
@@ -54,7 +54,11 @@ class Generator:
         `calibrated`: a request's temperatures are relative to the style's calibrated sampling that
         the model file carries (`extra["sampling"]`, written by ml.evaluation.calibration); False
         samples at the request's temperatures as they are (what the calibration itself measures). The
-        calibration is the network's: something else writing (`writer`) samples at the request's own."""
+        calibration is the network's: something else writing (`writer`) samples at the request's own.
+
+        `drift`: per style, the tables of the drift constraint (ml.generation.correction) in place of
+        the model file's (`extra["correction"]`); `calibrated=False` leaves the file's out too. Like
+        the temperatures they are the network's, so something else writing goes without them."""
         if engine not in ("compiled", "numpy"):
             raise ValueError(f"Unknown engine {engine!r}: 'compiled' or 'numpy'.")
         self.engine = engine
@@ -63,6 +67,7 @@ class Generator:
         build_constraints(self.off)  # an unknown name fails here, not at the first request
         self.writer = writer
         self.calibrated = calibrated
+        self._drift = drift
         self._model: Any = None
         self._config: ModelConfig | None = None
         self._extra: dict[str, Any] = {}
@@ -104,6 +109,16 @@ class Generator:
         calibrated = self.calibrated and self.writer is None
         found = self._extra.get("sampling", {}).get(style, {}) if calibrated else {}
         return {name: float(found.get(name, 1.0)) for name in ("temperature", "timing_temperature")}
+
+    def drift(self, style: str) -> dict[str, Any] | None:
+        """The style's drift tables (ml.generation.correction), or None: none stored, or something
+        else writes, or sampling is not calibrated."""
+        self._info()
+        if self.writer is not None:
+            return None
+        if self._drift is not None:
+            return self._drift.get(style)
+        return self._extra.get("correction", {}).get(style) if self.calibrated else None
 
     def _sampled(self, request: GenerationRequest) -> GenerationRequest:
         """The request as the sampler reads it: its temperatures times the style's calibration."""
@@ -267,7 +282,8 @@ class Generator:
         spans = self.chord_spans(request, plan)
         batch = Batch(self._sampled(request), config, tempo, plan, lines,
                       polyphonic=float(stats.get("notes_per_onset", 1.0)) >= 1.5,
-                      constraints=build_constraints(self.off, chords=spans), spans=spans)
+                      constraints=build_constraints(self.off, chords=spans, drift=self.drift(request.style)),
+                      spans=spans)
         self._run(batch, rngs, progress)
         return [batch.piece(v, seeds[v]) for v in range(len(seeds))]
 
@@ -362,7 +378,8 @@ class Generator:
         spans = self.chord_spans(request, passage.plan)
         batch = Batch(self._sampled(request), config, float(passage.notes.tempo_bpm), passage.plan, lines,
                       polyphonic=float(stats.get("notes_per_onset", 1.0)) >= 1.5,
-                      constraints=build_constraints(self.off | {"repeats"}, chords=spans), spans=spans,
+                      constraints=build_constraints(self.off | {"repeats"}, chords=spans,
+                                                    drift=self.drift(request.style)), spans=spans,
                       gap=passage.gap, after=[passage.after(line.shift) for line in lines])
         self._run(batch, rngs, progress)
         best = max(range(len(lines)), key=lambda v: (lines[v].join, -v))

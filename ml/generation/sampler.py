@@ -349,7 +349,7 @@ class Batch:
         # The model's step is sampled as it is; a step past the next boundary lands on it (a phrase
         # that is about to repeat, or the final cadence), one that falls short of where a copied
         # passage left off is moved there.
-        c = sample(logits, mask, self.request.timing_temperature, 0, 1.0, rng)
+        c = sample(logits + self._step_bias(line), mask, self.request.timing_temperature, 0, 1.0, rng)
         onset = line.position + self.grid[c]
         if c != 0 and copying_left_off and onset < line.not_before:
             onset = line.not_before
@@ -383,7 +383,7 @@ class Batch:
         mask = self._step_mask(line)
         if self._chord_full(line):
             mask[0] = False
-        c = sample(logits, mask, self.request.timing_temperature, 0, 1.0, rng)
+        c = sample(logits + self._step_bias(line), mask, self.request.timing_temperature, 0, 1.0, rng)
         onset = line.position + self.grid[c]
         if onset >= kept - 1e-6:
             return None
@@ -458,7 +458,8 @@ class Batch:
                 if longest < math.inf:  # a constraint ends the note sooner (at a change of chord)
                     short = dmask & (self.grid <= longest + 1e-9)
                     dmask = short if short.any() else dmask & (np.arange(len(self.grid)) == 1)
-                duration = sample(duration_logits[v], dmask, r.timing_temperature, 0, 1.0, rngs[v])
+                duration = sample(duration_logits[v] + self._duration_bias(line, onset), dmask, r.timing_temperature,
+                                  0, 1.0, rngs[v])
                 duration_beats = float(self.grid[duration])
                 vel = float(np.clip(velocity[v].reshape(-1)[0], 0.0, 1.0))
             note["pitch"][v], note["duration"][v], note["velocity"][v] = pitch, duration, vel
@@ -490,6 +491,24 @@ class Batch:
         total: np.ndarray | float = 0.0
         for constraint in self.constraints:
             bias = constraint.bias(self, line, at)
+            if bias is not None:
+                total = total + bias
+        return total
+
+    def _step_bias(self, line: Line) -> np.ndarray | float:
+        """What the constraints that prefer rather than forbid add to the network's step logits."""
+        total: np.ndarray | float = 0.0
+        for constraint in self.constraints:
+            bias = constraint.step_bias(self, line)
+            if bias is not None:
+                total = total + bias
+        return total
+
+    def _duration_bias(self, line: Line, onset: float) -> np.ndarray | float:
+        """What the constraints that prefer rather than forbid add to the network's duration logits."""
+        total: np.ndarray | float = 0.0
+        for constraint in self.constraints:
+            bias = constraint.duration_bias(self, line, onset)
             if bias is not None:
                 total = total + bias
         return total

@@ -89,7 +89,7 @@ def test_a_key_a_metre_and_variations_are_unchanged_by_the_objects_too(shipped: 
 
 def test_every_constraint_has_a_name_a_description_and_a_switch() -> None:
     assert set(CONSTRAINTS) == {"key", "range", "register", "repeats", "metre", "cadence", "voice", "loop", "chords",
-                                "melody"}
+                                "melody", "drift"}
     for name, cls in CONSTRAINTS.items():
         assert cls.name == name and cls.describes
     assert [c.name for c in build_constraints(frozenset({"voice", "loop"}))] == ["key", "range", "register", "repeats",
