@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -488,30 +489,15 @@ class Batch:
 
     def _pitch_bias(self, line: Line, at: At) -> np.ndarray | float:
         """What the constraints that prefer rather than forbid add to the network's pitch logits."""
-        total: np.ndarray | float = 0.0
-        for constraint in self.constraints:
-            bias = constraint.bias(self, line, at)
-            if bias is not None:
-                total = total + bias
-        return total
+        return _summed(constraint.bias(self, line, at) for constraint in self.constraints)
 
     def _step_bias(self, line: Line) -> np.ndarray | float:
-        """What the constraints that prefer rather than forbid add to the network's step logits."""
-        total: np.ndarray | float = 0.0
-        for constraint in self.constraints:
-            bias = constraint.step_bias(self, line)
-            if bias is not None:
-                total = total + bias
-        return total
+        """What they add to the network's logits for the step to the line's next note."""
+        return _summed(constraint.step_bias(self, line) for constraint in self.constraints)
 
     def _duration_bias(self, line: Line, onset: float) -> np.ndarray | float:
-        """What the constraints that prefer rather than forbid add to the network's duration logits."""
-        total: np.ndarray | float = 0.0
-        for constraint in self.constraints:
-            bias = constraint.duration_bias(self, line, onset)
-            if bias is not None:
-                total = total + bias
-        return total
+        """What they add to the network's logits for the length of a note starting at `onset`."""
+        return _summed(constraint.duration_bias(self, line, onset) for constraint in self.constraints)
 
     def copy_ahead(self, line: Line, onset: float) -> list[int]:
         """The first pitches of the repeat that starts within a bar of `onset`, or [] if none does."""
@@ -596,6 +582,15 @@ class Batch:
             return None
         return accompaniment(self.spans, time_signature=r.metre, tempo_bpm=self.tempo,
                              melody_low=int(melody.pitch.min()), start_seconds=start_seconds)
+
+
+def _summed(biases: Iterable[np.ndarray | None]) -> np.ndarray | float:
+    """The sum of the logits some constraints add (0 where none does)."""
+    total: np.ndarray | float = 0.0
+    for bias in biases:
+        if bias is not None:
+            total = total + bias
+    return total
 
 
 def _log_softmax(logits: np.ndarray) -> np.ndarray:
