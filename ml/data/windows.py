@@ -263,8 +263,8 @@ def own_samples(ex: Examples, rows: np.ndarray, config: ModelConfig, inputs: dic
     One note deep (`config.own_depth` 1), the last note's step is drawn from the network's step
     distribution, then its pitch and duration from theirs given the real step. Deeper, the pitches and
     durations of the last `own_depth` notes are drawn in order, each reading the ones drawn before it,
-    and every step stays real, so that bar positions stay true. Each note deep costs one more forward
-    pass over the `share` of the batch."""
+    and every step stays real, so that bar positions stay true (`config.own_fields` draws one of the
+    two alone). Each note deep costs one more forward pass over the `share` of the batch."""
     depth = config.own_depth
     target = ex.targets[rows]
     chosen = (target - depth >= ex.first[rows]) & (rng.random(len(rows)) < share)
@@ -275,7 +275,7 @@ def own_samples(ex: Examples, rows: np.ndarray, config: ModelConfig, inputs: dic
         earlier.append(at)
     if not chosen.any():
         return inputs
-    drawn_names = ("step", "pitch", "duration") if depth == 1 else ("pitch", "duration")
+    drawn_names = ("step", "pitch", "duration") if depth == 1 else config.own_fields
     drawn = {name: np.zeros((int(chosen.sum()), depth), np.int32) for name in drawn_names}
     for k, at in enumerate(earlier):  # note t - depth + k, read after the k notes drawn before it
         before, _ = batch_arrays(ex, at[chosen], config, None)

@@ -117,6 +117,8 @@ class ModelConfig:
             note deep, its step is drawn too; deeper, the pitches and durations of the last
             `own_depth` notes are drawn one after another, each given the notes drawn before it and
             the real steps (a drawn rhythm would move the bar position of every note after it).
+        own_fields: Which of a deeper own sample's notes' values are drawn: ("pitch", "duration")
+            (the default), or one of them alone, the other staying real.
     """
 
     styles: tuple[str, ...]
@@ -148,6 +150,7 @@ class ModelConfig:
     input_noise: float = 0.0
     own_samples: float = 0.0
     own_depth: int = 1
+    own_fields: tuple[str, ...] = ("pitch", "duration")
 
     @property
     def window_inputs(self) -> tuple[str, ...]:
@@ -161,6 +164,7 @@ class ModelConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "styles", tuple(self.styles))
         object.__setattr__(self, "time_grid", tuple(float(t) for t in self.time_grid))
+        object.__setattr__(self, "own_fields", tuple(self.own_fields))
         tempos = tuple(float(t) for t in self.default_tempos) or (100.0,) * len(self.styles)
         object.__setattr__(self, "default_tempos", tempos)
         if not self.styles or any(not isinstance(s, str) or not s for s in self.styles):
@@ -185,6 +189,8 @@ class ModelConfig:
             raise ValueError("own_samples must be in [0, 1].")
         if not isinstance(self.own_depth, int) or not 1 <= self.own_depth <= self.window:
             raise ValueError(f"own_depth must be a whole number of notes from 1 to the window, not {self.own_depth!r}.")
+        if not self.own_fields or not set(self.own_fields) <= {"pitch", "duration"}:
+            raise ValueError(f"own_fields must name pitch, duration or both, not {self.own_fields!r}.")
         if set(self.loss_weights) != {"pitch", "step", "duration", "velocity"}:
             raise ValueError("loss_weights needs exactly pitch, step, duration and velocity.")
         if any(not math.isfinite(w) or w < 0 for w in self.loss_weights.values()):

@@ -154,6 +154,15 @@ def test_deeper_own_samples_draw_the_last_notes_in_order_each_reading_the_ones_d
     assert all(np.array_equal(targets[name], plain_targets[name]) for name in targets)
     with pytest.raises(ValueError, match="own_depth"):
         replace(config, own_depth=config.window + 1)
+    # Lengths alone: the pitches stay real too.
+    seen.clear()
+    batches.predict = sure_of_the_next
+    batches.config = replace(config, own_fields=("duration",))
+    inputs, _ = batches[0]
+    assert (inputs["duration"][deep_enough, -3:] == [10, 11, 12]).all()
+    assert np.array_equal(inputs["pitch"], plain["pitch"]) and np.array_equal(inputs["step"], plain["step"])
+    with pytest.raises(ValueError, match="own_fields"):
+        replace(config, own_fields=("step",))
 
 
 def test_save_and_load_give_identical_predictions(tmp_path: Path) -> None:
