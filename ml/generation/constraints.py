@@ -519,16 +519,17 @@ DRIFT_ROWS = 13
 class Drift(Constraint):
     """The network's drift from its style, writing alone, taken back (a preference, not a rule).
 
-    Read note by note the network gives each step and scale degree its share in the music it learnt
+    Read note by note, the network gives each step and scale degree its share in the music it learnt
     from; writing from its own notes it drifts (exposure bias): its chorales lose their passing
-    eighths and sixteenths, its folk songs run in eighths. `ml.generation.correction` writes pieces
-    of each style, tabulates how often each step follows each place in the bar (twelve places in
-    the quarter note, and the downbeat), how long a note starting there lasts, and how often each
-    scale degree sounds, against the style's training
-    pieces, and stores the log-ratios in the model file (`extra["correction"]`, clipped). This
-    adds them to the network's logits: a step or degree the network overwrites is made rarer by
-    its ratio, one it loses likelier. Where a table is missing (a model file without one, a
-    section away from the home key), it adds nothing.
+    eighths and sixteenths, its folk songs run in eighths. `ml.generation.correction` writes pieces of
+    each style and counts how often each step follows each place in the bar (twelve places in the
+    quarter note, and the downbeat), how long a note starting there lasts and how often each scale
+    degree sounds, against the style's training pieces, and stores the clipped log-ratios in the model
+    file (`extra["correction"]`). This adds them to the network's logits: a value the network writes
+    too often is made rarer by its ratio, one it loses likelier. Where there is no table (a model file
+    without one, a section away from the home key), it adds nothing. The shipped file has none: the
+    tables fitted for it brought the counts near the training pieces' and made the music easier to
+    tell from real music (README, "Taking the drift back in the sampler").
     """
 
     name = "drift"
