@@ -133,9 +133,9 @@ def written_pieces(generator: Any, style: str, requests: int, variations: int, s
 
 
 def fit(model: Any, dataset: Any, styles: Sequence[str], *, requests: int = 24, variations: int = 2,
-        seconds: float = 30.0, log: Any = print) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The tables per style, and a report of each round's distances (steps, degrees) to the
-    training pieces."""
+        seconds: float = 30.0, rounds: int = len(DAMPING), log: Any = print) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The tables per style after `rounds` rounds, and a report of each round's distances (steps,
+    lengths, degrees) to the training pieces, and of what the last tables write."""
     from ml.generation.generator import Generator
 
     config = Generator(model).config
@@ -147,7 +147,7 @@ def fit(model: Any, dataset: Any, styles: Sequence[str], *, requests: int = 24, 
                              config.time_grid, config.quantize_beats)
     tables: dict[str, Any] = {}
     report: dict[str, Any] = {style: [] for style in styles}
-    for round_, damping in enumerate((*DAMPING, 0.0)):
+    for round_, damping in enumerate((*DAMPING[:rounds], 0.0)):
         generator = Generator(model, drift={style: stored(t) for style, t in tables.items()})
         for style in styles:
             written = counts(written_pieces(generator, style, requests, variations, seconds),

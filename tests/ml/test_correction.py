@@ -95,7 +95,7 @@ def drifted_path(tiny_model_path: Path, tmp_path: Path) -> Path:
 
 
 def _piece(generator: Generator, **controls: object) -> NoteSequence:
-    request = GenerationRequest(style="alpha", seconds=16, seed=5, key="C", mode="major", **controls)  # type: ignore[arg-type]
+    request = GenerationRequest(style="alpha", seconds=10, seed=5, key="C", mode="major", **controls)  # type: ignore[arg-type]
     return generator.generate(request)[0].notes
 
 
@@ -122,14 +122,17 @@ def test_the_stored_tables_pull_the_steps_and_degrees_towards_theirs(tiny_model_
     assert Generator(drifted_path, writer=lambda style, n: None).drift("alpha") is None
 
 
-def test_the_fit_moves_what_is_written_towards_the_training_pieces(tiny_model_path: Path, tmp_path: Path) -> None:
+def test_the_fit_moves_what_is_written_towards_the_training_pieces(tiny_model_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     from tests.tiny import tiny_dataset
 
+    # Two short pieces a round: their rows trusted in full, so that one round shows.
+    monkeypatch.setattr(correction, "SHRINK", 0.0)
     dataset = tiny_dataset()
     rounds: list[tuple[str, dict[str, object]]] = []
     tables, report = correction.fit(tiny_model_path, dataset, ["alpha"], requests=1, variations=2, seconds=8,
-                                    log=lambda style, row: rounds.append((style, row)))
-    assert set(tables) == {"alpha"} and len(report["alpha"]) == len(correction.DAMPING) + 1
+                                    rounds=1, log=lambda style, row: rounds.append((style, row)))
+    assert set(tables) == {"alpha"} and len(report["alpha"]) == 2 and len(rounds) == 2
     steps = np.asarray(tables["alpha"]["steps"])
     assert steps.shape[0] == DRIFT_ROWS and np.abs(steps).max() <= correction.CLIP
     first, last = report["alpha"][0], report["alpha"][-1]
