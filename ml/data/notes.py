@@ -324,6 +324,12 @@ def _spelled(letter: int, pitch_class: int) -> str:
     return _LETTERS[letter % 7] + ("#" * alter if alter > 0 else "b" * -alter)
 
 
+def major_or_minor(mode: str) -> str:
+    """The major or minor mode a mode is read as where only those two are known (the keys the
+    training pieces were estimated in, the model's mode input): dorian as minor, mixolydian as major."""
+    return "minor" if mode in ("minor", "dorian") else "major"
+
+
 def tonic_name(tonic: int, mode: str) -> str:
     """The tonic as its key signature writes it: Db major, C# minor, and a mode as its parent major's
     degree (D dorian, G mixolydian, C# dorian with B major's signature)."""

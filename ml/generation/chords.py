@@ -15,7 +15,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from ml.data.notes import PITCH_CLASS_NAMES, estimate_key_from_histogram
+from ml.data.notes import PITCH_CLASS_NAMES, estimate_key_from_histogram, major_or_minor
 
 MAX_CHORD_BARS = 64
 _ROMAN = re.compile(r"^[b#♭♯]?(?:[iI][vV]|[vV][iI]{0,3}|[iI]{1,3})")
@@ -103,7 +103,7 @@ def parse_chord(token: str, tonic: int | None, mode: str = "major") -> Chord:
         figure = text.replace("♭", "b").replace("♯", "#").replace("°", "o").replace("ø", "/o")
         try:
             numeral = roman.RomanNumeral(figure, key.Key(PITCH_CLASS_NAMES[tonic].replace("b", "-"),
-                                                         "minor" if mode in ("minor", "dorian") else "major"))
+                                                         major_or_minor(mode)))
         except Exception:  # music21 raises several private exception types for bad figures
             raise ValueError("is not a Roman numeral music21 can read (such as I, vi, IV, V7, ii6, V/V)") from None
         pitches = numeral.pitches

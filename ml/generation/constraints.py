@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from ml.data.notes import scale_pitch_classes
+from ml.data.notes import major_or_minor, scale_pitch_classes
 from ml.generation import voices
 from ml.generation.chords import ChordSpan, span_at
 
@@ -559,11 +559,7 @@ class Drift(Constraint):
     def bias(self, batch: Batch, line: Line, at: At) -> np.ndarray | None:
         if batch.plan.phrases[batch.plan.phrase_at(at.onset)].key != 0:
             return None
-        return self.degrees.get(DRIFT_MODES.get(line.mode, line.mode))
-
-
-# The modes the tables are kept for (the training pieces' keys are major or minor).
-DRIFT_MODES = {"dorian": "minor", "mixolydian": "major"}
+        return self.degrees.get(major_or_minor(line.mode))
 
 
 class ChordTargets(Constraint):

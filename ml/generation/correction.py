@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from ml.data.notes import NoteSequence
-from ml.generation.constraints import DRIFT_MODES, DRIFT_ROWS, step_row
+from ml.data.notes import NoteSequence, major_or_minor
+from ml.generation.constraints import DRIFT_ROWS, step_row
 
 # A logit is moved by at most this much (about 20 times likelier or rarer).
 CLIP = 3.0
@@ -65,9 +65,7 @@ def counts(pieces: Iterable[tuple[NoteSequence, int, str]], grid: Sequence[float
         rows = np.array([step_row(float(p)) for p in in_bar], dtype=np.int64)
         np.add.at(steps, (rows[:-1], quantize(np.asarray(step[1:], dtype=np.float64))), 1.0)
         np.add.at(durations, (rows, quantize(np.asarray(duration, dtype=np.float64))), 1.0)
-        kept = DRIFT_MODES.get(mode, mode)
-        if kept in degrees:
-            degrees[kept] += np.bincount((np.asarray(seq.pitch, dtype=np.int64) - tonic) % 12, minlength=12)
+        degrees[major_or_minor(mode)] += np.bincount((np.asarray(seq.pitch, dtype=np.int64) - tonic) % 12, minlength=12)
     return {"steps": steps, "durations": durations, "degrees": degrees}
 
 

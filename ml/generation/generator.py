@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ml.data.notes import CLOSES, NoteSequence, close_kind, estimate_key, parse_key
+from ml.data.notes import CLOSES, NoteSequence, close_kind, estimate_key, major_or_minor, parse_key
 from ml.generation.chords import ChordSpan, chord_spans, progression_key
 from ml.generation.constraints import build_constraints
 from ml.generation.form import FormPlan, cadence_beat, plan_form, style_form, style_phrase_bars
@@ -190,7 +190,7 @@ class Generator:
         plan = plan_form(request.form or form, phrase_bars=phrase_bars,
                          total_bars=max(1, round(beats / bar_beats)), bar_beats=bar_beats,
                          cadences="every" if every else "sections", ending_bars=2 if polyphonic else 1,
-                         mode="minor" if request.mode in ("minor", "dorian") else "major",
+                         mode=major_or_minor(request.mode),
                          cadence_beat=cadence_beat(request.style, request.metre))
         return replace(plan, signalled=every)
 
@@ -425,15 +425,14 @@ class Generator:
     def _keyed_line(self, tonic: int, mode: str) -> Line:
         """A variation in a key: how far the key-relative space moves to it, and the mode the model reads."""
         shift = key_shift(tonic) if self.config.key_relative else 0
-        model_mode = "minor" if mode in ("minor", "dorian") else "major"
-        return Line(tonic=tonic, mode=mode, shift=shift, mode_index=MODE_NAMES.index(model_mode), primer=None)
+        return Line(tonic=tonic, mode=mode, shift=shift, mode_index=MODE_NAMES.index(major_or_minor(mode)), primer=None)
 
     def _style_close(self, style: str, mode: str, rng: np.random.Generator) -> str | None:
         """How a piece closes (`ml.data.notes.CLOSES`), drawn from the closes of the style's training
         pieces in its mode (the dorian mode reads the minor pieces'). None where the model has no such
         counts: the cadence constraint then follows the style's rule. The draw comes from a stream of
         its own (spawned from the variation's), so every other draw of the piece is what it was."""
-        counts = (self._stats(style).get("closes") or {}).get("minor" if mode in ("minor", "dorian") else "major") or {}
+        counts = (self._stats(style).get("closes") or {}).get(major_or_minor(mode)) or {}
         kinds = [kind for kind in CLOSES if float(counts.get(kind, 0)) > 0]
         if not kinds:
             return None
