@@ -122,7 +122,8 @@ def test_own_samples_put_the_network_s_note_last_in_the_window_and_keep_the_real
     assert none is plain and len(calls) == 1
 
     # Training draws them from the network as it learns.
-    result = train(dataset, replace(config, own_samples=0.5), tmp_path / "own.keras", epochs=1, verbose=0)
+    result = train(dataset, replace(config, own_samples=0.5), tmp_path / "own.keras", epochs=1, steps_per_epoch=2,
+                   verbose=0)
     assert np.isfinite(result.history[0]["loss"]) and load_model(result.model_path).config.own_samples == 0.5
 
 
