@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import secrets
 import threading
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
@@ -35,8 +36,45 @@ from ml.generation.steps import CompiledSteps
 from ml.model.config import METRES, MODE_NAMES, ModelConfig, key_shift, metre_class, read_model_info
 
 
+class _Network:
+    """A model file's weights and compiled steps, shared by every Generator of one process that loads
+    the file with the same engine: their constraints and switches differ, the network does not. The
+    window variables of its steps are shared too, so one request at a time runs through it."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.steps: dict[int, CompiledSteps] = {}
+        self.lock = threading.Lock()
+
+
+# Held while a Generator holds it: a file no Generator reads any more is let go (a worker that
+# activates a new model does not keep the old one). A file written again is another key.
+_NETWORKS: weakref.WeakValueDictionary[tuple[str, int, int, str], _Network] = weakref.WeakValueDictionary()
+_NETWORKS_LOCK = threading.Lock()
+
+
+def _network(path: Path, engine: str) -> _Network:
+    """The loaded network of `path` as it is now on disk, loaded once per process and engine."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, engine)
+    with _NETWORKS_LOCK:
+        network = _NETWORKS.get(key)
+        if network is None:
+            from ml.model.inference import NumpyNet, has_inference_weights
+
+            if engine == "numpy" and has_inference_weights(path):
+                network = _Network(NumpyNet.from_archive(path))
+            else:
+                from ml.model.network import load_model
+
+                network = _Network(load_model(path))
+            _NETWORKS[key] = network
+        return network
+
+
 class Generator:
-    """Loads a model lazily and generates pieces. One per worker process; thread-safe."""
+    """Loads a model lazily and generates pieces. One per worker process; thread-safe. Generators of
+    one model file share its loaded weights and compiled steps (`_Network`)."""
 
     def __init__(self, model_path: Path, *, off: Iterable[str] = (),
                  writer: Callable[[str, int], Any] | None = None, engine: str = "compiled",
@@ -72,7 +110,9 @@ class Generator:
         self._config: ModelConfig | None = None
         self._extra: dict[str, Any] = {}
         self._steps: dict[int, CompiledSteps] = {}
-        self._lock = threading.Lock()
+        self._network: _Network | None = None
+        self._lock = threading.Lock()  # loading
+        self._run_lock = threading.Lock()  # writing: the network's own once it is loaded
 
     # -- metadata, cheap: read from the archive without TensorFlow --------------------------------
     def _info(self) -> None:
@@ -133,15 +173,10 @@ class Generator:
         if self.writer is not None:
             return
         with self._lock:
-            if self._model is None:
-                from ml.model.inference import NumpyNet, has_inference_weights
-
-                if self.engine == "numpy" and has_inference_weights(self.model_path):
-                    self._model = NumpyNet.from_archive(self.model_path)
-                else:
-                    from ml.model.network import load_model
-
-                    self._model = load_model(self.model_path)
+            if self._network is None:
+                self._network = _network(self.model_path, self.engine)
+                self._model, self._steps, self._run_lock = (self._network.model, self._network.steps,
+                                                            self._network.lock)
                 self._config, self._extra = self._model.config, self._model.extra
 
     def warm_up(self) -> None:
@@ -290,7 +325,7 @@ class Generator:
     def _run(self, batch: Batch, rngs: list[np.random.Generator], progress: Callable[[float], None] | None) -> None:
         """Sample every line of `batch` to its end: the network's two steps, the sampler between."""
         request, lines = batch.request, batch.lines
-        with self._lock:  # one request at a time per process: the window variables are shared
+        with self._run_lock:  # one request at a time per network: the window variables are shared
             steps: Any = self._steps.get(len(lines))
             if self.writer is not None:
                 steps = self.writer(request.style, len(lines))

@@ -377,3 +377,41 @@ def test_an_ornamented_return_keeps_its_models_strong_beats_and_writes_between_t
     assert changed >= 2  # what lies between the strong beats is written anew
     form = piece.form()
     assert form is not None and [p["varied"] for p in form["phrases"]] == [False, False, True]
+
+
+def test_generators_of_one_file_share_its_network_and_write_one_request_at_a_time(tiny_model_path: Path,
+                                                                                  tmp_path: Path) -> None:
+    import gc
+    import shutil
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ml.generation import generator as generation
+    from ml.model.config import write_model_extra
+
+    plain, without_loops = Generator(tiny_model_path), Generator(tiny_model_path, off=["loop"])
+    plain.load()
+    without_loops.load()
+    assert plain._network is without_loops._network  # loaded and compiled once
+    copy = tmp_path / "copy.keras"
+    shutil.copy(tiny_model_path, copy)
+    other = Generator(copy)
+    other.load()
+    assert other._network is not plain._network
+    write_model_extra(copy, "note", {"written": "again"})  # the file changed: it is read again
+    again = Generator(copy)
+    again.load()
+    assert again._network is not other._network and again._extra["note"] == {"written": "again"}
+    # Requests through two Generators of one network at once write what each writes alone.
+    requests = [GenerationRequest(style="alpha", notes=48, seed=seed, key="C", mode="major") for seed in (3, 4)]
+    alone = [plain.generate(requests[0])[0].notes.pitch, without_loops.generate(requests[1])[0].notes.pitch]
+    with ThreadPoolExecutor(2) as pool:
+        together = list(pool.map(lambda pair: pair[0].generate(pair[1])[0].notes.pitch,
+                                 [(plain, requests[0]), (without_loops, requests[1])] * 3))
+    for i, pitches in enumerate(together):
+        np.testing.assert_array_equal(pitches, alone[i % 2])
+    # A network that no Generator holds any more is let go.
+    held = {key[0] for key in generation._NETWORKS.keys()}
+    assert str(copy.resolve()) in held
+    del other, again
+    gc.collect()
+    assert str(copy.resolve()) not in {key[0] for key in generation._NETWORKS.keys()}
