@@ -31,6 +31,7 @@ from compositions.services.exports import (
 from compositions.services.task_writes import (
     Claim,
     FinishedVersion,
+    composition_files_clear_unnamed,
     composition_version_claim,
     composition_version_fail,
     composition_version_finish,
@@ -201,6 +202,7 @@ def _write_versions(claim: Claim, check: Callable[[], None]) -> None:
             rendered = render_piece(renderer, arrangement, midi_path=midi_path, audio_path=mp3_path,
                                     loudness=loudness, ceiling=ceiling, measure=False, check=check)
             # Saved outside any transaction: a write lock is never held while files are copied.
+            composition_files_clear_unnamed(names=[f"midi/{midi_path.name}", f"mp3/{mp3_path.name}"])
             with midi_path.open("rb") as midi, mp3_path.open("rb") as mp3:
                 midi_name = default_storage.save(f"midi/{midi_path.name}", File(midi))
                 mp3_name = default_storage.save(f"mp3/{mp3_path.name}", File(mp3))

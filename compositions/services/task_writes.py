@@ -121,6 +121,19 @@ def composition_version_finish(*, claim: Claim, finished: FinishedVersion) -> bo
     return bool(updated)
 
 
+def composition_files_clear_unnamed(*, names: list[str]) -> None:
+    """Remove the files at `names` that no version names, before a run saves its own there.
+
+    A worker stopped between saving a version's files and marking it done (SIGTERM past the grace
+    period, SIGKILL, a lost host) leaves them behind; its run, written again, saves under the same
+    names, and the storage would give it other ones, leaving the first files to nobody.
+    """
+    for name in names:
+        named = CompositionVersion.objects.filter(Q(midi_file=name) | Q(mp3_file=name)).exists()
+        if not named and default_storage.exists(name):
+            default_storage.delete(name)
+
+
 def composition_version_fail(*, claim: Claim, reason: str, detail: str) -> int:
     """Fail the versions `claim` still holds, with a reason shown to the user and a detail for the admin."""
     return claim.rows().filter(status__in=CompositionVersion.ACTIVE_STATUSES).update(

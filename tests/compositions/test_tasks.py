@@ -278,3 +278,27 @@ def test_progress_is_written_in_steps_of_five_percent(
             writer(i / 100)
     version = current(piece)
     assert (version.progress, version.status_message) == (90, "Generating 90%")
+
+
+def test_files_a_stopped_run_left_are_replaced_when_the_piece_is_written_again(
+    user: User, composition_factory: Callable,
+) -> None:
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+
+    from compositions.selectors import media_report
+
+    # A worker stopped between saving the files and marking the version done left them under its names.
+    piece = composition_factory(user)
+    version = current(piece)
+    stem = f"{piece.public_id}-v{version.number}"
+    left = [default_storage.save(f"midi/{stem}.mid", ContentFile(b"stale")),
+            default_storage.save(f"mp3/{stem}.mp3", ContentFile(b"stale"))]
+    assert left == [f"midi/{stem}.mid", f"mp3/{stem}.mp3"]
+    tasks.composition_version_generate(version.id)
+    version.refresh_from_db()
+    assert version.status == CompositionVersion.Status.DONE
+    assert [version.midi_file.name, version.mp3_file.name] == left  # its own names, not the storage's next ones
+    with default_storage.open(left[0]) as midi:
+        assert midi.read() != b"stale"
+    assert not media_report().orphans
