@@ -106,13 +106,20 @@ class Generator:
         self.writer = writer
         self.calibrated = calibrated
         self._drift = drift
-        self._model: Any = None
         self._config: ModelConfig | None = None
         self._extra: dict[str, Any] = {}
-        self._steps: dict[int, CompiledSteps] = {}
-        self._network: _Network | None = None
-        self._lock = threading.Lock()  # loading
-        self._run_lock = threading.Lock()  # writing: the network's own once it is loaded
+        self._network: _Network | None = None  # the model file's, once loaded
+        self._lock = threading.Lock()
+
+    @property
+    def _model(self) -> Any:
+        """The loaded network's model, or None before `load`."""
+        return None if self._network is None else self._network.model
+
+    @property
+    def _steps(self) -> dict[int, CompiledSteps]:
+        """The loaded network's compiled steps, by batch size."""
+        return {} if self._network is None else self._network.steps
 
     # -- metadata, cheap: read from the archive without TensorFlow --------------------------------
     def _info(self) -> None:
@@ -175,9 +182,7 @@ class Generator:
         with self._lock:
             if self._network is None:
                 self._network = _network(self.model_path, self.engine)
-                self._model, self._steps, self._run_lock = (self._network.model, self._network.steps,
-                                                            self._network.lock)
-                self._config, self._extra = self._model.config, self._model.extra
+                self._config, self._extra = self._network.model.config, self._network.model.extra
 
     def warm_up(self) -> None:
         """Load the weights and compile the one-variation step, so that the first request is fast."""
@@ -325,12 +330,16 @@ class Generator:
     def _run(self, batch: Batch, rngs: list[np.random.Generator], progress: Callable[[float], None] | None) -> None:
         """Sample every line of `batch` to its end: the network's two steps, the sampler between."""
         request, lines = batch.request, batch.lines
-        with self._run_lock:  # one request at a time per network: the window variables are shared
-            steps: Any = self._steps.get(len(lines))
+        network = self._network  # loaded by the caller, unless something else writes
+        # One request at a time per network: the window variables of its steps are shared.
+        with self._lock if network is None else network.lock:
             if self.writer is not None:
-                steps = self.writer(request.style, len(lines))
-            elif steps is None:
-                steps = self._steps[len(lines)] = CompiledSteps(self._model, len(lines))
+                steps: Any = self.writer(request.style, len(lines))
+            else:
+                assert network is not None
+                steps = network.steps.get(len(lines))
+                if steps is None:
+                    steps = network.steps[len(lines)] = CompiledSteps(network.model, len(lines))
             reads_future = bool(self.writer is None and self.config.future)
             steps.reset(batch.window_arrays(), {
                 "style": self.config.style_index(request.style), "metre": metre_class(request.metre),
