@@ -201,8 +201,8 @@ def _write_versions(claim: Claim, check: Callable[[], None]) -> None:
             # The MP3's loudness is measured by the follow-up task: the piece plays without waiting for it.
             rendered = render_piece(renderer, arrangement, midi_path=midi_path, audio_path=mp3_path,
                                     loudness=loudness, ceiling=ceiling, measure=False, check=check)
-            # Under this version's own names, whatever a stopped attempt left there (no version names it).
-            composition_files_clear_unnamed(names=[f"midi/{midi_path.name}", f"mp3/{mp3_path.name}"])
+            if version.attempts > 1:  # an earlier run of it may have saved its files and stopped
+                composition_files_clear_unnamed(names=[f"midi/{midi_path.name}", f"mp3/{mp3_path.name}"])
             # Saved outside any transaction: a write lock is never held while files are copied.
             with midi_path.open("rb") as midi, mp3_path.open("rb") as mp3:
                 midi_name = default_storage.save(f"midi/{midi_path.name}", File(midi))

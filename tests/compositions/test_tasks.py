@@ -289,7 +289,7 @@ def test_files_a_stopped_run_left_are_replaced_when_the_piece_is_written_again(
     from compositions.selectors import media_report
 
     # A worker stopped between saving the files and marking the version done left them under its names.
-    piece = composition_factory(user)
+    piece = composition_factory(user, attempts=1)
     version = current(piece)
     stem = f"{piece.public_id}-v{version.number}"
     left = [default_storage.save(f"midi/{stem}.mid", ContentFile(b"stale")),
