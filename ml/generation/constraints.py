@@ -24,10 +24,8 @@ import numpy as np
 from ml.data.notes import major_or_minor, scale_pitch_classes
 from ml.generation import voices
 from ml.generation.chords import ChordSpan, span_at
-from ml.generation.harmony_plan import plan_harmony
 
 if TYPE_CHECKING:
-    from ml.generation.form import FormPlan
     from ml.generation.sampler import Batch, Line
 
 PITCH_CLASS = np.arange(128) % 12
@@ -835,40 +833,20 @@ def by_rank_without_parallels(before: list[int], under: list[int], top: int | No
 
 
 # In the order the sampler applies them (the order does not change what they allow together).
-class HarmonyPlan(Constraint):
-    """A harmony drawn for a piece nobody gave chords for, read by the network (a suggestion, not a rule).
-
-    Per variation, a harmony for every half bar of the plan is drawn from the chain of the style's
-    training pieces (`ml.generation.harmony_plan`, the table in the model file's statistics) and
-    given to the network as the chords it reads; no rule makes a note follow it. Where chords are
-    asked for, theirs are read instead.
-    """
-
-    name = "harmony"
-    describes = "a harmony for each half bar, drawn from the style's training pieces and read by the network"
-
-    def __init__(self, tables: dict[str, dict[str, dict[str, int]]]) -> None:
-        self.tables = tables
-
-    def plan(self, plan: FormPlan, mode: str, rng: np.random.Generator) -> list[tuple[float, float, np.ndarray]]:
-        return plan_harmony(self.tables, plan, mode, rng)
-
-
 CONSTRAINTS: dict[str, type[Constraint]] = {
     c.name: c for c in (KeyScale, PitchRange, Register, Repeats, Metre, Cadence, VoiceLeading, Loops,
-                        ChordTargets, GivenMelody, Drift, HarmonyPlan)
+                        ChordTargets, GivenMelody, Drift)
 }
 # Constraints that act only when the request asks for them (chords, a melody), with what they need.
 REQUESTED = ("chords", "melody")
 # Constraints that act where the model file holds what they need (the drift tables), as the
 # product's defaults: every constraint off switches them off too.
-FROM_MODEL = ("drift", "harmony")
+FROM_MODEL = ("drift",)
 
 
 def build_constraints(off: frozenset[str] = frozenset(), *, chords: list[ChordSpan] | None = None,
                       melody: list[tuple[float, int, float, float]] | None = None,
-                      drift: dict[str, object] | None = None,
-                      harmony: dict[str, dict[str, dict[str, int]]] | None = None) -> list[Constraint]:
+                      drift: dict[str, object] | None = None) -> list[Constraint]:
     """Every constraint except those named in `off`, and the requested ones that were asked for;
     ValueError names an unknown one."""
     unknown = sorted(set(off) - set(CONSTRAINTS))
@@ -882,8 +860,6 @@ def build_constraints(off: frozenset[str] = frozenset(), *, chords: list[ChordSp
         built.append(GivenMelody(melody))
     if drift and "drift" not in off:
         built.append(Drift(drift))
-    if harmony and not chords and "harmony" not in off:
-        built.append(HarmonyPlan(harmony))
     return built
 
 

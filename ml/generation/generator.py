@@ -25,7 +25,7 @@ import numpy as np
 
 from ml.data.notes import CLOSES, NoteSequence, close_kind, estimate_key, major_or_minor, parse_key
 from ml.generation.chords import ChordSpan, chord_spans, progression_key
-from ml.generation.constraints import HarmonyPlan, build_constraints
+from ml.generation.constraints import build_constraints
 from ml.generation.form import FormPlan, cadence_beat, plan_form, style_form, style_phrase_bars
 from ml.generation.harmonise import melody_line, melody_notes, melody_plan
 from ml.generation.infill import Passage
@@ -320,15 +320,10 @@ class Generator:
         lines = [self._line(request, rng, config, plan) for rng in rngs]
         stats = self._stats(request.style)
         spans = self.chord_spans(request, plan)
-        constraints = build_constraints(self.off, chords=spans, drift=self.drift(request.style),
-                                        harmony=stats.get("harmony") if config.chords else None)
-        harmony = next((c for c in constraints if isinstance(c, HarmonyPlan)), None)
-        if harmony is not None:  # drawn from a stream of its own: the notes' draws stay as they were
-            for line, rng in zip(lines, rngs):
-                line.harmony = harmony.plan(plan, line.mode, rng.spawn(1)[0])
         batch = Batch(self._sampled(request), config, tempo, plan, lines,
                       polyphonic=float(stats.get("notes_per_onset", 1.0)) >= 1.5,
-                      constraints=constraints, spans=spans)
+                      constraints=build_constraints(self.off, chords=spans, drift=self.drift(request.style)),
+                      spans=spans)
         self._run(batch, rngs, progress)
         return [batch.piece(v, seeds[v]) for v in range(len(seeds))]
 

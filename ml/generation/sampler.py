@@ -87,8 +87,6 @@ class Line:
     join: float = 0.0  # log-likelihood of the notes after the gap, given what was written
     step_score: float = 0.0
     melody_next: int = 0  # index of the next note of a given melody to write
-    # A harmony drawn for the piece (`HarmonyPlan`): (start, end, key-relative classes) per span.
-    harmony: list[tuple[float, float, np.ndarray]] = field(default_factory=list)
 
 
 class Batch:
@@ -186,17 +184,12 @@ class Batch:
 
     # -- what a model with chord inputs and future notes reads -------------------------------------
     def chord_vector(self, line: Line, onset: float) -> np.ndarray:
-        """The requested chord at an onset, as key-relative pitch classes, or the harmony drawn for
-        the line (zero where there is neither)."""
+        """The requested chord at an onset, as key-relative pitch classes (zero where none is asked)."""
         vector = np.zeros(12, np.float32)
         for span in self.spans:
             if span.start - 1e-9 <= onset < span.end - 1e-9:
                 vector[[(tone - line.tonic) % 12 for tone in span.chord.tones]] = 1.0
-                return vector
-        if line.harmony:
-            length = line.harmony[0][1] - line.harmony[0][0]
-            k = min(max(int((onset + 1e-9) // length), 0), len(line.harmony) - 1)
-            return line.harmony[k][2]
+                break
         return vector
 
     def _ahead_known(self, line: Line) -> bool:

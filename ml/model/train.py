@@ -24,7 +24,6 @@ import numpy as np
 
 from ml.data.datasets import CORPUS_STYLES, NoteDataset, corpus_dataset
 from ml.data.notes import CLOSES, close_kind
-from ml.data.progressions import harmony_table
 from ml.data.windows import WindowBatches, as_tf_dataset, make_examples
 from ml.model.config import METRES, ModelConfig, metre_class
 from ml.model.network import build_model, compile_model, load_model, save_model, warm_start, warm_start_from_v1
@@ -50,11 +49,7 @@ def style_stats(dataset: NoteDataset) -> dict[str, dict[str, Any]]:
                         # Training pieces per time signature class: which metres the style has learnt.
                         "metres": dict(Counter(METRES[metre_class(tuple(dataset.piece_time_signature[i]))]
                                                for i in pieces).most_common()),
-                        "closes": style_closes(dataset, pieces),
-                        # The chain of its half-bar harmonies, per mode: a piece without chords draws one.
-                        "harmony": {mode: harmony_table((dataset.piece(int(i)), int(dataset.piece_key[i]))
-                                                        for i in pieces if int(dataset.piece_mode[i]) == m)
-                                    for m, mode in enumerate(("major", "minor"))}}
+                        "closes": style_closes(dataset, pieces)}
     return stats
 
 
