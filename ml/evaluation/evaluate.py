@@ -303,7 +303,7 @@ def next_note_report(dataset: NoteDataset, notes: TestNotes, predictors: dict[st
 
 def every_constraint() -> tuple[str, ...]:
     """The constraints a plain request is written under (key, range, repeats, metre, cadence, voice,
-    loop, and drift where the model file has its tables): the "every constraint off" set switches
+    loop, and passing notes and drift where the model file has their tables): the "every constraint off" set switches
     them all off, and the network writes alone."""
     from ml.generation.constraints import CONSTRAINTS, REQUESTED
 

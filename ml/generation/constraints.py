@@ -16,7 +16,7 @@ a measure of the evaluation, so that a measure can disagree with what the rule m
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
@@ -24,8 +24,10 @@ import numpy as np
 from ml.data.notes import major_or_minor, scale_pitch_classes
 from ml.generation import voices
 from ml.generation.chords import ChordSpan, span_at
+from ml.generation.figuration import passing_notes
 
 if TYPE_CHECKING:
+    from ml.generation.piece import GeneratedPiece
     from ml.generation.sampler import Batch, Line
 
 PITCH_CLASS = np.arange(128) % 12
@@ -833,20 +835,48 @@ def by_rank_without_parallels(before: list[int], under: list[int], top: int | No
 
 
 # In the order the sampler applies them (the order does not change what they allow together).
+class PassingNotes(Constraint):
+    """Passing eighths where a voice moves by a third from one beat to the next, as often as the style's
+    training pieces fill such thirds (ml.generation.figuration; the rates per voice in the model file).
+
+    Written after the notes, as figuration: the network does not read them. Where the model file has
+    no rates for the style (a single line, a model fitted before them) it adds nothing.
+    """
+
+    name = "passing"
+    describes = ("a voice that moves by a third from beat to beat passes through the note between, as "
+                 "often as in the style's training pieces")
+
+    def __init__(self, rates: list[float]) -> None:
+        self.rates = list(rates)
+
+    def figure(self, piece: GeneratedPiece, style: str, within: tuple[float, float] | None = None) -> GeneratedPiece:
+        """The piece with its passing notes `within` a stretch (seconds; by default all that follows
+        its primer: the notes of a piece being continued are left alone)."""
+        ranges = voices.VOICE_RANGES.get(style)
+        if ranges is None or len(ranges) != len(self.rates):
+            return piece
+        rng = np.random.default_rng([piece.seed, 23])
+        notes = passing_notes(piece.notes, piece.key[0], piece.key[1], self.rates, rng, ranges=ranges,
+                              within=within or (piece.primer_end, math.inf))
+        return replace(piece, notes=notes)
+
+
 CONSTRAINTS: dict[str, type[Constraint]] = {
     c.name: c for c in (KeyScale, PitchRange, Register, Repeats, Metre, Cadence, VoiceLeading, Loops,
-                        ChordTargets, GivenMelody, Drift)
+                        ChordTargets, GivenMelody, Drift, PassingNotes)
 }
 # Constraints that act only when the request asks for them (chords, a melody), with what they need.
 REQUESTED = ("chords", "melody")
 # Constraints that act where the model file holds what they need (the drift tables), as the
 # product's defaults: every constraint off switches them off too.
-FROM_MODEL = ("drift",)
+FROM_MODEL = ("drift", "passing")
 
 
 def build_constraints(off: frozenset[str] = frozenset(), *, chords: list[ChordSpan] | None = None,
                       melody: list[tuple[float, int, float, float]] | None = None,
-                      drift: dict[str, object] | None = None) -> list[Constraint]:
+                      drift: dict[str, object] | None = None,
+                      passing: list[float] | None = None) -> list[Constraint]:
     """Every constraint except those named in `off`, and the requested ones that were asked for;
     ValueError names an unknown one."""
     unknown = sorted(set(off) - set(CONSTRAINTS))
@@ -860,6 +890,8 @@ def build_constraints(off: frozenset[str] = frozenset(), *, chords: list[ChordSp
         built.append(GivenMelody(melody))
     if drift and "drift" not in off:
         built.append(Drift(drift))
+    if passing and "passing" not in off:
+        built.append(PassingNotes(passing))
     return built
 
 

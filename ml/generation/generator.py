@@ -25,7 +25,7 @@ import numpy as np
 
 from ml.data.notes import CLOSES, NoteSequence, close_kind, estimate_key, major_or_minor, parse_key
 from ml.generation.chords import ChordSpan, chord_spans, progression_key
-from ml.generation.constraints import build_constraints
+from ml.generation.constraints import PassingNotes, build_constraints
 from ml.generation.form import FormPlan, cadence_beat, plan_form, style_form, style_phrase_bars
 from ml.generation.harmonise import melody_line, melody_notes, melody_plan
 from ml.generation.infill import Passage
@@ -166,6 +166,12 @@ class Generator:
         if self._drift is not None:
             return self._drift.get(style)
         return self._extra.get("correction", {}).get(style) if self.calibrated else None
+
+    def passing(self, style: str) -> list[float] | None:
+        """The style's passing-note rates per voice (ml.generation.figuration), or None: none stored."""
+        self._info()
+        rates = self._extra.get("passing", {}).get(style)
+        return list(rates) if rates else None
 
     def _sampled(self, request: GenerationRequest) -> GenerationRequest:
         """The request as the sampler reads it: its temperatures times the style's calibration."""
@@ -320,12 +326,17 @@ class Generator:
         lines = [self._line(request, rng, config, plan) for rng in rngs]
         stats = self._stats(request.style)
         spans = self.chord_spans(request, plan)
+        constraints = build_constraints(self.off, chords=spans, drift=self.drift(request.style),
+                                        passing=self.passing(request.style))
         batch = Batch(self._sampled(request), config, tempo, plan, lines,
                       polyphonic=float(stats.get("notes_per_onset", 1.0)) >= 1.5,
-                      constraints=build_constraints(self.off, chords=spans, drift=self.drift(request.style)),
-                      spans=spans)
+                      constraints=constraints, spans=spans)
         self._run(batch, rngs, progress)
-        return [batch.piece(v, seeds[v]) for v in range(len(seeds))]
+        pieces = [batch.piece(v, seeds[v]) for v in range(len(seeds))]
+        figuration = next((c for c in constraints if isinstance(c, PassingNotes)), None)
+        if figuration is not None:
+            pieces = [figuration.figure(piece, request.style) for piece in pieces]
+        return pieces
 
     def _run(self, batch: Batch, rngs: list[np.random.Generator], progress: Callable[[float], None] | None) -> None:
         """Sample every line of `batch` to its end: the network's two steps, the sampler between."""
@@ -420,14 +431,20 @@ class Generator:
             line.close = close
         stats = self._stats(request.style)
         spans = self.chord_spans(request, passage.plan)
+        constraints = build_constraints(self.off | {"repeats"}, chords=spans, drift=self.drift(request.style),
+                                        passing=self.passing(request.style))
         batch = Batch(self._sampled(request), config, float(passage.notes.tempo_bpm), passage.plan, lines,
                       polyphonic=float(stats.get("notes_per_onset", 1.0)) >= 1.5,
-                      constraints=build_constraints(self.off | {"repeats"}, chords=spans,
-                                                    drift=self.drift(request.style)), spans=spans,
+                      constraints=constraints, spans=spans,
                       gap=passage.gap, after=[passage.after(line.shift) for line in lines])
         self._run(batch, rngs, progress)
         best = max(range(len(lines)), key=lambda v: (lines[v].join, -v))
         piece = passage.filled(lines[best], seed=seeds[best])
+        figuration = next((c for c in constraints if isinstance(c, PassingNotes)), None)
+        if figuration is not None:  # the passage's own notes, as a piece written whole has them
+            start, end = passage.gap
+            piece = figuration.figure(piece, request.style, within=(passage.plan_start + start * passage.spb,
+                                                                    passage.plan_start + end * passage.spb))
         # A melody under requested chords keeps its accompaniment in the new version.
         return replace(piece, accompaniment=batch.backing(piece.notes, passage.plan_start))
 
