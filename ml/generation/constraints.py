@@ -834,7 +834,6 @@ def by_rank_without_parallels(before: list[int], under: list[int], top: int | No
     return allowed
 
 
-# In the order the sampler applies them (the order does not change what they allow together).
 class PassingNotes(Constraint):
     """Passing eighths where a voice moves by a third from one beat to the next, as often as the style's
     training pieces fill such thirds (ml.generation.figuration; the rates per voice in the model file).
@@ -862,14 +861,15 @@ class PassingNotes(Constraint):
         return replace(piece, notes=notes)
 
 
+# In the order the sampler applies them (the order does not change what they allow together).
 CONSTRAINTS: dict[str, type[Constraint]] = {
     c.name: c for c in (KeyScale, PitchRange, Register, Repeats, Metre, Cadence, VoiceLeading, Loops,
                         ChordTargets, GivenMelody, Drift, PassingNotes)
 }
 # Constraints that act only when the request asks for them (chords, a melody), with what they need.
 REQUESTED = ("chords", "melody")
-# Constraints that act where the model file holds what they need (the drift tables), as the
-# product's defaults: every constraint off switches them off too.
+# Constraints that act where the model file holds what they need (the drift tables, the passing
+# rates), as the product's defaults: every constraint off switches them off too.
 FROM_MODEL = ("drift", "passing")
 
 
