@@ -103,11 +103,15 @@ def test_the_constraint_figures_a_voiced_style_after_its_primer_and_has_a_switch
 
 def test_a_model_file_with_rates_figures_what_it_writes_whole_and_each_passage_it_writes_again(
         tiny_model_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # The tiny model's style given four voices, and rates in a copy of its file.
+    # The rates are read from the model file's extras, without loading the network.
     path = tmp_path / "voiced.keras"
     shutil.copy(tiny_model_path, path)
     write_model_extra(path, "passing", {"alpha": [1.0, 1.0, 1.0, 1.0]})
+    assert Generator(path).passing("alpha") == [1.0] * 4 and Generator(path).passing("beta") is None
+    assert Generator(tiny_model_path).passing("alpha") is None
+    # The tiny model's style given four voices and those rates (its own network, already compiled).
     monkeypatch.setitem(voices.VOICE_RANGES, "alpha", voices.VOICE_RANGES["chorale"])
+    monkeypatch.setattr(Generator, "passing", lambda self, style: [1.0] * 4 if style == "alpha" else None)
     calls: list[tuple[list[float], tuple[float, float] | None]] = []
 
     def spy(seq: NoteSequence, tonic: int, mode: str, rates: Sequence[float], rng: np.random.Generator,
@@ -117,14 +121,14 @@ def test_a_model_file_with_rates_figures_what_it_writes_whole_and_each_passage_i
 
     monkeypatch.setattr(constraints, "passing_notes", spy)
     request = GenerationRequest(style="alpha", seconds=8, tempo_bpm=120, seed=4, variations=2)
-    pieces = Generator(path).generate(request)
+    pieces = Generator(tiny_model_path).generate(request)
     assert calls == [([1.0] * 4, (0.0, math.inf))] * 2
     calls.clear()
-    assert Generator(path, off=frozenset({"passing"})).generate(request) and calls == []
+    assert Generator(tiny_model_path, off=frozenset({"passing"})).generate(request) and calls == []
     piece = pieces[0]
     assert piece.plan is not None
     passage = Passage(notes=piece.notes, plan=piece.plan, plan_start=piece.plan_start, key=piece.key,
                       first_bar=2, last_bar=3)
-    Generator(path).regenerate(passage, GenerationRequest(style="alpha", seed=1, variations=1))
+    Generator(tiny_model_path).regenerate(passage, GenerationRequest(style="alpha", seed=1, variations=1))
     bar = passage.plan.bar_beats * passage.spb
     assert calls == [([1.0] * 4, (piece.plan_start + bar, piece.plan_start + 3 * bar))]
