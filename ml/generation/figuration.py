@@ -51,15 +51,17 @@ def _near(a: float, b: float) -> bool:
     return abs(a - b) < EPS
 
 
-def thirds(seq: NoteSequence, voices: int, ranges: tuple[tuple[int, int], ...] | None = None, *,
-           voice: np.ndarray | None = None) -> tuple[list[tuple[int, int, int]], np.ndarray, np.ndarray]:
+def thirds(seq: NoteSequence, voices: int, ranges: tuple[tuple[int, int], ...] | None = None
+           ) -> tuple[list[tuple[int, int, int]], np.ndarray, np.ndarray]:
     """The open thirds of a piece (voice, note, the voice's next note: a quarter on a beat, then a
     third one beat later), and per voice how many of its beat-to-beat thirds are open and how many
-    are already filled (two eighths through a note between). `voice`: the notes' voices, if known."""
-    onset, duration, in_bar = _beats(seq)
-    if voice is None:
-        voice = assign_voices(seq, voices, ranges)
-    pitch = seq.pitch.astype(np.int64)
+    are already filled (two eighths through a note between)."""
+    return _thirds(*_beats(seq), assign_voices(seq, voices, ranges), seq.pitch.astype(np.int64), voices)
+
+
+def _thirds(onset: np.ndarray, duration: np.ndarray, in_bar: np.ndarray, voice: np.ndarray, pitch: np.ndarray,
+            voices: int) -> tuple[list[tuple[int, int, int]], np.ndarray, np.ndarray]:
+    """`thirds`, from the notes' beats (`_beats`), voices and pitches."""
     open_ = np.zeros(voices, np.int64)
     filled = np.zeros(voices, np.int64)
     found: list[tuple[int, int, int]] = []
@@ -70,8 +72,10 @@ def thirds(seq: NoteSequence, voices: int, ranges: tuple[tuple[int, int], ...] |
             i, j = int(line[k]), int(line[k + 1])
             if not _near(in_bar[i], round(float(in_bar[i]))):
                 continue
+            # The voice's only note at its onset (sorted: a doubled one would be the note before).
+            alone = k == 0 or onset[line[k - 1]] != onset[i]
             if (_near(duration[i], 1) and _near(onset[j] - onset[i], 1) and abs(pitch[j] - pitch[i]) in THIRDS
-                    and np.count_nonzero(onset[line] == onset[i]) == 1):
+                    and alone):
                 open_[v] += 1
                 found.append((v, i, j))
             elif k + 2 < len(line):
@@ -106,17 +110,16 @@ def passing_notes(seq: NoteSequence, tonic: int, mode: str, rates: Sequence[floa
                   ) -> NoteSequence:
     """`seq` with passing eighths in the open thirds of its voices (one voice per rate), so that each
     voice fills about its rate of them; `within` (seconds) limits the notes split to that stretch."""
-    numerator, denominator = seq.time_signature
-    if len(seq) == 0 or denominator not in (2, 4) or not rates:
+    if len(seq) == 0 or seq.time_signature[1] not in (2, 4) or not rates:
         return seq
     voices = len(rates)
+    onset, duration, in_bar = _beats(seq)
     voice = assign_voices(seq, voices, ranges)
-    found, open_, filled = thirds(seq, voices, ranges, voice=voice)
+    pitch = seq.pitch.astype(np.int64)
+    found, open_, filled = _thirds(onset, duration, in_bar, voice, pitch, voices)
     have = filled / np.maximum(open_ + filled, 1)
     # The chance to fill an open third that brings the voice's share to its rate.
     chance = np.clip((np.asarray(rates, np.float64) - have) / np.maximum(1 - have, EPS), 0, 1)
-    onset, duration, _ = _beats(seq)
-    pitch = seq.pitch.astype(np.int64)
     start = np.asarray(seq.start, np.float64)
     length = np.asarray(seq.duration, np.float64).copy()
     velocity = np.asarray(seq.velocity, np.int64)
