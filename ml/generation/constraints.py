@@ -47,6 +47,12 @@ LOOP_SPAN = max(SAME_PITCH_RUN, *(length * runs for length, runs in FIGURE_RUNS.
 # How much rarer a note outside the key's scale is made: its logit is lowered by this much
 # (about 7 times rarer than the network has it).
 CHROMATIC = -2.0
+# With "Any key", the key drawn for the piece pulls more weakly: a note outside its scale has its
+# logit lowered by this much (about twice as rare), the raised fourth not at all. The network's own
+# chromatic colour stays (in the chorales the raised fourth of a secondary dominant is as common as in
+# Bach), while its drift away from the key is held back; -2 here took the raised fourth and the
+# quartets' chromatic notes away (model card, Tried).
+DRAWN_KEY = -0.7
 # In the minor mode, how much likelier the raised seventh is made in the bar before a cadence.
 LEADING_NOTE = 3.0
 # A chord is made whole within this many notes at one onset (the sampler stops a chord at six).
@@ -111,7 +117,7 @@ class Constraint:
 
 
 class KeyScale(Constraint):
-    """The requested key, held by making notes outside its scale rarer rather than impossible.
+    """The key, held by making notes outside its scale rarer rather than impossible.
 
     Each note outside the scale of the key (of its section's key, where a long piece moves to a
     related key for a while) has its logit lowered by CHROMATIC, so that what the network writes
@@ -120,23 +126,28 @@ class KeyScale(Constraint):
     chord's tones are in the scale in its bar. In the minor mode the sixth and seventh may be
     raised (melodic and harmonic minor), and in the bar before a cadence the seventh is raised
     (the leading note): the lowered seventh is made rarer there, and the raised one likelier.
+    A key nobody asked for (the style's drawn key, or the one a primer or chords suggest) pulls
+    more weakly (DRAWN_KEY), leaves the raised fourth free and has no leading-note rule.
     """
 
     name = "key"
-    describes = "notes outside the key's scale are made rarer (not forbidden); in minor, the leading note at cadences"
+    describes = ("notes outside the key's scale are made rarer (not forbidden; less so in a key nobody asked for); "
+                 "in minor, the leading note at cadences")
 
     def bias(self, batch: Batch, line: Line, at: At) -> np.ndarray | None:
-        if batch.request.key == "any":
-            return None
+        drawn = batch.request.key == "any"
         phrase = batch.plan.phrases[batch.plan.phrase_at(at.onset)]
         # Away from home: the dominant of a major key, the relative major of a minor one.
         mode = line.mode if phrase.key == 0 else "major"
         scale = {(phrase.key + pc) % 12 for pc in scale_pitch_classes(0, mode)}
+        if drawn:
+            scale.add((phrase.key + 6) % 12)
         if batch.chords is not None:
             scale |= batch.chords.tones_at(line, at.onset)
-        bias = np.where(np.isin(PITCH_CLASS, list(scale)), 0.0, CHROMATIC)
+        bias = np.where(np.isin(PITCH_CLASS, list(scale)), 0.0, DRAWN_KEY if drawn else CHROMATIC)
         cadence = batch.plan.next_cadence(at.onset)
-        if mode in ("minor", "dorian") and cadence is not None and cadence - batch.plan.bar_beats <= at.onset < cadence:
+        if (not drawn and mode in ("minor", "dorian") and cadence is not None
+                and cadence - batch.plan.bar_beats <= at.onset < cadence):
             bias[PITCH_CLASS == (phrase.key + 10) % 12] += CHROMATIC
             bias[PITCH_CLASS == (phrase.key + 11) % 12] += LEADING_NOTE
         return bias
