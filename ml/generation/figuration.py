@@ -204,3 +204,151 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+# Figures with sixteenths: a voice's beat broken into notes of which some last a sixteenth (in the
+# training chorales, eighth-sixteenth-sixteenth is the commonest: C-D-E on the way to F).
+SIXTEENTH = 0.25
+FIGURE_MIN_COUNT = 3  # a figure the training pieces have fewer times than this is left out
+
+
+def _beat_spans(onset: np.ndarray, duration: np.ndarray, in_bar: np.ndarray, voice: np.ndarray, voices: int,
+                unit: float = 1.0) -> list[tuple[int, list[int], int]]:
+    """Every beat a voice spends on one figure: (voice, its notes from the one on the beat, the voice's
+    note on the next beat). The note on the beat is the voice's only one at its onset, and nothing of
+    the voice sounds across the next beat but that figure's last note."""
+    spans = []
+    for v in range(voices):
+        line = np.flatnonzero(voice == v)
+        line = line[np.argsort(onset[line], kind="stable")]
+        starts = onset[line]
+        for k in range(len(line)):
+            at = float(in_bar[line[k]]) / unit
+            if not _near(at, round(at)) or (k and starts[k - 1] == starts[k]):
+                continue
+            m = k
+            while m + 1 < len(line) and starts[m + 1] < starts[k] + unit - EPS:
+                m += 1
+            if m + 1 < len(line) and _near(starts[m + 1] - starts[k], unit) and (m == k or starts[m] > starts[m - 1]):
+                spans.append((v, [int(i) for i in line[k:m + 1]], int(line[m + 1])))
+    return spans
+
+
+def _has_sixteenth(rhythm: Sequence[float], unit: float = 1.0) -> bool:
+    """Whether a figure (its onsets, in units from its first) has a sixteenth, one note at a time."""
+    ends = [*rhythm[1:], 1.0]
+    return (all(b > a + EPS for a, b in zip(rhythm, ends))
+            and any(_near((b - a) * unit, SIXTEENTH) for a, b in zip(rhythm, ends)))
+
+
+def figure_table(pieces: Iterable[NoteSequence], voices: int, ranges: tuple[tuple[int, int], ...] | None = None,
+                 unit: float = 1.0) -> dict[str, Any]:
+    """What `sixteenth_figures` needs of a style: per voice the share of its beats that are figures with a
+    sixteenth, and per interval from the beat to the next (semitones) the figures the pieces have for
+    it, each as its onsets in the beat, its notes' distances from the first (semitones) and a count."""
+    beats = np.zeros(voices, np.int64)
+    with_sixteenths = np.zeros(voices, np.int64)
+    figures: dict[tuple[int, tuple[float, ...], tuple[int, ...]], int] = {}
+    for seq in pieces:
+        if seq.time_signature[1] not in (2, 4):
+            continue
+        onset, duration, in_bar = _beats(seq)
+        pitch = seq.pitch.astype(np.int64)
+        for v, notes, after in _beat_spans(onset, duration, in_bar, assign_voices(seq, voices, ranges), voices, unit):
+            beats[v] += 1
+            rhythm = tuple(round(float(onset[i] - onset[notes[0]]) / unit, 4) for i in notes)
+            if len(notes) > 1 and _has_sixteenth(rhythm, unit):
+                with_sixteenths[v] += 1
+                contour = tuple(int(pitch[i] - pitch[notes[0]]) for i in notes[1:])
+                key = (int(pitch[after] - pitch[notes[0]]), rhythm, contour)
+                figures[key] = figures.get(key, 0) + 1
+    by_interval: dict[str, list[list[Any]]] = {}
+    for (interval, rhythm, contour), count in sorted(figures.items(), key=lambda item: -item[1]):
+        if count >= FIGURE_MIN_COUNT:
+            by_interval.setdefault(str(interval), []).append([list(rhythm), list(contour), count])
+    return {"rates": [round(float(s / b), 4) if b else 0.0 for s, b in zip(with_sixteenths, beats)],
+            "figures": by_interval}
+
+
+def sixteenth_share(pieces: Iterable[NoteSequence], voices: int, ranges: tuple[tuple[int, int], ...] | None = None,
+                    unit: float = 1.0) -> list[float]:
+    """Per voice, the share of its beats (units) that are figures with a sixteenth (as `figure_table` counts)."""
+    return list(figure_table(pieces, voices, ranges, unit)["rates"])
+
+
+def sixteenth_figures(seq: NoteSequence, tonic: int, mode: str, table: dict[str, Any], rng: np.random.Generator, *,
+                      ranges: tuple[tuple[int, int], ...] | None = None, within: tuple[float, float] | None = None,
+                      unit: float = 1.0) -> NoteSequence:
+    """`seq` with some of its voices' plain beats (a note held for the beat, the next a beat later) broken
+    into figures with sixteenths, drawn from `table` (`figure_table`) for the same interval to the next
+    beat, so that each voice has about its rate of such beats. A figure whose notes leave the key's
+    scale, or sound a half step or a major seventh against a note another voice holds, or move into the
+    next beat in parallel fifths or octaves with another voice, is not used."""
+    rates = list(table.get("rates") or [])
+    figures: dict[str, list[list[Any]]] = table.get("figures") or {}
+    if len(seq) == 0 or seq.time_signature[1] not in (2, 4) or not rates or not figures:
+        return seq
+    voices = len(rates)
+    onset, duration, in_bar = _beats(seq)
+    voice = assign_voices(seq, voices, ranges)
+    pitch = seq.pitch.astype(np.int64)
+    spans = _beat_spans(onset, duration, in_bar, voice, voices, unit)
+    beats = np.bincount([v for v, _, _ in spans], minlength=voices)
+    have = np.zeros(voices, np.int64)
+    plain: list[tuple[int, int, int]] = []
+    start = np.asarray(seq.start, np.float64)
+    for v, notes, after in spans:
+        if len(notes) > 1 and _has_sixteenth(tuple(float(onset[i] - onset[notes[0]]) / unit for i in notes), unit):
+            have[v] += 1
+        elif len(notes) == 1 and _near(duration[notes[0]], unit) and (
+                within is None or within[0] - EPS <= start[notes[0]] < within[1] - EPS):
+            plain.append((v, notes[0], after))
+    candidates = np.bincount([v for v, _, _ in plain], minlength=voices)
+    # The chance to break a plain beat that brings the voice's share to its rate.
+    chance = np.clip((np.asarray(rates) * beats - have) / np.maximum(candidates, 1), 0, 1)
+    scale = set(scale_pitch_classes(tonic, mode))
+    if mode in ("minor", "dorian"):
+        scale |= {(tonic + 9) % 12, (tonic + 11) % 12}  # the raised sixth and seventh of melodic minor
+    length = np.asarray(seq.duration, np.float64).copy()
+    velocity = np.asarray(seq.velocity, np.int64)
+    added: list[tuple[float, int, float, int]] = []
+    broken: set[float] = set()  # beats with a figure already: one voice at a time moves in sixteenths
+
+    def sounding(beat: float, but: int) -> dict[int, int]:
+        """What the other voices sound just after `beat`, by voice."""
+        on = (onset <= beat + EPS) & (onset + duration > beat + EPS) & (voice != but)
+        return {int(voice[i]): int(pitch[i]) for i in np.flatnonzero(on)}
+
+    for k in rng.permutation(len(plain)):
+        v, i, j = plain[k]
+        beat = float(onset[i])
+        if beat in broken or rng.random() >= chance[v]:
+            continue
+        a, c = int(pitch[i]), int(pitch[j])
+        options = figures.get(str(c - a))
+        if not options:
+            continue
+        weights = np.array([float(o[2]) for o in options])
+        rhythm, contour, _ = options[int(rng.choice(len(options), p=weights / weights.sum()))]
+        notes = [a + int(d) for d in contour]
+        if any(n % 12 not in scale for n in notes):
+            continue
+        held = [sounding(beat + float(t) * unit, v) for t in rhythm[1:]]
+        if any(abs(n - p) % 12 in (1, 11) for n, there in zip(notes, held) for p in there.values()):
+            continue
+        after = sounding(beat + unit, v)
+        if any(_parallel((notes[-1], c), (p, after[w])) for w, p in held[-1].items() if w in after):
+            continue
+        seconds = (start[j] - start[i])  # one beat, in seconds
+        ends = [*rhythm[1:], 1.0]
+        length[i] = seconds * float(rhythm[1])
+        for n, (t0, t1) in zip(notes, zip(rhythm[1:], ends[1:])):
+            added.append((float(start[i] + seconds * t0), n, seconds * float(t1 - t0),
+                          max(1, int(velocity[i]) - SOFTER)))
+        broken.add(beat)
+    if not added:
+        return seq
+    new_start, new_pitch, new_length, new_velocity = (np.array(column) for column in zip(*added))
+    return NoteSequence.from_notes(np.concatenate([start, new_start]), np.concatenate([pitch, new_pitch]),
+                                   np.concatenate([length, new_length]),
+                                   np.concatenate([velocity, new_velocity]), **seq.meta())
