@@ -51,17 +51,16 @@ def _near(a: float, b: float) -> bool:
     return abs(a - b) < EPS
 
 
-def thirds(seq: NoteSequence, voices: int, ranges: tuple[tuple[int, int], ...] | None = None, unit: float = 1.0
+def thirds(seq: NoteSequence, voices: int, ranges: tuple[tuple[int, int], ...] | None = None
            ) -> tuple[list[tuple[int, int, int]], np.ndarray, np.ndarray]:
-    """The open thirds of a piece (voice, note, the voice's next note: a note of `unit` beats on a
-    multiple of `unit`, a quarter on a beat by default, then a third `unit` later), and per voice how
-    many of its thirds at that pace are open and how many are already filled (two notes of half the
-    unit through a note between: eighths, or sixteenths where the unit is an eighth)."""
-    return _thirds(*_beats(seq), assign_voices(seq, voices, ranges), seq.pitch.astype(np.int64), voices, unit)
+    """The open thirds of a piece (voice, note, the voice's next note: a quarter on a beat, then a
+    third one beat later), and per voice how many of its beat-to-beat thirds are open and how many
+    are already filled (two eighths through a note between)."""
+    return _thirds(*_beats(seq), assign_voices(seq, voices, ranges), seq.pitch.astype(np.int64), voices)
 
 
 def _thirds(onset: np.ndarray, duration: np.ndarray, in_bar: np.ndarray, voice: np.ndarray, pitch: np.ndarray,
-            voices: int, unit: float = 1.0) -> tuple[list[tuple[int, int, int]], np.ndarray, np.ndarray]:
+            voices: int) -> tuple[list[tuple[int, int, int]], np.ndarray, np.ndarray]:
     """`thirds`, from the notes' beats (`_beats`), voices and pitches."""
     open_ = np.zeros(voices, np.int64)
     filled = np.zeros(voices, np.int64)
@@ -71,32 +70,30 @@ def _thirds(onset: np.ndarray, duration: np.ndarray, in_bar: np.ndarray, voice: 
         line = line[np.argsort(onset[line], kind="stable")]
         for k in range(len(line) - 1):
             i, j = int(line[k]), int(line[k + 1])
-            if not _near(in_bar[i] / unit, round(float(in_bar[i] / unit))):
+            if not _near(in_bar[i], round(float(in_bar[i]))):
                 continue
             # The voice's only note at its onset (sorted: a doubled one would be the note before).
             alone = k == 0 or onset[line[k - 1]] != onset[i]
-            if (_near(duration[i], unit) and _near(onset[j] - onset[i], unit) and abs(pitch[j] - pitch[i]) in THIRDS
+            if (_near(duration[i], 1) and _near(onset[j] - onset[i], 1) and abs(pitch[j] - pitch[i]) in THIRDS
                     and alone):
                 open_[v] += 1
                 found.append((v, i, j))
             elif k + 2 < len(line):
                 n = int(line[k + 2])
-                half = unit / 2
-                if (_near(duration[i], half) and _near(onset[j] - onset[i], half) and _near(duration[j], half)
-                        and _near(onset[n] - onset[i], unit) and abs(pitch[n] - pitch[i]) in THIRDS
+                if (_near(duration[i], 0.5) and _near(onset[j] - onset[i], 0.5) and _near(duration[j], 0.5)
+                        and _near(onset[n] - onset[i], 1) and abs(pitch[n] - pitch[i]) in THIRDS
                         and min(pitch[i], pitch[n]) < pitch[j] < max(pitch[i], pitch[n])):
                     filled[v] += 1
     return found, open_, filled
 
 
-def fill_rates(pieces: Iterable[NoteSequence], voices: int, ranges: tuple[tuple[int, int], ...] | None = None,
-               unit: float = 1.0) -> list[float]:
-    """Per voice (from the lowest), the share of thirds at the pace of `unit` (beat to beat by default)
-    that pieces fill with a passing note."""
+def fill_rates(pieces: Iterable[NoteSequence], voices: int, ranges: tuple[tuple[int, int], ...] | None = None
+               ) -> list[float]:
+    """Per voice (from the lowest), the share of beat-to-beat thirds that pieces fill with a passing eighth."""
     open_ = np.zeros(voices, np.int64)
     filled = np.zeros(voices, np.int64)
     for seq in pieces:
-        _, o, f = thirds(seq, voices, ranges, unit)
+        _, o, f = thirds(seq, voices, ranges)
         open_ += o
         filled += f
     return [round(float(f / (o + f)), 3) if o + f else 0.0 for o, f in zip(open_, filled)]
@@ -109,18 +106,17 @@ def _parallel(a: tuple[int, int], b: tuple[int, int]) -> bool:
 
 
 def passing_notes(seq: NoteSequence, tonic: int, mode: str, rates: Sequence[float], rng: np.random.Generator, *,
-                  ranges: tuple[tuple[int, int], ...] | None = None, within: tuple[float, float] | None = None,
-                  unit: float = 1.0) -> NoteSequence:
-    """`seq` with passing notes in the open thirds of its voices at the pace of `unit` (eighths in a
-    third from beat to beat by default, sixteenths at 0.5), one voice per rate, so that each voice
-    fills about its rate of them; `within` (seconds) limits the notes split to that stretch."""
+                  ranges: tuple[tuple[int, int], ...] | None = None, within: tuple[float, float] | None = None
+                  ) -> NoteSequence:
+    """`seq` with passing eighths in the open thirds of its voices (one voice per rate), so that each
+    voice fills about its rate of them; `within` (seconds) limits the notes split to that stretch."""
     if len(seq) == 0 or seq.time_signature[1] not in (2, 4) or not rates:
         return seq
     voices = len(rates)
     onset, duration, in_bar = _beats(seq)
     voice = assign_voices(seq, voices, ranges)
     pitch = seq.pitch.astype(np.int64)
-    found, open_, filled = _thirds(onset, duration, in_bar, voice, pitch, voices, unit)
+    found, open_, filled = _thirds(onset, duration, in_bar, voice, pitch, voices)
     have = filled / np.maximum(open_ + filled, 1)
     # The chance to fill an open third that brings the voice's share to its rate.
     chance = np.clip((np.asarray(rates, np.float64) - have) / np.maximum(1 - have, EPS), 0, 1)
@@ -140,8 +136,8 @@ def passing_notes(seq: NoteSequence, tonic: int, mode: str, rates: Sequence[floa
 
     for beat, moves in sorted(by_beat.items()):
         order = rng.permutation(len(moves))
-        passing: dict[int, tuple[int, int]] = {}  # voice -> (from, passing note) half a unit on
-        held, after = sounding(beat), sounding(beat + unit)
+        passing: dict[int, tuple[int, int]] = {}  # voice -> (from, passing note) at beat + 1/2
+        held, after = sounding(beat), sounding(beat + 1)
         for k in order:
             v, i, j = moves[k]
             if rng.random() >= chance[v]:
