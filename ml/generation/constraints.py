@@ -126,7 +126,7 @@ class KeyScale(Constraint):
     chord's tones are in the scale in its bar. In the minor mode the sixth and seventh may be
     raised (melodic and harmonic minor), and in the bar before a cadence the seventh is raised
     (the leading note): the lowered seventh is made rarer there, and the raised one likelier.
-    A key nobody asked for (the style's drawn key, or the one a primer or chords suggest) pulls
+    A key nobody asked for (the style's drawn key, or the one a primer, chords or a melody suggest) pulls
     more weakly (DRAWN_KEY), leaves the raised fourth free and has no leading-note rule.
     """
 
