@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import keras
@@ -39,6 +39,8 @@ LONGEST_GAP = 64  # notes between the note to predict and the first note after t
 CHORD_TONE_SHARE = 0.12
 # A note this many beats or fewer before a cadence (a marked phrase end, the last note) closes it.
 CADENCE_NEAR_BEATS = 2.0
+# The voices below a note whose motion can make parallels with it (a chord of four: three).
+PARALLEL_SLOTS = 3
 
 
 @dataclass
@@ -64,6 +66,11 @@ class Examples:
     piece: np.ndarray  # int32 [examples]: piece index in the dataset
     metre: np.ndarray  # int32 [examples]
     mode: np.ndarray  # int32 [examples]
+    # Per note (where the config asks for them, `unlikelihood`): the pitches that would move it in
+    # parallel fifths or octaves with a voice below it (`parallel_slots`); empty otherwise.
+    parallel_class: np.ndarray = field(default_factory=lambda: np.zeros((0, PARALLEL_SLOTS), np.int8))
+    parallel_side: np.ndarray = field(default_factory=lambda: np.zeros((0, PARALLEL_SLOTS), np.int8))
+    parallel_from: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int16))
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -80,6 +87,10 @@ def make_examples(dataset: NoteDataset, config: ModelConfig, split: str | None =
     cadence = np.full(len(pitch), CADENCE_CLASSES - 1, np.int32)
     chord = np.zeros((len(pitch) if config.chords else 0, 12), np.uint8)
     onset = np.zeros(len(pitch), np.float64)
+    slots = len(pitch) if config.unlikelihood else 0
+    parallel_class = np.full((slots, PARALLEL_SLOTS), -1, np.int8)
+    parallel_side = np.zeros((slots, PARALLEL_SLOTS), np.int8)
+    parallel_from = np.full(slots, -1, np.int16)
     for i in chosen:
         a, b = int(dataset.offsets[i]), int(dataset.offsets[i + 1])
         if b <= a or style_map[dataset.piece_style[i]] < 0:
@@ -89,6 +100,10 @@ def make_examples(dataset: NoteDataset, config: ModelConfig, split: str | None =
         onset[a:b] = features["onset"]
         if config.chords:
             chord[a:b] = features["chord"]
+        if slots and (not config.unlikelihood_styles or dataset.styles[dataset.piece_style[i]]
+                      in config.unlikelihood_styles):
+            parallel_class[a:b], parallel_side[a:b], parallel_from[a:b] = parallel_slots(
+                features["onset"], features["pitch"])
         targets.append(np.arange(a, b))
         first.append(np.full(b - a, a))
         last.append(np.full(b - a, b))
@@ -107,6 +122,7 @@ def make_examples(dataset: NoteDataset, config: ModelConfig, split: str | None =
         chord=chord, onset=onset, targets=cat(targets, np.int64), first=cat(first, np.int64),
         last=cat(last, np.int64), style=cat(style, np.int32),
         piece=cat(piece, np.int32), metre=cat(metre, np.int32), mode=cat(mode, np.int32),
+        parallel_class=parallel_class, parallel_side=parallel_side, parallel_from=parallel_from,
     )
 
 
@@ -128,6 +144,56 @@ def piece_features(seq: NoteSequence, config: ModelConfig, tonic: int) -> dict[s
     cadence = config.cadence_input(upcoming - onset, final=upcoming >= ends[-1] - 1e-9)
     return {"pitch": pitch, "position": config.position_class(in_bar), "cadence": cadence,
             "onset": onset, "chord": half_bar_harmony(onset, duration.astype(np.float64), pitch, in_bar, bar_length)}
+
+
+def parallel_slots(onset: np.ndarray, pitch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per note of a piece (notes in onset order, the notes of an onset from the lowest up), the pitches
+    that would make it move in parallel fifths or octaves with a voice below it, for the unlikelihood
+    loss (`ModelConfig.unlikelihood`).
+
+    Two voices move in parallels when they sound a perfect fifth or an octave apart (or compounds),
+    both move the same way, and sound the same interval again. Where an onset strikes as many notes as
+    the onset before it, the k-th note from the bottom continues the k-th voice. For the k-th note and
+    each voice j below it that moved, the pitches x with x - (j's new note) the interval the two voices
+    sounded before (mod 12), on the side of the k-th voice's previous note that voice j moved to, would
+    make parallels. Returns, per note and voice below (at most PARALLEL_SLOTS): that pitch class (-1
+    for none) and side (+1 above, -1 below); and per note the voice's previous note (-1 for none).
+    """
+    n = len(pitch)
+    classes = np.full((n, PARALLEL_SLOTS), -1, np.int8)
+    sides = np.zeros((n, PARALLEL_SLOTS), np.int8)
+    previous_note = np.full(n, -1, np.int16)
+    if n == 0:
+        return classes, sides, previous_note
+    cuts = np.flatnonzero(np.diff(onset) > 1e-6) + 1
+    groups = np.split(np.arange(n), cuts)
+    for before, now in zip(groups, groups[1:]):
+        if len(now) != len(before) or len(now) < 2:
+            continue
+        old, new = pitch[before].astype(np.int64), pitch[now].astype(np.int64)
+        for k in range(1, len(now)):
+            previous_note[now[k]] = old[k]
+            for j in range(min(k, PARALLEL_SLOTS)):
+                motion = new[j] - old[j]
+                interval = (old[k] - old[j]) % 12
+                if motion == 0 or interval not in (0, 7):
+                    continue
+                classes[now[k], j] = (new[j] + interval) % 12
+                sides[now[k], j] = 1 if motion > 0 else -1
+    return classes, sides, previous_note
+
+
+def parallel_mask(ex: Examples, target: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """bool [examples, PITCHES]: the pitches that would put each target note in parallels with a voice
+    below it (`parallel_slots`), moved by `shift`; the composer's own note is never among them."""
+    x = np.arange(PITCHES)[None, None, :]
+    classes = ex.parallel_class[target].astype(np.int64)[:, :, None]
+    sides = ex.parallel_side[target].astype(np.int64)[:, :, None]
+    previous = ex.parallel_from[target].astype(np.int64)[:, None, None] + shift[:, None, None]
+    hit = (classes >= 0) & ((x - shift[:, None, None]) % 12 == classes) & (sides * (x - previous) > 0)
+    mask = hit.any(axis=1)
+    mask[np.arange(len(target)), np.clip(ex.pitch[target] + shift, 0, PITCHES - 1)] = False
+    return mask
 
 
 def harmony_span(in_bar: np.ndarray, bar_length: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -172,7 +238,7 @@ def half_bar_harmony(onset: np.ndarray, duration: np.ndarray, pitch: np.ndarray,
 
 def batch_arrays(ex: Examples, rows: np.ndarray, config: ModelConfig, rng: np.random.Generator | None = None, *,
                  chord_share: float = CHORD_SHARE, future_share: float = FUTURE_SHARE, transpose: bool = True,
-                 noise: float = 0.0) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+                 noise: float = 0.0, parallels: bool = False) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Inputs and targets for the examples `rows`.
 
     With `rng` (training), each example is transposed at random (absolute-pitch models), and a
@@ -181,6 +247,8 @@ def batch_arrays(ex: Examples, rows: np.ndarray, config: ModelConfig, rng: np.ra
     The shares say which part of the examples see the chords and a future (the evaluation sets
     them to 0 or 1 to measure what each input is worth). `noise` (training, with `rng`) is the
     share of window notes whose pitch, step and duration are each read from another note (`noisy`).
+    With `parallels` (a config with `unlikelihood`), the pitch target is a row of 1 + PITCHES floats:
+    the note, then the pitches that would make parallels (`parallel_mask`).
     """
     target = ex.targets[rows]
     shift = np.zeros(len(rows), np.int64)
@@ -224,6 +292,9 @@ def batch_arrays(ex: Examples, rows: np.ndarray, config: ModelConfig, rng: np.ra
         "duration": ex.duration[target].astype(np.int32),
         "velocity": ex.velocity[target][:, None],
     }
+    if parallels:
+        outputs["pitch"] = np.concatenate([next_pitch[:, None].astype(np.float32),
+                                           parallel_mask(ex, target, shift).astype(np.float32)], axis=1)
     return inputs, outputs
 
 
@@ -358,6 +429,7 @@ class WindowBatches(keras.utils.PyDataset):
         super().__init__()
         self.ex, self.config, self.train, self.seed = examples, config, train, seed
         self.conditioned = conditioned
+        self.parallels = config.unlikelihood > 0  # the pitch target carries the pitches to avoid
         # What the network predicts for some inputs: set by training when the config asks for its own samples.
         self.predict: Predict | None = None
         self.epoch = 0
@@ -389,13 +461,15 @@ class WindowBatches(keras.utils.PyDataset):
         rows = self._order[i * self.config.batch_size:(i + 1) * self.config.batch_size]
         if self.train:
             rng = np.random.default_rng((self.seed, self.epoch, i))
-            inputs, outputs = batch_arrays(self.ex, rows, self.config, rng, noise=self.config.input_noise)
+            inputs, outputs = batch_arrays(self.ex, rows, self.config, rng, noise=self.config.input_noise,
+                                           parallels=self.parallels)
             if self.predict is not None and self.config.own_samples > 0:
                 inputs = own_samples(self.ex, rows, self.config, inputs, self.predict, self.config.own_samples, rng)
             return inputs, outputs
         if self.conditioned:
-            return batch_arrays(self.ex, rows, self.config, np.random.default_rng((self.seed, i)), transpose=False)
-        return batch_arrays(self.ex, rows, self.config, None)
+            return batch_arrays(self.ex, rows, self.config, np.random.default_rng((self.seed, i)), transpose=False,
+                                parallels=self.parallels)
+        return batch_arrays(self.ex, rows, self.config, None, parallels=self.parallels)
 
     def on_epoch_end(self) -> None:
         self.epoch += 1
@@ -418,8 +492,11 @@ def as_tf_dataset(batches: WindowBatches) -> Any:
     floats = {"velocity", "chord", "next_chord"}
     spec_in = {name: tf.TensorSpec(shapes.get(name, (None,)), tf.float32 if name in floats else tf.int32)
                for name in c.input_names}
+    # A config with `unlikelihood` learns its pitch from the note and the pitches to avoid (batch_arrays).
+    pitch_spec = (tf.TensorSpec((None, 1 + PITCHES), tf.float32) if batches.parallels
+                  else tf.TensorSpec((None,), tf.int32))
     spec_out = {
-        "pitch": tf.TensorSpec((None,), tf.int32), "step": tf.TensorSpec((None,), tf.int32),
+        "pitch": pitch_spec, "step": tf.TensorSpec((None,), tf.int32),
         "duration": tf.TensorSpec((None,), tf.int32), "velocity": tf.TensorSpec((None, 1), tf.float32),
     }
 

@@ -119,6 +119,12 @@ class ModelConfig:
             the real steps (a drawn rhythm would move the bar position of every note after it).
         own_fields: Which of a deeper own sample's notes' values are drawn: ("pitch", "duration")
             (the default), or one of them alone, the other staying real.
+        unlikelihood: In training, the weight of a second pitch loss, -log(1 - p), where p is the
+            probability the network gives the pitches that would move the note in parallel fifths or
+            octaves with a voice below it (ml.data.windows.parallel_slots): unlikelihood training
+            (Welleck et al. 2019). 0: none, the pitch target is the note alone.
+        unlikelihood_styles: The styles whose notes get that loss (empty: every style): those whose
+            composers avoid parallels (a string quartet doubles its lines in octaves).
     """
 
     styles: tuple[str, ...]
@@ -151,6 +157,8 @@ class ModelConfig:
     own_samples: float = 0.0
     own_depth: int = 1
     own_fields: tuple[str, ...] = ("pitch", "duration")
+    unlikelihood: float = 0.0
+    unlikelihood_styles: tuple[str, ...] = ()
 
     @property
     def window_inputs(self) -> tuple[str, ...]:
@@ -165,6 +173,7 @@ class ModelConfig:
         object.__setattr__(self, "styles", tuple(self.styles))
         object.__setattr__(self, "time_grid", tuple(float(t) for t in self.time_grid))
         object.__setattr__(self, "own_fields", tuple(self.own_fields))
+        object.__setattr__(self, "unlikelihood_styles", tuple(self.unlikelihood_styles))
         tempos = tuple(float(t) for t in self.default_tempos) or (100.0,) * len(self.styles)
         object.__setattr__(self, "default_tempos", tempos)
         if not self.styles or any(not isinstance(s, str) or not s for s in self.styles):
@@ -185,6 +194,10 @@ class ModelConfig:
             raise ValueError("dropout must be in [0, 1).")
         if not 0.0 <= self.input_noise < 1.0:
             raise ValueError("input_noise must be in [0, 1).")
+        if not math.isfinite(self.unlikelihood) or self.unlikelihood < 0:
+            raise ValueError(f"unlikelihood must be a finite weight of 0 or more, not {self.unlikelihood!r}.")
+        if not set(self.unlikelihood_styles) <= set(self.styles):
+            raise ValueError(f"unlikelihood_styles must name the model's styles, not {self.unlikelihood_styles!r}.")
         if not 0.0 <= self.own_samples <= 1.0:
             raise ValueError("own_samples must be in [0, 1].")
         if not isinstance(self.own_depth, int) or not 1 <= self.own_depth <= self.window:
@@ -261,6 +274,8 @@ class ModelConfig:
         data["styles"] = list(self.styles)
         data["default_tempos"] = list(self.default_tempos)
         data["time_grid"] = list(self.time_grid)
+        data["own_fields"] = list(self.own_fields)
+        data["unlikelihood_styles"] = list(self.unlikelihood_styles)
         return data
 
     @classmethod

@@ -312,18 +312,43 @@ def warm_start_from_v1(model: NoteModel, path: Path) -> list[str]:
     return copied
 
 
+def parallels_loss(weight: float) -> Any:
+    """The pitch loss of a config with `unlikelihood`: the cross-entropy of the note (the first column
+    of the target) plus `weight` times -log(1 - p), p the probability given to the pitches the rest of
+    the target marks (those that would make parallels, `ml.data.windows.parallel_mask`)."""
+    def loss(y_true: Any, logits: Any) -> Any:
+        note = ops.cast(y_true[:, 0], "int32")
+        avoid = ops.cast(y_true[:, 1:], logits.dtype)
+        cross_entropy = keras.losses.sparse_categorical_crossentropy(note, logits, from_logits=True)
+        p = ops.sum(ops.softmax(logits, axis=-1) * avoid, axis=-1)
+        return cross_entropy - weight * ops.log(ops.clip(1.0 - p, 1e-6, 1.0))
+
+    return loss
+
+
+def parallels_accuracy(y_true: Any, logits: Any) -> Any:
+    """Pitch accuracy against the note in the first column of a `parallels_loss` target."""
+    return ops.cast(ops.equal(ops.cast(ops.argmax(logits, axis=-1), "int32"), ops.cast(y_true[:, 0], "int32")),
+                    "float32")
+
+
 def compile_model(model: NoteModel) -> None:
     c = model.config
+    pitch_loss: Any = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    pitch_accuracy: Any = keras.metrics.SparseCategoricalAccuracy(name="acc")
+    if c.unlikelihood:
+        pitch_loss = parallels_loss(c.unlikelihood)
+        pitch_accuracy = keras.metrics.MeanMetricWrapper(parallels_accuracy, name="acc")
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=c.learning_rate, clipnorm=1.0),
         loss={
-            "pitch": keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            "pitch": pitch_loss,
             "step": keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             "duration": keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             "velocity": keras.losses.MeanSquaredError(),
         },
         loss_weights=dict(c.loss_weights),
-        metrics={"pitch": [keras.metrics.SparseCategoricalAccuracy(name="acc")]},
+        metrics={"pitch": [pitch_accuracy]},
     )
 
 
