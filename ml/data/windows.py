@@ -41,6 +41,7 @@ CHORD_TONE_SHARE = 0.12
 CADENCE_NEAR_BEATS = 2.0
 # The voices below a note whose motion can make parallels with it (a chord of four: three).
 PARALLEL_SLOTS = 3
+HELD_LOOKBACK = 64  # a note held into an onset started at most this many notes before it
 
 
 @dataclass
@@ -103,7 +104,7 @@ def make_examples(dataset: NoteDataset, config: ModelConfig, split: str | None =
         if slots and (not config.unlikelihood_styles or dataset.styles[dataset.piece_style[i]]
                       in config.unlikelihood_styles):
             parallel_class[a:b], parallel_side[a:b], parallel_from[a:b] = parallel_slots(
-                features["onset"], features["pitch"])
+                features["onset"], features["pitch"], dataset.duration_beats[a:b])
         targets.append(np.arange(a, b))
         first.append(np.full(b - a, a))
         last.append(np.full(b - a, b))
@@ -146,18 +147,21 @@ def piece_features(seq: NoteSequence, config: ModelConfig, tonic: int) -> dict[s
             "onset": onset, "chord": half_bar_harmony(onset, duration.astype(np.float64), pitch, in_bar, bar_length)}
 
 
-def parallel_slots(onset: np.ndarray, pitch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def parallel_slots(onset: np.ndarray, pitch: np.ndarray, duration: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per note of a piece (notes in onset order, the notes of an onset from the lowest up), the pitches
     that would make it move in parallel fifths or octaves with a voice below it, for the unlikelihood
     loss (`ModelConfig.unlikelihood`).
 
     Two voices move in parallels when they sound a perfect fifth or an octave apart (or compounds),
-    both move the same way, and sound the same interval again. Where an onset strikes as many notes as
-    the onset before it, the k-th note from the bottom continues the k-th voice. For the k-th note and
-    each voice j below it that moved, the pitches x with x - (j's new note) the interval the two voices
-    sounded before (mod 12), on the side of the k-th voice's previous note that voice j moved to, would
-    make parallels. Returns, per note and voice below (at most PARALLEL_SLOTS): that pitch class (-1
-    for none) and side (+1 above, -1 below); and per note the voice's previous note (-1 for none).
+    both move the same way, and sound the same interval again. Where as many notes sound at an onset
+    as at the onset before it (notes held through it included; with no `duration` (beats), the notes
+    struck there), the k-th sounding note from the bottom continues the k-th voice. For a note struck
+    there as the k-th, and each voice j below it that moved, the pitches x with x - (j's note now) the
+    interval the two voices sounded before (mod 12), on the side of the k-th voice's previous note that
+    voice j moved to, would make parallels. Returns, per note and voice below (the nearest
+    PARALLEL_SLOTS): that pitch class (-1 for none) and side (+1 above, -1 below); and per note its
+    voice's previous note (-1 for none).
     """
     n = len(pitch)
     classes = np.full((n, PARALLEL_SLOTS), -1, np.int8)
@@ -165,21 +169,40 @@ def parallel_slots(onset: np.ndarray, pitch: np.ndarray) -> tuple[np.ndarray, np
     previous_note = np.full(n, -1, np.int16)
     if n == 0:
         return classes, sides, previous_note
+    pitch = np.asarray(pitch, np.int64)
     cuts = np.flatnonzero(np.diff(onset) > 1e-6) + 1
     groups = np.split(np.arange(n), cuts)
-    for before, now in zip(groups, groups[1:]):
-        if len(now) != len(before) or len(now) < 2:
+    end = None if duration is None else np.asarray(onset, np.float64) + np.asarray(duration, np.float64)
+
+    def sounding(k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Pitches sounding at group k's onset, from the lowest, and which note of the group each is (-1: held)."""
+        struck = groups[k]
+        if end is None:
+            return pitch[struck], struck
+        at, first = onset[struck[0]], max(0, int(struck[0]) - HELD_LOOKBACK)
+        held = first + np.flatnonzero((onset[first:struck[0]] < at - 1e-6) & (end[first:struck[0]] > at + 1e-6))
+        notes = np.concatenate([held, struck])
+        order = np.lexsort((np.arange(len(notes)), pitch[notes]))
+        return pitch[notes][order], np.concatenate([np.full(len(held), -1), struck])[order]
+
+    before = sounding(0)
+    for k in range(1, len(groups)):
+        now = sounding(k)
+        old, (new, note) = before[0], now
+        before = now
+        if len(new) != len(old) or len(new) < 2:
             continue
-        old, new = pitch[before].astype(np.int64), pitch[now].astype(np.int64)
-        for k in range(1, len(now)):
-            previous_note[now[k]] = old[k]
-            for j in range(min(k, PARALLEL_SLOTS)):
+        for voice in range(1, len(new)):
+            if note[voice] < 0:
+                continue  # held: it does not move
+            previous_note[note[voice]] = old[voice]
+            for slot, j in enumerate(range(voice - 1, max(voice - 1 - PARALLEL_SLOTS, -1), -1)):
                 motion = new[j] - old[j]
-                interval = (old[k] - old[j]) % 12
+                interval = (old[voice] - old[j]) % 12
                 if motion == 0 or interval not in (0, 7):
                     continue
-                classes[now[k], j] = (new[j] + interval) % 12
-                sides[now[k], j] = 1 if motion > 0 else -1
+                classes[note[voice], slot] = (new[j] + interval) % 12
+                sides[note[voice], slot] = 1 if motion > 0 else -1
     return classes, sides, previous_note
 
 
@@ -425,7 +448,7 @@ class WindowBatches(keras.utils.PyDataset):
 
     def __init__(self, examples: Examples, config: ModelConfig, *, train: bool, seed: int = 0,
                  steps: int | None = None, style_weights: dict[str, float] | None = None,
-                 cadence_weight: float = 1.0, conditioned: bool = False) -> None:
+                 cadence_weight: float = 1.0, parallel_weight: float = 1.0, conditioned: bool = False) -> None:
         super().__init__()
         self.ex, self.config, self.train, self.seed = examples, config, train, seed
         self.conditioned = conditioned
@@ -442,6 +465,10 @@ class WindowBatches(keras.utils.PyDataset):
         # notes): `cadence_weight` draws those within CADENCE_NEAR_BEATS of a cadence more often.
         near = examples.cadence[examples.targets] % CADENCE_CLASSES <= cadence_class(CADENCE_NEAR_BEATS)
         self.weights[near] *= cadence_weight
+        # The notes some of whose pitches would make parallels are few too (8% of a chorale's):
+        # `parallel_weight` draws them more often where the second pitch loss speaks of them.
+        if len(examples.parallel_class):
+            self.weights[(examples.parallel_class[examples.targets] >= 0).any(axis=1)] *= parallel_weight
         self._order = self._shuffle()
 
     def _shuffle(self) -> np.ndarray:

@@ -119,13 +119,16 @@ def train(dataset: NoteDataset, config: ModelConfig, out: Path, *, epochs: int =
           steps_per_epoch: int | None = None, resume: bool = False, seed: int = 0, verbose: int = 1,
           max_minutes: float | None = None, init: Path | None = None, warm: Path | None = None,
           on_epoch: Callable[[int, int, dict[str, float]], None] | None = None,
-          style_weights: dict[str, float] | None = None, cadence_weight: float = 1.0) -> TrainResult:
+          style_weights: dict[str, float] | None = None, cadence_weight: float = 1.0,
+          parallel_weight: float = 1.0) -> TrainResult:
     """Train a model, validating every epoch and keeping the best weights.
 
     `style_weights` oversamples (or undersamples) the training windows of some styles, e.g.
     `{"fiddle": 2.0}` draws every fiddle window twice per pass; validation stays unweighted.
     `cadence_weight` multiplies the draws of the notes that close a phrase (within
-    `CADENCE_NEAR_BEATS` of a marked phrase end or of the piece's last note).
+    `CADENCE_NEAR_BEATS` of a marked phrase end or of the piece's last note). `parallel_weight`
+    multiplies the draws of the notes some of whose pitches would make parallels (a config with
+    `unlikelihood`): the notes its second loss speaks of.
 
     `on_epoch(epoch, epochs, logs)` is called after every epoch (the admin shows it as progress).
 
@@ -137,6 +140,8 @@ def train(dataset: NoteDataset, config: ModelConfig, out: Path, *, epochs: int =
         raise ValueError(f"Style weights need known styles and weights of 0 or more: {style_weights}")
     if not math.isfinite(cadence_weight) or cadence_weight < 0:
         raise ValueError(f"The cadence weight must be 0 or more: {cadence_weight}")
+    if not math.isfinite(parallel_weight) or parallel_weight < 0:
+        raise ValueError(f"The parallel weight must be 0 or more: {parallel_weight}")
     keras.utils.set_random_seed(seed)
     started = time.time()
     train_ex = make_examples(dataset, config, "train")
@@ -185,7 +190,8 @@ def train(dataset: NoteDataset, config: ModelConfig, out: Path, *, epochs: int =
 
         shutil.rmtree(backup)
     train_batches = WindowBatches(train_ex, config, train=True, seed=seed, steps=steps_per_epoch,
-                                  style_weights=style_weights, cadence_weight=cadence_weight)
+                                  style_weights=style_weights, cadence_weight=cadence_weight,
+                                  parallel_weight=parallel_weight)
     if config.own_samples > 0:
         train_batches.predict = lambda inputs: {name: keras.ops.convert_to_numpy(value)
                                                 for name, value in model(inputs, training=False).items()}
@@ -262,6 +268,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="no training: copy --init to --out with its style statistics computed again")
     parser.add_argument("--oversample", nargs="*", default=[], metavar="STYLE=WEIGHT",
                         help="draw a style's training windows WEIGHT times per pass (e.g. fiddle=2)")
+    parser.add_argument("--parallel-weight", type=float, default=1.0,
+                        help="draw the notes whose pitches could make parallels this many times per pass "
+                             "(a config with unlikelihood)")
     parser.add_argument("--cadence-weight", type=float, default=1.0,
                         help="draw the notes within 2 beats of a cadence (phrase end, last note) this many times")
     parser.add_argument("--max-minutes", type=float, help="stop after the epoch that passes this budget")
@@ -302,7 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     result = train(dataset, config, args.out, epochs=args.epochs, patience=args.patience,
                    steps_per_epoch=args.steps_per_epoch, resume=args.resume, seed=args.seed,
                    max_minutes=args.max_minutes, verbose=args.verbose, init=args.init, warm=args.warm_start,
-                   style_weights=style_weights, cadence_weight=args.cadence_weight)
+                   style_weights=style_weights, cadence_weight=args.cadence_weight,
+                   parallel_weight=args.parallel_weight)
     print(f"Saved {result.model_path} after {result.seconds:.0f} s")
     return 0
 

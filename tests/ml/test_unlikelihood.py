@@ -22,9 +22,9 @@ def chords(*columns: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     return onset, np.concatenate([np.array(c) for c in columns])
 
 
-def avoided(onset: np.ndarray, pitch: np.ndarray, note: int) -> set[int]:
+def avoided(onset: np.ndarray, pitch: np.ndarray, note: int, duration: np.ndarray | None = None) -> set[int]:
     """The pitches `parallel_slots` marks for note `note` (as `parallel_mask` reads them)."""
-    classes, sides, previous = parallel_slots(onset, pitch)
+    classes, sides, previous = parallel_slots(onset, pitch, duration)
     return {x for x in range(128) for c, s in zip(classes[note], sides[note])
             if c >= 0 and x % 12 == c and s * (x - previous[note]) > 0}
 
@@ -41,6 +41,15 @@ def test_a_voice_that_keeps_a_fifth_or_octave_in_similar_motion_is_marked() -> N
     assert avoided(onset, pitch, 7) == {69, 81, 93, 105, 117}  # A above G4: fifths with the bass
     assert avoided(onset, pitch, 5) == {57, 69, 81, 93, 105, 117}  # the tenor too, had it moved up to an A
     assert avoided(onset, pitch, 6) == set()  # the alto, a third above the bass, over a tenor that held
+
+
+def test_a_note_held_into_the_next_chord_is_a_voice_that_stays() -> None:
+    # C3 E3 G3, then D3 and A3 struck while E3 holds: A3 moves in fifths with the bass, over a held voice.
+    onset, pitch = np.array([0.0, 0, 0, 1, 1]), np.array([48, 52, 55, 50, 57])
+    held = np.array([1.0, 2.0, 1.0, 1.0, 1.0])
+    assert avoided(onset, pitch, 4, held) == {57, 69, 81, 93, 105, 117}
+    assert avoided(onset, pitch, 4) == set()  # read as struck notes alone, three then two: nothing known
+    assert avoided(onset, pitch, 4, np.ones(5)) == set()  # E3 released: two voices then three
 
 
 def test_oblique_motion_other_intervals_and_chords_of_other_sizes_mark_nothing() -> None:
@@ -93,3 +102,17 @@ def test_a_model_trains_with_it_in_the_styles_named_and_keeps_the_setting(tmp_pa
     kept = load_model(result.model_path).config
     assert kept.unlikelihood == 0.5 and kept.unlikelihood_styles == (style,)
     assert ModelConfig.from_dict(kept.to_dict()) == kept
+
+
+def test_the_notes_the_loss_speaks_of_can_be_drawn_more_often() -> None:
+    dataset = tiny_dataset()
+    config = replace(tiny_config(dataset), unlikelihood=1.0)
+    examples = make_examples(dataset, config, "train")
+    examples.parallel_class[:] = -1
+    marked = examples.targets[[2, 5]]
+    examples.parallel_class[marked, 0] = 9
+    order = WindowBatches(examples, config, train=True, seed=1, parallel_weight=3.0)._order
+    counts = np.bincount(order, minlength=len(examples))
+    assert counts[[2, 5]].tolist() == [3, 3] and set(np.delete(counts, [2, 5]).tolist()) == {1}
+    with pytest.raises(ValueError, match="parallel weight"):
+        train(dataset, config, Path("unused.keras"), parallel_weight=-1.0)
