@@ -116,3 +116,17 @@ def test_the_notes_the_loss_speaks_of_can_be_drawn_more_often() -> None:
     assert counts[[2, 5]].tolist() == [3, 3] and set(np.delete(counts, [2, 5]).tolist()) == {1}
     with pytest.raises(ValueError, match="parallel weight"):
         train(dataset, config, Path("unused.keras"), parallel_weight=-1.0)
+
+
+def test_the_report_counts_the_top_line_s_repeated_notes() -> None:
+    from ml.data.notes import NoteSequence
+    from ml.evaluation.voice_leading import top_line_repeats
+
+    # Chords under a top line C5 C5 D5 E5 (one repeat in three moves), and a piece of one note.
+    onset, pitch = chords((48, 72), (50, 72), (52, 74), (53, 76))
+    seq = NoteSequence.from_notes(onset * 0.5, pitch, np.full(len(pitch), 0.5), np.full(len(pitch), 80),
+                                  tempo_bpm=120.0, time_signature=(4, 4))
+    single = NoteSequence.from_notes(np.zeros(1), np.array([60]), np.ones(1), np.full(1, 80), tempo_bpm=120.0,
+                                     time_signature=(4, 4))
+    assert top_line_repeats([seq]) == pytest.approx(1 / 3)
+    assert top_line_repeats([seq, single]) == pytest.approx(1 / 3)
