@@ -465,7 +465,7 @@ class WindowBatches(keras.utils.PyDataset):
         # notes): `cadence_weight` draws those within CADENCE_NEAR_BEATS of a cadence more often.
         near = examples.cadence[examples.targets] % CADENCE_CLASSES <= cadence_class(CADENCE_NEAR_BEATS)
         self.weights[near] *= cadence_weight
-        # The notes some of whose pitches would make parallels are few too (8% of a chorale's):
+        # The notes some of whose pitches would make parallels are few too (19% of a chorale's):
         # `parallel_weight` draws them more often where the second pitch loss speaks of them.
         if len(examples.parallel_class):
             self.weights[(examples.parallel_class[examples.targets] >= 0).any(axis=1)] *= parallel_weight
