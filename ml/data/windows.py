@@ -182,13 +182,13 @@ def parallel_slots(onset: np.ndarray, pitch: np.ndarray, duration: np.ndarray | 
         at, first = onset[struck[0]], max(0, int(struck[0]) - HELD_LOOKBACK)
         held = first + np.flatnonzero((onset[first:struck[0]] < at - 1e-6) & (end[first:struck[0]] > at + 1e-6))
         notes = np.concatenate([held, struck])
-        order = np.lexsort((np.arange(len(notes)), pitch[notes]))
+        order = np.argsort(pitch[notes], kind="stable")
         return pitch[notes][order], np.concatenate([np.full(len(held), -1), struck])[order]
 
     before = sounding(0)
     for k in range(1, len(groups)):
         now = sounding(k)
-        old, (new, note) = before[0], now
+        (old, _), (new, note) = before, now
         before = now
         if len(new) != len(old) or len(new) < 2:
             continue

@@ -26,11 +26,11 @@ from ml.data.notes import NoteSequence
 
 def top_line_repeats(pieces: list[NoteSequence]) -> float:
     """The share of the top line's moves (highest note of each onset) that repeat its note, over pieces."""
+    from ml.evaluation.form_metrics import _top_line
+
     shares = []
     for seq in pieces:
-        onset = np.round(seq.start.astype(np.float64), 4)
-        starts = np.unique(onset)
-        top = np.array([seq.pitch[onset == s].max() for s in starts])
+        top, _ = _top_line(seq)
         if len(top) > 1:
             shares.append(float((np.diff(top) == 0).mean()))
     return float(np.mean(shares)) if shares else float("nan")
