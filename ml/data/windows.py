@@ -208,7 +208,10 @@ def parallel_slots(onset: np.ndarray, pitch: np.ndarray, duration: np.ndarray | 
 
 def parallel_mask(ex: Examples, target: np.ndarray, shift: np.ndarray) -> np.ndarray:
     """bool [examples, PITCHES]: the pitches that would put each target note in parallels with a voice
-    below it (`parallel_slots`), moved by `shift`; the composer's own note is never among them."""
+    below it (`parallel_slots`), moved by `shift`; the composer's own note is never among them.
+    Nothing is marked where the examples carry no such sets (a config without `unlikelihood`)."""
+    if not len(ex.parallel_class):
+        return np.zeros((len(target), PITCHES), bool)
     x = np.arange(PITCHES)[None, None, :]
     classes = ex.parallel_class[target].astype(np.int64)[:, :, None]
     sides = ex.parallel_side[target].astype(np.int64)[:, :, None]
@@ -346,6 +349,29 @@ def noisy(values: np.ndarray, pad: np.ndarray, share: float, rng: np.random.Gene
 
 Predict = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 
+# The heads a teacher speaks to (`ModelConfig.anchor`); the velocity stays the score's alone.
+ANCHORED_HEADS = ("pitch", "step", "duration")
+
+
+def anchored_targets(outputs: dict[str, np.ndarray], logits: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The targets of a config with `anchor`: each anchored head's row is its class, then the teacher's
+    distribution over the classes (`logits`, the teacher's outputs for the same inputs). The pitch row
+    (`batch_arrays` with `parallels`) keeps the pitches to avoid between the two, and the teacher's
+    pitch distribution loses them: what the teacher would write with the rule, renormalised."""
+    out = dict(outputs)
+    for name in ANCHORED_HEADS:
+        z = np.asarray(logits[name], dtype=np.float64)
+        p = np.exp(z - z.max(axis=1, keepdims=True))
+        target = outputs[name]
+        if name == "pitch":
+            p *= 1.0 - target[:, 1:]
+            p /= np.maximum(p.sum(axis=1, keepdims=True), 1e-12)
+            out[name] = np.concatenate([target, p.astype(np.float32)], axis=1)
+        else:
+            p /= p.sum(axis=1, keepdims=True)
+            out[name] = np.concatenate([np.asarray(target, np.float32)[:, None], p.astype(np.float32)], axis=1)
+    return out
+
 
 def own_samples(ex: Examples, rows: np.ndarray, config: ModelConfig, inputs: dict[str, np.ndarray],
                 predict: Predict, share: float, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -452,9 +478,12 @@ class WindowBatches(keras.utils.PyDataset):
         super().__init__()
         self.ex, self.config, self.train, self.seed = examples, config, train, seed
         self.conditioned = conditioned
-        self.parallels = config.unlikelihood > 0  # the pitch target carries the pitches to avoid
+        # The pitch target carries the pitches to avoid (unlikelihood; with a teacher, always: zeros).
+        self.parallels = config.unlikelihood > 0 or config.anchor > 0
         # What the network predicts for some inputs: set by training when the config asks for its own samples.
         self.predict: Predict | None = None
+        # The logits of a frozen teacher for some inputs: set by training when the config has an `anchor`.
+        self.teacher: Predict | None = None
         self.epoch = 0
         self.steps = steps
         # Per example, how often an epoch draws it: 1, or its style's weight (oversampling).
@@ -492,11 +521,14 @@ class WindowBatches(keras.utils.PyDataset):
                                            parallels=self.parallels)
             if self.predict is not None and self.config.own_samples > 0:
                 inputs = own_samples(self.ex, rows, self.config, inputs, self.predict, self.config.own_samples, rng)
-            return inputs, outputs
-        if self.conditioned:
-            return batch_arrays(self.ex, rows, self.config, np.random.default_rng((self.seed, i)), transpose=False,
-                                parallels=self.parallels)
-        return batch_arrays(self.ex, rows, self.config, None, parallels=self.parallels)
+        elif self.conditioned:
+            inputs, outputs = batch_arrays(self.ex, rows, self.config, np.random.default_rng((self.seed, i)),
+                                           transpose=False, parallels=self.parallels)
+        else:
+            inputs, outputs = batch_arrays(self.ex, rows, self.config, None, parallels=self.parallels)
+        if self.teacher is not None:
+            outputs = anchored_targets(outputs, self.teacher(inputs))
+        return inputs, outputs
 
     def on_epoch_end(self) -> None:
         self.epoch += 1
@@ -526,6 +558,11 @@ def as_tf_dataset(batches: WindowBatches) -> Any:
         "pitch": pitch_spec, "step": tf.TensorSpec((None,), tf.int32),
         "duration": tf.TensorSpec((None,), tf.int32), "velocity": tf.TensorSpec((None, 1), tf.float32),
     }
+    if batches.teacher is not None:  # each anchored head: its class, then the teacher's distribution
+        times = len(c.time_grid)
+        spec_out.update(pitch=tf.TensorSpec((None, 1 + 2 * PITCHES), tf.float32),
+                        step=tf.TensorSpec((None, 1 + times), tf.float32),
+                        duration=tf.TensorSpec((None, 1 + times), tf.float32))
 
     def generate() -> Iterator[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]:
         while True:  # endless; fit() bounds each epoch with steps_per_epoch = len(batches)

@@ -6,7 +6,9 @@ Two figures per style:
   the set the training loss reads), and how many notes have such a set;
 - written alone, every constraint off (96 pieces of 30 s, seeds 5000 on), the parallels per 100 chord
   changes, the tonic endings and V–I closes (`ml.evaluation.form_metrics`, written apart from the set
-  above) and how often the top line repeats a note.
+  above) and how often the top line repeats a note;
+- with `--reference` (the model a fine-tuning started from), how far the model moved from it: the mean
+  KL divergence of its pitch and step distributions from the reference's on the same validation notes.
 
     python -m ml.evaluation.voice_leading --model ml/pretrained/default.keras --styles chorale   # ~2 min
 """
@@ -61,6 +63,28 @@ def parallel_probability(model: Any, dataset: Any, style: str, *, notes: int = 4
             "probability": round(float(np.concatenate(mass).mean()), 4)}
 
 
+def distance_from(model: Any, reference: Any, dataset: Any, style: str, *, notes: int = 4000, seed: int = 0
+                  ) -> dict[str, float]:
+    """How far a fine-tuning moved from the model it started from: read note by note on the style's
+    validation pieces (plain, as generation reads them), the mean KL divergence of `model`'s pitch and
+    step distributions from `reference`'s, in nats."""
+    import keras
+
+    from ml.data.windows import batch_arrays, make_examples
+
+    examples = make_examples(dataset, model.config, pieces=dataset.indices("validation", style))
+    rows = np.random.default_rng(seed).permutation(len(examples))[:notes]
+    divergence: dict[str, list[np.ndarray]] = {"pitch": [], "step": []}
+    for first in range(0, len(rows), 500):
+        inputs, _ = batch_arrays(examples, rows[first:first + 500], model.config, None)
+        mine, theirs = model(inputs, training=False), reference(inputs, training=False)
+        for head, found in divergence.items():
+            p = keras.ops.convert_to_numpy(keras.ops.log_softmax(theirs[head], axis=-1)).astype(np.float64)
+            q = keras.ops.convert_to_numpy(keras.ops.log_softmax(mine[head], axis=-1)).astype(np.float64)
+            found.append((np.exp(p) * (p - q)).sum(axis=1))
+    return {f"kl_{head}": round(float(np.concatenate(found).mean()), 4) for head, found in divergence.items()}
+
+
 def written_alone(path: Path, style: str, pieces: int) -> dict[str, float]:
     """Pieces of 30 s the network writes with every constraint off: parallels, closes, top-line repeats."""
     from ml.evaluation.discriminator import generated_pieces
@@ -85,13 +109,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", type=Path, default=Path("data/corpus-1500.npz"))
     parser.add_argument("--styles", nargs="*", default=["chorale", "renaissance"])
     parser.add_argument("--pieces", type=int, default=96, help="pieces written alone per style")
+    parser.add_argument("--reference", type=Path,
+                        help="a model to measure the distance from (the one a fine-tuning started from)")
     parser.add_argument("--out", type=Path, default=Path("reports/voice_leading.json"))
     args = parser.parse_args(argv)
     dataset = NoteDataset.load(args.dataset)
     model = load_model(args.model)
+    reference = load_model(args.reference) if args.reference else None
     report: dict[str, Any] = {"model": str(args.model), "styles": {}}
     for style in args.styles:
         row = {**parallel_probability(model, dataset, style), **written_alone(args.model, style, args.pieces)}
+        if reference is not None:
+            row.update(distance_from(model, reference, dataset, style))
         report["styles"][style] = row
         print(style, json.dumps({k: round(v, 3) for k, v in row.items()}), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)

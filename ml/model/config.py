@@ -125,6 +125,12 @@ class ModelConfig:
             (Welleck et al. 2019). 0: none, the pitch target is the note alone.
         unlikelihood_styles: The styles whose notes get that loss (empty: every style): those whose
             composers avoid parallels (a string quartet doubles its lines in octaves).
+        anchor: In training, the weight of a second loss on the pitch, step and duration heads: the
+            cross-entropy against a frozen teacher's distribution for the same inputs (knowledge
+            distillation; `ml.model.train --teacher`, by default the model a fine-tuning starts from).
+            With `unlikelihood`, the pitches that would make parallels are taken out of the teacher's
+            pitch distribution first. A fine-tuning stays near its teacher wherever the data and the
+            rule say nothing new. 0: no teacher.
     """
 
     styles: tuple[str, ...]
@@ -159,6 +165,7 @@ class ModelConfig:
     own_fields: tuple[str, ...] = ("pitch", "duration")
     unlikelihood: float = 0.0
     unlikelihood_styles: tuple[str, ...] = ()
+    anchor: float = 0.0
 
     @property
     def window_inputs(self) -> tuple[str, ...]:
@@ -196,6 +203,8 @@ class ModelConfig:
             raise ValueError("input_noise must be in [0, 1).")
         if not math.isfinite(self.unlikelihood) or self.unlikelihood < 0:
             raise ValueError(f"unlikelihood must be a finite weight of 0 or more, not {self.unlikelihood!r}.")
+        if not math.isfinite(self.anchor) or self.anchor < 0:
+            raise ValueError(f"anchor must be a finite weight of 0 or more, not {self.anchor!r}.")
         if not set(self.unlikelihood_styles) <= set(self.styles):
             raise ValueError(f"unlikelihood_styles must name the model's styles, not {self.unlikelihood_styles!r}.")
         if not 0.0 <= self.own_samples <= 1.0:

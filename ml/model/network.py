@@ -326,6 +326,26 @@ def parallels_loss(weight: float) -> Any:
     return loss
 
 
+def anchored_loss(anchor: float, unlikelihood: float = 0.0, *, avoid: bool = False) -> Any:
+    """The loss of a head of a config with `anchor`: the cross-entropy of the class (the first column
+    of the target) plus `anchor` times the cross-entropy against the teacher's distribution (the last
+    columns, `ml.data.windows.anchored_targets`). With `avoid` (the pitch head) the columns between
+    mark the pitches that would make parallels, and `unlikelihood` weighs -log(1 - p) on them."""
+    def loss(y_true: Any, logits: Any) -> Any:
+        classes = logits.shape[-1]
+        note = ops.cast(y_true[:, 0], "int32")
+        teacher = ops.cast(y_true[:, -classes:], logits.dtype)
+        total = keras.losses.sparse_categorical_crossentropy(note, logits, from_logits=True)
+        total = total - anchor * ops.sum(teacher * ops.log_softmax(logits, axis=-1), axis=-1)
+        if avoid and unlikelihood:
+            marked = ops.cast(y_true[:, 1:1 + classes], logits.dtype)
+            p = ops.sum(ops.softmax(logits, axis=-1) * marked, axis=-1)
+            total = total - unlikelihood * ops.log(ops.clip(1.0 - p, 1e-6, 1.0))
+        return total
+
+    return loss
+
+
 def parallels_accuracy(y_true: Any, logits: Any) -> Any:
     """Pitch accuracy against the note in the first column of a `parallels_loss` target."""
     return ops.cast(ops.equal(ops.cast(ops.argmax(logits, axis=-1), "int32"), ops.cast(y_true[:, 0], "int32")),
@@ -336,15 +356,20 @@ def compile_model(model: NoteModel) -> None:
     c = model.config
     pitch_loss: Any = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     pitch_accuracy: Any = keras.metrics.SparseCategoricalAccuracy(name="acc")
+    time_loss: Any = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     if c.unlikelihood:
         pitch_loss = parallels_loss(c.unlikelihood)
         pitch_accuracy = keras.metrics.MeanMetricWrapper(parallels_accuracy, name="acc")
+    if c.anchor:
+        pitch_loss = anchored_loss(c.anchor, c.unlikelihood, avoid=True)
+        pitch_accuracy = keras.metrics.MeanMetricWrapper(parallels_accuracy, name="acc")
+        time_loss = anchored_loss(c.anchor)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=c.learning_rate, clipnorm=1.0),
         loss={
             "pitch": pitch_loss,
-            "step": keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            "duration": keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            "step": time_loss,
+            "duration": time_loss,
             "velocity": keras.losses.MeanSquaredError(),
         },
         loss_weights=dict(c.loss_weights),

@@ -24,7 +24,7 @@ import numpy as np
 
 from ml.data.datasets import CORPUS_STYLES, NoteDataset, corpus_dataset
 from ml.data.notes import CLOSES, close_kind
-from ml.data.windows import WindowBatches, as_tf_dataset, make_examples
+from ml.data.windows import ANCHORED_HEADS, WindowBatches, as_tf_dataset, make_examples
 from ml.model.config import METRES, ModelConfig, metre_class
 from ml.model.network import build_model, compile_model, load_model, save_model, warm_start, warm_start_from_v1
 
@@ -120,7 +120,7 @@ def train(dataset: NoteDataset, config: ModelConfig, out: Path, *, epochs: int =
           max_minutes: float | None = None, init: Path | None = None, warm: Path | None = None,
           on_epoch: Callable[[int, int, dict[str, float]], None] | None = None,
           style_weights: dict[str, float] | None = None, cadence_weight: float = 1.0,
-          parallel_weight: float = 1.0) -> TrainResult:
+          parallel_weight: float = 1.0, teacher: Path | None = None) -> TrainResult:
     """Train a model, validating every epoch and keeping the best weights.
 
     `style_weights` oversamples (or undersamples) the training windows of some styles, e.g.
@@ -128,7 +128,8 @@ def train(dataset: NoteDataset, config: ModelConfig, out: Path, *, epochs: int =
     `cadence_weight` multiplies the draws of the notes that close a phrase (within
     `CADENCE_NEAR_BEATS` of a marked phrase end or of the piece's last note). `parallel_weight`
     multiplies the draws of the notes some of whose pitches would make parallels (a config with
-    `unlikelihood`): the notes its second loss speaks of.
+    `unlikelihood`): the notes its second loss speaks of. A config with `anchor` learns beside the
+    notes from `teacher` (by default `init`), a model of the same inputs that stays frozen.
 
     `on_epoch(epoch, epochs, logs)` is called after every epoch (the admin shows it as progress).
 
@@ -142,6 +143,15 @@ def train(dataset: NoteDataset, config: ModelConfig, out: Path, *, epochs: int =
         raise ValueError(f"The cadence weight must be 0 or more: {cadence_weight}")
     if not math.isfinite(parallel_weight) or parallel_weight < 0:
         raise ValueError(f"The parallel weight must be 0 or more: {parallel_weight}")
+    teacher_model = None
+    if config.anchor:
+        teacher = teacher or init
+        if teacher is None:
+            raise ValueError("A config with an anchor needs a teacher (or --init) to stay near.")
+        teacher_model = load_model(teacher)
+        if teacher_model.config.input_names != config.input_names or teacher_model.config.window != config.window \
+                or teacher_model.config.styles != config.styles or teacher_model.config.time_grid != config.time_grid:
+            raise ValueError(f"The teacher {teacher} reads other inputs, styles or note values than this config.")
     keras.utils.set_random_seed(seed)
     started = time.time()
     train_ex = make_examples(dataset, config, "train")
@@ -197,11 +207,19 @@ def train(dataset: NoteDataset, config: ModelConfig, out: Path, *, epochs: int =
                                                 for name, value in model(inputs, training=False).items()}
     # Validation as trained: the chords and the notes after a gap shown in the training shares.
     valid_batches = WindowBatches(valid_ex, config, train=False, conditioned=True)
+    if teacher_model is not None:
+        def teach(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            out = teacher_model(inputs, training=False)
+            return {name: keras.ops.convert_to_numpy(out[name]) for name in ANCHORED_HEADS}
+
+        train_batches.teacher = valid_batches.teacher = teach
     model.fit(
         # Batches that draw the network's own samples are not prefetched ahead (as_tf_dataset): each
-        # reads the network as it is at its training step.
-        train_batches if train_batches.predict is not None else as_tf_dataset(train_batches),
-        validation_data=as_tf_dataset(valid_batches),
+        # reads the network as it is at its training step. Nor are a teacher's: tf.data would call
+        # the teacher from its own thread.
+        train_batches if train_batches.predict is not None or teacher_model is not None
+        else as_tf_dataset(train_batches),
+        validation_data=valid_batches if teacher_model is not None else as_tf_dataset(valid_batches),
         steps_per_epoch=len(train_batches), validation_steps=len(valid_batches),
         epochs=epochs, callbacks=callbacks, verbose=verbose, shuffle=False,  # WindowBatches shuffles
     )
@@ -271,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parallel-weight", type=float, default=1.0,
                         help="draw the notes whose pitches could make parallels this many times per pass "
                              "(a config with unlikelihood)")
+    parser.add_argument("--teacher", type=Path,
+                        help="the frozen model a config with anchor stays near (default: --init)")
     parser.add_argument("--cadence-weight", type=float, default=1.0,
                         help="draw the notes within 2 beats of a cadence (phrase end, last note) this many times")
     parser.add_argument("--max-minutes", type=float, help="stop after the epoch that passes this budget")
@@ -312,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
                    steps_per_epoch=args.steps_per_epoch, resume=args.resume, seed=args.seed,
                    max_minutes=args.max_minutes, verbose=args.verbose, init=args.init, warm=args.warm_start,
                    style_weights=style_weights, cadence_weight=args.cadence_weight,
-                   parallel_weight=args.parallel_weight)
+                   parallel_weight=args.parallel_weight, teacher=args.teacher)
     print(f"Saved {result.model_path} after {result.seconds:.0f} s")
     return 0
 

@@ -1,0 +1,81 @@
+"""A fine-tuning anchored to its teacher: the teacher's distributions as a second target (distillation),
+with the pitches that would make parallels taken out of them."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from ml.data.windows import anchored_targets
+from ml.evaluation.voice_leading import distance_from
+from ml.model.network import anchored_loss, build_model, load_model, save_model
+from ml.model.train import train
+from tests.tiny import tiny_config, tiny_dataset
+
+
+def test_the_targets_carry_the_teacher_s_distributions_without_the_avoided_pitches() -> None:
+    pitch = np.zeros((2, 1 + 128), np.float32)
+    pitch[:, 0] = [60, 62]
+    pitch[0, 1 + 67] = 1.0  # the first note would make parallels on G4
+    outputs = {"pitch": pitch, "step": np.array([3, 4], np.int32), "duration": np.array([5, 6], np.int32),
+               "velocity": np.zeros((2, 1), np.float32)}
+    logits = {"pitch": np.zeros((2, 128)), "step": np.log(np.array([[0.5, 0.25, 0.25]] * 2)),
+              "duration": np.zeros((2, 3))}
+    logits["pitch"][:, 67] = 5.0  # the teacher likes G4 best
+    out = anchored_targets(outputs, logits)
+    assert out["pitch"].shape == (2, 1 + 2 * 128)
+    assert out["pitch"][:, 0].tolist() == [60, 62] and out["pitch"][0, 1 + 67] == 1.0
+    first, second = out["pitch"][0, 129:], out["pitch"][1, 129:]
+    assert first[67] == 0 and first.sum() == pytest.approx(1) and first[60] == pytest.approx(1 / 127, rel=1e-5)
+    assert second[67] == pytest.approx(np.exp(5) / (np.exp(5) + 127), rel=1e-5)  # nothing taken out
+    assert out["step"][:, 0].tolist() == [3, 4] and out["step"][0, 1:] == pytest.approx([0.5, 0.25, 0.25])
+    assert out["duration"][1, 1:] == pytest.approx([1 / 3] * 3) and out["velocity"] is outputs["velocity"]
+
+
+def test_the_loss_adds_the_cross_entropy_against_the_teacher_and_the_unlikelihood() -> None:
+    logits = np.log(np.array([[0.7, 0.2, 0.1]], np.float32))
+    teacher = [0.0, 0.5, 0.5]
+    step = np.array([[1] + teacher], np.float32)
+    values = keras.ops.convert_to_numpy(anchored_loss(2.0)(step, logits))
+    assert values[0] == pytest.approx(-np.log(0.2) - 2.0 * (0.5 * np.log(0.2) + 0.5 * np.log(0.1)), rel=1e-4)
+    pitch = np.array([[1, 1, 0, 0] + teacher], np.float32)  # the note 1; pitch 0 (0.7) to avoid
+    values = keras.ops.convert_to_numpy(anchored_loss(2.0, 3.0, avoid=True)(pitch, logits))
+    expected = -np.log(0.2) - 2.0 * (0.5 * np.log(0.2) + 0.5 * np.log(0.1)) - 3.0 * np.log(0.3)
+    assert values[0] == pytest.approx(expected, rel=1e-4)
+
+
+def test_an_anchored_fine_tuning_stays_nearer_its_teacher_than_a_plain_one(tmp_path: Path) -> None:
+    dataset = tiny_dataset()
+    config = replace(tiny_config(dataset), learning_rate=0.01)
+    teacher = tmp_path / "teacher.keras"
+    save_model(build_model(config), teacher)  # untrained: a fine-tuning moves far from it
+    plain = train(dataset, config, tmp_path / "plain.keras", epochs=1, steps_per_epoch=8, verbose=0, seed=2,
+                  init=teacher)
+    anchored = train(dataset, replace(config, anchor=20.0), tmp_path / "anchored.keras", epochs=1,
+                     steps_per_epoch=8, verbose=0, seed=2, init=teacher)
+    assert np.isfinite(anchored.history[-1]["loss"]) and np.isfinite(anchored.history[-1]["val_loss"])
+    kept = load_model(anchored.model_path)
+    assert kept.config.anchor == 20.0
+    # The report's measure of how far a fine-tuning moved: nothing from itself, less anchored than plain.
+    original, moved = load_model(teacher), load_model(plain.model_path)
+    for style in dataset.styles:
+        assert distance_from(original, original, dataset, style) == {"kl_pitch": 0.0, "kl_step": 0.0}
+        near, far = distance_from(kept, original, dataset, style), distance_from(moved, original, dataset, style)
+        assert near["kl_pitch"] < 0.5 * far["kl_pitch"] and near["kl_step"] < 0.5 * far["kl_step"]
+
+
+def test_an_anchor_needs_a_teacher_that_reads_the_same_inputs(tmp_path: Path) -> None:
+    dataset = tiny_dataset()
+    config = replace(tiny_config(dataset), anchor=1.0)
+    with pytest.raises(ValueError, match="teacher"):
+        train(dataset, config, tmp_path / "a.keras", epochs=1, steps_per_epoch=1, verbose=0)
+    other = tmp_path / "other.keras"
+    save_model(build_model(replace(tiny_config(dataset), chords=not config.chords)), other)
+    with pytest.raises(ValueError, match="other inputs"):
+        train(dataset, config, tmp_path / "a.keras", epochs=1, steps_per_epoch=1, verbose=0, teacher=other)
+    with pytest.raises(ValueError, match="anchor"):
+        replace(config, anchor=-1.0)
