@@ -222,6 +222,20 @@ def parallel_mask(ex: Examples, target: np.ndarray, shift: np.ndarray) -> np.nda
     return mask
 
 
+def contrary_mask(ex: Examples, target: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """bool [examples, PITCHES]: for each target note with pitches to avoid (`parallel_mask`), the
+    pitches that move it against every voice below that it could move in parallel with (contrary
+    motion, the way out of parallels that voice-leading teaches); nothing for the other notes."""
+    out = np.zeros((len(target), PITCHES), bool)
+    if not len(ex.parallel_class):
+        return out
+    marked = ex.parallel_class[target] >= 0
+    sides = ex.parallel_side[target].astype(np.int64)[:, :, None]
+    previous = ex.parallel_from[target].astype(np.int64)[:, None, None] + shift[:, None, None]
+    against = (sides * (np.arange(PITCHES)[None, None, :] - previous) < 0) | ~marked[:, :, None]
+    return against.all(axis=1) & marked.any(axis=1)[:, None]
+
+
 def harmony_span(in_bar: np.ndarray, bar_length: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(beats from the start of its harmony span, the span's length) at each onset: half bars in
     bars of four beats or more, whole bars in shorter ones, as a progression is written."""
@@ -319,8 +333,10 @@ def batch_arrays(ex: Examples, rows: np.ndarray, config: ModelConfig, rng: np.ra
         "velocity": ex.velocity[target][:, None],
     }
     if parallels:
-        outputs["pitch"] = np.concatenate([next_pitch[:, None].astype(np.float32),
-                                           parallel_mask(ex, target, shift).astype(np.float32)], axis=1)
+        columns = [next_pitch[:, None].astype(np.float32), parallel_mask(ex, target, shift).astype(np.float32)]
+        if config.contrary:  # for the teacher's target (anchored_targets), then dropped
+            columns.append(contrary_mask(ex, target, shift).astype(np.float32))
+        outputs["pitch"] = np.concatenate(columns, axis=1)
     return inputs, outputs
 
 
@@ -357,18 +373,26 @@ def anchored_targets(outputs: dict[str, np.ndarray], logits: dict[str, np.ndarra
     """The targets of a config with `anchor`: each anchored head's row is its class, then the teacher's
     distribution over the classes (`logits`, the teacher's outputs for the same inputs). The pitch row
     (`batch_arrays` with `parallels`) keeps the pitches to avoid between the two, and the teacher's
-    pitch distribution loses them: what the teacher would write with the rule, renormalised."""
+    pitch distribution loses them: what the teacher would write with the rule, renormalised. With a
+    contrary-motion column after them (a config with `contrary`), the probability taken out goes to the
+    pitches that move against the voices below, in the teacher's proportions, and the column is dropped."""
     out = dict(outputs)
     for name in ANCHORED_HEADS:
         z = np.asarray(logits[name], dtype=np.float64)
         p = np.exp(z - z.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
         target = outputs[name]
         if name == "pitch":
-            p *= 1.0 - target[:, 1:]
-            p /= np.maximum(p.sum(axis=1, keepdims=True), 1e-12)
-            out[name] = np.concatenate([target, p.astype(np.float32)], axis=1)
+            avoid = target[:, 1:1 + PITCHES]
+            kept = p * (1.0 - avoid)
+            if target.shape[1] > 1 + PITCHES:  # `contrary`: what is taken out goes to contrary motion
+                against = p * target[:, 1 + PITCHES:] * (1.0 - avoid)
+                share = against.sum(axis=1, keepdims=True)
+                taken = (p * avoid).sum(axis=1, keepdims=True)
+                kept += np.where(share > 0, taken * against / np.maximum(share, 1e-12), 0.0)
+            kept /= np.maximum(kept.sum(axis=1, keepdims=True), 1e-12)
+            out[name] = np.concatenate([target[:, :1 + PITCHES], kept.astype(np.float32)], axis=1)
         else:
-            p /= p.sum(axis=1, keepdims=True)
             out[name] = np.concatenate([np.asarray(target, np.float32)[:, None], p.astype(np.float32)], axis=1)
     return out
 
@@ -478,8 +502,9 @@ class WindowBatches(keras.utils.PyDataset):
         super().__init__()
         self.ex, self.config, self.train, self.seed = examples, config, train, seed
         self.conditioned = conditioned
-        # The pitch target carries the pitches to avoid (unlikelihood; with a teacher, always: zeros).
-        self.parallels = config.unlikelihood > 0 or config.anchor > 0
+        # In training and its validation the pitch target carries the pitches to avoid (unlikelihood;
+        # with a teacher, always). Plain batches (the evaluation's) carry the note alone.
+        self.parallels = (config.unlikelihood > 0 or config.anchor > 0) and (train or conditioned)
         # What the network predicts for some inputs: set by training when the config asks for its own samples.
         self.predict: Predict | None = None
         # The logits of a frozen teacher for some inputs: set by training when the config has an `anchor`.

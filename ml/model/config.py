@@ -131,6 +131,9 @@ class ModelConfig:
             With `unlikelihood`, the pitches that would make parallels are taken out of the teacher's
             pitch distribution first. A fine-tuning stays near its teacher wherever the data and the
             rule say nothing new. 0: no teacher.
+        contrary: With `anchor` and `unlikelihood`, the probability the teacher gives the pitches that
+            would make parallels goes to the pitches that move against the voices below (contrary
+            motion), in the teacher's proportions, rather than to every other pitch (standing still).
     """
 
     styles: tuple[str, ...]
@@ -166,6 +169,7 @@ class ModelConfig:
     unlikelihood: float = 0.0
     unlikelihood_styles: tuple[str, ...] = ()
     anchor: float = 0.0
+    contrary: bool = False
 
     @property
     def window_inputs(self) -> tuple[str, ...]:
@@ -205,6 +209,8 @@ class ModelConfig:
             raise ValueError(f"unlikelihood must be a finite weight of 0 or more, not {self.unlikelihood!r}.")
         if not math.isfinite(self.anchor) or self.anchor < 0:
             raise ValueError(f"anchor must be a finite weight of 0 or more, not {self.anchor!r}.")
+        if self.contrary and not (self.anchor and self.unlikelihood):
+            raise ValueError("contrary moves the teacher's parallels: it needs anchor and unlikelihood.")
         if not set(self.unlikelihood_styles) <= set(self.styles):
             raise ValueError(f"unlikelihood_styles must name the model's styles, not {self.unlikelihood_styles!r}.")
         if not 0.0 <= self.own_samples <= 1.0:

@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 
-from ml.data.windows import anchored_targets
+from ml.data.windows import anchored_targets, contrary_mask, make_examples, parallel_slots
 from ml.evaluation.voice_leading import distance_from
 from ml.model.network import anchored_loss, build_model, load_model, save_model
 from ml.model.train import train
@@ -34,6 +34,30 @@ def test_the_targets_carry_the_teacher_s_distributions_without_the_avoided_pitch
     assert second[67] == pytest.approx(np.exp(5) / (np.exp(5) + 127), rel=1e-5)  # nothing taken out
     assert out["step"][:, 0].tolist() == [3, 4] and out["step"][0, 1:] == pytest.approx([0.5, 0.25, 0.25])
     assert out["duration"][1, 1:] == pytest.approx([1 / 3] * 3) and out["velocity"] is outputs["velocity"]
+
+
+def test_with_contrary_the_teacher_s_parallels_go_to_the_pitches_that_move_against_the_voice_below() -> None:
+    dataset = tiny_dataset()
+    config = replace(tiny_config(dataset), unlikelihood=1.0, anchor=1.0, contrary=True)
+    examples = make_examples(dataset, config, "train")
+    onset, pitch = np.array([0.0, 0, 1, 1]), np.array([48, 55, 50, 57])  # C3 G3 to D3 A3: fifths, up
+    examples.pitch[:4] = pitch
+    examples.parallel_class[:4], examples.parallel_side[:4], examples.parallel_from[:4] = parallel_slots(onset, pitch)
+    against = contrary_mask(examples, np.array([3, 2]), np.zeros(2, np.int64))
+    assert against[0].tolist() == [x < 55 for x in range(128)]  # below G3: against the bass, which rose
+    assert not against[1].any()  # the bass has no voice below it
+    target = np.zeros((1, 1 + 2 * 128), np.float32)
+    target[0, 0], target[0, 1 + 69], target[0, 1 + 128:1 + 128 + 128] = 57, 1.0, against[0]
+    logits = np.full((1, 128), -30.0)
+    logits[0, [69, 55, 53, 50]] = np.log([0.4, 0.3, 0.2, 0.1])  # A4 (parallel), G3 (stays), F3 and D3 (against)
+    teacher = anchored_targets({"pitch": target, "step": np.zeros(1, np.int32), "duration": np.zeros(1, np.int32)},
+                               {"pitch": logits, "step": np.zeros((1, 2)), "duration": np.zeros((1, 2))})["pitch"]
+    assert teacher.shape == (1, 1 + 2 * 128) and teacher[0, 1 + 69] == 1.0  # the mask kept, the column dropped
+    q = teacher[0, 129:]
+    assert q[69] == 0 and q[55] == pytest.approx(0.3, abs=1e-6)  # standing still gets none of it
+    assert q[53] == pytest.approx(0.2 + 0.4 * 2 / 3, abs=1e-6) and q[50] == pytest.approx(0.1 + 0.4 / 3, abs=1e-6)
+    with pytest.raises(ValueError, match="contrary"):
+        replace(config, anchor=0.0)
 
 
 def test_the_loss_adds_the_cross_entropy_against_the_teacher_and_the_unlikelihood() -> None:

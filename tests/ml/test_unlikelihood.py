@@ -73,9 +73,11 @@ def test_the_mask_never_marks_the_composer_s_own_note_and_follows_a_transpositio
     assert not mask[0, 57] and mask[0, 69] and not mask[0, 45]
     assert not mask[1, 59] and mask[1, 71] and not mask[1, 69]  # a tone higher, the same pitches moved
     # Batches carry the note and the mask in one pitch target; a config without the loss, the note alone.
-    inputs, targets = WindowBatches(examples, config, train=False)[0]
+    inputs, targets = WindowBatches(examples, config, train=False, conditioned=True)[0]
     assert targets["pitch"].shape == (len(inputs["pitch"]), 129)
     assert np.array_equal(targets["pitch"][:, 0], examples.pitch[examples.targets[:len(inputs["pitch"])]])
+    # The evaluation's plain batches carry the note alone, whatever loss the model was trained with.
+    assert WindowBatches(examples, config, train=False)[0][1]["pitch"].ndim == 1
     plain = make_examples(dataset, tiny_config(dataset), "train")
     assert WindowBatches(plain, tiny_config(dataset), train=False)[0][1]["pitch"].ndim == 1
     assert len(plain.parallel_class) == 0  # not computed where not asked for
