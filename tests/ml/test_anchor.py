@@ -76,14 +76,17 @@ def test_an_anchored_fine_tuning_stays_nearer_its_teacher_than_a_plain_one(tmp_p
     dataset = tiny_dataset()
     config = replace(tiny_config(dataset), learning_rate=0.01)
     teacher = tmp_path / "teacher.keras"
+    keras.utils.set_random_seed(0)
     save_model(build_model(config), teacher)  # untrained: a fine-tuning moves far from it
     plain = train(dataset, config, tmp_path / "plain.keras", epochs=1, steps_per_epoch=8, verbose=0, seed=2,
                   init=teacher)
-    anchored = train(dataset, replace(config, anchor=20.0), tmp_path / "anchored.keras", epochs=1,
-                     steps_per_epoch=8, verbose=0, seed=2, init=teacher)
+    # With the unlikelihood in one style, and what it takes out given to contrary motion.
+    anchoring = replace(config, anchor=50.0, unlikelihood=0.5, unlikelihood_styles=dataset.styles[:1], contrary=True)
+    anchored = train(dataset, anchoring, tmp_path / "anchored.keras", epochs=1, steps_per_epoch=8, verbose=0,
+                     seed=2, init=teacher)
     assert np.isfinite(anchored.history[-1]["loss"]) and np.isfinite(anchored.history[-1]["val_loss"])
     kept = load_model(anchored.model_path)
-    assert kept.config.anchor == 20.0
+    assert kept.config == anchoring
     # The report's measure of how far a fine-tuning moved: nothing from itself, less anchored than plain.
     original, moved = load_model(teacher), load_model(plain.model_path)
     for style in dataset.styles:
