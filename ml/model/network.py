@@ -312,20 +312,6 @@ def warm_start_from_v1(model: NoteModel, path: Path) -> list[str]:
     return copied
 
 
-def parallels_loss(weight: float) -> Any:
-    """The pitch loss of a config with `unlikelihood`: the cross-entropy of the note (the first column
-    of the target) plus `weight` times -log(1 - p), p the probability given to the pitches the rest of
-    the target marks (those that would make parallels, `ml.data.windows.parallel_mask`)."""
-    def loss(y_true: Any, logits: Any) -> Any:
-        note = ops.cast(y_true[:, 0], "int32")
-        avoid = ops.cast(y_true[:, 1:], logits.dtype)
-        cross_entropy = keras.losses.sparse_categorical_crossentropy(note, logits, from_logits=True)
-        p = ops.sum(ops.softmax(logits, axis=-1) * avoid, axis=-1)
-        return cross_entropy - weight * ops.log(ops.clip(1.0 - p, 1e-6, 1.0))
-
-    return loss
-
-
 def anchored_loss(anchor: float, unlikelihood: float = 0.0, *, avoid: bool = False) -> Any:
     """The loss of a head of a config with `anchor`: the cross-entropy of the class (the first column
     of the target) plus `anchor` times the cross-entropy against the teacher's distribution (the last
@@ -334,9 +320,10 @@ def anchored_loss(anchor: float, unlikelihood: float = 0.0, *, avoid: bool = Fal
     def loss(y_true: Any, logits: Any) -> Any:
         classes = logits.shape[-1]
         note = ops.cast(y_true[:, 0], "int32")
-        teacher = ops.cast(y_true[:, -classes:], logits.dtype)
         total = keras.losses.sparse_categorical_crossentropy(note, logits, from_logits=True)
-        total = total - anchor * ops.sum(teacher * ops.log_softmax(logits, axis=-1), axis=-1)
+        if anchor:
+            teacher = ops.cast(y_true[:, -classes:], logits.dtype)
+            total = total - anchor * ops.sum(teacher * ops.log_softmax(logits, axis=-1), axis=-1)
         if avoid and unlikelihood:
             marked = ops.cast(y_true[:, 1:1 + classes], logits.dtype)
             p = ops.sum(ops.softmax(logits, axis=-1) * marked, axis=-1)
@@ -344,6 +331,13 @@ def anchored_loss(anchor: float, unlikelihood: float = 0.0, *, avoid: bool = Fal
         return total
 
     return loss
+
+
+def parallels_loss(weight: float) -> Any:
+    """The pitch loss of a config with `unlikelihood` and no anchor: the cross-entropy of the note (the
+    first column of the target) plus `weight` times -log(1 - p), p the probability given to the pitches
+    the rest of the target marks (those that would make parallels, `ml.data.windows.parallel_mask`)."""
+    return anchored_loss(0.0, weight, avoid=True)
 
 
 def parallels_accuracy(y_true: Any, logits: Any) -> Any:
@@ -357,12 +351,10 @@ def compile_model(model: NoteModel) -> None:
     pitch_loss: Any = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     pitch_accuracy: Any = keras.metrics.SparseCategoricalAccuracy(name="acc")
     time_loss: Any = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    if c.unlikelihood:
-        pitch_loss = parallels_loss(c.unlikelihood)
-        pitch_accuracy = keras.metrics.MeanMetricWrapper(parallels_accuracy, name="acc")
-    if c.anchor:
+    if c.unlikelihood or c.anchor:  # the pitch target is a row: the note, the pitches to avoid, (the teacher's)
         pitch_loss = anchored_loss(c.anchor, c.unlikelihood, avoid=True)
         pitch_accuracy = keras.metrics.MeanMetricWrapper(parallels_accuracy, name="acc")
+    if c.anchor:
         time_loss = anchored_loss(c.anchor)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=c.learning_rate, clipnorm=1.0),
