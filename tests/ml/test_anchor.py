@@ -81,7 +81,8 @@ def test_an_anchored_fine_tuning_stays_nearer_its_teacher_than_a_plain_one(tmp_p
     plain = train(dataset, config, tmp_path / "plain.keras", epochs=1, steps_per_epoch=8, verbose=0, seed=2,
                   init=teacher)
     # With the unlikelihood in one style, and what it takes out given to contrary motion.
-    anchoring = replace(config, anchor=50.0, unlikelihood=0.5, unlikelihood_styles=tuple(dataset.styles[:1]), contrary=True)
+    anchoring = replace(config, anchor=50.0, unlikelihood=0.5, unlikelihood_styles=tuple(dataset.styles[:1]),
+                        contrary=True)
     anchored = train(dataset, anchoring, tmp_path / "anchored.keras", epochs=1, steps_per_epoch=8, verbose=0,
                      seed=2, init=teacher)
     assert np.isfinite(anchored.history[-1]["loss"]) and np.isfinite(anchored.history[-1]["val_loss"])
