@@ -206,6 +206,15 @@ def parallel_slots(onset: np.ndarray, pitch: np.ndarray, duration: np.ndarray | 
     return classes, sides, previous_note
 
 
+def _slots(ex: Examples, target: np.ndarray, shift: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The target notes' `parallel_slots`, shaped [examples, slots, 1] to meet the pitches: each slot's
+    pitch class (-1: none) and side, and the voice's previous note moved by `shift` ([examples, 1, 1])."""
+    classes = ex.parallel_class[target].astype(np.int64)[:, :, None]
+    sides = ex.parallel_side[target].astype(np.int64)[:, :, None]
+    previous = ex.parallel_from[target].astype(np.int64)[:, None, None] + shift[:, None, None]
+    return classes, sides, previous
+
+
 def parallel_mask(ex: Examples, target: np.ndarray, shift: np.ndarray) -> np.ndarray:
     """bool [examples, PITCHES]: the pitches that would put each target note in parallels with a voice
     below it (`parallel_slots`), moved by `shift`; the composer's own note is never among them.
@@ -213,9 +222,7 @@ def parallel_mask(ex: Examples, target: np.ndarray, shift: np.ndarray) -> np.nda
     if not len(ex.parallel_class):
         return np.zeros((len(target), PITCHES), bool)
     x = np.arange(PITCHES)[None, None, :]
-    classes = ex.parallel_class[target].astype(np.int64)[:, :, None]
-    sides = ex.parallel_side[target].astype(np.int64)[:, :, None]
-    previous = ex.parallel_from[target].astype(np.int64)[:, None, None] + shift[:, None, None]
+    classes, sides, previous = _slots(ex, target, shift)
     hit = (classes >= 0) & ((x - shift[:, None, None]) % 12 == classes) & (sides * (x - previous) > 0)
     mask = hit.any(axis=1)
     mask[np.arange(len(target)), np.clip(ex.pitch[target] + shift, 0, PITCHES - 1)] = False
@@ -226,14 +233,12 @@ def contrary_mask(ex: Examples, target: np.ndarray, shift: np.ndarray) -> np.nda
     """bool [examples, PITCHES]: for each target note with pitches to avoid (`parallel_mask`), the
     pitches that move it against every voice below that it could move in parallel with (contrary
     motion, the way out of parallels that voice-leading teaches); nothing for the other notes."""
-    out = np.zeros((len(target), PITCHES), bool)
     if not len(ex.parallel_class):
-        return out
-    marked = ex.parallel_class[target] >= 0
-    sides = ex.parallel_side[target].astype(np.int64)[:, :, None]
-    previous = ex.parallel_from[target].astype(np.int64)[:, None, None] + shift[:, None, None]
-    against = (sides * (np.arange(PITCHES)[None, None, :] - previous) < 0) | ~marked[:, :, None]
-    return against.all(axis=1) & marked.any(axis=1)[:, None]
+        return np.zeros((len(target), PITCHES), bool)
+    classes, sides, previous = _slots(ex, target, shift)
+    marked = classes >= 0
+    against = (sides * (np.arange(PITCHES)[None, None, :] - previous) < 0) | ~marked
+    return against.all(axis=1) & marked.any(axis=1)
 
 
 def harmony_span(in_bar: np.ndarray, bar_length: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -369,6 +374,12 @@ Predict = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 ANCHORED_HEADS = ("pitch", "step", "duration")
 
 
+def _probabilities(logits: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis of a [examples, classes] array of logits, in float64."""
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return p / p.sum(axis=1, keepdims=True)
+
+
 def anchored_targets(outputs: dict[str, np.ndarray], logits: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The targets of a config with `anchor`: each anchored head's row is its class, then the teacher's
     distribution over the classes (`logits`, the teacher's outputs for the same inputs). The pitch row
@@ -378,9 +389,7 @@ def anchored_targets(outputs: dict[str, np.ndarray], logits: dict[str, np.ndarra
     pitches that move against the voices below, in the teacher's proportions, and the column is dropped."""
     out = dict(outputs)
     for name in ANCHORED_HEADS:
-        z = np.asarray(logits[name], dtype=np.float64)
-        p = np.exp(z - z.max(axis=1, keepdims=True))
-        p /= p.sum(axis=1, keepdims=True)
+        p = _probabilities(np.asarray(logits[name], dtype=np.float64))
         target = outputs[name]
         if name == "pitch":
             avoid = target[:, 1:1 + PITCHES]
@@ -429,8 +438,7 @@ def own_samples(ex: Examples, rows: np.ndarray, config: ModelConfig, inputs: dic
         out = predict(before)
         for name in drawn_names:
             logits = np.asarray(out[name], dtype=np.float64)
-            p = np.exp(logits - logits.max(axis=1, keepdims=True))
-            cumulative = np.cumsum(p / p.sum(axis=1, keepdims=True), axis=1)
+            cumulative = np.cumsum(_probabilities(logits), axis=1)
             drawn[name][:, k] = (cumulative < rng.random((len(logits), 1))).sum(axis=1).clip(0, logits.shape[1] - 1)
     inputs = dict(inputs)
     for name in drawn_names:
@@ -561,7 +569,9 @@ class WindowBatches(keras.utils.PyDataset):
 
 
 def as_tf_dataset(batches: WindowBatches) -> Any:
-    """Wrap batches in tf.data with prefetching when TensorFlow is the backend; else return them."""
+    """Wrap batches in tf.data with prefetching when TensorFlow is the backend; else return them.
+    Batches that call a network (own samples, a teacher) are not wrapped: `ml.model.train` passes them
+    to Keras as they are."""
     if keras.backend.backend() != "tensorflow":
         return batches
     import tensorflow as tf
@@ -583,11 +593,6 @@ def as_tf_dataset(batches: WindowBatches) -> Any:
         "pitch": pitch_spec, "step": tf.TensorSpec((None,), tf.int32),
         "duration": tf.TensorSpec((None,), tf.int32), "velocity": tf.TensorSpec((None, 1), tf.float32),
     }
-    if batches.teacher is not None:  # each anchored head: its class, then the teacher's distribution
-        times = len(c.time_grid)
-        spec_out.update(pitch=tf.TensorSpec((None, 1 + 2 * PITCHES), tf.float32),
-                        step=tf.TensorSpec((None, 1 + times), tf.float32),
-                        duration=tf.TensorSpec((None, 1 + times), tf.float32))
 
     def generate() -> Iterator[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]:
         while True:  # endless; fit() bounds each epoch with steps_per_epoch = len(batches)
