@@ -23,8 +23,10 @@ from ml.model.config import (
     UNTIL_CLASSES,
     ModelConfig,
     cadence_class,
+    density_class,
     key_shift,
     metre_class,
+    onsets_per_beat,
     until_class,
 )
 
@@ -72,6 +74,8 @@ class Examples:
     parallel_class: np.ndarray = field(default_factory=lambda: np.zeros((0, PARALLEL_SLOTS), np.int8))
     parallel_side: np.ndarray = field(default_factory=lambda: np.zeros((0, PARALLEL_SLOTS), np.int8))
     parallel_from: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int16))
+    # Per example (where the config asks for it, `density`): how busy its piece is (`density_class`).
+    density: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -82,7 +86,7 @@ def make_examples(dataset: NoteDataset, config: ModelConfig, split: str | None =
     """Targets for every note of the chosen pieces (all pieces of `split` by default)."""
     chosen = dataset.indices(split) if pieces is None else np.asarray(pieces)
     style_map = np.array([config.style_index(s) if s in config.styles else -1 for s in dataset.styles])
-    targets, first, last, style, piece, metre, mode = [], [], [], [], [], [], []
+    targets, first, last, style, piece, metre, mode, density = [], [], [], [], [], [], [], []
     pitch = dataset.pitch.astype(np.int32)
     position = np.full(len(pitch), config.pad_position, np.int32)
     cadence = np.full(len(pitch), CADENCE_CLASSES - 1, np.int32)
@@ -112,6 +116,8 @@ def make_examples(dataset: NoteDataset, config: ModelConfig, split: str | None =
         piece.append(np.full(b - a, i))
         metre.append(np.full(b - a, metre_class(tuple(dataset.piece_time_signature[i]))))
         mode.append(np.full(b - a, int(dataset.piece_mode[i])))
+        if config.density:
+            density.append(np.full(b - a, int(density_class(onsets_per_beat(features["onset"])))))
 
     def cat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
         return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
@@ -124,6 +130,7 @@ def make_examples(dataset: NoteDataset, config: ModelConfig, split: str | None =
         last=cat(last, np.int64), style=cat(style, np.int32),
         piece=cat(piece, np.int32), metre=cat(metre, np.int32), mode=cat(mode, np.int32),
         parallel_class=parallel_class, parallel_side=parallel_side, parallel_from=parallel_from,
+        density=cat(density, np.int32),
     )
 
 
@@ -324,6 +331,8 @@ def batch_arrays(ex: Examples, rows: np.ndarray, config: ModelConfig, rng: np.ra
         "next_position": ex.position[target].astype(np.int32),
         "next_cadence": ex.cadence[target].astype(np.int32),
     }
+    if config.density:
+        inputs["density"] = ex.density[rows]
     if rng is not None and noise > 0:
         for name in ("pitch", "step", "duration"):
             inputs[name] = noisy(inputs[name], pad, noise, rng, within_window=name == "pitch")

@@ -33,7 +33,17 @@ from ml.generation.piece import GeneratedPiece
 from ml.generation.request import GenerationRequest
 from ml.generation.sampler import MAX_NOTES_PER_VARIATION, Batch, Line, Primer
 from ml.generation.steps import CompiledSteps
-from ml.model.config import METRES, MODE_NAMES, ModelConfig, key_shift, metre_class, read_model_info
+from ml.model.config import (
+    DENSITY_CLASSES,
+    METRES,
+    MODE_NAMES,
+    ModelConfig,
+    density_class,
+    key_shift,
+    metre_class,
+    onsets_per_beat,
+    read_model_info,
+)
 
 
 class _Network:
@@ -354,7 +364,8 @@ class Generator:
             reads_future = bool(self.writer is None and self.config.future)
             steps.reset(batch.window_arrays(), {
                 "style": self.config.style_index(request.style), "metre": metre_class(request.metre),
-                "mode": np.array([line.mode_index for line in lines], np.int32)},
+                "mode": np.array([line.mode_index for line in lines], np.int32),
+                **({"density": np.array([line.density for line in lines], np.int32)} if self.config.density else {})},
                 batch.future_arrays() if reads_future else None)
             step_logits = steps.encode(None)
             reported = -1.0
@@ -399,8 +410,10 @@ class Generator:
         else:
             tonic, mode = estimate_key(line)
         lines = [self._keyed_line(tonic, mode) for _ in seeds]
-        for voices in lines:  # a melody's close is the style's rule's, unless another was asked for
+        for voices, rng in zip(lines, rngs):  # a melody's close is the style's rule's, unless another was asked for
             voices.close = None if request.ending == "style" else request.ending
+            if config.density:
+                voices.density = self._style_density(request.style, request.metre, rng)
         melody_off = "melody" in self.off
         batch = Batch(self._sampled(request), config, float(request.tempo_bpm or line.tempo_bpm), plan, lines,
                       polyphonic=True,
@@ -429,6 +442,7 @@ class Generator:
         for line in lines:
             line.primer = passage.primer(config, line.shift)
             line.close = close
+            line.density = piece_density(passage.notes)  # the pace of the piece the bars belong to
         stats = self._stats(request.style)
         spans = self.chord_spans(request, passage.plan)
         constraints = build_constraints(self.off | {"repeats"}, chords=spans, drift=self.drift(request.style),
@@ -476,6 +490,9 @@ class Generator:
             line.close = "perfect"  # a minor key asked for closes with its leading note, as the mode promises
         else:
             line.close = self._style_close(request.style, mode, rng)
+        if config.density:  # a primer's own pace, or one drawn as the style's pieces in the metre have it
+            line.density = (piece_density(request.primer) if request.primer is not None
+                            else self._style_density(request.style, request.metre, rng))
         if request.primer is not None:
             move = 0
             if request.key != "any":  # the primer is moved into the requested key, the nearer way
@@ -500,6 +517,21 @@ class Generator:
         weights = np.array([float(counts[kind]) for kind in kinds])
         return kinds[int(rng.spawn(1)[0].choice(len(kinds), p=weights / weights.sum()))]
 
+    def _style_density(self, style: str, metre: tuple[int, int], rng: np.random.Generator) -> int:
+        """How busy a piece is (`ModelConfig.density`), drawn from the style's training pieces in the
+        metre (in every metre where none was in it), from a stream of its own like the close's."""
+        table: dict[str, dict[str, float]] = self._stats(style).get("densities") or {}
+        counts = dict(table.get(METRES[metre_class(metre)]) or {})
+        if not counts:
+            for counted in table.values():
+                for name, count in counted.items():
+                    counts[name] = counts.get(name, 0) + count
+        classes = [name for name in counts if float(counts[name]) > 0]
+        if not classes:
+            return DENSITY_CLASSES // 2
+        weights = np.array([float(counts[name]) for name in classes])
+        return int(classes[int(rng.spawn(1)[0].choice(len(classes), p=weights / weights.sum()))])
+
     def _style_key(self, style: str, rng: np.random.Generator) -> tuple[int, str]:
         """A key drawn from the keys of the style's training pieces."""
         keys = self._stats(style).get("keys") or {"0:major": 1}
@@ -507,6 +539,11 @@ class Generator:
         weights = np.array([float(keys[k]) for k in names])
         tonic, mode = names[int(rng.choice(len(names), p=weights / weights.sum()))].split(":")
         return int(tonic), mode
+
+
+def piece_density(seq: NoteSequence) -> int:
+    """How busy a piece is, as a model that reads it learnt it (`ml.model.config.density_class`)."""
+    return int(density_class(onsets_per_beat(seq.seconds_to_beats(seq.start)))) if len(seq) else DENSITY_CLASSES // 2
 
 
 # The metres of each corpus style's training pieces, counted (the corpus split of data/corpus-1500.npz;

@@ -62,6 +62,7 @@ class Line:
     primer: Primer | None
     # How it closes: "perfect", "tonic" or "open", drawn from its style's closes (None: the style's rule).
     close: str | None = None
+    density: int = 0  # how busy the piece is, for a model that reads it (`ModelConfig.density`)
     onsets: list[float] = field(default_factory=list)
     pitches: list[int] = field(default_factory=list)  # key-relative
     durations: list[float] = field(default_factory=list)

@@ -56,7 +56,8 @@ class CompiledSteps:
 
             self.vars = {key: zeros((batch, w, 12) if key == "chord" else (batch, w), key)
                          for key in self.window_inputs}
-            for key in ("style", "metre", "mode") + (("until",) if c.future else ()):
+            per_piece = ("style", "metre", "mode") + (("density",) if c.density else ())
+            for key in per_piece + (("until",) if c.future else ()):
                 self.vars[key] = zeros((batch,), key)
             for key in FUTURE_NOTE_INPUTS if c.future else ():
                 self.vars[key] = zeros((batch, c.future), key)

@@ -42,6 +42,23 @@ CHORD_INPUTS = ("chord", "next_chord")
 # the note it predicts, to the first of them.
 FUTURE_INPUTS = ("future_pitch", "future_step", "future_duration", "future_position", "until", "next_until")
 OUTPUT_NAMES = ("pitch", "step", "duration", "velocity")
+# How busy a piece is: its onsets per beat over the whole piece, in classes between these edges (a
+# chorale moving in quarters with a few eighths 1.0-1.25, one full of passing eighths 1.75-2.0).
+DENSITY_EDGES = (0.6, 0.8, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0)
+DENSITY_CLASSES = len(DENSITY_EDGES) + 1
+
+
+def density_class(rate: np.ndarray | float) -> np.ndarray:
+    """The class of DENSITY_EDGES a piece's onsets per beat fall in."""
+    value = np.asarray(rate, np.float64)
+    return np.searchsorted(np.asarray(DENSITY_EDGES), value, side="right").astype(np.int32)
+
+
+def onsets_per_beat(onset_beats: np.ndarray) -> float:
+    """Distinct onsets per beat from the first onset to the last (0 for fewer than two onsets)."""
+    starts = np.unique(np.round(np.asarray(onset_beats, np.float64), 3))
+    span = float(starts[-1] - starts[0]) if len(starts) > 1 else 0.0
+    return (len(starts) - 1) / span if span > 0 else 0.0
 
 
 def until_class(beats: np.ndarray | float) -> np.ndarray:
@@ -134,6 +151,11 @@ class ModelConfig:
         contrary: With `anchor` and `unlikelihood`, the probability the teacher gives the pitches that
             would make parallels goes to the pitches that move against the voices below (contrary
             motion), in the teacher's proportions, rather than to every other pitch (standing still).
+        density: The whole window carries how busy its piece is (`density_class` of the piece's
+            onsets per beat), as it carries the style: a piece keeps the pace it was given rather than
+            settling into the plainest one its own notes suggest. Generation draws it per piece from
+            the style's training pieces.
+        density_embedding: Width of its embedding.
     """
 
     styles: tuple[str, ...]
@@ -170,6 +192,8 @@ class ModelConfig:
     unlikelihood_styles: tuple[str, ...] = ()
     anchor: float = 0.0
     contrary: bool = False
+    density: bool = False
+    density_embedding: int = 4
 
     @property
     def window_inputs(self) -> tuple[str, ...]:
@@ -178,7 +202,8 @@ class ModelConfig:
 
     @property
     def input_names(self) -> tuple[str, ...]:
-        return INPUT_NAMES + (CHORD_INPUTS if self.chords else ()) + (FUTURE_INPUTS if self.future else ())
+        return INPUT_NAMES + (CHORD_INPUTS if self.chords else ()) + (FUTURE_INPUTS if self.future else ()) + (
+            ("density",) if self.density else ())
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "styles", tuple(self.styles))
@@ -195,7 +220,7 @@ class ModelConfig:
             raise ValueError("Give one default tempo between 20 and 300 BPM per style.")
         for name in ("window", "pitch_embedding", "time_embedding", "style_embedding", "lstm_units",
                      "lstm_layers", "batch_size", "positions", "position_embedding", "cadence_embedding",
-                     "metre_embedding", "mode_embedding", "future_units", "until_embedding"):
+                     "metre_embedding", "mode_embedding", "future_units", "until_embedding", "density_embedding"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive whole number, not {value!r}.")

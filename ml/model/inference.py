@@ -38,6 +38,8 @@ def export_weights(model: Any) -> dict[str, np.ndarray]:
     denses = ["project", "step_head", "decoder_hidden", "pitch_head", "duration_head", "velocity_head"]
     if c.future:
         embeddings.append("until_embed")
+    if c.density:
+        embeddings.append("density_embed")
     for name in embeddings:
         put(name, getattr(model, name).embeddings)
     for name in denses:
@@ -137,7 +139,8 @@ class NumpyNet:
         units = c.lstm_units
         piece = np.concatenate([self._embed("style_embed", inputs["style"]),
                                 self._embed("metre_embed", inputs["metre"]),
-                                self._embed("mode_embed", inputs["mode"])], axis=-1)
+                                self._embed("mode_embed", inputs["mode"])]
+                               + ([self._embed("density_embed", inputs["density"])] if c.density else []), axis=-1)
         window = np.asarray(inputs["pitch"]).shape[1]
         parts = [
             self._embed("pitch_embed", inputs["pitch"]),

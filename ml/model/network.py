@@ -25,6 +25,7 @@ import numpy as np
 from keras import layers, ops
 
 from ml.model.config import (
+    DENSITY_CLASSES,
     METRES,
     MODE_NAMES,
     PAD_PITCH,
@@ -54,6 +55,8 @@ class NoteModel(keras.Model):
         self.cadence_embed = layers.Embedding(c.cadence_classes + 1, c.cadence_embedding, name="cadence_embed")
         self.metre_embed = layers.Embedding(len(METRES), c.metre_embedding, name="metre_embed")
         self.mode_embed = layers.Embedding(len(MODE_NAMES), c.mode_embedding, name="mode_embed")
+        if c.density:
+            self.density_embed = layers.Embedding(DENSITY_CLASSES, c.density_embedding, name="density_embed")
         self.project = layers.Dense(c.lstm_units, activation="tanh", name="project")
         self.lstms = [
             layers.Bidirectional(
@@ -81,8 +84,11 @@ class NoteModel(keras.Model):
         Every Dense layer reads its inputs in the order `dense_inputs` lists them, new inputs
         last, so that a model with more inputs starts from one with fewer (`warm_start`).
         """
-        piece = ops.concatenate([self.style_embed(inputs["style"]), self.metre_embed(inputs["metre"]),
-                                 self.mode_embed(inputs["mode"])], axis=-1)
+        piece_parts = [self.style_embed(inputs["style"]), self.metre_embed(inputs["metre"]),
+                       self.mode_embed(inputs["mode"])]
+        if self.config.density:
+            piece_parts.append(self.density_embed(inputs["density"]))
+        piece = ops.concatenate(piece_parts, axis=-1)
         window = ops.shape(inputs["pitch"])[1]
         parts = [
             self.pitch_embed(inputs["pitch"]),
@@ -138,13 +144,14 @@ def context_size(config: ModelConfig) -> int:
     """Width of the context vector that `encode` hands to `decode`."""
     c = config
     return 2 * c.lstm_units + c.style_embedding + c.metre_embedding + c.mode_embedding + (
-        c.future_units if c.future else 0)
+        c.density_embedding if c.density else 0) + (c.future_units if c.future else 0)
 
 
 def dense_inputs(config: ModelConfig) -> dict[str, list[tuple[str, int]]]:
     """The named blocks of rows each Dense layer that reads several inputs reads, in order."""
     c = config
-    piece = [("style", c.style_embedding), ("metre", c.metre_embedding), ("mode", c.mode_embedding)]
+    piece = [("style", c.style_embedding), ("metre", c.metre_embedding), ("mode", c.mode_embedding)] + (
+        [("density", c.density_embedding)] if c.density else [])
     context = [("lstm", 2 * c.lstm_units), *piece] + ([("future", c.future_units)] if c.future else [])
     until = [("until", c.until_embedding)] if c.future else []
     return {
@@ -162,6 +169,8 @@ def dense_inputs(config: ModelConfig) -> dict[str, list[tuple[str, int]]]:
 def dummy_inputs(config: ModelConfig, batch: int) -> dict[str, np.ndarray]:
     w = config.window
     extra: dict[str, np.ndarray] = {}
+    if config.density:
+        extra["density"] = np.zeros((batch,), dtype="int32")
     if config.chords:
         extra["chord"] = np.zeros((batch, w, 12), dtype="float32")
         extra["next_chord"] = np.zeros((batch, 12), dtype="float32")

@@ -25,7 +25,7 @@ import numpy as np
 from ml.data.datasets import CORPUS_STYLES, NoteDataset, corpus_dataset
 from ml.data.notes import CLOSES, close_kind
 from ml.data.windows import ANCHORED_HEADS, WindowBatches, as_tf_dataset, make_examples
-from ml.model.config import METRES, ModelConfig, metre_class
+from ml.model.config import METRES, ModelConfig, density_class, metre_class, onsets_per_beat
 from ml.model.network import build_model, compile_model, load_model, save_model, warm_start, warm_start_from_v1
 
 
@@ -49,8 +49,23 @@ def style_stats(dataset: NoteDataset) -> dict[str, dict[str, Any]]:
                         # Training pieces per time signature class: which metres the style has learnt.
                         "metres": dict(Counter(METRES[metre_class(tuple(dataset.piece_time_signature[i]))]
                                                for i in pieces).most_common()),
-                        "closes": style_closes(dataset, pieces)}
+                        "closes": style_closes(dataset, pieces),
+                        "densities": style_densities(dataset, pieces)}
     return stats
+
+
+def style_densities(dataset: NoteDataset, pieces: np.ndarray) -> dict[str, dict[str, int]]:
+    """Per time signature class, how many of `pieces` have each `density_class` (onsets per beat):
+    a model that reads its piece's density (`ModelConfig.density`) is given one drawn from these."""
+    counts: dict[str, Counter[str]] = {}
+    for i in pieces:
+        a, b = int(dataset.offsets[i]), int(dataset.offsets[i + 1])
+        if b - a < 2:
+            continue
+        onset = np.cumsum(dataset.step_beats[a:b].astype(np.float64))
+        metre = METRES[metre_class(tuple(dataset.piece_time_signature[i]))]
+        counts.setdefault(metre, Counter())[str(int(density_class(onsets_per_beat(onset))))] += 1
+    return {metre: dict(sorted(counted.items())) for metre, counted in counts.items()}
 
 
 def style_closes(dataset: NoteDataset, pieces: np.ndarray) -> dict[str, dict[str, int]]:
