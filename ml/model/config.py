@@ -152,9 +152,10 @@ class ModelConfig:
             would make parallels goes to the pitches that move against the voices below (contrary
             motion), in the teacher's proportions, rather than to every other pitch (standing still).
         density: The whole window carries how busy its piece is (`density_class` of the piece's
-            onsets per beat), as it carries the style: a piece keeps the pace it was given rather than
-            settling into the plainest one its own notes suggest. Generation draws it per piece from
-            the style's training pieces.
+            onsets per beat), as it carries the style, so that a piece might keep the pace it was
+            given rather than settle into the plainest one its own notes suggest. Generation draws it
+            per piece from the style's training pieces. A fine-tuning of the shipped model did not
+            learn to read it (the model card's "Tried").
         density_embedding: Width of its embedding.
     """
 
