@@ -271,20 +271,28 @@ class Generator:
         writes in that notation, at a tempo that keeps every note's length in seconds: renaissance
         music learnt 3/2 and no 3/4, so a 3/4 request is written as 3/2 at twice the quarter-note
         tempo, with halved note values in the result (as editions of such music transcribe it).
+        A metre the network reads only as "other" (4/2: its class holds 9/8, 6/4 and 3/1 too) is
+        written in its named twin where the style learnt the twin from more pieces than all of its
+        "other" metres: a folk song in 4/2 moves in half notes as a 4/4 one moves in quarters (the
+        network reading "other" wrote it in quarters and eighths, as busy as its 9/8 and 6/4 tunes),
+        while Renaissance music, which learnt 4/2 from most of its pieces, stays in it.
         A request with a MIDI file to continue keeps that file's notation.
         """
         asked = request.metre
         seen = self._stats(request.style).get("metres")
-        if not seen or request.primer is not None or seen.get(METRES[metre_class(asked)], 0) > 0:
+        name = METRES[metre_class(asked)]
+        if not seen or request.primer is not None or (name != "other" and seen.get(name, 0) > 0):
             return asked, 1.0
+        # A twin must have been learnt from more pieces than the class the request falls in.
+        least = float(seen.get(name, 0))
         numerator, denominator = asked
         options = [((numerator, denominator // 2), 2.0)] if denominator % 2 == 0 else []
         options.append(((numerator, denominator * 2), 0.5))
         tempo = self._tempo(request)
         for other, factor in options:
-            name = f"{other[0]}/{other[1]}"
+            twin = f"{other[0]}/{other[1]}"
             # Only a metre the model knows by name, at a tempo a request may have.
-            if name in METRES and seen.get(name, 0) > 0 and 20 <= tempo * factor <= 300:
+            if twin in METRES and float(seen.get(twin, 0)) > least and 20 <= tempo * factor <= 300:
                 return other, factor
         return asked, 1.0
 

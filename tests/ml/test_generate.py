@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -276,6 +277,27 @@ def test_a_metre_the_style_never_learnt_is_written_in_the_notation_it_did_learn(
     midi = notes_to_midi(piece.notes)
     assert [(ts.numerator, ts.denominator) for ts in midi.time_signature_changes] == [(4, 8)]
     assert midi.get_tempo_changes()[1].tolist() == [60.0]
+
+
+def test_a_metre_read_only_as_other_is_written_in_its_twin_where_the_style_learnt_the_twin_better(
+        tiny_model_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # 4/2 has no class of its own: the network reads it as "other", with 9/8, 6/4 and 3/1.
+    generator = Generator(tiny_model_path)
+    stats: dict[str, dict[str, object]] = {"metres": {"4/4": 310, "other": 86, "3/4": 221}}
+    monkeypatch.setattr(generator, "_stats", lambda style: stats)
+    half_notes = GenerationRequest(style="alpha", seconds=16, tempo_bpm=96, time_signature=(4, 2))
+    assert generator.learnt_metre(half_notes) == ((4, 4), 0.5)  # folk: 4/4 learnt from more pieces
+    stats["metres"] = {"other": 939, "4/4": 45, "3/2": 90}
+    assert generator.learnt_metre(half_notes) == ((4, 2), 1.0)  # Renaissance music: its own 4/2
+    assert generator.learnt_metre(replace(half_notes, time_signature=(9, 8))) == ((9, 8), 1.0)  # no twin by name
+    stats["metres"] = {"4/4": 310, "other": 86, "3/2": 21}
+    assert generator.learnt_metre(replace(half_notes, time_signature=(3, 2))) == ((3, 2), 1.0)  # learnt by name
+    assert generator.learnt_metre(replace(half_notes, tempo_bpm=30)) == ((4, 2), 1.0)  # 15 BPM is no tempo
+    # Written as 4/4 at half the quarter-note tempo, the piece is notated in 4/2 at the tempo asked for.
+    stats["metres"] = {"4/4": 10, "other": 1}
+    piece = generator.generate(replace(half_notes, seed=3))[0]
+    assert (piece.notes.time_signature, piece.notes.tempo_bpm) == ((4, 2), 96.0)
+    assert piece.plan is not None and piece.plan.bar_beats == 8.0
 
 
 def test_the_loop_guard_sees_a_loop_that_would_run_on_into_a_copied_repeat() -> None:
