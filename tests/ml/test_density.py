@@ -64,7 +64,7 @@ def test_a_model_that_reads_density_starts_out_computing_what_its_source_did(tin
 def density_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     dataset = tiny_dataset()
     out = tmp_path_factory.mktemp("density") / "density.keras"
-    return train(dataset, replace(tiny_config(dataset), density=True), out, epochs=2, verbose=0).model_path
+    return train(dataset, replace(tiny_config(dataset), density=True), out, epochs=1, verbose=0).model_path
 
 
 def test_the_numpy_engine_reads_the_density_as_keras_does(density_model: Path) -> None:
