@@ -23,10 +23,9 @@ from ml.model.config import (
     UNTIL_CLASSES,
     ModelConfig,
     cadence_class,
-    density_class,
     key_shift,
     metre_class,
-    onsets_per_beat,
+    piece_density_class,
     until_class,
 )
 
@@ -117,7 +116,7 @@ def make_examples(dataset: NoteDataset, config: ModelConfig, split: str | None =
         metre.append(np.full(b - a, metre_class(tuple(dataset.piece_time_signature[i]))))
         mode.append(np.full(b - a, int(dataset.piece_mode[i])))
         if config.density:
-            density.append(np.full(b - a, int(density_class(onsets_per_beat(features["onset"])))))
+            density.append(np.full(b - a, piece_density_class(features["onset"])))
 
     def cat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
         return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import secrets
 import threading
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -38,10 +38,9 @@ from ml.model.config import (
     METRES,
     MODE_NAMES,
     ModelConfig,
-    density_class,
     key_shift,
     metre_class,
-    onsets_per_beat,
+    piece_density_class,
     read_model_info,
 )
 
@@ -519,11 +518,7 @@ class Generator:
         counts: the cadence constraint then follows the style's rule. The draw comes from a stream of
         its own (spawned from the variation's), so every other draw of the piece is what it was."""
         counts = (self._stats(style).get("closes") or {}).get(major_or_minor(mode)) or {}
-        kinds = [kind for kind in CLOSES if float(counts.get(kind, 0)) > 0]
-        if not kinds:
-            return None
-        weights = np.array([float(counts[kind]) for kind in kinds])
-        return kinds[int(rng.spawn(1)[0].choice(len(kinds), p=weights / weights.sum()))]
+        return _spawned_draw(counts, CLOSES, rng)
 
     def _style_density(self, style: str, metre: tuple[int, int], rng: np.random.Generator) -> int:
         """How busy a piece is (`ModelConfig.density`), drawn from the style's training pieces in the
@@ -534,11 +529,8 @@ class Generator:
             for counted in table.values():
                 for name, count in counted.items():
                     counts[name] = counts.get(name, 0) + count
-        classes = [name for name in counts if float(counts[name]) > 0]
-        if not classes:
-            return DENSITY_CLASSES // 2
-        weights = np.array([float(counts[name]) for name in classes])
-        return int(classes[int(rng.spawn(1)[0].choice(len(classes), p=weights / weights.sum()))])
+        drawn = _spawned_draw(counts, list(counts), rng)
+        return int(drawn) if drawn is not None else DENSITY_CLASSES // 2
 
     def _style_key(self, style: str, rng: np.random.Generator) -> tuple[int, str]:
         """A key drawn from the keys of the style's training pieces."""
@@ -549,9 +541,19 @@ class Generator:
         return int(tonic), mode
 
 
+def _spawned_draw(counts: dict[str, Any], names: Sequence[str], rng: np.random.Generator) -> str | None:
+    """One of `names` drawn as often as `counts` has it (None where none is counted), from a stream
+    spawned from `rng`, so that every other draw from `rng` is what it was without this one."""
+    kept = [name for name in names if float(counts.get(name, 0)) > 0]
+    if not kept:
+        return None
+    weights = np.array([float(counts[name]) for name in kept])
+    return kept[int(rng.spawn(1)[0].choice(len(kept), p=weights / weights.sum()))]
+
+
 def piece_density(seq: NoteSequence) -> int:
     """How busy a piece is, as a model that reads it learnt it (`ml.model.config.density_class`)."""
-    return int(density_class(onsets_per_beat(seq.seconds_to_beats(seq.start)))) if len(seq) else DENSITY_CLASSES // 2
+    return piece_density_class(seq.seconds_to_beats(seq.start)) if len(seq) else DENSITY_CLASSES // 2
 
 
 # The metres of each corpus style's training pieces, counted (the corpus split of data/corpus-1500.npz;

@@ -61,6 +61,11 @@ def onsets_per_beat(onset_beats: np.ndarray) -> float:
     return (len(starts) - 1) / span if span > 0 else 0.0
 
 
+def piece_density_class(onset_beats: np.ndarray) -> int:
+    """The `density_class` of a piece with these onsets (beats): what a model with `density` reads."""
+    return int(density_class(onsets_per_beat(onset_beats)))
+
+
 def until_class(beats: np.ndarray | float) -> np.ndarray:
     """Class of the beats from an onset to the notes after the gap (negative, unknown or none: far)."""
     value = np.asarray(beats, dtype=np.float64)

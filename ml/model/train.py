@@ -25,7 +25,7 @@ import numpy as np
 from ml.data.datasets import CORPUS_STYLES, NoteDataset, corpus_dataset
 from ml.data.notes import CLOSES, close_kind
 from ml.data.windows import ANCHORED_HEADS, WindowBatches, as_tf_dataset, make_examples
-from ml.model.config import METRES, ModelConfig, density_class, metre_class, onsets_per_beat
+from ml.model.config import METRES, ModelConfig, metre_class, piece_density_class
 from ml.model.network import build_model, compile_model, load_model, save_model, warm_start, warm_start_from_v1
 
 
@@ -64,7 +64,7 @@ def style_densities(dataset: NoteDataset, pieces: np.ndarray) -> dict[str, dict[
             continue
         onset = np.cumsum(dataset.step_beats[a:b].astype(np.float64))
         metre = METRES[metre_class(tuple(dataset.piece_time_signature[i]))]
-        counts.setdefault(metre, Counter())[str(int(density_class(onsets_per_beat(onset))))] += 1
+        counts.setdefault(metre, Counter())[str(piece_density_class(onset))] += 1
     return {metre: dict(sorted(counted.items())) for metre, counted in counts.items()}
 
 
