@@ -17,7 +17,8 @@ VENV_STAMP := .venv/.requirements-$(REQUIREMENTS_HASH)
 DEV_STAMP := .venv/.dev-requirements-$(DEV_REQUIREMENTS_HASH)
 
 .DEFAULT_GOAL := help
-.PHONY: help run install system venv dev migrate check lint test bench stress load throughput evaluate train
+.PHONY: help run install system venv dev migrate check lint test bench stress load throughput evaluate train \
+	train-scratch device-bundle
 
 help:
 	@echo "make run       install what is missing, migrate, start the site on http://$(ADDRESS)/ and one worker"
@@ -33,6 +34,8 @@ help:
 	@echo "make throughput  pieces per minute with 1, 2 and 4 worker processes -> bench/throughput.json"
 	@echo "make evaluate  model evaluation -> reports/"
 	@echo "make train     train a model on the corpus -> data/models/default.keras"
+	@echo "make train-scratch  the next model from scratch (SCRATCH_INIT= to go on from a checkpoint)"
+	@echo "make device-bundle  wheels and the corpus for training on a GPU machine -> .device/"
 
 run: install migrate
 	@ADDRESS=$(ADDRESS) .ci/serve $(PY)
@@ -105,3 +108,24 @@ evaluate: venv $(CORPUS)
 
 train: venv $(CORPUS)
 	$(PY) manage.py train --dataset $(CORPUS) --out data/models/default.keras --max-minutes 60
+
+# The next model, trained from scratch (ml/model/scratch.py; the model card's "Retraining from
+# scratch"), a session at a time on 2 CPU cores, each going on from the checkpoint the last one left.
+SCRATCH_OUT ?= data/models/scratch.keras
+SCRATCH_MINUTES ?= 100
+SCRATCH_INIT ?=
+train-scratch: venv $(CORPUS)
+	$(PY) -m ml.model.scratch --dataset $(CORPUS) --out $(SCRATCH_OUT) --minutes $(SCRATCH_MINUTES) \
+	    $(if $(SCRATCH_INIT),--init $(SCRATCH_INIT))
+
+# What a GPU machine (Python 3.12 with JAX, no Keras) needs to run `python -m ml.model.scratch`: the
+# wheels of Keras and pretty_midi with the dependencies JAX does not bring, and the corpus.
+DEVICE_PYTHON ?= 3.12
+DEVICE_WHEELS = keras==$$($(PY) -c "import importlib.metadata as m; print(m.version('keras'))") \
+	absl-py rich markdown-it-py mdurl pygments namex h5py optree ml-dtypes packaging typing-extensions \
+	pretty_midi mido six importlib_resources
+device-bundle: venv $(CORPUS)
+	rm -rf .device/wheels && mkdir -p .device/wheels
+	$(PY) -m pip download --quiet --no-deps --only-binary=:all: --python-version $(DEVICE_PYTHON) \
+	    --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --dest .device/wheels $(DEVICE_WHEELS)
+	cp $(CORPUS) .device/

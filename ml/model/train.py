@@ -130,6 +130,49 @@ class _KeepBest(keras.callbacks.Callback):
             save_model(self.model, self.path)
 
 
+CHECKPOINT_SUFFIX = ".weights.h5"
+
+
+def starting_model(dataset: NoteDataset, config: ModelConfig, *, init: Path | None = None,
+                   warm: Path | None = None, verbose: int = 0) -> Any:
+    """The model a run starts from: new weights, a saved model's (`init`, fine-tuning), or every layer
+    of an earlier model that still fits (`warm`).
+
+    `init` may also be a checkpoint of this very config (`*.weights.h5`, `save_checkpoint`): the
+    weights alone, without the optimizer state or the inference copy, a third of a `.keras` file, which
+    is what a training from scratch carried over several sessions keeps in git between them.
+    """
+    model = build_model(config, extra={"stats": style_stats(dataset)})
+    if init is not None and init.name.endswith(CHECKPOINT_SUFFIX):
+        try:
+            model.load_weights(init)
+        except ValueError as exc:
+            raise ValueError(f"{init} holds the weights of another config: {exc}") from exc
+    elif init is not None:
+        # Fine-tune a saved model: its weights, this run's data, primers and training settings.
+        start = load_model(init)
+        if start.config.styles != config.styles or start.config.window != config.window:
+            raise ValueError(f"{init} was trained with other styles or another window.")
+        model.set_weights(start.get_weights())
+    elif warm is not None:
+        # Start from every layer of an earlier model that still fits (its LSTMs, embeddings, heads).
+        try:
+            copied = warm_start(model, load_model(warm))
+        except ValueError:  # a model of the first architecture, which this code no longer builds
+            copied = warm_start_from_v1(model, warm)
+        if verbose:
+            print(f"Warm start from {warm}: {', '.join(copied) or 'no layer fits'}")
+    return model
+
+
+def save_checkpoint(source: Path, path: Path) -> None:
+    """The weights of the saved model `source` alone, for `starting_model(init=path)` to go on from."""
+    if not path.name.endswith(CHECKPOINT_SUFFIX):
+        raise ValueError(f"A checkpoint's name ends in {CHECKPOINT_SUFFIX}: {path}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    load_model(source).save_weights(path)
+
+
 def train(dataset: NoteDataset, config: ModelConfig, out: Path, *, epochs: int = 30, patience: int = 4,
           steps_per_epoch: int | None = None, resume: bool = False, seed: int = 0, verbose: int = 1,
           max_minutes: float | None = None, init: Path | None = None, warm: Path | None = None,
@@ -175,21 +218,7 @@ def train(dataset: NoteDataset, config: ModelConfig, out: Path, *, epochs: int =
         raise ValueError("The dataset has no training pieces for the model's styles.")
     if not len(valid_ex):  # tiny datasets: validate on training pieces rather than not at all
         valid_ex = train_ex
-    model = build_model(config, extra={"stats": style_stats(dataset)})
-    if init is not None:
-        # Fine-tune a saved model: its weights, this run's data, primers and training settings.
-        start = load_model(init)
-        if start.config.styles != config.styles or start.config.window != config.window:
-            raise ValueError(f"{init} was trained with other styles or another window.")
-        model.set_weights(start.get_weights())
-    elif warm is not None:
-        # Start from every layer of an earlier model that still fits (its LSTMs, embeddings, heads).
-        try:
-            copied = warm_start(model, load_model(warm))
-        except ValueError:  # a model of the first architecture, which this code no longer builds
-            copied = warm_start_from_v1(model, warm)
-        if verbose:
-            print(f"Warm start from {warm}: {', '.join(copied) or 'no layer fits'}")
+    model = starting_model(dataset, config, init=init, warm=warm, verbose=verbose)
     compile_model(model)
     out.parent.mkdir(parents=True, exist_ok=True)
     history_path = out.with_suffix(".history.json")
@@ -294,7 +323,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps-per-epoch", type=int)
     parser.add_argument("--config", type=str, help="JSON overrides for the model config")
     parser.add_argument("--resume", action="store_true")
-    parser.add_argument("--init", type=Path, help="start from the weights of a saved model (fine-tuning)")
+    parser.add_argument("--init", type=Path,
+                        help="start from the weights of a saved model (fine-tuning), or of a checkpoint of this "
+                             "config (FILE.weights.h5)")
+    parser.add_argument("--checkpoint", type=Path,
+                        help="also write the weights of --out alone to this FILE.weights.h5 (what a run carried "
+                             "over several sessions keeps between them)")
     parser.add_argument("--warm-start", type=Path,
                         help="start from the layers of a saved model that still fit this config (its LSTMs)")
     parser.add_argument("--stats-only", action="store_true",
@@ -313,6 +347,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.checkpoint and not args.checkpoint.name.endswith(CHECKPOINT_SUFFIX):
+        print(f"--checkpoint names a FILE{CHECKPOINT_SUFFIX}, not {args.checkpoint}", file=sys.stderr)
+        return 2
 
     if args.corpus:
         dataset = corpus_dataset(args.cache_dir, args.styles, args.max_pieces_per_style, args.workers)
@@ -342,6 +379,9 @@ def main(argv: list[str] | None = None) -> int:
         model.extra["stats"] = style_stats(dataset)
         save_model(model, args.out)
         print(f"Saved {args.out} with new style statistics")
+        if args.checkpoint:
+            save_checkpoint(args.out, args.checkpoint)
+            print(f"Saved {args.checkpoint}")
         return 0
     result = train(dataset, config, args.out, epochs=args.epochs, patience=args.patience,
                    steps_per_epoch=args.steps_per_epoch, resume=args.resume, seed=args.seed,
@@ -349,6 +389,9 @@ def main(argv: list[str] | None = None) -> int:
                    style_weights=style_weights, cadence_weight=args.cadence_weight,
                    parallel_weight=args.parallel_weight, teacher=args.teacher)
     print(f"Saved {result.model_path} after {result.seconds:.0f} s")
+    if args.checkpoint:
+        save_checkpoint(result.model_path, args.checkpoint)
+        print(f"Saved {args.checkpoint}")
     return 0
 
 
