@@ -114,8 +114,11 @@ train: venv $(CORPUS)
 SCRATCH_OUT ?= data/models/scratch.keras
 SCRATCH_MINUTES ?= 100
 SCRATCH_INIT ?=
+SCRATCH_SEED ?= 91
+SCRATCH_LR ?= 0.002
 train-scratch: venv $(CORPUS)
 	$(PY) -m ml.model.scratch --dataset $(CORPUS) --out $(SCRATCH_OUT) --minutes $(SCRATCH_MINUTES) \
+	    --seed $(SCRATCH_SEED) --learning-rate $(SCRATCH_LR) --checkpoint $(SCRATCH_OUT:.keras=.weights.h5) \
 	    $(if $(SCRATCH_INIT),--init $(SCRATCH_INIT))
 
 # What a GPU machine (Python 3.12 with JAX, no Keras) needs to run `python -m ml.model.scratch`: the
