@@ -9,18 +9,18 @@ import numpy as np
 import pytest
 
 from ml.model.network import load_model
-from ml.model.train import main, save_checkpoint, starting_model, train
-from tests.tiny import tiny_config, tiny_dataset
+from ml.model.train import main, save_checkpoint, starting_model
+from tests.tiny import tiny_dataset
 
 
-def test_a_checkpoint_holds_the_weights_a_later_run_starts_from(tmp_path: Path) -> None:
+def test_a_checkpoint_holds_the_weights_a_later_run_starts_from(tiny_model_path: Path, tmp_path: Path) -> None:
     dataset = tiny_dataset()
-    config = tiny_config(dataset)
-    trained = train(dataset, config, tmp_path / "first.keras", epochs=1, steps_per_epoch=2, verbose=0, seed=3)
-    checkpoint = tmp_path / "first.weights.h5"
-    save_checkpoint(trained.model_path, checkpoint)
-    assert checkpoint.stat().st_size < 0.5 * trained.model_path.stat().st_size  # no optimizer state, no copy
-    expected = load_model(trained.model_path).get_weights()
+    trained = load_model(tiny_model_path)  # trained once a session (tests/conftest.py)
+    config = trained.config
+    checkpoint = tmp_path / "tiny.weights.h5"
+    save_checkpoint(tiny_model_path, checkpoint)
+    assert checkpoint.stat().st_size < 0.5 * tiny_model_path.stat().st_size  # no optimizer state, no copy
+    expected = trained.get_weights()
     resumed = starting_model(dataset, config, init=checkpoint).get_weights()
     fresh = starting_model(dataset, config).get_weights()
     assert len(resumed) == len(expected)
@@ -28,9 +28,9 @@ def test_a_checkpoint_holds_the_weights_a_later_run_starts_from(tmp_path: Path) 
     assert not all(np.array_equal(a, b) for a, b in zip(fresh, expected))
     # The weights of another config are refused, saying why; and a checkpoint is named as one.
     with pytest.raises(ValueError, match="another config"):
-        starting_model(dataset, replace(config, lstm_units=12), init=checkpoint)
+        starting_model(dataset, replace(config, lstm_units=config.lstm_units + 4), init=checkpoint)
     with pytest.raises(ValueError, match=r"\.weights\.h5"):
-        save_checkpoint(trained.model_path, tmp_path / "first.keras.h5")
+        save_checkpoint(tiny_model_path, tmp_path / "tiny.keras.h5")
 
 
 def test_the_command_refuses_a_checkpoint_name_before_it_trains(tmp_path: Path,
