@@ -23,6 +23,7 @@ import json
 from pathlib import Path
 
 from ml.model import train
+from ml.model.network import load_model, save_model
 
 CONFIG = {
     "lstm_units": 160, "dropout": 0.3, "chords": True, "future": 16, "final_cadence": True, "density": True,
@@ -60,10 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=91)
     args = parser.parse_args(argv)
     code = train.main(arguments(args))
-    if code or not args.slim:
-        return code
-    return train.main(["--dataset", str(args.dataset), "--init", str(args.out), "--out", str(args.slim),
-                       "--stats-only"])
+    if code == 0 and args.slim:
+        save_model(load_model(args.out), args.slim)  # a loaded model is saved without the optimizer's state
+        print(f"Saved {args.slim}")
+    return code
 
 
 if __name__ == "__main__":

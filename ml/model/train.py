@@ -165,12 +165,17 @@ def starting_model(dataset: NoteDataset, config: ModelConfig, *, init: Path | No
     return model
 
 
-def save_checkpoint(source: Path, path: Path) -> None:
-    """The weights of the saved model `source` alone, for `starting_model(init=path)` to go on from."""
+def check_checkpoint_name(path: Path) -> None:
+    """ValueError unless `path` is named as a checkpoint (FILE.weights.h5)."""
     if not path.name.endswith(CHECKPOINT_SUFFIX):
         raise ValueError(f"A checkpoint's name ends in {CHECKPOINT_SUFFIX}: {path}")
+
+
+def save_checkpoint(model: Any, path: Path) -> None:
+    """The weights of `model` alone, for `starting_model(init=path)` to go on from."""
+    check_checkpoint_name(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    load_model(source).save_weights(path)
+    model.save_weights(path)
 
 
 def train(dataset: NoteDataset, config: ModelConfig, out: Path, *, epochs: int = 30, patience: int = 4,
@@ -347,9 +352,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    if args.checkpoint and not args.checkpoint.name.endswith(CHECKPOINT_SUFFIX):
-        print(f"--checkpoint names a FILE{CHECKPOINT_SUFFIX}, not {args.checkpoint}", file=sys.stderr)
-        return 2
+    if args.checkpoint:
+        try:  # before a run, not after it
+            check_checkpoint_name(args.checkpoint)
+        except ValueError as exc:
+            print(f"Bad --checkpoint: {exc}", file=sys.stderr)
+            return 2
 
     if args.corpus:
         dataset = corpus_dataset(args.cache_dir, args.styles, args.max_pieces_per_style, args.workers)
@@ -380,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         save_model(model, args.out)
         print(f"Saved {args.out} with new style statistics")
         if args.checkpoint:
-            save_checkpoint(args.out, args.checkpoint)
+            save_checkpoint(model, args.checkpoint)
             print(f"Saved {args.checkpoint}")
         return 0
     result = train(dataset, config, args.out, epochs=args.epochs, patience=args.patience,
@@ -390,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
                    parallel_weight=args.parallel_weight, teacher=args.teacher)
     print(f"Saved {result.model_path} after {result.seconds:.0f} s")
     if args.checkpoint:
-        save_checkpoint(result.model_path, args.checkpoint)
+        save_checkpoint(load_model(result.model_path), args.checkpoint)  # the best epoch, as --out holds it
         print(f"Saved {args.checkpoint}")
     return 0
 

@@ -18,7 +18,7 @@ def test_a_checkpoint_holds_the_weights_a_later_run_starts_from(tiny_model_path:
     trained = load_model(tiny_model_path)  # trained once a session (tests/conftest.py)
     config = trained.config
     checkpoint = tmp_path / "tiny.weights.h5"
-    save_checkpoint(tiny_model_path, checkpoint)
+    save_checkpoint(trained, checkpoint)
     assert checkpoint.stat().st_size < 0.5 * tiny_model_path.stat().st_size  # no optimizer state, no copy
     expected = trained.get_weights()
     resumed = starting_model(dataset, config, init=checkpoint).get_weights()
@@ -30,7 +30,7 @@ def test_a_checkpoint_holds_the_weights_a_later_run_starts_from(tiny_model_path:
     with pytest.raises(ValueError, match="another config"):
         starting_model(dataset, replace(config, lstm_units=config.lstm_units + 4), init=checkpoint)
     with pytest.raises(ValueError, match=r"\.weights\.h5"):
-        save_checkpoint(tiny_model_path, tmp_path / "tiny.keras.h5")
+        save_checkpoint(trained, tmp_path / "tiny.keras.h5")
 
 
 def test_the_command_refuses_a_checkpoint_name_before_it_trains(tmp_path: Path,
