@@ -100,7 +100,8 @@ CORPUS := data/corpus-1500.npz
 MODEL ?= ml/pretrained/default.keras
 PIECES_PER_STYLE ?= 100
 
-$(CORPUS): | $(VENV_STAMP)
+# Rebuilt when the extraction changes (from the per-style caches where their extractor version still holds).
+$(CORPUS): ml/data/datasets.py ml/data/notes.py | $(VENV_STAMP)
 	$(PY) manage.py import_dataset corpus --max-pieces-per-style 1500 --out $@
 
 evaluate: venv $(CORPUS)

@@ -21,10 +21,12 @@ from typing import Any
 import numpy as np
 
 from ml.data.dynamics import Markings, accent_of, beat_length, metric_accent, part_markings, velocities
-from ml.data.notes import MidiError, NoteSequence, chord_labels, estimate_key, notes_from_midi
+from ml.data.notes import MidiError, NoteSequence, chord_labels, notes_from_midi, piece_key
 
 # Bump when feature extraction changes, so stale caches are not reused.
-EXTRACTOR_VERSION = 7  # 7: repeats written out; 6: velocities from written dynamics, hairpins, accents and the bar
+# 8: a piece's key confirmed by its close (`piece_key`); 7: repeats written out; 6: velocities from written
+# dynamics, hairpins, accents and the bar.
+EXTRACTOR_VERSION = 8
 SPLITS = ("train", "validation", "test")
 MAX_PIECE_NOTES = 20000
 MAX_PIECE_SECONDS = 3600.0
@@ -163,7 +165,7 @@ class NoteDataset:
                                 ("velocity", seq.velocity), ("step_beats", step_beats),
                                 ("duration_beats", duration_beats), ("chord", chords)):
                 cols[key].append(values)
-            tonic, mode = estimate_key(seq)
+            tonic, mode = piece_key(seq)
             offsets.append(offsets[-1] + len(seq))
             tempo_changes += seq.tempo_changes
             tempo_offsets.append(len(tempo_changes))

@@ -277,19 +277,54 @@ def close_kind(seq: NoteSequence, tonic: int) -> str | None:
     pitch class), and the lowest sounding at the onset before, its approach (what the cadence
     constraint writes there: V in the bass; in a single line a tone of V). A tonic repeated or held
     into the final onset is a close on the tonic, not a perfect one. None for a piece with no notes."""
-    if not len(seq):
+    bass = closing_bass(seq)
+    if not bass:
         return None
-    start = np.round(seq.start.astype(np.float64), 4)
-    end = start + seq.duration.astype(np.float64)
-    onsets = np.unique(start)
-    # The lowest note sounding at the last two onsets (a held bass is still the bass).
-    bass = [int(seq.pitch[((start <= at) & (end > at + 1e-4)) | (start == at)].min()) for at in onsets[-2:]]
     if bass[-1] % 12 != tonic % 12:
         return "open"
     if len(bass) < 2:
         return "tonic"
+    onsets = np.unique(np.round(seq.start.astype(np.float64), 4))
     dominant = {7} if len(seq) >= 1.5 * len(onsets) else {2, 7, 11}
     return "perfect" if (bass[-2] - tonic) % 12 in dominant else "tonic"
+
+
+def closing_bass(seq: NoteSequence) -> list[int]:
+    """The lowest note sounding at each of the piece's last two onsets (a held bass is still the bass;
+    one where the piece has a single onset, none where it has no notes)."""
+    if not len(seq):
+        return []
+    start = np.round(seq.start.astype(np.float64), 4)
+    end = start + seq.duration.astype(np.float64)
+    onsets = np.unique(start)
+    return [int(seq.pitch[((start <= at) & (end > at + 1e-4)) | (start == at)].min()) for at in onsets[-2:]]
+
+
+# How much worse a key's profile may fit a whole piece than the best fit and still be read as its key,
+# when the piece closes on that key's tonic (`piece_key`): the Krumhansl-Schmuckler estimate reads a
+# piece in its dominant where the music dwells there (a major-key movement that modulates, a chorale
+# whose lines cadence on V); the bass of its last chord says which. 0.1 of correlation takes in those
+# readings (the estimate's misses of the corpus's chorales, folk songs and quartets are 0.05-0.08 worse
+# than the best fit at the median, 0.15-0.19 at the 90th percentile), while a piece that fits its final's
+# key much worse keeps the estimate (a half close, a tune ending on its fifth).
+FINAL_MARGIN = 0.1
+
+
+def piece_key(seq: NoteSequence) -> tuple[int, str]:
+    """The key of a whole piece, as a musician names it: the key whose tonic its bass closes on, where
+    that key fits the piece's notes within `FINAL_MARGIN` of the best fit; else the best fit
+    (`estimate_key`). For pieces read whole (the training pieces' labels, a melody to harmonise), not
+    for a fragment (a primer stops anywhere), and not for measuring how pieces close: a measure of the
+    close cannot take the key from the close."""
+    fits = key_fits(pitch_class_histogram(seq.pitch, seq.duration + 1e-3))
+    mode, tonic = (int(i) for i in np.unravel_index(int(np.argmax(fits)), fits.shape))
+    bass = closing_bass(seq)
+    if bass:
+        final = bass[-1] % 12
+        final_mode = int(np.argmax(fits[:, final]))
+        if fits[final_mode, final] >= fits[mode, tonic] - FINAL_MARGIN:
+            mode, tonic = final_mode, final
+    return tonic, _PROFILE_MODES[mode]
 
 
 def estimate_key(seq: NoteSequence) -> tuple[int, str]:
@@ -298,13 +333,24 @@ def estimate_key(seq: NoteSequence) -> tuple[int, str]:
 
 
 def estimate_key_from_histogram(histogram: np.ndarray) -> tuple[int, str]:
-    best = (-2.0, 0, "major")
-    for mode, profile in (("major", _MAJOR_PROFILE), ("minor", _MINOR_PROFILE)):
+    fits = key_fits(histogram)
+    mode, tonic = np.unravel_index(int(np.argmax(fits)), fits.shape)
+    return int(tonic), _PROFILE_MODES[int(mode)]
+
+
+_PROFILE_MODES = ("major", "minor")
+
+
+def key_fits(histogram: np.ndarray) -> np.ndarray:
+    """How well each key's Krumhansl-Kessler profile fits a pitch-class histogram: the correlation,
+    [mode (major, minor), tonic]; 0 for an empty histogram, -2 where a correlation is undefined."""
+    fits = np.zeros((2, 12))
+    if not histogram.any():
+        return fits
+    for m, profile in enumerate((_MAJOR_PROFILE, _MINOR_PROFILE)):
         for tonic in range(12):
-            r = np.corrcoef(histogram, np.roll(profile, tonic))[0, 1] if histogram.any() else 0.0
-            if r > best[0]:
-                best = (float(r), tonic, mode)
-    return best[1], best[2]
+            fits[m, tonic] = np.corrcoef(histogram, np.roll(profile, tonic))[0, 1]
+    return np.nan_to_num(fits, nan=-2.0)
 
 
 _LETTERS = "CDEFGAB"

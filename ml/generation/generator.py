@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ml.data.notes import CLOSES, NoteSequence, close_kind, estimate_key, major_or_minor, parse_key
+from ml.data.notes import CLOSES, NoteSequence, close_kind, estimate_key, major_or_minor, parse_key, piece_key
 from ml.generation.chords import ChordSpan, chord_spans, progression_key
 from ml.generation.constraints import PassingNotes, build_constraints
 from ml.generation.form import FormPlan, cadence_beat, plan_form, style_form, style_phrase_bars
@@ -414,8 +414,8 @@ class Generator:
         config = self.config
         if request.key != "any":
             tonic, mode = parse_key(request.key), request.mode
-        else:
-            tonic, mode = estimate_key(line)
+        else:  # a whole melody: the key its notes fit that it closes in
+            tonic, mode = piece_key(line)
         lines = [self._keyed_line(tonic, mode) for _ in seeds]
         for voices, rng in zip(lines, rngs):  # a melody's close is the style's rule's, unless another was asked for
             voices.close = None if request.ending == "style" else request.ending

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ml.data.notes import NoteSequence
+from ml.data.notes import NoteSequence, estimate_key
 from ml.generation.generator import Generator
 from ml.generation.harmonise import MAX_MELODY_BARS, MelodyError, melody_line, melody_notes, melody_plan
 from ml.generation.request import GenerationRequest
@@ -83,13 +83,19 @@ def test_each_melody_note_ends_where_the_next_begins() -> None:
 
 
 @pytest.fixture(scope="module")
-def harmonised() -> dict[str, list[NoteSequence]]:
-    generator = Generator(PRETRAINED)
+def generator() -> Generator:
+    """The shipped model, loaded once for the module (every constraint on)."""
+    return Generator(PRETRAINED)
+
+
+@pytest.fixture(scope="module")
+def harmonised(generator: Generator) -> dict[str, list[NoteSequence]]:
     out = {}
     for name, off in (("on", ()), ("melody off", ("melody",))):
         generator.off = frozenset(off)
         out[name] = [p.notes for p in generator.harmonise(tune(), GenerationRequest(style="chorale", seed=1,
                                                                                      variations=2))]
+    generator.off = frozenset()
     return out
 
 
@@ -161,8 +167,7 @@ def test_the_voices_under_the_melody_keep_their_ranges_and_move_in_no_parallels(
                     assert not (both_move and was % 12 in (0, 7) and now % 12 == was % 12), (before, after)
 
 
-def test_a_harmonisation_closes_as_asked() -> None:
-    generator = Generator(PRETRAINED)
+def test_a_harmonisation_closes_as_asked(generator: Generator) -> None:
     for ending in ("perfect", "tonic"):
         for seq in (p.notes for p in generator.harmonise(tune(), GenerationRequest(style="chorale", seed=3,
                                                                                    ending=ending))):
@@ -170,3 +175,17 @@ def test_a_harmonisation_closes_as_asked() -> None:
             bass = [int(seq.pitch[(start <= at) & (end > at)].min()) % 12 for at in np.unique(start)[-2:]]
             assert bass[-1] == 2  # D, the tune's tonic, in the bass
             assert ending != "perfect" or bass[0] == 9  # after A, the dominant
+
+
+def test_a_melody_is_harmonised_in_the_key_it_closes_in(generator: Generator) -> None:
+    # In F, dwelling on C: the profile estimate alone reads C major; the melody closes on F, a key its
+    # notes fit nearly as well, and is harmonised in F (`piece_key`).
+    pitches = [60, 64, 60, 64, 67, 67, 62, 65, 65, 64, 70, 60, 60, 72, 69, 65]
+    beats = [1.0] * 15 + [2.0]
+    melody = NoteSequence.from_notes(start=np.cumsum([0.0, *beats[:-1]]) * 0.6, pitch=np.array(pitches),
+                                     duration=np.array(beats) * 0.6, velocity=np.full(16, 80), tempo_bpm=100.0)
+    assert estimate_key(melody) == (0, "major")
+    piece = generator.harmonise(melody, GenerationRequest(style="chorale", seed=2, variations=1))[0]
+    assert piece.key == (5, "major")
+    lowest = [int(piece.notes.pitch[np.isclose(piece.notes.start, piece.notes.start.max())].min()) % 12]
+    assert lowest == [5]  # and closes on its tonic

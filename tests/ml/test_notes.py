@@ -14,6 +14,7 @@ from ml.data.notes import (
     notes_from_midi,
     notes_to_midi,
     parse_key,
+    piece_key,
     scale_pitch_classes,
 )
 from tests.ml.conftest import write_midi
@@ -150,3 +151,30 @@ def test_a_held_bass_is_the_bass_of_the_chords_above_it() -> None:
                                   np.array([r[2] for r in rows]), np.full(len(rows), 80), tempo_bpm=120.0)
     assert close_kind(seq, 0) == "perfect"
     assert close_kind(NoteSequence.from_notes(np.zeros(0), np.zeros(0, int), np.zeros(0), np.zeros(0, int)), 0) is None
+
+
+# Chords of four voices, the lowest the bass: F major's I, IV, V7, ii, and C major's I and V.
+F, BB, C7, DM = (41, 57, 60, 65), (46, 58, 62, 65), (48, 58, 60, 64), (50, 57, 62, 65)
+C, G = (48, 55, 60, 64), (43, 55, 59, 62)
+
+
+def test_a_piece_is_in_the_key_it_closes_in_where_its_notes_fit_that_key_nearly_as_well() -> None:
+    # In F, a phrase in F, then one dwelling in C, its dominant, then home: V7-I in F. The profile
+    # estimate reads C major (C, G and E sound most); the close says F.
+    seq = _chords(F, BB, C7, F, DM, C, G, C, DM, G, C, C7, F)
+    assert estimate_key(seq) == (0, "major")
+    assert piece_key(seq) == (5, "major")
+    assert close_kind(seq, piece_key(seq)[0]) == "perfect"
+
+
+def test_a_close_elsewhere_keeps_the_key_the_notes_fit() -> None:
+    # In C, closing on V (a half close): G major fits far worse, so the piece stays in C.
+    half = _chords(C, F, G, C, DM, G, C, F, C, DM, G)
+    assert piece_key(half) == estimate_key(half) == (0, "major")
+    # A tune in A minor closing on its tonic: both read A minor; a piece with no notes: C major, as ever.
+    a_minor = [57, 60, 64, 57, 59, 60, 62, 64, 65, 64, 62, 60, 59, 57, 56, 57]
+    seq = NoteSequence.from_notes(np.arange(len(a_minor)) * 0.5, np.array(a_minor), np.full(len(a_minor), 0.5),
+                                  np.full(len(a_minor), 80))
+    assert piece_key(seq) == estimate_key(seq) == (9, "minor")
+    empty = NoteSequence.from_notes(np.zeros(0), np.zeros(0, int), np.zeros(0), np.zeros(0, int))
+    assert piece_key(empty) == estimate_key(empty) == (0, "major")
