@@ -374,11 +374,23 @@ def _load_corpus_job(job: tuple[str, int | None, str]) -> tuple[str, NoteSequenc
 
 def score_to_notes(path: str, number: int | None, default_tempo: float) -> NoteSequence:
     """Parse a score with music21 and flatten every part into one note sequence."""
-    from music21 import converter, tempo
+    return notes_from_score(parse_score(path, number), default_tempo)
+
+
+def parse_score(path: str, number: int | None) -> Any:
+    """A score file parsed with music21 (tune `number` of an ABC file; an opus's first score)."""
+    from music21 import converter
 
     score = converter.parse(path, number=number) if number is not None else converter.parse(path)
     if hasattr(score, "scores") and not hasattr(score, "parts"):  # an Opus
         score = score.scores[0]
+    return score
+
+
+def notes_from_score(score: Any, default_tempo: float) -> NoteSequence:
+    """A parsed score's parts flattened into one note sequence, its repeats written out."""
+    from music21 import tempo
+
     score = expand_repeats(score)
     parts = list(getattr(score, "parts", [])) or [score]
     first = parts[0].flatten()

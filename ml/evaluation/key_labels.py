@@ -72,9 +72,7 @@ def check(pieces: list[tuple[NoteSequence, tuple[str, int, int | None]]]) -> dic
 
 def corpus_report(pieces_per_style: int, seed: int = 0) -> dict[str, Any]:
     """`check` over up to `pieces_per_style` corpus pieces of each style, drawn at random."""
-    from music21 import converter
-
-    from ml.data.datasets import CORPUS_STYLES, corpus_jobs, score_to_notes
+    from ml.data.datasets import CORPUS_STYLES, corpus_jobs, notes_from_score, parse_score
 
     rng = np.random.default_rng(seed)
     report: dict[str, Any] = {}
@@ -84,12 +82,10 @@ def corpus_report(pieces_per_style: int, seed: int = 0) -> dict[str, Any]:
         pieces = []
         skipped = 0
         for path, number, _ in chosen:
-            try:
-                score = converter.parse(path, number=number) if number is not None else converter.parse(path)
-                if hasattr(score, "scores") and not hasattr(score, "parts"):  # an Opus
-                    score = score.scores[0]
+            try:  # one parse: the written key is read before the notes (repeats written out) are
+                score = parse_score(path, number)
                 written = written_key(score)
-                seq = score_to_notes(path, number, CORPUS_STYLES[style][2])
+                seq = notes_from_score(score, CORPUS_STYLES[style][2])
             except Exception:  # music21's parsers raise anything; the import skips these pieces too
                 skipped += 1
                 continue
