@@ -172,6 +172,7 @@ def test_evaluate_writes_report_with_model_and_baselines(tiny_model_path: Path, 
             assert "skipped" in row or 0 <= row["generated_vs_real"]["accuracy"] <= 1
         metre = data["requests"]["per_style"][style]["metre"]
         assert set(metre) == {"4/4", "3/4", "6/8", "same_notes_as_4/4"}
+        assert set(data["requests"]["per_style"][style]["real_metre"]) == {"4/4", "3/4", "6/8"}
     markdown = (tmp_path / "evaluation.md").read_text()
     assert "Next-note scores" in markdown and "MGEval" in markdown and "loop rate" in markdown
     assert "## Form: key, metre, repetition, endings, voices" in markdown and "requested key" in markdown
@@ -204,3 +205,27 @@ def test_the_sampling_sweep_scores_each_setting_with_the_constraints_and_without
         assert row["defaults"]["per_style"].keys() == row["unconstrained"]["per_style"].keys() == {"alpha", "beta"}
         assert row["distance"] == row["defaults"]["distance"] >= 0
     assert (sweep["best"]["temperature"], sweep["best"]["top_p"]) in ((1.0, 1.0), (0.5, 0.9))
+
+
+def test_the_metre_measure_is_read_on_real_pieces_notated_in_each_metre() -> None:
+    from ml.data.datasets import NoteDataset
+    from ml.evaluation.evaluate import real_metres
+
+    def piece(lengths: list[float], bars: int, signature: tuple[int, int]) -> NoteSequence:
+        beats = np.array(lengths * bars) * 0.5  # seconds at 120 quarter notes a minute
+        step = np.concatenate([[0.0], beats[:-1]])
+        return NoteSequence(pitch=np.full(len(beats), 60), step=step, duration=beats.copy(),
+                            velocity=np.full(len(beats), 80), tempo_bpm=120.0, time_signature=signature)
+
+    waltz = piece([2.0, 1.0], 8, (3, 4))  # a half note and a quarter in every bar: the weight on beat 1
+    even = piece([1.0], 32, (4, 4))  # quarter notes: every onset of a bar weighs alike
+    dataset = NoteDataset.from_pieces(["alpha"], [("waltz", "alpha", waltz, 2), ("even", "alpha", even, 2),
+                                                 ("training", "alpha", waltz, 0)])
+    found = real_metres(dataset, ["alpha"])["alpha"]
+    assert found["3/4"]["pieces"] == 1  # the test piece alone, not the training one
+    assert found["3/4"]["downbeat_accent"] == 1.0 and found["3/4"]["in_the_other_metre"] < 1.0
+    assert found["3/4"]["follows"] is True
+    # Real music in even motion does not stand apart from 3-beat bars: the first onset wins either way.
+    assert found["4/4"]["downbeat_accent"] == found["4/4"]["in_the_other_metre"] == 1.0
+    assert found["4/4"]["follows"] is False
+    assert found["6/8"] == {"pieces": 0}
