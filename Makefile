@@ -117,10 +117,13 @@ SCRATCH_MINUTES ?= 100
 SCRATCH_INIT ?=
 SCRATCH_SEED ?= 91
 SCRATCH_LR ?= 0.002
+SCRATCH_TEACHER ?=
+SCRATCH_ANCHOR ?= 1.0
 train-scratch: venv $(CORPUS)
 	$(PY) -m ml.model.scratch --dataset $(CORPUS) --out $(SCRATCH_OUT) --minutes $(SCRATCH_MINUTES) \
 	    --seed $(SCRATCH_SEED) --learning-rate $(SCRATCH_LR) --checkpoint $(SCRATCH_OUT:.keras=.weights.h5) \
-	    $(if $(SCRATCH_INIT),--init $(SCRATCH_INIT))
+	    $(if $(SCRATCH_INIT),--init $(SCRATCH_INIT)) \
+	    $(if $(SCRATCH_TEACHER),--teacher $(SCRATCH_TEACHER) --anchor $(SCRATCH_ANCHOR))
 
 # What a GPU machine (Python 3.12 with JAX, no Keras) needs to run `python -m ml.model.scratch`: the
 # wheels of Keras and pretty_midi with the dependencies JAX does not bring, and the corpus.

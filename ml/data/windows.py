@@ -377,6 +377,8 @@ def noisy(values: np.ndarray, pad: np.ndarray, share: float, rng: np.random.Gene
 
 
 Predict = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
+# A teacher's logits per anchored head for some inputs, or None where it says nothing (`untaught`).
+Teach = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray] | None]
 
 # The heads a teacher speaks to (`ModelConfig.anchor`); the velocity stays the score's alone.
 ANCHORED_HEADS = ("pitch", "step", "duration")
@@ -388,15 +390,31 @@ def _probabilities(logits: np.ndarray) -> np.ndarray:
     return p / p.sum(axis=1, keepdims=True)
 
 
-def anchored_targets(outputs: dict[str, np.ndarray], logits: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def untaught(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+    """A `WindowBatches.teacher` that says nothing: anchored targets with empty teacher columns, whose
+    anchored loss is the plain cross-entropy of the notes (a teacher's run validated like any other)."""
+    return None
+
+
+def anchored_targets(outputs: dict[str, np.ndarray], logits: dict[str, np.ndarray] | None,
+                     config: ModelConfig | None = None) -> dict[str, np.ndarray]:
     """The targets of a config with `anchor`: each anchored head's row is its class, then the teacher's
     distribution over the classes (`logits`, the teacher's outputs for the same inputs). The pitch row
     (`batch_arrays` with `parallels`) keeps the pitches to avoid between the two, and the teacher's
     pitch distribution loses them: what the teacher would write with the rule, renormalised. With a
     contrary-motion column after them (a config with `contrary`), the probability taken out goes to the
-    pitches that move against the voices below, in the teacher's proportions, and the column is dropped."""
+    pitches that move against the voices below, in the teacher's proportions, and the column is dropped.
+    With no `logits` (`untaught`) the teacher's columns are zeros, as many as the `config`'s classes."""
     out = dict(outputs)
     for name in ANCHORED_HEADS:
+        if logits is None:
+            target = np.asarray(outputs[name], np.float32)
+            known = target[:, :1 + PITCHES] if name == "pitch" else target[:, None]
+            if config is None:
+                raise ValueError("Anchored targets without a teacher need the config's classes.")
+            classes = PITCHES if name == "pitch" else config.time_classes
+            out[name] = np.concatenate([known, np.zeros((len(target), classes), np.float32)], axis=1)
+            continue
         p = _probabilities(np.asarray(logits[name], dtype=np.float64))
         target = outputs[name]
         if name == "pitch":
@@ -524,7 +542,7 @@ class WindowBatches(keras.utils.PyDataset):
         # What the network predicts for some inputs: set by training when the config asks for its own samples.
         self.predict: Predict | None = None
         # The logits of a frozen teacher for some inputs: set by training when the config has an `anchor`.
-        self.teacher: Predict | None = None
+        self.teacher: Teach | None = None
         self.epoch = 0
         self.steps = steps
         # Per example, how often an epoch draws it: 1, or its style's weight (oversampling).
@@ -568,7 +586,7 @@ class WindowBatches(keras.utils.PyDataset):
         else:
             inputs, outputs = batch_arrays(self.ex, rows, self.config, None, parallels=self.parallels)
         if self.teacher is not None:
-            outputs = anchored_targets(outputs, self.teacher(inputs))
+            outputs = anchored_targets(outputs, self.teacher(inputs), self.config)
         return inputs, outputs
 
     def on_epoch_end(self) -> None:

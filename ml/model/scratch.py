@@ -45,6 +45,8 @@ CADENCE_WEIGHT = 4.0
 def arguments(args: argparse.Namespace) -> list[str]:
     """The `ml.model.train` command line of this recipe."""
     config = {"batch_size": args.batch, "learning_rate": args.learning_rate, **CONFIG}
+    if args.teacher:
+        config["anchor"] = args.anchor
     line = ["--dataset", str(args.dataset), "--out", str(args.out), "--epochs", "400", "--patience", "40",
             "--steps-per-epoch", str(args.steps), "--max-minutes", str(args.minutes), "--verbose", "2",
             "--seed", str(args.seed), "--cadence-weight", str(CADENCE_WEIGHT), "--oversample", *OVERSAMPLE,
@@ -53,6 +55,8 @@ def arguments(args: argparse.Namespace) -> list[str]:
         line += ["--init", str(args.init)]
     if args.checkpoint:
         line += ["--checkpoint", str(args.checkpoint)]
+    if args.teacher:
+        line += ["--teacher", str(args.teacher)]
     return line
 
 
@@ -68,6 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=512)
     parser.add_argument("--learning-rate", type=float, default=0.002)
     parser.add_argument("--seed", type=int, default=91)
+    parser.add_argument("--teacher", type=Path,
+                        help="learn beside the notes from this frozen model's distributions (distillation)")
+    parser.add_argument("--anchor", type=float, default=1.0,
+                        help="with --teacher, the weight of its distributions against the notes'")
     args = parser.parse_args(argv)
     code = train.main(arguments(args))
     if code == 0 and args.slim:

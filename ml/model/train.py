@@ -24,7 +24,7 @@ import numpy as np
 
 from ml.data.datasets import CORPUS_STYLES, NoteDataset, corpus_dataset
 from ml.data.notes import CLOSES, close_kind
-from ml.data.windows import ANCHORED_HEADS, WindowBatches, as_tf_dataset, make_examples
+from ml.data.windows import ANCHORED_HEADS, WindowBatches, as_tf_dataset, make_examples, untaught
 from ml.model.config import METRES, ModelConfig, metre_class, piece_density_class
 from ml.model.network import build_model, compile_model, load_model, save_model, warm_start, warm_start_from_v1
 
@@ -212,8 +212,11 @@ def train(dataset: NoteDataset, config: ModelConfig, out: Path, *, epochs: int =
         if teacher is None:
             raise ValueError("A config with an anchor needs a teacher (or --init) to stay near.")
         teacher_model = load_model(teacher)
-        if teacher_model.config.input_names != config.input_names or teacher_model.config.window != config.window \
-                or teacher_model.config.styles != config.styles or teacher_model.config.time_grid != config.time_grid:
+        # A teacher may read fewer inputs than its student (a student with the piece's density learns from
+        # a model without it), not others: it would be asked what it cannot be told.
+        if not set(teacher_model.config.input_names) <= set(config.input_names) \
+                or teacher_model.config.window != config.window or teacher_model.config.styles != config.styles \
+                or teacher_model.config.time_grid != config.time_grid:
             raise ValueError(f"The teacher {teacher} reads other inputs, styles or note values than this config.")
     keras.utils.set_random_seed(seed)
     started = time.time()
@@ -257,11 +260,17 @@ def train(dataset: NoteDataset, config: ModelConfig, out: Path, *, epochs: int =
     # Validation as trained: the chords and the notes after a gap shown in the training shares.
     valid_batches = WindowBatches(valid_ex, config, train=False, conditioned=True)
     if teacher_model is not None:
+        reads = teacher_model.config.input_names
+
         def teach(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-            out = teacher_model.predict_on_batch(inputs)  # compiled once: an eager call is three times slower
+            # compiled once: an eager call is three times slower
+            out = teacher_model.predict_on_batch({name: inputs[name] for name in reads})
             return {name: np.asarray(out[name]) for name in ANCHORED_HEADS}
 
-        train_batches.teacher = valid_batches.teacher = teach
+        train_batches.teacher = teach
+        # Validation reads the notes alone (the teacher's columns empty): its loss is the plain one, the
+        # same measure as a run without a teacher's.
+        valid_batches.teacher = untaught
     model.fit(
         # Batches that draw the network's own samples are not prefetched ahead (as_tf_dataset): each
         # reads the network as it is at its training step. Nor are a teacher's: tf.data would call

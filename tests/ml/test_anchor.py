@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 
-from ml.data.windows import anchored_targets, contrary_mask, make_examples, parallel_slots
+from ml.data.windows import WindowBatches, anchored_targets, contrary_mask, make_examples, parallel_slots, untaught
 from ml.evaluation.voice_leading import distance_from
 from ml.model.network import anchored_loss, build_model, load_model, save_model
 from ml.model.train import train
@@ -96,14 +96,47 @@ def test_an_anchored_fine_tuning_stays_nearer_its_teacher_than_a_plain_one(tmp_p
         assert near["kl_pitch"] < 0.5 * far["kl_pitch"] and near["kl_step"] < 0.5 * far["kl_step"]
 
 
-def test_an_anchor_needs_a_teacher_that_reads_the_same_inputs(tmp_path: Path) -> None:
+def test_an_anchor_needs_a_teacher_that_reads_no_input_its_student_lacks(tmp_path: Path) -> None:
     dataset = tiny_dataset()
     config = replace(tiny_config(dataset), anchor=1.0)
+    assert not config.density
     with pytest.raises(ValueError, match="teacher"):
         train(dataset, config, tmp_path / "a.keras", epochs=1, steps_per_epoch=1, verbose=0)
     other = tmp_path / "other.keras"
-    save_model(build_model(replace(tiny_config(dataset), chords=not config.chords)), other)
+    save_model(build_model(replace(tiny_config(dataset), density=True)), other)
     with pytest.raises(ValueError, match="other inputs"):
         train(dataset, config, tmp_path / "a.keras", epochs=1, steps_per_epoch=1, verbose=0, teacher=other)
     with pytest.raises(ValueError, match="anchor"):
         replace(config, anchor=-1.0)
+
+
+def test_a_student_with_an_input_its_teacher_lacks_learns_from_it_and_validates_on_the_notes_alone(
+        tmp_path: Path) -> None:
+    """Distillation into a network trained from scratch (`ml.model.scratch --teacher`): the student reads
+    the piece's density, which the teacher never had; its validation loss is the plain one, the measure of
+    a run without a teacher, so the two compare."""
+    dataset = tiny_dataset()
+    teacher = tmp_path / "teacher.keras"
+    save_model(build_model(tiny_config(dataset)), teacher)
+    student = replace(tiny_config(dataset), density=True, anchor=1.0, dropout=0.0)
+    result = train(dataset, student, tmp_path / "student.keras", epochs=1, steps_per_epoch=2, verbose=0,
+                   teacher=teacher, seed=5)
+    taught = load_model(result.model_path)
+    assert taught.config == student and "density" in taught.config.input_names
+    # An untrained teacher spreads its probability nearly evenly: its term adds about log(128) nats to
+    # the pitch loss in training, and nothing in validation.
+    last = result.history[-1]
+    assert last["pitch_loss"] - last["val_pitch_loss"] > 0.8 * np.log(128)
+    examples = make_examples(dataset, student, "validation") or make_examples(dataset, student, "train")
+    batches = WindowBatches(examples, student, train=False, conditioned=True)
+    batches.teacher = untaught
+    inputs, outputs = batches[0]
+    assert outputs["pitch"].shape[1] == 1 + 2 * 128 and not outputs["pitch"][:, 129:].any()
+    assert outputs["step"].shape[1] == 1 + student.time_classes and not outputs["step"][:, 1:].any()
+    logits = taught.predict_on_batch(inputs)
+    anchored = keras.ops.convert_to_numpy(anchored_loss(1.0)(outputs["step"], logits["step"]))
+    plain_ce = keras.ops.convert_to_numpy(keras.losses.sparse_categorical_crossentropy(
+        outputs["step"][:, 0].astype(np.int32), logits["step"], from_logits=True))
+    assert anchored == pytest.approx(plain_ce, rel=1e-5)
+    with pytest.raises(ValueError, match="classes"):
+        anchored_targets(outputs, None)
