@@ -34,7 +34,7 @@ help:
 	@echo "make throughput  pieces per minute with 1, 2 and 4 worker processes -> bench/throughput.json"
 	@echo "make evaluate  model evaluation -> reports/"
 	@echo "make train     train a model on the corpus -> data/models/default.keras"
-	@echo "make train-scratch  the next model from scratch (SCRATCH_INIT= to go on from a checkpoint)"
+	@echo "make train-scratch  the next model from scratch (SCRATCH_INIT= to go on from a checkpoint, SCRATCH_TEACHER= to distil)"
 	@echo "make device-bundle  wheels and the corpus for training on a GPU machine -> .device/"
 
 run: install migrate

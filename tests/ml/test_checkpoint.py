@@ -54,9 +54,15 @@ def test_the_scratch_recipe_is_a_training_command_line_of_a_valid_config(tmp_pat
     from ml.model.train import default_config
 
     args = argparse.Namespace(dataset=tmp_path / "d.npz", out=tmp_path / "s.keras", init=tmp_path / "c.weights.h5",
-                              checkpoint=None, minutes=6.0, steps=300, batch=2048, learning_rate=0.004, seed=91)
+                              checkpoint=None, minutes=6.0, steps=300, batch=2048, learning_rate=0.004, seed=91,
+                              teacher=None, anchor=1.0)
     line = scratch.arguments(args)
     assert line[line.index("--init") + 1] == str(tmp_path / "c.weights.h5") and "--checkpoint" not in line
     config = replace(default_config(["chorale", "folk"]), **json.loads(line[line.index("--config") + 1]))
     assert (config.lstm_units, config.dropout, config.density, config.batch_size) == (160, 0.45, True, 2048)
+    assert config.anchor == 0 and "--teacher" not in line
     assert line[line.index("--oversample") + 1:line.index("--config")] == scratch.OVERSAMPLE
+    # Distilled: the teacher named, its weight in the config.
+    taught = scratch.arguments(argparse.Namespace(**{**vars(args), "teacher": tmp_path / "t.keras", "anchor": 0.5}))
+    assert taught[taught.index("--teacher") + 1] == str(tmp_path / "t.keras")
+    assert json.loads(taught[taught.index("--config") + 1])["anchor"] == 0.5
