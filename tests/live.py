@@ -127,13 +127,13 @@ class LiveSite:
             self.users[name] = response.json()["token"]
 
     def api(self, username: str) -> requests.Session:
-        session = requests.Session()
+        session = _session()
         session.headers["Authorization"] = f"Token {self.users[username]}"
         return session
 
     def browser(self, username: str) -> requests.Session:
         """A session logged in through the login form, as a browser would be."""
-        session = requests.Session()
+        session = _session()
         page = session.get(self.url + "/accounts/login/", timeout=30)
         token = _csrf(page.text)
         response = session.post(
@@ -187,6 +187,20 @@ def _csrf(html: str) -> str:
     match = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html)
     assert match, "no CSRF token on the page"
     return match.group(1)
+
+
+def _session() -> requests.Session:
+    """A client session that, like a browser, sends an idempotent request (GET, HEAD) again on a new
+    connection when the server has closed the kept-alive one under it (gunicorn closes an idle
+    connection after 2 s; under load the close and the next request can cross: "connection reset by
+    peer"). A POST is never sent twice."""
+    from urllib3.util.retry import Retry
+
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(max_retries=Retry(total=2, connect=2, read=2, status=0, redirect=0,
+                                                              backoff_factor=0.2, raise_on_status=False))
+    session.mount("http://", adapter)
+    return session
 
 
 def form_post(session: requests.Session, url: str, data: dict[str, Any], files: dict[str, Any] | None = None,
