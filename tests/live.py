@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from urllib3.util.retry import Retry
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "a-Long-enough-pa55word"
@@ -194,8 +195,6 @@ def _session() -> requests.Session:
     connection when the server has closed the kept-alive one under it (gunicorn closes an idle
     connection after 2 s; under load the close and the next request can cross: "connection reset by
     peer"). A POST is never sent twice."""
-    from urllib3.util.retry import Retry
-
     session = requests.Session()
     adapter = requests.adapters.HTTPAdapter(max_retries=Retry(total=2, connect=2, read=2, status=0, redirect=0,
                                                               backoff_factor=0.2, raise_on_status=False))

@@ -405,13 +405,14 @@ def anchored_targets(outputs: dict[str, np.ndarray], logits: dict[str, np.ndarra
     contrary-motion column after them (a config with `contrary`), the probability taken out goes to the
     pitches that move against the voices below, in the teacher's proportions, and the column is dropped.
     With no `logits` (`untaught`) the teacher's columns are zeros, as many as the `config`'s classes."""
+    if logits is None and config is None:
+        raise ValueError("Anchored targets without a teacher need the config's classes.")
     out = dict(outputs)
     for name in ANCHORED_HEADS:
         if logits is None:
+            assert config is not None
             target = np.asarray(outputs[name], np.float32)
             known = target[:, :1 + PITCHES] if name == "pitch" else target[:, None]
-            if config is None:
-                raise ValueError("Anchored targets without a teacher need the config's classes.")
             classes = PITCHES if name == "pitch" else config.time_classes
             out[name] = np.concatenate([known, np.zeros((len(target), classes), np.float32)], axis=1)
             continue
